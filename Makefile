@@ -1,0 +1,28 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both install into .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test lock clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/driftctl demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+# Re-pin after changing dependencies: what was tested is what a fresh install gets.
+lock: $(STAMP)
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^driftctl' > constraints.txt
+
+clean:
+	rm -rf $(VENV) .driftctl

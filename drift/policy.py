@@ -1,0 +1,107 @@
+"""The drift policy: detector signals in, a typed decision (retrain, alert, hold) out.
+
+Detection is not decision. A concept drift (errors rising) or a persistent data drift
+marks a change point; the policy then waits until enough labelled records *after* the
+change exist to train on, keeps one retrain in flight, and holds during a cooldown after
+a promotion so a fresh champion is not judged on the data that replaced its predecessor.
+"""
+
+from __future__ import annotations
+
+from drift.events import Action, Decision, DriftEvent
+
+
+class DriftPolicy:
+    """Turns drift events into decisions; positions count labelled records.
+
+    >>> from drift.events import DriftEvent
+    >>> policy = DriftPolicy(min_train_rows=100, data_persistence=2, cooldown=50)
+    >>> event = DriftEvent(detector="error-adwin", kind="concept", index=5000, statistic=0.3, threshold=0.05)
+    >>> policy.on_event(event, change_at=1000, labelled=1040).action.value
+    'alert'
+    >>> policy.on_labelled(1099) is None
+    True
+    >>> decision = policy.on_labelled(1100)
+    >>> decision.action.value, decision.window
+    ('retrain', (1000, 1100))
+    >>> policy.on_event(event, change_at=1100, labelled=1120).action.value
+    'hold'
+    """
+
+    def __init__(self, *, min_train_rows: int = 1500, data_persistence: int = 2, cooldown: int = 2000):
+        if min_train_rows < 1:
+            raise ValueError(f"min_train_rows must be at least 1, got {min_train_rows!r}")
+        if data_persistence < 1:
+            raise ValueError(f"data_persistence must be at least 1, got {data_persistence!r}")
+        if cooldown < 0:
+            raise ValueError(f"cooldown must be at least 0, got {cooldown!r}")
+        self.min_train_rows = min_train_rows
+        self.data_persistence = data_persistence
+        self.cooldown = cooldown
+        self._reset()
+
+    def _reset(self) -> None:
+        self.change_at: int | None = None  # labelled position where the new regime starts
+        self.pending_events: list[str] = []
+        self.in_flight = False
+        self.cooldown_until = 0
+        self.data_streak = 0
+
+    def _blocked(self, labelled: int) -> str | None:
+        if self.in_flight:
+            return "a retrain is already in flight"
+        if labelled < self.cooldown_until:
+            return f"cooling down after a promotion until labelled record {self.cooldown_until}"
+        return None
+
+    def on_event(self, event: DriftEvent, *, change_at: int, labelled: int) -> Decision:
+        """A concept-drift event: the change is known to start at labelled position `change_at`."""
+        blocked = self._blocked(labelled)
+        if blocked:
+            return Decision(action=Action.HOLD, reason=f"{event.detector} fired but {blocked}", event_ids=(event.id,))
+        if self.change_at is None:
+            self.change_at = change_at
+        self.pending_events.append(event.id)
+        return Decision(
+            action=Action.ALERT,
+            reason=(f"{event.detector} fired at record {event.index} "
+                    f"({event.statistic:.3f} against {event.threshold:.3f}); "
+                    f"collecting {self.min_train_rows} labelled records from position {self.change_at}"),
+            event_ids=(event.id,),
+        )
+
+    def on_data_window(self, event: DriftEvent | None, *, labelled: int) -> Decision | None:
+        """One data-drift window ended: `event` is set when it drifted. Acts after
+        `data_persistence` drifting windows in a row."""
+        if event is None:
+            self.data_streak = 0
+            return None
+        self.data_streak += 1
+        if self.data_streak < self.data_persistence:
+            return Decision(action=Action.HOLD, event_ids=(event.id,),
+                            reason=f"data drift in {self.data_streak} of {self.data_persistence} windows in a row")
+        return self.on_event(event, change_at=labelled, labelled=labelled)
+
+    def on_labelled(self, labelled: int) -> Decision | None:
+        """Called as labelled records accrue; returns a retrain decision once enough exist."""
+        if self.change_at is None or self._blocked(labelled):
+            return None
+        if labelled - self.change_at < self.min_train_rows:
+            return None
+        decision = Decision(
+            action=Action.RETRAIN,
+            reason=(f"drift confirmed by {len(self.pending_events)} event(s); retraining on "
+                    f"{labelled - self.change_at} labelled records since the change"),
+            event_ids=tuple(self.pending_events),
+            window=(self.change_at, labelled),
+        )
+        self.in_flight = True
+        return decision
+
+    def on_retrain_finished(self, *, promoted: bool, labelled: int) -> None:
+        self.in_flight = False
+        self.change_at = None
+        self.pending_events = []
+        self.data_streak = 0
+        if promoted:
+            self.cooldown_until = labelled + self.cooldown

@@ -1,0 +1,208 @@
+"""`driftctl demo`: the whole loop on the embedded stack, with what happened measured."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from threadpoolctl import threadpool_limits
+
+from driftctl.ledger import Ledger
+from driftctl.settings import Settings
+from driftctl.stack import configure_environment, kafka_stack
+
+
+class DemoError(Exception):
+    """The demo could not complete its loop."""
+
+
+@dataclass
+class DemoResult:
+    records: int
+    drift_at: int
+    predictions: int
+    duplicates: int
+    dead_letters: int
+    detected_at: int | None
+    detector: str | None
+    detection_delay: int | None
+    drift_events: list[dict]
+    retrain_run_id: str | None
+    promoted_version: int | None
+    versions_served: list[int]
+    accuracy_before_drift: float | None
+    accuracy_after_drift: float | None
+    accuracy_after_promotion: float | None
+    online_accuracy_after_drift: float | None
+    seconds: float
+    outcomes: list[dict] = field(default_factory=list)
+    prediction_log: list[dict] = field(default_factory=list, repr=False)  # every prediction read back
+
+    def to_json(self) -> str:
+        return json.dumps({k: v for k, v in asdict(self).items() if k != "prediction_log"}, indent=2)
+
+
+class _Stage(threading.Thread):
+    """A stage thread that keeps its exception for the caller instead of dying quietly."""
+
+    def __init__(self, name: str, target: Callable[[], None]):
+        super().__init__(name=name, daemon=True)
+        self._run_stage = target
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._run_stage()
+        except BaseException as exc:  # surfaced by _check
+            self.error = exc
+
+
+def fresh_home(settings: Settings) -> None:
+    """The embedded broker starts empty, so the demo's models and ledger start empty too."""
+    for name in ("mlflow.db", "ledger.db", "mlartifacts", "broker.log"):
+        path = settings.home / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def run_demo(settings: Settings, progress: Callable[[str, int, int], None] | None = None) -> DemoResult:
+    progress = progress or (lambda phase, done, total: None)
+    configure_environment(settings)
+    if not settings.kafka.bootstrap_servers and not settings.mlflow.tracking_uri and not settings.ledger.url:
+        fresh_home(settings)
+    configure_environment(settings)
+    from flows.retrain import retrain  # imported after the Prefect environment is set
+    from serving.kafka_io import make_producer, read_topic
+    from serving.monitor import Monitor
+    from serving.producer import publish
+    from serving.scorer import run_scorer_process
+    from serving.synthetic import iot_stream
+    from training.registry import Registry
+
+    # The stages share this process with the trainer: OpenMP workers spinning for the
+    # GIL-bound stage threads made one fit 20x slower. One OpenMP thread is plenty here.
+    threadpool_limits(limits=1, user_api="openmp")
+    stream = settings.stream
+    started = time.monotonic()
+    with kafka_stack(settings) as bootstrap:
+        registry = Registry.from_settings(settings)
+        ledger = Ledger(settings.ledger_url)
+        stop = threading.Event()
+        monitor = Monitor(settings, bootstrap, registry, ledger, lambda w, t: retrain(window=w, trigger=t), stop)
+        monitor_stage = _Stage("monitor", monitor.run)
+        spawn = multiprocessing.get_context("spawn")
+        scorer_stats = spawn.Array("q", 4)  # scored, dead letters, learned, version
+        scorer_stop = spawn.Event()
+        scorer = spawn.Process(target=run_scorer_process, name="scorer", daemon=True,
+                               args=(settings.model_dump_json(), bootstrap, scorer_stats, scorer_stop))
+
+        def check() -> None:
+            if monitor_stage.error is not None:
+                raise DemoError(f"the monitor stopped: {monitor_stage.error}") from monitor_stage.error
+            if not scorer.is_alive() and not scorer_stop.is_set():
+                raise DemoError(f"the scorer process exited with code {scorer.exitcode}")
+
+        producer = make_producer(bootstrap, settings.kafka)
+        hold_at = settings.drift.warmup + stream.label_delay
+
+        def gate(seq: int) -> None:
+            if seq != hold_at:
+                return
+            producer.flush()
+            progress("training champion v1", 0, 1)
+            deadline = time.monotonic() + 300
+            while scorer_stats[3] == 0:
+                check()
+                failed = [o["error"] for o in monitor.outcomes if "error" in o]
+                if failed:
+                    raise DemoError(f"training the first champion failed: {failed[0]}")
+                if time.monotonic() > deadline:
+                    raise DemoError("no first champion within 300 s")
+                time.sleep(0.1)
+
+        scorer.start()
+        monitor_stage.start()
+        try:
+            publish(producer, settings.kafka.topics,
+                    iot_stream(stream.records, drift_at=stream.drift_at, devices=stream.devices, seed=stream.seed),
+                    rate=stream.rate, label_delay=stream.label_delay, gate=gate,
+                    on_record=lambda n: progress("streaming", n, stream.records) if n % 250 == 0 else None)
+            producer.close()
+            deadline = time.monotonic() + 300
+            while (scorer_stats[0] + scorer_stats[1] < stream.records or monitor.labelled < stream.records
+                   or monitor.busy):
+                check()
+                if time.monotonic() > deadline:
+                    raise DemoError(f"stream not drained in 300 s: scored {scorer_stats[0]}, "
+                                    f"labelled {monitor.labelled}, retrain busy {monitor.busy}")
+                progress("draining", scorer_stats[0], stream.records)
+                time.sleep(0.2)
+        finally:
+            scorer_stop.set()
+            stop.set()
+            scorer.join(timeout=30)
+            if scorer.is_alive():
+                scorer.kill()
+            monitor_stage.join(timeout=30)
+        check()
+        scored, dead_letters = scorer_stats[0], scorer_stats[1]
+        predictions = [json.loads(m.value) for m in read_topic(
+            bootstrap, settings.kafka, settings.kafka.topics.predictions,
+            until=lambda got: len(got) >= scored, timeout=30)]
+        ledger.close()
+    return summarize(settings, predictions, monitor, dead_letters, time.monotonic() - started)
+
+
+def summarize(settings: Settings, predictions: list[dict], monitor, dead_letters: int, seconds: float) -> DemoResult:
+    from serving.synthetic import iot_stream
+
+    stream = settings.stream
+    truth = {r.record["id"]: (r.seq, r.label) for r in
+             iot_stream(stream.records, drift_at=stream.drift_at, devices=stream.devices, seed=stream.seed)}
+    by_id = {p["id"]: p for p in predictions}
+    promoted = [o for o in monitor.outcomes if o.get("promoted") and (o.get("version") or 0) > 1]
+    promoted_version = promoted[0]["version"] if promoted else None
+
+    def accuracy(select) -> float | None:
+        hits = [p["prediction"] == truth[i][1] for i, p in by_id.items() if select(truth[i][0], p)]
+        return round(sum(hits) / len(hits), 4) if hits else None
+
+    def online_accuracy(select) -> float | None:
+        hits = [p["online"]["prediction"] == truth[i][1] for i, p in by_id.items() if select(truth[i][0], p)]
+        return round(sum(hits) / len(hits), 4) if hits else None
+
+    warmup_end = settings.drift.warmup + stream.label_delay
+    after = [e for e in monitor.events if truth.get(e.window.get("record_id"), (-1,))[0] >= stream.drift_at]
+    first = after[0] if after else None
+    detected_at = truth[first.window["record_id"]][0] if first else None
+    return DemoResult(
+        records=stream.records,
+        drift_at=stream.drift_at,
+        predictions=len(by_id),
+        duplicates=len(predictions) - len(by_id),
+        dead_letters=dead_letters,
+        detected_at=detected_at,
+        detector=first.detector if first else None,
+        detection_delay=detected_at - stream.drift_at if detected_at is not None else None,
+        drift_events=[{"id": e.id, "detector": e.detector, "kind": e.kind,
+                       "record": truth.get(e.window.get("record_id"), (None,))[0],
+                       "statistic": e.statistic, "threshold": e.threshold} for e in monitor.events],
+        retrain_run_id=promoted[0]["run_id"] if promoted else None,
+        promoted_version=promoted_version,
+        versions_served=sorted({p["model"]["version"] for p in by_id.values()}),
+        accuracy_before_drift=accuracy(lambda seq, p: warmup_end <= seq < stream.drift_at and p["model"]["version"] == 1),
+        accuracy_after_drift=accuracy(lambda seq, p: seq >= stream.drift_at and p["model"]["version"] == 1),
+        accuracy_after_promotion=accuracy(lambda seq, p: promoted_version is not None
+                                          and p["model"]["version"] == promoted_version),
+        online_accuracy_after_drift=online_accuracy(lambda seq, p: seq >= stream.drift_at),
+        seconds=round(seconds, 1),
+        outcomes=monitor.outcomes,
+        prediction_log=predictions,
+    )

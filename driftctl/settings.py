@@ -1,0 +1,148 @@
+"""The one settings object: environment `DRIFTCTL_*` (nested with `__`), then `driftctl.yaml`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+
+class Topics(BaseModel):
+    telemetry: str = "driftctl.telemetry"
+    labels: str = "driftctl.labels"
+    predictions: str = "driftctl.predictions"
+    drift_events: str = "driftctl.drift-events"
+    model_updates: str = "driftctl.model-updates"
+    dead_letter: str = "driftctl.dead-letter"
+
+    def all(self) -> list[str]:
+        return list(self.model_dump().values())
+
+
+class KafkaSettings(BaseModel):
+    # Empty: driftctl starts the embedded Tansu broker and uses it.
+    bootstrap_servers: str = ""
+    partitions: int = Field(3, ge=1)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    scorer_group: str = "driftctl-scorers"
+    monitor_group: str = "driftctl-monitor"
+    topics: Topics = Topics()
+
+    def client_options(self) -> dict:
+        """Connection options shared by every kafka-python client."""
+        options: dict = {"security_protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            options.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password,
+            )
+        return options
+
+
+class MlflowSettings(BaseModel):
+    # Empty: sqlite:///<home>/mlflow.db with artifacts under <home>/mlartifacts.
+    tracking_uri: str = ""
+    experiment: str = "driftctl"
+    model_name: str = "driftctl-classifier"
+
+
+class PrefectSettings(BaseModel):
+    # Empty: flows run in-process against Prefect's ephemeral API, state under <home>/prefect.
+    api_url: str = ""
+
+
+class LedgerSettings(BaseModel):
+    # Empty: sqlite:///<home>/ledger.db. Any SQLAlchemy URL works (postgresql://...).
+    url: str = ""
+
+
+class StreamSettings(BaseModel):
+    """The synthetic IoT telemetry stream used by `demo` and `produce`."""
+
+    records: int = Field(30_000, ge=100)
+    drift_at: int = Field(10_000, ge=0)
+    label_delay: int = Field(300, ge=0)
+    rate: float = Field(1_000.0, gt=0, description="records per second offered")
+    devices: int = Field(50, ge=1)
+    seed: int = 42
+
+
+class DriftSettings(BaseModel):
+    warmup: int = Field(2_000, ge=100, description="labelled records that train champion v1")
+    error_delta: float = Field(0.001, gt=0, lt=1, description="ADWIN confidence on the error stream")
+    data_window: int = Field(1_000, ge=50, description="telemetry records per data-drift window")
+    data_alpha: float = Field(0.001, gt=0, lt=1, description="family-wise error per window (Bonferroni)")
+    data_persistence: int = Field(2, ge=1, description="consecutive drifting windows before acting")
+    min_train_rows: int = Field(1_500, ge=100, description="labelled rows since the change before retraining")
+    cooldown: int = Field(2_000, ge=0, description="labelled records after a promotion with no new retrain")
+    holdout_fraction: float = Field(0.3, gt=0, lt=1)
+    promote_margin: float = Field(0.01, ge=0, description="accuracy a challenger must gain to win")
+    reference_rows: int = Field(1_000, ge=50)
+
+
+class ServingSettings(BaseModel):
+    batch_size: int = Field(500, ge=1)
+    poll_timeout_ms: int = Field(100, ge=1)
+    serve: Literal["champion", "online"] = "champion"
+    feature_cache: int = Field(100_000, ge=1, description="records kept to join late labels")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DRIFTCTL_",
+        env_nested_delimiter="__",
+        yaml_file="driftctl.yaml",
+        extra="ignore",
+    )
+
+    home: Path = Path(".driftctl")
+    kafka: KafkaSettings = KafkaSettings()
+    mlflow: MlflowSettings = MlflowSettings()
+    prefect: PrefectSettings = PrefectSettings()
+    ledger: LedgerSettings = LedgerSettings()
+    stream: StreamSettings = StreamSettings()
+    drift: DriftSettings = DriftSettings()
+    serving: ServingSettings = ServingSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, home: Path) -> Path:
+        return home.expanduser().resolve()
+
+    @property
+    def mlflow_uri(self) -> str:
+        return self.mlflow.tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifacts(self) -> str:
+        return (self.home / "mlartifacts").as_uri()
+
+    @property
+    def ledger_url(self) -> str:
+        return self.ledger.url or f"sqlite:///{self.home / 'ledger.db'}"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.home / "prefect"

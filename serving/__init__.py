@@ -1,0 +1,1 @@
+"""The Kafka stages: synthetic producer, scorer with hot-swap, drift monitor, dead letters."""

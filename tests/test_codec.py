@@ -1,0 +1,60 @@
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from serving.codec import InvalidRecord, check_schema, dead_letter, decode_label, decode_telemetry, encode
+
+GOOD = {"id": "r1", "ts": 1.5, "features": {"a": 1.0, "b": "x", "c": None}}
+
+
+def test_good_record_decodes():
+    assert decode_telemetry(encode(GOOD)) == GOOD
+
+
+@pytest.mark.parametrize("raw, reason", [
+    (b"\xff\xfe", "not JSON"),
+    (b"{not json", "not JSON"),
+    (b"[1, 2]", "not a JSON object"),
+    (b'{"ts": 1, "features": {"a": 1}}', "no id"),
+    (b'{"id": "", "ts": 1, "features": {"a": 1}}', "no id"),
+    (b'{"id": "r", "ts": "yesterday", "features": {"a": 1}}', "'ts'"),
+    (b'{"id": "r", "ts": 1, "features": []}', "'features'"),
+    (b'{"id": "r", "ts": 1, "features": {"a": [1]}}', "feature 'a' has type list"),
+    (b'{"id": "r", "ts": 1, "features": {"a": true}}', "feature 'a' has type bool"),
+    (b'{"id": "r", "ts": 1, "features": {"a": NaN}}', "not finite"),
+    (b'{"id": "r", "ts": 1, "features": {"a": Infinity}}', "not finite"),
+    (None, "empty"),
+])
+def test_bad_records_are_rejected_with_a_reason(raw, reason):
+    with pytest.raises(InvalidRecord, match=reason):
+        decode_telemetry(raw)
+
+
+def test_schema_check_names_missing_and_unexpected_features():
+    with pytest.raises(InvalidRecord, match="missing features: b"):
+        check_schema({"a": 1}, ["a", "b"])
+    with pytest.raises(InvalidRecord, match="unexpected features: z"):
+        check_schema({"a": 1, "b": 2, "z": 3}, ["a", "b"])
+
+
+def test_label_needs_a_value():
+    with pytest.raises(InvalidRecord, match="no label"):
+        decode_label(b'{"id": "r", "ts": 1}')
+    assert decode_label(b'{"id": "r", "ts": 1, "label": 0}')["label"] == 0
+
+
+def test_dead_letter_keeps_source_and_raw_text():
+    letter = json.loads(dead_letter("not JSON", "t", 2, 41, b"\xffoops"))
+    assert letter["error"] == "not JSON" and letter["topic"] == "t"
+    assert (letter["partition"], letter["offset"]) == (2, 41)
+    assert letter["raw"].endswith("oops")
+
+
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_never_escape_as_another_exception(raw):
+    try:
+        decode_telemetry(raw)
+    except InvalidRecord:
+        pass

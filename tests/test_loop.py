@@ -1,0 +1,68 @@
+"""The whole loop on the real stack: Tansu broker, MLflow on SQLite, Prefect flow runs."""
+
+import pytest
+
+from driftctl.demo import run_demo
+from driftctl.ledger import Ledger
+from driftctl.settings import Settings
+from training.registry import Registry
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory):
+    home = tmp_path_factory.mktemp("loop")
+    settings = Settings(home=home)
+    result = run_demo(settings)
+    return settings, result
+
+
+def test_no_drift_before_the_injected_point_and_drift_after(loop):
+    settings, result = loop
+    records = [e["record"] for e in result.drift_events]
+    assert records, "no drift event at all"
+    assert min(records) >= settings.stream.drift_at
+    assert result.detected_at is not None and result.detected_at >= settings.stream.drift_at
+    assert "error-adwin" in {e["detector"] for e in result.drift_events}
+
+
+def test_exactly_one_promotion_to_version_2_whose_provenance_names_the_drift_event(loop):
+    settings, result = loop
+    promotions = [o for o in result.outcomes if o.get("promoted")]
+    assert [o["version"] for o in promotions] == [1, 2]  # the bootstrap champion, then one promotion
+    registry = Registry.from_settings(settings)
+    champion = registry.champion()
+    assert champion.version == 2 and champion.run_id == result.retrain_run_id
+    event_ids = {e["id"] for e in result.drift_events}
+    promotion = Ledger(settings.ledger_url).last_promotion(champion.name, 2)
+    assert promotion.event_id in event_ids
+    assert set(promotion.payload["trigger"]["event_ids"]) <= event_ids
+    tags = registry.version_tags(2)
+    assert promotion.event_id in tags["driftctl.event_ids"].split(",")
+    assert tags["driftctl.decision_id"] == promotion.payload["trigger"]["decision_id"]
+
+
+def test_every_record_has_exactly_one_prediction(loop):
+    settings, result = loop
+    ids = [p["id"] for p in result.prediction_log]
+    assert len(ids) == settings.stream.records
+    assert len(set(ids)) == len(ids)
+    assert result.dead_letters == 0
+
+
+def test_predictions_after_the_swap_carry_version_2(loop):
+    _, result = loop
+    by_time = sorted(result.prediction_log, key=lambda p: (p["scored_at"], p["source"]["offset"]))
+    versions = [p["model"]["version"] for p in by_time]
+    first_v2 = versions.index(2)
+    assert set(versions[:first_v2]) == {1}
+    assert set(versions[first_v2:]) == {2}
+    assert all(p["model"]["run_id"] == result.retrain_run_id for p in by_time[first_v2:])
+    assert all(p["online"]["n_learned"] >= 0 and "source" in p for p in by_time)
+
+
+def test_promotion_recovers_accuracy(loop):
+    _, result = loop
+    assert result.accuracy_before_drift > 0.9
+    assert result.accuracy_after_promotion > result.accuracy_after_drift + 0.1

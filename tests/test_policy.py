@@ -1,0 +1,63 @@
+import pytest
+
+from drift.events import Action, DriftEvent
+from drift.policy import DriftPolicy
+
+
+def event(kind="concept", index=100):
+    return DriftEvent(detector="error-adwin" if kind == "concept" else "data-ks", kind=kind, index=index,
+                      statistic=0.3, threshold=0.1)
+
+
+def test_waits_for_enough_rows_after_the_change_then_retrains_once():
+    policy = DriftPolicy(min_train_rows=100, data_persistence=2, cooldown=0)
+    assert policy.on_event(event(), change_at=500, labelled=510).action is Action.ALERT
+    assert policy.on_labelled(599) is None
+    decision = policy.on_labelled(600)
+    assert decision.action is Action.RETRAIN and decision.window == (500, 600)
+    # One retrain in flight: further events hold, no second retrain.
+    assert policy.on_event(event(), change_at=600, labelled=610).action is Action.HOLD
+    assert policy.on_labelled(900) is None
+
+
+def test_storm_of_events_yields_one_retrain():
+    policy = DriftPolicy(min_train_rows=10, cooldown=0)
+    decisions = []
+    for i in range(100):
+        policy.on_event(event(index=i), change_at=0, labelled=i)
+        decisions.append(policy.on_labelled(i))
+    retrains = [d for d in decisions if d is not None and d.action is Action.RETRAIN]
+    assert len(retrains) == 1
+    assert len(retrains[0].event_ids) == 11  # every event that confirmed it is named
+
+
+def test_data_drift_needs_persistence():
+    policy = DriftPolicy(min_train_rows=10, data_persistence=2, cooldown=0)
+    assert policy.on_data_window(event("data"), labelled=50).action is Action.HOLD
+    assert policy.on_data_window(None, labelled=60) is None  # streak broken
+    assert policy.on_data_window(event("data"), labelled=70).action is Action.HOLD
+    assert policy.on_data_window(event("data"), labelled=80).action is Action.ALERT
+    assert policy.on_labelled(90).window == (80, 90)
+
+
+def test_cooldown_after_promotion_and_none_after_rejection():
+    policy = DriftPolicy(min_train_rows=10, cooldown=100)
+    policy.on_event(event(), change_at=0, labelled=0)
+    assert policy.on_labelled(10).action is Action.RETRAIN
+    policy.on_retrain_finished(promoted=True, labelled=20)
+    assert policy.on_event(event(), change_at=50, labelled=50).action is Action.HOLD
+    assert policy.on_event(event(), change_at=120, labelled=120).action is Action.ALERT
+    assert policy.on_labelled(130).action is Action.RETRAIN
+    policy.on_retrain_finished(promoted=False, labelled=140)
+    assert policy.on_event(event(), change_at=141, labelled=141).action is Action.ALERT
+
+
+@pytest.mark.parametrize("kwargs", [{"min_train_rows": 0}, {"data_persistence": 0}, {"cooldown": -1}])
+def test_rejects_bad_options(kwargs):
+    with pytest.raises(ValueError):
+        DriftPolicy(**kwargs)
+
+
+def test_event_round_trips_through_json():
+    original = event()
+    assert DriftEvent.from_json(original.to_json()) == original

@@ -1,0 +1,69 @@
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+from training.datasets import TooLittleData, join_labelled, split_holdout, to_frame
+from training.evaluate import compare
+from training.recipes import RECIPES, make_classifier
+
+
+def frame(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    x = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n),
+                      "site": rng.choice(["nord", "süd", "østre"], size=n)})
+    x.loc[::17, "a"] = np.nan
+    y = pd.Series(((x["b"] > 0) ^ (x["site"] == "süd")).astype(int))
+    return x, y
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipe_contract_clone_fit_and_no_input_mutation(recipe):
+    X, y = frame()
+    before = X.copy()
+    model = make_classifier(recipe)
+    fitted = clone(model).fit(X, y)
+    pd.testing.assert_frame_equal(X, before)
+    assert fitted.score(X, y) > 0.9  # categories (non-ASCII) and missing values handled
+    assert set(model.get_params()) == set(clone(model).get_params())
+    unseen = X.head(5).assign(site="west")
+    assert len(fitted.predict(unseen)) == 5
+
+
+def test_unknown_recipe_lists_valid_ones():
+    with pytest.raises(ValueError, match="gradient-boosting"):
+        make_classifier("magic")
+
+
+def test_holdout_is_the_newest_rows():
+    X, y = frame(200)
+    (X_train, _), (X_hold, _) = split_holdout(X, y, 0.25)
+    assert list(X_hold.index) == list(range(150, 200)) and len(X_train) == 150
+
+
+def test_too_little_data_is_an_error():
+    X, y = frame(60)
+    with pytest.raises(TooLittleData):
+        split_holdout(X, y, 0.3)
+    with pytest.raises(TooLittleData, match="single class"):
+        split_holdout(X, pd.Series([1] * 60), 0.1, min_rows=5)
+
+
+def test_compare_promotes_only_beyond_the_margin():
+    X, y = frame(600)
+    good = make_classifier().fit(X, y)
+    always_zero = type("Zero", (), {"predict": lambda self, X: np.zeros(len(X), dtype=int)})()
+    win = compare(good, always_zero, X, y, margin=0.05)
+    assert win.promote and win.champion_accuracy < win.challenger_accuracy
+    tie = compare(good, good, X, y, margin=0.0)
+    assert not tie.promote and "does not beat" in tie.reason
+    first = compare(good, None, X, y, margin=0.5)
+    assert first.promote and first.champion_accuracy is None
+
+
+def test_join_orders_by_event_time_and_drops_unlabelled():
+    records = [{"id": "b", "ts": 2.0, "features": {"x": 2}}, {"id": "a", "ts": 1.0, "features": {"x": 1}},
+               {"id": "c", "ts": 3.0, "features": {"x": 3}}]
+    X, y, rows = join_labelled(records, {"a": 0, "b": 1})
+    assert list(X["x"]) == [1, 2] and list(y) == [0, 1]
+    assert list(to_frame([{"b": 1, "a": 2}]).columns) == ["a", "b"]

@@ -1,0 +1,59 @@
+"""Labelled records to frames, and the time-ordered train/holdout split."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+
+class TooLittleData(Exception):
+    """A training window holds too few labelled records, or a single class."""
+
+
+def to_frame(features: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Feature dicts to a frame with sorted columns, so train and score agree on order."""
+    frame = pd.DataFrame.from_records(list(features))
+    return frame.reindex(sorted(frame.columns), axis=1)
+
+
+def split_holdout(frame: pd.DataFrame, labels: pd.Series, fraction: float, *, min_rows: int = 50):
+    """The last `fraction` of the (time-ordered) rows is the holdout: evaluation is on the newest data."""
+    if len(frame) != len(labels):
+        raise ValueError("frame and labels differ in length")
+    n_holdout = int(round(len(frame) * fraction))
+    n_train = len(frame) - n_holdout
+    if n_train < min_rows or n_holdout < min_rows:
+        raise TooLittleData(f"{len(frame)} labelled rows: need {min_rows} to train and {min_rows} to evaluate")
+    if labels.iloc[:n_train].nunique() < 2:
+        raise TooLittleData("the training rows hold a single class")
+    return (frame.iloc[:n_train], labels.iloc[:n_train]), (frame.iloc[n_train:], labels.iloc[n_train:])
+
+
+class TrainingWindow(BaseModel):
+    """Where a retrain's labelled records live: offset ranges [start, end) per partition."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bootstrap_servers: str
+    telemetry_topic: str
+    labels_topic: str
+    telemetry: dict[int, tuple[int, int]]
+    labels: dict[int, tuple[int, int]]
+    positions: tuple[int, int]  # labelled-record positions in the monitor's count
+    first_ts: float | None = None
+    last_ts: float | None = None
+
+    def describe(self) -> str:
+        def spans(ranges):
+            return ",".join(f"{p}:{s}-{e}" for p, (s, e) in sorted(ranges.items()))
+        return f"{self.telemetry_topic}[{spans(self.telemetry)}]+{self.labels_topic}[{spans(self.labels)}]"
+
+
+def join_labelled(records: Iterable[Mapping[str, Any]], labels: Mapping[str, Any]):
+    """Telemetry records joined with their labels by id, in event-time order."""
+    rows = sorted((r for r in records if r["id"] in labels), key=lambda r: (r["ts"], r["id"]))
+    frame = to_frame(r["features"] for r in rows)
+    return frame, pd.Series([labels[r["id"]] for r in rows], name="label"), rows

@@ -1,0 +1,28 @@
+"""Model recipes: plain scikit-learn estimators, so `clone`, `get_params` and skops work."""
+
+from __future__ import annotations
+
+from sklearn.compose import ColumnTransformer, make_column_selector
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+RECIPES = ("gradient-boosting",)
+
+
+def make_classifier(recipe: str = "gradient-boosting", *, random_state: int = 0) -> Pipeline:
+    """Numbers imputed by median, categories one-hot encoded (unseen ones ignored)."""
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; valid recipes: {', '.join(RECIPES)}")
+    features = ColumnTransformer(
+        [
+            ("numeric", SimpleImputer(strategy="median"), make_column_selector(dtype_include="number")),
+            ("categorical",
+             make_pipeline(SimpleImputer(strategy="most_frequent"),
+                           OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+             make_column_selector(dtype_exclude="number")),
+        ]
+    )
+    model = HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, random_state=random_state)
+    return Pipeline([("features", features), ("model", model)])

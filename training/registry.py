@@ -1,0 +1,142 @@
+"""The MLflow model registry: champion alias, versions loaded by number, provenance runs."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+CHAMPION = "champion"
+
+
+class RegistryError(Exception):
+    """The registry cannot answer or cannot load a model."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    version: int
+    run_id: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class LoadedModel:
+    ref: ModelRef
+    model: Any
+    features: list[str]
+
+
+def content_hash(frame: pd.DataFrame, labels: pd.Series) -> str:
+    hashed = pd.util.hash_pandas_object(frame.assign(_label=labels.values), index=False).values
+    return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
+
+
+class Registry:
+    def __init__(self, tracking_uri: str, model_name: str, experiment: str, artifact_location: str | None = None):
+        self.tracking_uri = tracking_uri
+        self.model_name = model_name
+        self.experiment = experiment
+        self.artifact_location = artifact_location
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    @classmethod
+    def from_settings(cls, settings) -> "Registry":
+        artifacts = None if settings.mlflow.tracking_uri else settings.mlflow_artifacts
+        return cls(settings.mlflow_uri, settings.mlflow.model_name, settings.mlflow.experiment, artifacts)
+
+    def experiment_id(self) -> str:
+        found = self.client.get_experiment_by_name(self.experiment)
+        if found is not None:
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(self.experiment, artifact_location=self.artifact_location)
+        except MlflowException:  # created meanwhile by another process
+            return self.client.get_experiment_by_name(self.experiment).experiment_id
+
+    def champion(self) -> ModelRef | None:
+        try:
+            version = self.client.get_model_version_by_alias(self.model_name, CHAMPION)
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+                return None
+            raise RegistryError(f"MLflow at {self.tracking_uri}: {exc.message}") from exc
+        return ModelRef(self.model_name, int(version.version), version.run_id)
+
+    def version_tags(self, version: int) -> dict[str, str]:
+        return dict(self.client.get_model_version(self.model_name, str(version)).tags)
+
+    def load(self, version: int) -> LoadedModel:
+        """Load exactly this registry version, never 'latest'."""
+        try:
+            details = self.client.get_model_version(self.model_name, str(version))
+            model = mlflow.sklearn.load_model(f"models:/{self.model_name}/{version}")
+            features = mlflow.artifacts.load_dict(f"runs:/{details.run_id}/features.json")["features"]
+        except (MlflowException, OSError, KeyError, ValueError) as exc:
+            raise RegistryError(f"cannot load {self.model_name} version {version}: {exc}") from exc
+        return LoadedModel(ModelRef(self.model_name, int(version), details.run_id), model, features)
+
+    def reference(self, run_id: str) -> list[dict[str, Any]]:
+        """The champion's training reference rows, stored with its run."""
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/reference.json")["rows"]
+
+    def record_candidate(self, *, model, frame: pd.DataFrame, labels: pd.Series, evaluation, params: dict,
+                         tags: dict[str, str], reference_rows: int, training_seconds: float,
+                         promote: bool, artifacts: list[str] = ()) -> tuple[str, int | None]:
+        """Log one retrain run with its provenance; register and alias the model if promoted.
+
+        Returns the run id and the registered version (None when not promoted).
+        """
+        mlflow.set_tracking_uri(self.tracking_uri)
+        with mlflow.start_run(experiment_id=self.experiment_id(), run_name=tags.get("driftctl.decision_id")) as run:
+            mlflow.log_params(params)
+            metrics = {"challenger_accuracy": evaluation.challenger_accuracy,
+                       "holdout_rows": evaluation.holdout_rows, "training_rows": len(frame),
+                       "training_seconds": training_seconds}
+            if evaluation.champion_accuracy is not None:
+                metrics["champion_accuracy"] = evaluation.champion_accuracy
+            mlflow.log_metrics(metrics)
+            mlflow.set_tags({**tags, "driftctl.promote": str(promote), "driftctl.evaluation": evaluation.reason,
+                             "driftctl.training_data_hash": content_hash(frame, labels)})
+            dataset = mlflow.data.from_pandas(frame.assign(label=labels.values), targets="label",
+                                              name=tags.get("driftctl.window", "training-window"))
+            mlflow.log_input(dataset, context="training")
+            mlflow.log_dict({"features": list(frame.columns)}, "features.json")
+            for path in artifacts:
+                mlflow.log_artifact(path, artifact_path="evidence")
+            sample = frame.tail(reference_rows)
+            mlflow.log_dict({"rows": sample.to_dict(orient="records")}, "reference.json")
+            info = mlflow.sklearn.log_model(
+                model, name="model", serialization_format="skops",
+                skops_trusted_types=_trusted_types(model),
+                # Explicit requirements: inferring them re-imports the model in a subprocess (seconds).
+                pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
+                registered_model_name=self.model_name if promote else None,
+            )
+            run_id = run.info.run_id
+        if not promote:
+            return run_id, None
+        version = int(info.registered_model_version)
+        for key, value in tags.items():
+            self.client.set_model_version_tag(self.model_name, str(version), key, value)
+        self.client.set_model_version_tag(self.model_name, str(version), "driftctl.promoted_at", str(time.time()))
+        self.set_champion(version)
+        return run_id, version
+
+    def set_champion(self, version: int) -> None:
+        self.client.set_registered_model_alias(self.model_name, CHAMPION, str(version))
+
+
+def _trusted_types(model) -> list[str]:
+    import skops.io
+
+    return skops.io.get_untrusted_types(data=skops.io.dumps(model))
