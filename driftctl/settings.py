@@ -75,6 +75,7 @@ class StreamSettings(BaseModel):
     label_delay: int = Field(300, ge=0)
     rate: float = Field(1_000.0, gt=0, description="records per second offered")
     devices: int = Field(50, ge=1)
+    after_promotion: int = Field(3_000, ge=0, description="demo: records streamed after a late promotion")
     seed: int = 42
 
 

@@ -3,11 +3,12 @@
 Built on River's SINE generator: two sensors (vibration, pressure) decide whether a
 device is in fault (the label); at `drift_at` the fault boundary changes (SINE1 to
 SINE2, a real concept drift) and the temperature sensor is recalibrated (+1.5 degrees,
-a covariate drift). Humidity is noise. Pure: yields records, does no IO.
+a covariate drift). Humidity is noise. `records=None` streams forever. Pure: no IO.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,12 +28,12 @@ def record_id(seq: int) -> str:
     return f"rec-{seq:09d}"
 
 
-def iot_stream(records: int, *, drift_at: int, devices: int = 50, seed: int = 42,
+def iot_stream(records: int | None, *, drift_at: int, devices: int = 50, seed: int = 42,
                start_ts: float = 1_767_225_600.0, interval: float = 0.01) -> Iterator[Reading]:
     before = iter(synth.Sine(classification_function=0, seed=seed))
     after = iter(synth.Sine(classification_function=2, seed=seed + 1))
     rng = random.Random(seed)
-    for seq in range(records):
+    for seq in (range(records) if records is not None else itertools.count()):
         drifted = seq >= drift_at
         x, y = next(after if drifted else before)
         features = {
