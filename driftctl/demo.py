@@ -64,7 +64,8 @@ class _Stage(threading.Thread):
 
 def fresh_home(settings: Settings) -> None:
     """The embedded broker starts empty, so the demo's models and ledger start empty too."""
-    for name in ("mlflow.db", "ledger.db", "mlartifacts", "broker.log"):
+    for name in ("mlflow.db", "ledger.db", "audit.db", "audit.db-wal", "audit.db-shm", "mlartifacts",
+                 "checkpoints", "reports", "broker.log"):
         path = settings.home / name
         if path.is_dir():
             shutil.rmtree(path)

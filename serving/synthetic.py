@@ -3,7 +3,7 @@
 Built on River's SINE generator: two sensors (vibration, pressure) decide whether a
 device is in fault (the label); at `drift_at` the fault boundary changes (SINE1 to
 SINE2, a real concept drift) and the temperature sensor is recalibrated (+1.5 degrees,
-a covariate drift). Humidity is noise. `records=None` streams forever. Pure: no IO.
+a covariate drift). Humidity and the firmware version (a category) are noise. `records=None` streams forever. Pure: no IO.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ class Reading:
     label: int
 
 
+FIRMWARE = ("4.2.0", "4.2.1", "5.0.0-β")
+
+
 def record_id(seq: int) -> str:
     return f"rec-{seq:09d}"
 
@@ -41,6 +44,7 @@ def iot_stream(records: int | None, *, drift_at: int, devices: int = 50, seed: i
             "pressure": round(95.0 + 10.0 * x[1], 4),
             "temperature": round(rng.gauss(21.5 if drifted else 20.0, 2.0), 3),
             "humidity": round(rng.gauss(45.0, 5.0), 3),
+            "firmware": FIRMWARE[rng.randrange(len(FIRMWARE))],
         }
         yield Reading(
             seq=seq,
