@@ -10,19 +10,14 @@ from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pandas as pd
-from river import tree
-
 from driftctl.settings import Settings
 from serving.codec import InvalidRecord, check_schema, dead_letter, decode_label, decode_telemetry, encode
 from serving.kafka_io import make_group_consumer, make_producer
 from serving.updates import ModelUpdates
+from training.recipes import make_online_learner
 from training.registry import LoadedModel, Registry, RegistryError
 
 log = logging.getLogger(__name__)
-
-
-def make_online_learner(seed: int = 0):
-    return tree.HoeffdingAdaptiveTreeClassifier(grace_period=100, seed=seed)
 
 
 class Scorer:
