@@ -26,7 +26,7 @@ Policies:
 (0, 0.4)
 >>> drift = run_backtest(frame, pd.Series(y), policy="drift", warmup=1000)
 >>> [(e["index"], e["detector"]) for e in drift.drift_events]
-[(3015, 'error-adwin')]
+[(3015, 'error-adwin'), (3149, 'accuracy-gap')]
 >>> drift.retrains, [p["index"] for p in drift.promotions], round(drift.accuracy, 2)
 (1, [4515], 0.7)
 """
@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from drift.detectors import DataDriftDetector, ErrorRateDetector
+from drift.detectors import AccuracyGapDetector, DataDriftDetector, ErrorRateDetector, PredictionDriftDetector
 from drift.events import Action, Decision, DriftEvent
 from drift.policy import DriftPolicy
 from training.datasets import TooLittleData
@@ -229,6 +229,7 @@ class Backtest:
         self.champion: _Champion | None = None
         self.served = [None] * n
         self.champion_pred: list = [None] * n
+        self.online_pred: list = [None] * n
         self.champion_version = np.zeros(n, dtype=np.int32)
         self._cache_from = self._cache_to = 0
         self._cache: np.ndarray | None = None
@@ -239,15 +240,21 @@ class Backtest:
         self.retrains = 0
         self.policy = DriftPolicy(min_train_rows=s.min_train_rows, data_persistence=s.data_persistence,
                                   cooldown=s.cooldown)
-        self.error_detector = ErrorRateDetector(delta=s.error_delta)
+        self.error_detector = ErrorRateDetector(delta=s.effective_error_delta)
         self.data_detector: DataDriftDetector | None = None
+        self.prediction_detector: PredictionDriftDetector | None = None
+        # The online learner runs beside the champion when the accuracy-gap detector needs it.
+        self.gap_detector = (AccuracyGapDetector(window=s.gap_window, alpha=s.effective_gap_alpha, min_gap=s.gap_min,
+                                                 every=min(s.gap_every, s.gap_window))
+                             if kind == "drift" and s.accuracy_gap else None)
+        self.online_always = kind == "online" or self.gap_detector is not None
         self.labelled = 0
         step = max(1, min(1000, n // 100))
         for t in range(n):
             x = self.records[t]
             self._serve(t, x)
             if self.data_detector is not None:
-                self._watch_features(t, x)
+                self._watch_window(t, x)
             j = t - self.label_delay
             if j >= 0:
                 self._on_label(t, j)
@@ -259,19 +266,23 @@ class Backtest:
         return self._result(seconds, kind)
 
     def _serve(self, t: int, x: dict) -> None:
-        if self.champion is not None:
-            prediction = self._champion_predict(t)
-            self.champion_pred[t] = prediction
-            self.champion_version[t] = self.champion.version
-            if self.spec.kind != "online":
-                self.served[t] = prediction
-                return
-        self.served[t] = self.online.predict_one(x)
+        if self.online_always or self.champion is None:
+            self.online_pred[t] = self.online.predict_one(x)
+        if self.champion is None or self.spec.kind == "online":
+            self.served[t] = self.online_pred[t]
+            return
+        self.champion_pred[t] = self.served[t] = self._champion_predict(t)
+        self.champion_version[t] = self.champion.version
 
     def _champion_predict(self, t: int):
+        """The champion's prediction for record `t`, computed in blocks (a model only changes
+        between records, and then the block is dropped)."""
         if self._cache is None or not self._cache_from <= t < self._cache_to:
             end = min(t + 2000, len(self.records))
-            self._cache = self.champion.model.predict(self.features.iloc[t:end])
+            proba = self.champion.model.predict_proba(self.features.iloc[t:end])
+            best = proba.argmax(axis=1)
+            self._cache = np.asarray(self.champion.classes, dtype=object)[best]
+            self._confidence = proba[np.arange(len(best)), best]
             self._cache_from, self._cache_to = t, end
         return _plain(self._cache[t - self._cache_from])
 
@@ -283,7 +294,7 @@ class Backtest:
         y = self.labels[j]
         self.labelled += 1
         kind = self.spec.kind
-        if kind == "online" or self.champion is None:
+        if self.online_always or self.champion is None:
             self.online.learn_one(self.records[j], y)
         if self.champion is None:
             if self.labelled >= self.warmup:
@@ -292,6 +303,8 @@ class Backtest:
         if kind == "drift":
             if self.champion_version[j] == self.champion.version:
                 self._on_error(t, j, self.champion_pred[j] != y)
+                if self.gap_detector is not None:
+                    self._on_gap(t, j, self.champion_pred[j] == y, self.online_pred[j] == y)
             decision = self.policy.on_labelled(self.labelled)
             if decision is not None:
                 self._act(t, decision)
@@ -319,28 +332,52 @@ class Backtest:
         self.champion = _Champion(model, version, list(model.classes_), list(self.features.columns))
         self._invalidate()
         self.error_detector.reset()
+        if self.gap_detector is not None:
+            self.gap_detector.reset()
         if self.spec.kind == "drift":
             # The reference is the newest rows the champion was trained on, as the registry stores it.
             start, end = window
             reference = self.records[max(start, end - self.settings.reference_rows):end]
             self.data_detector = DataDriftDetector(reference or [{}], window=self.settings.data_window,
-                                                   alpha=self.settings.data_alpha)
+                                                   alpha=self.settings.effective_data_alpha)
+            if self.settings.prediction_drift:
+                # Same window and budget share as the data detector; both end their windows together.
+                self.prediction_detector = PredictionDriftDetector(window=self.settings.data_window,
+                                                                   alpha=self.settings.effective_data_alpha)
 
-    def _watch_features(self, t: int, x: dict) -> None:
-        detector = self.data_detector
-        detector.update(x)
-        if detector.n_seen % detector.window:
+    def _watch_window(self, t: int, x: dict) -> None:
+        """Label-free detectors: features and served predictions, window by window (the policy
+        keeps a persistence streak per detector)."""
+        detectors = [self.data_detector.update(x)]
+        if self.prediction_detector is not None and self.champion_version[t]:
+            offset = t - self._cache_from
+            detectors.append(self.prediction_detector.update(self.champion_pred[t],
+                                                             float(self._confidence[offset])))
+        if self.data_detector.n_seen % self.data_detector.window:
             return
-        event = None
-        if detector.drift_detected:
-            evidence = detector.evidence
-            event = self._emit(t, DriftEvent(detector=detector.name, kind="data", index=t,
-                                              statistic=evidence["statistic"], threshold=evidence["threshold"],
-                                              window={"records": evidence["window"], "end_index": t},
-                                              evidence=evidence, model=self._model_ref()))
-        decision = self.policy.on_data_window(event, labelled=self.labelled)
-        if decision is not None:
-            self._act(t, decision)
+        for detector in detectors:
+            event = None
+            if detector.drift_detected:
+                evidence = detector.evidence
+                event = self._emit(t, DriftEvent(detector=detector.name, kind=detector.kind, index=t,
+                                                  statistic=evidence["statistic"], threshold=evidence["threshold"],
+                                                  window={"records": evidence["window"], "end_index": t},
+                                                  evidence=evidence, model=self._model_ref()))
+            decision = self.policy.on_data_window(event, labelled=self.labelled, detector=detector.name)
+            if decision is not None:
+                self._act(t, decision)
+
+    def _on_gap(self, t: int, j: int, champion_right: bool, online_right: bool) -> None:
+        detector = self.gap_detector.update(champion_right, online_right)
+        if not detector.drift_detected:
+            return
+        evidence = detector.evidence
+        event = self._emit(t, DriftEvent(detector=detector.name, kind=detector.kind, index=t,
+                                          statistic=evidence["statistic"], threshold=evidence["threshold"],
+                                          window={"labelled": evidence["window"], "label_of": j,
+                                                  "change_at_labelled": self.labelled},
+                                          evidence=evidence, model=self._model_ref()))
+        self._act(t, self.policy.on_event(event, change_at=self.labelled, labelled=self.labelled))
 
     def _on_error(self, t: int, j: int, error: bool) -> None:
         detector = self.error_detector
@@ -413,7 +450,7 @@ class Backtest:
                     "model_version": event.model.get("version")}
             if self.ids is not None:
                 item["record_id"] = self.ids[index]
-            if event.kind == "data":
+            if event.kind in ("data", "prediction"):
                 item["drifted_features"] = event.evidence.get("drifted_features", [])
             events.append(item)
         decisions = [{"index": t, "action": d.action.value, "reason": d.reason,

@@ -22,6 +22,7 @@ from river.drift import ADWIN
 from scipy import stats
 
 MILLION = 1_000_000
+ADWIN_CLOCK = 32  # River's ADWIN tests for a cut once every 32 updates
 
 
 class AlarmBudget:
@@ -67,7 +68,7 @@ class ErrorRateDetector:
 
     ADWIN also fires when a model gets *better*; that is no reason to retrain. After a
     rise is reported ADWIN starts afresh, so the rest of the old regime still in its window
-    cannot report the same drift twice. ADWIN tests every 32 records: `AlarmBudget.level(32)`
+    cannot report the same drift twice. ADWIN tests every `ADWIN_CLOCK` records: `AlarmBudget.level(ADWIN_CLOCK)`
     is the delta that spends a budget share (`ErrorRateDetector.from_budget`).
 
     >>> import random
@@ -110,7 +111,7 @@ class ErrorRateDetector:
 
     @classmethod
     def from_budget(cls, budget: AlarmBudget) -> "ErrorRateDetector":
-        return cls(delta=budget.level(every=32))
+        return cls(delta=budget.level(every=ADWIN_CLOCK))
 
     def reset(self) -> None:
         self._reset()

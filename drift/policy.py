@@ -45,7 +45,7 @@ class DriftPolicy:
         self.pending_events: list[str] = []
         self.in_flight = False
         self.cooldown_until = 0
-        self.data_streak = 0
+        self.data_streaks: dict[str, int] = {}  # label-free detector -> drifting windows in a row
 
     def _blocked(self, labelled: int) -> str | None:
         if self.in_flight:
@@ -70,16 +70,22 @@ class DriftPolicy:
             event_ids=(event.id,),
         )
 
-    def on_data_window(self, event: DriftEvent | None, *, labelled: int) -> Decision | None:
-        """One data-drift window ended: `event` is set when it drifted. Acts after
-        `data_persistence` drifting windows in a row."""
+    @property
+    def data_streak(self) -> int:
+        return max(self.data_streaks.values(), default=0)
+
+    def on_data_window(self, event: DriftEvent | None, *, labelled: int, detector: str = "data-ks") -> Decision | None:
+        """One window of a label-free detector ended: `event` is set when it drifted. Acts
+        after `data_persistence` drifting windows in a row of the same detector (`event.detector`,
+        else `detector`), so each window detector keeps its own streak."""
+        name = event.detector if event is not None else detector
         if event is None:
-            self.data_streak = 0
+            self.data_streaks[name] = 0
             return None
-        self.data_streak += 1
-        if self.data_streak < self.data_persistence:
+        streak = self.data_streaks[name] = self.data_streaks.get(name, 0) + 1
+        if streak < self.data_persistence:
             return Decision(action=Action.HOLD, event_ids=(event.id,),
-                            reason=f"data drift in {self.data_streak} of {self.data_persistence} windows in a row")
+                            reason=f"{name}: drift in {streak} of {self.data_persistence} windows in a row")
         return self.on_event(event, change_at=labelled, labelled=labelled)
 
     def on_labelled(self, labelled: int) -> Decision | None:
@@ -102,6 +108,6 @@ class DriftPolicy:
         self.in_flight = False
         self.change_at = None
         self.pending_events = []
-        self.data_streak = 0
+        self.data_streaks = {}
         if promoted:
             self.cooldown_until = labelled + self.cooldown
