@@ -198,6 +198,9 @@ class DataDriftDetector:
         """A window-level `alpha` that spends one budget share (one test per window)."""
         return cls(reference, window=window, alpha=budget.level(every=window))
 
+    def reset(self) -> None:
+        self._reset()
+
     @property
     def features(self) -> list[str]:
         return [*self._numeric, *self._categorical]

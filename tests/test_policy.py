@@ -61,3 +61,15 @@ def test_rejects_bad_options(kwargs):
 def test_event_round_trips_through_json():
     original = event()
     assert DriftEvent.from_json(original.to_json()) == original
+
+
+def test_each_window_detector_keeps_its_own_streak():
+    policy = DriftPolicy(min_train_rows=10, data_persistence=2, cooldown=0)
+    prediction = DriftEvent(detector="prediction-drift", kind="prediction", index=1, statistic=0.0, threshold=1e-4)
+    assert policy.on_data_window(event("data"), labelled=10).action is Action.HOLD
+    # A quiet prediction window does not break the data detector's streak...
+    assert policy.on_data_window(None, labelled=10, detector="prediction-drift") is None
+    assert policy.on_data_window(prediction, labelled=20).action is Action.HOLD
+    # ...and the data detector's second drifting window in a row acts.
+    assert policy.on_data_window(event("data"), labelled=30).action is Action.ALERT
+    assert policy.data_streaks == {"data-ks": 2, "prediction-drift": 1}
