@@ -26,9 +26,16 @@ Policies:
 (0, 0.4)
 >>> drift = run_backtest(frame, pd.Series(y), policy="drift", warmup=1000)
 >>> [(e["index"], e["detector"]) for e in drift.drift_events]
-[(3015, 'error-adwin'), (3149, 'accuracy-gap')]
+[(3015, 'error-adwin')]
 >>> drift.retrains, [p["index"] for p in drift.promotions], round(drift.accuracy, 2)
 (1, [4515], 0.7)
+
+The accuracy-gap detector (off by default) runs the online learner beside the champion:
+
+>>> from driftctl.settings import DriftSettings
+>>> gap = run_backtest(frame, pd.Series(y), warmup=1000, settings=DriftSettings(accuracy_gap=True))
+>>> [(e["index"], e["detector"]) for e in gap.drift_events]
+[(3015, 'error-adwin'), (3149, 'accuracy-gap')]
 """
 
 from __future__ import annotations
@@ -438,6 +445,7 @@ class Backtest:
     def _result(self, seconds: float, kind: str) -> BacktestResult:
         n = len(self.records)
         right = np.fromiter((self.served[i] == self.labels[i] for i in range(n)), dtype=bool, count=n)
+        self.right = right  # per record: was the served prediction right (for benchmarks and plots)
         tested = right[self.warmup:]
         accuracy = float(tested.mean()) if len(tested) else None
         every = max(1, min(1000, n // 50))
