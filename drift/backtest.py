@@ -175,11 +175,14 @@ def id_like_columns(features: pd.DataFrame) -> list[str]:
 
 def _records(features: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as River-style dicts; a missing value is an absent key."""
-    columns = list(features.columns)
-    out = []
-    for row in features.itertuples(index=False, name=None):
-        out.append({c: v for c, v in zip(columns, row) if not _missing(v)})
-    return out
+    rows = features.to_dict("records")
+    gappy = [c for c in features.columns if features[c].isna().any()]
+    if gappy:
+        for row in rows:
+            for c in gappy:
+                if _missing(row[c]):
+                    del row[c]
+    return rows
 
 
 def _missing(value: Any) -> bool:
@@ -237,7 +240,7 @@ class Backtest:
         self.served = [None] * n
         self.champion_pred: list = [None] * n
         self.online_pred: list = [None] * n
-        self.champion_version = np.zeros(n, dtype=np.int32)
+        self.champion_version = [0] * n
         self._cache_from = self._cache_to = 0
         self._cache: np.ndarray | None = None
         self.events: list[DriftEvent] = []
@@ -288,10 +291,10 @@ class Backtest:
             end = min(t + 2000, len(self.records))
             proba = self.champion.model.predict_proba(self.features.iloc[t:end])
             best = proba.argmax(axis=1)
-            self._cache = np.asarray(self.champion.classes, dtype=object)[best]
-            self._confidence = proba[np.arange(len(best)), best]
+            self._cache = [_plain(c) for c in np.asarray(self.champion.classes, dtype=object)[best]]
+            self._confidence = proba[np.arange(len(best)), best].tolist()
             self._cache_from, self._cache_to = t, end
-        return _plain(self._cache[t - self._cache_from])
+        return self._cache[t - self._cache_from]
 
     def _invalidate(self) -> None:
         self._cache = None
@@ -359,7 +362,7 @@ class Backtest:
         if self.prediction_detector is not None and self.champion_version[t]:
             offset = t - self._cache_from
             detectors.append(self.prediction_detector.update(self.champion_pred[t],
-                                                             float(self._confidence[offset])))
+                                                             self._confidence[offset]))
         if self.data_detector.n_seen % self.data_detector.window:
             return
         for detector in detectors:

@@ -218,7 +218,7 @@ class DataDriftDetector:
         threshold = self.alpha / max(len(self.features), 1)
         per_feature: dict[str, dict[str, Any]] = {}
         for name, ref in self._numeric.items():
-            values = np.asarray([v for v in (r.get(name) for r in rows) if _is_number(v)], dtype=float)
+            values = _numbers([r.get(name) for r in rows])
             if len(values) < 2:
                 continue
             result = stats.ks_2samp(ref, values)
@@ -434,6 +434,15 @@ class AccuracyGapDetector:
             self._b += sign
         elif champion and not online:
             self._c += sign
+
+
+def _numbers(values: list[Any]) -> np.ndarray:
+    """The finite numbers among `values` (None, NaN, infinities and non-numbers dropped)."""
+    try:
+        array = np.asarray(values, dtype=float)  # None becomes NaN
+    except (TypeError, ValueError):  # a string or other object among the numbers
+        array = np.asarray([v for v in values if _is_number(v)], dtype=float)
+    return array[np.isfinite(array)]
 
 
 def _is_number(value: Any) -> bool:
