@@ -112,15 +112,15 @@ def streams(scale: float) -> tuple[list[Stream], list[Stream]]:
                n(40_000), p, "centroids start to move: covariate drift, P(x) and P(y|x)"),
     ]
     stationary = [
-        Stream("SEA 0 (noise 10%)", "stationary", lambda: synth.SEA(variant=0, noise=0.1, seed=21), n(250_000), None),
+        Stream("SEA 0 (noise 10%)", "stationary", lambda: synth.SEA(variant=0, noise=0.1, seed=21), n(252_000), None),
         Stream("Agrawal 0 (perturbation 5%)", "stationary",
-               lambda: synth.Agrawal(classification_function=0, perturbation=0.05, seed=22), n(250_000), None),
+               lambda: synth.Agrawal(classification_function=0, perturbation=0.05, seed=22), n(252_000), None),
         Stream("Hyperplane, 10 features, no drift", "stationary",
                lambda: synth.Hyperplane(seed=23, n_features=10, mag_change=0.0, noise_percentage=0.05),
-               n(250_000), None),
+               n(252_000), None),
         Stream("RandomRBF, 10 features", "stationary",
                lambda: synth.RandomRBF(seed_model=24, seed_sample=25, n_features=10, n_centroids=20),
-               n(250_000), None),
+               n(252_000), None),
     ]
     return drifting, stationary
 
