@@ -1,4 +1,15 @@
-"""Detectors over the champion's errors (labels needed) and over features (label-free)."""
+"""Detectors over the champion's errors and accuracy (labels needed) and over features and
+predictions (label-free).
+
+Every detector follows River's contract: `update(...)` returns the detector, then read
+`drift_detected`; when it is set, `evidence` holds the statistic, the threshold, the window
+and any per-feature detail. Each detector reports a change once: after firing it starts
+afresh from the new regime, so one drift is one event.
+
+Error control is stated as an `AlarmBudget`: the expected number of false alarms per
+million records on a stationary stream, shared among the detectors. Each detector turns its
+share into a per-test level from how often it tests (a union bound, so the real rate is lower).
+"""
 
 from __future__ import annotations
 
@@ -10,11 +21,55 @@ import numpy as np
 from river.drift import ADWIN
 from scipy import stats
 
+MILLION = 1_000_000
+ADWIN_CLOCK = 32  # River's ADWIN tests for a cut once every 32 updates
+
+
+class AlarmBudget:
+    """Expected false alarms per million records, split evenly among `detectors`.
+
+    A detector that tests once every `every` records runs `1e6 / every` tests per million
+    records; giving each test the level `share * every / 1e6` bounds its expected false
+    alarms per million records by `share` (union bound).
+
+    >>> budget = AlarmBudget(per_million=1.0, detectors=4)
+    >>> budget.share
+    0.25
+    >>> budget.level(every=1000)  # a test per 1,000-record window
+    0.00025
+    >>> AlarmBudget(per_million=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: per_million must be positive, got 0
+    """
+
+    def __init__(self, per_million: float = 1.0, detectors: int = 4):
+        if not per_million > 0:
+            raise ValueError(f"per_million must be positive, got {per_million!r}")
+        if detectors < 1:
+            raise ValueError(f"detectors must be at least 1, got {detectors!r}")
+        self.per_million = per_million
+        self.detectors = detectors
+
+    @property
+    def share(self) -> float:
+        return self.per_million / self.detectors
+
+    def level(self, every: int) -> float:
+        """The false-alarm probability one test may spend when it runs every `every` records."""
+        return min(0.5, self.share * every / MILLION)
+
+    def __repr__(self) -> str:
+        return f"AlarmBudget(per_million={self.per_million!r}, detectors={self.detectors!r})"
+
 
 class ErrorRateDetector:
     """ADWIN over the champion's 0/1 error stream; fires only when the error rate rises.
 
-    ADWIN also fires when a model gets *better*; that is no reason to retrain.
+    ADWIN also fires when a model gets *better*; that is no reason to retrain. After a
+    rise is reported ADWIN starts afresh, so the rest of the old regime still in its window
+    cannot report the same drift twice. ADWIN tests every `ADWIN_CLOCK` records: `AlarmBudget.level(ADWIN_CLOCK)`
+    is the delta that spends a budget share (`ErrorRateDetector.from_budget`).
 
     >>> import random
     >>> rng = random.Random(7)
@@ -26,6 +81,16 @@ class ErrorRateDetector:
     ...         fired.append(i)
     >>> fired
     [2047]
+
+    One abrupt rise, reported once, however long the new regime lasts:
+
+    >>> detector, fired = ErrorRateDetector.from_budget(AlarmBudget(1.0)), []
+    >>> for i in range(20000):
+    ...     _ = detector.update(rng.random() < (0.1 if i < 5000 else 0.2))
+    ...     if detector.drift_detected:
+    ...         fired.append(i)
+    >>> fired
+    [5503]
     """
 
     name = "error-adwin"
@@ -43,6 +108,10 @@ class ErrorRateDetector:
         self.drift_detected = False
         self.change_at: int | None = None  # error-stream position where the new regime starts
         self.evidence: dict[str, Any] = {}
+
+    @classmethod
+    def from_budget(cls, budget: AlarmBudget) -> "ErrorRateDetector":
+        return cls(delta=budget.level(every=ADWIN_CLOCK))
 
     def reset(self) -> None:
         self._reset()
@@ -69,7 +138,9 @@ class ErrorRateDetector:
                 "error_rate_after": recent,
                 "window": width,
                 "delta": self.delta,
+                "change_at": self.change_at,
             }
+            self._adwin = ADWIN(delta=self.delta)  # the next report is a new change
         return self
 
 
@@ -122,6 +193,14 @@ class DataDriftDetector:
         self.drift_detected = False
         self.evidence: dict[str, Any] = {}
 
+    @classmethod
+    def from_budget(cls, reference: list[dict[str, Any]], budget: AlarmBudget, window: int = 1000):
+        """A window-level `alpha` that spends one budget share (one test per window)."""
+        return cls(reference, window=window, alpha=budget.level(every=window))
+
+    def reset(self) -> None:
+        self._reset()
+
     @property
     def features(self) -> list[str]:
         return [*self._numeric, *self._categorical]
@@ -139,10 +218,10 @@ class DataDriftDetector:
         threshold = self.alpha / max(len(self.features), 1)
         per_feature: dict[str, dict[str, Any]] = {}
         for name, ref in self._numeric.items():
-            values = np.asarray([v for v in (r.get(name) for r in rows) if _is_number(v)], dtype=float)
+            values = _numbers([r.get(name) for r in rows])
             if len(values) < 2:
                 continue
-            result = stats.ks_2samp(ref, values)
+            result = stats.ks_2samp(ref, values, method="asymp")  # exact is slow and may fail on ties
             per_feature[name] = {"test": "ks", "statistic": float(result.statistic), "p_value": float(result.pvalue)}
         for name, ref_counts in self._categorical.items():
             counts = Counter(str(r[name]) for r in rows if r.get(name) is not None)
@@ -167,6 +246,203 @@ class DataDriftDetector:
             "drifted_features": drifted,
             "features": per_feature,
         }
+
+
+class PredictionDriftDetector:
+    """Label-free drift in what the champion serves: the predicted classes (chi-squared)
+    and the confidence of each prediction (Kolmogorov-Smirnov), window by window.
+
+    The reference is the first full window served after the detector is created (scores on
+    the champion's own training rows are overconfident and would make every later window
+    look drifted), or a list of `(prediction, score)` pairs given up front.
+
+    >>> import random
+    >>> rng = random.Random(3)
+    >>> detector = PredictionDriftDetector(window=500, alpha=0.0005)
+    >>> fired = []
+    >>> for i in range(4000):
+    ...     positive_share = 0.3 if i < 2500 else 0.5
+    ...     prediction = int(rng.random() < positive_share)
+    ...     _ = detector.update(prediction, score=rng.uniform(0.5, 1.0))
+    ...     if detector.drift_detected:
+    ...         fired.append(i)
+    >>> fired, detector.evidence["drifted_features"]
+    ([2999, 3499, 3999], ['prediction'])
+
+    Like `DataDriftDetector` it reports every drifted window: persistence across windows
+    is the policy's call.
+    """
+
+    name = "prediction-drift"
+    kind = "prediction"
+
+    def __init__(self, window: int = 1000, alpha: float = 0.001, reference: list[tuple[Any, float | None]] | None = None):
+        if window < 2:
+            raise ValueError(f"window must be at least 2, got {window!r}")
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+        self.window = window
+        self.alpha = alpha
+        self.reference = reference
+        self._reset()
+
+    @classmethod
+    def from_budget(cls, budget: AlarmBudget, window: int = 1000) -> "PredictionDriftDetector":
+        return cls(window=window, alpha=budget.level(every=window))
+
+    def _reset(self) -> None:
+        self._inner: DataDriftDetector | None = None
+        self._buffer: list[dict[str, Any]] = []
+        if self.reference:
+            self._inner = DataDriftDetector([self._row(p, s) for p, s in self.reference], window=self.window,
+                                            alpha=self.alpha)
+        self.n_seen = 0
+        self.drift_detected = False
+        self.evidence: dict[str, Any] = {}
+
+    def reset(self) -> None:
+        self._reset()
+
+    @staticmethod
+    def _row(prediction: Any, score: float | None) -> dict[str, Any]:
+        row: dict[str, Any] = {"prediction": str(prediction)}
+        if score is not None and _is_number(score):
+            row["score"] = float(score)
+        return row
+
+    def update(self, prediction: Any, score: float | None = None) -> "PredictionDriftDetector":
+        self.n_seen += 1
+        self.drift_detected = False
+        row = self._row(prediction, score)
+        if self._inner is None:
+            self._buffer.append(row)
+            if len(self._buffer) >= self.window:
+                self._inner = DataDriftDetector(self._buffer, window=self.window, alpha=self.alpha)
+                self._buffer = []
+            return self
+        self._inner.update(row)
+        if self._inner.drift_detected:
+            self.drift_detected = True
+            self.evidence = {**self._inner.evidence, "reference": "first window served" if not self.reference
+                             else "given"}
+        return self
+
+
+class AccuracyGapDetector:
+    """The online learner beats the champion on the same recent records: a concept drift
+    the champion has not followed, seen through the labels.
+
+    Over the last `window` labelled records it counts the discordant pairs (online right and
+    champion wrong: `b`; the reverse: `c`) and runs McNemar's exact one-sided test every
+    `every` records. It fires when the gap `(b - c) / window` is at least `min_gap` and the
+    test's p-value is below `alpha`. Then it forgets the window and stays silent while the
+    gap lasts: it re-arms only once a full window shows a gap below `min_gap / 2` (or on
+    `reset()`, when a new champion serves), so one change is one event.
+
+    >>> import random
+    >>> rng = random.Random(5)
+    >>> detector = AccuracyGapDetector(window=500, alpha=1e-5, min_gap=0.05, every=50)
+    >>> fired = []
+    >>> for i in range(6000):
+    ...     champion_right = rng.random() < (0.9 if i < 3000 else 0.7)
+    ...     online_right = rng.random() < (0.85 if i < 3000 else 0.88)
+    ...     _ = detector.update(champion_right, online_right)
+    ...     if detector.drift_detected:
+    ...         fired.append(i)
+    >>> fired
+    [3299]
+    """
+
+    name = "accuracy-gap"
+    kind = "concept"
+
+    def __init__(self, window: int = 500, alpha: float = 1e-4, min_gap: float = 0.05, every: int = 50):
+        if window < 10:
+            raise ValueError(f"window must be at least 10, got {window!r}")
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+        if not 0 <= min_gap < 1:
+            raise ValueError(f"min_gap must be in [0, 1), got {min_gap!r}")
+        if not 1 <= every <= window:
+            raise ValueError(f"every must be between 1 and window, got {every!r}")
+        self.window = window
+        self.alpha = alpha
+        self.min_gap = min_gap
+        self.every = every
+        self._reset()
+
+    @classmethod
+    def from_budget(cls, budget: AlarmBudget, window: int = 500, min_gap: float = 0.05,
+                    every: int = 50) -> "AccuracyGapDetector":
+        return cls(window=window, alpha=budget.level(every=every), min_gap=min_gap, every=every)
+
+    def _reset(self) -> None:
+        from collections import deque
+
+        self._pairs: deque = deque(maxlen=self.window)
+        self._b = self._c = self._champion_right = self._online_right = 0
+        self.latched = False
+        self.n_seen = 0
+        self.drift_detected = False
+        self.evidence: dict[str, Any] = {}
+
+    def reset(self) -> None:
+        self._reset()
+
+    def update(self, champion_right: bool, online_right: bool) -> "AccuracyGapDetector":
+        self.n_seen += 1
+        self.drift_detected = False
+        pair = (bool(champion_right), bool(online_right))
+        if len(self._pairs) == self.window:
+            self._count(self._pairs[0], -1)
+        self._pairs.append(pair)
+        self._count(pair, +1)
+        if len(self._pairs) < self.window or self.n_seen % self.every:
+            return self
+        n, b, c = len(self._pairs), self._b, self._c
+        gap = (b - c) / n
+        if self.latched:
+            self.latched = gap >= self.min_gap / 2
+            return self
+        if gap < self.min_gap or b + c == 0:
+            return self
+        p_value = float(stats.binom.sf(b - 1, b + c, 0.5))  # P(X >= b) when neither is better
+        if p_value < self.alpha:
+            self.drift_detected = True
+            self.evidence = {
+                "statistic": p_value,
+                "threshold": self.alpha,
+                "test": "mcnemar-exact-one-sided",
+                "window": n,
+                "champion_accuracy": self._champion_right / n,
+                "online_accuracy": self._online_right / n,
+                "gap": gap,
+                "min_gap": self.min_gap,
+                "online_only_right": b,
+                "champion_only_right": c,
+            }
+            self._pairs.clear()
+            self._b = self._c = self._champion_right = self._online_right = 0
+            self.latched = True
+        return self
+
+    def _count(self, pair: tuple[bool, bool], sign: int) -> None:
+        champion, online = pair
+        self._champion_right += sign * champion
+        self._online_right += sign * online
+        if online and not champion:
+            self._b += sign
+        elif champion and not online:
+            self._c += sign
+
+
+def _numbers(values: list[Any]) -> np.ndarray:
+    """The finite numbers among `values` (None, NaN, infinities and non-numbers dropped)."""
+    try:
+        array = np.asarray(values, dtype=float)  # None becomes NaN
+    except (TypeError, ValueError):  # a string or other object among the numbers
+        array = np.asarray([v for v in values if _is_number(v)], dtype=float)
+    return array[np.isfinite(array)]
 
 
 def _is_number(value: Any) -> bool:

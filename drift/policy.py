@@ -4,6 +4,8 @@ Detection is not decision. A concept drift (errors rising) or a persistent data 
 marks a change point; the policy then waits until enough labelled records *after* the
 change exist to train on, keeps one retrain in flight, and holds during a cooldown after
 a promotion so a fresh champion is not judged on the data that replaced its predecessor.
+A drift seen during the cooldown is not lost: it is deferred and acted on when the cooldown
+ends (detectors report a change once, so dropping it would leave the policy blind to it).
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ class DriftPolicy:
         self.pending_events: list[str] = []
         self.in_flight = False
         self.cooldown_until = 0
-        self.data_streak = 0
+        self.data_streaks: dict[str, int] = {}  # label-free detector -> drifting windows in a row
+        self.deferred: tuple[list[str], int, str] | None = None  # event ids, change_at, first reason
 
     def _blocked(self, labelled: int) -> str | None:
         if self.in_flight:
@@ -58,7 +61,14 @@ class DriftPolicy:
         """A concept-drift event: the change is known to start at labelled position `change_at`."""
         blocked = self._blocked(labelled)
         if blocked:
+            if not self.in_flight:  # cooling down: keep it for when the cooldown ends
+                if self.deferred is None:
+                    self.deferred = ([event.id], change_at, f"{event.detector} fired at record {event.index}")
+                else:
+                    self.deferred[0].append(event.id)
+                blocked += "; deferred until then"
             return Decision(action=Action.HOLD, reason=f"{event.detector} fired but {blocked}", event_ids=(event.id,))
+        self._release_deferred()
         if self.change_at is None:
             self.change_at = change_at
         self.pending_events.append(event.id)
@@ -70,20 +80,41 @@ class DriftPolicy:
             event_ids=(event.id,),
         )
 
-    def on_data_window(self, event: DriftEvent | None, *, labelled: int) -> Decision | None:
-        """One data-drift window ended: `event` is set when it drifted. Acts after
-        `data_persistence` drifting windows in a row."""
+    @property
+    def data_streak(self) -> int:
+        return max(self.data_streaks.values(), default=0)
+
+    def on_data_window(self, event: DriftEvent | None, *, labelled: int, detector: str = "data-ks") -> Decision | None:
+        """One window of a label-free detector ended: `event` is set when it drifted. Acts
+        after `data_persistence` drifting windows in a row of the same detector (`event.detector`,
+        else `detector`), so each window detector keeps its own streak."""
+        name = event.detector if event is not None else detector
         if event is None:
-            self.data_streak = 0
+            self.data_streaks[name] = 0
             return None
-        self.data_streak += 1
-        if self.data_streak < self.data_persistence:
+        streak = self.data_streaks[name] = self.data_streaks.get(name, 0) + 1
+        if streak < self.data_persistence:
             return Decision(action=Action.HOLD, event_ids=(event.id,),
-                            reason=f"data drift in {self.data_streak} of {self.data_persistence} windows in a row")
+                            reason=f"{name}: drift in {streak} of {self.data_persistence} windows in a row")
         return self.on_event(event, change_at=labelled, labelled=labelled)
 
+    def _release_deferred(self) -> Decision | None:
+        if self.deferred is None:
+            return None
+        event_ids, change_at, reason = self.deferred
+        self.deferred = None
+        if self.change_at is None:
+            self.change_at = change_at
+        self.pending_events.extend(event_ids)
+        return Decision(action=Action.ALERT, event_ids=tuple(event_ids),
+                        reason=(f"cooldown over; {reason} during it: collecting {self.min_train_rows} "
+                                f"labelled records from position {self.change_at}"))
+
     def on_labelled(self, labelled: int) -> Decision | None:
-        """Called as labelled records accrue; returns a retrain decision once enough exist."""
+        """Called as labelled records accrue; returns an alert when a drift deferred by the
+        cooldown is released, and a retrain decision once enough labelled records exist."""
+        if self.deferred is not None and not self._blocked(labelled):
+            return self._release_deferred()
         if self.change_at is None or self._blocked(labelled):
             return None
         if labelled - self.change_at < self.min_train_rows:
@@ -102,6 +133,7 @@ class DriftPolicy:
         self.in_flight = False
         self.change_at = None
         self.pending_events = []
-        self.data_streak = 0
+        self.data_streaks = {}
+        self.deferred = None
         if promoted:
             self.cooldown_until = labelled + self.cooldown

@@ -11,7 +11,8 @@ from typing import Optional
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
 
 from driftctl.logs import quiet_libraries
@@ -298,6 +299,74 @@ def bench(
     table.add_row(f"latency p50 / p99 at {offered['rate']:,.0f} records/s offered (append to ack)",
                   f"{offered['p50_ms']:.1f} / {offered['p99_ms']:.1f} ms")
     table.add_row("peak RSS", f"{result['peak_rss_mb']:,.0f} MB")
+    console.print(table)
+
+
+@app.command()
+def backtest(
+    data: Path = typer.Argument(..., help="CSV or Parquet file, one record a row."),
+    target: str = typer.Option(..., "--target", help="Label column."),
+    drop: list[str] = typer.Option([], "--drop", help="A column to ignore (repeat for more)."),
+    time_col: Optional[str] = typer.Option(None, "--time-col", help="Sort by this column; not a feature."),
+    id_col: Optional[str] = typer.Option(None, "--id-col", help="Record id column; not a feature."),
+    policy: str = typer.Option("drift", "--policy", help="drift | static | periodic:N | online."),
+    warmup: Optional[int] = typer.Option(None, "--warmup", min=100,
+                                         help="Labelled records that train the first champion (default: settings)."),
+    label_delay: int = typer.Option(0, "--label-delay", min=0, help="Records between a record and its label."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON to this file ('-': stdout)."),
+    home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
+) -> None:
+    """Replay a CSV/Parquet file prequentially under a drift policy: accuracy, retrains, drift events."""
+    from drift.backtest import parse_policy
+    from driftctl.backtest import plan_backtest, write_json
+
+    try:
+        spec = parse_policy(policy)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--policy'") from None
+    settings = _settings(home)
+    replay = plan_backtest(data, target=target, settings=settings, policy=spec, drop=drop, time_col=time_col,
+                           id_col=id_col, warmup=warmup, label_delay=label_delay)
+    for warning in replay.warnings:
+        print(f"driftctl: warning: {warning}", file=sys.stderr)
+    quiet = json_out is not None and str(json_out) == "-"
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+               TextColumn("{task.fields[rate]:>12}"), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True, disable=quiet) as bar:
+        task = bar.add_task(f"backtest {spec}", total=None, rate="")
+
+        def progress(done: int, total: int) -> None:
+            elapsed = bar.tasks[task].elapsed or 0.0
+            rate = f"{done / elapsed:,.0f} rec/s" if elapsed > 0 else ""
+            bar.update(task, completed=done, total=total, rate=rate)
+
+        result = replay.run(progress)
+    if quiet:
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False, default=str))
+        return
+    if json_out is not None:
+        write_json(result, json_out)
+    _print_backtest(result, json_out)
+
+
+def _print_backtest(r, json_out: Optional[Path]) -> None:
+    table = Table(title=f"driftctl backtest - policy {r.policy}", show_header=False, title_justify="left")
+    table.add_row("records", f"{r.rows:,} ({r.dropped_rows:,} without a label dropped)")
+    table.add_row("warmup / label delay", f"{r.warmup:,} / {r.label_delay:,} records")
+    table.add_row("accuracy after warmup", _pct(r.accuracy))
+    table.add_row("retrains / promotions", f"{r.retrains} / {len(r.promotions)}")
+    detectors: dict[str, int] = {}
+    for event in r.drift_events:
+        detectors[event["detector"]] = detectors.get(event["detector"], 0) + 1
+    table.add_row("drift events", ", ".join(f"{k}: {v}" for k, v in sorted(detectors.items())) or "none")
+    firsts = ", ".join(f"{e['index']:,} ({e['detector']})" for e in r.drift_events[:5])
+    if firsts:
+        table.add_row("first events at record", firsts + (" ..." if len(r.drift_events) > 5 else ""))
+    if r.promotions:
+        table.add_row("promoted at record", ", ".join(f"{p['index']:,} (v{p['version']})" for p in r.promotions))
+    table.add_row("wall time", f"{r.seconds:.1f} s ({r.records_per_second:,.0f} records/s)")
+    if json_out is not None:
+        table.add_row("JSON", str(json_out))
     console.print(table)
 
 

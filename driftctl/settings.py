@@ -81,15 +81,48 @@ class StreamSettings(BaseModel):
 
 class DriftSettings(BaseModel):
     warmup: int = Field(2_000, ge=100, description="labelled records that train champion v1")
-    error_delta: float = Field(0.001, gt=0, lt=1, description="ADWIN confidence on the error stream")
+    false_alarms_per_million: float = Field(
+        1.0, gt=0, description="error control: expected false alarms per 1,000,000 records of a stationary "
+                               "stream, all detectors together (each gets an equal share, union bound)")
+    error_delta: float | None = Field(None, gt=0, lt=1, description="ADWIN delta; empty: from the alarm budget")
     data_window: int = Field(1_000, ge=50, description="telemetry records per data-drift window")
-    data_alpha: float = Field(0.001, gt=0, lt=1, description="family-wise error per window (Bonferroni)")
+    data_alpha: float | None = Field(None, gt=0, lt=1, description="family-wise error per data window "
+                                                                    "(Bonferroni); empty: from the alarm budget")
+    prediction_drift: bool = Field(True, description="watch the served predictions' classes and confidence")
+    # Off by default: it also fires when an online learner fed for long simply outgrows a champion
+    # trained on one small window (no drift), and backtests must then simulate the learner (~3.5x slower).
+    accuracy_gap: bool = Field(False, description="watch the online learner's accuracy against the champion's")
+    gap_window: int = Field(500, ge=10, description="labelled records compared by the accuracy-gap detector")
+    gap_min: float = Field(0.10, ge=0, lt=1, description="accuracy the online learner must gain to signal "
+                                                            "(0.05 fired twice in 248,000 stationary SEA records)")
+    gap_every: int = Field(50, ge=1, description="labelled records between accuracy-gap tests")
     data_persistence: int = Field(2, ge=1, description="consecutive drifting windows before acting")
     min_train_rows: int = Field(1_500, ge=100, description="labelled rows since the change before retraining")
     cooldown: int = Field(2_000, ge=0, description="labelled records after a promotion with no new retrain")
     holdout_fraction: float = Field(0.3, gt=0, lt=1)
     promote_margin: float = Field(0.01, ge=0, description="accuracy a challenger must gain to win")
     reference_rows: int = Field(1_000, ge=50)
+
+    # -- the alarm budget, shared by the four detectors --------------------------------
+    @property
+    def alarm_budget(self):
+        from drift.detectors import AlarmBudget
+
+        return AlarmBudget(self.false_alarms_per_million, detectors=4)
+
+    @property
+    def effective_error_delta(self) -> float:
+        from drift.detectors import ADWIN_CLOCK
+
+        return self.error_delta if self.error_delta is not None else self.alarm_budget.level(every=ADWIN_CLOCK)
+
+    @property
+    def effective_data_alpha(self) -> float:
+        return self.data_alpha if self.data_alpha is not None else self.alarm_budget.level(every=self.data_window)
+
+    @property
+    def effective_gap_alpha(self) -> float:
+        return self.alarm_budget.level(every=self.gap_every)
 
 
 class ServingSettings(BaseModel):

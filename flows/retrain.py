@@ -15,9 +15,8 @@ from driftctl.ledger import Ledger
 from driftctl.settings import Settings
 from serving.codec import InvalidRecord, decode_label, decode_telemetry, encode
 from serving.kafka_io import make_producer, read_ranges
-from training.datasets import TrainingWindow, join_labelled, split_holdout
-from training.evaluate import Evaluation, compare
-from training.recipes import make_classifier
+from training.datasets import TrainingWindow, join_labelled
+from training.evaluate import Evaluation, train_challenger
 from training.registry import LoadedModel, Registry
 
 
@@ -48,17 +47,12 @@ def load_champion(registry: Registry) -> LoadedModel | None:
 @task(cache_policy=NO_CACHE)
 def train_and_evaluate(frame: pd.DataFrame, target: pd.Series, champion: LoadedModel | None,
                        settings: Settings) -> tuple[Any, Evaluation, float]:
-    (X_train, y_train), (X_holdout, y_holdout) = split_holdout(frame, target, settings.drift.holdout_fraction)
-    started = time.perf_counter()
-    challenger = make_classifier().fit(X_train, y_train)
-    seconds = time.perf_counter() - started
     champion_model = None
     if champion is not None:
         champion_model = _Aligned(champion.model, champion.features)
-    evaluation = compare(challenger, champion_model, X_holdout, y_holdout, margin=settings.drift.promote_margin)
-    # The winner serves: refit on the whole window so the newest rows are learned too.
-    if evaluation.promote:
-        challenger = make_classifier().fit(frame, target)
+    challenge = train_challenger(frame, target, champion_model, holdout_fraction=settings.drift.holdout_fraction,
+                                 margin=settings.drift.promote_margin)
+    challenger, evaluation, seconds = challenge.model, challenge.evaluation, challenge.seconds
     return challenger, evaluation, seconds
 
 

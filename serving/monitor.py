@@ -9,7 +9,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from drift.detectors import DataDriftDetector, ErrorRateDetector
+from drift.detectors import AccuracyGapDetector, DataDriftDetector, ErrorRateDetector, PredictionDriftDetector
 from drift.events import Action, Decision, DriftEvent
 from drift.policy import DriftPolicy
 from driftctl.ledger import Ledger
@@ -39,8 +39,12 @@ class Monitor:
         drift = settings.drift
         self.policy = DriftPolicy(min_train_rows=drift.min_train_rows, data_persistence=drift.data_persistence,
                                   cooldown=drift.cooldown)
-        self.error_detector = ErrorRateDetector(delta=drift.error_delta)
+        self.error_detector = ErrorRateDetector(delta=drift.effective_error_delta)
         self.data_detector: DataDriftDetector | None = None
+        self.prediction_detector: PredictionDriftDetector | None = None
+        self.gap_detector = (AccuracyGapDetector(window=drift.gap_window, alpha=drift.effective_gap_alpha,
+                                                 min_gap=drift.gap_min, every=min(drift.gap_every, drift.gap_window))
+                             if drift.accuracy_gap else None)
         self.champion: ModelRef | None = None
         self.telemetry_seen = 0
         self.labelled = 0
@@ -92,6 +96,12 @@ class Monitor:
         self.champion = ref
         self.error_detector.reset()
         self._error_positions = []
+        if self.gap_detector is not None:
+            self.gap_detector.reset()
+        drift = self.settings.drift
+        if drift.prediction_drift:
+            self.prediction_detector = PredictionDriftDetector(window=drift.data_window,
+                                                               alpha=drift.effective_data_alpha)
         try:
             reference = self.registry.reference(ref.run_id)
         except Exception as exc:  # no reference: label-based detection goes on, data drift pauses
@@ -99,8 +109,7 @@ class Monitor:
                       ref.name, ref.version, exc)
             self.data_detector = None
             return
-        self.data_detector = DataDriftDetector(reference, window=self.settings.drift.data_window,
-                                               alpha=self.settings.drift.data_alpha)
+        self.data_detector = DataDriftDetector(reference, window=drift.data_window, alpha=drift.effective_data_alpha)
 
     # -- the join -----------------------------------------------------------------------
     def _dispatch(self, topic: str, message) -> None:
@@ -114,7 +123,9 @@ class Monitor:
                 slot = {"label": value["label"], "label_at": (message.partition, message.offset)}
             else:
                 value = _decode_prediction(message.value)
-                slot = {"prediction": value["prediction"], "version": value["model"]["version"]}
+                slot = {"prediction": value["prediction"], "version": value["model"]["version"],
+                        "online": (value.get("online") or {}).get("prediction")}
+                self._on_prediction(value)
         except InvalidRecord:
             return  # the scorer dead-letters bad input; the monitor only skips it
         state = self._pending.setdefault(value["id"], {})
@@ -137,6 +148,8 @@ class Monitor:
             state["scored"] = True
             if self.champion is not None and state["version"] == self.champion.version:
                 self._on_error(record_id, state["prediction"] != state["label"])
+                if self.gap_detector is not None and state.get("online") is not None:
+                    self._on_gap(record_id, state["prediction"] == state["label"], state["online"] == state["label"])
         if state.get("positioned") and state.get("scored"):
             self._pending.pop(record_id, None)
 
@@ -158,6 +171,40 @@ class Monitor:
         decision = self.policy.on_data_window(event, labelled=self.labelled)
         if decision is not None:
             self._act(decision)
+
+    def _on_prediction(self, value: dict) -> None:
+        """Prediction drift: the served classes and confidence of the current champion."""
+        detector = self.prediction_detector
+        if detector is None or self.champion is None or value["model"]["version"] != self.champion.version:
+            return
+        proba = value.get("proba") or {}
+        detector.update(value["prediction"], max(proba.values()) if proba else None)
+        if detector.n_seen % detector.window:
+            return
+        event = None
+        if detector.drift_detected:
+            evidence = detector.evidence
+            event = self._emit(DriftEvent(
+                detector=detector.name, kind=detector.kind, index=self.telemetry_seen,
+                statistic=evidence["statistic"], threshold=evidence["threshold"],
+                window={"records": evidence["window"], "record_id": value["id"]},
+                evidence=evidence, model=self.champion.as_dict()))
+        decision = self.policy.on_data_window(event, labelled=self.labelled, detector=detector.name)
+        if decision is not None:
+            self._act(decision)
+
+    def _on_gap(self, record_id: str, champion_right: bool, online_right: bool) -> None:
+        """The online learner beating the champion on the same labelled records."""
+        detector = self.gap_detector.update(champion_right, online_right)
+        if not detector.drift_detected:
+            return
+        evidence = detector.evidence
+        event = self._emit(DriftEvent(
+            detector=detector.name, kind=detector.kind, index=self.telemetry_seen,
+            statistic=evidence["statistic"], threshold=evidence["threshold"],
+            window={"labelled": evidence["window"], "record_id": record_id, "change_at_labelled": self.labelled},
+            evidence=evidence, model=self.champion.as_dict() if self.champion else {}))
+        self._act(self.policy.on_event(event, change_at=self.labelled, labelled=self.labelled))
 
     def _on_error(self, record_id: str, error: bool) -> None:
         self._error_positions.append(self.labelled)

@@ -11,7 +11,6 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pandas as pd
-from river import tree
 from threadpoolctl import threadpool_limits
 
 from driftctl.settings import Settings
@@ -22,22 +21,10 @@ from serving.joiner import LabelJoiner
 from serving.kafka_io import make_group_consumer, make_producer
 from serving.metrics import ScorerMetrics
 from serving.updates import ModelUpdates
+from training.recipes import make_online_learner
 from training.registry import LoadedModel, Registry, RegistryError
 
 log = logging.getLogger(__name__)
-
-
-ONLINE_LEARNERS = ("hoeffding-tree", "hoeffding-adaptive-tree")
-
-
-def make_online_learner(kind: str = "hoeffding-tree", seed: int = 0):
-    """The Hoeffding tree is the default: as accurate as the adaptive one on the demo stream
-    (0.92 against 0.92) at a third of its cost per record (24 against 79 us)."""
-    if kind == "hoeffding-tree":
-        return tree.HoeffdingTreeClassifier(grace_period=100)
-    if kind == "hoeffding-adaptive-tree":
-        return tree.HoeffdingAdaptiveTreeClassifier(grace_period=100, seed=seed)
-    raise ValueError(f"unknown online learner {kind!r}; valid learners: {', '.join(ONLINE_LEARNERS)}")
 
 
 class Scorer:
@@ -55,7 +42,7 @@ class Scorer:
         self.instance = f"{serving.instance or socket.gethostname()}-{os.getpid()}"
         self.checkpoint_path = settings.home / "checkpoints" / f"{serving.instance or 'scorer'}.pkl"
         self.current: LoadedModel | None = None
-        self.online = make_online_learner(serving.online_learner, settings.stream.seed)
+        self.online = make_online_learner(settings.stream.seed, serving.online_learner)
         self.n_learned = 0
         self.restored_from: int | None = None  # n_learned of the checkpoint this scorer resumed from
         self.scored = 0

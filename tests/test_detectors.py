@@ -6,7 +6,14 @@ import random
 
 import pytest
 
-from drift.detectors import DataDriftDetector, ErrorRateDetector
+from drift.detectors import (
+    AccuracyGapDetector,
+    AlarmBudget,
+    DataDriftDetector,
+    ErrorRateDetector,
+    PredictionDriftDetector,
+)
+from driftctl.settings import DriftSettings
 
 
 def reference(rng, n=500):
@@ -21,53 +28,151 @@ def make_data():
     return DataDriftDetector(reference(random.Random(0)), window=200, alpha=0.001)
 
 
+def make_prediction():
+    return PredictionDriftDetector(window=200, alpha=0.001)
+
+
+def make_gap():
+    return AccuracyGapDetector(window=200, alpha=1e-4, min_gap=0.05, every=20)
+
+
+# Each sampler returns the arguments of one `update(...)` call.
 def error_input(rng, shifted):
-    return rng.random() < (0.4 if shifted else 0.05)
+    return (rng.random() < (0.4 if shifted else 0.05),)
 
 
 def data_input(rng, shifted):
-    return {"t": rng.gauss(1.0 if shifted else 0.0, 1), "mode": rng.choice(["a", "b", "ć"])}
+    return ({"t": rng.gauss(1.0 if shifted else 0.0, 1), "mode": rng.choice(["a", "b", "ć"])},)
 
 
-DETECTORS = [(make_error, error_input), (make_data, data_input)]
+def prediction_input(rng, shifted):
+    prediction = "fault" if rng.random() < (0.5 if shifted else 0.2) else "ok"
+    return prediction, rng.uniform(0.5, 0.8 if shifted else 1.0)
 
 
-@pytest.mark.parametrize("make, sample", DETECTORS)
+def gap_input(rng, shifted):
+    return rng.random() < (0.6 if shifted else 0.9), rng.random() < 0.88
+
+
+DETECTORS = [(make_error, error_input), (make_data, data_input), (make_prediction, prediction_input),
+             (make_gap, gap_input)]
+IDS = ["error-adwin", "data-ks", "prediction-drift", "accuracy-gap"]
+
+
+def test_every_detector_is_under_contract():
+    from drift import detectors
+
+    classes = {v for v in vars(detectors).values() if isinstance(v, type) and v.__name__.endswith("Detector")}
+    assert classes == {type(make()) for make, _ in DETECTORS}
+    assert sorted(c.name for c in classes) == sorted(IDS)
+
+
+@pytest.mark.parametrize("make, sample", DETECTORS, ids=IDS)
 def test_update_returns_self_and_sets_flag(make, sample):
     detector = make()
     rng = random.Random(1)
-    assert detector.update(sample(rng, False)) is detector
-    assert detector.drift_detected is False
+    assert detector.update(*sample(rng, False)) is detector
+    assert detector.drift_detected is False and detector.n_seen == 1
+    assert detector.kind in {"concept", "data", "prediction"}
 
 
-@pytest.mark.parametrize("make, sample", DETECTORS)
+@pytest.mark.parametrize("make, sample", DETECTORS, ids=IDS)
 def test_quiet_on_stationary_stream(make, sample):
     detector, rng = make(), random.Random(2)
-    fired = sum(detector.update(sample(rng, False)).drift_detected for _ in range(20_000))
+    fired = sum(detector.update(*sample(rng, False)).drift_detected for _ in range(20_000))
     assert fired == 0
 
 
-@pytest.mark.parametrize("make, sample", DETECTORS)
+@pytest.mark.parametrize("make, sample", DETECTORS, ids=IDS)
 def test_fires_after_a_shift_with_evidence(make, sample):
     detector, rng = make(), random.Random(3)
     for _ in range(2000):
-        detector.update(sample(rng, False))
+        detector.update(*sample(rng, False))
     fired_at = None
     for i in range(2000):
-        if detector.update(sample(rng, True)).drift_detected:
+        if detector.update(*sample(rng, True)).drift_detected:
             fired_at = i
             break
     assert fired_at is not None and fired_at < 600
-    assert detector.evidence["statistic"] is not None and "threshold" in detector.evidence
+    evidence = detector.evidence
+    assert isinstance(evidence["statistic"], float) and isinstance(evidence["threshold"], float)
+    assert evidence["window"] > 0
 
 
-@pytest.mark.parametrize("make, sample", DETECTORS)
+@pytest.mark.parametrize("make, sample", DETECTORS, ids=IDS)
+def test_same_seed_same_detections(make, sample):
+    def run():
+        detector, rng, fired = make(), random.Random(9), []
+        for i in range(3000):
+            if detector.update(*sample(rng, i >= 1500)).drift_detected:
+                fired.append(i)
+        return fired
+
+    assert run() == run() != []
+
+
+@pytest.mark.parametrize("make, sample", DETECTORS, ids=IDS)
 def test_pickle_and_copy_keep_state(make, sample):
     detector, rng = make(), random.Random(4)
     for _ in range(300):
-        detector.update(sample(rng, False))
+        detector.update(*sample(rng, False))
     for clone in (pickle.loads(pickle.dumps(detector)), copy.deepcopy(detector)):
         assert clone.n_seen == detector.n_seen
+        # The clone goes on exactly as the original does.
+        a, b = random.Random(5), random.Random(5)
+        for _ in range(700):
+            assert clone.update(*sample(a, True)).drift_detected == detector.update(*sample(b, True)).drift_detected
+        detector = make()
+        rng = random.Random(4)
+        for _ in range(300):
+            detector.update(*sample(rng, False))
+
+
+@pytest.mark.parametrize("make, sample", DETECTORS, ids=IDS)
+def test_reset_forgets(make, sample):
+    detector, rng = make(), random.Random(6)
+    for _ in range(500):
+        detector.update(*sample(rng, True))
+    detector.reset()
+    assert detector.n_seen == 0 and detector.drift_detected is False
+
+
+@pytest.mark.parametrize("make, sample", [DETECTORS[0], DETECTORS[3]], ids=[IDS[0], IDS[3]])
+def test_one_change_is_reported_once(make, sample):
+    """Label-based detectors de-duplicate: a lasting shift is one event, not one per window."""
+    detector, rng = make(), random.Random(7)
+    fired = [i for i in range(30_000) if detector.update(*sample(rng, i >= 3000)).drift_detected]
+    assert len(fired) == 1 and fired[0] >= 3000
+
+
+@pytest.mark.parametrize("make, sample", [DETECTORS[1], DETECTORS[2]], ids=[IDS[1], IDS[2]])
+def test_window_detectors_report_every_drifted_window(make, sample):
+    """Label-free detectors report per window: persistence is the policy's job."""
+    detector, rng = make(), random.Random(7)
+    fired = [i for i in range(6000) if detector.update(*sample(rng, i >= 3000)).drift_detected]
+    assert len(fired) >= 10 and all((i + 1) % 200 == 0 for i in fired) and min(fired) >= 3000
+
+
+def test_alarm_budget_bounds_the_false_alarm_rate():
+    """With a budget big enough to measure, the observed false alarms stay under it."""
+    budget = AlarmBudget(per_million=5_000, detectors=1)  # 0.5 per window of 100: measurable
+    detector = DataDriftDetector.from_budget(reference(random.Random(10), 2000), budget, window=100)
+    assert detector.alpha == pytest.approx(0.5)
+    rng = random.Random(11)
+    records = 100_000
+    fired = sum(detector.update(data_input(rng, False)[0]).drift_detected for _ in range(records))
+    expected_bound = budget.per_million * records / 1_000_000
+    assert 0 < fired <= expected_bound
+
+
+def test_settings_derive_thresholds_from_the_budget():
+    settings = DriftSettings()
+    assert settings.false_alarms_per_million == 1.0
+    assert settings.effective_data_alpha == pytest.approx(0.25 * settings.data_window / 1e6)
+    assert settings.effective_error_delta == pytest.approx(0.25 * 32 / 1e6)
+    assert settings.effective_gap_alpha == pytest.approx(0.25 * settings.gap_every / 1e6)
+    explicit = DriftSettings(error_delta=0.002, data_alpha=0.01)
+    assert explicit.effective_error_delta == 0.002 and explicit.effective_data_alpha == 0.01
 
 
 def test_error_detector_ignores_improvement():
@@ -108,3 +213,30 @@ def test_data_detector_rejects_bad_options(kwargs, word):
         DataDriftDetector([{"t": 1.0}], **kwargs)
     with pytest.raises(ValueError, match="reference"):
         DataDriftDetector([])
+
+
+@pytest.mark.parametrize("kwargs, word", [({"window": 1}, "window"), ({"alpha": 0}, "alpha")])
+def test_prediction_detector_rejects_bad_options(kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        PredictionDriftDetector(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, word", [({"window": 5}, "window"), ({"alpha": 1}, "alpha"),
+                                          ({"min_gap": 1.5}, "min_gap"), ({"every": 0}, "every")])
+def test_gap_detector_rejects_bad_options(kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        AccuracyGapDetector(**kwargs)
+
+
+def test_gap_detector_ignores_a_better_champion():
+    detector, rng = make_gap(), random.Random(12)
+    fired = sum(detector.update(rng.random() < 0.95, rng.random() < 0.7).drift_detected for _ in range(20_000))
+    assert fired == 0
+
+
+def test_prediction_detector_with_a_given_reference_tests_from_the_first_window():
+    rng = random.Random(13)
+    detector = PredictionDriftDetector(window=200, alpha=0.001,
+                                       reference=[("ok", rng.uniform(0.5, 1)) for _ in range(1000)])
+    fired = [i for i in range(400) if detector.update("fault", 0.6).drift_detected]
+    assert fired == [199, 399] and detector.evidence["reference"] == "given"

@@ -61,3 +61,38 @@ def test_rejects_bad_options(kwargs):
 def test_event_round_trips_through_json():
     original = event()
     assert DriftEvent.from_json(original.to_json()) == original
+
+
+def test_each_window_detector_keeps_its_own_streak():
+    policy = DriftPolicy(min_train_rows=10, data_persistence=2, cooldown=0)
+    prediction = DriftEvent(detector="prediction-drift", kind="prediction", index=1, statistic=0.0, threshold=1e-4)
+    assert policy.on_data_window(event("data"), labelled=10).action is Action.HOLD
+    # A quiet prediction window does not break the data detector's streak...
+    assert policy.on_data_window(None, labelled=10, detector="prediction-drift") is None
+    assert policy.on_data_window(prediction, labelled=20).action is Action.HOLD
+    # ...and the data detector's second drifting window in a row acts.
+    assert policy.on_data_window(event("data"), labelled=30).action is Action.ALERT
+    assert policy.data_streaks == {"data-ks": 2, "prediction-drift": 1}
+
+
+def test_drift_during_the_cooldown_is_deferred_not_lost():
+    policy = DriftPolicy(min_train_rows=10, cooldown=100)
+    policy.on_event(event(), change_at=0, labelled=0)
+    assert policy.on_labelled(10).action is Action.RETRAIN
+    policy.on_retrain_finished(promoted=True, labelled=10)  # cooldown until 110
+    held = policy.on_event(event(index=7), change_at=40, labelled=40)
+    assert held.action is Action.HOLD and "deferred" in held.reason
+    assert all(policy.on_labelled(n) is None for n in range(41, 110))
+    released = policy.on_labelled(110)
+    assert released.action is Action.ALERT and released.event_ids == held.event_ids
+    retrain = policy.on_labelled(111)  # 71 rows since the change at 40: enough
+    assert retrain.action is Action.RETRAIN and retrain.window == (40, 111)
+
+
+def test_events_while_a_retrain_is_in_flight_are_not_deferred():
+    policy = DriftPolicy(min_train_rows=10, cooldown=0)
+    policy.on_event(event(), change_at=0, labelled=0)
+    assert policy.on_labelled(10).action is Action.RETRAIN
+    assert policy.on_event(event(), change_at=12, labelled=12).action is Action.HOLD
+    policy.on_retrain_finished(promoted=False, labelled=20)
+    assert policy.on_labelled(40) is None  # the in-flight retrain answered that event

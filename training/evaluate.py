@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.metrics import accuracy_score
+
+from training.datasets import split_holdout
+from training.recipes import make_classifier
 
 
 @dataclass(frozen=True)
@@ -31,3 +35,31 @@ def compare(challenger, champion, X_holdout, y_holdout, *, margin: float) -> Eva
     reason = (f"challenger {challenger_accuracy:.4f} {verdict} champion {champion_accuracy:.4f} "
               f"by more than {margin:.4f} on {len(y_holdout)} holdout rows")
     return Evaluation(challenger_accuracy, champion_accuracy, margin, len(y_holdout), promote, reason)
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """A trained challenger, the verdict against the champion, and the training time."""
+
+    model: object
+    evaluation: Evaluation
+    seconds: float
+
+
+def train_challenger(frame, target, champion, *, holdout_fraction: float, margin: float,
+                     recipe: str = "gradient-boosting", random_state: int = 0) -> Challenge:
+    """The one trainer and promotion decision, shared by the retrain flow and the backtest.
+
+    Trains on the older rows of the window, judges challenger and champion on the newest
+    `holdout_fraction` of it (`compare`), and when the challenger wins refits it on the
+    whole window so the newest rows are learned too. Raises `TooLittleData` on a window
+    too small or with a single class.
+    """
+    (X_train, y_train), (X_holdout, y_holdout) = split_holdout(frame, target, holdout_fraction)
+    started = time.perf_counter()
+    challenger = make_classifier(recipe, random_state=random_state).fit(X_train, y_train)
+    seconds = time.perf_counter() - started
+    evaluation = compare(challenger, champion, X_holdout, y_holdout, margin=margin)
+    if evaluation.promote:
+        challenger = make_classifier(recipe, random_state=random_state).fit(frame, target)
+    return Challenge(challenger, evaluation, seconds)

@@ -1,0 +1,170 @@
+"""`driftctl backtest`: prequential replay on small generated tables, and the CLI contract."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from drift.backtest import BacktestError, parse_policy, prepare, run_backtest
+from driftctl.settings import DriftSettings
+
+ROOT = str(Path(__file__).resolve().parents[1])
+KEYS = {"rows", "warmup", "policy", "accuracy", "retrains", "drift_events", "promotions", "seconds"}
+
+
+def table(n=8000, drift_at=4000, seed=0):
+    """A stream with numbers, an integer-coded zone, a non-ASCII string category, missing values,
+    ids and event times; the concept flips at `drift_at` (P(y|x) changes, P(x) does not)."""
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    colour = rng.choice(["grün", "rouge", "синий"], size=n)
+    zone = rng.integers(1, 5, size=n)
+    before = (x1 > 0) ^ (colour == "grün")
+    after = (x1 < 0) ^ (colour == "grün")
+    label = np.where(np.arange(n) < drift_at, before, after)
+    frame = pd.DataFrame({"event_time": pd.date_range("2026-01-01", periods=n, freq="s").astype(str),
+                          "record": [f"r{i:05d}" for i in range(n)], "x1": x1, "x2": x2, "zone": zone,
+                          "colour": colour, "label": np.where(label, "fault", "ok")})
+    frame.loc[frame.index % 11 == 0, "x2"] = np.nan
+    frame.loc[frame.index % 13 == 0, "colour"] = None
+    return frame
+
+
+def split(frame):
+    features, labels, ids, _ = prepare(frame, "label", time_col="event_time", id_col="record")
+    return features, labels, ids
+
+
+def settings():
+    return DriftSettings(min_train_rows=600, cooldown=500)
+
+
+def test_drift_beats_static_on_a_drifting_stream():
+    features, labels, ids = split(table())
+    static = run_backtest(features, labels, policy="static", warmup=1000, settings=settings())
+    drift = run_backtest(features, labels, policy="drift", warmup=1000, settings=settings(), ids=ids)
+    assert static.retrains == 0 and static.drift_events == []
+    assert drift.accuracy > static.accuracy + 0.2
+    concept = [e for e in drift.drift_events if e["detector"] == "error-adwin"]
+    assert concept and 4000 <= concept[0]["index"] < 4400  # after the drift, within 400 records
+    assert concept[0]["record_id"] == f"r{concept[0]['index']:05d}"
+    assert [p["version"] for p in drift.promotions] == [2]
+    assert drift.promotions[0]["index"] >= concept[0]["index"] + 600  # waited for min_train_rows labels
+
+
+def test_stationary_stream_raises_no_retrain():
+    features, labels, _ = split(table(drift_at=10**9))
+    result = run_backtest(features, labels, policy="drift", warmup=1000, settings=settings())
+    assert result.retrains == 0 and result.drift_events == [] and result.accuracy > 0.95
+
+
+def test_label_delay_delays_detection_and_training():
+    features, labels, _ = split(table())
+    prompt = run_backtest(features, labels, policy="drift", warmup=1000, settings=settings())
+    late = run_backtest(features, labels, policy="drift", warmup=1000, label_delay=300, settings=settings())
+    first = lambda r: r.drift_events[0]["index"]  # noqa: E731
+    assert first(late) >= first(prompt) + 250
+    assert late.decisions[0]["index"] == 1000 + 300 - 1  # the champion trains when the warmup labels are in
+    assert late.accuracy < prompt.accuracy
+
+
+@pytest.mark.parametrize("policy, retrains", [("periodic:1500", 4), ("online", 0)])
+def test_other_policies(policy, retrains):
+    features, labels, _ = split(table())
+    result = run_backtest(features, labels, policy=policy, warmup=1000, settings=settings())
+    assert result.retrains == retrains and result.policy == policy
+    assert result.accuracy > 0.75  # both recover from the flip, unlike static
+
+
+def test_time_column_orders_the_replay():
+    frame = table()
+    shuffled = frame.sample(frac=1, random_state=1)
+    a = run_backtest(*split(frame)[:2], policy="drift", warmup=1000, settings=settings())
+    b = run_backtest(*split(shuffled)[:2], policy="drift", warmup=1000, settings=settings())
+    assert a.accuracy == b.accuracy and [e["index"] for e in a.drift_events] == [e["index"] for e in b.drift_events]
+
+
+def test_prepare_keeps_types_and_drops_unlabelled_rows():
+    frame = table(500)
+    frame.loc[[3, 4], "label"] = None
+    features, labels, ids, dropped = prepare(frame, "label", drop=["x2"], time_col="event_time", id_col="record")
+    assert dropped == 2 and len(features) == len(labels) == len(ids) == 498
+    assert list(features.columns) == ["colour", "x1", "zone"]
+    assert features["colour"].dtype == object and features["zone"].dtype == float
+    assert features["colour"].isna().sum() == (frame["colour"].isna() & frame["label"].notna()).sum()
+
+
+@pytest.mark.parametrize("kwargs, message", [({"target": "nope"}, "unknown target 'nope'"),
+                                             ({"target": "label", "drop": ["zz"]}, "cannot drop unknown column"),
+                                             ({"target": "label", "time_col": "when"}, "unknown time column")])
+def test_prepare_rejects_unknown_columns(kwargs, message):
+    with pytest.raises(BacktestError, match=message):
+        prepare(table(200), **kwargs)
+
+
+@pytest.mark.parametrize("text", ["weekly", "periodic:", "periodic:0", "periodic:-5", "periodic:x"])
+def test_bad_policy_strings(text):
+    with pytest.raises(ValueError, match="policy"):
+        parse_policy(text)
+
+
+def test_too_short_a_table_is_an_error():
+    features, labels, _ = split(table(500))
+    with pytest.raises(BacktestError, match="nothing left to test"):
+        run_backtest(features, labels, warmup=400, label_delay=200)
+
+
+# -- the CLI, as a user runs it -----------------------------------------------------------
+
+def driftctl(*args, cwd):
+    env = {**os.environ, "PYTHONPATH": ROOT, "DRIFTCTL_DRIFT__MIN_TRAIN_ROWS": "600",
+           "DRIFTCTL_DRIFT__COOLDOWN": "500"}
+    return subprocess.run([sys.executable, "-m", "driftctl", "backtest", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=300)
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_cli_writes_the_contract_json(tmp_path, suffix):
+    data = tmp_path / f"stream.{suffix}"
+    frame = table()
+    frame.to_csv(data, index=False) if suffix == "csv" else frame.to_parquet(data)
+    out = tmp_path / "out.json"
+    done = driftctl(str(data), "--target", "label", "--time-col", "event_time", "--id-col", "record",
+                    "--drop", "x2", "--warmup", "1000", "--label-delay", "50", "--json", str(out), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text(encoding="utf-8"))
+    assert KEYS <= set(result)
+    assert result["rows"] == 8000 and result["warmup"] == 1000 and result["policy"] == "drift"
+    assert "x2" not in result["features"] and "colour" in result["features"]
+    assert all({"index", "detector"} <= set(e) for e in result["drift_events"]) and result["drift_events"]
+    assert result["retrains"] >= 1 and 0.5 < result["accuracy"] <= 1
+
+
+def test_cli_prints_json_to_stdout_for_every_policy(tmp_path):
+    data = tmp_path / "stream.csv"
+    table(4000, drift_at=2000).to_csv(data, index=False)
+    for policy in ("drift", "static", "periodic:1000", "online"):
+        done = driftctl(str(data), "--target", "label", "--time-col", "event_time", "--id-col", "record",
+                        "--policy", policy, "--warmup", "500", "--json", "-", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["policy"] == policy
+
+
+@pytest.mark.parametrize("args, code, words", [
+    (["missing.csv", "--target", "label"], 1, "no such file"),
+    (["stream.csv", "--target", "nope"], 1, "unknown target 'nope'"),
+    (["stream.csv", "--target", "label", "--policy", "weekly"], 2, "valid policies"),
+    (["stream.csv", "--target", "label", "--warmup", "5"], 2, "--warmup"),
+    (["stream.csv"], 2, "--target"),
+])
+def test_cli_bad_input_is_one_line_and_non_zero(tmp_path, args, code, words):
+    table(300).to_csv(tmp_path / "stream.csv", index=False)
+    done = driftctl(*args, cwd=tmp_path)
+    assert done.returncode == code
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("driftctl: error:") and words in lines[0], done.stderr
