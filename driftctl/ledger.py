@@ -59,6 +59,10 @@ OUTCOMES = ("promotion", "rejection", "failure", "skipped")
 ALIAS_MOVES = ("promotion", "rollback")
 
 
+class LedgerError(Exception):
+    """The ledger's database cannot be opened."""
+
+
 @dataclass(frozen=True)
 class Entry:
     id: int
@@ -78,9 +82,14 @@ class Ledger:
         options = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {"pool_pre_ping": True}
         self.engine = create_engine(url, future=True, **options)
         try:
-            metadata.create_all(self.engine)
-        except OperationalError:  # another process created the tables at the same moment
-            metadata.create_all(self.engine)
+            try:
+                metadata.create_all(self.engine)
+            except OperationalError:  # another process created the tables at the same moment
+                metadata.create_all(self.engine)
+        except OperationalError as exc:
+            self.engine.dispose()
+            where = url.rsplit("@", 1)[-1]
+            raise LedgerError(f"cannot open the ledger at {where}: {exc.orig}") from exc
 
     def append(self, kind: str, *, reason: str | None = None, model_name: str | None = None,
                model_version: int | None = None, event_id: str | None = None,

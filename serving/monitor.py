@@ -260,17 +260,9 @@ class Monitor:
             self._act(decision)
 
     def window(self, start: int, end: int) -> TrainingWindow:
-        rows = self._positions[start:end]
-        telemetry: dict[int, list[int]] = {}
-        labels: dict[int, list[int]] = {}
-        for t_part, t_off, l_part, l_off, _ in rows:
-            for ranges, part, off in ((telemetry, t_part, t_off), (labels, l_part, l_off)):
-                span = ranges.setdefault(part, [off, off + 1])
-                span[0], span[1] = min(span[0], off), max(span[1], off + 1)
-        return TrainingWindow(
-            bootstrap_servers=self.bootstrap, telemetry_topic=self.topics.telemetry, labels_topic=self.topics.labels,
-            telemetry={p: tuple(s) for p, s in telemetry.items()}, labels={p: tuple(s) for p, s in labels.items()},
-            positions=(start, end), first_ts=min(r[4] for r in rows), last_ts=max(r[4] for r in rows))
+        return TrainingWindow.from_positions(self._positions[start:end], bootstrap_servers=self.bootstrap,
+                                             telemetry_topic=self.topics.telemetry, labels_topic=self.topics.labels,
+                                             positions=(start, end))
 
     def _start_retrain(self, decision: Decision) -> None:
         window = self.window(*decision.window)

@@ -63,6 +63,11 @@ class Registry:
         except MlflowException:  # created meanwhile by another process
             return self.client.get_experiment_by_name(self.experiment).experiment_id
 
+    def _point_mlflow(self) -> None:
+        # mlflow's fluent API (load_model, artifacts, start_run) reads process-wide URIs.
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+
     def champion(self) -> ModelRef | None:
         try:
             version = self.client.get_model_version_by_alias(self.model_name, CHAMPION)
@@ -77,6 +82,7 @@ class Registry:
 
     def load(self, version: int) -> LoadedModel:
         """Load exactly this registry version, never 'latest'."""
+        self._point_mlflow()
         try:
             details = self.client.get_model_version(self.model_name, str(version))
             model = mlflow.sklearn.load_model(f"models:/{self.model_name}/{version}")
@@ -87,6 +93,7 @@ class Registry:
 
     def reference(self, run_id: str) -> list[dict[str, Any]]:
         """The champion's training reference rows, stored with its run."""
+        self._point_mlflow()
         return mlflow.artifacts.load_dict(f"runs:/{run_id}/reference.json")["rows"]
 
     def record_candidate(self, *, model, frame: pd.DataFrame, labels: pd.Series, evaluation, params: dict,
@@ -99,7 +106,7 @@ class Registry:
         is ready to announce it. Returns the run id and the registered version (None when
         not registered).
         """
-        mlflow.set_tracking_uri(self.tracking_uri)
+        self._point_mlflow()
         with mlflow.start_run(experiment_id=self.experiment_id(), run_name=tags.get("driftctl.decision_id")) as run:
             mlflow.log_params(params)
             metrics = {"challenger_accuracy": evaluation.challenger_accuracy,
