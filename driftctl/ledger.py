@@ -78,6 +78,10 @@ class Entry:
 class Ledger:
     def __init__(self, url: str):
         self.url = url
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            from pathlib import Path
+
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         # SQLite: wait for a writer instead of failing at once when flows append together.
         options = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {"pool_pre_ping": True}
         self.engine = create_engine(url, future=True, **options)

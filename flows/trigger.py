@@ -29,27 +29,39 @@ def model_resource(model_name: str) -> dict[str, str]:
             "driftctl.model": model_name}
 
 
-def emit_drift_detected(settings: Settings, window: TrainingWindow, trigger: dict) -> str:
-    """Emit the retrain request to the Prefect server at `prefect.api_url`; returns the event id.
+def drift_detected_event(settings: Settings, window: TrainingWindow, trigger: dict):
+    """The retrain request as a Prefect event: the deployment trigger maps its payload to
+    the `retrain` flow's parameters."""
+    from prefect.events.schemas.events import Event, Resource
 
-    `prefect.events.emit_event` queues the event on a process-wide background worker
-    bound to whichever API the process saw first (often the ephemeral one); the events
-    client it uses underneath is called directly here, so the event has reached the
-    server when this returns.
+    return Event(event=settings.prefect.drift_event, resource=Resource(model_resource(settings.mlflow.model_name)),
+                 payload={"window": window.model_dump(mode="json"), "trigger": trigger})
+
+
+def emit_events(settings: Settings, events: list) -> None:
+    """Send events to the Prefect server at `prefect.api_url` over one connection.
+
+    `prefect.events.emit_event` queues events on a process-wide background worker bound
+    to whichever API the process saw first (often the ephemeral one); the events client
+    it uses underneath is called directly here, so the events have reached the server
+    when this returns.
     """
     import asyncio
 
     from prefect.events.clients import PrefectEventsClient
-    from prefect.events.schemas.events import Event, Resource
-
-    event = Event(event=settings.prefect.drift_event, resource=Resource(model_resource(settings.mlflow.model_name)),
-                  payload={"window": window.model_dump(mode="json"), "trigger": trigger})
 
     async def send() -> None:
         async with PrefectEventsClient(api_url=settings.prefect.api_url) as client:
-            await client.emit(event)
+            for event in events:
+                await client.emit(event)
 
     asyncio.run(send())
+
+
+def emit_drift_detected(settings: Settings, window: TrainingWindow, trigger: dict) -> str:
+    """Ask the `retrain-on-drift` deployment for a retrain; returns the event id."""
+    event = drift_detected_event(settings, window, trigger)
+    emit_events(settings, [event])
     return str(event.id)
 
 
