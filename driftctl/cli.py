@@ -198,6 +198,20 @@ def history(
     console.print(table)
 
 
+@app.command()
+def provenance(
+    version: Optional[int] = typer.Argument(None, min=1, help="Model version (default: the champion)."),
+    home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
+) -> None:
+    """Every audit item of one model version, from MLflow and the ledger, as JSON."""
+    from driftctl.provenance import version_provenance
+    from driftctl.stack import configure_environment
+
+    settings = _settings(home)
+    configure_environment(settings)
+    print(json.dumps(version_provenance(settings, version), indent=2, default=str))
+
+
 def run() -> None:
     """Console entry point: usage errors and failures are one line and a non-zero exit."""
     try:

@@ -148,7 +148,7 @@ class Settings(BaseSettings):
 
     @property
     def mlflow_uri(self) -> str:
-        return self.mlflow.tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+        return postgres_driver(self.mlflow.tracking_uri) or f"sqlite:///{self.home / 'mlflow.db'}"
 
     @property
     def mlflow_artifacts(self) -> str:
@@ -156,8 +156,16 @@ class Settings(BaseSettings):
 
     @property
     def ledger_url(self) -> str:
-        return self.ledger.url or f"sqlite:///{self.home / 'ledger.db'}"
+        return postgres_driver(self.ledger.url) or f"sqlite:///{self.home / 'ledger.db'}"
 
     @property
     def prefect_home(self) -> Path:
         return self.home / "prefect"
+
+
+def postgres_driver(url: str) -> str:
+    """`postgresql://...` means psycopg 3 here (the driver driftctl installs), not psycopg2."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url

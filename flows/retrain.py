@@ -19,8 +19,9 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from threadpoolctl import threadpool_limits
+
 from drift.events import new_id
-from drift.report import data_drift_snapshot, drifted_share
 from driftctl.ledger import Ledger
 from driftctl.settings import Settings
 from serving.codec import InvalidRecord, decode_label, decode_telemetry
@@ -70,31 +71,41 @@ def load_champion(registry: Registry) -> LoadedModel | None:
 def train_and_evaluate(frame: pd.DataFrame, target: pd.Series, champion: LoadedModel | None,
                        settings: Settings) -> tuple[Any, Evaluation, float]:
     (X_train, y_train), (X_holdout, y_holdout) = split_holdout(frame, target, settings.drift.holdout_fraction)
-    started = time.perf_counter()
-    challenger = make_classifier(RECIPE).fit(X_train, y_train)
-    seconds = time.perf_counter() - started
-    champion_model = None
-    if champion is not None:
-        champion_model = _Aligned(champion.model, champion.features)
-    evaluation = compare(challenger, champion_model, X_holdout, y_holdout, margin=settings.drift.promote_margin)
-    # The winner serves: refit on the whole window so the newest rows are learned too.
-    if evaluation.promote:
-        challenger = make_classifier(RECIPE).fit(frame, target)
+    # One OpenMP thread: the flow shares its process with Prefect's and Kafka's GIL-bound
+    # threads, and OpenMP workers spinning against them made a fit many times slower.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        started = time.perf_counter()
+        challenger = make_classifier(RECIPE).fit(X_train, y_train)
+        seconds = time.perf_counter() - started
+        champion_model = None
+        if champion is not None:
+            champion_model = _Aligned(champion.model, champion.features)
+        evaluation = compare(challenger, champion_model, X_holdout, y_holdout, margin=settings.drift.promote_margin)
+        # The winner serves: refit on the whole window so the newest rows are learned too.
+        if evaluation.promote:
+            challenger = make_classifier(RECIPE).fit(frame, target)
     return challenger, evaluation, seconds
 
 
-@task(cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
 def drift_report(registry: Registry, champion: LoadedModel | None, frame: pd.DataFrame, settings: Settings,
-                 name: str) -> tuple[str | None, dict]:
-    """Evidently's data-drift report of the new window against the champion's reference."""
-    if champion is None:
-        return None, {}
+                 name: str, run_id: str) -> dict:
+    """Evidently's data-drift report of the window against the champion's reference,
+    attached to the retrain's run. Rendered after the decision is announced: it is
+    evidence for the record, not part of the gate (and Evidently takes seconds to import)."""
+    from drift.report import data_drift_snapshot, drifted_share
+
     reference = pd.DataFrame.from_records(registry.reference(champion.ref.run_id))
     snapshot = data_drift_snapshot(reference, frame)
     path = settings.home / "reports" / f"{name}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(path))
-    return str(path), drifted_share(snapshot)
+    drifted = drifted_share(snapshot)
+    registry.client.log_artifact(run_id, str(path), artifact_path="evidence")
+    if drifted:
+        registry.set_run_tags(run_id, {"driftctl.evidently_drifted_columns":
+                                       f"{drifted['count']:.0f} ({drifted['share']:.0%})"})
+    return {"path": str(path), **drifted}
 
 
 def evidence_summary(trigger: dict) -> str:
@@ -107,8 +118,7 @@ def evidence_summary(trigger: dict) -> str:
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
 def record_candidate(registry: Registry, model, frame: pd.DataFrame, target: pd.Series, evaluation: Evaluation,
-                     window: TrainingWindow, trigger: dict, seconds: float, settings: Settings,
-                     report: tuple[str | None, dict]):
+                     window: TrainingWindow, trigger: dict, seconds: float, settings: Settings):
     tags = {
         "driftctl.decision_id": trigger.get("decision_id", ""),
         "driftctl.trigger_kind": trigger.get("kind", "drift"),
@@ -123,9 +133,6 @@ def record_candidate(registry: Registry, model, frame: pd.DataFrame, target: pd.
         "driftctl.decision": "promoted" if evaluation.promote else "rejected",
         "driftctl.decision_reason": evaluation.reason,
     }
-    report_path, drifted = report
-    if drifted:
-        tags["driftctl.evidently_drifted_columns"] = f"{drifted['count']:.0f} ({drifted['share']:.0%})"
     params = {"recipe": RECIPE, "promote_margin": settings.drift.promote_margin,
               "holdout_fraction": settings.drift.holdout_fraction,
               **{f"model.{k}": v for k, v in model.named_steps["model"].get_params().items()}}
@@ -133,7 +140,7 @@ def record_candidate(registry: Registry, model, frame: pd.DataFrame, target: pd.
     return registry.record_candidate(model=model, frame=frame, labels=target, evaluation=evaluation, params=params,
                                      tags=tags, reference_rows=settings.drift.reference_rows,
                                      training_seconds=seconds, promote=evaluation.promote,
-                                     artifacts=[report_path] if report_path else [], documents=documents)
+                                     documents=documents)
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
@@ -196,15 +203,15 @@ def _retrain_once(window: TrainingWindow, trigger: dict, settings: Settings, reg
         champion = load_champion(registry)
         provenance["previous"] = champion.ref.as_dict() if champion else None
         model, evaluation, seconds = train_and_evaluate(frame, target, champion, settings)
-        report = drift_report(registry, champion, frame, settings, trigger["decision_id"])
         run_id, version = record_candidate(registry, model, frame, target, evaluation, window, trigger,
-                                           seconds, settings, report)
+                                           seconds, settings)
         outcome = {"promoted": evaluation.promote, "version": version, "run_id": run_id,
                    "reason": evaluation.reason, "challenger_accuracy": evaluation.challenger_accuracy,
                    "champion_accuracy": evaluation.champion_accuracy, "margin": evaluation.margin,
                    "holdout_rows": evaluation.holdout_rows, "rows": len(frame), "training_seconds": seconds}
         provenance.update(run_id=run_id, evaluation=outcome)
         if not evaluation.promote:
+            provenance["report"] = _report(registry, champion, frame, settings, trigger, run_id)
             ledger.append("rejection", reason=evaluation.reason, model_name=registry.model_name,
                           event_id=event_id, payload=provenance)
             logger.info("challenger rejected: %s", evaluation.reason)
@@ -217,6 +224,7 @@ def _retrain_once(window: TrainingWindow, trigger: dict, settings: Settings, reg
                   "decision_id": trigger["decision_id"], "previous_version": previous.version if previous else None,
                   "promoted_at": time.time()}
         announce(update, window.bootstrap_servers, settings)
+        provenance["report"] = _report(registry, champion, frame, settings, trigger, run_id)
         ledger.append("promotion", reason=reason, model_name=registry.model_name, model_version=version,
                       event_id=event_id, payload=provenance)
         logger.info("promoted %s version %s: %s", registry.model_name, version, evaluation.reason)
@@ -270,6 +278,17 @@ def scheduled_retrain(reason: str = "scheduled retrain: a model's value has a ha
     finally:
         ledger.close()
     return retrain(window=window, trigger=trigger)
+
+
+def _report(registry, champion, frame, settings, trigger, run_id) -> dict:
+    """The Evidently report, or why there is none; its failure never undoes a decision."""
+    if champion is None:
+        return {"skipped": "no champion to compare the window with"}
+    try:
+        return drift_report(registry, champion, frame, settings, trigger["decision_id"], run_id)
+    except Exception as exc:
+        get_run_logger().error("Evidently report failed: %s", exc)
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def _first_event(trigger: dict) -> str | None:

@@ -214,3 +214,21 @@ def test_rollback_command_moves_the_alias_back_announces_and_records_why(stack, 
     timeline = json.loads(history.output)
     assert [e["kind"] for e in timeline["entries"]][-2:] == ["rollback", "rollback"]
     assert [h["version"] for h in timeline["champion_history"]] == [1, 2, 1, 2]
+
+
+def test_provenance_command_reads_every_item_back(stack):
+    settings, bootstrap, _, after = stack
+    retrain(window=window(bootstrap, settings, after, start=DRIFT_AT), trigger=trigger("decision-audit"))
+    result = CliRunner().invoke(app, ["provenance"])
+    assert result.exit_code == 0, result.output
+    audit = json.loads(result.output)
+    assert audit["model"]["version"] == 2 and "model.learning_rate" in audit["model"]["params"]
+    assert audit["model"]["kind"].startswith("gradient-boosting") and audit["model"]["trained_at"] > 0
+    data = audit["training_data"]
+    assert data["rows"] == 1_500 and data["content_hash"] and data["mlflow_inputs"][0]["context"] == "training"
+    assert settings.kafka.topics.labels in data["window"]
+    assert audit["metrics"]["champion_accuracy"] is not None
+    assert audit["decision"]["id"] == "decision-audit" and audit["decision"]["outcome"] == "promoted"
+    assert audit["deployment"]["served"][0]["undeployed_at"] is None
+    assert "driftctl.deployed_at" in audit["deployment"]["version_tags"]
+    assert any(path.endswith(".html") for path in audit["evidence_artifacts"])

@@ -26,7 +26,7 @@ def database():
     with psycopg.connect(f"postgresql://{SERVER}/test", autocommit=True, connect_timeout=5) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield f"postgresql+psycopg://{SERVER}/{name}"
+        yield f"postgresql://{SERVER}/{name}"  # the plain URL an operator writes
     finally:
         with psycopg.connect(f"postgresql://{SERVER}/test", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -60,6 +60,6 @@ def test_ledger_and_mlflow_on_postgres(database, home, monkeypatch, tmp_path):
     assert [h["version"] for h in ledger.alias_history(registry.model_name)] == [1]
     assert ledger.acquire(lease_name("m"), "a", ttl=60) and not ledger.acquire(lease_name("m"), "b", ttl=60)
     ledger.close()
-    with psycopg.connect(database.replace("+psycopg", "")) as conn:
+    with psycopg.connect(database) as conn:
         tables = {r[0] for r in conn.execute("select tablename from pg_tables where schemaname = 'public'")}
     assert {"ledger", "retrain_leases", "registered_models", "model_versions", "runs"} <= tables
