@@ -10,6 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from drift.detectors import DataDriftDetector, ErrorRateDetector
 from drift.events import Action, Decision, DriftEvent
@@ -204,7 +205,8 @@ class Monitor:
             self.probation = None
             return
         row = pd.DataFrame([state["features"]]).reindex(columns=previous.features)
-        previous_prediction = previous.model.predict(row)[0]
+        with threadpool_limits(limits=1, user_api="openmp"):  # OpenMP spinning against GIL-bound threads
+            previous_prediction = previous.model.predict(row)[0]
         result = self.probation.update(state["prediction"] == state["label"], previous_prediction == state["label"])
         if result.verdict is Verdict.PENDING:
             return
