@@ -201,13 +201,13 @@ def monitor(home: Optional[Path] = typer.Option(None, help="State directory (def
 
     settings = _settings(home)
     configure_environment(settings)
-    from flows.retrain import retrain
+    from flows.trigger import make_retrain
     from serving.monitor import Monitor
 
     bootstrap = _external_bootstrap(settings)
     stop = _stop_on_signals()
     stage = Monitor(settings, bootstrap, Registry.from_settings(settings), Ledger(settings.ledger_url),
-                    lambda w, t: retrain(window=w, trigger=t), stop)
+                    make_retrain(settings), stop)
     console.print(f"monitor joining group {settings.kafka.monitor_group} at {bootstrap}", highlight=False)
     stage.run()
 
@@ -303,6 +303,64 @@ def bench(
 
 
 @app.command()
+def rollback(
+    to: Optional[int] = typer.Option(None, "--to", min=1, help="Version to serve (default: the one before)."),
+    reason: Optional[str] = typer.Option(None, help="Why, recorded in the ledger."),
+    home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+) -> None:
+    """Move the champion alias back, announce it to every scorer, record why in the ledger."""
+    from driftctl.rollback import roll_back
+    from driftctl.stack import configure_environment
+
+    settings = _settings(home)
+    configure_environment(settings)
+    done = roll_back(settings, to=to, reason=reason)
+    if as_json:
+        print(json.dumps(done.as_dict(), indent=2))
+        return
+    announced = "announced on the model-updates topic" if done.published else \
+        "not announced (no Kafka configured): scorers load it when they start"
+    console.print(f"{done.name}: champion moved from version {done.from_version} to version {done.to_version}; "
+                  f"{announced}. Ledger entry {done.ledger_entry}: {done.reason}")
+
+
+@app.command()
+def history(
+    limit: Optional[int] = typer.Option(None, min=1, help="Newest N entries only."),
+    windows: bool = typer.Option(False, "--windows", help="Include the monitor's window checkpoints."),
+    home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+) -> None:
+    """The ledger's timeline: drift events, decisions, promotions, rejections, failures, rollbacks."""
+    from driftctl.history import ledger_history
+
+    settings = _settings(home)
+    report = ledger_history(settings, limit=limit, include_windows=windows)
+    if as_json:
+        print(json.dumps(report, indent=2, default=str))
+        return
+
+    def when(at) -> str:
+        return "-" if at is None else datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+    served = Table(title=f"champion history of {report['model']}", title_justify="left")
+    for column in ("version", "deployed", "by", "undeployed", "by", "why"):
+        served.add_column(column)
+    for h in report["champion_history"]:
+        served.add_row(str(h["version"]), when(h["deployed_at"]), h["deployed_by"], when(h["undeployed_at"]),
+                       h["undeployed_by"] or "serving", (h["reason"] or "")[:80])
+    console.print(served)
+    table = Table(title="ledger", title_justify="left")
+    for column in ("#", "at (UTC)", "kind", "version", "event", "reason"):
+        table.add_column(column)
+    for e in report["entries"]:
+        table.add_row(str(e["id"]), when(e["at"]), e["kind"], str(e["model_version"] or "-"),
+                      e["event_id"] or "-", (e["reason"] or "")[:100])
+    console.print(table)
+
+
+@app.command()
 def backtest(
     data: Path = typer.Argument(..., help="CSV or Parquet file, one record a row."),
     target: str = typer.Option(..., "--target", help="Label column."),
@@ -368,6 +426,20 @@ def _print_backtest(r, json_out: Optional[Path]) -> None:
     if json_out is not None:
         table.add_row("JSON", str(json_out))
     console.print(table)
+
+
+@app.command()
+def provenance(
+    version: Optional[int] = typer.Argument(None, min=1, help="Model version (default: the champion)."),
+    home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
+) -> None:
+    """Every audit item of one model version, from MLflow and the ledger, as JSON."""
+    from driftctl.provenance import version_provenance
+    from driftctl.stack import configure_environment
+
+    settings = _settings(home)
+    configure_environment(settings)
+    print(json.dumps(version_provenance(settings, version), indent=2, default=str))
 
 
 def run() -> None:

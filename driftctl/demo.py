@@ -79,7 +79,7 @@ def run_demo(settings: Settings, progress: Callable[[str, int, int], None] | Non
     if not settings.kafka.bootstrap_servers and not settings.mlflow.tracking_uri and not settings.ledger.url:
         fresh_home(settings)
     configure_environment(settings)
-    from flows.retrain import retrain  # imported after the Prefect environment is set
+    from flows.trigger import make_retrain  # imported after the Prefect environment is set
     from serving.kafka_io import make_producer, read_topic
     from serving.monitor import Monitor
     from serving.producer import publish
@@ -96,7 +96,7 @@ def run_demo(settings: Settings, progress: Callable[[str, int, int], None] | Non
         registry = Registry.from_settings(settings)
         ledger = Ledger(settings.ledger_url)
         stop = threading.Event()
-        monitor = Monitor(settings, bootstrap, registry, ledger, lambda w, t: retrain(window=w, trigger=t), stop)
+        monitor = Monitor(settings, bootstrap, registry, ledger, make_retrain(settings), stop)
         monitor_stage = _Stage("monitor", monitor.run)
         spawn = multiprocessing.get_context("spawn")
         scorer_stats = spawn.Array("q", 4)  # scored, dead letters, learned, version

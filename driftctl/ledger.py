@@ -11,7 +11,21 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import JSON, Column, Float, Integer, MetaData, String, Table, Text, create_engine, insert, select
+from sqlalchemy import (
+    JSON,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    insert,
+    select,
+)
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 metadata = MetaData()
 entries = Table(
@@ -27,7 +41,26 @@ entries = Table(
     Column("payload", JSON),
 )
 
-KINDS = ("drift_event", "decision", "promotion", "rejection", "failure", "rollback")
+# The one mutable table: who holds the right to retrain a model now. Rows come and go;
+# the ledger above never changes.
+leases = Table(
+    "retrain_leases",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("acquired_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+KINDS = ("drift_event", "decision", "promotion", "rejection", "failure", "rollback", "window", "skipped")
+# The kinds that end a retrain: one of them names each decision that ran.
+OUTCOMES = ("promotion", "rejection", "failure", "skipped")
+# The kinds that move the champion alias.
+ALIAS_MOVES = ("promotion", "rollback")
+
+
+class LedgerError(Exception):
+    """The ledger's database cannot be opened."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +78,22 @@ class Entry:
 class Ledger:
     def __init__(self, url: str):
         self.url = url
-        self.engine = create_engine(url, future=True)
-        metadata.create_all(self.engine)
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            from pathlib import Path
+
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        # SQLite: wait for a writer instead of failing at once when flows append together.
+        options = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+        self.engine = create_engine(url, future=True, **options)
+        try:
+            try:
+                metadata.create_all(self.engine)
+            except OperationalError:  # another process created the tables at the same moment
+                metadata.create_all(self.engine)
+        except OperationalError as exc:
+            self.engine.dispose()
+            where = url.rsplit("@", 1)[-1]
+            raise LedgerError(f"cannot open the ledger at {where}: {exc.orig}") from exc
 
     def append(self, kind: str, *, reason: str | None = None, model_name: str | None = None,
                model_version: int | None = None, event_id: str | None = None,
@@ -74,6 +121,74 @@ class Ledger:
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
         return Entry(**row._mapping) if row else None
+
+    def latest(self, kind: str, model_name: str | None = None) -> Entry | None:
+        query = select(entries).where(entries.c.kind == kind)
+        if model_name is not None:
+            query = query.where(entries.c.model_name == model_name)
+        with self.engine.connect() as conn:
+            row = conn.execute(query.order_by(entries.c.id.desc()).limit(1)).first()
+        return Entry(**row._mapping) if row else None
+
+    def outcome(self, decision_id: str, scan: int = 500) -> Entry | None:
+        """The entry that ended the retrain asked for by `decision_id`, if it has ended."""
+        query = select(entries).where(entries.c.kind.in_(OUTCOMES)).order_by(entries.c.id.desc()).limit(scan)
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                entry = Entry(**row._mapping)
+                if (entry.payload.get("trigger") or {}).get("decision_id") == decision_id:
+                    return entry
+        return None
+
+    def timeline(self, *, include_windows: bool = False, limit: int | None = None) -> list[Entry]:
+        """Every entry, oldest first (window checkpoints only when asked for)."""
+        query = select(entries).order_by(entries.c.id.desc())
+        if not include_windows:
+            query = query.where(entries.c.kind != "window")
+        if limit:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [Entry(**row._mapping) for row in conn.execute(query)][::-1]
+
+    def alias_history(self, model_name: str) -> list[dict[str, Any]]:
+        """Which version served when: one interval per move of the champion alias, oldest
+        first; `undeployed_at` is None for the version serving now."""
+        query = (select(entries).where(entries.c.kind.in_(ALIAS_MOVES), entries.c.model_name == model_name)
+                 .order_by(entries.c.id))
+        with self.engine.connect() as conn:
+            moves = [Entry(**row._mapping) for row in conn.execute(query)]
+        history: list[dict[str, Any]] = []
+        for move in moves:
+            if history:
+                history[-1]["undeployed_at"] = move.at
+                history[-1]["undeployed_by"] = move.kind
+            history.append({"version": move.model_version, "deployed_at": move.at, "deployed_by": move.kind,
+                            "reason": move.reason, "undeployed_at": None, "undeployed_by": None,
+                            "entry_id": move.id})
+        return history
+
+    # -- the one-retrain-in-flight lease ---------------------------------------------------
+    def acquire(self, name: str, holder: str, ttl: float) -> bool:
+        """Take the lease `name` for `holder` unless a live one is held; a lease older than
+        `ttl` seconds (left by a crashed flow) is taken over. Atomic across processes:
+        the primary key decides."""
+        now = time.time()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(delete(leases).where(leases.c.name == name, leases.c.expires_at < now))
+                conn.execute(insert(leases).values(name=name, holder=holder, acquired_at=now, expires_at=now + ttl))
+            return True
+        except IntegrityError:
+            return False
+
+    def holder(self, name: str) -> str | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(leases.c.holder).where(leases.c.name == name)).first()
+        return row[0] if row else None
+
+    def release(self, name: str, holder: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(leases).where(leases.c.name == name, leases.c.holder == holder))
 
     def close(self) -> None:
         self.engine.dispose()

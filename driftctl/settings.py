@@ -60,6 +60,20 @@ class MlflowSettings(BaseModel):
 class PrefectSettings(BaseModel):
     # Empty: flows run in-process against Prefect's ephemeral API, state under <home>/prefect.
     api_url: str = ""
+    # With api_url set, the monitor emits this event and the `retrain-on-drift` deployment runs.
+    drift_event: str = "driftctl.drift.detected"
+    outcome_timeout: float = Field(600.0, gt=0, description="seconds the monitor waits for a deployment's outcome")
+
+
+class RetrainSettings(BaseModel):
+    """Retrain orchestration: scheduled windows, the one-in-flight lease, rollback."""
+
+    scheduled_rows: int = Field(2_000, ge=100, description="latest labelled records a scheduled retrain learns from")
+    checkpoint_every: int = Field(500, ge=1, description="labelled records between window checkpoints in the ledger")
+    lease_seconds: float = Field(900.0, gt=0, description="a retrain lease older than this was left by a dead flow")
+    probation_rows: int = Field(500, ge=10, description="labelled records after a promotion judged for auto-rollback")
+    rollback_margin: float = Field(0.02, ge=0, description="accuracy the previous champion must lead by to roll back")
+    auto_rollback: bool = True
 
 
 class LedgerSettings(BaseModel):
@@ -155,6 +169,7 @@ class Settings(BaseSettings):
     stream: StreamSettings = StreamSettings()
     drift: DriftSettings = DriftSettings()
     serving: ServingSettings = ServingSettings()
+    retrain: RetrainSettings = RetrainSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -174,7 +189,7 @@ class Settings(BaseSettings):
 
     @property
     def mlflow_uri(self) -> str:
-        return self.mlflow.tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+        return postgres_driver(self.mlflow.tracking_uri) or f"sqlite:///{self.home / 'mlflow.db'}"
 
     @property
     def mlflow_artifacts(self) -> str:
@@ -182,8 +197,16 @@ class Settings(BaseSettings):
 
     @property
     def ledger_url(self) -> str:
-        return self.ledger.url or f"sqlite:///{self.home / 'ledger.db'}"
+        return postgres_driver(self.ledger.url) or f"sqlite:///{self.home / 'ledger.db'}"
 
     @property
     def prefect_home(self) -> Path:
         return self.home / "prefect"
+
+
+def postgres_driver(url: str) -> str:
+    """`postgresql://...` means psycopg 3 here (the driver driftctl installs), not psycopg2."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url

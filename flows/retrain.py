@@ -1,23 +1,46 @@
-"""The retrain flow: load the window, train a challenger, judge it against the champion,
-record the provenance in MLflow and the ledger, promote the winner, announce it."""
+"""The retrain flows: load the window, train a challenger, judge it against the champion,
+record the provenance in MLflow and the ledger, promote the winner, announce it.
+
+`retrain` runs on a window the drift policy names (in-process, or as the
+`retrain-on-drift` deployment triggered by the `driftctl.drift.detected` event);
+`scheduled_retrain` runs the same path on the latest window a monitor recorded in the
+ledger (the `retrain-nightly` deployment). At most one retrain per model is in flight:
+a lease in the ledger's database decides, across processes and machines.
+"""
 
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 
-from drift.report import data_drift_snapshot, drifted_share
+from threadpoolctl import threadpool_limits
+
+from drift.events import new_id
 from driftctl.ledger import Ledger
 from driftctl.settings import Settings
-from serving.codec import InvalidRecord, decode_label, decode_telemetry, encode
-from serving.kafka_io import make_producer, read_ranges
+from serving.codec import InvalidRecord, decode_label, decode_telemetry
+from serving.kafka_io import read_ranges
+from serving.updates import publish_update
 from training.datasets import TrainingWindow, join_labelled
 from training.evaluate import Evaluation, train_challenger
-from training.registry import LoadedModel, Registry
+from training.recipes import RECIPES
+from training.registry import LoadedModel, ModelRef, Registry
+
+RECIPE = RECIPES[0]
+
+
+class NoWindow(Exception):
+    """No monitor has recorded a training window yet: a scheduled retrain has nothing to learn from."""
+
+
+def lease_name(model_name: str) -> str:
+    return f"retrain:{model_name}"
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
@@ -50,103 +73,222 @@ def train_and_evaluate(frame: pd.DataFrame, target: pd.Series, champion: LoadedM
     champion_model = None
     if champion is not None:
         champion_model = _Aligned(champion.model, champion.features)
-    challenge = train_challenger(frame, target, champion_model, holdout_fraction=settings.drift.holdout_fraction,
-                                 margin=settings.drift.promote_margin)
+    # One OpenMP thread: the flow shares its process with Prefect's and Kafka's GIL-bound
+    # threads, and OpenMP workers spinning against them made a fit many times slower.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        challenge = train_challenger(frame, target, champion_model, recipe=RECIPE,
+                                     holdout_fraction=settings.drift.holdout_fraction,
+                                     margin=settings.drift.promote_margin)
     challenger, evaluation, seconds = challenge.model, challenge.evaluation, challenge.seconds
     return challenger, evaluation, seconds
 
 
-@task(cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
 def drift_report(registry: Registry, champion: LoadedModel | None, frame: pd.DataFrame, settings: Settings,
-                 name: str) -> tuple[str | None, dict]:
-    """Evidently's data-drift report of the new window against the champion's reference."""
-    if champion is None:
-        return None, {}
+                 name: str, run_id: str) -> dict:
+    """Evidently's data-drift report of the window against the champion's reference,
+    attached to the retrain's run. Rendered after the decision is announced: it is
+    evidence for the record, not part of the gate (and Evidently takes seconds to import)."""
+    from drift.report import data_drift_snapshot, drifted_share
+
     reference = pd.DataFrame.from_records(registry.reference(champion.ref.run_id))
     snapshot = data_drift_snapshot(reference, frame)
     path = settings.home / "reports" / f"{name}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(path))
-    return str(path), drifted_share(snapshot)
+    drifted = drifted_share(snapshot)
+    registry.client.log_artifact(run_id, str(path), artifact_path="evidence")
+    if drifted:
+        registry.set_run_tags(run_id, {"driftctl.evidently_drifted_columns":
+                                       f"{drifted['count']:.0f} ({drifted['share']:.0%})"})
+    return {"path": str(path), **drifted}
+
+
+def evidence_summary(trigger: dict) -> str:
+    """One line per drift event: which statistic crossed which threshold, over which window."""
+    lines = [f"{e.get('detector')} ({e.get('kind')}) {e.get('statistic', float('nan')):.4g} vs threshold "
+             f"{e.get('threshold', float('nan')):.4g} at record {e.get('index')} over {e.get('window')}"
+             for e in trigger.get("evidence") or []]
+    return "; ".join(lines) or "none (no drift event: " + (trigger.get("kind") or "bootstrap") + ")"
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
 def record_candidate(registry: Registry, model, frame: pd.DataFrame, target: pd.Series, evaluation: Evaluation,
-                     window: TrainingWindow, trigger: dict, seconds: float, settings: Settings,
-                     report: tuple[str | None, dict]):
+                     window: TrainingWindow, trigger: dict, seconds: float, settings: Settings):
     tags = {
         "driftctl.decision_id": trigger.get("decision_id", ""),
+        "driftctl.trigger_kind": trigger.get("kind", "drift"),
         "driftctl.event_ids": ",".join(trigger.get("event_ids", [])),
         "driftctl.reason": trigger.get("reason", "")[:5000],
+        "driftctl.drift_evidence": evidence_summary(trigger)[:5000],
         "driftctl.window": window.describe(),
         "driftctl.window_positions": f"{window.positions[0]}-{window.positions[1]}",
         "driftctl.data_span": f"{window.first_ts}-{window.last_ts}",
+        "driftctl.trained_at": str(time.time()),
+        "driftctl.model_kind": f"{RECIPE}: {type(model.named_steps['model']).__name__}",
+        "driftctl.decision": "promoted" if evaluation.promote else "rejected",
+        "driftctl.decision_reason": evaluation.reason,
     }
-    report_path, drifted = report
-    if drifted:
-        tags["driftctl.evidently_drifted_columns"] = f"{drifted['count']:.0f} ({drifted['share']:.0%})"
-    params = {"recipe": "gradient-boosting", **{f"model.{k}": v for k, v in
-                                                 model.named_steps["model"].get_params().items()}}
+    params = {"recipe": RECIPE, "promote_margin": settings.drift.promote_margin,
+              "holdout_fraction": settings.drift.holdout_fraction,
+              **{f"model.{k}": v for k, v in model.named_steps["model"].get_params().items()}}
+    documents = {"evidence/trigger.json": trigger, "evidence/window.json": window.model_dump(mode="json")}
     return registry.record_candidate(model=model, frame=frame, labels=target, evaluation=evaluation, params=params,
                                      tags=tags, reference_rows=settings.drift.reference_rows,
                                      training_seconds=seconds, promote=evaluation.promote,
-                                     artifacts=[report_path] if report_path else [])
+                                     documents=documents)
+
+
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def move_champion(registry: Registry, version: int, reason: str) -> ModelRef | None:
+    return registry.move_champion(version, reason)
 
 
 @task(retries=3, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def publish_update(update: dict, window: TrainingWindow, settings: Settings) -> None:
-    producer = make_producer(window.bootstrap_servers, settings.kafka)
-    try:
-        producer.send(settings.kafka.topics.model_updates, key=update["name"].encode(), value=encode(update))
-        producer.flush(timeout=10)
-    finally:
-        producer.close()
+def announce(update: dict, bootstrap: str, settings: Settings) -> None:
+    publish_update(bootstrap, settings.kafka, update)
 
 
 @flow(name="retrain", log_prints=True)
 def retrain(window: TrainingWindow, trigger: dict) -> dict:
     """Retrain on `window`; `trigger` names the decision and drift events that asked for it."""
-    settings = Settings()
+    return run_retrain(window, trigger, Settings())
+
+
+def run_retrain(window: TrainingWindow, trigger: dict, settings: Settings) -> dict:
+    """The flow's body: one retrain under the model's lease, or a recorded skip."""
     logger = get_run_logger()
-    ledger = Ledger(settings.ledger_url)
+    trigger = {**trigger, "decision_id": trigger.get("decision_id") or new_id("decision")}
+    decision_id = trigger["decision_id"]
     registry = Registry.from_settings(settings)
-    event_id = (trigger.get("event_ids") or [None])[0]
+    ledger = Ledger(settings.ledger_url)
+    lease = lease_name(registry.model_name)
+    holder = f"{decision_id}/{flow_run.get_id() or uuid.uuid4().hex}"
+    try:
+        if not ledger.acquire(lease, holder, settings.retrain.lease_seconds):
+            current = ledger.holder(lease) or "a retrain that just ended"
+            reason = f"skipped: another retrain of {registry.model_name} is in flight ({current})"
+            if not current.startswith(f"{decision_id}/"):  # a duplicate of the running decision adds nothing
+                ledger.append("skipped", reason=reason, model_name=registry.model_name,
+                              event_id=_first_event(trigger),
+                              payload={"trigger": trigger, "window": window.model_dump(mode="json")})
+            logger.warning(reason)
+            return {"promoted": False, "skipped": True, "reason": reason}
+        try:
+            done = ledger.outcome(decision_id)
+            if done is not None:  # the same decision delivered twice: it already ran
+                reason = f"skipped: decision {decision_id} already ended ({done.kind}, ledger entry {done.id})"
+                logger.warning(reason)
+                return {"promoted": False, "skipped": True, "reason": reason}
+            return _retrain_once(window, trigger, settings, registry, ledger)
+        finally:
+            ledger.release(lease, holder)
+    finally:
+        ledger.close()
+
+
+def _retrain_once(window: TrainingWindow, trigger: dict, settings: Settings, registry: Registry,
+                  ledger: Ledger) -> dict:
+    logger = get_run_logger()
+    event_id = _first_event(trigger)
+    provenance: dict[str, Any] = {"trigger": trigger, "window": window.model_dump(mode="json")}
+    run_id: str | None = None
+    moved, previous = False, None
     try:
         frame, target = load_window(window, settings)
         champion = load_champion(registry)
+        provenance["previous"] = champion.ref.as_dict() if champion else None
         model, evaluation, seconds = train_and_evaluate(frame, target, champion, settings)
-        report = drift_report(registry, champion, frame, settings, trigger.get("decision_id") or "bootstrap")
         run_id, version = record_candidate(registry, model, frame, target, evaluation, window, trigger,
-                                           seconds, settings, report)
-    except Exception as exc:
-        ledger.append("failure", reason=f"retrain failed: {exc}", model_name=registry.model_name,
-                      event_id=event_id, payload={"trigger": trigger, "window": window.model_dump(mode="json")})
-        raise
-    finally:
-        ledger.close()
-    outcome = {"promoted": evaluation.promote, "version": version, "run_id": run_id, "reason": evaluation.reason,
-               "challenger_accuracy": evaluation.challenger_accuracy,
-               "champion_accuracy": evaluation.champion_accuracy, "rows": len(frame)}
-    ledger = Ledger(settings.ledger_url)
-    try:
-        provenance = {"run_id": run_id, "trigger": trigger, "evaluation": outcome,
-                      "window": window.model_dump(mode="json"),
-                      "previous": champion.ref.as_dict() if champion else None}
+                                           seconds, settings)
+        outcome = {"promoted": evaluation.promote, "version": version, "run_id": run_id,
+                   "reason": evaluation.reason, "challenger_accuracy": evaluation.challenger_accuracy,
+                   "champion_accuracy": evaluation.champion_accuracy, "margin": evaluation.margin,
+                   "holdout_rows": evaluation.holdout_rows, "rows": len(frame), "training_seconds": seconds}
+        provenance.update(run_id=run_id, evaluation=outcome)
         if not evaluation.promote:
+            provenance["report"] = _report(registry, champion, frame, settings, trigger, run_id)
             ledger.append("rejection", reason=evaluation.reason, model_name=registry.model_name,
                           event_id=event_id, payload=provenance)
             logger.info("challenger rejected: %s", evaluation.reason)
             return outcome
+        reason = trigger.get("reason", "") or evaluation.reason
+        previous = move_champion(registry, version, reason)
+        moved = True
         update = {"schema_version": 1, "name": registry.model_name, "version": version, "run_id": run_id,
-                  "reason": trigger.get("reason", ""), "event_ids": trigger.get("event_ids", []),
-                  "decision_id": trigger.get("decision_id"), "promoted_at": time.time()}
-        ledger.append("promotion", reason=trigger.get("reason", ""), model_name=registry.model_name,
-                      model_version=version, event_id=event_id, payload=provenance)
-        publish_update(update, window, settings)
+                  "reason": reason, "event_ids": trigger.get("event_ids", []),
+                  "decision_id": trigger["decision_id"], "previous_version": previous.version if previous else None,
+                  "promoted_at": time.time()}
+        announce(update, window.bootstrap_servers, settings)
+        provenance["report"] = _report(registry, champion, frame, settings, trigger, run_id)
+        ledger.append("promotion", reason=reason, model_name=registry.model_name, model_version=version,
+                      event_id=event_id, payload=provenance)
         logger.info("promoted %s version %s: %s", registry.model_name, version, evaluation.reason)
         return outcome
+    except Exception as exc:
+        notes = []
+        if moved:  # announced to nobody: the alias goes back, so the champion is unchanged
+            try:
+                registry.restore_champion(previous)
+                notes.append(f"alias restored to {previous.version if previous else 'none'}")
+            except Exception as restore_exc:
+                notes.append(f"alias NOT restored: {restore_exc}")
+        if run_id is not None:
+            try:
+                registry.set_run_tags(run_id, {"driftctl.decision": "failed", "driftctl.failure": str(exc)[:5000]})
+            except Exception as tag_exc:
+                notes.append(f"run not tagged: {tag_exc}")
+        ledger.append("failure", reason=f"retrain failed, champion unchanged: {type(exc).__name__}: {exc}",
+                      model_name=registry.model_name, event_id=event_id,
+                      payload={**provenance, "run_id": run_id, "notes": notes})
+        raise
+
+
+@flow(name="scheduled_retrain", log_prints=True)
+def scheduled_retrain(reason: str = "scheduled retrain: a model's value has a half life") -> dict:
+    """The same path as `retrain`, on the latest window a monitor recorded in the ledger.
+
+    The window is exact (topic, partition, offset ranges of the newest labelled records),
+    written by the monitor every `retrain.checkpoint_every` labelled records: it never
+    comes from `end_offsets`, which Tansu reports per batch.
+    """
+    settings = Settings()
+    ledger = Ledger(settings.ledger_url)
+    model_name = settings.mlflow.model_name
+    try:
+        checkpoint = ledger.latest("window", model_name=model_name)
+        if checkpoint is None:
+            message = (f"no training window recorded for {model_name} yet: a running monitor records one every "
+                       f"{settings.retrain.checkpoint_every} labelled records")
+            ledger.append("failure", reason=f"scheduled retrain failed, champion unchanged: {message}",
+                          model_name=model_name, payload={"trigger": {"kind": "schedule", "reason": reason}})
+            raise NoWindow(message)
+        window = TrainingWindow.model_validate(checkpoint.payload["window"])
+        age = time.time() - checkpoint.at
+        trigger = {"decision_id": new_id("decision"), "kind": "schedule", "event_ids": [], "evidence": [],
+                   "reason": (f"{reason}; the latest {window.positions[1] - window.positions[0]} labelled records "
+                              f"(window recorded {age:.0f} s ago, ledger entry {checkpoint.id})")}
+        ledger.append("decision", reason=trigger["reason"], model_name=model_name,
+                      payload={"action": "retrain", "id": trigger["decision_id"], "window": list(window.positions),
+                               "kind": "schedule"})
     finally:
         ledger.close()
+    return retrain(window=window, trigger=trigger)
+
+
+def _report(registry, champion, frame, settings, trigger, run_id) -> dict:
+    """The Evidently report, or why there is none; its failure never undoes a decision."""
+    if champion is None:
+        return {"skipped": "no champion to compare the window with"}
+    try:
+        return drift_report(registry, champion, frame, settings, trigger["decision_id"], run_id)
+    except Exception as exc:
+        get_run_logger().error("Evidently report failed: %s", exc)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _first_event(trigger: dict) -> str | None:
+    return (trigger.get("event_ids") or [None])[0]
 
 
 class _Aligned:

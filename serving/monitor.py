@@ -9,8 +9,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
 from drift.detectors import AccuracyGapDetector, DataDriftDetector, ErrorRateDetector, PredictionDriftDetector
 from drift.events import Action, Decision, DriftEvent
+from drift.guard import ProbationWatch, Verdict
 from drift.policy import DriftPolicy
 from driftctl.ledger import Ledger
 from driftctl.settings import Settings
@@ -57,6 +61,11 @@ class Monitor:
         self._retraining: Future | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrain")
         self._producer = None
+        # Probation of a freshly promoted champion against the one it replaced.
+        self.probation: ProbationWatch | None = None
+        self._previous_model: Future | None = None
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="previous-model")
+        self.rollbacks: list = []
 
     @property
     def busy(self) -> bool:
@@ -74,7 +83,7 @@ class Monitor:
             while not self.stop.is_set():
                 update = updates.poll()
                 if update is not None and (self.champion is None or int(update["version"]) != self.champion.version):
-                    self._on_champion(ModelRef(update["name"], int(update["version"]), update["run_id"]))
+                    self._on_champion(ModelRef(update["name"], int(update["version"]), update["run_id"]), update)
                 self._collect_retrain()
                 batch = consumer.poll(timeout_ms=self.settings.serving.poll_timeout_ms, max_records=2000)
                 for tp, messages in batch.items():
@@ -89,11 +98,21 @@ class Monitor:
             updates.close()
             self._producer.close()
             self._executor.shutdown(wait=True)
+            self._loader.shutdown(wait=False, cancel_futures=True)
 
     # -- champion changes -------------------------------------------------------------
-    def _on_champion(self, ref: ModelRef) -> None:
+    def _on_champion(self, ref: ModelRef, update: dict | None = None) -> None:
         log.info("monitor follows %s version %s", ref.name, ref.version)
         self.champion = ref
+        self.probation, self._previous_model = None, None
+        previous = (update or {}).get("previous_version")
+        if (self.settings.retrain.auto_rollback and previous and not (update or {}).get("rollback")
+                and int(previous) != ref.version):
+            # Judge the new champion against the one it replaced on the next labelled records.
+            self.probation = ProbationWatch(version=ref.version, previous=int(previous),
+                                            rows=self.settings.retrain.probation_rows,
+                                            margin=self.settings.retrain.rollback_margin)
+            self._previous_model = self._loader.submit(self.registry.load, int(previous))
         self.error_detector.reset()
         self._error_positions = []
         if self.gap_detector is not None:
@@ -117,7 +136,8 @@ class Monitor:
             if topic == self.topics.telemetry:
                 value = decode_telemetry(message.value)
                 self._on_telemetry(value)
-                slot = {"telemetry": (message.partition, message.offset), "ts": value["ts"]}
+                slot = {"telemetry": (message.partition, message.offset), "ts": value["ts"],
+                        "features": value["features"]}
             elif topic == self.topics.labels:
                 value = decode_label(message.value)
                 slot = {"label": value["label"], "label_at": (message.partition, message.offset)}
@@ -141,6 +161,8 @@ class Monitor:
             state["positioned"] = True
             self._positions.append((*state["telemetry"], *state["label_at"], state["ts"]))
             self.labelled += 1
+            if self.labelled % self.settings.retrain.checkpoint_every == 0:
+                self._checkpoint()
             decision = self.policy.on_labelled(self.labelled)
             if decision is not None:
                 self._act(decision)
@@ -150,6 +172,8 @@ class Monitor:
                 self._on_error(record_id, state["prediction"] != state["label"])
                 if self.gap_detector is not None and state.get("online") is not None:
                     self._on_gap(record_id, state["prediction"] == state["label"], state["online"] == state["label"])
+                if self.probation is not None and "features" in state:
+                    self._judge_probation(state)
         if state.get("positioned") and state.get("scored"):
             self._pending.pop(record_id, None)
 
@@ -223,6 +247,46 @@ class Monitor:
             evidence=evidence, model=self.champion.as_dict() if self.champion else {}))
         self._act(self.policy.on_event(event, change_at=change_at, labelled=self.labelled))
 
+    # -- probation and automatic rollback ------------------------------------------------
+    def _judge_probation(self, state: dict) -> None:
+        if self._previous_model is None or not self._previous_model.done():
+            return  # records scored before the previous model has loaded are not judged
+        try:
+            previous = self._previous_model.result()
+        except Exception as exc:
+            log.error("probation of version %s abandoned: %s", self.probation.version, exc)
+            self.probation = None
+            return
+        row = pd.DataFrame([state["features"]]).reindex(columns=previous.features)
+        with threadpool_limits(limits=1, user_api="openmp"):  # OpenMP spinning against GIL-bound threads
+            previous_prediction = previous.model.predict(row)[0]
+        result = self.probation.update(state["prediction"] == state["label"], previous_prediction == state["label"])
+        if result.verdict is Verdict.PENDING:
+            return
+        watch, self.probation, self._previous_model = self.probation, None, None
+        evidence = {"rows": result.rows, "champion_accuracy": result.champion_accuracy,
+                    "previous_accuracy": result.previous_accuracy, "margin": watch.margin,
+                    "version": watch.version, "previous_version": watch.previous}
+        if result.verdict is Verdict.KEEP:
+            self.ledger.append("decision", reason=result.reason, model_name=self.champion.name,
+                               model_version=watch.version, payload={"action": "keep", "probation": evidence})
+            return
+        from driftctl.rollback import roll_back
+
+        log.warning("%s", result.reason)
+        rollback = roll_back(self.settings, to=watch.previous, reason=result.reason, automatic=True,
+                             bootstrap=self.bootstrap, registry=self.registry, ledger=self.ledger,
+                             evidence={"probation": evidence})
+        self.rollbacks.append(rollback)
+
+    def _checkpoint(self) -> None:
+        """Record the exact window of the newest labelled records: what a scheduled retrain learns from."""
+        start = max(0, self.labelled - self.settings.retrain.scheduled_rows)
+        window = self.window(start, self.labelled)
+        self.ledger.append("window", model_name=self.settings.mlflow.model_name,
+                           reason=f"latest {self.labelled - start} labelled records",
+                           payload={"window": window.model_dump(mode="json")})
+
     # -- decisions ----------------------------------------------------------------------
     def _emit(self, event: DriftEvent) -> DriftEvent:
         log.warning("drift: %s at %s (%.4g vs %.4g)", event.detector, event.index, event.statistic, event.threshold)
@@ -251,21 +315,14 @@ class Monitor:
             self._act(decision)
 
     def window(self, start: int, end: int) -> TrainingWindow:
-        rows = self._positions[start:end]
-        telemetry: dict[int, list[int]] = {}
-        labels: dict[int, list[int]] = {}
-        for t_part, t_off, l_part, l_off, _ in rows:
-            for ranges, part, off in ((telemetry, t_part, t_off), (labels, l_part, l_off)):
-                span = ranges.setdefault(part, [off, off + 1])
-                span[0], span[1] = min(span[0], off), max(span[1], off + 1)
-        return TrainingWindow(
-            bootstrap_servers=self.bootstrap, telemetry_topic=self.topics.telemetry, labels_topic=self.topics.labels,
-            telemetry={p: tuple(s) for p, s in telemetry.items()}, labels={p: tuple(s) for p, s in labels.items()},
-            positions=(start, end), first_ts=min(r[4] for r in rows), last_ts=max(r[4] for r in rows))
+        return TrainingWindow.from_positions(self._positions[start:end], bootstrap_servers=self.bootstrap,
+                                             telemetry_topic=self.topics.telemetry, labels_topic=self.topics.labels,
+                                             positions=(start, end))
 
     def _start_retrain(self, decision: Decision) -> None:
         window = self.window(*decision.window)
         trigger = {"decision_id": decision.id, "event_ids": list(decision.event_ids), "reason": decision.reason,
+                   "kind": "drift" if decision.event_ids else "bootstrap",
                    "evidence": [e.model_dump(mode="json") for e in self.events if e.id in decision.event_ids]}
         log.warning("retrain: %s", decision.reason)
         self._retraining = self._executor.submit(self.retrain, window, trigger)

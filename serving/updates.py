@@ -8,7 +8,8 @@ import logging
 from kafka import TopicPartition
 
 from driftctl.settings import KafkaSettings
-from serving.kafka_io import make_reader
+from serving.codec import encode
+from serving.kafka_io import make_producer, make_reader
 
 log = logging.getLogger(__name__)
 
@@ -37,3 +38,13 @@ class ModelUpdates:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def publish_update(bootstrap: str, kafka: KafkaSettings, update: dict) -> None:
+    """Announce a champion change on the control stream; every scorer and monitor swaps to it."""
+    producer = make_producer(bootstrap, kafka)
+    try:
+        future = producer.send(kafka.topics.model_updates, key=update["name"].encode(), value=encode(update))
+        future.get(timeout=15)  # raises when the broker did not take it
+    finally:
+        producer.close()

@@ -25,7 +25,7 @@ def test_settings_from_environment_nested(monkeypatch, tmp_path):
     monkeypatch.setenv("DRIFTCTL_LEDGER__URL", "postgresql://localhost/driftctl")
     settings = Settings()
     assert settings.kafka.bootstrap_servers == "kafka:9092" and settings.kafka.partitions == 6
-    assert settings.ledger_url == "postgresql://localhost/driftctl"
+    assert settings.ledger_url == "postgresql+psycopg://localhost/driftctl"  # psycopg 3, the installed driver
     assert settings.mlflow_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 

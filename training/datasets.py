@@ -46,6 +46,24 @@ class TrainingWindow(BaseModel):
     first_ts: float | None = None
     last_ts: float | None = None
 
+    @classmethod
+    def from_positions(cls, rows: list[tuple], *, bootstrap_servers: str, telemetry_topic: str, labels_topic: str,
+                       positions: tuple[int, int]) -> "TrainingWindow":
+        """`rows`: one (telemetry partition, offset, label partition, offset, ts) per labelled
+        record; the window covers each partition's smallest to largest offset."""
+        if not rows:
+            raise TooLittleData(f"no labelled records in positions {positions}")
+        telemetry: dict[int, list[int]] = {}
+        labels: dict[int, list[int]] = {}
+        for t_part, t_off, l_part, l_off, _ in rows:
+            for ranges, part, off in ((telemetry, t_part, t_off), (labels, l_part, l_off)):
+                span = ranges.setdefault(part, [off, off + 1])
+                span[0], span[1] = min(span[0], off), max(span[1], off + 1)
+        return cls(bootstrap_servers=bootstrap_servers, telemetry_topic=telemetry_topic, labels_topic=labels_topic,
+                   telemetry={p: tuple(s) for p, s in telemetry.items()},
+                   labels={p: tuple(s) for p, s in labels.items()}, positions=positions,
+                   first_ts=min(r[4] for r in rows), last_ts=max(r[4] for r in rows))
+
     def describe(self) -> str:
         def spans(ranges):
             return ",".join(f"{p}:{s}-{e}" for p, (s, e) in sorted(ranges.items()))

@@ -69,6 +69,11 @@ class Registry:
         except MlflowException:  # created meanwhile by another process
             return self.client.get_experiment_by_name(self.experiment).experiment_id
 
+    def _point_mlflow(self) -> None:
+        # mlflow's fluent API (load_model, artifacts, start_run) reads process-wide URIs.
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+
     def champion(self) -> ModelRef | None:
         try:
             version = self.client.get_model_version_by_alias(self.model_name, CHAMPION)
@@ -83,6 +88,7 @@ class Registry:
 
     def load(self, version: int) -> LoadedModel:
         """Load exactly this registry version, never 'latest'."""
+        self._point_mlflow()
         try:
             details = self.client.get_model_version(self.model_name, str(version))
             model = mlflow.sklearn.load_model(f"models:/{self.model_name}/{version}")
@@ -94,16 +100,20 @@ class Registry:
 
     def reference(self, run_id: str) -> list[dict[str, Any]]:
         """The champion's training reference rows, stored with its run."""
+        self._point_mlflow()
         return mlflow.artifacts.load_dict(f"runs:/{run_id}/reference.json")["rows"]
 
     def record_candidate(self, *, model, frame: pd.DataFrame, labels: pd.Series, evaluation, params: dict,
                          tags: dict[str, str], reference_rows: int, training_seconds: float,
-                         promote: bool, artifacts: list[str] = ()) -> tuple[str, int | None]:
-        """Log one retrain run with its provenance; register and alias the model if promoted.
+                         promote: bool, artifacts: list[str] = (),
+                         documents: dict[str, Any] | None = None) -> tuple[str, int | None]:
+        """Log one retrain run with its provenance; register the model if it is to be promoted.
 
-        Returns the run id and the registered version (None when not promoted).
+        The champion alias is not moved here: `move_champion` does that, once the caller
+        is ready to announce it. Returns the run id and the registered version (None when
+        not registered).
         """
-        mlflow.set_tracking_uri(self.tracking_uri)
+        self._point_mlflow()
         with mlflow.start_run(experiment_id=self.experiment_id(), run_name=tags.get("driftctl.decision_id")) as run:
             mlflow.log_params(params)
             metrics = {"challenger_accuracy": evaluation.challenger_accuracy,
@@ -121,6 +131,8 @@ class Registry:
                              "schema": FeatureSchema.from_frame(frame).model_dump(mode="json")}, "features.json")
             for path in artifacts:
                 mlflow.log_artifact(path, artifact_path="evidence")
+            for name, document in (documents or {}).items():
+                mlflow.log_dict(document, name)
             sample = frame.tail(reference_rows)
             mlflow.log_dict({"rows": sample.to_dict(orient="records")}, "reference.json")
             info = mlflow.sklearn.log_model(
@@ -136,12 +148,44 @@ class Registry:
         version = int(info.registered_model_version)
         for key, value in tags.items():
             self.client.set_model_version_tag(self.model_name, str(version), key, value)
-        self.client.set_model_version_tag(self.model_name, str(version), "driftctl.promoted_at", str(time.time()))
-        self.set_champion(version)
         return run_id, version
 
     def set_champion(self, version: int) -> None:
         self.client.set_registered_model_alias(self.model_name, CHAMPION, str(version))
+
+    def move_champion(self, version: int, reason: str) -> ModelRef | None:
+        """Point the champion alias at `version`; tag when it was deployed and when the one
+        it replaces was undeployed. Returns the replaced champion (None if there was none)."""
+        previous = self.champion()
+        now = str(time.time())
+        self.set_champion(version)
+        self.client.set_model_version_tag(self.model_name, str(version), "driftctl.deployed_at", now)
+        self.client.set_model_version_tag(self.model_name, str(version), "driftctl.deployed_reason", reason[:5000])
+        if previous is not None and previous.version != version:
+            self.client.set_model_version_tag(self.model_name, str(previous.version), "driftctl.undeployed_at", now)
+        return previous
+
+    def restore_champion(self, previous: ModelRef | None) -> None:
+        """Undo a move whose announcement failed: the alias goes back to `previous`."""
+        if previous is None:
+            self.client.delete_registered_model_alias(self.model_name, CHAMPION)
+        else:
+            self.set_champion(previous.version)
+
+    def exists(self, version: int) -> bool:
+        try:
+            self.client.get_model_version(self.model_name, str(version))
+            return True
+        except MlflowException:
+            return False
+
+    def ref(self, version: int) -> ModelRef:
+        details = self.client.get_model_version(self.model_name, str(version))
+        return ModelRef(self.model_name, int(version), details.run_id)
+
+    def set_run_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, value)
 
 
 def _trusted_types(model) -> list[str]:

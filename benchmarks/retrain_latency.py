@@ -1,0 +1,245 @@
+"""Retrain latency: from the retrain decision to the promoted model serving in a scorer.
+
+Two paths, on the real embedded stack (Tansu broker, MLflow on SQLite, a real scorer):
+- in-process: the monitor's default, the `retrain` flow called in this process;
+- served: the decision emitted as `driftctl.drift.detected` to a Prefect server, the
+  `retrain-on-drift` deployment (from prefect.yaml) run by a process worker.
+
+The clock starts when the decision is handed over (flow call or event emitted) and stops
+when the scorer has loaded the new version and swapped to it. Every repeat promotes: the
+windows alternate between the two concepts of the synthetic stream, so each challenger
+beats the champion trained on the other one.
+
+    PYTHONPATH=. python benchmarks/retrain_latency.py [--repeats 3] [--no-served]
+
+Writes benchmarks/results/retrain_latency.md (machine and date included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DEBOUNCE = 31.0  # the deployment trigger absorbs a model's events for 30 s after one fires
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-served", action="store_true", help="skip the Prefect server path")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "retrain_latency.md")
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="driftctl-bench-"))
+    os.environ["DRIFTCTL_HOME"] = str(home)
+    os.environ["PREFECT_HOME"] = str(home / "prefect")
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+    from driftctl.broker import EmbeddedBroker, ensure_topics
+    from driftctl.settings import Settings
+    from driftctl.stack import configure_environment
+
+    settings = Settings()
+    configure_environment(settings)
+    results: dict[str, list[dict]] = {"in-process": [], "served": []}
+    with EmbeddedBroker() as broker:
+        bootstrap = broker.bootstrap_servers
+        ensure_topics(bootstrap, settings.kafka)
+        windows = make_windows(bootstrap, settings)
+        scorer, stop = start_scorer(settings, bootstrap, windows)
+        try:
+            concept = 1
+            for i in range(args.repeats):
+                results["in-process"].append(in_process(settings, windows[concept], scorer, f"bench-local-{i}"))
+                concept = 1 - concept
+                print(f"in-process {i}: {results['in-process'][-1]}", flush=True)
+            if not args.no_served:
+                with served_stack(settings, bootstrap, home) as api:
+                    served_settings = settings.model_copy(update={"prefect": settings.prefect.model_copy(
+                        update={"api_url": api})})
+                    last = 0.0
+                    for i in range(args.repeats):
+                        time.sleep(max(0.0, last + DEBOUNCE - time.monotonic()))
+                        last = time.monotonic()
+                        results["served"].append(served(served_settings, windows[concept], scorer,
+                                                        f"bench-served-{i}"))
+                        concept = 1 - concept
+                        print(f"served {i}: {results['served'][-1]}", flush=True)
+        finally:
+            stop.set()
+    write(args.out, results, args.repeats)
+
+
+def make_windows(bootstrap, settings):
+    """Window 0: the first concept; window 1: the second. Plus a bootstrap champion on 0."""
+    from flows.retrain import retrain
+    from tests.streams import produce, readings, trigger, window
+
+    before = produce(bootstrap, settings, readings(0, 1_500, drift_at=1_500))
+    after = produce(bootstrap, settings, readings(1_500, 3_000, drift_at=1_500))
+    windows = [window(bootstrap, settings, before), window(bootstrap, settings, after, start=1_500)]
+    retrain(window=windows[0], trigger=trigger("bench-bootstrap", kind="bootstrap"))  # also warms Prefect up
+    return windows
+
+
+def start_scorer(settings, bootstrap, windows):
+    from serving.scorer import Scorer
+    from training.registry import Registry
+
+    stop = threading.Event()
+    scorer = Scorer(settings, bootstrap, Registry.from_settings(settings), stop)
+    threading.Thread(target=scorer.run, daemon=True, name="scorer").start()
+    deadline = time.monotonic() + 60
+    while scorer.current is None:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the scorer did not load the bootstrap champion in 60 s")
+        time.sleep(0.05)
+    return scorer, stop
+
+
+def wait_for_swap(scorer, version: int, started: float, timeout: float = 300) -> float:
+    deadline = time.monotonic() + timeout
+    while True:
+        for swapped, at in scorer.swaps:
+            if swapped == version:
+                return at - started
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the scorer never served version {version}")
+        time.sleep(0.02)
+
+
+def in_process(settings, window, scorer, decision_id):
+    from flows.retrain import retrain
+    from tests.streams import trigger
+
+    started = time.time()
+    outcome = retrain(window=window, trigger=trigger(decision_id, kind="drift"))
+    flow_done = time.time() - started
+    if not outcome["promoted"]:
+        raise RuntimeError(f"no promotion: {outcome['reason']}")
+    return {"version": outcome["version"], "flow_s": round(flow_done, 2),
+            "serving_s": round(wait_for_swap(scorer, outcome["version"], started), 2)}
+
+
+def served(settings, window, scorer, decision_id):
+    from flows.trigger import DeploymentRetrain
+    from tests.streams import trigger
+
+    started = time.time()
+    outcome = DeploymentRetrain(settings, poll_seconds=0.05)(window, trigger(decision_id, kind="drift"))
+    recorded = time.time() - started
+    if not outcome["promoted"]:
+        raise RuntimeError(f"no promotion: {outcome}")
+    return {"version": outcome["version"], "flow_s": round(recorded, 2),
+            "serving_s": round(wait_for_swap(scorer, outcome["version"], started), 2)}
+
+
+class served_stack:
+    """A Prefect server, the work pool, `prefect deploy --all`, a process worker."""
+
+    def __init__(self, settings, bootstrap, home: Path):
+        self.settings, self.bootstrap, self.home = settings, bootstrap, home
+        self.processes: list[subprocess.Popen] = []
+
+    def __enter__(self) -> str:
+        import httpx
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        api = f"http://127.0.0.1:{port}/api"
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DRIFTCTL_"))}
+        common = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"}
+        self._start(["server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                    {**base, **common, "PREFECT_HOME": str(self.home / "prefect-server"), "PREFECT_UI_ENABLED": "false"})
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Prefect server did not start")
+            time.sleep(0.3)
+        env = {**base, **common, "PREFECT_HOME": str(self.home / "prefect-client"), "PREFECT_API_URL": api,
+               "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "5",
+               "PYTHONPATH": str(ROOT), "DRIFTCTL_HOME": str(self.settings.home),
+               "DRIFTCTL_KAFKA__BOOTSTRAP_SERVERS": self.bootstrap}
+        prefect = [sys.executable, "-m", "prefect"]
+        subprocess.run([*prefect, "work-pool", "create", "driftctl-process", "--type", "process"], cwd=ROOT,
+                       env=env, check=True, capture_output=True)
+        self._start(["worker", "start", "--pool", "driftctl-process", "--type", "process"], env)
+        subprocess.run([*prefect, "--no-prompt", "deploy", "--all"], cwd=ROOT, env=env, check=True,
+                       capture_output=True)
+        return api
+
+    def _start(self, args, env) -> None:
+        def die_with_parent() -> None:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+        log = open(self.home / f"{args[0]}.log", "ab")
+        self.processes.append(subprocess.Popen([sys.executable, "-m", "prefect", *args], cwd=ROOT, env=env,
+                                               stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent))
+        log.close()
+
+    def __exit__(self, *exc) -> None:
+        for process in reversed(self.processes):
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def write(out: Path, results: dict[str, list[dict]], repeats: int) -> None:
+    lines = ["# Retrain latency: decision to promoted model serving", "",
+             f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+             f"- machine: {machine()} (shared with other jobs while measured)",
+             f"- command: `PYTHONPATH=. python benchmarks/retrain_latency.py --repeats {repeats}`",
+             "- clock: from the decision handed over (flow call / event emitted) to the scorer serving the "
+             "new version; `flow` is until the flow's outcome is known (in-process: the call returns; "
+             "served: the ledger holds the outcome)",
+             "- goals (issue 5): under 5 s in-process, under 15 s with a Prefect server and a served deployment", "",
+             "| path | runs | flow median s | serving median s | serving max s | each run (serving s) |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for path, runs in results.items():
+        if not runs:
+            continue
+        serving = [r["serving_s"] for r in runs]
+        lines.append(f"| {path} | {len(runs)} | {statistics.median(r['flow_s'] for r in runs):.2f} | "
+                     f"{statistics.median(serving):.2f} | {max(serving):.2f} | "
+                     f"{', '.join(f'{s:.2f}' for s in serving)} |")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

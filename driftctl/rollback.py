@@ -1,0 +1,90 @@
+"""Moving the champion alias back: `driftctl rollback [--to VERSION]` and the monitor's
+automatic rollback share this. The ledger records why; the model-updates topic tells
+every scorer and monitor to swap."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+from driftctl.ledger import Ledger
+from driftctl.settings import Settings
+from serving.updates import publish_update
+from training.registry import Registry
+
+
+class RollbackError(Exception):
+    """No champion to roll back from, or no valid version to roll back to."""
+
+
+@dataclass(frozen=True)
+class Rollback:
+    name: str
+    from_version: int
+    to_version: int
+    run_id: str
+    reason: str
+    automatic: bool
+    published: bool
+    ledger_entry: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def previous_version(ledger: Ledger, model_name: str, current: int) -> int | None:
+    """The version that served before `current` took over, from the ledger's alias history."""
+    history = ledger.alias_history(model_name)
+    for i in range(len(history) - 1, 0, -1):
+        if history[i]["version"] == current:
+            return history[i - 1]["version"]
+    return None
+
+
+def roll_back(settings: Settings, *, to: int | None = None, reason: str | None = None, automatic: bool = False,
+              bootstrap: str | None = None, registry: Registry | None = None, ledger: Ledger | None = None,
+              evidence: dict | None = None) -> Rollback:
+    """Point `champion` at `to` (default: the version that served before the current one),
+    record it, and announce it on the model-updates topic of `bootstrap` (default: the
+    configured cluster; with none, the change is recorded and scorers pick it up at start)."""
+    registry = registry or Registry.from_settings(settings)
+    own_ledger = ledger is None
+    ledger = ledger or Ledger(settings.ledger_url)
+    try:
+        current = registry.champion()
+        if current is None:
+            raise RollbackError(f"{registry.model_name} has no champion to roll back")
+        target = to if to is not None else previous_version(ledger, registry.model_name, current.version)
+        if target is None:
+            target = current.version - 1 if current.version > 1 else None
+        if target is None:
+            raise RollbackError(f"{registry.model_name} version {current.version} has no earlier version; "
+                                f"pass --to VERSION")
+        if target == current.version:
+            raise RollbackError(f"version {target} is already the champion of {registry.model_name}")
+        if not registry.exists(target):
+            raise RollbackError(f"{registry.model_name} has no version {target}")
+        reason = reason or f"manual rollback from version {current.version} to version {target}"
+        registry.move_champion(target, reason)
+        ref = registry.ref(target)
+        bootstrap = bootstrap or settings.kafka.bootstrap_servers
+        published = False
+        if bootstrap:
+            update = {"schema_version": 1, "name": ref.name, "version": target, "run_id": ref.run_id,
+                      "reason": reason, "rollback": True, "previous_version": current.version,
+                      "promoted_at": time.time(), "event_ids": [], "decision_id": None}
+            try:
+                publish_update(bootstrap, settings.kafka, update)
+                published = True
+            except Exception:
+                registry.restore_champion(current)
+                raise
+        entry = ledger.append("rollback", reason=reason, model_name=ref.name, model_version=target,
+                              payload={"from_version": current.version, "to_version": target,
+                                       "from_run_id": current.run_id, "to_run_id": ref.run_id,
+                                       "automatic": automatic, "published": published,
+                                       "evidence": evidence or {}})
+        return Rollback(ref.name, current.version, target, ref.run_id, reason, automatic, published, entry)
+    finally:
+        if own_ledger:
+            ledger.close()
