@@ -98,29 +98,36 @@ def _print_demo(r) -> None:
 def status(
     home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    watch: bool = typer.Option(False, "--watch", help="Refresh until Ctrl-C."),
+    interval: float = typer.Option(2.0, min=0.2, help="Seconds between refreshes with --watch."),
 ) -> None:
-    """The champion model (version, when promoted, why), read from MLflow and the ledger."""
+    """Stage health, throughput and lag, the champion (version, when promoted, why), drift state, decisions."""
     from driftctl.stack import configure_environment
-    from driftctl.status import champion_status
+    from driftctl.status import collect_status, status_view
 
     settings = _settings(home)
     configure_environment(settings)
-    report = champion_status(settings)
-    if as_json:
-        print(json.dumps(report, indent=2))
+    if as_json and not watch:
+        print(json.dumps(collect_status(settings), indent=2, default=str))
         return
-    champion = report["champion"]
-    if champion is None:
-        console.print(f"no champion yet in {report['home']}" + "".join(f"\n  {e}" for e in report["errors"]))
+    if not watch:
+        console.print(status_view(collect_status(settings)))
         return
-    table = Table(title="champion", show_header=False, title_justify="left")
-    table.add_row("model", f"{champion['name']} version {champion['version']}")
-    table.add_row("run", champion["run_id"])
-    if champion["promoted_at"]:
-        table.add_row("promoted at", datetime.fromtimestamp(champion["promoted_at"], timezone.utc).isoformat())
-    table.add_row("why", champion["reason"] or "-")
-    table.add_row("drift event", champion["event_id"] or "-")
-    console.print(table)
+    import time
+
+    from rich.live import Live
+
+    try:
+        with Live(status_view(collect_status(settings)), console=console, screen=False, auto_refresh=False) as live:
+            while True:
+                time.sleep(interval)
+                report = collect_status(settings)
+                if as_json:
+                    print(json.dumps(report, default=str))
+                else:
+                    live.update(status_view(report), refresh=True)
+    except KeyboardInterrupt:
+        return
 
 
 @app.command()

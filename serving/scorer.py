@@ -12,6 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import pandas as pd
 from river import tree
 
+from driftctl.health import Heartbeat
 from driftctl.settings import Settings
 from serving.codec import InvalidRecord, check_schema, dead_letter, decode_label, decode_telemetry, encode
 from serving.kafka_io import make_group_consumer, make_producer
@@ -44,6 +45,15 @@ class Scorer:
         self._loading: Future | None = None
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
         self.shared = shared  # optional multiprocessing.Array("q", 4): scored, dead letters, learned, version
+        self.heartbeat: Heartbeat | None = None
+
+    def _beat(self, consumer, stopped: bool = False) -> None:
+        """A heartbeat row for `status` (written at most every health.heartbeat_interval s)."""
+        version = self.current.ref.version if self.current else None
+        if stopped:
+            self.heartbeat.stopped(records=self.scored, dead_letters=self.dead_letters, model_version=version)
+        else:
+            self.heartbeat.beat(consumer, records=self.scored, dead_letters=self.dead_letters, model_version=version)
 
     def _publish_stats(self) -> None:
         if self.shared is not None:
@@ -79,6 +89,7 @@ class Scorer:
             for tp, messages in consumer.poll(timeout_ms=100).items():
                 consumer.seek(tp, messages[0].offset)  # give back what arrived too early
             consumer.pause(*consumer.assignment())
+            self._beat(consumer)
         consumer.resume(*consumer.paused())
 
     # -- scoring --------------------------------------------------------------------
@@ -87,12 +98,14 @@ class Scorer:
         producer = make_producer(self.bootstrap, self.settings.kafka)
         consumer = make_group_consumer(self.bootstrap, self.settings.kafka, self.settings.kafka.scorer_group)
         consumer.subscribe([self.topics.telemetry, self.topics.labels])
+        self.heartbeat = Heartbeat.from_settings(self.settings, "scorer", self.bootstrap, self.settings.kafka.scorer_group)
         try:
             self._wait_for_champion(updates, consumer)
             while not self.stop.is_set():
                 self._follow_updates(updates)
                 batch = consumer.poll(timeout_ms=self.settings.serving.poll_timeout_ms,
                                       max_records=self.settings.serving.batch_size)
+                self._beat(consumer)
                 if not batch:
                     continue
                 for tp, messages in batch.items():
@@ -104,6 +117,7 @@ class Scorer:
                 consumer.commit()  # at-least-once: offsets move only after predictions are acknowledged
                 self._publish_stats()
         finally:
+            self._beat(None, stopped=True)
             consumer.close()
             producer.close()
             updates.close()
