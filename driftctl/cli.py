@@ -131,6 +131,55 @@ def status(
 
 
 @app.command()
+def plot(
+    backtest_json: Optional[Path] = typer.Argument(None, help="A `driftctl backtest --json` file; none: live state."),
+    out: Path = typer.Option(Path("driftctl-timeline.png"), "--out", help="PNG file to write."),
+    home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was drawn as JSON."),
+) -> None:
+    """A PNG timeline: prequential accuracy, drift statistics against thresholds, drift and promotion markers."""
+    from driftctl.plot import draw, load
+
+    settings = _settings(home)
+    drawn = draw(load(backtest_json, settings), out)
+    if as_json:
+        print(json.dumps(drawn, indent=2))
+        return
+    console.print(f"wrote {drawn['out']}: {drawn['records']:,} records, {drawn['accuracy_points']} accuracy points, "
+                  f"{drawn['drift_events']} drift events, promotions {drawn['promotions'] or 'none'}"
+                  + "".join(f"\n  note: {n}" for n in drawn["notes"]))
+
+
+@app.command()
+def report(
+    out: Optional[Path] = typer.Option(None, "--out", help="HTML file (default <home>/reports/latest-window.html)."),
+    home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was rendered as JSON."),
+) -> None:
+    """Evidently's data-drift report of the newest monitor window against the champion's reference (HTML)."""
+    from driftctl.reports import latest_report
+    from driftctl.stack import configure_environment
+
+    settings = _settings(home)
+    configure_environment(settings)
+    with console.status("rendering the Evidently report", spinner="dots") if not as_json else _nothing():
+        done = latest_report(settings, out)
+    if as_json:
+        print(json.dumps(done, indent=2, default=str))
+        return
+    drifted = done["drifted_columns"]
+    console.print(f"wrote {done['out']}: newest {done['window_rows']:,} records (to record {done['window_end_index']:,}) "
+                  f"against {done['reference_rows']:,} reference rows of version {done['champion']['version']}"
+                  + (f"; Evidently finds {drifted['count']:.0f} drifted column(s)" if drifted else ""))
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+@app.command()
 def broker(home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl).")) -> None:
     """Run the embedded broker in the foreground and print its bootstrap address."""
     import threading
@@ -168,5 +217,6 @@ def run() -> None:
             sys.exit(130)
         if _debug:
             raise
-        print(f"driftctl: error: {exc}", file=sys.stderr)
+        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # one line, always
+        print(f"driftctl: error: {message}", file=sys.stderr)
         sys.exit(1)
