@@ -179,6 +179,30 @@ def _nothing():
     return contextlib.nullcontext()
 
 
+@app.command("console")
+def console_command(
+    home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
+    host: Optional[str] = typer.Option(None, help="Address to listen on (default 127.0.0.1: loopback only)."),
+    port: Optional[int] = typer.Option(None, min=0, max=65535, help="Port (default 8765; 0: a free one)."),
+) -> None:
+    """A local web page of what `status` shows, refreshed live: health, throughput, lag, drift, lineage."""
+    import threading
+
+    from driftctl.console import ConsoleServer
+    from driftctl.stack import configure_environment
+
+    settings = _settings(home)
+    configure_environment(settings)
+    server = ConsoleServer(settings, host, port).start()
+    console.print(f"driftctl console at {server.url}  (Ctrl-C stops it)")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
 @app.command()
 def broker(home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl).")) -> None:
     """Run the embedded broker in the foreground and print its bootstrap address."""
