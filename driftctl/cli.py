@@ -118,14 +118,14 @@ def status(
     from rich.live import Live
 
     try:
-        with Live(status_view(collect_status(settings)), console=console, screen=False, auto_refresh=False) as live:
+        if as_json:  # one JSON document per line, for machines that follow it
+            while True:
+                print(json.dumps(collect_status(settings), default=str), flush=True)
+                time.sleep(interval)
+        with Live(status_view(collect_status(settings)), console=console, auto_refresh=False) as live:
             while True:
                 time.sleep(interval)
-                report = collect_status(settings)
-                if as_json:
-                    print(json.dumps(report, default=str))
-                else:
-                    live.update(status_view(report), refresh=True)
+                live.update(status_view(collect_status(settings)), refresh=True)
     except KeyboardInterrupt:
         return
 

@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import (JSON, Column, Float, Integer, MetaData, String, Table, create_engine, delete, event, func,
-                        insert, select)
+from sqlalchemy import (JSON, Column, Float, Index, Integer, MetaData, String, Table, create_engine, delete, event,
+                        func, insert, select)
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ heartbeats = Table(
     Column("model_version", Integer),
     Column("bootstrap", String(500)),
     Column("extra", JSON),
+    Index("ix_heartbeat_stage_instance", "stage", "instance", "id"),
 )
 
 

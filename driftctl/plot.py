@@ -7,7 +7,8 @@ on the plot (a backtest without `accuracy_curve` shows its overall accuracy as a
 
 Backtest JSON read here: `rows`, `warmup`, `policy`, `accuracy`, `drift_events`
 [{index, detector, statistic?, threshold?}], `promotions` (a list of {index, version?}
-or of indices, or a count), and optionally `accuracy_curve` [[index, accuracy], ...].
+or of indices, or a count), and optionally `accuracy_curve`: {"every": N, "values": [...]}
+(accuracy per block of N records) or [[index, accuracy], ...].
 """
 
 from __future__ import annotations
@@ -40,8 +41,7 @@ def from_backtest(data: dict[str, Any], name: str = "backtest") -> Timeline:
         raise PlotError(f"{name}: not a `driftctl backtest --json` output (no drift_events)")
     timeline = Timeline(title=f"{name}: policy {data.get('policy', '?')}", rows=data.get("rows"),
                         warmup=data.get("warmup"), accuracy=data.get("accuracy"))
-    for point in data.get("accuracy_curve") or []:
-        timeline.accuracy_curve.append((int(point[0]), float(point[1])))
+    timeline.accuracy_curve = _curve(data.get("accuracy_curve"))
     for event in data.get("drift_events") or []:
         index, detector = event.get("index"), event.get("detector", "drift")
         if index is None:
@@ -62,6 +62,19 @@ def from_backtest(data: dict[str, Any], name: str = "backtest") -> Timeline:
     if not timeline.accuracy_curve:
         timeline.notes.append("no accuracy_curve in the input: overall accuracy after warmup shown")
     return timeline
+
+
+def _curve(curve) -> list[tuple[int, float]]:
+    """`accuracy_curve` as (record, accuracy) points: either [[index, accuracy], ...] or
+    {"every": N, "values": [...]} (one accuracy per block of N records, drawn at each block's middle).
+
+    >>> _curve({"every": 100, "values": [0.9, 0.5]}), _curve([[10, 0.8]]), _curve(None)
+    ([(50, 0.9), (150, 0.5)], [(10, 0.8)], [])
+    """
+    if isinstance(curve, dict):
+        every = int(curve.get("every") or 1)
+        return [(i * every + every // 2, float(v)) for i, v in enumerate(curve.get("values") or []) if v is not None]
+    return [(int(p[0]), float(p[1])) for p in curve or [] if p[1] is not None]
 
 
 def from_live(settings) -> Timeline:

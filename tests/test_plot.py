@@ -28,6 +28,13 @@ def test_backtest_with_an_accuracy_curve(tmp_path):
     assert drawn["notes"] == []
 
 
+def test_backtest_block_curve_as_driftctl_backtest_writes_it(tmp_path):
+    data = {**BACKTEST, "accuracy_curve": {"every": 400, "values": [0.95] * 25 + [0.6] * 25}}
+    timeline = from_backtest(data)
+    assert timeline.accuracy_curve[0] == (200, 0.95) and timeline.accuracy_curve[-1] == (19_800, 0.6)
+    assert draw(timeline, tmp_path / "b.png")["accuracy_points"] == 50
+
+
 def test_backtest_without_curve_or_positions_degrades_with_a_note(tmp_path):
     data = {**BACKTEST, "promotions": 1, "drift_events": [{"index": 10_120, "detector": "error-adwin"}]}
     timeline = from_backtest(data)
