@@ -220,6 +220,146 @@ def broker(home: Optional[Path] = typer.Option(None, help="State directory (defa
             pass
 
 
+def _external_bootstrap(settings) -> str:
+    if not settings.kafka.bootstrap_servers:
+        raise typer.BadParameter("no Kafka configured: set DRIFTCTL_KAFKA__BOOTSTRAP_SERVERS "
+                                 "(`driftctl broker` runs a local one and prints its address)")
+    from driftctl.broker import ensure_topics, wait_until_reachable
+
+    wait_until_reachable(settings.kafka.bootstrap_servers, timeout=10)
+    ensure_topics(settings.kafka.bootstrap_servers, settings.kafka)
+    return settings.kafka.bootstrap_servers
+
+
+def _stop_on_signals():
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
+@app.command()
+def serve(
+    home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
+    metrics_port: Optional[int] = typer.Option(None, min=0, max=65535, help="Prometheus /metrics port (0: any)."),
+) -> None:
+    """Run one scorer: a member of the scorer consumer group, until SIGTERM or Ctrl-C."""
+    from driftctl.ledger import Ledger
+    from driftctl.stack import configure_environment
+    from serving.metrics import ScorerMetrics
+    from serving.scorer import Scorer
+    from training.registry import Registry
+
+    settings = _settings(home)
+    configure_environment(settings)
+    bootstrap = _external_bootstrap(settings)
+    metrics = ScorerMetrics()
+    port = metrics_port if metrics_port is not None else settings.serving.metrics_port
+    if port is not None:
+        port = metrics.serve(port)
+        console.print(f"metrics on http://127.0.0.1:{port}/metrics", highlight=False)
+    stop = _stop_on_signals()
+    scorer = Scorer(settings, bootstrap, Registry.from_settings(settings), stop,
+                    ledger=Ledger(settings.ledger_url), metrics=metrics)
+    console.print(f"scorer {scorer.instance} joining group {settings.kafka.scorer_group} at {bootstrap}",
+                  highlight=False)
+    scorer.run()
+    console.print(f"scorer {scorer.instance} stopped after {scorer.scored} records "
+                  f"({scorer.dead_letters} dead letters, n_learned {scorer.n_learned})", highlight=False)
+
+
+@app.command()
+def monitor(home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl).")) -> None:
+    """Run one drift monitor; it starts the retrain flow when the policy asks, until SIGTERM or Ctrl-C."""
+    from driftctl.ledger import Ledger
+    from driftctl.stack import configure_environment
+    from training.registry import Registry
+
+    settings = _settings(home)
+    configure_environment(settings)
+    from flows.retrain import retrain
+    from serving.monitor import Monitor
+
+    bootstrap = _external_bootstrap(settings)
+    stop = _stop_on_signals()
+    stage = Monitor(settings, bootstrap, Registry.from_settings(settings), Ledger(settings.ledger_url),
+                    lambda w, t: retrain(window=w, trigger=t), stop)
+    console.print(f"monitor joining group {settings.kafka.monitor_group} at {bootstrap}", highlight=False)
+    stage.run()
+
+
+@app.command()
+def produce(
+    source: str = typer.Argument("iot", help="'iot' (the synthetic drifting stream)."),
+    records: Optional[int] = typer.Option(None, min=1, help="Records to send."),
+    drift_at: Optional[int] = typer.Option(None, min=0, help="Record at which the concept drifts."),
+    rate: Optional[float] = typer.Option(None, min=1, help="Records per second (default: settings)."),
+    label_delay: Optional[int] = typer.Option(None, min=0, help="Records between a record and its label."),
+    home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
+) -> None:
+    """Replay a stream into the telemetry and labels topics."""
+    if source != "iot":
+        raise typer.BadParameter(f"unknown source {source!r}; valid sources: iot")
+    from serving.kafka_io import make_producer
+    from serving.producer import publish
+    from serving.synthetic import iot_stream
+
+    settings = _settings(home, records=records, drift_at=drift_at, rate=rate, label_delay=label_delay)
+    bootstrap = _external_bootstrap(settings)
+    stream = settings.stream
+    from driftctl.health import Heartbeat
+
+    producer = make_producer(bootstrap, settings.kafka)
+    beat = Heartbeat.from_settings(settings, "producer", bootstrap)
+    with Progress(TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("producing", total=stream.records)
+
+        def on_record(n: int) -> None:
+            beat.beat(records=n)
+            if n % 250 == 0:
+                bar.update(task, completed=n)
+
+        sent = publish(producer, settings.kafka.topics,
+                       iot_stream(stream.records, drift_at=stream.drift_at, devices=stream.devices, seed=stream.seed),
+                       rate=stream.rate, label_delay=stream.label_delay, stop=_stop_on_signals(), on_record=on_record)
+    producer.close()
+    beat.stopped(records=sent)
+    console.print(f"sent {sent} records and their labels to {bootstrap}", highlight=False)
+
+
+@app.command()
+def audit(
+    record_id: str = typer.Argument(..., help="The record id to look up."),
+    home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+) -> None:
+    """Which model version and which online-learner state scored a record."""
+    from serving.audit import AuditLog
+
+    settings = _settings(home)
+    path = settings.home / "audit.db"
+    if not path.exists():
+        raise typer.BadParameter(f"no audit log at {path}: nothing has been scored with this home")
+    log = AuditLog(path)
+    found = log.lookup(record_id)
+    log.close()
+    if found is None:
+        print(f"driftctl: error: record {record_id!r} was never scored", file=sys.stderr)
+        raise typer.Exit(1)
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return
+    model, source = found["model"], found["source"]
+    console.print(f"{record_id}: {model['name']} version {model['version']} (run {model['run_id']}), "
+                  f"online learner n_learned={found['online']['n_learned']}, "
+                  f"{source['topic']}[{source['partition']}]@{source['offset']}, scorer {found['scorer']}",
+                  highlight=False)
+
+
 def run() -> None:
     """Console entry point: usage errors and failures are one line and a non-zero exit."""
     try:
@@ -232,7 +372,11 @@ def run() -> None:
         where = ".".join(str(p) for p in first["loc"])
         print(f"driftctl: error: bad setting {where}: {first['msg']}", file=sys.stderr)
         sys.exit(2)
+    except SystemExit:
+        raise
     except Exception as exc:
+        if type(exc).__name__ == "Exit":  # typer.Exit: a chosen exit code
+            sys.exit(getattr(exc, "exit_code", 0))
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click's usage errors (typer vendors click)
             print(f"driftctl: error: {exc.format_message()}", file=sys.stderr)
             sys.exit(exc.exit_code or 1)

@@ -65,7 +65,8 @@ class _Stage(threading.Thread):
 
 def fresh_home(settings: Settings) -> None:
     """The embedded broker starts empty, so the demo's models and ledger start empty too."""
-    for name in ("mlflow.db", "ledger.db", "ledger.db-wal", "ledger.db-shm", "mlartifacts", "broker.log", "evidently"):
+    for name in ("mlflow.db", "ledger.db", "ledger.db-wal", "ledger.db-shm", "audit.db", "audit.db-wal",
+                 "audit.db-shm", "mlartifacts", "checkpoints", "reports", "broker.log", "evidently"):
         path = settings.home / name
         if path.is_dir():
             shutil.rmtree(path)
@@ -114,10 +115,10 @@ def run_demo(settings: Settings, progress: Callable[[str, int, int], None] | Non
         producer_beat = Heartbeat.from_settings(settings, "producer", bootstrap)
         hold_at = settings.drift.warmup + stream.label_delay
 
-        def on_record(n: int) -> None:
+        def on_record(n: int, total: int) -> None:
             producer_beat.beat(records=n)
             if n % 250 == 0:
-                progress("streaming", n, stream.records)
+                progress("streaming", n, total)
 
         def gate(seq: int) -> None:
             if seq != hold_at:
@@ -135,23 +136,37 @@ def run_demo(settings: Settings, progress: Callable[[str, int, int], None] | Non
                     raise DemoError("no first champion within 300 s")
                 time.sleep(0.1)
 
+        swapped_at: list[int] = []
+
+        def keep_going(sent: int) -> bool:
+            """A live stream does not stop mid-retrain: past `records`, go on while a retrain is
+            pending or running, and until the new champion has served a few thousand records."""
+            if scorer_stats[3] > 1 and not swapped_at:
+                swapped_at.append(sent)
+            if sent < stream.records:
+                return True
+            if sent >= 3 * stream.records:
+                return False
+            if swapped_at:
+                return sent < swapped_at[0] + stream.after_promotion
+            return monitor.busy or monitor.policy.change_at is not None
+
         scorer.start()
         monitor_stage.start()
         try:
-            publish(producer, settings.kafka.topics,
-                    iot_stream(stream.records, drift_at=stream.drift_at, devices=stream.devices, seed=stream.seed),
-                    rate=stream.rate, label_delay=stream.label_delay, gate=gate,
-                    on_record=on_record)
+            sent = publish(producer, settings.kafka.topics,
+                           iot_stream(None, drift_at=stream.drift_at, devices=stream.devices, seed=stream.seed),
+                           rate=stream.rate, label_delay=stream.label_delay, gate=gate, keep_going=keep_going,
+                           on_record=lambda n: on_record(n, max(n, stream.records)))
             producer.close()
-            producer_beat.stopped(records=stream.records)
+            producer_beat.stopped(records=sent)
             deadline = time.monotonic() + 300
-            while (scorer_stats[0] + scorer_stats[1] < stream.records or monitor.labelled < stream.records
-                   or monitor.busy):
+            while (scorer_stats[0] + scorer_stats[1] < sent or monitor.labelled < sent or monitor.busy):
                 check()
                 if time.monotonic() > deadline:
-                    raise DemoError(f"stream not drained in 300 s: scored {scorer_stats[0]}, "
+                    raise DemoError(f"stream not drained in 300 s: sent {sent}, scored {scorer_stats[0]}, "
                                     f"labelled {monitor.labelled}, retrain busy {monitor.busy}")
-                progress("draining", scorer_stats[0], stream.records)
+                progress("draining", scorer_stats[0], sent)
                 time.sleep(0.2)
         finally:
             scorer_stop.set()
@@ -166,15 +181,16 @@ def run_demo(settings: Settings, progress: Callable[[str, int, int], None] | Non
             bootstrap, settings.kafka, settings.kafka.topics.predictions,
             until=lambda got: len(got) >= scored, timeout=30)]
         ledger.close()
-    return summarize(settings, predictions, monitor, dead_letters, time.monotonic() - started)
+    return summarize(settings, sent, predictions, monitor, dead_letters, time.monotonic() - started)
 
 
-def summarize(settings: Settings, predictions: list[dict], monitor, dead_letters: int, seconds: float) -> DemoResult:
+def summarize(settings: Settings, sent: int, predictions: list[dict], monitor, dead_letters: int,
+              seconds: float) -> DemoResult:
     from serving.synthetic import iot_stream
 
     stream = settings.stream
     truth = {r.record["id"]: (r.seq, r.label) for r in
-             iot_stream(stream.records, drift_at=stream.drift_at, devices=stream.devices, seed=stream.seed)}
+             iot_stream(sent, drift_at=stream.drift_at, devices=stream.devices, seed=stream.seed)}
     by_id = {p["id"]: p for p in predictions}
     promoted = [o for o in monitor.outcomes if o.get("promoted") and (o.get("version") or 0) > 1]
     promoted_version = promoted[0]["version"] if promoted else None
@@ -192,7 +208,7 @@ def summarize(settings: Settings, predictions: list[dict], monitor, dead_letters
     first = after[0] if after else None
     detected_at = truth[first.window["record_id"]][0] if first else None
     return DemoResult(
-        records=stream.records,
+        records=sent,
         drift_at=stream.drift_at,
         predictions=len(by_id),
         duplicates=len(predictions) - len(by_id),

@@ -160,12 +160,12 @@ class Heartbeat:
         self._last_prune = 0.0
 
     @classmethod
-    def from_settings(cls, settings, stage: str, bootstrap: str | None = None,
-                      group_id: str | None = None) -> "Heartbeat":
+    def from_settings(cls, settings, stage: str, bootstrap: str | None = None, group_id: str | None = None,
+                      instance: str | None = None) -> "Heartbeat":
         interval = settings.health.heartbeat_interval
         store = HealthStore(settings.ledger_url) if interval > 0 else None
         return cls(store, stage, bootstrap=bootstrap, group_id=group_id, interval=interval,
-                   retention=settings.health.retention)
+                   retention=settings.health.retention, instance=instance)
 
     def beat(self, consumer=None, *, records: int, dead_letters: int = 0, model_version: int | None = None,
              extra: Callable[[], dict] | dict | None = None, state: str = "running", force: bool = False) -> bool:

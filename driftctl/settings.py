@@ -75,6 +75,7 @@ class StreamSettings(BaseModel):
     label_delay: int = Field(300, ge=0)
     rate: float = Field(1_000.0, gt=0, description="records per second offered")
     devices: int = Field(50, ge=1)
+    after_promotion: int = Field(3_000, ge=0, description="demo: records streamed after a late promotion")
     seed: int = 42
 
 
@@ -95,7 +96,13 @@ class ServingSettings(BaseModel):
     batch_size: int = Field(500, ge=1)
     poll_timeout_ms: int = Field(100, ge=1)
     serve: Literal["champion", "online"] = "champion"
-    feature_cache: int = Field(100_000, ge=1, description="records kept to join late labels")
+    missing_features: Literal["reject", "impute"] = "reject"
+    max_message_bytes: int = Field(64 * 1024, ge=64)
+    join_max_records: int = Field(200_000, ge=1, description="records (or early labels) kept to join late labels")
+    join_max_age: float = Field(3_600.0, gt=0, description="seconds a record waits for its label")
+    checkpoint_every: float = Field(10.0, gt=0, description="seconds between online-learner checkpoints")
+    instance: str = Field("", description="scorer instance name (default: host-pid); names its checkpoint")
+    metrics_port: int | None = Field(None, ge=0, le=65535, description="Prometheus port; 0 = any free port")
 
 
 class HealthSettings(BaseModel):

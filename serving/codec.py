@@ -33,7 +33,9 @@ def _decode_object(raw: bytes | None) -> dict[str, Any]:
     return value
 
 
-def decode_telemetry(raw: bytes | None) -> dict[str, Any]:
+def decode_telemetry(raw: bytes | None, max_bytes: int | None = None) -> dict[str, Any]:
+    if raw is not None and max_bytes is not None and len(raw) > max_bytes:
+        raise InvalidRecord(f"oversized message: {len(raw)} bytes, limit {max_bytes}")
     value = _decode_object(raw)
     features = value.get("features")
     if not isinstance(features, dict) or not features:
@@ -55,15 +57,42 @@ def decode_label(raw: bytes | None) -> dict[str, Any]:
     return value
 
 
-def check_schema(features: dict[str, Any], expected: list[str]) -> None:
-    """The champion's feature names must match exactly: a missing or unexpected feature
-    means a producer changed its schema, which is worth a dead letter, not a guess."""
-    missing = [name for name in expected if name not in features]
-    extra = [name for name in features if name not in expected]
-    if missing:
-        raise InvalidRecord(f"missing features: {', '.join(missing)}")
+def check_features(features: dict[str, Any], schema, missing: str = "reject") -> dict[str, Any]:
+    """Check a record's features against the champion's schema; returns them ready to score.
+
+    An unexpected feature, a number where a category belongs (or the reverse) and an
+    unseen category are always rejected: they mean a producer changed, which deserves a
+    dead letter, not a guess. A missing feature (absent or null) is rejected, or passed
+    on as null for the model's imputer when `missing` is "impute".
+    """
+    extra = [name for name in features if name not in schema.numeric and name not in schema.categorical]
     if extra:
-        raise InvalidRecord(f"unexpected features: {', '.join(extra)}")
+        raise InvalidRecord(f"unexpected features: {', '.join(sorted(extra))}")
+    checked: dict[str, Any] = {}
+    for name in schema.numeric:
+        value = features.get(name)
+        if value is None:
+            checked[name] = _missing(name, features, missing)
+        elif isinstance(value, str):
+            raise InvalidRecord(f"feature {name!r} should be a number, got string {value[:40]!r}")
+        else:
+            checked[name] = value
+    for name, categories in schema.categorical.items():
+        value = features.get(name)
+        if value is None:
+            checked[name] = _missing(name, features, missing)
+        elif str(value) not in categories:
+            raise InvalidRecord(f"unseen category {str(value)[:40]!r} for feature {name!r}")
+        else:
+            checked[name] = str(value)
+    return checked
+
+
+def _missing(name: str, features: dict[str, Any], policy: str) -> None:
+    if policy == "impute":
+        return None
+    state = "null" if name in features else "absent"
+    raise InvalidRecord(f"missing feature {name!r} ({state}; policy is reject)")
 
 
 def dead_letter(error: str, topic: str, partition: int, offset: int, raw: bytes | None) -> bytes:

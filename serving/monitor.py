@@ -126,7 +126,7 @@ class Monitor:
         state = self._pending.setdefault(value["id"], {})
         state.update(slot)
         self._join(value["id"], state)
-        if len(self._pending) > self.settings.serving.feature_cache:
+        if len(self._pending) > self.settings.serving.join_max_records:
             self._pending.popitem(last=False)
 
     def _join(self, record_id: str, state: dict) -> None:

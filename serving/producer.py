@@ -14,14 +14,16 @@ from serving.synthetic import Reading
 
 def publish(producer, topics: Topics, readings: Iterable[Reading], *, rate: float | None, label_delay: int,
             stop: threading.Event | None = None, gate: Callable[[int], None] | None = None,
-            on_record: Callable[[int], None] | None = None) -> int:
+            on_record: Callable[[int], None] | None = None,
+            keep_going: Callable[[int], bool] | None = None) -> int:
     """Send each reading's telemetry, and each label `label_delay` records later, at
     `rate` records/s (None: as fast as possible). `gate(seq)` may block before a record
-    is sent (the demo waits there for the first champion). Returns records sent."""
+    is sent (the demo waits there for the first champion); `keep_going(sent)` returning
+    False ends the stream. Returns records sent."""
     pending: deque[Reading] = deque()
     started, sent = time.monotonic(), 0
     for reading in readings:
-        if stop is not None and stop.is_set():
+        if (stop is not None and stop.is_set()) or (keep_going is not None and not keep_going(sent)):
             break
         if gate is not None:
             paused = time.monotonic()

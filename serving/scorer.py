@@ -4,9 +4,10 @@ model and an online River learner, learns from late labels, and hot-swaps models
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
-from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pandas as pd
@@ -14,8 +15,12 @@ from river import tree
 
 from driftctl.health import Heartbeat
 from driftctl.settings import Settings
-from serving.codec import InvalidRecord, check_schema, dead_letter, decode_label, decode_telemetry, encode
+from serving import checkpoint
+from serving.audit import AuditLog
+from serving.codec import InvalidRecord, check_features, dead_letter, decode_label, decode_telemetry, encode
+from serving.joiner import LabelJoiner
 from serving.kafka_io import make_group_consumer, make_producer
+from serving.metrics import ScorerMetrics
 from serving.updates import ModelUpdates
 from training.registry import LoadedModel, Registry, RegistryError
 
@@ -27,24 +32,32 @@ def make_online_learner(seed: int = 0):
 
 
 class Scorer:
-    def __init__(self, settings: Settings, bootstrap: str, registry: Registry, stop: threading.Event,
-                 shared=None):
+    def __init__(self, settings: Settings, bootstrap: str, registry: Registry, stop: threading.Event, *,
+                 shared=None, ledger=None, metrics: ScorerMetrics | None = None):
         self.settings = settings
         self.bootstrap = bootstrap
         self.registry = registry
         self.stop = stop
+        self.shared = shared  # optional multiprocessing.Array("q", 4): scored, dead letters, learned, version
+        self.ledger = ledger
+        self.metrics = metrics or ScorerMetrics()
         self.topics = settings.kafka.topics
+        serving = settings.serving
+        self.instance = f"{serving.instance or socket.gethostname()}-{os.getpid()}"
+        self.checkpoint_path = settings.home / "checkpoints" / f"{serving.instance or 'scorer'}.pkl"
         self.current: LoadedModel | None = None
         self.online = make_online_learner(settings.stream.seed)
         self.n_learned = 0
+        self.restored_from: int | None = None  # n_learned of the checkpoint this scorer resumed from
         self.scored = 0
         self.dead_letters = 0
-        self.swaps: list[tuple[int, float]] = []  # (version, at)
-        self._features: OrderedDict[str, dict] = OrderedDict()  # id -> features, to learn from late labels
-        self._early_labels: OrderedDict[str, object] = OrderedDict()  # labels that came before their record
-        self._loading: Future | None = None
+        self.load_failures: list[tuple[int, str]] = []
+        self.joiner = LabelJoiner(serving.join_max_records, serving.join_max_age)
+        self.audit = AuditLog(settings.home / "audit.db")
+        self._seen: dict[str, int] = {}  # "topic:partition" -> next offset, for checkpoints
+        self._loading: tuple[int, Future] | None = None
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
-        self.shared = shared  # optional multiprocessing.Array("q", 4): scored, dead letters, learned, version
+        self._last_checkpoint = time.monotonic()
         self.heartbeat: Heartbeat | None = None
 
     def _beat(self, consumer, stopped: bool = False) -> None:
@@ -55,35 +68,44 @@ class Scorer:
         else:
             self.heartbeat.beat(consumer, records=self.scored, dead_letters=self.dead_letters, model_version=version)
 
-    def _publish_stats(self) -> None:
-        if self.shared is not None:
-            self.shared[:] = [self.scored, self.dead_letters, self.n_learned,
-                              self.current.ref.version if self.current else 0]
-
-    # -- hot swap -------------------------------------------------------------------
+    # -- hot swap ---------------------------------------------------------------------
     def _follow_updates(self, updates: ModelUpdates) -> None:
         update = updates.poll()
-        if update is not None and (self.current is None or int(update["version"]) != self.current.ref.version):
-            log.info("model update: loading %s version %s", update["name"], update["version"])
-            self._loading = self._loader.submit(self.registry.load, int(update["version"]))
-        if self._loading is not None and self._loading.done():
-            future, self._loading = self._loading, None
+        if update is not None:
+            version = int(update["version"])
+            serving = self.current.ref.version if self.current else None
+            loading = self._loading[0] if self._loading else None
+            if version not in (serving, loading):
+                log.info("model update: loading %s version %s", update["name"], version)
+                self._loading = (version, self._loader.submit(self.registry.load, version))
+        if self._loading is not None and self._loading[1].done():
+            (version, future), self._loading = self._loading, None
             try:
                 loaded = future.result()
             except RegistryError as exc:
-                log.error("keeping version %s: %s", self.current.ref.version if self.current else None, exc)
+                self._load_failed(version, exc)
                 return
-            # Swapped between two batches: no record is scored by a half-loaded model.
+            # Swapped between two batches: no record is scored by a half-loaded model, and the
+            # old model is released here (nothing else holds it).
             self.current = loaded
-            self.swaps.append((loaded.ref.version, time.time()))
+            self.metrics.model_version.set(loaded.ref.version)
             self._publish_stats()
             log.info("now serving %s version %s", loaded.ref.name, loaded.ref.version)
+
+    def _load_failed(self, version: int, exc: Exception) -> None:
+        keeping = self.current.ref.version if self.current else None
+        log.error("version %s failed to load, version %s keeps serving: %s", version, keeping, exc)
+        self.load_failures.append((version, str(exc)))
+        self.metrics.swap_failures.inc()
+        if self.ledger is not None:
+            self.ledger.append("failure", reason=f"scorer {self.instance}: version {version} failed to load: {exc}",
+                               model_name=self.registry.model_name, model_version=version)
 
     def _wait_for_champion(self, updates: ModelUpdates, consumer) -> None:
         """Join the group at once (a join takes seconds) but read nothing until a model serves."""
         ref = self.registry.champion()
         if ref is not None:
-            self._loading = self._loader.submit(self.registry.load, ref.version)
+            self._loading = (ref.version, self._loader.submit(self.registry.load, ref.version))
         while self.current is None and not self.stop.is_set():
             self._follow_updates(updates)
             for tp, messages in consumer.poll(timeout_ms=100).items():
@@ -92,13 +114,15 @@ class Scorer:
             self._beat(consumer)
         consumer.resume(*consumer.paused())
 
-    # -- scoring --------------------------------------------------------------------
+    # -- the loop -----------------------------------------------------------------------
     def run(self) -> None:
+        self._restore()
         updates = ModelUpdates(self.bootstrap, self.settings.kafka)
         producer = make_producer(self.bootstrap, self.settings.kafka)
         consumer = make_group_consumer(self.bootstrap, self.settings.kafka, self.settings.kafka.scorer_group)
         consumer.subscribe([self.topics.telemetry, self.topics.labels])
-        self.heartbeat = Heartbeat.from_settings(self.settings, "scorer", self.bootstrap, self.settings.kafka.scorer_group)
+        self.heartbeat = Heartbeat.from_settings(self.settings, "scorer", self.bootstrap,
+                                                 self.settings.kafka.scorer_group, self.instance)
         try:
             self._wait_for_champion(updates, consumer)
             while not self.stop.is_set():
@@ -106,89 +130,135 @@ class Scorer:
                 batch = consumer.poll(timeout_ms=self.settings.serving.poll_timeout_ms,
                                       max_records=self.settings.serving.batch_size)
                 self._beat(consumer)
-                if not batch:
-                    continue
-                for tp, messages in batch.items():
-                    if tp.topic == self.topics.labels:
-                        self._learn(messages, producer)
-                    else:
-                        self._score(messages, producer)
-                producer.flush()
-                consumer.commit()  # at-least-once: offsets move only after predictions are acknowledged
-                self._publish_stats()
+                if batch:
+                    self.process(batch, producer)
+                    consumer.commit()  # at-least-once: offsets move only after predictions are acknowledged
+                    self._measure_lag(consumer)
+                    self._publish_stats()
+                if time.monotonic() - self._last_checkpoint > self.settings.serving.checkpoint_every:
+                    self._checkpoint()
+            self._checkpoint()
         finally:
             self._beat(None, stopped=True)
             consumer.close()
             producer.close()
             updates.close()
+            self.audit.close()
             self._loader.shutdown(wait=False, cancel_futures=True)
 
-    def _score(self, messages, producer) -> None:
+    def process(self, batch: dict, producer) -> None:
+        """Score and learn from one polled batch; returns once every prediction is acknowledged."""
+        scored = []
+        for tp, messages in batch.items():
+            if tp.topic == self.topics.labels:
+                self._learn(messages, producer)
+            else:
+                scored.extend(self._score(tp, messages, producer))
+            self._seen[f"{tp.topic}:{tp.partition}"] = messages[-1].offset + 1
+        producer.flush()
+        acked = time.time()
+        for appended_ms in scored:
+            self.metrics.latency.observe(max(acked - appended_ms / 1000.0, 0.0))
+
+    def _score(self, tp, messages, producer) -> list[int]:
+        serving = self.settings.serving
         good, rows = [], []
         for message in messages:
             try:
-                record = decode_telemetry(message.value)
-                check_schema(record["features"], self.current.features)
+                record = decode_telemetry(message.value, serving.max_message_bytes)
+                features = check_features(record["features"], self.current.schema, serving.missing_features)
             except InvalidRecord as exc:
                 self._dead_letter(producer, str(exc), message)
                 continue
             good.append((message, record))
-            rows.append(record["features"])
+            rows.append(features)
         if not good:
-            return
-        ref = self.current.ref
-        frame = pd.DataFrame.from_records(rows).reindex(columns=self.current.features)
+            return []
+        model = self.current.ref.as_dict()
+        frame = pd.DataFrame.from_records(rows, columns=self.current.features)
         predictions = self.current.model.predict(frame)
         probabilities = self.current.model.predict_proba(frame)
         classes = [_plain(c) for c in self.current.model.classes_]
-        model = ref.as_dict()
-        now = time.time()
-        for (message, record), prediction, proba in zip(good, predictions, probabilities):
-            features = record["features"]
+        n_learned, now = self.n_learned, time.time()
+        for (message, record), features, prediction, proba in zip(good, rows, predictions, probabilities):
+            online = _plain(self.online.predict_one(_present(features)))
+            champion = _plain(prediction)
+            source = "online" if serving.serve == "online" and online is not None else "champion"
+            served = online if source == "online" else champion
             value = {
-                "id": record["id"], "ts": record["ts"], "prediction": _plain(prediction),
+                "id": record["id"], "ts": record["ts"], "prediction": served,
                 "proba": {str(c): round(float(p), 6) for c, p in zip(classes, proba)},
-                "model": model,
-                "online": {"prediction": _plain(self.online.predict_one(features)), "n_learned": self.n_learned},
+                "model": model, "online": {"prediction": online, "n_learned": n_learned},
+                "served": source, "scorer": self.instance,
                 "scored_at": now, "source": {"partition": message.partition, "offset": message.offset},
             }
             producer.send(self.topics.predictions, key=message.key, value=encode(value))
-            self._remember(record["id"], features)
+        # Learning comes after the whole batch is scored, so one learner state scored it.
+        self.audit.record(scorer=self.instance, topic=tp.topic, partition=tp.partition,
+                          offsets=[m.offset for m, _ in good], ids=[r["id"] for _, r in good],
+                          model=model, n_learned=n_learned)
+        for (_, record), features in zip(good, rows):
+            ready = self.joiner.add_record(record["id"], features)
+            if ready is not None:
+                self._learn_one(*ready)
         self.scored += len(good)
-
-    def _remember(self, record_id: str, features: dict) -> None:
-        label = self._early_labels.pop(record_id, None)
-        if label is not None:
-            self._learn_one(features, label)
-            return
-        self._features[record_id] = features
-        if len(self._features) > self.settings.serving.feature_cache:
-            self._features.popitem(last=False)
+        self.metrics.records.inc(len(good))
+        return [m.timestamp for m, _ in good]
 
     def _learn(self, messages, producer) -> None:
+        before = (self.joiner.evicted_by_size, self.joiner.evicted_by_age)
         for message in messages:
             try:
                 value = decode_label(message.value)
             except InvalidRecord as exc:
                 self._dead_letter(producer, str(exc), message)
                 continue
-            features = self._features.pop(value["id"], None)
-            if features is None:
-                self._early_labels[value["id"]] = value["label"]
-                if len(self._early_labels) > self.settings.serving.feature_cache:
-                    self._early_labels.popitem(last=False)
-                continue
-            self._learn_one(features, value["label"])
+            ready = self.joiner.add_label(value["id"], value["label"])
+            if ready is not None:
+                self._learn_one(*ready)
+        self.metrics.join_evictions.labels("size").inc(self.joiner.evicted_by_size - before[0])
+        self.metrics.join_evictions.labels("age").inc(self.joiner.evicted_by_age - before[1])
 
     def _learn_one(self, features: dict, label) -> None:
-        self.online.learn_one(features, label)
+        self.online.learn_one(_present(features), label)
         self.n_learned += 1
+        self.metrics.labels.inc()
 
     def _dead_letter(self, producer, reason: str, message) -> None:
         self.dead_letters += 1
+        self.metrics.dead_letters.inc()
         log.warning("dead letter %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason)
         producer.send(self.topics.dead_letter, key=message.topic.encode(),
                       value=dead_letter(reason, message.topic, message.partition, message.offset, message.value))
+
+    # -- state and stats ----------------------------------------------------------------
+    def _restore(self) -> None:
+        saved = checkpoint.load(self.checkpoint_path)
+        if saved is None:
+            return
+        self.online, self.n_learned, self._seen = saved.learner, saved.n_learned, dict(saved.offsets)
+        self.restored_from = saved.n_learned
+        log.warning("online learner restored from %s: n_learned=%s", self.checkpoint_path, saved.n_learned)
+
+    def _checkpoint(self) -> None:
+        checkpoint.save(self.checkpoint_path, checkpoint.Checkpoint(self.online, self.n_learned, dict(self._seen)))
+        self._last_checkpoint = time.monotonic()
+
+    def _measure_lag(self, consumer) -> None:
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(highwater - consumer.position(tp), 0))
+
+    def _publish_stats(self) -> None:
+        if self.shared is not None:
+            self.shared[:] = [self.scored, self.dead_letters, self.n_learned,
+                              self.current.ref.version if self.current else 0]
+
+
+def _present(features: dict) -> dict:
+    """The online learner sees missing values as absent features."""
+    return {k: v for k, v in features.items() if v is not None}
 
 
 def _plain(value):

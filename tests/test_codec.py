@@ -4,7 +4,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from serving.codec import InvalidRecord, check_schema, dead_letter, decode_label, decode_telemetry, encode
+from serving.codec import InvalidRecord, check_features, dead_letter, decode_label, decode_telemetry, encode
+from training.datasets import FeatureSchema
+
+SCHEMA = FeatureSchema(numeric=("a", "b"), categorical={"site": ("nord", "süd")})
 
 GOOD = {"id": "r1", "ts": 1.5, "features": {"a": 1.0, "b": "x", "c": None}}
 
@@ -32,11 +35,27 @@ def test_bad_records_are_rejected_with_a_reason(raw, reason):
         decode_telemetry(raw)
 
 
-def test_schema_check_names_missing_and_unexpected_features():
-    with pytest.raises(InvalidRecord, match="missing features: b"):
-        check_schema({"a": 1}, ["a", "b"])
-    with pytest.raises(InvalidRecord, match="unexpected features: z"):
-        check_schema({"a": 1, "b": 2, "z": 3}, ["a", "b"])
+@pytest.mark.parametrize("features, reason", [
+    ({"a": 1, "site": "nord"}, "missing feature 'b' \\(absent"),
+    ({"a": 1, "b": None, "site": "nord"}, "missing feature 'b' \\(null"),
+    ({"a": 1, "b": 2, "site": "nord", "z": 3}, "unexpected features: z"),
+    ({"a": "1", "b": 2, "site": "nord"}, "should be a number"),
+    ({"a": 1, "b": 2, "site": "west"}, "unseen category 'west'"),
+])
+def test_schema_violations_are_rejected(features, reason):
+    with pytest.raises(InvalidRecord, match=reason):
+        check_features(features, SCHEMA, "reject")
+
+
+def test_impute_policy_passes_missing_values_on_as_null():
+    assert check_features({"a": 1, "site": "süd"}, SCHEMA, "impute") == {"a": 1, "b": None, "site": "süd"}
+    with pytest.raises(InvalidRecord, match="unseen category"):
+        check_features({"a": 1, "site": "øst"}, SCHEMA, "impute")
+
+
+def test_oversized_message_is_rejected():
+    with pytest.raises(InvalidRecord, match="oversized"):
+        decode_telemetry(encode({**GOOD, "pad": "x" * 1000}), max_bytes=500)
 
 
 def test_label_needs_a_value():

@@ -57,3 +57,24 @@ def join_labelled(records: Iterable[Mapping[str, Any]], labels: Mapping[str, Any
     rows = sorted((r for r in records if r["id"] in labels), key=lambda r: (r["ts"], r["id"]))
     frame = to_frame(r["features"] for r in rows)
     return frame, pd.Series([labels[r["id"]] for r in rows], name="label"), rows
+
+
+class FeatureSchema(BaseModel):
+    """What a model was trained on: feature names, which are numeric, and the categories
+    seen for the others. Scorers check every record against their champion's schema."""
+
+    model_config = ConfigDict(frozen=True)
+
+    numeric: tuple[str, ...] = ()
+    categorical: dict[str, tuple[str, ...]] = {}
+
+    @property
+    def names(self) -> list[str]:
+        return sorted([*self.numeric, *self.categorical])
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> "FeatureSchema":
+        numeric = tuple(c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c]))
+        categorical = {c: tuple(sorted(str(v) for v in frame[c].dropna().unique()))
+                       for c in frame.columns if c not in numeric}
+        return cls(numeric=numeric, categorical=categorical)

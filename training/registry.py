@@ -12,6 +12,8 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from training.datasets import FeatureSchema
+
 CHAMPION = "champion"
 
 
@@ -33,7 +35,11 @@ class ModelRef:
 class LoadedModel:
     ref: ModelRef
     model: Any
-    features: list[str]
+    schema: FeatureSchema
+
+    @property
+    def features(self) -> list[str]:
+        return self.schema.names
 
 
 def content_hash(frame: pd.DataFrame, labels: pd.Series) -> str:
@@ -80,10 +86,11 @@ class Registry:
         try:
             details = self.client.get_model_version(self.model_name, str(version))
             model = mlflow.sklearn.load_model(f"models:/{self.model_name}/{version}")
-            features = mlflow.artifacts.load_dict(f"runs:/{details.run_id}/features.json")["features"]
-        except (MlflowException, OSError, KeyError, ValueError) as exc:
+            schema = FeatureSchema.model_validate(
+                mlflow.artifacts.load_dict(f"runs:/{details.run_id}/features.json")["schema"])
+        except Exception as exc:  # any failure to load leaves the current model serving
             raise RegistryError(f"cannot load {self.model_name} version {version}: {exc}") from exc
-        return LoadedModel(ModelRef(self.model_name, int(version), details.run_id), model, features)
+        return LoadedModel(ModelRef(self.model_name, int(version), details.run_id), model, schema)
 
     def reference(self, run_id: str) -> list[dict[str, Any]]:
         """The champion's training reference rows, stored with its run."""
@@ -110,7 +117,8 @@ class Registry:
             dataset = mlflow.data.from_pandas(frame.assign(label=labels.values), targets="label",
                                               name=tags.get("driftctl.window", "training-window"))
             mlflow.log_input(dataset, context="training")
-            mlflow.log_dict({"features": list(frame.columns)}, "features.json")
+            mlflow.log_dict({"features": list(frame.columns),
+                             "schema": FeatureSchema.from_frame(frame).model_dump(mode="json")}, "features.json")
             for path in artifacts:
                 mlflow.log_artifact(path, artifact_path="evidence")
             sample = frame.tail(reference_rows)

@@ -1,0 +1,69 @@
+"""The audit log: which model version and which online-learner state scored each record.
+
+Stored as serving segments (one row per scored batch and partition: offset range, model
+version, run id, n_learned) plus an index from a 64-bit hash of the record id to its
+segment and offset: about 30 bytes a record, answered by two primary-key lookups.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+
+def id_hash(record_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(record_id.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+class AuditLog:
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript("""
+            CREATE TABLE IF NOT EXISTS segments (
+                id INTEGER PRIMARY KEY, scorer TEXT, topic TEXT, partition INTEGER,
+                first_offset INTEGER, last_offset INTEGER, model_name TEXT, model_version INTEGER,
+                run_id TEXT, n_learned INTEGER, scored_at REAL);
+            CREATE TABLE IF NOT EXISTS scored (
+                id_hash INTEGER PRIMARY KEY, segment INTEGER NOT NULL, offset INTEGER NOT NULL) WITHOUT ROWID;
+        """)
+
+    def record(self, *, scorer: str, topic: str, partition: int, offsets: list[int], ids: list[str],
+               model: dict[str, Any], n_learned: int) -> None:
+        """One batch of one partition, all scored by one model and one learner state."""
+        with self._lock, self._db:
+            cursor = self._db.execute(
+                "INSERT INTO segments (scorer, topic, partition, first_offset, last_offset, model_name,"
+                " model_version, run_id, n_learned, scored_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (scorer, topic, partition, min(offsets), max(offsets), model["name"], model["version"],
+                 model["run_id"], n_learned, time.time()))
+            segment = cursor.lastrowid
+            # A record scored twice (at-least-once redelivery) keeps its latest scoring.
+            self._db.executemany("INSERT OR REPLACE INTO scored VALUES (?,?,?)",
+                                 [(id_hash(i), segment, o) for i, o in zip(ids, offsets)])
+
+    def lookup(self, record_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT s.offset, g.scorer, g.topic, g.partition, g.model_name, g.model_version, g.run_id,"
+                " g.n_learned, g.scored_at FROM scored s JOIN segments g ON g.id = s.segment"
+                " WHERE s.id_hash = ?", (id_hash(record_id),)).fetchone()
+        if row is None:
+            return None
+        offset, scorer, topic, partition, name, version, run_id, n_learned, scored_at = row
+        return {"id": record_id, "model": {"name": name, "version": version, "run_id": run_id},
+                "online": {"n_learned": n_learned}, "source": {"topic": topic, "partition": partition,
+                                                               "offset": offset},
+                "scorer": scorer, "scored_at": scored_at}
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

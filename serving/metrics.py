@@ -1,0 +1,31 @@
+"""Prometheus metrics of one scorer process."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+class ScorerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.records = Counter("driftctl_records_scored", "Records scored", registry=r)
+        self.labels = Counter("driftctl_labels_learned", "Labels the online learner learned from", registry=r)
+        self.dead_letters = Counter("driftctl_dead_letters", "Messages sent to the dead-letter topic", registry=r)
+        self.latency = Histogram(
+            "driftctl_record_latency_seconds", "From a record's append to its prediction's acknowledgement",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r)
+        self.lag = Gauge("driftctl_consumer_lag", "Records behind the high watermark", ["topic", "partition"],
+                         registry=r)
+        self.model_version = Gauge("driftctl_model_version", "Champion version being served", registry=r)
+        self.swap_failures = Counter("driftctl_model_load_failures", "Model versions that failed to load",
+                                     registry=r)
+        self.join_evictions = Counter("driftctl_label_join_evictions", "Join state evicted before its label",
+                                      ["why"], registry=r)
+        self.port: int | None = None
+
+    def serve(self, port: int) -> int:
+        """Expose /metrics on loopback; port 0 picks a free one. Returns the port."""
+        server, _ = start_http_server(port, addr="127.0.0.1", registry=self.registry)
+        self.port = server.server_port
+        return self.port

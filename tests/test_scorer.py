@@ -1,0 +1,241 @@
+"""The scorer on the real broker: hot-swap, dead letters, audit, crash safety, scale-out."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from driftctl.broker import EmbeddedBroker, ensure_topics
+from driftctl.settings import Settings
+from serving.codec import encode
+from serving.kafka_io import make_producer, read_topic
+from serving.producer import publish
+from serving.scorer import Scorer
+from serving.synthetic import iot_stream
+from training.datasets import to_frame
+from training.evaluate import Evaluation
+from training.recipes import make_classifier
+from training.registry import Registry
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def stack(tmp_path, monkeypatch):
+    with EmbeddedBroker() as broker:
+        monkeypatch.setenv("DRIFTCTL_HOME", str(tmp_path / "home"))
+        monkeypatch.setenv("DRIFTCTL_KAFKA__BOOTSTRAP_SERVERS", broker.bootstrap_servers)
+        monkeypatch.setenv("DRIFTCTL_SERVING__CHECKPOINT_EVERY", "1")
+        settings = Settings()
+        from driftctl.stack import configure_environment
+
+        configure_environment(settings)
+        ensure_topics(broker.bootstrap_servers, settings.kafka)
+        yield settings, broker.bootstrap_servers, Registry.from_settings(settings)
+
+
+def register(registry, start, n=1500, drift_at=10**9):
+    readings = [r for r in iot_stream(start + n, drift_at=drift_at)][start:]
+    frame = to_frame(r.record["features"] for r in readings)
+    labels = pd.Series([r.label for r in readings])
+    model = make_classifier().fit(frame, labels)
+    evaluation = Evaluation(1.0, None, 0.0, 0, True, "test model")
+    _, version = registry.record_candidate(model=model, frame=frame, labels=labels, evaluation=evaluation,
+                                           params={}, tags={}, reference_rows=100, training_seconds=0.0,
+                                           promote=True)
+    return version
+
+
+def announce(settings, bootstrap, registry, version):
+    producer = make_producer(bootstrap, settings.kafka)
+    ref = registry.champion()
+    producer.send(settings.kafka.topics.model_updates, key=b"m",
+                  value=encode({"name": ref.name, "version": version, "run_id": ref.run_id,
+                                "promoted_at": time.time()}))
+    producer.flush()
+    producer.close()
+
+
+def predictions(settings, bootstrap, expected, timeout=120):
+    def enough(got):
+        return len({json.loads(m.value)["id"] for m in got}) >= expected
+    return [json.loads(m.value) for m in read_topic(bootstrap, settings.kafka, settings.kafka.topics.predictions,
+                                                    until=enough, timeout=timeout)]
+
+
+def bad_messages():
+    good = next(iter(iot_stream(1, drift_at=10)))
+    features = good.record["features"]
+
+    def record(**changes):
+        return encode({"id": "bad-" + str(len(changes)), "ts": 1.0, "features": {**features, **changes}})
+    return {
+        "not JSON": b"{definitely not json",
+        "not a JSON object": b"[1, 2, 3]",
+        "no id": encode({"ts": 1.0, "features": features}),
+        "missing feature 'pressure'": encode({"id": "m", "ts": 1.0,
+                                              "features": {k: v for k, v in features.items() if k != "pressure"}}),
+        "unexpected features: voltage": record(voltage=3.3),
+        "should be a number": record(vibration="high"),
+        "not finite": b'{"id": "n", "ts": 1.0, "features": {"vibration": NaN}}',
+        "oversized": encode({"id": "big", "ts": 1.0, "features": {**features, "pad": "x" * 70_000}}),
+        "unseen category": record(firmware="9.9.9"),
+        "has type list": record(humidity=[1, 2]),
+    }
+
+
+def test_hot_swap_dead_letters_and_audit(stack):
+    settings, bootstrap, registry = stack
+    register(registry, 0)
+    stop = threading.Event()
+    scorer = Scorer(settings, bootstrap, registry, stop)
+    thread = threading.Thread(target=scorer.run, daemon=True)
+    thread.start()
+    producer = make_producer(bootstrap, settings.kafka)
+    bad = bad_messages()
+    for raw in bad.values():
+        producer.send(settings.kafka.topics.telemetry, key=b"device-x", value=raw)
+    publish(producer, settings.kafka.topics, iot_stream(2000, drift_at=10**9), rate=None, label_delay=100)
+    deadline = time.monotonic() + 60
+    while scorer.scored < 2000 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert scorer.scored == 2000
+    v2 = register(registry, 5000)
+    announce(settings, bootstrap, registry, v2)
+    while (scorer.current.ref.version != v2) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    publish(producer, settings.kafka.topics,
+            (r for r in iot_stream(4000, drift_at=10**9) if r.seq >= 2000), rate=None, label_delay=100)
+    producer.close()
+    got = predictions(settings, bootstrap, 4000)
+    stop.set()
+    thread.join(30)
+
+    ids = [p["id"] for p in got]
+    assert len(set(ids)) == 4000 == len(ids)
+    by_seq = sorted(got, key=lambda p: p["id"])
+    assert {p["model"]["version"] for p in by_seq[:2000]} == {1}
+    assert {p["model"]["version"] for p in by_seq[2000:]} == {v2}
+    assert by_seq[-1]["online"]["n_learned"] > 1000  # the learner learned from the late labels
+
+    letters = [json.loads(m.value) for m in read_topic(
+        bootstrap, settings.kafka, settings.kafka.topics.dead_letter, until=lambda g: len(g) >= len(bad), timeout=30)]
+    assert len(letters) == len(bad)
+    for reason, letter in zip(bad, sorted(letters, key=lambda letter: letter["offset"])):
+        assert reason in letter["error"], (reason, letter["error"])
+        assert letter["topic"] == settings.kafka.topics.telemetry and letter["partition"] >= 0
+
+    for p in (by_seq[10], by_seq[3000]):
+        done = subprocess.run([sys.executable, "-m", "driftctl", "audit", p["id"], "--json"], capture_output=True,
+                              text=True, cwd=ROOT, timeout=60)
+        assert done.returncode == 0, done.stderr
+        answer = json.loads(done.stdout)
+        assert answer["model"] == p["model"]
+        assert answer["online"]["n_learned"] == p["online"]["n_learned"]
+        assert answer["source"]["partition"] == p["source"]["partition"]
+        assert answer["source"]["offset"] == p["source"]["offset"]
+
+
+def test_a_model_that_fails_to_load_leaves_the_champion_serving(stack):
+    settings, bootstrap, registry = stack
+    register(registry, 0)
+    stop = threading.Event()
+    scorer = Scorer(settings, bootstrap, registry, stop)
+    thread = threading.Thread(target=scorer.run, daemon=True)
+    thread.start()
+    announce(settings, bootstrap, registry, 99)  # no such version
+    producer = make_producer(bootstrap, settings.kafka)
+    publish(producer, settings.kafka.topics, iot_stream(500, drift_at=10**9), rate=None, label_delay=10)
+    producer.close()
+    got = predictions(settings, bootstrap, 500)
+    stop.set()
+    thread.join(30)
+    assert {p["model"]["version"] for p in got} == {1}
+    assert [v for v, _ in scorer.load_failures] == [99]
+
+
+def serve(instance, settings):
+    env = {**os.environ, "DRIFTCTL_SERVING__INSTANCE": instance, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "driftctl", "serve"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def scored_by(settings):
+    import sqlite3
+
+    db = sqlite3.connect(settings.home / "audit.db")
+    try:
+        return dict(db.execute("SELECT scorer, COUNT(*) FROM segments GROUP BY scorer").fetchall())
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        db.close()
+
+
+def wait_for(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def test_kill_9_and_restart_leaves_nothing_unscored_and_keeps_the_learner(stack):
+    settings, bootstrap, registry = stack
+    register(registry, 0)
+    first = serve("crashy", settings)
+    producer = make_producer(bootstrap, settings.kafka)
+    sender = threading.Thread(target=publish, args=(producer, settings.kafka.topics, iot_stream(20_000, drift_at=10**9)),
+                              kwargs={"rate": 1_000, "label_delay": 50}, daemon=True)
+    sender.start()
+    checkpoint = settings.home / "checkpoints" / "crashy.pkl"
+    from serving.checkpoint import load
+
+    wait_for(lambda: checkpoint.exists() and load(checkpoint).n_learned > 0, 90, "a checkpoint of a learner")
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    second = serve("crashy", settings)
+    sender.join(60)
+    producer.close()
+    got = predictions(settings, bootstrap, 20_000, timeout=120)
+    second.send_signal(signal.SIGTERM)
+    second.wait(30)
+    ids = [p["id"] for p in got]
+    assert len(set(ids)) == 20_000
+    assert len(ids) - len(set(ids)) <= settings.serving.batch_size  # duplicates: at most one batch
+    before = [p for p in got if p["scorer"] == f"crashy-{first.pid}"]
+    after = [p for p in got if p["scorer"] == f"crashy-{second.pid}"]
+    assert before and after and len(before) + len(after) == len(got)
+    checkpointed = load(checkpoint).n_learned
+    assert checkpointed > 0
+    # The restarted learner resumed from its checkpoint: n_learned did not fall back to zero.
+    assert min(p["online"]["n_learned"] for p in after) > 0
+
+
+def test_two_scorers_split_the_partitions_and_survive_losing_one(stack):
+    settings, bootstrap, registry = stack
+    register(registry, 0)
+    a, b = serve("a", settings), serve("b", settings)
+    producer = make_producer(bootstrap, settings.kafka)
+    publish(producer, settings.kafka.topics, iot_stream(3000, drift_at=10**9), rate=1_000, label_delay=50)
+    wait_for(lambda: len(scored_by(settings)) >= 2, 90, "both scorers to score")
+    before = scored_by(settings)
+    assert len(before) == 2, before  # the partitions were split between the two
+    a.send_signal(signal.SIGKILL)
+    a.wait(10)
+    publish(producer, settings.kafka.topics,
+            (r for r in iot_stream(6000, drift_at=10**9) if r.seq >= 3000), rate=2_000, label_delay=50)
+    producer.close()
+    got = predictions(settings, bootstrap, 6000, timeout=150)
+    b.send_signal(signal.SIGTERM)
+    b.wait(30)
+    assert len({p["id"] for p in got}) == 6000
