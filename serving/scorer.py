@@ -63,6 +63,9 @@ class Scorer:
     def _beat(self, consumer, stopped: bool = False) -> None:
         """A heartbeat row for `status` (written at most every health.heartbeat_interval s)."""
         version = self.current.ref.version if self.current else None
+        if self.heartbeat is None:  # made on the first beat: the champion's load is already under way
+            self.heartbeat = Heartbeat.from_settings(self.settings, "scorer", self.bootstrap,
+                                                     self.settings.kafka.scorer_group, self.instance)
         if stopped:
             self.heartbeat.stopped(records=self.scored, dead_letters=self.dead_letters, model_version=version)
         else:
@@ -121,8 +124,6 @@ class Scorer:
         producer = make_producer(self.bootstrap, self.settings.kafka)
         consumer = make_group_consumer(self.bootstrap, self.settings.kafka, self.settings.kafka.scorer_group)
         consumer.subscribe([self.topics.telemetry, self.topics.labels])
-        self.heartbeat = Heartbeat.from_settings(self.settings, "scorer", self.bootstrap,
-                                                 self.settings.kafka.scorer_group, self.instance)
         try:
             self._wait_for_champion(updates, consumer)
             while not self.stop.is_set():
