@@ -360,6 +360,40 @@ def audit(
                   highlight=False)
 
 
+@app.command()
+def bench(
+    records: int = typer.Option(200_000, min=1_000, help="Records preloaded into 3 partitions."),
+    rate: float = typer.Option(10_000, min=100, help="Offered load (records/s) for the latency run."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON to this file."),
+    home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
+) -> None:
+    """End-to-end scoring throughput of one scorer beside the raw limit measured in the same run."""
+    from driftctl.stack import configure_environment, kafka_stack
+    from serving.bench import run_bench, to_json
+
+    settings = _settings(home)
+    configure_environment(settings)
+    with Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("starting", total=records)
+        with kafka_stack(settings) as bootstrap:
+            result = run_bench(settings, bootstrap, records,
+                               lambda phase, done, total: bar.update(task, description=phase, completed=done,
+                                                                     total=total), rate=rate)
+    if json_out:
+        json_out.write_text(to_json(result))
+    table = Table(title=f"driftctl bench, {records:,} records", show_header=False, title_justify="left")
+    table.add_row("pipeline (champion + online learner)", f"{result['pipeline_rps']:,.0f} records/s")
+    table.add_row("raw limit (consume, decode, encode, produce)", f"{result['limit_rps']:,.0f} records/s")
+    table.add_row("ratio", f"{result['ratio']:.2f}")
+    table.add_row("latency p50 / p99 (poll to ack)", f"{result['p50_ms']:.1f} / {result['p99_ms']:.1f} ms")
+    offered = result["offered_load"]
+    table.add_row(f"latency p50 / p99 at {offered['rate']:,.0f} records/s offered (append to ack)",
+                  f"{offered['p50_ms']:.1f} / {offered['p99_ms']:.1f} ms")
+    table.add_row("peak RSS", f"{result['peak_rss_mb']:,.0f} MB")
+    console.print(table)
+
+
 def run() -> None:
     """Console entry point: usage errors and failures are one line and a non-zero exit."""
     try:

@@ -95,7 +95,8 @@ class DriftSettings(BaseModel):
 class ServingSettings(BaseModel):
     batch_size: int = Field(500, ge=1)
     poll_timeout_ms: int = Field(100, ge=1)
-    serve: Literal["champion", "online"] = "champion"
+    serve: Literal["champion", "online"] = Field("champion", description="which prediction is served")
+    online_learner: Literal["hoeffding-tree", "hoeffding-adaptive-tree"] = "hoeffding-tree"
     missing_features: Literal["reject", "impute"] = "reject"
     max_message_bytes: int = Field(64 * 1024, ge=64)
     join_max_records: int = Field(200_000, ge=1, description="records (or early labels) kept to join late labels")

@@ -23,6 +23,7 @@ def configure_environment(settings: Settings) -> None:
         os.environ["PREFECT_API_URL"] = settings.prefect.api_url
     os.environ["MLFLOW_TRACKING_URI"] = settings.mlflow_uri
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # its INFO lines would cut through the progress bar
 
 
 @contextlib.contextmanager

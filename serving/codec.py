@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+
+import orjson
 from typing import Any
 
 
@@ -12,16 +14,17 @@ class InvalidRecord(Exception):
 
 
 def encode(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+    # orjson: the hot path encodes one message per record; it is several times faster than json.
+    return orjson.dumps(value)
 
 
 def _decode_object(raw: bytes | None) -> dict[str, Any]:
     if raw is None:
         raise InvalidRecord("empty message")
     try:
-        value = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidRecord(f"not JSON: {exc}") from None
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        value = _decode_slowly(raw)
     if not isinstance(value, dict):
         raise InvalidRecord(f"not a JSON object but {type(value).__name__}")
     record_id = value.get("id")
@@ -31,6 +34,15 @@ def _decode_object(raw: bytes | None) -> dict[str, Any]:
     if not _finite_number(ts):
         raise InvalidRecord("'ts' must be a finite number (epoch seconds)")
     return value
+
+
+def _decode_slowly(raw: bytes) -> Any:
+    """The standard parser accepts NaN and Infinity, which orjson refuses: parse them here
+    so that the reason given is the real one (a value that is not finite)."""
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidRecord(f"not JSON: {exc}") from None
 
 
 def decode_telemetry(raw: bytes | None, max_bytes: int | None = None) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from driftctl.settings import KafkaSettings
 
 
 def make_producer(bootstrap: str, kafka: KafkaSettings, **options) -> KafkaProducer:
-    defaults = {"linger_ms": 5, "acks": "all", "retries": 5}
+    defaults = {"linger_ms": 5, "acks": "all", "retries": 5, "batch_size": 256 * 1024}
     return KafkaProducer(bootstrap_servers=bootstrap, **kafka.client_options(), **{**defaults, **options})
 
 
@@ -25,6 +25,7 @@ def make_group_consumer(bootstrap: str, kafka: KafkaSettings, group: str, **opti
         "max_poll_interval_ms": 10_000,
         "session_timeout_ms": 10_000,
         "heartbeat_interval_ms": 1_000,
+        "max_partition_fetch_bytes": 4 * 1024 * 1024,
     }
     return KafkaConsumer(bootstrap_servers=bootstrap, **kafka.client_options(), **{**defaults, **options})
 

