@@ -99,29 +99,109 @@ def _print_demo(r) -> None:
 def status(
     home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    watch: bool = typer.Option(False, "--watch", help="Refresh until Ctrl-C."),
+    interval: float = typer.Option(2.0, min=0.2, help="Seconds between refreshes with --watch."),
 ) -> None:
-    """The champion model (version, when promoted, why), read from MLflow and the ledger."""
+    """Stage health, throughput and lag, the champion (version, when promoted, why), drift state, decisions."""
     from driftctl.stack import configure_environment
-    from driftctl.status import champion_status
+    from driftctl.status import collect_status, status_view
 
     settings = _settings(home)
     configure_environment(settings)
-    report = champion_status(settings)
+    if as_json and not watch:
+        print(json.dumps(collect_status(settings), indent=2, default=str))
+        return
+    if not watch:
+        console.print(status_view(collect_status(settings)))
+        return
+    import time
+
+    from rich.live import Live
+
+    try:
+        if as_json:  # one JSON document per line, for machines that follow it
+            while True:
+                print(json.dumps(collect_status(settings), default=str), flush=True)
+                time.sleep(interval)
+        with Live(status_view(collect_status(settings)), console=console, auto_refresh=False) as live:
+            while True:
+                time.sleep(interval)
+                live.update(status_view(collect_status(settings)), refresh=True)
+    except KeyboardInterrupt:
+        return
+
+
+@app.command()
+def plot(
+    backtest_json: Optional[Path] = typer.Argument(None, help="A `driftctl backtest --json` file; none: live state."),
+    out: Path = typer.Option(Path("driftctl-timeline.png"), "--out", help="PNG file to write."),
+    home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was drawn as JSON."),
+) -> None:
+    """A PNG timeline: prequential accuracy, drift statistics against thresholds, drift and promotion markers."""
+    from driftctl.plot import draw, load
+
+    settings = _settings(home)
+    drawn = draw(load(backtest_json, settings), out)
     if as_json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(drawn, indent=2))
         return
-    champion = report["champion"]
-    if champion is None:
-        console.print(f"no champion yet in {report['home']}" + "".join(f"\n  {e}" for e in report["errors"]))
+    console.print(f"wrote {drawn['out']}: {drawn['records']:,} records, {drawn['accuracy_points']} accuracy points, "
+                  f"{drawn['drift_events']} drift events, promotions {drawn['promotions'] or 'none'}"
+                  + "".join(f"\n  note: {n}" for n in drawn["notes"]))
+
+
+@app.command()
+def report(
+    out: Optional[Path] = typer.Option(None, "--out", help="HTML file (default <home>/reports/latest-window.html)."),
+    home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was rendered as JSON."),
+) -> None:
+    """Evidently's data-drift report of the newest monitor window against the champion's reference (HTML)."""
+    from driftctl.reports import latest_report
+    from driftctl.stack import configure_environment
+
+    settings = _settings(home)
+    configure_environment(settings)
+    with console.status("rendering the Evidently report", spinner="dots") if not as_json else _nothing():
+        done = latest_report(settings, out)
+    if as_json:
+        print(json.dumps(done, indent=2, default=str))
         return
-    table = Table(title="champion", show_header=False, title_justify="left")
-    table.add_row("model", f"{champion['name']} version {champion['version']}")
-    table.add_row("run", champion["run_id"])
-    if champion["promoted_at"]:
-        table.add_row("promoted at", datetime.fromtimestamp(champion["promoted_at"], timezone.utc).isoformat())
-    table.add_row("why", champion["reason"] or "-")
-    table.add_row("drift event", champion["event_id"] or "-")
-    console.print(table)
+    drifted = done["drifted_columns"]
+    console.print(f"wrote {done['out']}: newest {done['window_rows']:,} records (to record {done['window_end_index']:,}) "
+                  f"against {done['reference_rows']:,} reference rows of version {done['champion']['version']}"
+                  + (f"; Evidently finds {drifted['count']:.0f} drifted column(s)" if drifted else ""))
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+@app.command("console")
+def console_command(
+    home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
+    host: Optional[str] = typer.Option(None, help="Address to listen on (default 127.0.0.1: loopback only)."),
+    port: Optional[int] = typer.Option(None, min=0, max=65535, help="Port (default 8765; 0: a free one)."),
+) -> None:
+    """A local web page of what `status` shows, refreshed live: health, throughput, lag, drift, lineage."""
+    import threading
+
+    from driftctl.console import ConsoleServer
+    from driftctl.stack import configure_environment
+
+    settings = _settings(home)
+    configure_environment(settings)
+    server = ConsoleServer(settings, host, port).start()
+    console.print(f"driftctl console at {server.url}  (Ctrl-C stops it)")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
 
 
 @app.command()
@@ -231,11 +311,24 @@ def produce(
     settings = _settings(home, records=records, drift_at=drift_at, rate=rate, label_delay=label_delay)
     bootstrap = _external_bootstrap(settings)
     stream = settings.stream
+    from driftctl.health import Heartbeat
+
     producer = make_producer(bootstrap, settings.kafka)
-    sent = publish(producer, settings.kafka.topics,
-                   iot_stream(stream.records, drift_at=stream.drift_at, devices=stream.devices, seed=stream.seed),
-                   rate=stream.rate, label_delay=stream.label_delay, stop=_stop_on_signals())
+    beat = Heartbeat.from_settings(settings, "producer", bootstrap)
+    with Progress(TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("producing", total=stream.records)
+
+        def on_record(n: int) -> None:
+            beat.beat(records=n)
+            if n % 250 == 0:
+                bar.update(task, completed=n)
+
+        sent = publish(producer, settings.kafka.topics,
+                       iot_stream(stream.records, drift_at=stream.drift_at, devices=stream.devices, seed=stream.seed),
+                       rate=stream.rate, label_delay=stream.label_delay, stop=_stop_on_signals(), on_record=on_record)
     producer.close()
+    beat.stopped(records=sent)
     console.print(f"sent {sent} records and their labels to {bootstrap}", highlight=False)
 
 
@@ -467,5 +560,6 @@ def run() -> None:
             sys.exit(130)
         if _debug:
             raise
-        print(f"driftctl: error: {exc}", file=sys.stderr)
+        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # one line, always
+        print(f"driftctl: error: {message}", file=sys.stderr)
         sys.exit(1)

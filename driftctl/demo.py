@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 from threadpoolctl import threadpool_limits
 
+from driftctl.health import Heartbeat
 from driftctl.ledger import Ledger
 from driftctl.settings import Settings
 from driftctl.stack import configure_environment, kafka_stack
@@ -64,8 +65,8 @@ class _Stage(threading.Thread):
 
 def fresh_home(settings: Settings) -> None:
     """The embedded broker starts empty, so the demo's models and ledger start empty too."""
-    for name in ("mlflow.db", "ledger.db", "audit.db", "audit.db-wal", "audit.db-shm", "mlartifacts",
-                 "checkpoints", "reports", "broker.log"):
+    for name in ("mlflow.db", "ledger.db", "ledger.db-wal", "ledger.db-shm", "audit.db", "audit.db-wal",
+                 "audit.db-shm", "mlartifacts", "checkpoints", "reports", "broker.log", "evidently"):
         path = settings.home / name
         if path.is_dir():
             shutil.rmtree(path)
@@ -111,7 +112,13 @@ def run_demo(settings: Settings, progress: Callable[[str, int, int], None] | Non
                 raise DemoError(f"the scorer process exited with code {scorer.exitcode}")
 
         producer = make_producer(bootstrap, settings.kafka)
+        producer_beat = Heartbeat.from_settings(settings, "producer", bootstrap)
         hold_at = settings.drift.warmup + stream.label_delay
+
+        def on_record(n: int, total: int) -> None:
+            producer_beat.beat(records=n)
+            if n % 250 == 0:
+                progress("streaming", n, total)
 
         def gate(seq: int) -> None:
             if seq != hold_at:
@@ -121,6 +128,7 @@ def run_demo(settings: Settings, progress: Callable[[str, int, int], None] | Non
             deadline = time.monotonic() + 300
             while scorer_stats[3] == 0:
                 check()
+                producer_beat.beat(records=seq)
                 failed = [o["error"] for o in monitor.outcomes if "error" in o]
                 if failed:
                     raise DemoError(f"training the first champion failed: {failed[0]}")
@@ -149,9 +157,9 @@ def run_demo(settings: Settings, progress: Callable[[str, int, int], None] | Non
             sent = publish(producer, settings.kafka.topics,
                            iot_stream(None, drift_at=stream.drift_at, devices=stream.devices, seed=stream.seed),
                            rate=stream.rate, label_delay=stream.label_delay, gate=gate, keep_going=keep_going,
-                           on_record=lambda n: progress("streaming", n, max(n, stream.records))
-                           if n % 250 == 0 else None)
+                           on_record=lambda n: on_record(n, max(n, stream.records)))
             producer.close()
+            producer_beat.stopped(records=sent)
             deadline = time.monotonic() + 300
             while (scorer_stats[0] + scorer_stats[1] < sent or monitor.labelled < sent or monitor.busy):
                 check()

@@ -153,6 +153,35 @@ class ServingSettings(BaseModel):
     metrics_port: int | None = Field(None, ge=0, le=65535, description="Prometheus port; 0 = any free port")
 
 
+class HealthSettings(BaseModel):
+    """Stage heartbeats and the rules `status` and `console` judge them by."""
+
+    heartbeat_interval: float = Field(2.0, ge=0, description="seconds between a stage's heartbeats; 0: none")
+    stale_after: float = Field(10.0, gt=0, description="no heartbeat for this long: critical (unknown if the "
+                                                       "broker is unreachable)")
+    lag_window: float = Field(30.0, gt=0, description="seconds of heartbeats over which lag growth is judged")
+    lag_warning: int = Field(1_000, ge=0, description="lag (records) that warns when it grew across the window")
+    dead_letter_rate: float = Field(0.01, ge=0, le=1, description="share of records dead-lettered in the window "
+                                                                  "above which a stage warns")
+    failure_window: float = Field(3_600.0, gt=0, description="a failed retrain flow this recent warns, unless a "
+                                                             "later retrain succeeded")
+    retention: float = Field(86_400.0, gt=0, description="heartbeats older than this are pruned")
+
+
+class EvidentlySettings(BaseModel):
+    """The Evidently workspace at <home>/evidently that `evidently ui` serves."""
+
+    snapshot_interval: float = Field(30.0, ge=0, description="seconds between the monitor's data-drift snapshots "
+                                                             "(an Evidently report takes ~0.3 s); 0: none")
+    project: str = "driftctl"
+
+
+class ConsoleSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535, description="0: a free port")
+    refresh: float = Field(2.0, gt=0, description="seconds between the page's refreshes")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DRIFTCTL_",
@@ -170,6 +199,9 @@ class Settings(BaseSettings):
     drift: DriftSettings = DriftSettings()
     serving: ServingSettings = ServingSettings()
     retrain: RetrainSettings = RetrainSettings()
+    health: HealthSettings = HealthSettings()
+    evidently: EvidentlySettings = EvidentlySettings()
+    console: ConsoleSettings = ConsoleSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -198,6 +230,10 @@ class Settings(BaseSettings):
     @property
     def ledger_url(self) -> str:
         return postgres_driver(self.ledger.url) or f"sqlite:///{self.home / 'ledger.db'}"
+
+    @property
+    def evidently_workspace(self) -> Path:
+        return self.home / "evidently"
 
     @property
     def prefect_home(self) -> Path:

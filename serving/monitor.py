@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 
 import pandas as pd
 from threadpoolctl import threadpool_limits
@@ -16,6 +17,7 @@ from drift.detectors import AccuracyGapDetector, DataDriftDetector, ErrorRateDet
 from drift.events import Action, Decision, DriftEvent
 from drift.guard import ProbationWatch, Verdict
 from drift.policy import DriftPolicy
+from driftctl.health import Heartbeat, monitor_vitals
 from driftctl.ledger import Ledger
 from driftctl.settings import Settings
 from serving.codec import InvalidRecord, decode_label, decode_telemetry, encode
@@ -66,6 +68,7 @@ class Monitor:
         self._previous_model: Future | None = None
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="previous-model")
         self.rollbacks: list = []
+        self.recent: deque[dict] = deque(maxlen=settings.drift.data_window)  # newest features, for snapshots
 
     @property
     def busy(self) -> bool:
@@ -76,6 +79,10 @@ class Monitor:
         self._producer = make_producer(self.bootstrap, self.settings.kafka)
         consumer = make_group_consumer(self.bootstrap, self.settings.kafka, self.settings.kafka.monitor_group)
         consumer.subscribe([self.topics.telemetry, self.topics.labels, self.topics.predictions])
+        from driftctl.workspace import SnapshotRecorder
+
+        heartbeat = Heartbeat.from_settings(self.settings, "monitor", self.bootstrap, self.settings.kafka.monitor_group)
+        snapshots = SnapshotRecorder.from_settings(self.settings)
         try:
             ref = self.registry.champion()
             if ref is not None:
@@ -86,6 +93,9 @@ class Monitor:
                     self._on_champion(ModelRef(update["name"], int(update["version"]), update["run_id"]), update)
                 self._collect_retrain()
                 batch = consumer.poll(timeout_ms=self.settings.serving.poll_timeout_ms, max_records=2000)
+                heartbeat.beat(consumer, records=self.telemetry_seen, extra=partial(monitor_vitals, self),
+                               model_version=self.champion.version if self.champion else None)
+                snapshots.maybe_record(self)
                 for tp, messages in batch.items():
                     for message in messages:
                         self._dispatch(tp.topic, message)
@@ -94,6 +104,8 @@ class Monitor:
                     self._producer.flush()
                     consumer.commit()
         finally:
+            heartbeat.stopped(records=self.telemetry_seen, model_version=self.champion.version if self.champion else None)
+            snapshots.close(self)
             consumer.close()
             updates.close()
             self._producer.close()
@@ -179,6 +191,7 @@ class Monitor:
 
     def _on_telemetry(self, value: dict) -> None:
         self.telemetry_seen += 1
+        self.recent.append(value["features"])
         if self.data_detector is None:
             return
         self.data_detector.update(value["features"])

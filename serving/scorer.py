@@ -13,6 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from driftctl.health import Heartbeat
 from driftctl.settings import Settings
 from serving import checkpoint
 from serving.audit import AuditLog
@@ -55,6 +56,18 @@ class Scorer:
         self._wanted: int | None = None  # newest announced version not yet being loaded
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
         self._last_checkpoint = time.monotonic()
+        self.heartbeat: Heartbeat | None = None
+
+    def _beat(self, consumer, stopped: bool = False) -> None:
+        """A heartbeat row for `status` (written at most every health.heartbeat_interval s)."""
+        version = self.current.ref.version if self.current else None
+        if self.heartbeat is None:  # made on the first beat: the champion's load is already under way
+            self.heartbeat = Heartbeat.from_settings(self.settings, "scorer", self.bootstrap,
+                                                     self.settings.kafka.scorer_group, self.instance)
+        if stopped:
+            self.heartbeat.stopped(records=self.scored, dead_letters=self.dead_letters, model_version=version)
+        else:
+            self.heartbeat.beat(consumer, records=self.scored, dead_letters=self.dead_letters, model_version=version)
 
     # -- hot swap ---------------------------------------------------------------------
     def _follow_updates(self, updates: ModelUpdates) -> None:
@@ -102,6 +115,7 @@ class Scorer:
             for tp, messages in consumer.poll(timeout_ms=100).items():
                 consumer.seek(tp, messages[0].offset)  # give back what arrived too early
             consumer.pause(*consumer.assignment())
+            self._beat(consumer)
         consumer.resume(*consumer.paused())
 
     # -- the loop -----------------------------------------------------------------------
@@ -120,6 +134,7 @@ class Scorer:
                 self._follow_updates(updates)
                 batch = consumer.poll(timeout_ms=self.settings.serving.poll_timeout_ms,
                                       max_records=self.settings.serving.batch_size)
+                self._beat(consumer)
                 if batch:
                     self.process(batch, producer)
                     consumer.commit()  # at-least-once: offsets move only after predictions are acknowledged
@@ -129,6 +144,7 @@ class Scorer:
                     self._checkpoint()
             self._checkpoint()
         finally:
+            self._beat(None, stopped=True)
             consumer.close()
             producer.close()
             updates.close()
