@@ -235,7 +235,8 @@ class Backtest:
         self.records = _records(self.features)
         s = self.settings
         kind = self.spec.kind
-        self.online = make_online_learner(self.seed)
+        # The adaptive tree: a replay is not the hot path, and alone the learner must adapt.
+        self.online = make_online_learner(self.seed, "hoeffding-adaptive-tree")
         self.champion: _Champion | None = None
         self.served = [None] * n
         self.champion_pred: list = [None] * n

@@ -40,9 +40,11 @@ def _champion(registry: Registry) -> None:
     readings = list(iot_stream(2000, drift_at=10**9))
     frame = to_frame(r.record["features"] for r in readings)
     labels = pd.Series([r.label for r in readings])
-    registry.record_candidate(model=make_classifier().fit(frame, labels), frame=frame, labels=labels,
-                              evaluation=Evaluation(1.0, None, 0.0, 0, True, "benchmark champion"), params={},
-                              tags={}, reference_rows=100, training_seconds=0.0, promote=True)
+    _, version = registry.record_candidate(
+        model=make_classifier().fit(frame, labels), frame=frame, labels=labels,
+        evaluation=Evaluation(1.0, None, 0.0, 0, True, "benchmark champion"), params={}, tags={},
+        reference_rows=100, training_seconds=0.0, promote=True)
+    registry.move_champion(version, "benchmark champion")
 
 
 def _drain(consumer, producer, records: int, handle: Callable, timeout: float = 600) -> dict:
