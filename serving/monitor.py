@@ -54,6 +54,10 @@ class Monitor:
         self._pending: OrderedDict[str, dict] = OrderedDict()  # id -> what has arrived of it
         self._positions: list[tuple] = []  # per labelled record: telemetry (p, o), label (p, o), ts
         self._error_positions: list[int] = []  # error-stream index -> labelled position
+        # Labelled positions below this were the champion's training data: its errors there are
+        # in-sample (near zero) and would make the out-of-sample error rate look like a rise.
+        self._trained_until = 0
+        self._training_end: int | None = None  # window end of the retrain in flight
         self._retraining: Future | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrain")
         self._producer = None
@@ -96,6 +100,8 @@ class Monitor:
         self.champion = ref
         self.error_detector.reset()
         self._error_positions = []
+        if self._training_end is not None:
+            self._trained_until = self._training_end
         reference = self.registry.reference(ref.run_id)
         drift = self.settings.drift
         self.data_detector = DataDriftDetector(reference, window=drift.data_window, alpha=drift.effective_data_alpha)
@@ -111,7 +117,8 @@ class Monitor:
             if topic == self.topics.telemetry:
                 value = decode_telemetry(message.value)
                 self._on_telemetry(value)
-                slot = {"telemetry": (message.partition, message.offset), "ts": value["ts"]}
+                slot = {"telemetry": (message.partition, message.offset), "ts": value["ts"],
+                        "seq": self.telemetry_seen}
             elif topic == self.topics.labels:
                 value = decode_label(message.value)
                 slot = {"label": value["label"], "label_at": (message.partition, message.offset)}
@@ -119,7 +126,9 @@ class Monitor:
                 value = _decode_prediction(message.value)
                 slot = {"prediction": value["prediction"], "version": value["model"]["version"],
                         "online": (value.get("online") or {}).get("prediction")}
-                self._on_prediction(value)
+                seq = self._pending.get(value["id"], {}).get("seq")
+                if seq is None or seq > self._trained_until:  # not a record the champion trained on
+                    self._on_prediction(value)
         except InvalidRecord:
             return  # the scorer dead-letters bad input; the monitor only skips it
         state = self._pending.setdefault(value["id"], {})
@@ -133,6 +142,7 @@ class Monitor:
             return
         if "telemetry" in state and not state.get("positioned"):
             state["positioned"] = True
+            state["position"] = self.labelled
             self._positions.append((*state["telemetry"], *state["label_at"], state["ts"]))
             self.labelled += 1
             decision = self.policy.on_labelled(self.labelled)
@@ -140,7 +150,8 @@ class Monitor:
                 self._act(decision)
         if "prediction" in state and not state.get("scored"):
             state["scored"] = True
-            if self.champion is not None and state["version"] == self.champion.version:
+            in_sample = state.get("position", self._trained_until) < self._trained_until
+            if self.champion is not None and state["version"] == self.champion.version and not in_sample:
                 self._on_error(record_id, state["prediction"] != state["label"])
                 if self.gap_detector is not None and state.get("online") is not None:
                     self._on_gap(record_id, state["prediction"] == state["label"], state["online"] == state["label"])
@@ -262,6 +273,7 @@ class Monitor:
         trigger = {"decision_id": decision.id, "event_ids": list(decision.event_ids), "reason": decision.reason,
                    "evidence": [e.model_dump(mode="json") for e in self.events if e.id in decision.event_ids]}
         log.warning("retrain: %s", decision.reason)
+        self._training_end = decision.window[1]
         self._retraining = self._executor.submit(self.retrain, window, trigger)
 
     def _collect_retrain(self) -> None:
