@@ -60,6 +60,10 @@ class Monitor:
         self._pending: OrderedDict[str, dict] = OrderedDict()  # id -> what has arrived of it
         self._positions: list[tuple] = []  # per labelled record: telemetry (p, o), label (p, o), ts
         self._error_positions: list[int] = []  # error-stream index -> labelled position
+        # Labelled positions below this were the champion's training data: its errors there are
+        # in-sample (near zero) and would make the out-of-sample error rate look like a rise.
+        self._trained_until = 0
+        self._training_end: int | None = None  # window end of the retrain in flight
         self._retraining: Future | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrain")
         self._producer = None
@@ -129,6 +133,8 @@ class Monitor:
         self._error_positions = []
         if self.gap_detector is not None:
             self.gap_detector.reset()
+        if self._training_end is not None:
+            self._trained_until = self._training_end
         drift = self.settings.drift
         if drift.prediction_drift:
             self.prediction_detector = PredictionDriftDetector(window=drift.data_window,
@@ -149,7 +155,7 @@ class Monitor:
                 value = decode_telemetry(message.value)
                 self._on_telemetry(value)
                 slot = {"telemetry": (message.partition, message.offset), "ts": value["ts"],
-                        "features": value["features"]}
+                        "features": value["features"], "seq": self.telemetry_seen}
             elif topic == self.topics.labels:
                 value = decode_label(message.value)
                 slot = {"label": value["label"], "label_at": (message.partition, message.offset)}
@@ -157,7 +163,9 @@ class Monitor:
                 value = _decode_prediction(message.value)
                 slot = {"prediction": value["prediction"], "version": value["model"]["version"],
                         "online": (value.get("online") or {}).get("prediction")}
-                self._on_prediction(value)
+                seq = self._pending.get(value["id"], {}).get("seq")
+                if seq is None or seq > self._trained_until:  # not a record the champion trained on
+                    self._on_prediction(value)
         except InvalidRecord:
             return  # the scorer dead-letters bad input; the monitor only skips it
         state = self._pending.setdefault(value["id"], {})
@@ -171,6 +179,7 @@ class Monitor:
             return
         if "telemetry" in state and not state.get("positioned"):
             state["positioned"] = True
+            state["position"] = self.labelled
             self._positions.append((*state["telemetry"], *state["label_at"], state["ts"]))
             self.labelled += 1
             if self.labelled % self.settings.retrain.checkpoint_every == 0:
@@ -180,7 +189,8 @@ class Monitor:
                 self._act(decision)
         if "prediction" in state and not state.get("scored"):
             state["scored"] = True
-            if self.champion is not None and state["version"] == self.champion.version:
+            in_sample = state.get("position", self._trained_until) < self._trained_until
+            if self.champion is not None and state["version"] == self.champion.version and not in_sample:
                 self._on_error(record_id, state["prediction"] != state["label"])
                 if self.gap_detector is not None and state.get("online") is not None:
                     self._on_gap(record_id, state["prediction"] == state["label"], state["online"] == state["label"])
@@ -338,6 +348,7 @@ class Monitor:
                    "kind": "drift" if decision.event_ids else "bootstrap",
                    "evidence": [e.model_dump(mode="json") for e in self.events if e.id in decision.event_ids]}
         log.warning("retrain: %s", decision.reason)
+        self._training_end = decision.window[1]
         self._retraining = self._executor.submit(self.retrain, window, trigger)
 
     def _collect_retrain(self) -> None:
