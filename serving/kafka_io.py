@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import CommitFailedError
 from kafka.consumer.fetcher import ConsumerRecord
 
 from driftctl.settings import KafkaSettings
@@ -85,3 +87,15 @@ def read_topic(bootstrap: str, kafka: KafkaSettings, topic: str, *, until: Calla
     finally:
         consumer.close()
     return records
+
+
+def commit_or_warn(consumer, what: str) -> bool:
+    """Commit the consumer's position. A member that was slow between two polls is put out
+    of its group and its commit refused: the next poll rejoins, and the records since the
+    last commit are delivered again (at-least-once), so this is a warning, not a crash."""
+    try:
+        consumer.commit()
+        return True
+    except CommitFailedError as exc:
+        logging.getLogger(__name__).warning("%s: commit refused, rejoining the group: %s", what, exc)
+        return False

@@ -21,7 +21,7 @@ from driftctl.health import Heartbeat, monitor_vitals
 from driftctl.ledger import Ledger
 from driftctl.settings import Settings
 from serving.codec import InvalidRecord, decode_label, decode_telemetry, encode
-from serving.kafka_io import make_group_consumer, make_producer
+from serving.kafka_io import commit_or_warn, make_group_consumer, make_producer
 from serving.updates import ModelUpdates
 from training.datasets import TrainingWindow
 from training.registry import ModelRef, Registry
@@ -106,7 +106,7 @@ class Monitor:
                 self._maybe_bootstrap()
                 if batch:
                     self._producer.flush()
-                    consumer.commit()
+                    commit_or_warn(consumer, "monitor")
         finally:
             heartbeat.stopped(records=self.telemetry_seen, model_version=self.champion.version if self.champion else None)
             snapshots.close(self)

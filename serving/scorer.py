@@ -19,7 +19,7 @@ from serving import checkpoint
 from serving.audit import AuditLog
 from serving.codec import InvalidRecord, check_features, dead_letter, decode_label, decode_telemetry, encode
 from serving.joiner import LabelJoiner
-from serving.kafka_io import make_group_consumer, make_producer
+from serving.kafka_io import commit_or_warn, make_group_consumer, make_producer
 from serving.metrics import ScorerMetrics
 from serving.updates import ModelUpdates
 from training.recipes import make_online_learner
@@ -137,7 +137,8 @@ class Scorer:
                 self._beat(consumer)
                 if batch:
                     self.process(batch, producer)
-                    consumer.commit()  # at-least-once: offsets move only after predictions are acknowledged
+                    # At-least-once: offsets move only after the batch's predictions are acknowledged.
+                    commit_or_warn(consumer, f"scorer {self.instance}")
                     self._measure_lag(consumer)
                     self._publish_stats()
                 if time.monotonic() - self._last_checkpoint > self.settings.serving.checkpoint_every:
