@@ -154,9 +154,10 @@ class Monitor:
             state["scored"] = True
             if self.champion is not None and state["version"] == self.champion.version:
                 self._on_error(record_id, state["prediction"] != state["label"])
-                if self.probation is not None and "features" in state:
-                    self._judge_probation(state)
         if state.get("positioned") and state.get("scored"):
+            # Label, features and prediction all here (in any order): judge the probation once.
+            if self.probation is not None and self.champion is not None and state["version"] == self.champion.version:
+                self._judge_probation(state)
             self._pending.pop(record_id, None)
 
     def _on_telemetry(self, value: dict) -> None:
