@@ -220,10 +220,12 @@ def _retrain_once(window: TrainingWindow, trigger: dict, settings: Settings, reg
                   "decision_id": trigger["decision_id"], "previous_version": previous.version if previous else None,
                   "promoted_at": time.time()}
         announce(update, window.bootstrap_servers, settings)
-        provenance["report"] = _report(registry, champion, frame, settings, trigger, run_id)
         ledger.append("promotion", reason=reason, model_name=registry.model_name, model_version=version,
                       event_id=event_id, payload=provenance)
         logger.info("promoted %s version %s: %s", registry.model_name, version, evaluation.reason)
+        moved = False  # done: nothing after this point may undo the promotion
+        # Evidence for the record, attached to the run (it never undoes the decision).
+        outcome["report"] = _report(registry, champion, frame, settings, trigger, run_id)
         return outcome
     except Exception as exc:
         notes = []

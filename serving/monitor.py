@@ -70,6 +70,7 @@ class Monitor:
         # Probation of a freshly promoted champion against the one it replaced.
         self.probation: ProbationWatch | None = None
         self._previous_model: Future | None = None
+        self._probation_rows: list[tuple] = []  # (features, champion correct, label)
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="previous-model")
         self.rollbacks: list = []
         self.recent: deque[dict] = deque(maxlen=settings.drift.data_window)  # newest features, for snapshots
@@ -120,7 +121,7 @@ class Monitor:
     def _on_champion(self, ref: ModelRef, update: dict | None = None) -> None:
         log.info("monitor follows %s version %s", ref.name, ref.version)
         self.champion = ref
-        self.probation, self._previous_model = None, None
+        self.probation, self._previous_model, self._probation_rows = None, None, []
         previous = (update or {}).get("previous_version")
         if (self.settings.retrain.auto_rollback and previous and not (update or {}).get("rollback")
                 and int(previous) != ref.version):
@@ -194,9 +195,10 @@ class Monitor:
                 self._on_error(record_id, state["prediction"] != state["label"])
                 if self.gap_detector is not None and state.get("online") is not None:
                     self._on_gap(record_id, state["prediction"] == state["label"], state["online"] == state["label"])
-                if self.probation is not None and "features" in state:
-                    self._judge_probation(state)
         if state.get("positioned") and state.get("scored"):
+            # Label, features and prediction all here (in any order): judge the probation once.
+            if self.probation is not None and self.champion is not None and state["version"] == self.champion.version:
+                self._judge_probation(state)
             self._pending.pop(record_id, None)
 
     def _on_telemetry(self, value: dict) -> None:
@@ -272,18 +274,26 @@ class Monitor:
 
     # -- probation and automatic rollback ------------------------------------------------
     def _judge_probation(self, state: dict) -> None:
+        """Collect the new champion's first labelled records; once there are enough and the
+        previous model has loaded, score them all with it in one batch (a per-record
+        predict would stall the poll loop) and let the watch decide."""
+        self._probation_rows.append((state["features"], state["prediction"] == state["label"], state["label"]))
+        if len(self._probation_rows) < self.probation.rows:
+            return
         if self._previous_model is None or not self._previous_model.done():
-            return  # records scored before the previous model has loaded are not judged
+            return
         try:
             previous = self._previous_model.result()
         except Exception as exc:
             log.error("probation of version %s abandoned: %s", self.probation.version, exc)
-            self.probation = None
+            self.probation, self._probation_rows = None, []
             return
-        row = pd.DataFrame([state["features"]]).reindex(columns=previous.features)
+        rows, self._probation_rows = self._probation_rows, []
+        frame = pd.DataFrame([features for features, _, _ in rows]).reindex(columns=previous.features)
         with threadpool_limits(limits=1, user_api="openmp"):  # OpenMP spinning against GIL-bound threads
-            previous_prediction = previous.model.predict(row)[0]
-        result = self.probation.update(state["prediction"] == state["label"], previous_prediction == state["label"])
+            predictions = previous.model.predict(frame)
+        for (_, champion_correct, label), previous_prediction in zip(rows, predictions):
+            result = self.probation.update(champion_correct, previous_prediction == label)
         if result.verdict is Verdict.PENDING:
             return
         watch, self.probation, self._previous_model = self.probation, None, None

@@ -81,7 +81,8 @@ def test_a_worse_new_champion_is_rolled_back_by_the_monitor(home, monkeypatch):
             producer.flush()
             producer.close()
             wait_for(lambda: monitor.rollbacks, 60, lambda: (
-                f"the automatic rollback: labelled {monitor.labelled}, probation "
+                f"the automatic rollback: labelled {monitor.labelled}, judged rows {len(monitor._probation_rows)}, "
+                f"pending joins {len(monitor._pending)}, champion {monitor.champion}, probation "
                 f"{vars(monitor.probation) if monitor.probation else None}, previous {monitor._previous_model}"))
             wait_for(lambda: monitor.champion.version == 1, 30, "the monitor to follow the rollback")
         finally:

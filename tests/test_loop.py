@@ -67,3 +67,24 @@ def test_promotion_recovers_accuracy(loop):
     _, result = loop
     assert result.accuracy_before_drift > 0.9
     assert result.accuracy_after_promotion > result.accuracy_after_drift + 0.1
+
+
+def test_the_monitor_records_the_window_a_scheduled_retrain_takes(loop):
+    settings, _ = loop
+    from training.datasets import TrainingWindow
+
+    latest = Ledger(settings.ledger_url).latest("window", model_name=settings.mlflow.model_name)
+    window = TrainingWindow.model_validate(latest.payload["window"])
+    end = settings.stream.records
+    assert window.positions == (end - settings.retrain.scheduled_rows, end)
+    assert sum(e - s for s, e in window.labels.values()) >= settings.retrain.scheduled_rows
+
+
+def test_the_promoted_champion_passes_its_probation(loop):
+    settings, _ = loop
+    ledger = Ledger(settings.ledger_url)
+    kept = [e for e in ledger.entries("decision") if e.payload.get("action") == "keep"]
+    assert [e.model_version for e in kept] == [2]
+    assert kept[0].payload["probation"]["rows"] == settings.retrain.probation_rows
+    assert ledger.entries("rollback") == []
+    assert [h["version"] for h in ledger.alias_history(settings.mlflow.model_name)] == [1, 2]
