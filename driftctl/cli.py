@@ -168,7 +168,8 @@ def report(
         print(json.dumps(done, indent=2, default=str))
         return
     drifted = done["drifted_columns"]
-    console.print(f"wrote {done['out']}: newest {done['window_rows']:,} records (to record {done['window_end_index']:,}) "
+    console.print(f"wrote {done['out']}: newest {done['window_rows']:,} records "
+                  f"(to record {done['window_end_index']:,}) "
                   f"against {done['reference_rows']:,} reference rows of version {done['champion']['version']}"
                   + (f"; Evidently finds {drifted['count']:.0f} drifted column(s)" if drifted else ""))
 

@@ -46,7 +46,9 @@ class Ledger:
     def __init__(self, url: str):
         self.url = url
         self.engine = create_engine(url, future=True)
-        metadata.create_all(self.engine)
+        from driftctl.health import create_tables
+
+        create_tables(self.engine, metadata)  # stages starting together must not race on the schema
 
     def append(self, kind: str, *, reason: str | None = None, model_name: str | None = None,
                model_version: int | None = None, event_id: str | None = None,

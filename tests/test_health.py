@@ -42,6 +42,27 @@ def test_heartbeat_writes_at_most_once_per_interval_and_measures_throughput(tmp_
     assert HealthStore(store.url).latest()[0].state == "stopped"
 
 
+def test_stages_starting_together_on_a_fresh_database_do_not_race_on_the_schema(tmp_path):
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    errors, start = [], threading.Barrier(6)
+
+    def open_store(kind):
+        start.wait()
+        try:
+            (HealthStore if kind else Ledger)(url)
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store, args=(i % 2,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
 def test_a_heartbeat_that_cannot_be_written_does_not_raise(tmp_path):
     store = HealthStore(f"sqlite:///{tmp_path / 'ledger.db'}")
     store.engine.dispose()
