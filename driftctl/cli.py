@@ -103,10 +103,11 @@ def status(
 ) -> None:
     """Stage health, throughput and lag, the champion (version, when promoted, why), drift state, decisions."""
     from driftctl.stack import configure_environment
-    from driftctl.status import collect_status, status_view
+    from driftctl.status import answer_quickly, collect_status, status_view
 
     settings = _settings(home)
     configure_environment(settings)
+    answer_quickly()
     if as_json and not watch:
         print(json.dumps(collect_status(settings), indent=2, default=str))
         return
@@ -191,9 +192,11 @@ def console_command(
 
     from driftctl.console import ConsoleServer
     from driftctl.stack import configure_environment
+    from driftctl.status import answer_quickly
 
     settings = _settings(home)
     configure_environment(settings)
+    answer_quickly()
     server = ConsoleServer(settings, host, port).start()
     console.print(f"driftctl console at {server.url}  (Ctrl-C stops it)")
     try:

@@ -18,6 +18,15 @@ from driftctl.settings import Settings
 DETECTORS = ("error-adwin", "data-ks")  # drift.detectors ErrorRateDetector.name, DataDriftDetector.name
 
 
+def answer_quickly() -> None:
+    """A status read must not wait out MLflow's retries (minutes against a server that is down):
+    one try, five seconds. For the processes of `status` and `console` only, which only read."""
+    import os
+
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+
+
 def champion_status(settings: Settings) -> dict[str, Any]:
     from training.registry import Registry
 
