@@ -84,13 +84,15 @@ class Beat:
 
 def create_tables(engine, tables: MetaData) -> None:
     """`create_all` that tolerates another process creating the same tables at the same moment
-    (stages start together on a fresh database: check-then-create races)."""
-    for attempt in range(5):
+    (stages start together on a fresh database: check-then-create races, and SQLite answers
+    "database is locked" at once, without waiting, to a reader that would deadlock a writer)."""
+    attempts = 10
+    for attempt in range(attempts):
         try:
             tables.create_all(engine)
             return
         except OperationalError as exc:
-            if "already exists" not in str(exc) or attempt == 4:
+            if not ("already exists" in str(exc) or "locked" in str(exc)) or attempt == attempts - 1:
                 raise
             time.sleep(0.05 * (attempt + 1))
 
