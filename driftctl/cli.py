@@ -104,10 +104,11 @@ def status(
 ) -> None:
     """Stage health, throughput and lag, the champion (version, when promoted, why), drift state, decisions."""
     from driftctl.stack import configure_environment
-    from driftctl.status import collect_status, status_view
+    from driftctl.status import answer_quickly, collect_status, status_view
 
     settings = _settings(home)
     configure_environment(settings)
+    answer_quickly()
     if as_json and not watch:
         print(json.dumps(collect_status(settings), indent=2, default=str))
         return
@@ -169,7 +170,8 @@ def report(
         print(json.dumps(done, indent=2, default=str))
         return
     drifted = done["drifted_columns"]
-    console.print(f"wrote {done['out']}: newest {done['window_rows']:,} records (to record {done['window_end_index']:,}) "
+    console.print(f"wrote {done['out']}: newest {done['window_rows']:,} records "
+                  f"(to record {done['window_end_index']:,}) "
                   f"against {done['reference_rows']:,} reference rows of version {done['champion']['version']}"
                   + (f"; Evidently finds {drifted['count']:.0f} drifted column(s)" if drifted else ""))
 
@@ -191,9 +193,11 @@ def console_command(
 
     from driftctl.console import ConsoleServer
     from driftctl.stack import configure_environment
+    from driftctl.status import answer_quickly
 
     settings = _settings(home)
     configure_environment(settings)
+    answer_quickly()
     server = ConsoleServer(settings, host, port).start()
     console.print(f"driftctl console at {server.url}  (Ctrl-C stops it)")
     try:

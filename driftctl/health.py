@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import (JSON, Column, Float, Index, Integer, MetaData, String, Table, create_engine, delete, event,
                         func, insert, select)
+from sqlalchemy.exc import OperationalError
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +82,28 @@ class Beat:
     id: int | None = None
 
 
+def create_tables(engine, tables: MetaData) -> None:
+    """`create_all` that tolerates another process creating the same tables at the same moment
+    (stages start together on a fresh database: check-then-create races, and SQLite answers
+    "database is locked" at once, without waiting, to a reader that would deadlock a writer)."""
+    attempts = 10
+    for attempt in range(attempts):
+        try:
+            tables.create_all(engine)
+            return
+        except OperationalError as exc:
+            if not ("already exists" in str(exc) or "locked" in str(exc)) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
 class HealthStore:
     """The heartbeat table, in the ledger's database."""
 
     def __init__(self, url: str):
         self.url = url
         self.engine = _engine(url)
-        metadata.create_all(self.engine)
+        create_tables(self.engine, metadata)
 
     def write(self, beat: Beat) -> None:
         row = {k: v for k, v in asdict(beat).items() if k != "id"}
@@ -144,7 +160,7 @@ class Heartbeat:
     a stage never stops scoring because its heartbeat could not be written.
     """
 
-    def __init__(self, store: HealthStore | None, stage: str, *, bootstrap: str | None = None,
+    def __init__(self, store: HealthStore | str | None, stage: str, *, bootstrap: str | None = None,
                  group_id: str | None = None, interval: float = 2.0, retention: float = 86_400.0,
                  instance: str | None = None, clock: Callable[[], float] = time.time):
         self.store = store
@@ -163,7 +179,7 @@ class Heartbeat:
     def from_settings(cls, settings, stage: str, bootstrap: str | None = None, group_id: str | None = None,
                       instance: str | None = None) -> "Heartbeat":
         interval = settings.health.heartbeat_interval
-        store = HealthStore(settings.ledger_url) if interval > 0 else None
+        store = settings.ledger_url if interval > 0 else None  # opened on the first beat
         return cls(store, stage, bootstrap=bootstrap, group_id=group_id, interval=interval,
                    retention=settings.health.retention, instance=instance)
 
@@ -178,6 +194,8 @@ class Heartbeat:
         rps = (records - self._last_records) / elapsed if elapsed else 0.0
         lag = consumer_lag(consumer) if consumer is not None else {}
         try:
+            if isinstance(self.store, str):
+                self.store = HealthStore(self.store)
             details = extra() if callable(extra) else (extra or {})
             self.store.write(Beat(
                 at=now, stage=self.stage, instance=self.instance, state=state, records=int(records),
@@ -198,7 +216,7 @@ class Heartbeat:
         """The last beat of a stage that ends on purpose: status says "stopped", not "no heartbeat"."""
         self.beat(None, records=records, dead_letters=dead_letters, model_version=model_version,
                   state="stopped", force=True)
-        if self.store is not None:
+        if isinstance(self.store, HealthStore):
             self.store.close()
 
 
@@ -314,7 +332,8 @@ def monitor_vitals(monitor) -> dict[str, Any]:
     if adwin is not None and adwin.width:
         vitals["accuracy"] = round(1.0 - float(adwin.estimation), 4)
         vitals["detectors"][monitor.error_detector.name] = {
-            "statistic": round(float(adwin.estimation), 4), "window": int(adwin.width), "n": monitor.error_detector.n_seen}
+            "statistic": round(float(adwin.estimation), 4), "window": int(adwin.width),
+            "n": monitor.error_detector.n_seen}
     data = monitor.data_detector
     if data is not None and data.evidence:
         vitals["detectors"][data.name] = {"statistic": data.evidence["statistic"],

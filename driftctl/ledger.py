@@ -85,11 +85,10 @@ class Ledger:
         # SQLite: wait for a writer instead of failing at once when flows append together.
         options = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {"pool_pre_ping": True}
         self.engine = create_engine(url, future=True, **options)
+        from driftctl.health import create_tables
+
         try:
-            try:
-                metadata.create_all(self.engine)
-            except OperationalError:  # another process created the tables at the same moment
-                metadata.create_all(self.engine)
+            create_tables(self.engine, metadata)  # stages starting together must not race on the schema
         except OperationalError as exc:
             self.engine.dispose()
             where = url.rsplit("@", 1)[-1]

@@ -18,6 +18,15 @@ from driftctl.settings import Settings
 DETECTORS = ("error-adwin", "data-ks")  # drift.detectors ErrorRateDetector.name, DataDriftDetector.name
 
 
+def answer_quickly() -> None:
+    """A status read must not wait out MLflow's retries (minutes against a server that is down):
+    one try, five seconds. For the processes of `status` and `console` only, which only read."""
+    import os
+
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+
+
 def champion_status(settings: Settings) -> dict[str, Any]:
     from training.registry import Registry
 
@@ -104,7 +113,8 @@ def collect_status(settings: Settings, now: float | None = None, decisions: int 
 
     monitor = next((b for b in sorted(latest, key=lambda b: -b.at) if b.stage == "monitor"), None)
     report["drift"] = drift_state(entries, report["champion"], monitor.extra if monitor else {})
-    report["decisions"] = [{"at": e.at, "action": e.payload.get("action"), "reason": e.reason, "id": e.payload.get("id"),
+    report["decisions"] = [{"at": e.at, "action": e.payload.get("action"), "reason": e.reason,
+                            "id": e.payload.get("id"),
                             "event_id": e.event_id, "model_version": e.model_version}
                            for e in entries if e.kind == "decision"][:decisions]
     report["lineage"] = [{"at": e.at, "kind": e.kind, "version": e.model_version, "reason": e.reason,
@@ -176,9 +186,10 @@ def status_view(report: dict[str, Any]):
 
     now = report.get("at") or time.time()
     health = report["health"]
+    reachable = report["broker"]["reachable"]
+    broker = "unknown" if reachable is None else "up" if reachable else "unreachable"
     parts: list = [Text.assemble("driftctl ", (health.upper(), f"bold {_COLOURS.get(health, '')}"),
-                                 f"   home {report['home']}   broker {report['broker']['bootstrap'] or '-'}"
-                                 f" ({'up' if report['broker']['reachable'] else 'unknown' if report['broker']['reachable'] is None else 'unreachable'})")]
+                                 f"   home {report['home']}   broker {report['broker']['bootstrap'] or '-'} ({broker})")]
     stages = Table(title="stages", title_justify="left", expand=False)
     for column in ("stage", "instance", "health", "reason", "records/s", "lag", "dead letters", "model"):
         stages.add_column(column, justify="right" if column in ("records/s", "lag", "dead letters") else "left")

@@ -86,7 +86,8 @@ class Monitor:
         consumer.subscribe([self.topics.telemetry, self.topics.labels, self.topics.predictions])
         from driftctl.workspace import SnapshotRecorder
 
-        heartbeat = Heartbeat.from_settings(self.settings, "monitor", self.bootstrap, self.settings.kafka.monitor_group)
+        heartbeat = Heartbeat.from_settings(self.settings, "monitor", self.bootstrap,
+                                            self.settings.kafka.monitor_group)
         snapshots = SnapshotRecorder.from_settings(self.settings)
         try:
             ref = self.registry.champion()
@@ -109,7 +110,8 @@ class Monitor:
                     self._producer.flush()
                     commit_or_warn(consumer, "monitor")
         finally:
-            heartbeat.stopped(records=self.telemetry_seen, model_version=self.champion.version if self.champion else None)
+            heartbeat.stopped(records=self.telemetry_seen,
+                              model_version=self.champion.version if self.champion else None)
             snapshots.close(self)
             consumer.close()
             updates.close()

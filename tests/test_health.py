@@ -42,6 +42,27 @@ def test_heartbeat_writes_at_most_once_per_interval_and_measures_throughput(tmp_
     assert HealthStore(store.url).latest()[0].state == "stopped"
 
 
+def test_stages_starting_together_on_a_fresh_database_do_not_race_on_the_schema(tmp_path):
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    errors, start = [], threading.Barrier(6)
+
+    def open_store(kind):
+        start.wait()
+        try:
+            (HealthStore if kind else Ledger)(url)
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store, args=(i % 2,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
 def test_a_heartbeat_that_cannot_be_written_does_not_raise(tmp_path):
     store = HealthStore(f"sqlite:///{tmp_path / 'ledger.db'}")
     store.engine.dispose()
@@ -134,3 +155,26 @@ def test_status_with_stale_heartbeats_and_no_broker_is_unknown_not_an_error(home
     assert report["broker"] == {"bootstrap": f"127.0.0.1:{port}", "reachable": False}
     assert any(e.startswith("broker:") for e in report["errors"])
     assert report["champion"] is None
+
+
+def test_status_cli_with_mlflow_and_broker_down_says_unknown(home):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there once closed
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+           "DRIFTCTL_MLFLOW__TRACKING_URI": f"http://127.0.0.1:{port}",
+           "DRIFTCTL_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{port}"}
+    # Without a bound on MLflow's retries this waits out minutes of back-off: the guard catches a hang.
+    done = subprocess.run([sys.executable, "-m", "driftctl", "status", "--json"], capture_output=True, text=True,
+                          env=env, timeout=90)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["health"] == UNKNOWN and report["champion"] is None
+    assert report["broker"]["reachable"] is False
+    assert [e.split(":")[0] for e in report["errors"]] == ["mlflow", "broker"]
