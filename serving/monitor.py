@@ -58,6 +58,7 @@ class Monitor:
         self.decisions: list[Decision] = []
         self.outcomes: list[dict] = []
         self._pending: OrderedDict[str, dict] = OrderedDict()  # id -> what has arrived of it
+        self._done: OrderedDict[str, None] = OrderedDict()  # ids fully joined, bounded like _pending
         self._positions: list[tuple] = []  # per labelled record: telemetry (p, o), label (p, o), ts
         self._error_positions: list[int] = []  # error-stream index -> labelled position
         # Labelled positions below this were the champion's training data: its errors there are
@@ -156,21 +157,26 @@ class Monitor:
         try:
             if topic == self.topics.telemetry:
                 value = decode_telemetry(message.value)
-                self._on_telemetry(value)
-                slot = {"telemetry": (message.partition, message.offset), "ts": value["ts"],
-                        "features": value["features"], "seq": self.telemetry_seen}
             elif topic == self.topics.labels:
                 value = decode_label(message.value)
-                slot = {"label": value["label"], "label_at": (message.partition, message.offset)}
             else:
                 value = _decode_prediction(message.value)
-                slot = {"prediction": value["prediction"], "version": value["model"]["version"],
-                        "online": (value.get("online") or {}).get("prediction")}
-                seq = self._pending.get(value["id"], {}).get("seq")
-                if seq is None or seq > self._trained_until:  # not a record the champion trained on
-                    self._on_prediction(value)
         except InvalidRecord:
             return  # the scorer dead-letters bad input; the monitor only skips it
+        if value["id"] in self._done:
+            return  # delivered again after a rejoin (at-least-once): counted once already
+        if topic == self.topics.telemetry:
+            self._on_telemetry(value)
+            slot = {"telemetry": (message.partition, message.offset), "ts": value["ts"],
+                    "features": value["features"], "seq": self.telemetry_seen}
+        elif topic == self.topics.labels:
+            slot = {"label": value["label"], "label_at": (message.partition, message.offset)}
+        else:
+            slot = {"prediction": value["prediction"], "version": value["model"]["version"],
+                    "online": (value.get("online") or {}).get("prediction")}
+            seq = self._pending.get(value["id"], {}).get("seq")
+            if seq is None or seq > self._trained_until:  # not a record the champion trained on
+                self._on_prediction(value)
         state = self._pending.setdefault(value["id"], {})
         state.update(slot)
         self._join(value["id"], state)
@@ -202,6 +208,9 @@ class Monitor:
             if self.probation is not None and self.champion is not None and state["version"] == self.champion.version:
                 self._judge_probation(state)
             self._pending.pop(record_id, None)
+            self._done[record_id] = None
+            if len(self._done) > self.settings.serving.join_max_records:
+                self._done.popitem(last=False)
 
     def _on_telemetry(self, value: dict) -> None:
         self.telemetry_seen += 1
