@@ -5,7 +5,6 @@ Writes benchmarks/results/audit_lookup.md.
 """
 
 import os
-import platform
 import random
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from driftctl.machine import describe as describe_machine
 from serving.audit import AuditLog
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,8 +41,7 @@ def main(records: int = 1_000_000, batch: int = 500) -> str:
     cli_seconds = time.perf_counter() - started
     assert done.returncode == 0, done.stderr
     return (f"# Audit lookup after {records:,} records\n\n"
-            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, "
-            f"Python {platform.python_version()}, {platform.platform()}\n\n"
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {describe_machine()}\n\n"
             f"| measure | value |\n| --- | --- |\n"
             f"| records written | {records:,} in batches of {batch} |\n"
             f"| write cost | {write_seconds * 1e6 / records:.1f} us per record ({write_seconds:.1f} s) |\n"

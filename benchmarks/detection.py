@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -34,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from driftctl.machine import describe as machine
 from river import forest
 from river.datasets import synth
 from river.drift import ADWIN
@@ -247,23 +245,8 @@ def run_policies(name, X, y, settings, period: int, arf_models: int):
 
 # -- report -------------------------------------------------------------------------------
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPUs (nproc {_nproc()}), {cpu}, Python {platform.python_version()}, {platform.system()}"
 
 
-def _nproc() -> str:
-    try:
-        return subprocess.run(["nproc"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "?"
 
 
 def fmt(value, digits=0):
@@ -285,7 +268,7 @@ def render(args, settings, drifting, stationary, policies, seconds, speed) -> st
         "# Detection benchmark",
         "",
         f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- machine: {machine()} (shared with other jobs while it ran)",
+        f"- machine: {machine()} (when it started)",
         f"- command: `PYTHONPATH=. python benchmarks/detection.py{' --quick' if args.quick else ''}`"
         f" - total {seconds / 60:.1f} min",
         f"- settings: driftctl defaults (`DriftSettings()`): alarm budget "

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from driftctl.health import Beat, HealthStore, Heartbeat
+from driftctl.health import HealthStore, Heartbeat
+from driftctl.machine import describe as describe_machine
 from driftctl.settings import Settings
 from driftctl.status import collect_status
 
@@ -62,7 +62,7 @@ def main() -> None:
         "status_p50_ms": round(statistics.median(reads), 1),
         "status_p99_ms": round(percentile(reads, 0.99), 1),
         "heartbeat_rows": args.day_rows + len(writes),
-        "machine": f"{platform.machine()} {platform.processor() or ''} python {platform.python_version()}".strip(),
+        "machine": describe_machine(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "note": "SQLite ledger database in WAL mode; status includes the MLflow registry query",
     }

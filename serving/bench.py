@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import platform
 import resource
 import threading
 import time
@@ -19,6 +18,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 import pandas as pd
 
+from driftctl.machine import describe as describe_machine
 from driftctl.settings import Settings, Topics
 from serving.codec import decode_label, decode_telemetry, encode
 from serving.kafka_io import make_group_consumer, make_producer
@@ -184,21 +184,10 @@ def run_bench(settings: Settings, bootstrap: str, records: int,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "offered_load": offered,
         "n_learned": scorer.n_learned,
-        "machine": {"cpus": _cpus(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": describe_machine(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
 
-
-def _cpus() -> str:
-    import os
-
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as info:
-            model = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "")
-    except OSError:
-        pass
-    return f"{os.cpu_count()} x {model}".strip()
 
 
 def to_json(result: dict) -> str:

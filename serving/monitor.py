@@ -20,7 +20,7 @@ from drift.policy import DriftPolicy
 from driftctl.health import Heartbeat, monitor_vitals
 from driftctl.ledger import Ledger
 from driftctl.settings import Settings
-from serving.codec import InvalidRecord, decode_label, decode_telemetry, encode
+from serving.codec import InvalidRecord, decode_label, decode_telemetry
 from serving.kafka_io import commit_or_warn, make_group_consumer, make_producer
 from serving.updates import ModelUpdates
 from training.datasets import TrainingWindow

@@ -49,6 +49,7 @@ class Scorer:
         self.scored = 0
         self.dead_letters = 0
         self.load_failures: list[tuple[int, str]] = []
+        self.swaps: list[tuple[int, float]] = []  # (version, when it began serving) in this process
         self.joiner = LabelJoiner(serving.join_max_records, serving.join_max_age)
         self.audit = AuditLog(settings.home / "audit.db")
         self._seen: dict[str, int] = {}  # "topic:partition" -> next offset, for checkpoints
@@ -84,6 +85,7 @@ class Scorer:
                 # Swapped between two batches: no record is scored by a half-loaded model, and
                 # the old model is released here (nothing else holds it).
                 self.current = loaded
+                self.swaps.append((loaded.ref.version, time.time()))
                 self.metrics.model_version.set(loaded.ref.version)
                 self._publish_stats()
                 log.info("now serving %s version %s", loaded.ref.name, loaded.ref.version)

@@ -5,11 +5,8 @@ one flow run, which promotes a version and announces it on the model-updates top
 Real everything: `prefect server start` (SQLite, a temp PREFECT_HOME), the Tansu broker,
 MLflow on SQLite, the ledger."""
 
-import ctypes
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from driftctl.broker import EmbeddedBroker, ensure_topics
+from driftctl.broker import EmbeddedBroker, die_with_parent, ensure_topics, free_loopback_port, stop_process
 from driftctl.ledger import Ledger
 from driftctl.settings import Settings
 from flows.trigger import DeploymentRetrain, drift_detected_event, emit_events
@@ -32,30 +29,14 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
-
-
 def _start(args, env, log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
         return subprocess.Popen([sys.executable, "-m", "prefect", *args], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
 
 
 def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop_process(process, timeout=10)
 
 
 def _post(api: str, path: str, body: dict):
@@ -67,7 +48,7 @@ def _post(api: str, path: str, body: dict):
 @pytest.fixture
 def prefect_env(tmp_path):
     """A Prefect server on a free loopback port; the environment its clients use."""
-    port = _free_port()
+    port = free_loopback_port()
     api = f"http://127.0.0.1:{port}/api"
     base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DRIFTCTL_"))}
     server_env = {**base, "PREFECT_HOME": str(tmp_path / "prefect-server"),

@@ -1,7 +1,6 @@
 """The scorer on the real broker: hot-swap, dead letters, audit, crash safety, scale-out."""
 
 import json
-import math
 import os
 import signal
 import subprocess
@@ -127,6 +126,7 @@ def test_hot_swap_dead_letters_and_audit(stack):
     assert {p["model"]["version"] for p in by_seq[:2000]} == {1}
     assert {p["model"]["version"] for p in by_seq[2000:]} == {v2}
     assert by_seq[-1]["online"]["n_learned"] > 1000  # the learner learned from the late labels
+    assert [version for version, _ in scorer.swaps] == [1, v2]
 
     letters = [json.loads(m.value) for m in read_topic(
         bootstrap, settings.kafka, settings.kafka.topics.dead_letter, until=lambda g: len(g) >= len(bad), timeout=30)]
