@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from driftctl.machine import describe as describe_machine
+from driftctl.runtime.machine import describe as describe_machine
 from serving.audit import AuditLog
 
 ROOT = Path(__file__).resolve().parents[1]

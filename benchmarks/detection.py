@@ -26,19 +26,20 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from driftctl.machine import describe as machine
 from river import forest
 from river.datasets import synth
 from river.drift import ADWIN
 from threadpoolctl import threadpool_limits
 
 from drift.backtest import Backtest
+from drift.detectors import AlarmLevels
 from drift.report import data_drift_snapshot, drifted_share
+from driftctl.runtime.machine import describe as machine
 from driftctl.settings import DriftSettings
 
 WARMUP = 2_000
@@ -267,13 +268,13 @@ def render(args, settings, drifting, stationary, policies, seconds, speed) -> st
     lines = [
         "# Detection benchmark",
         "",
-        f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {machine()} (when it started)",
         f"- command: `PYTHONPATH=. python benchmarks/detection.py{' --quick' if args.quick else ''}`"
         f" - total {seconds / 60:.1f} min",
         f"- settings: driftctl defaults (`DriftSettings()`): alarm budget "
         f"{settings.false_alarms_per_million:g} false alarm per million records (ADWIN delta "
-        f"{settings.effective_error_delta:.2g}, data/prediction window alpha {settings.effective_data_alpha:.2g}), "
+        f"{AlarmLevels.from_settings(settings).error_delta:.2g}, data/prediction window alpha {AlarmLevels.from_settings(settings).data_alpha:.2g}), "
         f"data window {settings.data_window}, persistence {settings.data_persistence}, min_train_rows "
         f"{settings.min_train_rows}, cooldown {settings.cooldown}; accuracy-gap detector "
         f"{'on' if settings.accuracy_gap else 'off'}; warmup {WARMUP}; label delay {args.label_delay}.",

@@ -11,13 +11,13 @@ import json
 import statistics
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from driftctl.health import HealthStore, Heartbeat
-from driftctl.machine import describe as describe_machine
+from driftctl.app.status import collect_status
+from driftctl.runtime.machine import describe as describe_machine
 from driftctl.settings import Settings
-from driftctl.status import collect_status
+from driftctl.stores.heartbeats import HealthStore, Heartbeat
 
 
 def percentile(values, q):
@@ -46,7 +46,7 @@ def main() -> None:
     rows = [dict(at=now - 86_400 + 2 * (i // 3), stage=("producer", "scorer", "monitor")[i % 3], instance="day",
                  state="running", records=i, rps=1000.0, lag=5, lag_detail={"t[0]": 5}, group_id="g",
                  dead_letters=0, model_version=1, bootstrap="127.0.0.1:1", extra={}) for i in range(args.day_rows)]
-    from driftctl.health import heartbeats
+    from driftctl.stores.heartbeats import heartbeats
 
     with store.engine.begin() as conn:
         conn.execute(heartbeats.insert(), rows)
@@ -63,7 +63,7 @@ def main() -> None:
         "status_p99_ms": round(percentile(reads, 0.99), 1),
         "heartbeat_rows": args.day_rows + len(writes),
         "machine": describe_machine(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "note": "SQLite ledger database in WAL mode; status includes the MLflow registry query",
     }
     print(f"{'measure':<26}{'value':>12}")

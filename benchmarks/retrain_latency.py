@@ -25,11 +25,11 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from driftctl.broker import die_with_parent, free_loopback_port, stop_process
-from driftctl.machine import describe as machine
+from driftctl.runtime.broker import die_with_parent, free_loopback_port, stop_process
+from driftctl.runtime.machine import describe as machine
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -48,9 +48,9 @@ def main() -> None:
     os.environ["PREFECT_HOME"] = str(home / "prefect")
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
-    from driftctl.broker import EmbeddedBroker, ensure_topics
+    from driftctl.runtime.broker import EmbeddedBroker, ensure_topics
+    from driftctl.runtime.stack import configure_environment
     from driftctl.settings import Settings
-    from driftctl.stack import configure_environment
 
     settings = Settings()
     configure_environment(settings)
@@ -200,7 +200,7 @@ class served_stack:
 
 def write(out: Path, results: dict[str, list[dict]], repeats: int) -> None:
     lines = ["# Retrain latency: decision to promoted model serving", "",
-             f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+             f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
              f"- machine: {machine()} (when it started)",
              f"- command: `PYTHONPATH=. python benchmarks/retrain_latency.py --repeats {repeats}`",
              "- clock: from the decision handed over (flow call / event emitted) to the scorer serving the "

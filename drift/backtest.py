@@ -4,7 +4,7 @@ Each record is first scored (test), then learned from when its label arrives
 `label_delay` records later (train). The same detectors (`drift.detectors`), the same
 `DriftPolicy`, the same trainer and promotion decision (`training.evaluate.train_challenger`)
 run here as in the live pipeline; only the clock differs. Pure: a DataFrame in, a
-`BacktestResult` out. Reading files happens at the edge (`driftctl.backtest`).
+`BacktestResult` out. Reading files happens at the edge (`driftctl.app.backtest`).
 
 Policies:
 
@@ -50,9 +50,16 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from drift.detectors import AccuracyGapDetector, DataDriftDetector, ErrorRateDetector, PredictionDriftDetector
+from drift.detectors import (
+    AccuracyGapDetector,
+    AlarmLevels,
+    DataDriftDetector,
+    ErrorRateDetector,
+    PredictionDriftDetector,
+)
 from drift.events import Action, Decision, DriftEvent
 from drift.policy import DriftPolicy
+from driftctl.settings import DriftSettings
 from training.datasets import TooLittleData
 from training.evaluate import train_challenger
 from training.recipes import make_online_learner
@@ -197,10 +204,8 @@ class Backtest:
     """One prequential replay. Build it, then `run()`; see `run_backtest`."""
 
     def __init__(self, features: pd.DataFrame, labels: pd.Series, *, policy: str | PolicySpec = "drift",
-                 settings=None, warmup: int | None = None, label_delay: int = 0,
+                 settings: DriftSettings | None = None, warmup: int | None = None, label_delay: int = 0,
                  ids: pd.Series | None = None, seed: int = 0, dropped_rows: int = 0):
-        from driftctl.settings import DriftSettings  # a plain pydantic model: no IO
-
         self.settings = settings if settings is not None else DriftSettings()
         self.spec = policy if isinstance(policy, PolicySpec) else parse_policy(policy)
         self.warmup = self.settings.warmup if warmup is None else int(warmup)
@@ -251,11 +256,11 @@ class Backtest:
         self.retrains = 0
         self.policy = DriftPolicy(min_train_rows=s.min_train_rows, data_persistence=s.data_persistence,
                                   cooldown=s.cooldown)
-        self.error_detector = ErrorRateDetector(delta=s.effective_error_delta)
+        self.error_detector = ErrorRateDetector(delta=AlarmLevels.from_settings(s).error_delta)
         self.data_detector: DataDriftDetector | None = None
         self.prediction_detector: PredictionDriftDetector | None = None
         # The online learner runs beside the champion when the accuracy-gap detector needs it.
-        self.gap_detector = (AccuracyGapDetector(window=s.gap_window, alpha=s.effective_gap_alpha, min_gap=s.gap_min,
+        self.gap_detector = (AccuracyGapDetector(window=s.gap_window, alpha=AlarmLevels.from_settings(s).gap_alpha, min_gap=s.gap_min,
                                                  every=min(s.gap_every, s.gap_window))
                              if kind == "drift" and s.accuracy_gap else None)
         self.online_always = kind == "online" or self.gap_detector is not None
@@ -350,11 +355,11 @@ class Backtest:
             start, end = window
             reference = self.records[max(start, end - self.settings.reference_rows):end]
             self.data_detector = DataDriftDetector(reference or [{}], window=self.settings.data_window,
-                                                   alpha=self.settings.effective_data_alpha)
+                                                   alpha=AlarmLevels.from_settings(self.settings).data_alpha)
             if self.settings.prediction_drift:
                 # Same window and budget share as the data detector; both end their windows together.
                 self.prediction_detector = PredictionDriftDetector(window=self.settings.data_window,
-                                                                   alpha=self.settings.effective_data_alpha)
+                                                                   alpha=AlarmLevels.from_settings(self.settings).data_alpha)
 
     def _watch_window(self, t: int, x: dict) -> None:
         """Label-free detectors: features and served predictions, window by window (the policy

@@ -14,12 +14,15 @@ share into a per-test level from how often it tests (a union bound, so the real 
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, deque
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from river.drift import ADWIN
 from scipy import stats
+
+from driftctl.settings import DriftSettings
 
 MILLION = 1_000_000
 ADWIN_CLOCK = 32  # River's ADWIN tests for a cut once every 32 updates
@@ -61,6 +64,30 @@ class AlarmBudget:
 
     def __repr__(self) -> str:
         return f"AlarmBudget(per_million={self.per_million!r}, detectors={self.detectors!r})"
+
+
+@dataclass(frozen=True)
+class AlarmLevels:
+    """The level each detector runs at: an explicit setting, or one share of the alarm budget.
+
+    >>> levels = AlarmLevels.from_settings(DriftSettings())
+    >>> levels.error_delta, levels.data_alpha
+    (8e-06, 0.00025)
+    """
+
+    error_delta: float
+    data_alpha: float
+    gap_alpha: float
+
+    @classmethod
+    def from_settings(cls, settings: DriftSettings) -> AlarmLevels:
+        budget = AlarmBudget(settings.false_alarms_per_million, detectors=4)
+        return cls(
+            error_delta=settings.error_delta if settings.error_delta is not None else budget.level(every=ADWIN_CLOCK),
+            data_alpha=(settings.data_alpha if settings.data_alpha is not None
+                        else budget.level(every=settings.data_window)),
+            gap_alpha=budget.level(every=settings.gap_every),
+        )
 
 
 class ErrorRateDetector:
@@ -110,13 +137,13 @@ class ErrorRateDetector:
         self.evidence: dict[str, Any] = {}
 
     @classmethod
-    def from_budget(cls, budget: AlarmBudget) -> "ErrorRateDetector":
+    def from_budget(cls, budget: AlarmBudget) -> ErrorRateDetector:
         return cls(delta=budget.level(every=ADWIN_CLOCK))
 
     def reset(self) -> None:
         self._reset()
 
-    def update(self, error: bool) -> "ErrorRateDetector":
+    def update(self, error: bool) -> ErrorRateDetector:
         x = 1.0 if error else 0.0
         width_before = self._adwin.width
         total_before = self._adwin.estimation * width_before
@@ -205,7 +232,7 @@ class DataDriftDetector:
     def features(self) -> list[str]:
         return [*self._numeric, *self._categorical]
 
-    def update(self, x: dict[str, Any]) -> "DataDriftDetector":
+    def update(self, x: dict[str, Any]) -> DataDriftDetector:
         self._buffer.append(x)
         self.n_seen += 1
         self.drift_detected = False
@@ -287,7 +314,7 @@ class PredictionDriftDetector:
         self._reset()
 
     @classmethod
-    def from_budget(cls, budget: AlarmBudget, window: int = 1000) -> "PredictionDriftDetector":
+    def from_budget(cls, budget: AlarmBudget, window: int = 1000) -> PredictionDriftDetector:
         return cls(window=window, alpha=budget.level(every=window))
 
     def _reset(self) -> None:
@@ -310,7 +337,7 @@ class PredictionDriftDetector:
             row["score"] = float(score)
         return row
 
-    def update(self, prediction: Any, score: float | None = None) -> "PredictionDriftDetector":
+    def update(self, prediction: Any, score: float | None = None) -> PredictionDriftDetector:
         self.n_seen += 1
         self.drift_detected = False
         row = self._row(prediction, score)
@@ -373,12 +400,10 @@ class AccuracyGapDetector:
 
     @classmethod
     def from_budget(cls, budget: AlarmBudget, window: int = 500, min_gap: float = 0.05,
-                    every: int = 50) -> "AccuracyGapDetector":
+                    every: int = 50) -> AccuracyGapDetector:
         return cls(window=window, alpha=budget.level(every=every), min_gap=min_gap, every=every)
 
     def _reset(self) -> None:
-        from collections import deque
-
         self._pairs: deque = deque(maxlen=self.window)
         self._b = self._c = self._champion_right = self._online_right = 0
         self.latched = False
@@ -389,7 +414,7 @@ class AccuracyGapDetector:
     def reset(self) -> None:
         self._reset()
 
-    def update(self, champion_right: bool, online_right: bool) -> "AccuracyGapDetector":
+    def update(self, champion_right: bool, online_right: bool) -> AccuracyGapDetector:
         self.n_seen += 1
         self.drift_detected = False
         pair = (bool(champion_right), bool(online_right))

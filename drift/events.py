@@ -37,7 +37,7 @@ class DriftEvent(BaseModel):
         return self.model_dump_json().encode()
 
     @classmethod
-    def from_json(cls, raw: bytes | str) -> "DriftEvent":
+    def from_json(cls, raw: bytes | str) -> DriftEvent:
         return cls.model_validate_json(raw)
 
 

@@ -1,4 +1,4 @@
-from driftctl.cli import run
+from driftctl.app.cli import run
 
 if __name__ == "__main__":
     run()

@@ -117,27 +117,6 @@ class DriftSettings(BaseModel):
     promote_margin: float = Field(0.01, ge=0, description="accuracy a challenger must gain to win")
     reference_rows: int = Field(1_000, ge=50)
 
-    # -- the alarm budget, shared by the four detectors --------------------------------
-    @property
-    def alarm_budget(self):
-        from drift.detectors import AlarmBudget
-
-        return AlarmBudget(self.false_alarms_per_million, detectors=4)
-
-    @property
-    def effective_error_delta(self) -> float:
-        from drift.detectors import ADWIN_CLOCK
-
-        return self.error_delta if self.error_delta is not None else self.alarm_budget.level(every=ADWIN_CLOCK)
-
-    @property
-    def effective_data_alpha(self) -> float:
-        return self.data_alpha if self.data_alpha is not None else self.alarm_budget.level(every=self.data_window)
-
-    @property
-    def effective_gap_alpha(self) -> float:
-        return self.alarm_budget.level(every=self.gap_every)
-
 
 class ServingSettings(BaseModel):
     batch_size: int = Field(500, ge=1)

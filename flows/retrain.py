@@ -18,12 +18,11 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
-
 from threadpoolctl import threadpool_limits
 
 from drift.events import new_id
-from driftctl.ledger import Ledger
 from driftctl.settings import Settings
+from driftctl.stores.ledger import Ledger
 from serving.codec import InvalidRecord, decode_label, decode_telemetry
 from serving.kafka_io import read_ranges
 from serving.updates import publish_update

@@ -13,8 +13,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from driftctl.ledger import Ledger
 from driftctl.settings import Settings
+from driftctl.stores.ledger import Ledger
 from training.datasets import TrainingWindow
 
 Retrain = Callable[[TrainingWindow, dict], dict]
@@ -99,6 +99,6 @@ def make_retrain(settings: Settings) -> Retrain:
     """In-process flow calls by default; the event path when `prefect.api_url` is set."""
     if settings.prefect.api_url:
         return DeploymentRetrain(settings)
-    from flows.retrain import retrain
+    from flows.retrain import retrain  # Prefect reads PREFECT_HOME at import: after configure_environment
 
     return lambda window, trigger: retrain(window=window, trigger=trigger)

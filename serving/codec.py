@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import orjson
-from typing import Any
 
 
 class InvalidRecord(Exception):

@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable, Iterator
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import CommitFailedError
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import CommitFailedError
 
 from driftctl.settings import KafkaSettings
 

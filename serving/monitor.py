@@ -3,26 +3,35 @@ lets the policy decide; starts the retrain it asks for (one at a time)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from functools import partial
+from typing import Any
 
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from drift.detectors import AccuracyGapDetector, DataDriftDetector, ErrorRateDetector, PredictionDriftDetector
+from drift.detectors import (
+    AccuracyGapDetector,
+    AlarmLevels,
+    DataDriftDetector,
+    ErrorRateDetector,
+    PredictionDriftDetector,
+)
 from drift.events import Action, Decision, DriftEvent
 from drift.guard import ProbationWatch, Verdict
 from drift.policy import DriftPolicy
-from driftctl.health import Heartbeat, monitor_vitals
-from driftctl.ledger import Ledger
 from driftctl.settings import Settings
+from driftctl.stores.heartbeats import Heartbeat
+from driftctl.stores.ledger import Ledger
 from serving.codec import InvalidRecord, decode_label, decode_telemetry
 from serving.kafka_io import commit_or_warn, make_group_consumer, make_producer
+from serving.rollback import roll_back
 from serving.updates import ModelUpdates
+from serving.workspace import SnapshotRecorder
 from training.datasets import TrainingWindow
 from training.registry import ModelRef, Registry
 
@@ -45,10 +54,10 @@ class Monitor:
         drift = settings.drift
         self.policy = DriftPolicy(min_train_rows=drift.min_train_rows, data_persistence=drift.data_persistence,
                                   cooldown=drift.cooldown)
-        self.error_detector = ErrorRateDetector(delta=drift.effective_error_delta)
+        self.error_detector = ErrorRateDetector(delta=AlarmLevels.from_settings(drift).error_delta)
         self.data_detector: DataDriftDetector | None = None
         self.prediction_detector: PredictionDriftDetector | None = None
-        self.gap_detector = (AccuracyGapDetector(window=drift.gap_window, alpha=drift.effective_gap_alpha,
+        self.gap_detector = (AccuracyGapDetector(window=drift.gap_window, alpha=AlarmLevels.from_settings(drift).gap_alpha,
                                                  min_gap=drift.gap_min, every=min(drift.gap_every, drift.gap_window))
                              if drift.accuracy_gap else None)
         self.champion: ModelRef | None = None
@@ -80,13 +89,29 @@ class Monitor:
     def busy(self) -> bool:
         return self._retraining is not None
 
+    def vitals(self) -> dict[str, Any]:
+        """What the monitor's heartbeat carries beyond counts: its detectors' current statistics
+        and the champion's recent accuracy (1 - the error detector's estimate), for status and plots."""
+        vitals: dict[str, Any] = {"index": self.telemetry_seen, "labelled": self.labelled,
+                                  "busy": self.busy, "detectors": {}}
+        errors = self.error_detector
+        if errors.width:
+            vitals["accuracy"] = round(1.0 - errors.error_rate, 4)
+            vitals["detectors"][errors.name] = {"statistic": round(errors.error_rate, 4), "window": errors.width,
+                                                "n": errors.n_seen}
+        data = self.data_detector
+        if data is not None and data.evidence:
+            vitals["detectors"][data.name] = {"statistic": data.evidence["statistic"],
+                                              "threshold": data.evidence["threshold"],
+                                              "drifted_features": data.evidence.get("drifted_features", []),
+                                              "n": data.n_seen}
+        return vitals
+
     def run(self) -> None:
         updates = ModelUpdates(self.bootstrap, self.settings.kafka)
         self._producer = make_producer(self.bootstrap, self.settings.kafka)
         consumer = make_group_consumer(self.bootstrap, self.settings.kafka, self.settings.kafka.monitor_group)
         consumer.subscribe([self.topics.telemetry, self.topics.labels, self.topics.predictions])
-        from driftctl.workspace import SnapshotRecorder
-
         heartbeat = Heartbeat.from_settings(self.settings, "monitor", self.bootstrap,
                                             self.settings.kafka.monitor_group)
         snapshots = SnapshotRecorder.from_settings(self.settings)
@@ -100,7 +125,7 @@ class Monitor:
                     self._on_champion(ModelRef(update["name"], int(update["version"]), update["run_id"]), update)
                 self._collect_retrain()
                 batch = consumer.poll(timeout_ms=self.settings.serving.poll_timeout_ms, max_records=2000)
-                heartbeat.beat(consumer, records=self.telemetry_seen, extra=partial(monitor_vitals, self),
+                heartbeat.beat(consumer, records=self.telemetry_seen, extra=self.vitals,
                                model_version=self.champion.version if self.champion else None)
                 snapshots.maybe_record(self)
                 for tp, messages in batch.items():
@@ -142,7 +167,7 @@ class Monitor:
         drift = self.settings.drift
         if drift.prediction_drift:
             self.prediction_detector = PredictionDriftDetector(window=drift.data_window,
-                                                               alpha=drift.effective_data_alpha)
+                                                               alpha=AlarmLevels.from_settings(drift).data_alpha)
         try:
             reference = self.registry.reference(ref.run_id)
         except Exception as exc:  # no reference: label-based detection goes on, data drift pauses
@@ -150,7 +175,7 @@ class Monitor:
                       ref.name, ref.version, exc)
             self.data_detector = None
             return
-        self.data_detector = DataDriftDetector(reference, window=drift.data_window, alpha=drift.effective_data_alpha)
+        self.data_detector = DataDriftDetector(reference, window=drift.data_window, alpha=AlarmLevels.from_settings(drift).data_alpha)
 
     # -- the join -----------------------------------------------------------------------
     def _dispatch(self, topic: str, message) -> None:
@@ -315,8 +340,6 @@ class Monitor:
             self.ledger.append("decision", reason=result.reason, model_name=self.champion.name,
                                model_version=watch.version, payload={"action": "keep", "probation": evidence})
             return
-        from driftctl.rollback import roll_back
-
         log.warning("%s", result.reason)
         rollback = roll_back(self.settings, to=watch.previous, reason=result.reason, automatic=True,
                              bootstrap=self.bootstrap, registry=self.registry, ledger=self.ledger,
@@ -386,8 +409,6 @@ class Monitor:
 
 
 def _decode_prediction(raw: bytes) -> dict:
-    import json
-
     try:
         value = json.loads(raw)
         value["id"], value["model"]["version"], value["prediction"]

@@ -3,6 +3,7 @@ model and an online River learner, learns from late labels, and hot-swaps models
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -13,8 +14,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from driftctl.health import Heartbeat
+from driftctl.runtime.logs import quiet_libraries
+from driftctl.runtime.stack import configure_environment
 from driftctl.settings import Settings
+from driftctl.stores.heartbeats import Heartbeat
 from serving import checkpoint
 from serving.audit import AuditLog
 from serving.codec import InvalidRecord, check_features, dead_letter, decode_label, decode_telemetry, encode
@@ -277,11 +280,6 @@ def _plain(value):
 def run_scorer_process(settings_json: str, bootstrap: str, shared, stop) -> None:
     """Entry point of a scorer in its own process (the demo spawns one): stages in one
     process contend for the GIL, and a retrain beside them slowed tenfold."""
-    import json
-
-    from driftctl.logs import quiet_libraries
-    from driftctl.stack import configure_environment
-
     settings = Settings(**json.loads(settings_json))
     configure_environment(settings)
     quiet_libraries()

@@ -9,10 +9,10 @@ import time
 import pandas as pd
 import pytest
 
-from driftctl.broker import EmbeddedBroker, ensure_topics
-from driftctl.ledger import Ledger
+from driftctl.runtime.broker import EmbeddedBroker, ensure_topics
+from driftctl.runtime.stack import configure_environment
 from driftctl.settings import Settings
-from driftctl.stack import configure_environment
+from driftctl.stores.ledger import Ledger
 from flows.retrain import retrain
 from serving.codec import encode
 from serving.kafka_io import make_producer, read_topic

@@ -2,19 +2,18 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import time
 
 import pytest
-import socket
-
 from kafka import KafkaConsumer
 
-from driftctl.broker import BrokerError, EmbeddedBroker, ensure_topics
+from driftctl.runtime.broker import BrokerError, EmbeddedBroker, ensure_topics
+from driftctl.runtime.stack import kafka_stack
 from driftctl.settings import KafkaSettings
-from driftctl.stack import kafka_stack
 
 pytestmark = pytest.mark.integration
 
@@ -48,10 +47,9 @@ def test_broker_stops_when_the_body_raises(tmp_path, home):
 
     settings = Settings()
     settings.home.mkdir(parents=True)
-    with pytest.raises(RuntimeError):
-        with kafka_stack(settings) as bootstrap:
-            port = int(bootstrap.rsplit(":", 1)[1])
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), kafka_stack(settings) as bootstrap:
+        port = int(bootstrap.rsplit(":", 1)[1])
+        raise RuntimeError("boom")
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
 
@@ -59,7 +57,7 @@ def test_broker_stops_when_the_body_raises(tmp_path, home):
 def test_no_orphan_broker_after_kill_9_or_ctrl_c(tmp_path):
     script = textwrap.dedent("""
         import sys, time
-        from driftctl.broker import EmbeddedBroker
+        from driftctl.runtime.broker import EmbeddedBroker
         broker = EmbeddedBroker().start()
         print(broker._process.pid, flush=True)
         time.sleep(60)
@@ -79,6 +77,6 @@ def test_no_orphan_broker_after_kill_9_or_ctrl_c(tmp_path):
 
 def test_unreachable_broker_is_a_clear_error():
     with pytest.raises(BrokerError, match="no broker answers"):
-        from driftctl.broker import wait_until_reachable
+        from driftctl.runtime.broker import wait_until_reachable
 
         wait_until_reachable("127.0.0.1:1", timeout=0.3)

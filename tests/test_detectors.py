@@ -9,6 +9,7 @@ import pytest
 from drift.detectors import (
     AccuracyGapDetector,
     AlarmBudget,
+    AlarmLevels,
     DataDriftDetector,
     ErrorRateDetector,
     PredictionDriftDetector,
@@ -168,11 +169,12 @@ def test_alarm_budget_bounds_the_false_alarm_rate():
 def test_settings_derive_thresholds_from_the_budget():
     settings = DriftSettings()
     assert settings.false_alarms_per_million == 1.0
-    assert settings.effective_data_alpha == pytest.approx(0.25 * settings.data_window / 1e6)
-    assert settings.effective_error_delta == pytest.approx(0.25 * 32 / 1e6)
-    assert settings.effective_gap_alpha == pytest.approx(0.25 * settings.gap_every / 1e6)
+    assert AlarmLevels.from_settings(settings).data_alpha == pytest.approx(0.25 * settings.data_window / 1e6)
+    assert AlarmLevels.from_settings(settings).error_delta == pytest.approx(0.25 * 32 / 1e6)
+    assert AlarmLevels.from_settings(settings).gap_alpha == pytest.approx(0.25 * settings.gap_every / 1e6)
     explicit = DriftSettings(error_delta=0.002, data_alpha=0.01)
-    assert explicit.effective_error_delta == 0.002 and explicit.effective_data_alpha == 0.01
+    explicit_levels = AlarmLevels.from_settings(explicit)
+    assert explicit_levels.error_delta == 0.002 and explicit_levels.data_alpha == 0.01
 
 
 def test_error_detector_ignores_improvement():

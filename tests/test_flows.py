@@ -9,11 +9,11 @@ import pytest
 from typer.testing import CliRunner
 
 from drift.events import DriftEvent
-from driftctl.broker import EmbeddedBroker, ensure_topics
-from driftctl.cli import app
-from driftctl.ledger import Ledger
+from driftctl.app.cli import app
+from driftctl.runtime.broker import EmbeddedBroker, ensure_topics
+from driftctl.runtime.stack import configure_environment
 from driftctl.settings import Settings
-from driftctl.stack import configure_environment
+from driftctl.stores.ledger import Ledger
 from flows.retrain import lease_name, retrain, scheduled_retrain
 from serving.kafka_io import read_topic
 from tests.streams import produce, readings, trigger, window
@@ -204,7 +204,7 @@ def test_rollback_command_moves_the_alias_back_announces_and_records_why(stack, 
     # --to names the version; a missing one is one clear line and a non-zero exit
     assert runner.invoke(app, ["rollback", "--to", "2"]).exit_code == 0
     assert registry.champion().version == 2
-    from driftctl.cli import run
+    from driftctl.app.cli import run
 
     monkeypatch.setattr("sys.argv", ["driftctl", "rollback", "--to", "9"])
     with pytest.raises(SystemExit) as exit_info:

@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from drift.guard import ProbationWatch, Verdict
-from driftctl.ledger import Ledger
+from driftctl.stores.ledger import Ledger
 
 
 def test_probation_keeps_a_champion_that_holds_its_own():

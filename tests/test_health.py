@@ -4,10 +4,10 @@ import socket
 
 import pytest
 
-from driftctl.health import (CRITICAL, HEALTHY, UNKNOWN, WARNING, Beat, HealthStore, Heartbeat, assess_retrains,
-                             assess_stage, broker_reachable, consumer_lag)
-from driftctl.ledger import Ledger
+from driftctl.app.health import CRITICAL, HEALTHY, UNKNOWN, WARNING, assess_retrains, assess_stage, broker_reachable
 from driftctl.settings import HealthSettings, Settings
+from driftctl.stores.heartbeats import Beat, HealthStore, Heartbeat, consumer_lag
+from driftctl.stores.ledger import Ledger
 
 RULES = HealthSettings()
 
@@ -139,7 +139,7 @@ def test_consumer_lag_is_highwater_minus_position():
 
 
 def test_status_with_stale_heartbeats_and_no_broker_is_unknown_not_an_error(home):
-    from driftctl.status import collect_status
+    from driftctl.app.status import collect_status
 
     settings = Settings()
     settings.home.mkdir(parents=True)

@@ -1,8 +1,8 @@
 import pytest
 from pydantic import ValidationError
 
-from driftctl.ledger import Ledger
 from driftctl.settings import Settings
+from driftctl.stores.ledger import Ledger
 
 
 def test_ledger_is_append_only_history(tmp_path):

@@ -2,9 +2,9 @@
 
 import pytest
 
-from driftctl.demo import run_demo
-from driftctl.ledger import Ledger
+from driftctl.app.demo import run_demo
 from driftctl.settings import Settings
+from driftctl.stores.ledger import Ledger
 from training.registry import Registry
 
 pytestmark = pytest.mark.integration

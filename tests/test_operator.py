@@ -32,7 +32,7 @@ class Running:
         self.thread = threading.Thread(target=self._run, name="demo", daemon=True)
 
     def _run(self) -> None:
-        from driftctl.demo import run_demo
+        from driftctl.app.demo import run_demo
 
         try:
             self.result = run_demo(self.settings)
@@ -75,7 +75,7 @@ def _browser_or_skip():
 
 
 def test_console_shows_the_champion_and_throughput_while_the_stream_runs(pipeline, tmp_path_factory):
-    from driftctl.console import ConsoleServer
+    from driftctl.app.console import ConsoleServer
 
     sync_playwright = _browser_or_skip()
     server = ConsoleServer(pipeline.settings, "127.0.0.1", 0).start()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from driftctl.plot import PlotError, draw, from_backtest, load
+from driftctl.app.plot import PlotError, draw, from_backtest, load
 
 ROOT = str(Path(__file__).resolve().parents[1])
 PNG = b"\x89PNG\r\n\x1a\n"

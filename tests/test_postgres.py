@@ -7,10 +7,10 @@ import uuid
 import psycopg
 import pytest
 
-from driftctl.broker import EmbeddedBroker, ensure_topics
-from driftctl.ledger import Ledger
+from driftctl.runtime.broker import EmbeddedBroker, ensure_topics
+from driftctl.runtime.stack import configure_environment
 from driftctl.settings import Settings
-from driftctl.stack import configure_environment
+from driftctl.stores.ledger import Ledger
 from flows.retrain import lease_name, retrain
 from tests.streams import produce, readings, trigger, window
 from training.registry import Registry

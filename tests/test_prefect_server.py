@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from driftctl.broker import EmbeddedBroker, die_with_parent, ensure_topics, free_loopback_port, stop_process
-from driftctl.ledger import Ledger
+from driftctl.runtime.broker import EmbeddedBroker, die_with_parent, ensure_topics, free_loopback_port, stop_process
 from driftctl.settings import Settings
+from driftctl.stores.ledger import Ledger
 from flows.trigger import DeploymentRetrain, drift_detected_event, emit_events
 from serving.kafka_io import read_topic
 from tests.streams import produce, readings, trigger, window

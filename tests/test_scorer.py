@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from driftctl.broker import EmbeddedBroker, ensure_topics
+from driftctl.runtime.broker import EmbeddedBroker, ensure_topics
 from driftctl.settings import Settings
 from serving.codec import encode
 from serving.kafka_io import make_producer, read_topic
@@ -35,7 +35,7 @@ def stack(tmp_path, monkeypatch):
         monkeypatch.setenv("DRIFTCTL_KAFKA__BOOTSTRAP_SERVERS", broker.bootstrap_servers)
         monkeypatch.setenv("DRIFTCTL_SERVING__CHECKPOINT_EVERY", "1")
         settings = Settings()
-        from driftctl.stack import configure_environment
+        from driftctl.runtime.stack import configure_environment
 
         configure_environment(settings)
         ensure_topics(broker.bootstrap_servers, settings.kafka)

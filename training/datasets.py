@@ -48,7 +48,7 @@ class TrainingWindow(BaseModel):
 
     @classmethod
     def from_positions(cls, rows: list[tuple], *, bootstrap_servers: str, telemetry_topic: str, labels_topic: str,
-                       positions: tuple[int, int]) -> "TrainingWindow":
+                       positions: tuple[int, int]) -> TrainingWindow:
         """`rows`: one (telemetry partition, offset, label partition, offset, ts) per labelled
         record; the window covers each partition's smallest to largest offset."""
         if not rows:
@@ -91,7 +91,7 @@ class FeatureSchema(BaseModel):
         return sorted([*self.numeric, *self.categorical])
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame) -> "FeatureSchema":
+    def from_frame(cls, frame: pd.DataFrame) -> FeatureSchema:
         numeric = tuple(c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c]))
         categorical = {c: tuple(sorted(str(v) for v in frame[c].dropna().unique()))
                        for c in frame.columns if c not in numeric}

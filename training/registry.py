@@ -56,7 +56,7 @@ class Registry:
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
     @classmethod
-    def from_settings(cls, settings) -> "Registry":
+    def from_settings(cls, settings) -> Registry:
         artifacts = None if settings.mlflow.tracking_uri else settings.mlflow_artifacts
         return cls(settings.mlflow_uri, settings.mlflow.model_name, settings.mlflow.experiment, artifacts)
 

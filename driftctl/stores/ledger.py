@@ -20,12 +20,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
     delete,
     insert,
     select,
 )
 from sqlalchemy.exc import IntegrityError, OperationalError
+
+from driftctl.stores.engine import create_tables, open_engine
 
 metadata = MetaData()
 entries = Table(
@@ -78,15 +79,7 @@ class Entry:
 class Ledger:
     def __init__(self, url: str):
         self.url = url
-        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-            from pathlib import Path
-
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        # SQLite: wait for a writer instead of failing at once when flows append together.
-        options = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-        self.engine = create_engine(url, future=True, **options)
-        from driftctl.health import create_tables
-
+        self.engine = open_engine(url)
         try:
             create_tables(self.engine, metadata)  # stages starting together must not race on the schema
         except OperationalError as exc:

@@ -1,21 +1,36 @@
-"""The `driftctl` command: parse, build settings, call a library function, print."""
+"""The `driftctl` command: parse, build settings, call a library function, print.
+
+Each command imports the modules it runs inside its own body: Prefect, MLflow, Evidently and
+River take seconds to import, and `driftctl --help` or a bad argument must answer at once.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
-from datetime import datetime, timezone
+import threading
+import time
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Optional
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
-from driftctl.logs import quiet_libraries
+from driftctl.runtime.logs import quiet_libraries
+from driftctl.settings import Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Concept-drift detection and retraining for streaming ML.")
@@ -30,9 +45,7 @@ def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks and 
     quiet_libraries(debug)
 
 
-def _settings(home: Optional[Path] = None, **stream):
-    from driftctl.settings import Settings
-
+def _settings(home: Path | None = None, **stream):
     overrides = {k: v for k, v in stream.items() if v is not None}
     settings = Settings(**({"home": home} if home else {}))
     if overrides:
@@ -43,14 +56,14 @@ def _settings(home: Optional[Path] = None, **stream):
 
 @app.command()
 def demo(
-    records: Optional[int] = typer.Option(None, min=100, help="Records to stream."),
-    drift_at: Optional[int] = typer.Option(None, min=0, help="Record at which the concept drifts."),
-    rate: Optional[float] = typer.Option(None, min=1, help="Records per second offered."),
-    home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
+    records: int | None = typer.Option(None, min=100, help="Records to stream."),
+    drift_at: int | None = typer.Option(None, min=0, help="Record at which the concept drifts."),
+    rate: float | None = typer.Option(None, min=1, help="Records per second offered."),
+    home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Stream drifting telemetry through the embedded stack: score, detect, retrain, promote, hot-swap."""
-    from driftctl.demo import run_demo
+    from driftctl.app.demo import run_demo
 
     settings = _settings(home, records=records, drift_at=drift_at, rate=rate)
     if settings.stream.drift_at >= settings.stream.records:
@@ -69,7 +82,7 @@ def demo(
     _print_demo(result)
 
 
-def _pct(value: Optional[float]) -> str:
+def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
@@ -97,14 +110,14 @@ def _print_demo(r) -> None:
 
 @app.command()
 def status(
-    home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
+    home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     watch: bool = typer.Option(False, "--watch", help="Refresh until Ctrl-C."),
     interval: float = typer.Option(2.0, min=0.2, help="Seconds between refreshes with --watch."),
 ) -> None:
     """Stage health, throughput and lag, the champion (version, when promoted, why), drift state, decisions."""
-    from driftctl.stack import configure_environment
-    from driftctl.status import answer_quickly, collect_status, status_view
+    from driftctl.app.status import answer_quickly, collect_status, status_view
+    from driftctl.runtime.stack import configure_environment
 
     settings = _settings(home)
     configure_environment(settings)
@@ -115,8 +128,6 @@ def status(
     if not watch:
         console.print(status_view(collect_status(settings)))
         return
-    import time
-
     from rich.live import Live
 
     try:
@@ -134,13 +145,13 @@ def status(
 
 @app.command()
 def plot(
-    backtest_json: Optional[Path] = typer.Argument(None, help="A `driftctl backtest --json` file; none: live state."),
+    backtest_json: Path | None = typer.Argument(None, help="A `driftctl backtest --json` file; none: live state."),
     out: Path = typer.Option(Path("driftctl-timeline.png"), "--out", help="PNG file to write."),
-    home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
+    home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
     as_json: bool = typer.Option(False, "--json", help="Print what was drawn as JSON."),
 ) -> None:
     """A PNG timeline: prequential accuracy, drift statistics against thresholds, drift and promotion markers."""
-    from driftctl.plot import draw, load
+    from driftctl.app.plot import draw, load
 
     settings = _settings(home)
     drawn = draw(load(backtest_json, settings), out)
@@ -154,13 +165,13 @@ def plot(
 
 @app.command()
 def report(
-    out: Optional[Path] = typer.Option(None, "--out", help="HTML file (default <home>/reports/latest-window.html)."),
-    home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
+    out: Path | None = typer.Option(None, "--out", help="HTML file (default <home>/reports/latest-window.html)."),
+    home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
     as_json: bool = typer.Option(False, "--json", help="Print what was rendered as JSON."),
 ) -> None:
     """Evidently's data-drift report of the newest monitor window against the champion's reference (HTML)."""
-    from driftctl.reports import latest_report
-    from driftctl.stack import configure_environment
+    from driftctl.app.reports import latest_report
+    from driftctl.runtime.stack import configure_environment
 
     settings = _settings(home)
     configure_environment(settings)
@@ -177,23 +188,19 @@ def report(
 
 
 def _nothing():
-    import contextlib
-
     return contextlib.nullcontext()
 
 
 @app.command("console")
 def console_command(
-    home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
-    host: Optional[str] = typer.Option(None, help="Address to listen on (default 127.0.0.1: loopback only)."),
-    port: Optional[int] = typer.Option(None, min=0, max=65535, help="Port (default 8765; 0: a free one)."),
+    home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
+    host: str | None = typer.Option(None, help="Address to listen on (default 127.0.0.1: loopback only)."),
+    port: int | None = typer.Option(None, min=0, max=65535, help="Port (default 8765; 0: a free one)."),
 ) -> None:
     """A local web page of what `status` shows, refreshed live: health, throughput, lag, drift, lineage."""
-    import threading
-
-    from driftctl.console import ConsoleServer
-    from driftctl.stack import configure_environment
-    from driftctl.status import answer_quickly
+    from driftctl.app.console import ConsoleServer
+    from driftctl.app.status import answer_quickly
+    from driftctl.runtime.stack import configure_environment
 
     settings = _settings(home)
     configure_environment(settings)
@@ -209,11 +216,9 @@ def console_command(
 
 
 @app.command()
-def broker(home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl).")) -> None:
+def broker(home: Path | None = typer.Option(None, help="State directory (default ./.driftctl).")) -> None:
     """Run the embedded broker in the foreground and print its bootstrap address."""
-    import threading
-
-    from driftctl.stack import configure_environment, kafka_stack
+    from driftctl.runtime.stack import configure_environment, kafka_stack
 
     settings = _settings(home)
     configure_environment(settings)
@@ -229,7 +234,7 @@ def _external_bootstrap(settings) -> str:
     if not settings.kafka.bootstrap_servers:
         raise typer.BadParameter("no Kafka configured: set DRIFTCTL_KAFKA__BOOTSTRAP_SERVERS "
                                  "(`driftctl broker` runs a local one and prints its address)")
-    from driftctl.broker import ensure_topics, wait_until_reachable
+    from driftctl.runtime.broker import ensure_topics, wait_until_reachable
 
     wait_until_reachable(settings.kafka.bootstrap_servers, timeout=10)
     ensure_topics(settings.kafka.bootstrap_servers, settings.kafka)
@@ -237,9 +242,6 @@ def _external_bootstrap(settings) -> str:
 
 
 def _stop_on_signals():
-    import signal
-    import threading
-
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -248,12 +250,12 @@ def _stop_on_signals():
 
 @app.command()
 def serve(
-    home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
-    metrics_port: Optional[int] = typer.Option(None, min=0, max=65535, help="Prometheus /metrics port (0: any)."),
+    home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
+    metrics_port: int | None = typer.Option(None, min=0, max=65535, help="Prometheus /metrics port (0: any)."),
 ) -> None:
     """Run one scorer: a member of the scorer consumer group, until SIGTERM or Ctrl-C."""
-    from driftctl.ledger import Ledger
-    from driftctl.stack import configure_environment
+    from driftctl.runtime.stack import configure_environment
+    from driftctl.stores.ledger import Ledger
     from serving.metrics import ScorerMetrics
     from serving.scorer import Scorer
     from training.registry import Registry
@@ -277,10 +279,10 @@ def serve(
 
 
 @app.command()
-def monitor(home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl).")) -> None:
+def monitor(home: Path | None = typer.Option(None, help="State directory (default ./.driftctl).")) -> None:
     """Run one drift monitor; it starts the retrain flow when the policy asks, until SIGTERM or Ctrl-C."""
-    from driftctl.ledger import Ledger
-    from driftctl.stack import configure_environment
+    from driftctl.runtime.stack import configure_environment
+    from driftctl.stores.ledger import Ledger
     from training.registry import Registry
 
     settings = _settings(home)
@@ -299,11 +301,11 @@ def monitor(home: Optional[Path] = typer.Option(None, help="State directory (def
 @app.command()
 def produce(
     source: str = typer.Argument("iot", help="'iot' (the synthetic drifting stream)."),
-    records: Optional[int] = typer.Option(None, min=1, help="Records to send."),
-    drift_at: Optional[int] = typer.Option(None, min=0, help="Record at which the concept drifts."),
-    rate: Optional[float] = typer.Option(None, min=1, help="Records per second (default: settings)."),
-    label_delay: Optional[int] = typer.Option(None, min=0, help="Records between a record and its label."),
-    home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
+    records: int | None = typer.Option(None, min=1, help="Records to send."),
+    drift_at: int | None = typer.Option(None, min=0, help="Record at which the concept drifts."),
+    rate: float | None = typer.Option(None, min=1, help="Records per second (default: settings)."),
+    label_delay: int | None = typer.Option(None, min=0, help="Records between a record and its label."),
+    home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
 ) -> None:
     """Replay a stream into the telemetry and labels topics."""
     if source != "iot":
@@ -315,7 +317,7 @@ def produce(
     settings = _settings(home, records=records, drift_at=drift_at, rate=rate, label_delay=label_delay)
     bootstrap = _external_bootstrap(settings)
     stream = settings.stream
-    from driftctl.health import Heartbeat
+    from driftctl.stores.heartbeats import Heartbeat
 
     producer = make_producer(bootstrap, settings.kafka)
     beat = Heartbeat.from_settings(settings, "producer", bootstrap)
@@ -339,7 +341,7 @@ def produce(
 @app.command()
 def audit(
     record_id: str = typer.Argument(..., help="The record id to look up."),
-    home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
+    home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Which model version and which online-learner state scored a record."""
@@ -369,12 +371,12 @@ def audit(
 def bench(
     records: int = typer.Option(200_000, min=1_000, help="Records preloaded into 3 partitions."),
     rate: float = typer.Option(10_000, min=100, help="Offered load (records/s) for the latency run."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON to this file."),
-    home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the result as JSON to this file."),
+    home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
 ) -> None:
     """End-to-end scoring throughput of one scorer beside the raw limit measured in the same run."""
-    from driftctl.stack import configure_environment, kafka_stack
-    from serving.bench import run_bench, to_json
+    from driftctl.app.bench import run_bench, to_json
+    from driftctl.runtime.stack import configure_environment, kafka_stack
 
     settings = _settings(home)
     configure_environment(settings)
@@ -401,14 +403,14 @@ def bench(
 
 @app.command()
 def rollback(
-    to: Optional[int] = typer.Option(None, "--to", min=1, help="Version to serve (default: the one before)."),
-    reason: Optional[str] = typer.Option(None, help="Why, recorded in the ledger."),
-    home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
+    to: int | None = typer.Option(None, "--to", min=1, help="Version to serve (default: the one before)."),
+    reason: str | None = typer.Option(None, help="Why, recorded in the ledger."),
+    home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Move the champion alias back, announce it to every scorer, record why in the ledger."""
-    from driftctl.rollback import roll_back
-    from driftctl.stack import configure_environment
+    from driftctl.runtime.stack import configure_environment
+    from serving.rollback import roll_back
 
     settings = _settings(home)
     configure_environment(settings)
@@ -424,13 +426,13 @@ def rollback(
 
 @app.command()
 def history(
-    limit: Optional[int] = typer.Option(None, min=1, help="Newest N entries only."),
+    limit: int | None = typer.Option(None, min=1, help="Newest N entries only."),
     windows: bool = typer.Option(False, "--windows", help="Include the monitor's window checkpoints."),
-    home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
+    home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """The ledger's timeline: drift events, decisions, promotions, rejections, failures, rollbacks."""
-    from driftctl.history import ledger_history
+    from driftctl.app.history import ledger_history
 
     settings = _settings(home)
     report = ledger_history(settings, limit=limit, include_windows=windows)
@@ -439,7 +441,7 @@ def history(
         return
 
     def when(at) -> str:
-        return "-" if at is None else datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        return "-" if at is None else datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
     served = Table(title=f"champion history of {report['model']}", title_justify="left")
     for column in ("version", "deployed", "by", "undeployed", "by", "why"):
@@ -462,18 +464,18 @@ def backtest(
     data: Path = typer.Argument(..., help="CSV or Parquet file, one record a row."),
     target: str = typer.Option(..., "--target", help="Label column."),
     drop: list[str] = typer.Option([], "--drop", help="A column to ignore (repeat for more)."),
-    time_col: Optional[str] = typer.Option(None, "--time-col", help="Sort by this column; not a feature."),
-    id_col: Optional[str] = typer.Option(None, "--id-col", help="Record id column; not a feature."),
+    time_col: str | None = typer.Option(None, "--time-col", help="Sort by this column; not a feature."),
+    id_col: str | None = typer.Option(None, "--id-col", help="Record id column; not a feature."),
     policy: str = typer.Option("drift", "--policy", help="drift | static | periodic:N | online."),
-    warmup: Optional[int] = typer.Option(None, "--warmup", min=100,
+    warmup: int | None = typer.Option(None, "--warmup", min=100,
                                          help="Labelled records that train the first champion (default: settings)."),
     label_delay: int = typer.Option(0, "--label-delay", min=0, help="Records between a record and its label."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON to this file ('-': stdout)."),
-    home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the result as JSON to this file ('-': stdout)."),
+    home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
 ) -> None:
     """Replay a CSV/Parquet file prequentially under a drift policy: accuracy, retrains, drift events."""
     from drift.backtest import parse_policy
-    from driftctl.backtest import plan_backtest, write_json
+    from driftctl.app.backtest import plan_backtest, write_json
 
     try:
         spec = parse_policy(policy)
@@ -504,7 +506,7 @@ def backtest(
     _print_backtest(result, json_out)
 
 
-def _print_backtest(r, json_out: Optional[Path]) -> None:
+def _print_backtest(r, json_out: Path | None) -> None:
     table = Table(title=f"driftctl backtest - policy {r.policy}", show_header=False, title_justify="left")
     table.add_row("records", f"{r.rows:,} ({r.dropped_rows:,} without a label dropped)")
     table.add_row("warmup / label delay", f"{r.warmup:,} / {r.label_delay:,} records")
@@ -527,12 +529,12 @@ def _print_backtest(r, json_out: Optional[Path]) -> None:
 
 @app.command()
 def provenance(
-    version: Optional[int] = typer.Argument(None, min=1, help="Model version (default: the champion)."),
-    home: Optional[Path] = typer.Option(None, help="State directory (default ./.driftctl)."),
+    version: int | None = typer.Argument(None, min=1, help="Model version (default: the champion)."),
+    home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
 ) -> None:
     """Every audit item of one model version, from MLflow and the ledger, as JSON."""
-    from driftctl.provenance import version_provenance
-    from driftctl.stack import configure_environment
+    from driftctl.app.provenance import version_provenance
+    from driftctl.runtime.stack import configure_environment
 
     settings = _settings(home)
     configure_environment(settings)

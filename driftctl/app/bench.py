@@ -15,11 +15,12 @@ import uuid
 from collections.abc import Callable
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
-from driftctl.machine import describe as describe_machine
-from driftctl.settings import Settings, Topics
+from driftctl.runtime.broker import ensure_topics
+from driftctl.runtime.machine import describe as describe_machine
+from driftctl.settings import KafkaSettings, Settings, Topics
 from serving.codec import decode_label, decode_telemetry, encode
 from serving.kafka_io import make_group_consumer, make_producer
 from serving.producer import publish
@@ -107,8 +108,6 @@ def _offered_load(settings: Settings, bootstrap: str, scorer: Scorer, topics: To
 
 
 def _produce_load(bootstrap: str, kafka_json: str, records: int, rate: float, start: int) -> None:
-    from driftctl.settings import KafkaSettings
-
     kafka = KafkaSettings.model_validate_json(kafka_json)
     producer = make_producer(bootstrap, kafka)
     readings = (r for r in iot_stream(records, drift_at=10**12, seed=7)
@@ -121,8 +120,6 @@ def run_bench(settings: Settings, bootstrap: str, records: int,
               progress: Callable[[str, int, int], None] = lambda *a: None, rate: float = 10_000) -> dict:
     topics = _bench_topics()
     settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"topics": topics})})
-    from driftctl.broker import ensure_topics
-
     ensure_topics(bootstrap, settings.kafka)
     registry = Registry.from_settings(settings)
     _champion(registry)

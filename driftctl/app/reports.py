@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from driftctl.settings import Settings
-from driftctl.workspace import latest_window, render
+from serving.workspace import latest_window, render
 
 
 class ReportError(Exception):
@@ -16,7 +16,7 @@ class ReportError(Exception):
 
 
 def latest_report(settings: Settings, out: Path | None = None) -> dict[str, Any]:
-    from drift.report import drifted_share
+    from drift.report import drifted_share  # Evidently and MLflow take seconds to import
     from training.registry import Registry
 
     window = latest_window(settings.evidently_workspace)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
-from driftctl.ledger import Ledger
 from driftctl.settings import Settings
+from driftctl.stores.ledger import Ledger
 from serving.updates import publish_update
 from training.registry import Registry
 

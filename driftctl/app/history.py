@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from driftctl.ledger import Ledger
 from driftctl.settings import Settings
+from driftctl.stores.ledger import Ledger
 
 
 def ledger_history(settings: Settings, *, limit: int | None = None, include_windows: bool = False) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-from driftctl.broker import EmbeddedBroker, ensure_topics, wait_until_reachable
+from driftctl.runtime.broker import EmbeddedBroker, ensure_topics, wait_until_reachable
 from driftctl.settings import Settings
 
 

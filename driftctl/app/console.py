@@ -15,7 +15,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from driftctl.app.status import collect_status
 from driftctl.settings import Settings
+from driftctl.stores.heartbeats import HealthStore
+from driftctl.stores.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +27,6 @@ SERIES_SECONDS = 300  # the charts show the last five minutes
 
 def console_state(settings: Settings, now: float | None = None) -> dict[str, Any]:
     """`status`'s report plus the series the charts draw and the drift timeline."""
-    from driftctl.health import HealthStore
-    from driftctl.ledger import Ledger
-    from driftctl.status import collect_status
-
     now = time.time() if now is None else now
     state = collect_status(settings, now=now)
     state["series"], state["timeline"] = {}, []
@@ -90,9 +89,9 @@ def render_page(state: dict[str, Any]) -> str:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "ConsoleServer"
+    server: ConsoleServer
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         try:
             if path == "/":
@@ -133,7 +132,7 @@ class ConsoleServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         return f"http://{host}:{port}/"
 
-    def start(self) -> "ConsoleServer":
+    def start(self) -> ConsoleServer:
         self._thread = threading.Thread(target=self.serve_forever, name="console", daemon=True)
         self._thread.start()
         return self

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from driftctl.ledger import Ledger
 from driftctl.settings import Settings
+from driftctl.stores.ledger import Ledger
 
 
 class ProvenanceError(Exception):
@@ -15,7 +15,7 @@ class ProvenanceError(Exception):
 
 
 def version_provenance(settings: Settings, version: int | None = None) -> dict[str, Any]:
-    from training.registry import Registry
+    from training.registry import Registry  # MLflow takes seconds to import
 
     registry = Registry.from_settings(settings)
     if version is None:

@@ -7,13 +7,19 @@ feeds "unknown" and adds a line to `errors`; collecting status never raises for 
 
 from __future__ import annotations
 
+import os
 import time
+from datetime import UTC, datetime
 from typing import Any
 
-from driftctl.health import (UNKNOWN, HealthStore, StageHealth, assess_retrains, assess_stage, broker_reachable,
-                             worst)
-from driftctl.ledger import Ledger
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from driftctl.app.health import UNKNOWN, StageHealth, assess_retrains, assess_stage, broker_reachable, worst
 from driftctl.settings import Settings
+from driftctl.stores.heartbeats import HealthStore
+from driftctl.stores.ledger import Ledger
 
 DETECTORS = ("error-adwin", "data-ks")  # drift.detectors ErrorRateDetector.name, DataDriftDetector.name
 
@@ -21,14 +27,12 @@ DETECTORS = ("error-adwin", "data-ks")  # drift.detectors ErrorRateDetector.name
 def answer_quickly() -> None:
     """A status read must not wait out MLflow's retries (minutes against a server that is down):
     one try, five seconds. For the processes of `status` and `console` only, which only read."""
-    import os
-
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
 
 
 def champion_status(settings: Settings) -> dict[str, Any]:
-    from training.registry import Registry
+    from training.registry import Registry  # MLflow takes seconds to import: only when status asks it
 
     status: dict[str, Any] = {"home": str(settings.home), "champion": None, "health": "unknown", "errors": []}
     try:
@@ -163,9 +167,7 @@ _COLOURS = {"healthy": "green", "warning": "yellow", "critical": "red", "unknown
 def _when(at: float | None, now: float) -> str:
     if not at:
         return "-"
-    from datetime import datetime, timezone
-
-    stamp = datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    stamp = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return f"{stamp} ({_ago(now - at)} ago)"
 
 
@@ -180,9 +182,6 @@ def _ago(seconds: float) -> str:
 
 def status_view(report: dict[str, Any]):
     """A rich renderable of `collect_status`'s report."""
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
 
     now = report.get("at") or time.time()
     health = report["health"]

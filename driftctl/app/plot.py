@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from driftctl.stores.heartbeats import HealthStore
+from driftctl.stores.ledger import Ledger
+
 
 class PlotError(Exception):
     """The input cannot be plotted."""
@@ -79,9 +82,6 @@ def _curve(curve) -> list[tuple[int, float]]:
 
 def from_live(settings) -> Timeline:
     """The monitor's heartbeats (accuracy, detector statistics by record) and the ledger."""
-    from driftctl.health import HealthStore
-    from driftctl.ledger import Ledger
-
     if not settings.ledger.url and not (settings.home / "ledger.db").exists():
         raise PlotError(f"nothing to plot in {settings.home}: no ledger there "
                         "(run `driftctl demo` first, or pass a backtest JSON)")
@@ -153,7 +153,7 @@ _COLOURS = ["tab:red", "tab:purple", "tab:orange", "tab:brown", "tab:pink", "tab
 
 def draw(timeline: Timeline, out: Path) -> dict[str, Any]:
     """Write the PNG; returns what it shows."""
-    import matplotlib
+    import matplotlib  # a second to import: only when a plot is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

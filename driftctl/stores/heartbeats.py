@@ -1,4 +1,4 @@
-"""Stage heartbeats and the health rules `status` and `console` judge them by.
+"""Stage heartbeats: the writer every stage calls and the table `status` reads.
 
 Each stage (producer, every scorer, the monitor) writes a heartbeat row every
 `health.heartbeat_interval` seconds to the `heartbeat` table beside the ledger (same
@@ -17,18 +17,15 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import (JSON, Column, Float, Index, Integer, MetaData, String, Table, create_engine, delete, event,
-                        func, insert, select)
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import JSON, Column, Float, Index, Integer, MetaData, String, Table, delete, func, insert, select
+
+from driftctl.stores.engine import create_tables, open_engine
 
 log = logging.getLogger(__name__)
-
-HEALTHY, WARNING, CRITICAL, UNKNOWN = "healthy", "warning", "critical", "unknown"
-_SEVERITY = {HEALTHY: 0, UNKNOWN: 1, WARNING: 2, CRITICAL: 3}
 
 metadata = MetaData()
 heartbeats = Table(
@@ -52,18 +49,6 @@ heartbeats = Table(
 )
 
 
-def _engine(url: str):
-    options: dict[str, Any] = {"future": True}
-    if url.startswith("sqlite"):
-        options["connect_args"] = {"timeout": 30}
-    engine = create_engine(url, **options)
-    if url.startswith("sqlite"):
-        @event.listens_for(engine, "connect")
-        def _wal(dbapi_connection, _record):  # readers (status, console) never block the stages
-            dbapi_connection.execute("PRAGMA journal_mode=WAL")
-    return engine
-
-
 @dataclass(frozen=True)
 class Beat:
     at: float
@@ -82,27 +67,12 @@ class Beat:
     id: int | None = None
 
 
-def create_tables(engine, tables: MetaData) -> None:
-    """`create_all` that tolerates another process creating the same tables at the same moment
-    (stages start together on a fresh database: check-then-create races, and SQLite answers
-    "database is locked" at once, without waiting, to a reader that would deadlock a writer)."""
-    attempts = 10
-    for attempt in range(attempts):
-        try:
-            tables.create_all(engine)
-            return
-        except OperationalError as exc:
-            if not ("already exists" in str(exc) or "locked" in str(exc)) or attempt == attempts - 1:
-                raise
-            time.sleep(0.05 * (attempt + 1))
-
-
 class HealthStore:
     """The heartbeat table, in the ledger's database."""
 
     def __init__(self, url: str):
         self.url = url
-        self.engine = _engine(url)
+        self.engine = open_engine(url)
         create_tables(self.engine, metadata)
 
     def write(self, beat: Beat) -> None:
@@ -177,7 +147,7 @@ class Heartbeat:
 
     @classmethod
     def from_settings(cls, settings, stage: str, bootstrap: str | None = None, group_id: str | None = None,
-                      instance: str | None = None) -> "Heartbeat":
+                      instance: str | None = None) -> Heartbeat:
         interval = settings.health.heartbeat_interval
         store = settings.ledger_url if interval > 0 else None  # opened on the first beat
         return cls(store, stage, bootstrap=bootstrap, group_id=group_id, interval=interval,
@@ -220,124 +190,3 @@ class Heartbeat:
             self.store.close()
 
 
-# -- the rules -------------------------------------------------------------------------------
-@dataclass
-class StageHealth:
-    stage: str
-    instance: str
-    health: str
-    reason: str
-    records: int | None = None
-    rps: float | None = None
-    lag: int | None = None
-    lag_detail: dict[str, int] = field(default_factory=dict)
-    group_id: str | None = None
-    dead_letters: int | None = None
-    model_version: int | None = None
-    last_heartbeat: float | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def worst(healths: Iterable[str]) -> str:
-    """The overall health: critical > warning > unknown > healthy; nothing known: unknown.
-
-    >>> worst(["healthy", "warning"]), worst(["healthy", "unknown"]), worst([])
-    ('warning', 'unknown', 'unknown')
-    """
-    healths = list(healths)
-    return max(healths, key=_SEVERITY.__getitem__) if healths else UNKNOWN
-
-
-def assess_stage(latest: Beat, recent: list[Beat], *, now: float, rules, broker_reachable: bool | None) -> StageHealth:
-    """One stage instance's health from its newest heartbeat and those of the last `rules.lag_window` s."""
-    result = StageHealth(stage=latest.stage, instance=latest.instance, health=HEALTHY, reason="",
-                         records=latest.records, rps=latest.rps, lag=latest.lag, lag_detail=latest.lag_detail or {},
-                         group_id=latest.group_id, dead_letters=latest.dead_letters,
-                         model_version=latest.model_version, last_heartbeat=latest.at)
-    age = max(0.0, now - latest.at)
-    if latest.state == "stopped":
-        result.health, result.reason = UNKNOWN, f"stopped {age:.0f} s ago"
-        result.rps = 0.0
-        return result
-    if broker_reachable is False:
-        result.health = UNKNOWN
-        result.reason = f"broker {latest.bootstrap} unreachable; last heartbeat {age:.0f} s ago"
-        return result
-    if age > rules.stale_after:
-        result.health, result.reason = CRITICAL, f"no heartbeat for {age:.0f} s (limit {rules.stale_after:g} s)"
-        return result
-    window = [b for b in recent if b.instance == latest.instance and b.at >= now - rules.lag_window] or [latest]
-    first, last = window[0], window[-1]
-    lags = [b.lag for b in window if b.lag is not None]
-    if (len(lags) >= 3 and lags[-1] >= rules.lag_warning and lags[-1] > lags[0]
-            and all(b >= a for a, b in zip(lags, lags[1:]))):
-        result.health = WARNING
-        result.reason = f"lag growing: {lags[0]:,} -> {lags[-1]:,} records in {last.at - first.at:.0f} s"
-        return result
-    dead = last.dead_letters - first.dead_letters if len(window) > 1 else last.dead_letters
-    seen = (last.records - first.records if len(window) > 1 else last.records) + dead
-    if seen > 0 and dead / seen > rules.dead_letter_rate:
-        result.health = WARNING
-        result.reason = f"dead letters: {dead / seen:.1%} of records (limit {rules.dead_letter_rate:.1%})"
-        return result
-    lag_text = f", lag {latest.lag:,}" if latest.lag is not None else ""
-    result.reason = f"{latest.rps:,.0f} records/s{lag_text}"
-    return result
-
-
-def assess_retrains(entries, *, now: float, rules) -> StageHealth | None:
-    """The retrain flows' health from the ledger: a recent failure not followed by a success warns.
-
-    `entries` are ledger entries newest first (any kinds)."""
-    flows = [e for e in entries if e.kind in ("failure", "promotion", "rejection")]
-    if not flows:
-        return None
-    last = flows[0]
-    result = StageHealth(stage="retrain", instance="prefect", health=HEALTHY, reason="", last_heartbeat=last.at)
-    if last.kind == "failure" and now - last.at <= rules.failure_window:
-        result.health = WARNING
-        result.reason = f"last retrain failed {now - last.at:.0f} s ago: {last.reason}"
-    elif last.kind == "failure":
-        result.health, result.reason = UNKNOWN, f"last retrain failed {now - last.at:.0f} s ago"
-    elif last.kind == "promotion":
-        result.reason = f"promoted version {last.model_version} {now - last.at:.0f} s ago"
-        result.model_version = last.model_version
-    else:
-        result.reason = f"challenger rejected {now - last.at:.0f} s ago: {last.reason}"
-    return result
-
-
-def broker_reachable(bootstrap: str | None, timeout: float = 0.5) -> bool | None:
-    """Whether any bootstrap server accepts a TCP connection; None when none is known."""
-    if not bootstrap:
-        return None
-    for server in bootstrap.split(","):
-        host, _, port = server.strip().rpartition(":")
-        try:
-            with socket.create_connection((host or "localhost", int(port)), timeout=timeout):
-                return True
-        except (OSError, ValueError):
-            continue
-    return False
-
-
-def monitor_vitals(monitor) -> dict[str, Any]:
-    """What the monitor's heartbeat carries beyond counts: its detectors' current statistics
-    and the champion's recent accuracy (1 - ADWIN's error estimate), for status and plots."""
-    vitals: dict[str, Any] = {"index": monitor.telemetry_seen, "labelled": monitor.labelled,
-                              "busy": monitor.busy, "detectors": {}}
-    adwin = getattr(monitor.error_detector, "_adwin", None)
-    if adwin is not None and adwin.width:
-        vitals["accuracy"] = round(1.0 - float(adwin.estimation), 4)
-        vitals["detectors"][monitor.error_detector.name] = {
-            "statistic": round(float(adwin.estimation), 4), "window": int(adwin.width),
-            "n": monitor.error_detector.n_seen}
-    data = monitor.data_detector
-    if data is not None and data.evidence:
-        vitals["detectors"][data.name] = {"statistic": data.evidence["statistic"],
-                                          "threshold": data.evidence["threshold"],
-                                          "drifted_features": data.evidence.get("drifted_features", []),
-                                          "n": data.n_seen}
-    return vitals

@@ -12,10 +12,11 @@ from dataclasses import asdict, dataclass, field
 
 from threadpoolctl import threadpool_limits
 
-from driftctl.health import Heartbeat
-from driftctl.ledger import Ledger
+from driftctl.runtime.stack import configure_environment, kafka_stack
 from driftctl.settings import Settings
-from driftctl.stack import configure_environment, kafka_stack
+from driftctl.stores.heartbeats import Heartbeat
+from driftctl.stores.ledger import Ledger
+from serving.synthetic import iot_stream
 
 
 class DemoError(Exception):
@@ -80,12 +81,12 @@ def run_demo(settings: Settings, progress: Callable[[str, int, int], None] | Non
     if not settings.kafka.bootstrap_servers and not settings.mlflow.tracking_uri and not settings.ledger.url:
         fresh_home(settings)
     configure_environment(settings)
-    from flows.trigger import make_retrain  # imported after the Prefect environment is set
+    # Prefect and MLflow read their environment at import: these come after configure_environment.
+    from flows.trigger import make_retrain
     from serving.kafka_io import make_producer, read_topic
     from serving.monitor import Monitor
     from serving.producer import publish
     from serving.scorer import run_scorer_process
-    from serving.synthetic import iot_stream
     from training.registry import Registry
 
     # The stages share this process with the trainer: OpenMP workers spinning for the
@@ -186,8 +187,6 @@ def run_demo(settings: Settings, progress: Callable[[str, int, int], None] | Non
 
 def summarize(settings: Settings, sent: int, predictions: list[dict], monitor, dead_letters: int,
               seconds: float) -> DemoResult:
-    from serving.synthetic import iot_stream
-
     stream = settings.stream
     truth = {r.record["id"]: (r.seq, r.label) for r in
              iot_stream(sent, drift_at=stream.drift_at, devices=stream.devices, seed=stream.seed)}

@@ -15,6 +15,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 log = logging.getLogger(__name__)
 
 LATEST_WINDOW = "latest-window.json"
@@ -32,7 +34,7 @@ class SnapshotRecorder:
         self._executor: ThreadPoolExecutor | None = None
 
     @classmethod
-    def from_settings(cls, settings) -> "SnapshotRecorder":
+    def from_settings(cls, settings) -> SnapshotRecorder:
         return cls(settings.evidently_workspace, settings.evidently.project, settings.evidently.snapshot_interval)
 
     def maybe_record(self, monitor, force: bool = False) -> bool:
@@ -79,15 +81,13 @@ class SnapshotRecorder:
 
 
 def render(reference: list[dict], rows: list[dict]):
-    import pandas as pd
-
-    from drift.report import data_drift_snapshot
+    from drift.report import data_drift_snapshot  # Evidently takes seconds to import: only when a report is drawn
 
     return data_drift_snapshot(pd.DataFrame.from_records(reference), pd.DataFrame.from_records(rows))
 
 
 def add_snapshot(workspace: Path, project_name: str, snapshot, name: str | None = None) -> None:
-    from evidently.ui.workspace import Workspace
+    from evidently.ui.workspace import Workspace  # seconds to import: only when a snapshot is stored
 
     ws = Workspace(str(workspace))
     found = ws.search_project(project_name)

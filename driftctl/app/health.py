@@ -1,0 +1,115 @@
+"""The health rules `status` and `console` judge stages by, from their heartbeats and the ledger."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from driftctl.stores.heartbeats import Beat
+
+HEALTHY, WARNING, CRITICAL, UNKNOWN = "healthy", "warning", "critical", "unknown"
+_SEVERITY = {HEALTHY: 0, UNKNOWN: 1, WARNING: 2, CRITICAL: 3}
+
+
+@dataclass
+class StageHealth:
+    stage: str
+    instance: str
+    health: str
+    reason: str
+    records: int | None = None
+    rps: float | None = None
+    lag: int | None = None
+    lag_detail: dict[str, int] = field(default_factory=dict)
+    group_id: str | None = None
+    dead_letters: int | None = None
+    model_version: int | None = None
+    last_heartbeat: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def worst(healths: Iterable[str]) -> str:
+    """The overall health: critical > warning > unknown > healthy; nothing known: unknown.
+
+    >>> worst(["healthy", "warning"]), worst(["healthy", "unknown"]), worst([])
+    ('warning', 'unknown', 'unknown')
+    """
+    healths = list(healths)
+    return max(healths, key=_SEVERITY.__getitem__) if healths else UNKNOWN
+
+
+def assess_stage(latest: Beat, recent: list[Beat], *, now: float, rules, broker_reachable: bool | None) -> StageHealth:
+    """One stage instance's health from its newest heartbeat and those of the last `rules.lag_window` s."""
+    result = StageHealth(stage=latest.stage, instance=latest.instance, health=HEALTHY, reason="",
+                         records=latest.records, rps=latest.rps, lag=latest.lag, lag_detail=latest.lag_detail or {},
+                         group_id=latest.group_id, dead_letters=latest.dead_letters,
+                         model_version=latest.model_version, last_heartbeat=latest.at)
+    age = max(0.0, now - latest.at)
+    if latest.state == "stopped":
+        result.health, result.reason = UNKNOWN, f"stopped {age:.0f} s ago"
+        result.rps = 0.0
+        return result
+    if broker_reachable is False:
+        result.health = UNKNOWN
+        result.reason = f"broker {latest.bootstrap} unreachable; last heartbeat {age:.0f} s ago"
+        return result
+    if age > rules.stale_after:
+        result.health, result.reason = CRITICAL, f"no heartbeat for {age:.0f} s (limit {rules.stale_after:g} s)"
+        return result
+    window = [b for b in recent if b.instance == latest.instance and b.at >= now - rules.lag_window] or [latest]
+    first, last = window[0], window[-1]
+    lags = [b.lag for b in window if b.lag is not None]
+    if (len(lags) >= 3 and lags[-1] >= rules.lag_warning and lags[-1] > lags[0]
+            and all(b >= a for a, b in zip(lags, lags[1:]))):
+        result.health = WARNING
+        result.reason = f"lag growing: {lags[0]:,} -> {lags[-1]:,} records in {last.at - first.at:.0f} s"
+        return result
+    dead = last.dead_letters - first.dead_letters if len(window) > 1 else last.dead_letters
+    seen = (last.records - first.records if len(window) > 1 else last.records) + dead
+    if seen > 0 and dead / seen > rules.dead_letter_rate:
+        result.health = WARNING
+        result.reason = f"dead letters: {dead / seen:.1%} of records (limit {rules.dead_letter_rate:.1%})"
+        return result
+    lag_text = f", lag {latest.lag:,}" if latest.lag is not None else ""
+    result.reason = f"{latest.rps:,.0f} records/s{lag_text}"
+    return result
+
+
+def assess_retrains(entries, *, now: float, rules) -> StageHealth | None:
+    """The retrain flows' health from the ledger: a recent failure not followed by a success warns.
+
+    `entries` are ledger entries newest first (any kinds)."""
+    flows = [e for e in entries if e.kind in ("failure", "promotion", "rejection")]
+    if not flows:
+        return None
+    last = flows[0]
+    result = StageHealth(stage="retrain", instance="prefect", health=HEALTHY, reason="", last_heartbeat=last.at)
+    if last.kind == "failure" and now - last.at <= rules.failure_window:
+        result.health = WARNING
+        result.reason = f"last retrain failed {now - last.at:.0f} s ago: {last.reason}"
+    elif last.kind == "failure":
+        result.health, result.reason = UNKNOWN, f"last retrain failed {now - last.at:.0f} s ago"
+    elif last.kind == "promotion":
+        result.reason = f"promoted version {last.model_version} {now - last.at:.0f} s ago"
+        result.model_version = last.model_version
+    else:
+        result.reason = f"challenger rejected {now - last.at:.0f} s ago: {last.reason}"
+    return result
+
+
+def broker_reachable(bootstrap: str | None, timeout: float = 0.5) -> bool | None:
+    """Whether any bootstrap server accepts a TCP connection; None when none is known."""
+    if not bootstrap:
+        return None
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host or "localhost", int(port)), timeout=timeout):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False

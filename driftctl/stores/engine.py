@@ -1,0 +1,45 @@
+"""The one way driftctl opens its database (the ledger and the heartbeats share it)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy.exc import OperationalError
+
+
+def open_engine(url: str) -> Engine:
+    """An engine for `url`: SQLite waits for a writer instead of failing at once and runs in
+    WAL mode, so readers (status, console) never block the stages; other databases are
+    pinged before a pooled connection is reused."""
+    options: dict[str, Any] = {"future": True}
+    sqlite = url.startswith("sqlite")
+    if sqlite:
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        options["connect_args"] = {"timeout": 30}
+    else:
+        options["pool_pre_ping"] = True
+    engine = create_engine(url, **options)
+    if sqlite:
+        @event.listens_for(engine, "connect")
+        def _wal(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+    return engine
+
+
+def create_tables(engine: Engine, tables: MetaData) -> None:
+    """`create_all` that tolerates another process creating the same tables at the same moment
+    (stages start together on a fresh database: check-then-create races, and SQLite answers
+    "database is locked" at once, without waiting, to a reader that would deadlock a writer)."""
+    attempts = 10
+    for attempt in range(attempts):
+        try:
+            tables.create_all(engine)
+            return
+        except OperationalError as exc:
+            if not ("already exists" in str(exc) or "locked" in str(exc)) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
