@@ -50,15 +50,8 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from drift.detectors import (
-    AccuracyGapDetector,
-    AlarmLevels,
-    DataDriftDetector,
-    ErrorRateDetector,
-    PredictionDriftDetector,
-)
 from drift.events import Action, Decision, DriftEvent
-from drift.policy import DriftPolicy
+from drift.watch import DriftWatch, Observation
 from driftctl.settings import DriftSettings
 from training.datasets import TooLittleData
 from training.evaluate import train_challenger
@@ -254,23 +247,17 @@ class Backtest:
         self.decisions: list[tuple[int, Decision]] = []
         self.promotions: list[dict] = []
         self.retrains = 0
-        self.policy = DriftPolicy(min_train_rows=s.min_train_rows, data_persistence=s.data_persistence,
-                                  cooldown=s.cooldown)
-        self.error_detector = ErrorRateDetector(delta=AlarmLevels.from_settings(s).error_delta)
-        self.data_detector: DataDriftDetector | None = None
-        self.prediction_detector: PredictionDriftDetector | None = None
-        # The online learner runs beside the champion when the accuracy-gap detector needs it.
-        self.gap_detector = (AccuracyGapDetector(window=s.gap_window, alpha=AlarmLevels.from_settings(s).gap_alpha, min_gap=s.gap_min,
-                                                 every=min(s.gap_every, s.gap_window))
-                             if kind == "drift" and s.accuracy_gap else None)
-        self.online_always = kind == "online" or self.gap_detector is not None
+        # The same engine as the live monitor; the other policies only replay a schedule.
+        self.watch = DriftWatch(s) if kind == "drift" else None
+        # The online learner runs beside the champion when a detector compares them.
+        self.online_always = kind == "online" or (self.watch is not None and self.watch.needs_online)
         self.labelled = 0
         step = max(1, min(1000, n // 100))
         for t in range(n):
             x = self.records[t]
             self._serve(t, x)
-            if self.data_detector is not None:
-                self._watch_window(t, x)
+            if self.watch is not None and self.champion is not None:
+                self._watch_record(t, x)
             j = t - self.label_delay
             if j >= 0:
                 self._on_label(t, j)
@@ -316,12 +303,12 @@ class Backtest:
             if self.labelled >= self.warmup:
                 self._bootstrap(t)
             return
-        if kind == "drift":
+        if self.watch is not None:
             if self.champion_version[j] == self.champion.version:
-                self._on_error(t, j, self.champion_pred[j] != y)
-                if self.gap_detector is not None:
-                    self._on_gap(t, j, self.champion_pred[j] == y, self.online_pred[j] == y)
-            decision = self.policy.on_labelled(self.labelled)
+                online_right = self.online_pred[j] == y if self.watch.needs_online else None
+                outcome = Observation(champion_right=self.champion_pred[j] == y, online_right=online_right)
+                self._take(t, self.watch.observe(outcome, index=t, labelled=self.labelled, context={"label_of": j}))
+            decision = self.watch.on_labelled(self.labelled)
             if decision is not None:
                 self._act(t, decision)
         elif kind == "periodic":
@@ -347,69 +334,23 @@ class Backtest:
     def _promote(self, t: int, model, *, version: int, window: tuple[int, int]) -> None:
         self.champion = _Champion(model, version, list(model.classes_), list(self.features.columns))
         self._invalidate()
-        self.error_detector.reset()
-        if self.gap_detector is not None:
-            self.gap_detector.reset()
-        if self.spec.kind == "drift":
+        if self.watch is not None:
             # The reference is the newest rows the champion was trained on, as the registry stores it.
             start, end = window
             reference = self.records[max(start, end - self.settings.reference_rows):end]
-            self.data_detector = DataDriftDetector(reference or [{}], window=self.settings.data_window,
-                                                   alpha=AlarmLevels.from_settings(self.settings).data_alpha)
-            if self.settings.prediction_drift:
-                # Same window and budget share as the data detector; both end their windows together.
-                self.prediction_detector = PredictionDriftDetector(window=self.settings.data_window,
-                                                                   alpha=AlarmLevels.from_settings(self.settings).data_alpha)
+            self.watch.on_champion({"version": version}, reference)
 
-    def _watch_window(self, t: int, x: dict) -> None:
-        """Label-free detectors: features and served predictions, window by window (the policy
-        keeps a persistence streak per detector)."""
-        detectors = [self.data_detector.update(x)]
-        if self.prediction_detector is not None and self.champion_version[t]:
-            offset = t - self._cache_from
-            detectors.append(self.prediction_detector.update(self.champion_pred[t],
-                                                             self._confidence[offset]))
-        if self.data_detector.n_seen % self.data_detector.window:
-            return
-        for detector in detectors:
-            event = None
-            if detector.drift_detected:
-                evidence = detector.evidence
-                event = self._emit(t, DriftEvent(detector=detector.name, kind=detector.kind, index=t,
-                                                  statistic=evidence["statistic"], threshold=evidence["threshold"],
-                                                  window={"records": evidence["window"], "end_index": t},
-                                                  evidence=evidence, model=self._model_ref()))
-            decision = self.policy.on_data_window(event, labelled=self.labelled, detector=detector.name)
-            if decision is not None:
-                self._act(t, decision)
+    def _watch_record(self, t: int, x: dict) -> None:
+        """Label-free detectors: the record's features and what the champion served."""
+        served = Observation(features=x, prediction=self.champion_pred[t],
+                             score=self._confidence[t - self._cache_from])
+        self._take(t, self.watch.observe(served, index=t, labelled=self.labelled))
 
-    def _on_gap(self, t: int, j: int, champion_right: bool, online_right: bool) -> None:
-        detector = self.gap_detector.update(champion_right, online_right)
-        if not detector.drift_detected:
-            return
-        evidence = detector.evidence
-        event = self._emit(t, DriftEvent(detector=detector.name, kind=detector.kind, index=t,
-                                          statistic=evidence["statistic"], threshold=evidence["threshold"],
-                                          window={"labelled": evidence["window"], "label_of": j,
-                                                  "change_at_labelled": self.labelled},
-                                          evidence=evidence, model=self._model_ref()))
-        self._act(t, self.policy.on_event(event, change_at=self.labelled, labelled=self.labelled))
-
-    def _on_error(self, t: int, j: int, error: bool) -> None:
-        detector = self.error_detector
-        detector.update(error)
-        if not detector.drift_detected:
-            return
-        evidence = detector.evidence
-        event = self._emit(t, DriftEvent(detector=detector.name, kind="concept", index=t,
-                                          statistic=evidence["statistic"], threshold=evidence["threshold"],
-                                          window={"errors": evidence["window"], "label_of": j,
-                                                  "change_at_labelled": self.labelled},
-                                          evidence=evidence, model=self._model_ref()))
-        self._act(t, self.policy.on_event(event, change_at=self.labelled, labelled=self.labelled))
-
-    def _model_ref(self) -> dict:
-        return {"version": self.champion.version} if self.champion else {}
+    def _take(self, t: int, step) -> None:
+        for event in step.events:
+            self._emit(t, event)
+        for decision in step.decisions:
+            self._act(t, decision)
 
     def _emit(self, t: int, event: DriftEvent) -> DriftEvent:
         self.events.append(event)
@@ -448,7 +389,8 @@ class Backtest:
                 self._promote(t, challenge.model, version=version, window=(start, end))
         self.decisions.append((t, Decision(action=Action.HOLD, reason=f"retrain finished: {outcome['reason']}",
                                            event_ids=decision.event_ids, window=decision.window)))
-        self.policy.on_retrain_finished(promoted=promoted, labelled=self.labelled)
+        if self.watch is not None:
+            self.watch.retrain_finished(promoted=promoted, labelled=self.labelled)
 
     # -- the result -----------------------------------------------------------------------
     def _result(self, seconds: float, kind: str) -> BacktestResult:
