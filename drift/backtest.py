@@ -57,8 +57,8 @@ from drift.detectors import (
     ErrorRateDetector,
     PredictionDriftDetector,
 )
-from drift.events import Action, Decision, DriftEvent
 from drift.policy import DriftPolicy
+from driftctl.messages import Action, Decision, DriftEvent
 from driftctl.settings import DriftSettings
 from training.datasets import TooLittleData
 from training.evaluate import train_challenger

@@ -21,9 +21,9 @@ from drift.detectors import (
     ErrorRateDetector,
     PredictionDriftDetector,
 )
-from drift.events import Action, Decision, DriftEvent
 from drift.guard import ProbationWatch, Verdict
 from drift.policy import DriftPolicy
+from driftctl.messages import Action, Decision, DriftEvent, ModelUpdate, RetrainTrigger, TrainingWindow
 from driftctl.settings import Settings
 from driftctl.stores.heartbeats import Heartbeat
 from driftctl.stores.ledger import Ledger
@@ -32,12 +32,11 @@ from serving.kafka_io import commit_or_warn, make_group_consumer, make_producer
 from serving.rollback import roll_back
 from serving.updates import ModelUpdates
 from serving.workspace import SnapshotRecorder
-from training.datasets import TrainingWindow
 from training.registry import ModelRef, Registry
 
 log = logging.getLogger(__name__)
 
-Retrain = Callable[[TrainingWindow, dict], dict]
+Retrain = Callable[[TrainingWindow, RetrainTrigger], dict]
 
 
 class Monitor:
@@ -121,8 +120,8 @@ class Monitor:
                 self._on_champion(ref)
             while not self.stop.is_set():
                 update = updates.poll()
-                if update is not None and (self.champion is None or int(update["version"]) != self.champion.version):
-                    self._on_champion(ModelRef(update["name"], int(update["version"]), update["run_id"]), update)
+                if update is not None and (self.champion is None or update.version != self.champion.version):
+                    self._on_champion(ModelRef(update.name, update.version, update.run_id), update)
                 self._collect_retrain()
                 batch = consumer.poll(timeout_ms=self.settings.serving.poll_timeout_ms, max_records=2000)
                 heartbeat.beat(consumer, records=self.telemetry_seen, extra=self.vitals,
@@ -146,18 +145,17 @@ class Monitor:
             self._loader.shutdown(wait=False, cancel_futures=True)
 
     # -- champion changes -------------------------------------------------------------
-    def _on_champion(self, ref: ModelRef, update: dict | None = None) -> None:
+    def _on_champion(self, ref: ModelRef, update: ModelUpdate | None = None) -> None:
         log.info("monitor follows %s version %s", ref.name, ref.version)
         self.champion = ref
         self.probation, self._previous_model, self._probation_rows = None, None, []
-        previous = (update or {}).get("previous_version")
-        if (self.settings.retrain.auto_rollback and previous and not (update or {}).get("rollback")
-                and int(previous) != ref.version):
+        previous = update.previous_version if update is not None and not update.rollback else None
+        if self.settings.retrain.auto_rollback and previous and previous != ref.version:
             # Judge the new champion against the one it replaced on the next labelled records.
-            self.probation = ProbationWatch(version=ref.version, previous=int(previous),
+            self.probation = ProbationWatch(version=ref.version, previous=previous,
                                             rows=self.settings.retrain.probation_rows,
                                             margin=self.settings.retrain.rollback_margin)
-            self._previous_model = self._loader.submit(self.registry.load, int(previous))
+            self._previous_model = self._loader.submit(self.registry.load, previous)
         self.error_detector.reset()
         self._error_positions = []
         if self.gap_detector is not None:
@@ -388,9 +386,9 @@ class Monitor:
 
     def _start_retrain(self, decision: Decision) -> None:
         window = self.window(*decision.window)
-        trigger = {"decision_id": decision.id, "event_ids": list(decision.event_ids), "reason": decision.reason,
-                   "kind": "drift" if decision.event_ids else "bootstrap",
-                   "evidence": [e.model_dump(mode="json") for e in self.events if e.id in decision.event_ids]}
+        trigger = RetrainTrigger(decision_id=decision.id, event_ids=decision.event_ids, reason=decision.reason,
+                                 kind="drift" if decision.event_ids else "bootstrap",
+                                 evidence=tuple(e for e in self.events if e.id in decision.event_ids))
         log.warning("retrain: %s", decision.reason)
         self._training_end = decision.window[1]
         self._retraining = self._executor.submit(self.retrain, window, trigger)

@@ -77,7 +77,7 @@ class Scorer:
     def _follow_updates(self, updates: ModelUpdates) -> None:
         update = updates.poll()
         if update is not None:
-            self._wanted = int(update["version"])
+            self._wanted = update.version
         if self._loading is not None and self._loading[1].done():
             (version, future), self._loading = self._loading, None
             try:
