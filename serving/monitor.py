@@ -3,7 +3,6 @@ lets the policy decide; starts the retrain it asks for (one at a time)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import OrderedDict, deque
@@ -23,11 +22,20 @@ from drift.detectors import (
 )
 from drift.guard import ProbationWatch, Verdict
 from drift.policy import DriftPolicy
-from driftctl.messages import Action, Decision, DriftEvent, ModelUpdate, RetrainTrigger, TrainingWindow
+from driftctl.messages import (
+    Action,
+    Decision,
+    DriftEvent,
+    ModelUpdate,
+    Prediction,
+    RetrainTrigger,
+    Telemetry,
+    TrainingWindow,
+)
 from driftctl.settings import Settings
 from driftctl.stores.heartbeats import Heartbeat
 from driftctl.stores.ledger import Ledger
-from serving.codec import InvalidRecord, decode_label, decode_telemetry
+from serving.codec import InvalidRecord, decode_label, decode_prediction, decode_telemetry
 from serving.kafka_io import commit_or_warn, make_group_consumer, make_producer
 from serving.rollback import roll_back
 from serving.updates import ModelUpdates
@@ -183,7 +191,7 @@ class Monitor:
             elif topic == self.topics.labels:
                 value = decode_label(message.value)
             else:
-                value = _decode_prediction(message.value)
+                value = decode_prediction(message.value)
         except InvalidRecord:
             return  # the scorer dead-letters bad input; the monitor only skips it
         if value["id"] in self._done:
@@ -235,7 +243,7 @@ class Monitor:
             if len(self._done) > self.settings.serving.join_max_records:
                 self._done.popitem(last=False)
 
-    def _on_telemetry(self, value: dict) -> None:
+    def _on_telemetry(self, value: Telemetry) -> None:
         self.telemetry_seen += 1
         self.recent.append(value["features"])
         if self.data_detector is None:
@@ -255,7 +263,7 @@ class Monitor:
         if decision is not None:
             self._act(decision)
 
-    def _on_prediction(self, value: dict) -> None:
+    def _on_prediction(self, value: Prediction) -> None:
         """Prediction drift: the served classes and confidence of the current champion."""
         detector = self.prediction_detector
         if detector is None or self.champion is None or value["model"]["version"] != self.champion.version:
@@ -405,11 +413,3 @@ class Monitor:
         self.outcomes.append(outcome)
         self.policy.on_retrain_finished(promoted=bool(outcome.get("promoted")), labelled=self.labelled)
 
-
-def _decode_prediction(raw: bytes) -> dict:
-    try:
-        value = json.loads(raw)
-        value["id"], value["model"]["version"], value["prediction"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidRecord(f"bad prediction: {exc}") from None
-    return value

@@ -8,6 +8,8 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from driftctl.messages import Telemetry
+
 
 class TooLittleData(Exception):
     """A training window holds too few labelled records, or a single class."""
@@ -32,7 +34,7 @@ def split_holdout(frame: pd.DataFrame, labels: pd.Series, fraction: float, *, mi
     return (frame.iloc[:n_train], labels.iloc[:n_train]), (frame.iloc[n_train:], labels.iloc[n_train:])
 
 
-def join_labelled(records: Iterable[Mapping[str, Any]], labels: Mapping[str, Any]):
+def join_labelled(records: Iterable[Telemetry], labels: Mapping[str, Any]):
     """Telemetry records joined with their labels by id, in event-time order."""
     rows = sorted((r for r in records if r["id"] in labels), key=lambda r: (r["ts"], r["id"]))
     frame = to_frame(r["features"] for r in rows)
