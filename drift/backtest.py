@@ -50,8 +50,8 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from drift.events import Action, Decision, DriftEvent
 from drift.watch import DriftWatch, Observation
+from driftctl.messages import Action, Decision, DriftEvent
 from driftctl.settings import DriftSettings
 from training.datasets import TooLittleData
 from training.evaluate import train_challenger

@@ -10,13 +10,13 @@ ends (detectors report a change once, so dropping it would leave the policy blin
 
 from __future__ import annotations
 
-from drift.events import Action, Decision, DriftEvent
+from driftctl.messages import Action, Decision, DriftEvent
 
 
 class DriftPolicy:
     """Turns drift events into decisions; positions count labelled records.
 
-    >>> from drift.events import DriftEvent
+    >>> from driftctl.messages import DriftEvent
     >>> policy = DriftPolicy(min_train_rows=100, data_persistence=2, cooldown=50)
     >>> event = DriftEvent(detector="error-adwin", kind="concept", index=5000, statistic=0.3, threshold=0.05)
     >>> policy.on_event(event, change_at=1000, labelled=1040).action.value

@@ -41,8 +41,8 @@ from drift.detectors import (
     Observation,
     PredictionDriftDetector,
 )
-from drift.events import Action, Decision, DriftEvent
 from drift.policy import DriftPolicy
+from driftctl.messages import Action, Decision, DriftEvent
 from driftctl.settings import DriftSettings
 
 __all__ = ["Action", "DriftWatch", "Observation", "Step"]

@@ -20,13 +20,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from threadpoolctl import threadpool_limits
 
-from drift.events import new_id
+from driftctl.messages import ModelUpdate, RetrainTrigger, TrainingWindow
 from driftctl.settings import Settings
 from driftctl.stores.ledger import Ledger
 from serving.codec import InvalidRecord, decode_label, decode_telemetry
 from serving.kafka_io import read_ranges
 from serving.updates import publish_update
-from training.datasets import TrainingWindow, join_labelled
+from training.datasets import join_labelled
 from training.evaluate import Evaluation, train_challenger
 from training.recipes import RECIPES
 from training.registry import LoadedModel, ModelRef, Registry
@@ -103,22 +103,21 @@ def drift_report(registry: Registry, champion: LoadedModel | None, frame: pd.Dat
     return {"path": str(path), **drifted}
 
 
-def evidence_summary(trigger: dict) -> str:
+def evidence_summary(trigger: RetrainTrigger) -> str:
     """One line per drift event: which statistic crossed which threshold, over which window."""
-    lines = [f"{e.get('detector')} ({e.get('kind')}) {e.get('statistic', float('nan')):.4g} vs threshold "
-             f"{e.get('threshold', float('nan')):.4g} at record {e.get('index')} over {e.get('window')}"
-             for e in trigger.get("evidence") or []]
-    return "; ".join(lines) or "none (no drift event: " + (trigger.get("kind") or "bootstrap") + ")"
+    lines = [f"{e.detector} ({e.kind}) {e.statistic:.4g} vs threshold {e.threshold:.4g} at record {e.index} "
+             f"over {e.window}" for e in trigger.evidence]
+    return "; ".join(lines) or f"none (no drift event: {trigger.kind})"
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
 def record_candidate(registry: Registry, model, frame: pd.DataFrame, target: pd.Series, evaluation: Evaluation,
-                     window: TrainingWindow, trigger: dict, seconds: float, settings: Settings):
+                     window: TrainingWindow, trigger: RetrainTrigger, seconds: float, settings: Settings):
     tags = {
-        "driftctl.decision_id": trigger.get("decision_id", ""),
-        "driftctl.trigger_kind": trigger.get("kind", "drift"),
-        "driftctl.event_ids": ",".join(trigger.get("event_ids", [])),
-        "driftctl.reason": trigger.get("reason", "")[:5000],
+        "driftctl.decision_id": trigger.decision_id,
+        "driftctl.trigger_kind": trigger.kind,
+        "driftctl.event_ids": ",".join(trigger.event_ids),
+        "driftctl.reason": trigger.reason[:5000],
         "driftctl.drift_evidence": evidence_summary(trigger)[:5000],
         "driftctl.window": window.describe(),
         "driftctl.window_positions": f"{window.positions[0]}-{window.positions[1]}",
@@ -131,7 +130,8 @@ def record_candidate(registry: Registry, model, frame: pd.DataFrame, target: pd.
     params = {"recipe": RECIPE, "promote_margin": settings.drift.promote_margin,
               "holdout_fraction": settings.drift.holdout_fraction,
               **{f"model.{k}": v for k, v in model.named_steps["model"].get_params().items()}}
-    documents = {"evidence/trigger.json": trigger, "evidence/window.json": window.model_dump(mode="json")}
+    documents = {"evidence/trigger.json": trigger.model_dump(mode="json"),
+                 "evidence/window.json": window.model_dump(mode="json")}
     return registry.record_candidate(model=model, frame=frame, labels=target, evaluation=evaluation, params=params,
                                      tags=tags, reference_rows=settings.drift.reference_rows,
                                      training_seconds=seconds, promote=evaluation.promote,
@@ -144,21 +144,21 @@ def move_champion(registry: Registry, version: int, reason: str) -> ModelRef | N
 
 
 @task(retries=3, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def announce(update: dict, bootstrap: str, settings: Settings) -> None:
+def announce(update: ModelUpdate, bootstrap: str, settings: Settings) -> None:
     publish_update(bootstrap, settings.kafka, update)
 
 
 @flow(name="retrain", log_prints=True)
-def retrain(window: TrainingWindow, trigger: dict) -> dict:
-    """Retrain on `window`; `trigger` names the decision and drift events that asked for it."""
+def retrain(window: TrainingWindow, trigger: RetrainTrigger) -> dict:
+    """Retrain on `window`; `trigger` names the decision and drift events that asked for it
+    (Prefect validates a dict, such as an event's payload, into a `RetrainTrigger`)."""
     return run_retrain(window, trigger, Settings())
 
 
-def run_retrain(window: TrainingWindow, trigger: dict, settings: Settings) -> dict:
+def run_retrain(window: TrainingWindow, trigger: RetrainTrigger, settings: Settings) -> dict:
     """The flow's body: one retrain under the model's lease, or a recorded skip."""
     logger = get_run_logger()
-    trigger = {**trigger, "decision_id": trigger.get("decision_id") or new_id("decision")}
-    decision_id = trigger["decision_id"]
+    decision_id = trigger.decision_id
     registry = Registry.from_settings(settings)
     ledger = Ledger(settings.ledger_url)
     lease = lease_name(registry.model_name)
@@ -168,9 +168,9 @@ def run_retrain(window: TrainingWindow, trigger: dict, settings: Settings) -> di
             current = ledger.holder(lease) or "a retrain that just ended"
             reason = f"skipped: another retrain of {registry.model_name} is in flight ({current})"
             if not current.startswith(f"{decision_id}/"):  # a duplicate of the running decision adds nothing
-                ledger.append("skipped", reason=reason, model_name=registry.model_name,
-                              event_id=_first_event(trigger),
-                              payload={"trigger": trigger, "window": window.model_dump(mode="json")})
+                ledger.append("skipped", reason=reason, model_name=registry.model_name, event_id=trigger.first_event,
+                              payload={"trigger": trigger.model_dump(mode="json"),
+                                       "window": window.model_dump(mode="json")})
             logger.warning(reason)
             return {"promoted": False, "skipped": True, "reason": reason}
         try:
@@ -186,11 +186,11 @@ def run_retrain(window: TrainingWindow, trigger: dict, settings: Settings) -> di
         ledger.close()
 
 
-def _retrain_once(window: TrainingWindow, trigger: dict, settings: Settings, registry: Registry,
+def _retrain_once(window: TrainingWindow, trigger: RetrainTrigger, settings: Settings, registry: Registry,
                   ledger: Ledger) -> dict:
     logger = get_run_logger()
-    event_id = _first_event(trigger)
-    provenance: dict[str, Any] = {"trigger": trigger, "window": window.model_dump(mode="json")}
+    event_id = trigger.first_event
+    provenance: dict[str, Any] = {"trigger": trigger.model_dump(mode="json"), "window": window.model_dump(mode="json")}
     run_id: str | None = None
     moved, previous = False, None
     try:
@@ -211,13 +211,12 @@ def _retrain_once(window: TrainingWindow, trigger: dict, settings: Settings, reg
                           event_id=event_id, payload=provenance)
             logger.info("challenger rejected: %s", evaluation.reason)
             return outcome
-        reason = trigger.get("reason", "") or evaluation.reason
+        reason = trigger.reason or evaluation.reason
         previous = move_champion(registry, version, reason)
         moved = True
-        update = {"schema_version": 1, "name": registry.model_name, "version": version, "run_id": run_id,
-                  "reason": reason, "event_ids": trigger.get("event_ids", []),
-                  "decision_id": trigger["decision_id"], "previous_version": previous.version if previous else None,
-                  "promoted_at": time.time()}
+        update = ModelUpdate(name=registry.model_name, version=version, run_id=run_id, reason=reason,
+                             event_ids=trigger.event_ids, decision_id=trigger.decision_id,
+                             previous_version=previous.version if previous else None)
         announce(update, window.bootstrap_servers, settings)
         ledger.append("promotion", reason=reason, model_name=registry.model_name, model_version=version,
                       event_id=event_id, payload=provenance)
@@ -262,15 +261,16 @@ def scheduled_retrain(reason: str = "scheduled retrain: a model's value has a ha
             message = (f"no training window recorded for {model_name} yet: a running monitor records one every "
                        f"{settings.retrain.checkpoint_every} labelled records")
             ledger.append("failure", reason=f"scheduled retrain failed, champion unchanged: {message}",
-                          model_name=model_name, payload={"trigger": {"kind": "schedule", "reason": reason}})
+                          model_name=model_name,
+                          payload={"trigger": RetrainTrigger(kind="schedule", reason=reason).model_dump(mode="json")})
             raise NoWindow(message)
         window = TrainingWindow.model_validate(checkpoint.payload["window"])
         age = time.time() - checkpoint.at
-        trigger = {"decision_id": new_id("decision"), "kind": "schedule", "event_ids": [], "evidence": [],
-                   "reason": (f"{reason}; the latest {window.positions[1] - window.positions[0]} labelled records "
-                              f"(window recorded {age:.0f} s ago, ledger entry {checkpoint.id})")}
-        ledger.append("decision", reason=trigger["reason"], model_name=model_name,
-                      payload={"action": "retrain", "id": trigger["decision_id"], "window": list(window.positions),
+        trigger = RetrainTrigger(kind="schedule",
+                                 reason=(f"{reason}; the latest {window.positions[1] - window.positions[0]} labelled "
+                                         f"records (window recorded {age:.0f} s ago, ledger entry {checkpoint.id})"))
+        ledger.append("decision", reason=trigger.reason, model_name=model_name,
+                      payload={"action": "retrain", "id": trigger.decision_id, "window": list(window.positions),
                                "kind": "schedule"})
     finally:
         ledger.close()
@@ -282,14 +282,10 @@ def _report(registry, champion, frame, settings, trigger, run_id) -> dict:
     if champion is None:
         return {"skipped": "no champion to compare the window with"}
     try:
-        return drift_report(registry, champion, frame, settings, trigger["decision_id"], run_id)
+        return drift_report(registry, champion, frame, settings, trigger.decision_id, run_id)
     except Exception as exc:
         get_run_logger().error("Evidently report failed: %s", exc)
         return {"error": f"{type(exc).__name__}: {exc}"}
-
-
-def _first_event(trigger: dict) -> str | None:
-    return (trigger.get("event_ids") or [None])[0]
 
 
 class _Aligned:

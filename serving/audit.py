@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from driftctl.messages import ModelLineage
+
 
 def id_hash(record_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(record_id.encode(), digest_size=8).digest(), "big", signed=True)
@@ -37,7 +39,7 @@ class AuditLog:
         """)
 
     def record(self, *, scorer: str, topic: str, partition: int, offsets: list[int], ids: list[str],
-               model: dict[str, Any], n_learned: int) -> None:
+               model: ModelLineage, n_learned: int) -> None:
         """One batch of one partition, all scored by one model and one learner state."""
         with self._lock, self._db:
             cursor = self._db.execute(

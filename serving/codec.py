@@ -1,4 +1,6 @@
-"""Message schemas on the topics: decode with a reason for every rejection, encode compactly."""
+"""The per-record messages on the wire (`Telemetry`, `Label`, `Prediction`, `DeadLetter` in
+driftctl/messages.py): decoded with a reason for every rejection, encoded compactly. This is
+their one serialize/parse pair, kept lean: the scorer runs it once per record."""
 
 from __future__ import annotations
 
@@ -8,17 +10,32 @@ from typing import Any
 
 import orjson
 
+from driftctl.messages import RECORD_VERSION, DeadLetter, InvalidMessage, Label, Prediction, Telemetry
 
-class InvalidRecord(Exception):
+
+class InvalidRecord(InvalidMessage):
     """A message that cannot be scored; its text is the reason sent to the dead-letter topic."""
 
 
 def encode(value: Any) -> bytes:
-    # orjson: the hot path encodes one message per record; it is several times faster than json.
+    """Any JSON value as bytes; messages go through the typed encoders below."""
     return orjson.dumps(value)
 
 
-def _decode_object(raw: bytes | None) -> dict[str, Any]:
+# orjson: the hot path encodes one message per record; it is several times faster than json.
+def encode_telemetry(record: Telemetry) -> bytes:
+    return orjson.dumps(record)
+
+
+def encode_label(label: Label) -> bytes:
+    return orjson.dumps(label)
+
+
+def encode_prediction(prediction: Prediction) -> bytes:
+    return orjson.dumps(prediction)
+
+
+def _decode_object(raw: bytes | None) -> Any:
     if raw is None:
         raise InvalidRecord("empty message")
     try:
@@ -33,6 +50,11 @@ def _decode_object(raw: bytes | None) -> dict[str, Any]:
     ts = value.get("ts")
     if not _finite_number(ts):
         raise InvalidRecord("'ts' must be a finite number (epoch seconds)")
+    # Writers leave the version out while it is 1, so the bytes stay what consumers know.
+    version = value.get("schema_version", RECORD_VERSION)
+    if version != RECORD_VERSION:
+        raise InvalidRecord(f"schema_version {repr(version)[:40]} is not readable here; this reader reads "
+                            f"{RECORD_VERSION}")
     return value
 
 
@@ -45,7 +67,7 @@ def _decode_slowly(raw: bytes) -> Any:
         raise InvalidRecord(f"not JSON: {exc}") from None
 
 
-def decode_telemetry(raw: bytes | None, max_bytes: int | None = None) -> dict[str, Any]:
+def decode_telemetry(raw: bytes | None, max_bytes: int | None = None) -> Telemetry:
     if raw is not None and max_bytes is not None and len(raw) > max_bytes:
         raise InvalidRecord(f"oversized message: {len(raw)} bytes, limit {max_bytes}")
     value = _decode_object(raw)
@@ -62,10 +84,21 @@ def decode_telemetry(raw: bytes | None, max_bytes: int | None = None) -> dict[st
     return value
 
 
-def decode_label(raw: bytes | None) -> dict[str, Any]:
+def decode_label(raw: bytes | None) -> Label:
     value = _decode_object(raw)
     if "label" not in value or value["label"] is None:
         raise InvalidRecord("no label")
+    return value
+
+
+def decode_prediction(raw: bytes | None) -> Prediction:
+    value = _decode_object(raw)
+    if "prediction" not in value:
+        raise InvalidRecord("no prediction")
+    model = value.get("model")
+    version = model.get("version") if isinstance(model, dict) else None
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise InvalidRecord("'model' must be an object with an integer 'version'")
     return value
 
 
@@ -109,7 +142,7 @@ def _missing(name: str, features: dict[str, Any], policy: str) -> None:
 
 def dead_letter(error: str, topic: str, partition: int, offset: int, raw: bytes | None) -> bytes:
     text = raw.decode("utf-8", errors="replace") if raw is not None else None
-    return encode({"error": error, "topic": topic, "partition": partition, "offset": offset, "raw": text})
+    return orjson.dumps(DeadLetter(error=error, topic=topic, partition=partition, offset=offset, raw=text))
 
 
 def _finite_number(value: Any) -> bool:

@@ -3,7 +3,6 @@ lets the policy decide; starts the retrain it asks for (one at a time)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import OrderedDict, deque
@@ -14,23 +13,31 @@ from typing import Any
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from drift.events import Action, Decision, DriftEvent
 from drift.guard import ProbationWatch, Verdict
 from drift.watch import DriftWatch, Observation, Step
+from driftctl.messages import (
+    Action,
+    Decision,
+    DriftEvent,
+    ModelUpdate,
+    Prediction,
+    RetrainTrigger,
+    Telemetry,
+    TrainingWindow,
+)
 from driftctl.settings import Settings
 from driftctl.stores.heartbeats import Heartbeat
 from driftctl.stores.ledger import Ledger
-from serving.codec import InvalidRecord, decode_label, decode_telemetry
+from serving.codec import InvalidRecord, decode_label, decode_prediction, decode_telemetry
 from serving.kafka_io import commit_or_warn, make_group_consumer, make_producer
 from serving.rollback import roll_back
 from serving.updates import ModelUpdates
 from serving.workspace import SnapshotRecorder
-from training.datasets import TrainingWindow
 from training.registry import ModelRef, Registry
 
 log = logging.getLogger(__name__)
 
-Retrain = Callable[[TrainingWindow, dict], dict]
+Retrain = Callable[[TrainingWindow, RetrainTrigger], dict]
 
 
 class Monitor:
@@ -92,8 +99,8 @@ class Monitor:
                 self._on_champion(ref)
             while not self.stop.is_set():
                 update = updates.poll()
-                if update is not None and (self.champion is None or int(update["version"]) != self.champion.version):
-                    self._on_champion(ModelRef(update["name"], int(update["version"]), update["run_id"]), update)
+                if update is not None and (self.champion is None or update.version != self.champion.version):
+                    self._on_champion(ModelRef(update.name, update.version, update.run_id), update)
                 self._collect_retrain()
                 batch = consumer.poll(timeout_ms=self.settings.serving.poll_timeout_ms, max_records=2000)
                 heartbeat.beat(consumer, records=self.telemetry_seen, extra=self.vitals,
@@ -117,18 +124,17 @@ class Monitor:
             self._loader.shutdown(wait=False, cancel_futures=True)
 
     # -- champion changes -------------------------------------------------------------
-    def _on_champion(self, ref: ModelRef, update: dict | None = None) -> None:
+    def _on_champion(self, ref: ModelRef, update: ModelUpdate | None = None) -> None:
         log.info("monitor follows %s version %s", ref.name, ref.version)
         self.champion = ref
         self.probation, self._previous_model, self._probation_rows = None, None, []
-        previous = (update or {}).get("previous_version")
-        if (self.settings.retrain.auto_rollback and previous and not (update or {}).get("rollback")
-                and int(previous) != ref.version):
+        previous = update.previous_version if update is not None and not update.rollback else None
+        if self.settings.retrain.auto_rollback and previous and previous != ref.version:
             # Judge the new champion against the one it replaced on the next labelled records.
-            self.probation = ProbationWatch(version=ref.version, previous=int(previous),
+            self.probation = ProbationWatch(version=ref.version, previous=previous,
                                             rows=self.settings.retrain.probation_rows,
                                             margin=self.settings.retrain.rollback_margin)
-            self._previous_model = self._loader.submit(self.registry.load, int(previous))
+            self._previous_model = self._loader.submit(self.registry.load, previous)
         if self._training_end is not None:
             self._trained_until = self._training_end
         try:
@@ -147,7 +153,7 @@ class Monitor:
             elif topic == self.topics.labels:
                 value = decode_label(message.value)
             else:
-                value = _decode_prediction(message.value)
+                value = decode_prediction(message.value)
         except InvalidRecord:
             return  # the scorer dead-letters bad input; the monitor only skips it
         if value["id"] in self._done:
@@ -201,13 +207,13 @@ class Monitor:
             if len(self._done) > self.settings.serving.join_max_records:
                 self._done.popitem(last=False)
 
-    def _on_telemetry(self, value: dict) -> None:
+    def _on_telemetry(self, value: Telemetry) -> None:
         self.telemetry_seen += 1
         self.recent.append(value["features"])
         self._take(self.watch.observe(Observation(features=value["features"]), index=self.telemetry_seen,
                                       labelled=self.labelled, context={"record_id": value["id"]}))
 
-    def _on_prediction(self, value: dict) -> None:
+    def _on_prediction(self, value: Prediction) -> None:
         """Prediction drift: the served classes and confidence of the current champion."""
         if self.champion is None or value["model"]["version"] != self.champion.version:
             return
@@ -302,9 +308,9 @@ class Monitor:
 
     def _start_retrain(self, decision: Decision) -> None:
         window = self.window(*decision.window)
-        trigger = {"decision_id": decision.id, "event_ids": list(decision.event_ids), "reason": decision.reason,
-                   "kind": "drift" if decision.event_ids else "bootstrap",
-                   "evidence": [e.model_dump(mode="json") for e in self.events if e.id in decision.event_ids]}
+        trigger = RetrainTrigger(decision_id=decision.id, event_ids=decision.event_ids, reason=decision.reason,
+                                 kind="drift" if decision.event_ids else "bootstrap",
+                                 evidence=tuple(e for e in self.events if e.id in decision.event_ids))
         log.warning("retrain: %s", decision.reason)
         self._training_end = decision.window[1]
         self._retraining = self._executor.submit(self.retrain, window, trigger)
@@ -321,11 +327,3 @@ class Monitor:
         self.outcomes.append(outcome)
         self.watch.retrain_finished(promoted=bool(outcome.get("promoted")), labelled=self.labelled)
 
-
-def _decode_prediction(raw: bytes) -> dict:
-    try:
-        value = json.loads(raw)
-        value["id"], value["model"]["version"], value["prediction"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidRecord(f"bad prediction: {exc}") from None
-    return value

@@ -7,8 +7,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
+from driftctl.messages import Label
 from driftctl.settings import Topics
-from serving.codec import encode
+from serving.codec import encode_label, encode_telemetry
 from serving.synthetic import Reading
 
 
@@ -29,7 +30,7 @@ def publish(producer, topics: Topics, readings: Iterable[Reading], *, rate: floa
             paused = time.monotonic()
             gate(reading.seq)
             started += time.monotonic() - paused  # no burst to catch up after a pause
-        producer.send(topics.telemetry, key=reading.device.encode(), value=encode(reading.record))
+        producer.send(topics.telemetry, key=reading.device.encode(), value=encode_telemetry(reading.record))
         pending.append(reading)
         while len(pending) > label_delay:
             _send_label(producer, topics, pending.popleft())
@@ -47,5 +48,5 @@ def publish(producer, topics: Topics, readings: Iterable[Reading], *, rate: floa
 
 
 def _send_label(producer, topics: Topics, reading: Reading) -> None:
-    label = {"id": reading.record["id"], "ts": reading.record["ts"], "label": reading.label}
-    producer.send(topics.labels, key=reading.device.encode(), value=encode(label))
+    label = Label(id=reading.record["id"], ts=reading.record["ts"], label=reading.label)
+    producer.send(topics.labels, key=reading.device.encode(), value=encode_label(label))

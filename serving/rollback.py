@@ -4,9 +4,9 @@ every scorer and monitor to swap."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 
+from driftctl.messages import ModelUpdate
 from driftctl.settings import Settings
 from driftctl.stores.ledger import Ledger
 from serving.updates import publish_update
@@ -70,9 +70,8 @@ def roll_back(settings: Settings, *, to: int | None = None, reason: str | None =
         bootstrap = bootstrap or settings.kafka.bootstrap_servers
         published = False
         if bootstrap:
-            update = {"schema_version": 1, "name": ref.name, "version": target, "run_id": ref.run_id,
-                      "reason": reason, "rollback": True, "previous_version": current.version,
-                      "promoted_at": time.time(), "event_ids": [], "decision_id": None}
+            update = ModelUpdate(name=ref.name, version=target, run_id=ref.run_id, reason=reason, rollback=True,
+                                 previous_version=current.version)
             try:
                 publish_update(bootstrap, settings.kafka, update)
                 published = True

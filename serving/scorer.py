@@ -14,13 +14,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from driftctl.messages import Prediction
 from driftctl.runtime.logs import quiet_libraries
 from driftctl.runtime.stack import configure_environment
 from driftctl.settings import Settings
 from driftctl.stores.heartbeats import Heartbeat
 from serving import checkpoint
 from serving.audit import AuditLog
-from serving.codec import InvalidRecord, check_features, dead_letter, decode_label, decode_telemetry, encode
+from serving.codec import InvalidRecord, check_features, dead_letter, decode_label, decode_telemetry, encode_prediction
 from serving.joiner import LabelJoiner
 from serving.kafka_io import commit_or_warn, make_group_consumer, make_producer
 from serving.metrics import ScorerMetrics
@@ -77,7 +78,7 @@ class Scorer:
     def _follow_updates(self, updates: ModelUpdates) -> None:
         update = updates.poll()
         if update is not None:
-            self._wanted = int(update["version"])
+            self._wanted = update.version
         if self._loading is not None and self._loading[1].done():
             (version, future), self._loading = self._loading, None
             try:
@@ -196,14 +197,15 @@ class Scorer:
             champion = _plain(prediction)
             source = "online" if serving.serve == "online" and online is not None else "champion"
             served = online if source == "online" else champion
-            value = {
+            # A literal, not Prediction(...): the call form copies the keywords once more per record.
+            value: Prediction = {
                 "id": record["id"], "ts": record["ts"], "prediction": served,
                 "proba": {str(c): round(float(p), 6) for c, p in zip(classes, proba)},
                 "model": model, "online": {"prediction": online, "n_learned": n_learned},
                 "served": source, "scorer": self.instance,
                 "scored_at": now, "source": {"partition": message.partition, "offset": message.offset},
             }
-            producer.send(self.topics.predictions, key=message.key, value=encode(value))
+            producer.send(self.topics.predictions, key=message.key, value=encode_prediction(value))
         # Learning comes after the whole batch is scored, so one learner state scored it.
         self.audit.record(scorer=self.instance, topic=tp.topic, partition=tp.partition,
                           offsets=[m.offset for m, _ in good], ids=[r["id"] for _, r in good],

@@ -15,12 +15,14 @@ from dataclasses import dataclass
 
 from river.datasets import synth
 
+from driftctl.messages import Telemetry
+
 
 @dataclass(frozen=True)
 class Reading:
     seq: int
     device: str
-    record: dict  # the telemetry message value: id, ts, features
+    record: Telemetry
     label: int
 
 
@@ -49,6 +51,6 @@ def iot_stream(records: int | None, *, drift_at: int, devices: int = 50, seed: i
         yield Reading(
             seq=seq,
             device=f"device-{rng.randrange(devices):03d}",
-            record={"id": record_id(seq), "ts": start_ts + seq * interval, "features": features},
+            record=Telemetry(id=record_id(seq), ts=start_ts + seq * interval, features=features),
             label=int(y),
         )

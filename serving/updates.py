@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 from kafka import TopicPartition
 
+from driftctl.messages import InvalidMessage, ModelUpdate
 from driftctl.settings import KafkaSettings
-from serving.codec import encode
 from serving.kafka_io import make_producer, make_reader
 
 log = logging.getLogger(__name__)
@@ -23,28 +22,25 @@ class ModelUpdates:
         self._consumer.assign([TopicPartition(kafka.topics.model_updates, 0)])
         self._consumer.seek_to_beginning()
 
-    def poll(self, timeout_ms: int = 0) -> dict | None:
+    def poll(self, timeout_ms: int = 0) -> ModelUpdate | None:
         newest = None
         for messages in self._consumer.poll(timeout_ms=timeout_ms).values():
             for message in messages:
                 try:
-                    update = json.loads(message.value)
-                    int(update["version"])
-                except (ValueError, KeyError, TypeError) as exc:
+                    newest = ModelUpdate.from_json(message.value)
+                except InvalidMessage as exc:
                     log.error("ignoring malformed model update at offset %s: %s", message.offset, exc)
-                    continue
-                newest = update
         return newest
 
     def close(self) -> None:
         self._consumer.close()
 
 
-def publish_update(bootstrap: str, kafka: KafkaSettings, update: dict) -> None:
+def publish_update(bootstrap: str, kafka: KafkaSettings, update: ModelUpdate) -> None:
     """Announce a champion change on the control stream; every scorer and monitor swaps to it."""
     producer = make_producer(bootstrap, kafka)
     try:
-        future = producer.send(kafka.topics.model_updates, key=update["name"].encode(), value=encode(update))
+        future = producer.send(kafka.topics.model_updates, key=update.name.encode(), value=update.to_json())
         future.get(timeout=15)  # raises when the broker did not take it
     finally:
         producer.close()

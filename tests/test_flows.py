@@ -8,8 +8,8 @@ import mlflow
 import pytest
 from typer.testing import CliRunner
 
-from drift.events import DriftEvent
 from driftctl.app.cli import app
+from driftctl.messages import DriftEvent
 from driftctl.runtime.broker import EmbeddedBroker, ensure_topics
 from driftctl.runtime.stack import configure_environment
 from driftctl.settings import Settings

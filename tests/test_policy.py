@@ -1,7 +1,7 @@
 import pytest
 
-from drift.events import Action, DriftEvent
 from drift.policy import DriftPolicy
+from driftctl.messages import Action, DriftEvent
 
 
 def event(kind="concept", index=100):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import mlflow
@@ -12,6 +12,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from driftctl.messages import ModelLineage
 from training.datasets import FeatureSchema
 
 CHAMPION = "champion"
@@ -27,8 +28,8 @@ class ModelRef:
     version: int
     run_id: str
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def as_dict(self) -> ModelLineage:
+        return ModelLineage(name=self.name, version=self.version, run_id=self.run_id)
 
 
 @dataclass

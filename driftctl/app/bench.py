@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from driftctl.messages import Prediction
 from driftctl.runtime.broker import ensure_topics
 from driftctl.runtime.machine import describe as describe_machine
 from driftctl.settings import KafkaSettings, Settings, Topics
-from serving.codec import decode_label, decode_telemetry, encode
+from serving.codec import decode_label, decode_telemetry, encode_prediction
 from serving.kafka_io import make_group_consumer, make_producer
 from serving.producer import publish
 from serving.scorer import Scorer
@@ -123,6 +124,7 @@ def run_bench(settings: Settings, bootstrap: str, records: int,
     ensure_topics(bootstrap, settings.kafka)
     registry = Registry.from_settings(settings)
     _champion(registry)
+    lineage = registry.champion().as_dict()
     producer = make_producer(bootstrap, settings.kafka, linger_ms=20, batch_size=256 * 1024)
     progress("preloading", 0, records)
     publish(producer, topics, iot_stream(records, drift_at=records // 2), rate=None, label_delay=300,
@@ -138,9 +140,11 @@ def run_bench(settings: Settings, bootstrap: str, records: int,
                 continue
             for message in messages:
                 record = decode_telemetry(message.value)
-                out.send(topics.predictions, key=message.key, value=encode(
-                    {"id": record["id"], "ts": record["ts"], "prediction": 0, "proba": {"0": 1.0, "1": 0.0},
-                     "model": {}, "online": {}, "scored_at": 0.0, "source": {}}))
+                prediction: Prediction = {
+                    "id": record["id"], "ts": record["ts"], "prediction": 0, "proba": {"0": 1.0, "1": 0.0},
+                    "model": lineage, "online": {"prediction": 0, "n_learned": 0}, "served": "champion",
+                    "scorer": "raw", "scored_at": 0.0, "source": {"partition": tp.partition, "offset": message.offset}}
+                out.send(topics.predictions, key=message.key, value=encode_prediction(prediction))
                 n += 1
         return n
 

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 from threadpoolctl import threadpool_limits
 
+from driftctl.messages import Prediction
 from driftctl.runtime.stack import configure_environment, kafka_stack
 from driftctl.settings import Settings
 from driftctl.stores.heartbeats import Heartbeat
@@ -43,7 +44,7 @@ class DemoResult:
     online_accuracy_after_drift: float | None
     seconds: float
     outcomes: list[dict] = field(default_factory=list)
-    prediction_log: list[dict] = field(default_factory=list, repr=False)  # every prediction read back
+    prediction_log: list[Prediction] = field(default_factory=list, repr=False)  # every prediction read back
 
     def to_json(self) -> str:
         return json.dumps({k: v for k, v in asdict(self).items() if k != "prediction_log"}, indent=2)
@@ -83,6 +84,7 @@ def run_demo(settings: Settings, progress: Callable[[str, int, int], None] | Non
     configure_environment(settings)
     # Prefect and MLflow read their environment at import: these come after configure_environment.
     from flows.trigger import make_retrain
+    from serving.codec import decode_prediction
     from serving.kafka_io import make_producer, read_topic
     from serving.monitor import Monitor
     from serving.producer import publish
@@ -178,14 +180,14 @@ def run_demo(settings: Settings, progress: Callable[[str, int, int], None] | Non
             monitor_stage.join(timeout=30)
         check()
         scored, dead_letters = scorer_stats[0], scorer_stats[1]
-        predictions = [json.loads(m.value) for m in read_topic(
+        predictions = [decode_prediction(m.value) for m in read_topic(
             bootstrap, settings.kafka, settings.kafka.topics.predictions,
             until=lambda got: len(got) >= scored, timeout=30)]
         ledger.close()
     return summarize(settings, sent, predictions, monitor, dead_letters, time.monotonic() - started)
 
 
-def summarize(settings: Settings, sent: int, predictions: list[dict], monitor, dead_letters: int,
+def summarize(settings: Settings, sent: int, predictions: list[Prediction], monitor, dead_letters: int,
               seconds: float) -> DemoResult:
     stream = settings.stream
     truth = {r.record["id"]: (r.seq, r.label) for r in
