@@ -260,8 +260,8 @@ class Backtest:
         self.data_detector: DataDriftDetector | None = None
         self.prediction_detector: PredictionDriftDetector | None = None
         # The online learner runs beside the champion when the accuracy-gap detector needs it.
-        self.gap_detector = (AccuracyGapDetector(window=s.gap_window, alpha=AlarmLevels.from_settings(s).gap_alpha, min_gap=s.gap_min,
-                                                 every=min(s.gap_every, s.gap_window))
+        self.gap_detector = (AccuracyGapDetector(window=s.gap_window, alpha=AlarmLevels.from_settings(s).gap_alpha,
+                                                 min_gap=s.gap_min, every=min(s.gap_every, s.gap_window))
                              if kind == "drift" and s.accuracy_gap else None)
         self.online_always = kind == "online" or self.gap_detector is not None
         self.labelled = 0
@@ -334,7 +334,8 @@ class Backtest:
 
     def _bootstrap(self, t: int) -> None:
         decision = Decision(action=Action.RETRAIN, window=(0, self.labelled),
-                            reason=f"bootstrap: no champion yet; training on the first {self.labelled} labelled records")
+                            reason=f"bootstrap: no champion yet; training on the first {self.labelled} "
+                                   "labelled records")
         self.decisions.append((t, decision))
         if self.spec.kind == "online":
             return
@@ -477,7 +478,8 @@ class Backtest:
             rows=n, warmup=self.warmup, policy=str(self.spec), label_delay=self.label_delay, accuracy=accuracy,
             retrains=self.retrains, drift_events=events, promotions=self.promotions, decisions=decisions,
             accuracy_curve={"every": every, "values": curve}, features=list(self.features.columns),
-            dropped_rows=self.dropped_rows, warnings=self.warnings, seconds=round(seconds, 3), records_per_second=round(n / seconds, 1) if seconds > 0 else 0.0)
+            dropped_rows=self.dropped_rows, warnings=self.warnings, seconds=round(seconds, 3),
+            records_per_second=round(n / seconds, 1) if seconds > 0 else 0.0)
 
 
 def run_backtest(features: pd.DataFrame, labels: pd.Series, *, policy: str | PolicySpec = "drift", settings=None,

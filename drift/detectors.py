@@ -303,7 +303,8 @@ class PredictionDriftDetector:
     name = "prediction-drift"
     kind = "prediction"
 
-    def __init__(self, window: int = 1000, alpha: float = 0.001, reference: list[tuple[Any, float | None]] | None = None):
+    def __init__(self, window: int = 1000, alpha: float = 0.001,
+                 reference: list[tuple[Any, float | None]] | None = None):
         if window < 2:
             raise ValueError(f"window must be at least 2, got {window!r}")
         if not 0 < alpha < 1:

@@ -57,7 +57,8 @@ class Monitor:
         self.error_detector = ErrorRateDetector(delta=AlarmLevels.from_settings(drift).error_delta)
         self.data_detector: DataDriftDetector | None = None
         self.prediction_detector: PredictionDriftDetector | None = None
-        self.gap_detector = (AccuracyGapDetector(window=drift.gap_window, alpha=AlarmLevels.from_settings(drift).gap_alpha,
+        self.gap_detector = (AccuracyGapDetector(window=drift.gap_window,
+                                                 alpha=AlarmLevels.from_settings(drift).gap_alpha,
                                                  min_gap=drift.gap_min, every=min(drift.gap_every, drift.gap_window))
                              if drift.accuracy_gap else None)
         self.champion: ModelRef | None = None
@@ -175,7 +176,8 @@ class Monitor:
                       ref.name, ref.version, exc)
             self.data_detector = None
             return
-        self.data_detector = DataDriftDetector(reference, window=drift.data_window, alpha=AlarmLevels.from_settings(drift).data_alpha)
+        self.data_detector = DataDriftDetector(reference, window=drift.data_window,
+                                               alpha=AlarmLevels.from_settings(drift).data_alpha)
 
     # -- the join -----------------------------------------------------------------------
     def _dispatch(self, topic: str, message) -> None:
@@ -328,7 +330,7 @@ class Monitor:
         frame = pd.DataFrame([features for features, _, _ in rows]).reindex(columns=previous.features)
         with threadpool_limits(limits=1, user_api="openmp"):  # OpenMP spinning against GIL-bound threads
             predictions = previous.model.predict(frame)
-        for (_, champion_correct, label), previous_prediction in zip(rows, predictions):
+        for (_, champion_correct, label), previous_prediction in zip(rows, predictions, strict=True):
             result = self.probation.update(champion_correct, previous_prediction == label)
         if result.verdict is Verdict.PENDING:
             return

@@ -191,14 +191,14 @@ class Scorer:
         classes = [_plain(c) for c in self.current.model.classes_]
         predictions = [classes[i] for i in probabilities.argmax(axis=1)]
         n_learned, now = self.n_learned, time.time()
-        for (message, record), features, prediction, proba in zip(good, rows, predictions, probabilities):
+        for (message, record), features, prediction, proba in zip(good, rows, predictions, probabilities, strict=True):
             online = _plain(self.online.predict_one(_present(features)))
             champion = _plain(prediction)
             source = "online" if serving.serve == "online" and online is not None else "champion"
             served = online if source == "online" else champion
             value = {
                 "id": record["id"], "ts": record["ts"], "prediction": served,
-                "proba": {str(c): round(float(p), 6) for c, p in zip(classes, proba)},
+                "proba": {str(c): round(float(p), 6) for c, p in zip(classes, proba, strict=True)},
                 "model": model, "online": {"prediction": online, "n_learned": n_learned},
                 "served": source, "scorer": self.instance,
                 "scored_at": now, "source": {"partition": message.partition, "offset": message.offset},
@@ -208,7 +208,7 @@ class Scorer:
         self.audit.record(scorer=self.instance, topic=tp.topic, partition=tp.partition,
                           offsets=[m.offset for m, _ in good], ids=[r["id"] for _, r in good],
                           model=model, n_learned=n_learned)
-        for (_, record), features in zip(good, rows):
+        for (_, record), features in zip(good, rows, strict=True):
             ready = self.joiner.add_record(record["id"], features)
             if ready is not None:
                 self._learn_one(*ready)

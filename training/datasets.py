@@ -23,7 +23,7 @@ def split_holdout(frame: pd.DataFrame, labels: pd.Series, fraction: float, *, mi
     """The last `fraction` of the (time-ordered) rows is the holdout: evaluation is on the newest data."""
     if len(frame) != len(labels):
         raise ValueError("frame and labels differ in length")
-    n_holdout = int(round(len(frame) * fraction))
+    n_holdout = round(len(frame) * fraction)
     n_train = len(frame) - n_holdout
     if n_train < min_rows or n_holdout < min_rows:
         raise TooLittleData(f"{len(frame)} labelled rows: need {min_rows} to train and {min_rows} to evaluate")

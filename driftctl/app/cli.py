@@ -224,10 +224,8 @@ def broker(home: Path | None = typer.Option(None, help="State directory (default
     configure_environment(settings)
     with kafka_stack(settings) as bootstrap:
         console.print(f"bootstrap servers: {bootstrap}  (Ctrl-C stops the broker)")
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
 
 
 def _external_bootstrap(settings) -> str:

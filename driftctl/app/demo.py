@@ -221,7 +221,8 @@ def summarize(settings: Settings, sent: int, predictions: list[dict], monitor, d
         retrain_run_id=promoted[0]["run_id"] if promoted else None,
         promoted_version=promoted_version,
         versions_served=sorted({p["model"]["version"] for p in by_id.values()}),
-        accuracy_before_drift=accuracy(lambda seq, p: warmup_end <= seq < stream.drift_at and p["model"]["version"] == 1),
+        accuracy_before_drift=accuracy(lambda seq, p: warmup_end <= seq < stream.drift_at
+                                       and p["model"]["version"] == 1),
         accuracy_after_drift=accuracy(lambda seq, p: seq >= stream.drift_at and p["model"]["version"] == 1),
         accuracy_after_promotion=accuracy(lambda seq, p: promoted_version is not None
                                           and p["model"]["version"] == promoted_version),

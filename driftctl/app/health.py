@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from driftctl.stores.heartbeats import Beat
@@ -64,7 +65,7 @@ def assess_stage(latest: Beat, recent: list[Beat], *, now: float, rules, broker_
     first, last = window[0], window[-1]
     lags = [b.lag for b in window if b.lag is not None]
     if (len(lags) >= 3 and lags[-1] >= rules.lag_warning and lags[-1] > lags[0]
-            and all(b >= a for a, b in zip(lags, lags[1:]))):
+            and all(b >= a for a, b in pairwise(lags))):
         result.health = WARNING
         result.reason = f"lag growing: {lags[0]:,} -> {lags[-1]:,} records in {last.at - first.at:.0f} s"
         return result

@@ -167,7 +167,7 @@ def draw(timeline: Timeline, out: Path) -> dict[str, Any]:
     right = timeline.rows or max([i for i, _ in timeline.accuracy_curve] + [i for i, _ in timeline.events]
                                  + [i for i, _ in timeline.promotions] + [1])
     if timeline.accuracy_curve:
-        xs, ys = zip(*sorted(timeline.accuracy_curve))
+        xs, ys = zip(*sorted(timeline.accuracy_curve), strict=True)
         ax.plot(xs, ys, color="tab:blue", lw=1.5, label="prequential accuracy")
     elif timeline.accuracy is not None:
         ax.hlines(timeline.accuracy, timeline.warmup or 0, right, colors="tab:blue", linestyles="--",
@@ -179,7 +179,7 @@ def draw(timeline: Timeline, out: Path) -> dict[str, Any]:
     for panel in axes:
         for index, detector in timeline.events:
             panel.axvline(index, color=colour[detector], ls=":", lw=1)
-        for index, version in timeline.promotions:
+        for index, _ in timeline.promotions:
             panel.axvline(index, color="tab:green", lw=2, alpha=0.8)
     for detector in detectors:  # legend entries for the markers
         ax.plot([], [], color=colour[detector], ls=":", label=f"drift fired: {detector}")
@@ -192,7 +192,7 @@ def draw(timeline: Timeline, out: Path) -> dict[str, Any]:
     ax.set_title(timeline.title + ("\n" + "; ".join(timeline.notes) if timeline.notes else ""), fontsize=10)
 
     if timeline.statistics:
-        for panel, (detector, points) in zip(axes[1:], timeline.statistics.items()):
+        for panel, (detector, points) in zip(axes[1:], timeline.statistics.items(), strict=True):
             points = sorted(points)
             xs = [p[0] for p in points]
             panel.plot(xs, [p[1] for p in points], marker=".", color=colour[detector], lw=1,

@@ -187,8 +187,9 @@ def status_view(report: dict[str, Any]):
     health = report["health"]
     reachable = report["broker"]["reachable"]
     broker = "unknown" if reachable is None else "up" if reachable else "unreachable"
+    bootstrap = report["broker"]["bootstrap"] or "-"
     parts: list = [Text.assemble("driftctl ", (health.upper(), f"bold {_COLOURS.get(health, '')}"),
-                                 f"   home {report['home']}   broker {report['broker']['bootstrap'] or '-'} ({broker})")]
+                                 f"   home {report['home']}   broker {bootstrap} ({broker})")]
     stages = Table(title="stages", title_justify="left", expand=False)
     for column in ("stage", "instance", "health", "reason", "records/s", "lag", "dead letters", "model"):
         stages.add_column(column, justify="right" if column in ("records/s", "lag", "dead letters") else "left")
