@@ -208,7 +208,7 @@ class DataDriftDetector:
 
     def _reset(self) -> None:
         self._numeric: dict[str, np.ndarray] = {}
-        self._categorical: dict[str, Counter] = {}
+        self._categorical: dict[str, Counter[str]] = {}
         for name in sorted({key for row in self.reference for key in row}):
             values = [row.get(name) for row in self.reference if row.get(name) is not None]
             if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
@@ -221,7 +221,8 @@ class DataDriftDetector:
         self.evidence: dict[str, Any] = {}
 
     @classmethod
-    def from_budget(cls, reference: list[dict[str, Any]], budget: AlarmBudget, window: int = 1000):
+    def from_budget(cls, reference: list[dict[str, Any]], budget: AlarmBudget,
+                    window: int = 1000) -> DataDriftDetector:
         """A window-level `alpha` that spends one budget share (one test per window)."""
         return cls(reference, window=window, alpha=budget.level(every=window))
 
@@ -405,7 +406,7 @@ class AccuracyGapDetector:
         return cls(window=window, alpha=budget.level(every=every), min_gap=min_gap, every=every)
 
     def _reset(self) -> None:
-        self._pairs: deque = deque(maxlen=self.window)
+        self._pairs: deque[tuple[bool, bool]] = deque(maxlen=self.window)
         self._b = self._c = self._champion_right = self._online_right = 0
         self.latched = False
         self.n_seen = 0
@@ -468,7 +469,8 @@ def _numbers(values: list[Any]) -> np.ndarray:
         array = np.asarray(values, dtype=float)  # None becomes NaN
     except (TypeError, ValueError):  # a string or other object among the numbers
         array = np.asarray([v for v in values if _is_number(v)], dtype=float)
-    return array[np.isfinite(array)]
+    finite: np.ndarray = array[np.isfinite(array)]
+    return finite
 
 
 def _is_number(value: Any) -> bool:

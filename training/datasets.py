@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -19,7 +19,8 @@ def to_frame(features: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return frame.reindex(sorted(frame.columns), axis=1)
 
 
-def split_holdout(frame: pd.DataFrame, labels: pd.Series, fraction: float, *, min_rows: int = 50):
+def split_holdout(frame: pd.DataFrame, labels: pd.Series, fraction: float, *,
+                  min_rows: int = 50) -> tuple[tuple[pd.DataFrame, pd.Series], tuple[pd.DataFrame, pd.Series]]:
     """The last `fraction` of the (time-ordered) rows is the holdout: evaluation is on the newest data."""
     if len(frame) != len(labels):
         raise ValueError("frame and labels differ in length")
@@ -47,8 +48,8 @@ class TrainingWindow(BaseModel):
     last_ts: float | None = None
 
     @classmethod
-    def from_positions(cls, rows: list[tuple], *, bootstrap_servers: str, telemetry_topic: str, labels_topic: str,
-                       positions: tuple[int, int]) -> TrainingWindow:
+    def from_positions(cls, rows: Sequence[tuple[int, int, int, int, float]], *, bootstrap_servers: str,
+                       telemetry_topic: str, labels_topic: str, positions: tuple[int, int]) -> TrainingWindow:
         """`rows`: one (telemetry partition, offset, label partition, offset, ts) per labelled
         record; the window covers each partition's smallest to largest offset."""
         if not rows:
@@ -65,12 +66,13 @@ class TrainingWindow(BaseModel):
                    first_ts=min(r[4] for r in rows), last_ts=max(r[4] for r in rows))
 
     def describe(self) -> str:
-        def spans(ranges):
+        def spans(ranges: dict[int, tuple[int, int]]) -> str:
             return ",".join(f"{p}:{s}-{e}" for p, (s, e) in sorted(ranges.items()))
         return f"{self.telemetry_topic}[{spans(self.telemetry)}]+{self.labels_topic}[{spans(self.labels)}]"
 
 
-def join_labelled(records: Iterable[Mapping[str, Any]], labels: Mapping[str, Any]):
+def join_labelled(records: Iterable[Mapping[str, Any]],
+                  labels: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.Series, list[Mapping[str, Any]]]:
     """Telemetry records joined with their labels by id, in event-time order."""
     rows = sorted((r for r in records if r["id"] in labels), key=lambda r: (r["ts"], r["id"]))
     frame = to_frame(r["features"] for r in rows)
