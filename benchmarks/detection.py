@@ -25,6 +25,7 @@ import statistics
 import sys
 import time
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,7 +68,7 @@ def abrupt(before, after, at: int):
 class Stream:
     name: str
     kind: str  # abrupt | gradual | incremental | stationary
-    make: object  # () -> iterator
+    make: Callable[[], Iterable[tuple[dict, object]]]  # a fresh stream of (features, label)
     records: int
     drift_at: int | None  # None: stationary control
     note: str = ""

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from training.datasets import FeatureSchema
 
 
 class InvalidRecord(Exception):
@@ -69,7 +72,7 @@ def decode_label(raw: bytes | None) -> dict[str, Any]:
     return value
 
 
-def check_features(features: dict[str, Any], schema, missing: str = "reject") -> dict[str, Any]:
+def check_features(features: dict[str, Any], schema: FeatureSchema, missing: str = "reject") -> dict[str, Any]:
     """Check a record's features against the champion's schema; returns them ready to score.
 
     An unexpected feature, a number where a category belongs (or the reverse) and an
@@ -100,7 +103,7 @@ def check_features(features: dict[str, Any], schema, missing: str = "reject") ->
     return checked
 
 
-def _missing(name: str, features: dict[str, Any], policy: str) -> None:
+def _missing(name: str, features: dict[str, Any], policy: str) -> object:  # the imputer's value: None
     if policy == "impute":
         return None
     state = "null" if name in features else "absent"

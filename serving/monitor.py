@@ -180,7 +180,7 @@ class Monitor:
                                                alpha=AlarmLevels.from_settings(drift).data_alpha)
 
     # -- the join -----------------------------------------------------------------------
-    def _dispatch(self, topic: str, message) -> None:
+    def _dispatch(self, topic: str, message: Any) -> None:  # a kafka ConsumerRecord
         try:
             if topic == self.topics.telemetry:
                 value = decode_telemetry(message.value)

@@ -64,7 +64,7 @@ def _throughput(state: dict[str, Any]) -> float:
     return sum(s["rps"] or 0 for s in state["stages"] if s["stage"] == "scorer" and s["health"] != "unknown")
 
 
-def _number(value) -> str:
+def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
@@ -115,7 +115,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args) -> None:  # quiet: one line per poll is noise
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: one line per poll is noise
         log.debug("console: " + format, *args)
 
 
@@ -130,7 +130,7 @@ class ConsoleServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}/"
+        return f"http://{host!s}:{port}/"
 
     def start(self) -> ConsoleServer:
         self._thread = threading.Thread(target=self.serve_forever, name="console", daemon=True)
