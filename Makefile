@@ -19,12 +19,13 @@ demo: $(STAMP)
 	$(BIN)/driftctl demo
 
 # The linters first, then every test.
-test: lint chromium
+test: $(STAMP) lint chromium
 	$(BIN)/python -m pytest -q
 
 # ruff: lint and import order. mypy: strict on drift/ and training/, every function annotated
 # elsewhere (a warm .mypy_cache makes it seconds). lint-imports: the layers in pyproject.toml.
-lint: $(STAMP)
+# Alone it only needs a .venv (tools are pinned); `make test` refreshes it first.
+lint: | $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
