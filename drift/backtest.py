@@ -44,7 +44,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -102,17 +102,17 @@ class BacktestResult:
     label_delay: int
     accuracy: float | None  # served predictions right, over records at index >= warmup
     retrains: int  # challengers trained after the warmup champion
-    drift_events: list[dict] = field(default_factory=list)
-    promotions: list[dict] = field(default_factory=list)
-    decisions: list[dict] = field(default_factory=list)
-    accuracy_curve: dict = field(default_factory=dict)
+    drift_events: list[dict[str, Any]] = field(default_factory=list)
+    promotions: list[dict[str, Any]] = field(default_factory=list)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    accuracy_curve: dict[str, Any] = field(default_factory=dict)
     features: list[str] = field(default_factory=list)
     dropped_rows: int = 0
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     records_per_second: float = 0.0
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -120,7 +120,7 @@ class BacktestResult:
 class _Champion:
     model: Any
     version: int
-    classes: list
+    classes: list[Any]
     features: list[str]
 
 
@@ -162,7 +162,9 @@ def prepare(frame: pd.DataFrame, target: str, *, drop: Sequence[str] = (), time_
 def _as_numbers_or_text(column: pd.Series) -> pd.Series:
     """Numbers stay numbers; anything else (strings, mixed, booleans) becomes text, missing kept."""
     if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
-        return column.astype(object).where(column.notna(), None).map(lambda v: v if v is None else str(v))
+        kept = column.astype(object).where(column.notna(), None)  # type: ignore[call-overload]  # None is valid
+        text: pd.Series = kept.map(lambda v: v if v is None else str(v))
+        return text
     return column.astype(float)
 
 
@@ -175,7 +177,7 @@ def id_like_columns(features: pd.DataFrame) -> list[str]:
 
 def _records(features: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as River-style dicts; a missing value is an absent key."""
-    rows = features.to_dict("records")
+    rows = cast("list[dict[str, Any]]", features.to_dict("records"))  # `prepare` names columns with str
     gappy = [c for c in features.columns if features[c].isna().any()]
     if gappy:
         for row in rows:
@@ -236,16 +238,16 @@ class Backtest:
         # The adaptive tree: a replay is not the hot path, and alone the learner must adapt.
         self.online = make_online_learner(self.seed, "hoeffding-adaptive-tree")
         self.champion: _Champion | None = None
-        self.served = [None] * n
-        self.champion_pred: list = [None] * n
-        self.online_pred: list = [None] * n
+        self.served: list[Any] = [None] * n
+        self.champion_pred: list[Any] = [None] * n
+        self.online_pred: list[Any] = [None] * n
         self.champion_version = [0] * n
         self._cache_from = self._cache_to = 0
-        self._cache: np.ndarray | None = None
+        self._cache: list[Any] | None = None
         self.events: list[DriftEvent] = []
         self.event_index: dict[str, int] = {}
         self.decisions: list[tuple[int, Decision]] = []
-        self.promotions: list[dict] = []
+        self.promotions: list[dict[str, Any]] = []
         self.retrains = 0
         # The same engine as the live monitor; the other policies only replay a schedule.
         self.watch = DriftWatch(s) if kind == "drift" else None
@@ -268,7 +270,7 @@ class Backtest:
         seconds = time.perf_counter() - started
         return self._result(seconds, kind)
 
-    def _serve(self, t: int, x: dict) -> None:
+    def _serve(self, t: int, x: dict[str, Any]) -> None:
         if self.online_always or self.champion is None:
             self.online_pred[t] = self.online.predict_one(x)
         if self.champion is None or self.spec.kind == "online":
@@ -277,9 +279,10 @@ class Backtest:
         self.champion_pred[t] = self.served[t] = self._champion_predict(t)
         self.champion_version[t] = self.champion.version
 
-    def _champion_predict(self, t: int):
+    def _champion_predict(self, t: int) -> Any:
         """The champion's prediction for record `t`, computed in blocks (a model only changes
         between records, and then the block is dropped)."""
+        assert self.champion is not None  # called only once a champion serves
         if self._cache is None or not self._cache_from <= t < self._cache_to:
             end = min(t + 2000, len(self.records))
             proba = self.champion.model.predict_proba(self.features.iloc[t:end])
@@ -312,16 +315,19 @@ class Backtest:
             if decision is not None:
                 self._act(t, decision)
         elif kind == "periodic":
+            period = self.spec.period
+            assert period is not None  # `parse_policy` gives every periodic policy its period
             since = self.labelled - self.warmup
-            if since > 0 and since % self.spec.period == 0:
-                start = max(0, self.labelled - self.spec.period)
+            if since > 0 and since % period == 0:
+                start = max(0, self.labelled - period)
                 decision = Decision(action=Action.RETRAIN, window=(start, self.labelled),
-                                    reason=f"periodic: every {self.spec.period} labelled records")
+                                    reason=f"periodic: every {period} labelled records")
                 self._act(t, decision)
 
     def _bootstrap(self, t: int) -> None:
         decision = Decision(action=Action.RETRAIN, window=(0, self.labelled),
-                            reason=f"bootstrap: no champion yet; training on the first {self.labelled} labelled records")
+                            reason=f"bootstrap: no champion yet; training on the first {self.labelled} "
+                                   "labelled records")
         self.decisions.append((t, decision))
         if self.spec.kind == "online":
             return
@@ -331,7 +337,7 @@ class Backtest:
                                      margin=self.settings.promote_margin, random_state=self.seed)
         self._promote(t, challenge.model, version=1, window=(0, self.labelled))
 
-    def _promote(self, t: int, model, *, version: int, window: tuple[int, int]) -> None:
+    def _promote(self, t: int, model: Any, *, version: int, window: tuple[int, int]) -> None:
         self.champion = _Champion(model, version, list(model.classes_), list(self.features.columns))
         self._invalidate()
         if self.watch is not None:
@@ -361,6 +367,7 @@ class Backtest:
         self.decisions.append((t, decision))
         if decision.action is not Action.RETRAIN:
             return
+        assert self.champion is not None and decision.window is not None  # retrains follow the bootstrap
         self.retrains += 1
         start, end = decision.window
         frame = self.features.iloc[start:end]
@@ -419,11 +426,13 @@ class Backtest:
             rows=n, warmup=self.warmup, policy=str(self.spec), label_delay=self.label_delay, accuracy=accuracy,
             retrains=self.retrains, drift_events=events, promotions=self.promotions, decisions=decisions,
             accuracy_curve={"every": every, "values": curve}, features=list(self.features.columns),
-            dropped_rows=self.dropped_rows, warnings=self.warnings, seconds=round(seconds, 3), records_per_second=round(n / seconds, 1) if seconds > 0 else 0.0)
+            dropped_rows=self.dropped_rows, warnings=self.warnings, seconds=round(seconds, 3),
+            records_per_second=round(n / seconds, 1) if seconds > 0 else 0.0)
 
 
-def run_backtest(features: pd.DataFrame, labels: pd.Series, *, policy: str | PolicySpec = "drift", settings=None,
-                 warmup: int | None = None, label_delay: int = 0, ids: pd.Series | None = None, seed: int = 0,
+def run_backtest(features: pd.DataFrame, labels: pd.Series, *, policy: str | PolicySpec = "drift",
+                 settings: DriftSettings | None = None, warmup: int | None = None, label_delay: int = 0,
+                 ids: pd.Series | None = None, seed: int = 0,
                  progress: Callable[[int, int], None] | None = None) -> BacktestResult:
     """Replay `features`/`labels` in order under `policy`; see the module docstring."""
     return Backtest(features, labels, policy=policy, settings=settings, warmup=warmup, label_delay=label_delay,

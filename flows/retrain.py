@@ -83,7 +83,7 @@ def train_and_evaluate(frame: pd.DataFrame, target: pd.Series, champion: LoadedM
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def drift_report(registry: Registry, champion: LoadedModel | None, frame: pd.DataFrame, settings: Settings,
+def drift_report(registry: Registry, champion: LoadedModel, frame: pd.DataFrame, settings: Settings,
                  name: str, run_id: str) -> dict:
     """Evidently's data-drift report of the window against the champion's reference,
     attached to the retrain's run. Rendered after the decision is announced: it is
@@ -111,8 +111,9 @@ def evidence_summary(trigger: RetrainTrigger) -> str:
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def record_candidate(registry: Registry, model, frame: pd.DataFrame, target: pd.Series, evaluation: Evaluation,
-                     window: TrainingWindow, trigger: RetrainTrigger, seconds: float, settings: Settings):
+def record_candidate(registry: Registry, model: Any, frame: pd.DataFrame, target: pd.Series, evaluation: Evaluation,
+                     window: TrainingWindow, trigger: RetrainTrigger, seconds: float,
+                     settings: Settings) -> tuple[str, int | None]:
     tags = {
         "driftctl.decision_id": trigger.decision_id,
         "driftctl.trigger_kind": trigger.kind,
@@ -200,10 +201,12 @@ def _retrain_once(window: TrainingWindow, trigger: RetrainTrigger, settings: Set
         model, evaluation, seconds = train_and_evaluate(frame, target, champion, settings)
         run_id, version = record_candidate(registry, model, frame, target, evaluation, window, trigger,
                                            seconds, settings)
-        outcome = {"promoted": evaluation.promote, "version": version, "run_id": run_id,
-                   "reason": evaluation.reason, "challenger_accuracy": evaluation.challenger_accuracy,
-                   "champion_accuracy": evaluation.champion_accuracy, "margin": evaluation.margin,
-                   "holdout_rows": evaluation.holdout_rows, "rows": len(frame), "training_seconds": seconds}
+        outcome: dict[str, Any] = {"promoted": evaluation.promote, "version": version, "run_id": run_id,
+                                   "reason": evaluation.reason,
+                                   "challenger_accuracy": evaluation.challenger_accuracy,
+                                   "champion_accuracy": evaluation.champion_accuracy, "margin": evaluation.margin,
+                                   "holdout_rows": evaluation.holdout_rows, "rows": len(frame),
+                                   "training_seconds": seconds}
         provenance.update(run_id=run_id, evaluation=outcome)
         if not evaluation.promote:
             provenance["report"] = _report(registry, champion, frame, settings, trigger, run_id)
@@ -212,6 +215,7 @@ def _retrain_once(window: TrainingWindow, trigger: RetrainTrigger, settings: Set
             logger.info("challenger rejected: %s", evaluation.reason)
             return outcome
         reason = trigger.reason or evaluation.reason
+        assert version is not None  # a promoted challenger was registered
         previous = move_champion(registry, version, reason)
         moved = True
         update = ModelUpdate(name=registry.model_name, version=version, run_id=run_id, reason=reason,
@@ -277,7 +281,8 @@ def scheduled_retrain(reason: str = "scheduled retrain: a model's value has a ha
     return retrain(window=window, trigger=trigger)
 
 
-def _report(registry, champion, frame, settings, trigger, run_id) -> dict:
+def _report(registry: Registry, champion: LoadedModel | None, frame: pd.DataFrame, settings: Settings, trigger: dict,
+            run_id: str) -> dict:
     """The Evidently report, or why there is none; its failure never undoes a decision."""
     if champion is None:
         return {"skipped": "no champion to compare the window with"}
@@ -291,8 +296,8 @@ def _report(registry, champion, frame, settings, trigger, run_id) -> dict:
 class _Aligned:
     """A champion that picks its own feature columns from a holdout frame."""
 
-    def __init__(self, model, features: list[str]):
+    def __init__(self, model: Any, features: list[str]):
         self.model, self.features = model, features
 
-    def predict(self, X: pd.DataFrame):
+    def predict(self, X: pd.DataFrame) -> Any:
         return self.model.predict(X.reindex(columns=self.features))

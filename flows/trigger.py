@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from driftctl.messages import RetrainTrigger, TrainingWindow
 from driftctl.settings import Settings
 from driftctl.stores.ledger import Ledger
+
+if TYPE_CHECKING:
+    from prefect.events.schemas.events import Event
 
 Retrain = Callable[[TrainingWindow, RetrainTrigger], dict]
 
@@ -29,7 +33,7 @@ def model_resource(model_name: str) -> dict[str, str]:
             "driftctl.model": model_name}
 
 
-def drift_detected_event(settings: Settings, window: TrainingWindow, trigger: RetrainTrigger):
+def drift_detected_event(settings: Settings, window: TrainingWindow, trigger: RetrainTrigger) -> Event:
     """The retrain request as a Prefect event: the deployment trigger maps its payload to
     the `retrain` flow's parameters."""
     from prefect.events.schemas.events import Event, Resource

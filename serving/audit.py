@@ -50,7 +50,7 @@ class AuditLog:
             segment = cursor.lastrowid
             # A record scored twice (at-least-once redelivery) keeps its latest scoring.
             self._db.executemany("INSERT OR REPLACE INTO scored VALUES (?,?,?)",
-                                 [(id_hash(i), segment, o) for i, o in zip(ids, offsets)])
+                                 [(id_hash(i), segment, o) for i, o in zip(ids, offsets, strict=True)])
 
     def lookup(self, record_id: str) -> dict[str, Any] | None:
         with self._lock:

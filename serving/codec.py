@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from driftctl.messages import RECORD_VERSION, DeadLetter, InvalidMessage, Label, Prediction, Telemetry
+
+if TYPE_CHECKING:
+    from training.datasets import FeatureSchema
 
 
 class InvalidRecord(InvalidMessage):
@@ -102,7 +105,7 @@ def decode_prediction(raw: bytes | None) -> Prediction:
     return value
 
 
-def check_features(features: dict[str, Any], schema, missing: str = "reject") -> dict[str, Any]:
+def check_features(features: dict[str, Any], schema: FeatureSchema, missing: str = "reject") -> dict[str, Any]:
     """Check a record's features against the champion's schema; returns them ready to score.
 
     An unexpected feature, a number where a category belongs (or the reverse) and an
@@ -133,7 +136,7 @@ def check_features(features: dict[str, Any], schema, missing: str = "reject") ->
     return checked
 
 
-def _missing(name: str, features: dict[str, Any], policy: str) -> None:
+def _missing(name: str, features: dict[str, Any], policy: str) -> object:  # the imputer's value: None
     if policy == "impute":
         return None
     state = "null" if name in features else "absent"

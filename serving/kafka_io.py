@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
@@ -13,12 +14,12 @@ from kafka.errors import CommitFailedError
 from driftctl.settings import KafkaSettings
 
 
-def make_producer(bootstrap: str, kafka: KafkaSettings, **options) -> KafkaProducer:
+def make_producer(bootstrap: str, kafka: KafkaSettings, **options: Any) -> KafkaProducer:
     defaults = {"linger_ms": 5, "acks": "all", "retries": 5, "batch_size": 256 * 1024}
     return KafkaProducer(bootstrap_servers=bootstrap, **kafka.client_options(), **{**defaults, **options})
 
 
-def make_group_consumer(bootstrap: str, kafka: KafkaSettings, group: str, **options) -> KafkaConsumer:
+def make_group_consumer(bootstrap: str, kafka: KafkaSettings, group: str, **options: Any) -> KafkaConsumer:
     # A small max_poll_interval lets a group form in ~3 s on Tansu instead of ~20 s.
     defaults = {
         "group_id": group,
@@ -32,7 +33,7 @@ def make_group_consumer(bootstrap: str, kafka: KafkaSettings, group: str, **opti
     return KafkaConsumer(bootstrap_servers=bootstrap, **kafka.client_options(), **{**defaults, **options})
 
 
-def make_reader(bootstrap: str, kafka: KafkaSettings, **options) -> KafkaConsumer:
+def make_reader(bootstrap: str, kafka: KafkaSettings, **options: Any) -> KafkaConsumer:
     """A consumer outside any group: it reads what it is assigned, commits nothing."""
     defaults = {"group_id": None, "enable_auto_commit": False, "auto_offset_reset": "earliest"}
     return KafkaConsumer(bootstrap_servers=bootstrap, **kafka.client_options(), **{**defaults, **options})
@@ -89,7 +90,7 @@ def read_topic(bootstrap: str, kafka: KafkaSettings, topic: str, *, until: Calla
     return records
 
 
-def commit_or_warn(consumer, what: str) -> bool:
+def commit_or_warn(consumer: KafkaConsumer, what: str) -> bool:
     """Commit the consumer's position. A member that was slow between two polls is put out
     of its group and its commit refused: the next poll rejoins, and the records since the
     last commit are delivered again (at-least-once), so this is a warning, not a crash."""

@@ -146,7 +146,7 @@ class Monitor:
         self.watch.on_champion(ref.as_dict(), reference)
 
     # -- the join -----------------------------------------------------------------------
-    def _dispatch(self, topic: str, message) -> None:
+    def _dispatch(self, topic: str, message: Any) -> None:  # a kafka ConsumerRecord
         try:
             if topic == self.topics.telemetry:
                 value = decode_telemetry(message.value)
@@ -248,7 +248,7 @@ class Monitor:
         frame = pd.DataFrame([features for features, _, _ in rows]).reindex(columns=previous.features)
         with threadpool_limits(limits=1, user_api="openmp"):  # OpenMP spinning against GIL-bound threads
             predictions = previous.model.predict(frame)
-        for (_, champion_correct, label), previous_prediction in zip(rows, predictions):
+        for (_, champion_correct, label), previous_prediction in zip(rows, predictions, strict=True):
             result = self.probation.update(champion_correct, previous_prediction == label)
         if result.verdict is Verdict.PENDING:
             return

@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from threadpoolctl import threadpool_limits
@@ -29,12 +30,24 @@ from serving.updates import ModelUpdates
 from training.recipes import make_online_learner
 from training.registry import LoadedModel, Registry, RegistryError
 
+if TYPE_CHECKING:
+    from multiprocessing.sharedctypes import SynchronizedArray
+    from multiprocessing.synchronize import Event as ProcessEvent
+
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.consumer.fetcher import ConsumerRecord
+
+    from driftctl.stores.ledger import Ledger
+
+    Batch = dict[TopicPartition, list[ConsumerRecord]]
+
 log = logging.getLogger(__name__)
 
 
 class Scorer:
-    def __init__(self, settings: Settings, bootstrap: str, registry: Registry, stop: threading.Event, *,
-                 shared=None, ledger=None, metrics: ScorerMetrics | None = None):
+    def __init__(self, settings: Settings, bootstrap: str, registry: Registry,
+                 stop: threading.Event | ProcessEvent, *, shared: SynchronizedArray[int] | None = None,
+                 ledger: Ledger | None = None, metrics: ScorerMetrics | None = None):
         self.settings = settings
         self.bootstrap = bootstrap
         self.registry = registry
@@ -57,13 +70,13 @@ class Scorer:
         self.joiner = LabelJoiner(serving.join_max_records, serving.join_max_age)
         self.audit = AuditLog(settings.home / "audit.db")
         self._seen: dict[str, int] = {}  # "topic:partition" -> next offset, for checkpoints
-        self._loading: tuple[int, Future] | None = None
+        self._loading: tuple[int, Future[LoadedModel]] | None = None
         self._wanted: int | None = None  # newest announced version not yet being loaded
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
         self._last_checkpoint = time.monotonic()
         self.heartbeat: Heartbeat | None = None
 
-    def _beat(self, consumer, stopped: bool = False) -> None:
+    def _beat(self, consumer: KafkaConsumer | None, stopped: bool = False) -> None:
         """A heartbeat row for `status` (written at most every health.heartbeat_interval s)."""
         version = self.current.ref.version if self.current else None
         if self.heartbeat is None:  # made on the first beat: the champion's load is already under way
@@ -111,7 +124,7 @@ class Scorer:
             self.ledger.append("failure", reason=f"scorer {self.instance}: version {version} failed to load: {exc}",
                                model_name=self.registry.model_name, model_version=version)
 
-    def _wait_for_champion(self, updates: ModelUpdates, consumer) -> None:
+    def _wait_for_champion(self, updates: ModelUpdates, consumer: KafkaConsumer) -> None:
         """Join the group at once (a join takes seconds) but read nothing until a model serves."""
         ref = self.registry.champion()
         if ref is not None:
@@ -158,7 +171,7 @@ class Scorer:
             self.audit.close()
             self._loader.shutdown(wait=False, cancel_futures=True)
 
-    def process(self, batch: dict, producer) -> None:
+    def process(self, batch: Batch, producer: KafkaProducer) -> None:
         """Score and learn from one polled batch; returns once every prediction is acknowledged."""
         scored = []
         for tp, messages in batch.items():
@@ -172,7 +185,8 @@ class Scorer:
         for appended_ms in scored:
             self.metrics.latency.observe(max(acked - appended_ms / 1000.0, 0.0))
 
-    def _score(self, tp, messages, producer) -> list[int]:
+    def _score(self, tp: TopicPartition, messages: list[ConsumerRecord], producer: KafkaProducer) -> list[int]:
+        assert self.current is not None  # nothing is read before a champion serves
         serving = self.settings.serving
         good, rows = [], []
         for message in messages:
@@ -192,7 +206,7 @@ class Scorer:
         classes = [_plain(c) for c in self.current.model.classes_]
         predictions = [classes[i] for i in probabilities.argmax(axis=1)]
         n_learned, now = self.n_learned, time.time()
-        for (message, record), features, prediction, proba in zip(good, rows, predictions, probabilities):
+        for (message, record), features, prediction, proba in zip(good, rows, predictions, probabilities, strict=True):
             online = _plain(self.online.predict_one(_present(features)))
             champion = _plain(prediction)
             source = "online" if serving.serve == "online" and online is not None else "champion"
@@ -200,7 +214,7 @@ class Scorer:
             # A literal, not Prediction(...): the call form copies the keywords once more per record.
             value: Prediction = {
                 "id": record["id"], "ts": record["ts"], "prediction": served,
-                "proba": {str(c): round(float(p), 6) for c, p in zip(classes, proba)},
+                "proba": {str(c): round(float(p), 6) for c, p in zip(classes, proba, strict=True)},
                 "model": model, "online": {"prediction": online, "n_learned": n_learned},
                 "served": source, "scorer": self.instance,
                 "scored_at": now, "source": {"partition": message.partition, "offset": message.offset},
@@ -210,7 +224,7 @@ class Scorer:
         self.audit.record(scorer=self.instance, topic=tp.topic, partition=tp.partition,
                           offsets=[m.offset for m, _ in good], ids=[r["id"] for _, r in good],
                           model=model, n_learned=n_learned)
-        for (_, record), features in zip(good, rows):
+        for (_, record), features in zip(good, rows, strict=True):
             ready = self.joiner.add_record(record["id"], features)
             if ready is not None:
                 self._learn_one(*ready)
@@ -218,7 +232,7 @@ class Scorer:
         self.metrics.records.inc(len(good))
         return [m.timestamp for m, _ in good]
 
-    def _learn(self, messages, producer) -> None:
+    def _learn(self, messages: list[ConsumerRecord], producer: KafkaProducer) -> None:
         before = (self.joiner.evicted_by_size, self.joiner.evicted_by_age)
         for message in messages:
             try:
@@ -232,12 +246,12 @@ class Scorer:
         self.metrics.join_evictions.labels("size").inc(self.joiner.evicted_by_size - before[0])
         self.metrics.join_evictions.labels("age").inc(self.joiner.evicted_by_age - before[1])
 
-    def _learn_one(self, features: dict, label) -> None:
+    def _learn_one(self, features: dict[str, Any], label: Any) -> None:
         self.online.learn_one(_present(features), label)
         self.n_learned += 1
         self.metrics.labels.inc()
 
-    def _dead_letter(self, producer, reason: str, message) -> None:
+    def _dead_letter(self, producer: KafkaProducer, reason: str, message: ConsumerRecord) -> None:
         self.dead_letters += 1
         self.metrics.dead_letters.inc()
         log.warning("dead letter %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason)
@@ -257,7 +271,7 @@ class Scorer:
         checkpoint.save(self.checkpoint_path, checkpoint.Checkpoint(self.online, self.n_learned, dict(self._seen)))
         self._last_checkpoint = time.monotonic()
 
-    def _measure_lag(self, consumer) -> None:
+    def _measure_lag(self, consumer: KafkaConsumer) -> None:
         for tp in consumer.assignment():
             highwater = consumer.highwater(tp)
             if highwater is not None:
@@ -269,17 +283,18 @@ class Scorer:
                               self.current.ref.version if self.current else 0]
 
 
-def _present(features: dict) -> dict:
+def _present(features: dict[str, Any]) -> dict[str, Any]:
     """The online learner sees missing values as absent features."""
     return {k: v for k, v in features.items() if v is not None}
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     """numpy scalars to JSON-able Python values."""
     return value.item() if hasattr(value, "item") else value
 
 
-def run_scorer_process(settings_json: str, bootstrap: str, shared, stop) -> None:
+def run_scorer_process(settings_json: str, bootstrap: str, shared: SynchronizedArray[int] | None,
+                       stop: ProcessEvent) -> None:
     """Entry point of a scorer in its own process (the demo spawns one): stages in one
     process contend for the GIL, and a retrain beside them slowed tenfold."""
     settings = Settings(**json.loads(settings_json))

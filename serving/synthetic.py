@@ -3,7 +3,8 @@
 Built on River's SINE generator: two sensors (vibration, pressure) decide whether a
 device is in fault (the label); at `drift_at` the fault boundary changes (SINE1 to
 SINE2, a real concept drift) and the temperature sensor is recalibrated (+1.5 degrees,
-a covariate drift). Humidity and the firmware version (a category) are noise. `records=None` streams forever. Pure: no IO.
+a covariate drift). Humidity and the firmware version (a category) are noise.
+`records=None` streams forever. Pure: no IO.
 """
 
 from __future__ import annotations

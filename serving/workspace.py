@@ -11,11 +11,18 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from evidently.core.report import Snapshot
+
+    from driftctl.settings import Settings
+    from serving.monitor import Monitor
 
 log = logging.getLogger(__name__)
 
@@ -23,21 +30,22 @@ LATEST_WINDOW = "latest-window.json"
 
 
 class SnapshotRecorder:
-    def __init__(self, workspace: Path, project: str, interval: float, clock=time.monotonic):
+    def __init__(self, workspace: Path, project: str, interval: float,
+                 clock: Callable[[], float] = time.monotonic):
         self.workspace = workspace
         self.project = project
         self.interval = interval
         self.clock = clock
         self.recorded = 0
         self._last = clock()
-        self._pending: Future | None = None
+        self._pending: Future[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
 
     @classmethod
-    def from_settings(cls, settings) -> SnapshotRecorder:
+    def from_settings(cls, settings: Settings) -> SnapshotRecorder:
         return cls(settings.evidently_workspace, settings.evidently.project, settings.evidently.snapshot_interval)
 
-    def maybe_record(self, monitor, force: bool = False) -> bool:
+    def maybe_record(self, monitor: Monitor, force: bool = False) -> bool:
         """Submit a snapshot of the monitor's newest window if the interval has passed."""
         if self.interval <= 0 and not force:
             return False
@@ -56,7 +64,7 @@ class SnapshotRecorder:
         self._pending = self._executor.submit(self._record, window, reference)
         return True
 
-    def _record(self, window: dict[str, Any], reference: list[dict]) -> None:
+    def _record(self, window: dict[str, Any], reference: list[dict[str, Any]]) -> None:
         try:
             self.workspace.mkdir(parents=True, exist_ok=True)
             path = self.workspace / LATEST_WINDOW
@@ -70,7 +78,7 @@ class SnapshotRecorder:
         except Exception as exc:  # a snapshot is evidence for people, never a reason to stop the monitor
             log.warning("evidently snapshot not recorded: %s", exc)
 
-    def close(self, monitor=None) -> None:
+    def close(self, monitor: Monitor | None = None) -> None:
         """Record the final window (so `driftctl report` has the newest) and wait for the worker."""
         if monitor is not None and self.interval > 0:
             if self._pending is not None:
@@ -80,13 +88,13 @@ class SnapshotRecorder:
             self._executor.shutdown(wait=True)
 
 
-def render(reference: list[dict], rows: list[dict]):
+def render(reference: list[dict[str, Any]], rows: list[dict[str, Any]]) -> Snapshot:
     from drift.report import data_drift_snapshot  # Evidently takes seconds to import: only when a report is drawn
 
     return data_drift_snapshot(pd.DataFrame.from_records(reference), pd.DataFrame.from_records(rows))
 
 
-def add_snapshot(workspace: Path, project_name: str, snapshot, name: str | None = None) -> None:
+def add_snapshot(workspace: Path, project_name: str, snapshot: Snapshot, name: str | None = None) -> None:
     from evidently.ui.workspace import Workspace  # seconds to import: only when a snapshot is stored
 
     ws = Workspace(str(workspace))

@@ -75,7 +75,7 @@ def test_a_worse_new_champion_is_rolled_back_by_the_monitor(home, monkeypatch):
             predictions = bad.predict(to_frame(r.record["features"] for r in batch))
             producer = make_producer(bootstrap, settings.kafka)
             ref = registry.ref(2)
-            for r, p in zip(batch, predictions):
+            for r, p in zip(batch, predictions, strict=True):
                 producer.send(settings.kafka.topics.predictions, key=r.device.encode(), value=encode({
                     "id": r.record["id"], "ts": r.record["ts"], "prediction": int(p), "proba": None,
                     "model": {"name": ref.name, "version": 2, "run_id": ref.run_id}}))

@@ -139,7 +139,7 @@ def test_mlflow_unreachable_fails_records_it_and_leaves_the_champion(stack, monk
     monkeypatch.setenv("DRIFTCTL_MLFLOW__TRACKING_URI", "http://127.0.0.1:9")  # nothing listens on discard
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
-    with pytest.raises(Exception):
+    with pytest.raises(Exception, match=r"127\.0\.0\.1:9"):  # whatever MLflow's client raises, it names the URI
         retrain(window=window(bootstrap, settings, after, start=DRIFT_AT), trigger=trigger("decision-offline"))
     assert Registry.from_settings(settings).champion().version == 1  # the real store never moved
     failure = Ledger(settings.ledger_url).entries("failure")[0]

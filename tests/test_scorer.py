@@ -131,7 +131,7 @@ def test_hot_swap_dead_letters_and_audit(stack):
     letters = [json.loads(m.value) for m in read_topic(
         bootstrap, settings.kafka, settings.kafka.topics.dead_letter, until=lambda g: len(g) >= len(bad), timeout=30)]
     assert len(letters) == len(bad)
-    for reason, letter in zip(bad, sorted(letters, key=lambda letter: letter["offset"])):
+    for reason, letter in zip(bad, sorted(letters, key=lambda letter: letter["offset"]), strict=True):
         assert reason in letter["error"], (reason, letter["error"])
         assert letter["topic"] == settings.kafka.topics.telemetry and letter["partition"] >= 0
 
@@ -195,7 +195,8 @@ def test_kill_9_and_restart_leaves_nothing_unscored_and_keeps_the_learner(stack)
     register(registry, 0)
     first = serve("crashy", settings)
     producer = make_producer(bootstrap, settings.kafka)
-    sender = threading.Thread(target=publish, args=(producer, settings.kafka.topics, iot_stream(20_000, drift_at=10**9)),
+    sender = threading.Thread(target=publish,
+                              args=(producer, settings.kafka.topics, iot_stream(20_000, drift_at=10**9)),
                               kwargs={"rate": 1_000, "label_delay": 50}, daemon=True)
     sender.start()
     checkpoint = settings.home / "checkpoints" / "crashy.pkl"

@@ -21,11 +21,12 @@ def to_frame(features: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return frame.reindex(sorted(frame.columns), axis=1)
 
 
-def split_holdout(frame: pd.DataFrame, labels: pd.Series, fraction: float, *, min_rows: int = 50):
+def split_holdout(frame: pd.DataFrame, labels: pd.Series, fraction: float, *,
+                  min_rows: int = 50) -> tuple[tuple[pd.DataFrame, pd.Series], tuple[pd.DataFrame, pd.Series]]:
     """The last `fraction` of the (time-ordered) rows is the holdout: evaluation is on the newest data."""
     if len(frame) != len(labels):
         raise ValueError("frame and labels differ in length")
-    n_holdout = int(round(len(frame) * fraction))
+    n_holdout = round(len(frame) * fraction)
     n_train = len(frame) - n_holdout
     if n_train < min_rows or n_holdout < min_rows:
         raise TooLittleData(f"{len(frame)} labelled rows: need {min_rows} to train and {min_rows} to evaluate")
@@ -34,7 +35,8 @@ def split_holdout(frame: pd.DataFrame, labels: pd.Series, fraction: float, *, mi
     return (frame.iloc[:n_train], labels.iloc[:n_train]), (frame.iloc[n_train:], labels.iloc[n_train:])
 
 
-def join_labelled(records: Iterable[Telemetry], labels: Mapping[str, Any]):
+def join_labelled(records: Iterable[Telemetry],
+                  labels: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.Series, list[Mapping[str, Any]]]:
     """Telemetry records joined with their labels by id, in event-time order."""
     rows = sorted((r for r in records if r["id"] in labels), key=lambda r: (r["ts"], r["id"]))
     frame = to_frame(r["features"] for r in rows)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 from sklearn.compose import ColumnTransformer, make_column_selector
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
@@ -34,7 +36,16 @@ def make_classifier(recipe: str = "gradient-boosting", *, random_state: int = 0)
 ONLINE_LEARNERS = ("hoeffding-tree", "hoeffding-adaptive-tree")
 
 
-def make_online_learner(seed: int = 0, kind: str = "hoeffding-tree"):
+class OnlineLearner(Protocol):
+    """What driftctl asks of a River classifier. (River types a record as dict[Hashable, Any],
+    which a dict[str, Any] is not: dicts are invariant.)"""
+
+    def predict_one(self, x: dict[Any, Any]) -> Any: ...
+
+    def learn_one(self, x: dict[Any, Any], y: Any) -> None: ...
+
+
+def make_online_learner(seed: int = 0, kind: str = "hoeffding-tree") -> OnlineLearner:
     """The online River learner that scores beside the champion and learns from late labels.
 
     The Hoeffding tree is the default: as accurate as the adaptive one on the demo stream

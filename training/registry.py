@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import pandas as pd
@@ -14,6 +15,12 @@ from mlflow.tracking import MlflowClient
 
 from driftctl.messages import ModelLineage
 from training.datasets import FeatureSchema
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+
+    from driftctl.settings import Settings
+    from training.evaluate import Evaluation
 
 CHAMPION = "champion"
 
@@ -44,7 +51,7 @@ class LoadedModel:
 
 
 def content_hash(frame: pd.DataFrame, labels: pd.Series) -> str:
-    hashed = pd.util.hash_pandas_object(frame.assign(_label=labels.values), index=False).values
+    hashed = pd.util.hash_pandas_object(frame.assign(_label=labels.values), index=False).to_numpy()
     return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
 
 
@@ -57,7 +64,7 @@ class Registry:
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
     @classmethod
-    def from_settings(cls, settings) -> Registry:
+    def from_settings(cls, settings: Settings) -> Registry:
         artifacts = None if settings.mlflow.tracking_uri else settings.mlflow_artifacts
         return cls(settings.mlflow_uri, settings.mlflow.model_name, settings.mlflow.experiment, artifacts)
 
@@ -68,7 +75,10 @@ class Registry:
         try:
             return self.client.create_experiment(self.experiment, artifact_location=self.artifact_location)
         except MlflowException:  # created meanwhile by another process
-            return self.client.get_experiment_by_name(self.experiment).experiment_id
+            found = self.client.get_experiment_by_name(self.experiment)
+            if found is None:  # not that: the creation itself failed
+                raise
+            return found.experiment_id
 
     def _point_mlflow(self) -> None:
         # mlflow's fluent API (load_model, artifacts, start_run) reads process-wide URIs.
@@ -82,7 +92,7 @@ class Registry:
             if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
                 return None
             raise RegistryError(f"MLflow at {self.tracking_uri}: {exc.message}") from exc
-        return ModelRef(self.model_name, int(version.version), version.run_id)
+        return ModelRef(self.model_name, int(version.version), run_id_of(version))
 
     def version_tags(self, version: int) -> dict[str, str]:
         return dict(self.client.get_model_version(self.model_name, str(version)).tags)
@@ -97,16 +107,17 @@ class Registry:
                 mlflow.artifacts.load_dict(f"runs:/{details.run_id}/features.json")["schema"])
         except Exception as exc:  # any failure to load leaves the current model serving
             raise RegistryError(f"cannot load {self.model_name} version {version}: {exc}") from exc
-        return LoadedModel(ModelRef(self.model_name, int(version), details.run_id), model, schema)
+        return LoadedModel(ModelRef(self.model_name, int(version), run_id_of(details)), model, schema)
 
     def reference(self, run_id: str) -> list[dict[str, Any]]:
         """The champion's training reference rows, stored with its run."""
         self._point_mlflow()
-        return mlflow.artifacts.load_dict(f"runs:/{run_id}/reference.json")["rows"]
+        rows: list[dict[str, Any]] = mlflow.artifacts.load_dict(f"runs:/{run_id}/reference.json")["rows"]
+        return rows
 
-    def record_candidate(self, *, model, frame: pd.DataFrame, labels: pd.Series, evaluation, params: dict,
-                         tags: dict[str, str], reference_rows: int, training_seconds: float,
-                         promote: bool, artifacts: list[str] = (),
+    def record_candidate(self, *, model: Any, frame: pd.DataFrame, labels: pd.Series, evaluation: Evaluation,
+                         params: dict[str, Any], tags: dict[str, str], reference_rows: int, training_seconds: float,
+                         promote: bool, artifacts: Sequence[str] = (),
                          documents: dict[str, Any] | None = None) -> tuple[str, int | None]:
         """Log one retrain run with its provenance; register the model if it is to be promoted.
 
@@ -114,6 +125,8 @@ class Registry:
         is ready to announce it. Returns the run id and the registered version (None when
         not registered).
         """
+        from mlflow.data.pandas_dataset import from_pandas  # what mlflow.data.from_pandas names
+
         self._point_mlflow()
         with mlflow.start_run(experiment_id=self.experiment_id(), run_name=tags.get("driftctl.decision_id")) as run:
             mlflow.log_params(params)
@@ -125,8 +138,8 @@ class Registry:
             mlflow.log_metrics(metrics)
             mlflow.set_tags({**tags, "driftctl.promote": str(promote), "driftctl.evaluation": evaluation.reason,
                              "driftctl.training_data_hash": content_hash(frame, labels)})
-            dataset = mlflow.data.from_pandas(frame.assign(label=labels.values), targets="label",
-                                              name=tags.get("driftctl.window", "training-window"))
+            dataset = from_pandas(frame.assign(label=labels.values), targets="label",
+                                  name=tags.get("driftctl.window", "training-window"))
             mlflow.log_input(dataset, context="training")
             mlflow.log_dict({"features": list(frame.columns),
                              "schema": FeatureSchema.from_frame(frame).model_dump(mode="json")}, "features.json")
@@ -182,14 +195,22 @@ class Registry:
 
     def ref(self, version: int) -> ModelRef:
         details = self.client.get_model_version(self.model_name, str(version))
-        return ModelRef(self.model_name, int(version), details.run_id)
+        return ModelRef(self.model_name, int(version), run_id_of(details))
 
     def set_run_tags(self, run_id: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():
             self.client.set_tag(run_id, key, value)
 
 
-def _trusted_types(model) -> list[str]:
+def run_id_of(version: ModelVersion) -> str:
+    """The run a registered version was logged by: every version driftctl registers has one."""
+    if version.run_id is None:
+        raise RegistryError(f"{version.name} version {version.version} was not logged by a run")
+    return version.run_id
+
+
+def _trusted_types(model: Any) -> list[str]:
     import skops.io
 
-    return skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    trusted: list[str] = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    return trusted

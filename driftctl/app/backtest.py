@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -40,7 +41,8 @@ def plan_backtest(path: Path, *, target: str, settings: Settings, policy: Policy
                     label_delay=label_delay, ids=ids, seed=settings.stream.seed, dropped_rows=dropped)
 
 
-def backtest_file(path: Path, *, progress: Callable[[int, int], None] | None = None, **options) -> BacktestResult:
+def backtest_file(path: Path, *, progress: Callable[[int, int], None] | None = None,
+                  **options: Any) -> BacktestResult:
     """`plan_backtest`, then run it."""
     return plan_backtest(path, **options).run(progress)
 

@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,11 @@ from training.evaluate import Evaluation
 from training.recipes import make_classifier
 from training.registry import Registry
 
+if TYPE_CHECKING:
+    from kafka import KafkaConsumer, KafkaProducer
+
+    from serving.scorer import Batch
+
 
 def _bench_topics() -> Topics:
     run = uuid.uuid4().hex[:8]
@@ -46,10 +52,12 @@ def _champion(registry: Registry) -> None:
         model=make_classifier().fit(frame, labels), frame=frame, labels=labels,
         evaluation=Evaluation(1.0, None, 0.0, 0, True, "benchmark champion"), params={}, tags={},
         reference_rows=100, training_seconds=0.0, promote=True)
+    assert version is not None  # promote=True registers a version
     registry.move_champion(version, "benchmark champion")
 
 
-def _drain(consumer, producer, records: int, handle: Callable, timeout: float = 600) -> dict:
+def _drain(consumer: KafkaConsumer, producer: KafkaProducer, records: int,
+           handle: Callable[[Batch, KafkaProducer], int], timeout: float = 600) -> dict:
     """Poll, handle, flush, commit until `records` telemetry records are acknowledged.
     Latency per record: from the poll that returned it to its acknowledgement."""
     latencies: list[float] = []
@@ -131,7 +139,7 @@ def run_bench(settings: Settings, bootstrap: str, records: int,
             on_record=lambda n: progress("preloading", n, records) if n % 5000 == 0 else None)
     producer.close()
 
-    def raw(batch, out) -> int:
+    def raw(batch: Batch, out: KafkaProducer) -> int:
         n = 0
         for tp, messages in batch.items():
             if tp.topic != topics.telemetry:
@@ -151,9 +159,11 @@ def run_bench(settings: Settings, bootstrap: str, records: int,
     threadpool_limits(limits=1, user_api="openmp")  # as Scorer.run does
     stop = threading.Event()
     scorer = Scorer(settings, bootstrap, registry, stop)
-    scorer.current = registry.load(registry.champion().version)
+    champion = registry.champion()
+    assert champion is not None  # `_champion` moved the alias
+    scorer.current = registry.load(champion.version)
 
-    def scored(batch, out) -> int:
+    def scored(batch: Batch, out: KafkaProducer) -> int:
         before = scorer.scored + scorer.dead_letters
         scorer.process(batch, out)
         return scorer.scored + scorer.dead_letters - before

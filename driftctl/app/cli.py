@@ -14,6 +14,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from pydantic import ValidationError
@@ -32,6 +33,10 @@ from rich.table import Table
 from driftctl.runtime.logs import quiet_libraries
 from driftctl.settings import Settings
 
+if TYPE_CHECKING:
+    from drift.backtest import BacktestResult
+    from driftctl.app.demo import DemoResult
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Concept-drift detection and retraining for streaming ML.")
 console = Console()
@@ -45,9 +50,9 @@ def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks and 
     quiet_libraries(debug)
 
 
-def _settings(home: Path | None = None, **stream):
+def _settings(home: Path | None = None, **stream: Any) -> Settings:
     overrides = {k: v for k, v in stream.items() if v is not None}
-    settings = Settings(**({"home": home} if home else {}))
+    settings = Settings(home=home) if home else Settings()
     if overrides:
         settings = settings.model_copy(update={"stream": settings.stream.model_copy(update=overrides)})
         type(settings.stream).model_validate(settings.stream.model_dump())
@@ -86,7 +91,7 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def _print_demo(r) -> None:
+def _print_demo(r: DemoResult) -> None:
     table = Table(title="driftctl demo", show_header=False, title_justify="left")
     table.add_row("records scored", f"{r.predictions:,} of {r.records:,} ({r.duplicates} duplicates, "
                                     f"{r.dead_letters} dead letters)")
@@ -187,7 +192,7 @@ def report(
                   + (f"; Evidently finds {drifted['count']:.0f} drifted column(s)" if drifted else ""))
 
 
-def _nothing():
+def _nothing() -> contextlib.nullcontext[None]:
     return contextlib.nullcontext()
 
 
@@ -224,13 +229,11 @@ def broker(home: Path | None = typer.Option(None, help="State directory (default
     configure_environment(settings)
     with kafka_stack(settings) as bootstrap:
         console.print(f"bootstrap servers: {bootstrap}  (Ctrl-C stops the broker)")
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
 
 
-def _external_bootstrap(settings) -> str:
+def _external_bootstrap(settings: Settings) -> str:
     if not settings.kafka.bootstrap_servers:
         raise typer.BadParameter("no Kafka configured: set DRIFTCTL_KAFKA__BOOTSTRAP_SERVERS "
                                  "(`driftctl broker` runs a local one and prints its address)")
@@ -241,7 +244,7 @@ def _external_bootstrap(settings) -> str:
     return settings.kafka.bootstrap_servers
 
 
-def _stop_on_signals():
+def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -440,7 +443,7 @@ def history(
         print(json.dumps(report, indent=2, default=str))
         return
 
-    def when(at) -> str:
+    def when(at: float | None) -> str:
         return "-" if at is None else datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
     served = Table(title=f"champion history of {report['model']}", title_justify="left")
@@ -506,7 +509,7 @@ def backtest(
     _print_backtest(result, json_out)
 
 
-def _print_backtest(r, json_out: Path | None) -> None:
+def _print_backtest(r: BacktestResult, json_out: Path | None) -> None:
     table = Table(title=f"driftctl backtest - policy {r.policy}", show_header=False, title_justify="left")
     table.add_row("records", f"{r.rows:,} ({r.dropped_rows:,} without a label dropped)")
     table.add_row("warmup / label delay", f"{r.warmup:,} / {r.label_delay:,} records")

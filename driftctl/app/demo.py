@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from threadpoolctl import threadpool_limits
 
@@ -18,6 +19,9 @@ from driftctl.settings import Settings
 from driftctl.stores.heartbeats import Heartbeat
 from driftctl.stores.ledger import Ledger
 from serving.synthetic import iot_stream
+
+if TYPE_CHECKING:
+    from serving.monitor import Monitor
 
 
 class DemoError(Exception):
@@ -187,7 +191,7 @@ def run_demo(settings: Settings, progress: Callable[[str, int, int], None] | Non
     return summarize(settings, sent, predictions, monitor, dead_letters, time.monotonic() - started)
 
 
-def summarize(settings: Settings, sent: int, predictions: list[Prediction], monitor, dead_letters: int,
+def summarize(settings: Settings, sent: int, predictions: list[Prediction], monitor: Monitor, dead_letters: int,
               seconds: float) -> DemoResult:
     stream = settings.stream
     truth = {r.record["id"]: (r.seq, r.label) for r in
@@ -196,11 +200,11 @@ def summarize(settings: Settings, sent: int, predictions: list[Prediction], moni
     promoted = [o for o in monitor.outcomes if o.get("promoted") and (o.get("version") or 0) > 1]
     promoted_version = promoted[0]["version"] if promoted else None
 
-    def accuracy(select) -> float | None:
+    def accuracy(select: Callable[[int, dict[str, Any]], bool]) -> float | None:
         hits = [p["prediction"] == truth[i][1] for i, p in by_id.items() if select(truth[i][0], p)]
         return round(sum(hits) / len(hits), 4) if hits else None
 
-    def online_accuracy(select) -> float | None:
+    def online_accuracy(select: Callable[[int, dict[str, Any]], bool]) -> float | None:
         hits = [p["online"]["prediction"] == truth[i][1] for i, p in by_id.items() if select(truth[i][0], p)]
         return round(sum(hits) / len(hits), 4) if hits else None
 
@@ -223,7 +227,8 @@ def summarize(settings: Settings, sent: int, predictions: list[Prediction], moni
         retrain_run_id=promoted[0]["run_id"] if promoted else None,
         promoted_version=promoted_version,
         versions_served=sorted({p["model"]["version"] for p in by_id.values()}),
-        accuracy_before_drift=accuracy(lambda seq, p: warmup_end <= seq < stream.drift_at and p["model"]["version"] == 1),
+        accuracy_before_drift=accuracy(lambda seq, p: warmup_end <= seq < stream.drift_at
+                                       and p["model"]["version"] == 1),
         accuracy_after_drift=accuracy(lambda seq, p: seq >= stream.drift_at and p["model"]["version"] == 1),
         accuracy_after_promotion=accuracy(lambda seq, p: promoted_version is not None
                                           and p["model"]["version"] == promoted_version),

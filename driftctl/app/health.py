@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from itertools import pairwise
+from typing import TYPE_CHECKING, Any
 
 from driftctl.stores.heartbeats import Beat
+
+if TYPE_CHECKING:
+    from driftctl.settings import HealthSettings
+    from driftctl.stores.ledger import Entry
 
 HEALTHY, WARNING, CRITICAL, UNKNOWN = "healthy", "warning", "critical", "unknown"
 _SEVERITY = {HEALTHY: 0, UNKNOWN: 1, WARNING: 2, CRITICAL: 3}
@@ -42,7 +47,8 @@ def worst(healths: Iterable[str]) -> str:
     return max(healths, key=_SEVERITY.__getitem__) if healths else UNKNOWN
 
 
-def assess_stage(latest: Beat, recent: list[Beat], *, now: float, rules, broker_reachable: bool | None) -> StageHealth:
+def assess_stage(latest: Beat, recent: list[Beat], *, now: float, rules: HealthSettings,
+                 broker_reachable: bool | None) -> StageHealth:
     """One stage instance's health from its newest heartbeat and those of the last `rules.lag_window` s."""
     result = StageHealth(stage=latest.stage, instance=latest.instance, health=HEALTHY, reason="",
                          records=latest.records, rps=latest.rps, lag=latest.lag, lag_detail=latest.lag_detail or {},
@@ -64,7 +70,7 @@ def assess_stage(latest: Beat, recent: list[Beat], *, now: float, rules, broker_
     first, last = window[0], window[-1]
     lags = [b.lag for b in window if b.lag is not None]
     if (len(lags) >= 3 and lags[-1] >= rules.lag_warning and lags[-1] > lags[0]
-            and all(b >= a for a, b in zip(lags, lags[1:]))):
+            and all(b >= a for a, b in pairwise(lags))):
         result.health = WARNING
         result.reason = f"lag growing: {lags[0]:,} -> {lags[-1]:,} records in {last.at - first.at:.0f} s"
         return result
@@ -79,7 +85,7 @@ def assess_stage(latest: Beat, recent: list[Beat], *, now: float, rules, broker_
     return result
 
 
-def assess_retrains(entries, *, now: float, rules) -> StageHealth | None:
+def assess_retrains(entries: Sequence[Entry], *, now: float, rules: HealthSettings) -> StageHealth | None:
     """The retrain flows' health from the ledger: a recent failure not followed by a success warns.
 
     `entries` are ledger entries newest first (any kinds)."""

@@ -19,7 +19,7 @@ from rich.text import Text
 from driftctl.app.health import UNKNOWN, StageHealth, assess_retrains, assess_stage, broker_reachable, worst
 from driftctl.settings import Settings
 from driftctl.stores.heartbeats import HealthStore
-from driftctl.stores.ledger import Ledger
+from driftctl.stores.ledger import Entry, Ledger
 
 DETECTORS = ("error-adwin", "data-ks")  # drift.detectors ErrorRateDetector.name, DataDriftDetector.name
 
@@ -111,7 +111,7 @@ def collect_status(settings: Settings, now: float | None = None, decisions: int 
 
     scorers = [s for s in stages if s.stage == "scorer" and s.dead_letters is not None]
     if scorers:
-        dead = sum(s.dead_letters for s in scorers)
+        dead = sum(s.dead_letters or 0 for s in scorers)
         seen = sum(s.records or 0 for s in scorers) + dead
         report["dead_letters"] = {"total": dead, "rate": round(dead / seen, 6) if seen else 0.0}
 
@@ -128,7 +128,8 @@ def collect_status(settings: Settings, now: float | None = None, decisions: int 
     return report
 
 
-def drift_state(entries, champion: dict | None, vitals: dict) -> list[dict[str, Any]]:
+def drift_state(entries: list[Entry], champion: dict[str, Any] | None,
+                vitals: dict[str, Any]) -> list[dict[str, Any]]:
     """Per detector: events so far, the last one, and whether it is still open.
 
     A detector is "drift" when it fired after the current champion was promoted (nothing
@@ -180,15 +181,16 @@ def _ago(seconds: float) -> str:
     return f"{seconds / 3_600:.1f} h"
 
 
-def status_view(report: dict[str, Any]):
+def status_view(report: dict[str, Any]) -> Group:
     """A rich renderable of `collect_status`'s report."""
 
     now = report.get("at") or time.time()
     health = report["health"]
     reachable = report["broker"]["reachable"]
     broker = "unknown" if reachable is None else "up" if reachable else "unreachable"
+    bootstrap = report["broker"]["bootstrap"] or "-"
     parts: list = [Text.assemble("driftctl ", (health.upper(), f"bold {_COLOURS.get(health, '')}"),
-                                 f"   home {report['home']}   broker {report['broker']['bootstrap'] or '-'} ({broker})")]
+                                 f"   home {report['home']}   broker {bootstrap} ({broker})")]
     stages = Table(title="stages", title_justify="left", expand=False)
     for column in ("stage", "instance", "health", "reason", "records/s", "lag", "dead letters", "model"):
         stages.add_column(column, justify="right" if column in ("records/s", "lag", "dead letters") else "left")

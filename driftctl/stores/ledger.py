@@ -95,7 +95,9 @@ class Ledger:
         row = {"at": time.time(), "kind": kind, "model_name": model_name, "model_version": model_version,
                "event_id": event_id, "reason": reason, "payload": json.loads(json.dumps(payload or {}, default=str))}
         with self.engine.begin() as conn:
-            return conn.execute(insert(entries).values(**row)).inserted_primary_key[0]
+            key = conn.execute(insert(entries).values(**row)).inserted_primary_key
+        assert key is not None  # an INSERT into a table with a primary key
+        return key[0]
 
     def entries(self, kind: str | None = None, limit: int | None = None) -> list[Entry]:
         query = select(entries).order_by(entries.c.id.desc())
