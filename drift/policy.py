@@ -129,11 +129,26 @@ class DriftPolicy:
         self.in_flight = True
         return decision
 
-    def on_retrain_finished(self, *, promoted: bool, labelled: int) -> None:
+    def on_retrain_finished(self, *, promoted: bool, labelled: int, window_end: int | None = None,
+                            replaced: bool = True) -> None:
+        """A retrain ended at labelled position `labelled`. The cooldown after a promotion counts
+        from `window_end`, the end of the window the new champion learned from (default:
+        `labelled`), so a slow worker does not stretch it; a promotion that `replaced` no
+        champion (a bootstrap) starts none: there is no predecessor to protect it from.
+
+        >>> policy = DriftPolicy(min_train_rows=100, cooldown=500)
+        >>> policy.on_retrain_finished(promoted=True, labelled=9000, window_end=2000)
+        >>> policy.cooldown_until
+        2500
+        >>> policy.on_retrain_finished(promoted=True, labelled=9000, window_end=2000, replaced=False)
+        >>> policy.cooldown_until
+        0
+        """
         self.in_flight = False
         self.change_at = None
         self.pending_events = []
         self.data_streaks = {}
         self.deferred = None
         if promoted:
-            self.cooldown_until = labelled + self.cooldown
+            start = labelled if window_end is None else min(window_end, labelled)
+            self.cooldown_until = start + self.cooldown if replaced else 0

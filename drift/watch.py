@@ -154,8 +154,11 @@ class DriftWatch:
         """A retrain the policy did not ask for (a bootstrap, a schedule) is in flight."""
         self.policy.in_flight = True
 
-    def retrain_finished(self, *, promoted: bool, labelled: int) -> None:
-        self.policy.on_retrain_finished(promoted=promoted, labelled=labelled)
+    def retrain_finished(self, *, promoted: bool, labelled: int, window_end: int | None = None,
+                         replaced: bool = True) -> None:
+        """A retrain ended; see `DriftPolicy.on_retrain_finished` for `window_end` and `replaced`."""
+        self.policy.on_retrain_finished(promoted=promoted, labelled=labelled, window_end=window_end,
+                                        replaced=replaced)
 
     @property
     def busy(self) -> bool:

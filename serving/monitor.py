@@ -58,6 +58,7 @@ class Monitor:
         # in-sample (near zero) and would make the out-of-sample error rate look like a rise.
         self._trained_until = 0
         self._training_end: int | None = None  # window end of the retrain in flight
+        self._training_replaces = True  # whether that retrain may replace a champion (False: a bootstrap)
         self._retraining: Future | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrain")
         self._producer = None
@@ -307,6 +308,7 @@ class Monitor:
                    "evidence": [e.model_dump(mode="json") for e in self.events if e.id in decision.event_ids]}
         log.warning("retrain: %s", decision.reason)
         self._training_end = decision.window[1]
+        self._training_replaces = self.champion is not None
         self._retraining = self._executor.submit(self.retrain, window, trigger)
 
     def _collect_retrain(self) -> None:
@@ -319,7 +321,10 @@ class Monitor:
             log.error("retrain failed, champion unchanged: %s", exc)
             outcome = {"promoted": False, "error": str(exc)}
         self.outcomes.append(outcome)
-        self.watch.retrain_finished(promoted=bool(outcome.get("promoted")), labelled=self.labelled)
+        # The cooldown counts from the window's end, not from now (a worker may take long to
+        # start), and a bootstrap (no champion replaced) starts none.
+        self.watch.retrain_finished(promoted=bool(outcome.get("promoted")), labelled=self.labelled,
+                                    window_end=self._training_end, replaced=self._training_replaces)
 
 
 def _decode_prediction(raw: bytes) -> dict:

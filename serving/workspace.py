@@ -90,9 +90,46 @@ def add_snapshot(workspace: Path, project_name: str, snapshot, name: str | None 
     from evidently.ui.workspace import Workspace  # seconds to import: only when a snapshot is stored
 
     ws = Workspace(str(workspace))
-    found = ws.search_project(project_name)
-    project = found[0] if found else ws.create_project(project_name, description="driftctl monitor windows")
+    project = ensure_project(workspace, project_name, ws=ws)
+    columns = [m["config"].get("column") for m in snapshot.dict()["metrics"]
+               if m["metric_name"].startswith("ValueDrift")]
+    _feature_panels(project, [c for c in columns if c])
     ws.add_run(project.id, snapshot, name=name)
+
+
+DRIFT_TAB = "Drift"
+
+
+def ensure_project(workspace: Path, project_name: str, ws=None):
+    """The workspace's project, created with its dashboard: the share of drifted features over
+    time first; each feature's drift score joins when the first window shows the features."""
+    from evidently.sdk.models import PanelMetric
+    from evidently.sdk.panels import line_plot_panel
+    from evidently.ui.workspace import Workspace
+
+    ws = ws or Workspace(str(workspace))
+    found = ws.search_project(project_name)
+    if found:
+        return found[0]
+    project = ws.create_project(project_name, description="driftctl monitor windows")
+    project.dashboard.add_panel(line_plot_panel(
+        title="Share of drifted features", description="Evidently's drift verdict per monitor window",
+        values=[PanelMetric(legend="share", metric="DriftedColumnsCount", metric_labels={"value_type": "share"})],
+        size="full"), tab=DRIFT_TAB)
+    return project
+
+
+def _feature_panels(project, columns: list[str]) -> None:
+    from evidently.sdk.models import PanelMetric
+    from evidently.sdk.panels import line_plot_panel
+
+    title = "Drift score per feature"
+    if not columns or any(p.title == title for p in project.dashboard.model().panels):
+        return
+    project.dashboard.add_panel(line_plot_panel(
+        title=title, description="each feature's drift score (p-value or distance) per window",
+        values=[PanelMetric(legend=c, metric="ValueDrift", metric_labels={"column": c}) for c in columns],
+        size="full"), tab=DRIFT_TAB)
 
 
 def latest_window(workspace: Path) -> dict[str, Any] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import mlflow
@@ -40,6 +41,15 @@ class LoadedModel:
     @property
     def features(self) -> list[str]:
         return self.schema.names
+
+
+def iso_time(epoch: float) -> str:
+    """An epoch time as ISO 8601 in UTC, to the millisecond: how MLflow tags carry times.
+
+    >>> iso_time(0)
+    '1970-01-01T00:00:00.000+00:00'
+    """
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
 
 
 def content_hash(frame: pd.DataFrame, labels: pd.Series) -> str:
@@ -141,6 +151,7 @@ class Registry:
                 # Explicit requirements: inferring them re-imports the model in a subprocess (seconds).
                 pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
                 registered_model_name=self.model_name if promote else None,
+                signature=_signature(model, frame),
             )
             run_id = run.info.run_id
         if not promote:
@@ -157,7 +168,7 @@ class Registry:
         """Point the champion alias at `version`; tag when it was deployed and when the one
         it replaces was undeployed. Returns the replaced champion (None if there was none)."""
         previous = self.champion()
-        now = str(time.time())
+        now = iso_time(time.time())
         self.set_champion(version)
         self.client.set_model_version_tag(self.model_name, str(version), "driftctl.deployed_at", now)
         self.client.set_model_version_tag(self.model_name, str(version), "driftctl.deployed_reason", reason[:5000])
@@ -171,6 +182,9 @@ class Registry:
             self.client.delete_registered_model_alias(self.model_name, CHAMPION)
         else:
             self.set_champion(previous.version)
+
+    def describe_version(self, version: int, description: str) -> None:
+        self.client.update_model_version(self.model_name, str(version), description=description)
 
     def exists(self, version: int) -> bool:
         try:
@@ -186,6 +200,15 @@ class Registry:
     def set_run_tags(self, run_id: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():
             self.client.set_tag(run_id, key, value)
+
+
+def _signature(model, frame: pd.DataFrame):
+    """The model's input schema (the window's columns and types) and its output, shown in
+    MLflow's UI and checked against what a later window offers."""
+    from mlflow.models import infer_signature
+
+    sample = frame.head(50)
+    return infer_signature(sample, model.predict(sample))
 
 
 def _trusted_types(model) -> list[str]:

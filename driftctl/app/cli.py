@@ -79,14 +79,14 @@ def demo(
     if as_json:
         print(result.to_json())
         return
-    _print_demo(result)
+    _print_demo(result, settings.home)
 
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def _print_demo(r) -> None:
+def _print_demo(r, home: Path) -> None:
     table = Table(title="driftctl demo", show_header=False, title_justify="left")
     table.add_row("records scored", f"{r.predictions:,} of {r.records:,} ({r.duplicates} duplicates, "
                                     f"{r.dead_letters} dead letters)")
@@ -105,7 +105,7 @@ def _print_demo(r) -> None:
     table.add_row("online learner accuracy after drift", _pct(r.online_accuracy_after_drift))
     table.add_row("wall time", f"{r.seconds:.1f} s")
     console.print(table)
-    console.print("state left in .driftctl/ - run [bold]driftctl status[/bold]")
+    console.print(f"state left in {home} - run [bold]driftctl status[/bold]", highlight=False)
 
 
 @app.command()
@@ -228,6 +228,59 @@ def broker(home: Path | None = typer.Option(None, help="State directory (default
             threading.Event().wait()
         except KeyboardInterrupt:
             pass
+
+
+@app.command()
+def up(
+    home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the addresses as JSON."),
+    any_port: bool = typer.Option(False, "--any-port", help="Free ports, not the conventional 4200/5000/8000/8765."),
+    timeout: float = typer.Option(300.0, min=10, help="Seconds to wait for every part to answer."),
+) -> None:
+    """Start the served stack on loopback: broker, Prefect server + pool + deployments + worker, MLflow UI,
+    Evidently UI, monitor, one scorer, console. Returns once every part answers."""
+    from driftctl.app.stack_up import up as start_stack
+
+    settings = _settings(home)
+    with console.status("starting the stack", spinner="dots") if not as_json else _nothing() as status:
+        stack = start_stack(settings, any_port=any_port, timeout=timeout,
+                            progress=(lambda what: status.update(what)) if status else (lambda what: None))
+    if as_json:
+        print(json.dumps(stack.addresses(), indent=2))
+        return
+    table = Table(title=f"driftctl up ({stack.seconds:.0f} s)", show_header=False, title_justify="left")
+    table.add_row("Kafka bootstrap", stack.bootstrap_servers + (" (embedded, in memory)" if stack.embedded_broker
+                                                                 else ""))
+    table.add_row("Prefect UI", stack.prefect_ui)
+    table.add_row("MLflow UI", stack.mlflow_ui)
+    table.add_row("Evidently UI", stack.evidently_ui)
+    table.add_row("console", stack.console)
+    console.print(table)
+    console.print(f"state in {settings.home}; logs in {settings.home / 'logs'}. Next: "
+                  f"[bold]DRIFTCTL_HOME={settings.home} DRIFTCTL_KAFKA__BOOTSTRAP_SERVERS={stack.bootstrap_servers} "
+                  f"driftctl produce iot[/bold]; [bold]driftctl down[/bold] stops it all"
+                  + (" (the embedded broker keeps its topics in memory: they are lost at `down`)."
+                     if stack.embedded_broker else "."), highlight=False)
+
+
+@app.command()
+def down(
+    home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was stopped as JSON."),
+) -> None:
+    """Stop exactly what `driftctl up` started with this home."""
+    from driftctl.app.stack_up import down as stop_stack
+
+    settings = _settings(home)
+    stopped = stop_stack(settings)
+    if as_json:
+        print(json.dumps(stopped, indent=2))
+        return
+    if not stopped:
+        console.print(f"nothing to stop: no stack recorded in {settings.home}")
+        return
+    console.print("stopped " + ", ".join(f"{s['name']} ({s['state']})" for s in stopped)
+                  + f". State kept in {settings.home} (the embedded broker's topics are gone).", highlight=False)
 
 
 def _external_bootstrap(settings) -> str:
