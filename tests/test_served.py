@@ -67,7 +67,8 @@ class Served:
         return next(d["id"] for d in self.post("/deployments/filter", {}) if d["name"] == name)
 
     def runs(self, deployment: str) -> list[dict]:
-        return self.post("/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [self.deployment_id(deployment)]}}})
+        wanted = {"deployment_id": {"any_": [self.deployment_id(deployment)]}}
+        return self.post("/flow_runs/filter", {"flow_runs": wanted})
 
     def ledger(self):
         from driftctl.stores.ledger import Ledger
@@ -236,7 +237,8 @@ def _screenshots(served: Served, run: dict, tags: dict) -> list[Path]:
 
 def test_the_nightly_deployment_runs_at_once_and_its_outcome_is_in_history(served):
     run = subprocess.run([sys.executable, "-m", "prefect", "deployment", "run", "scheduled_retrain/retrain-nightly"],
-                         env={**served.env, "PREFECT_API_URL": served.api, "PREFECT_HOME": str(served.home / "prefect")},
+                         env={**served.env, "PREFECT_API_URL": served.api,
+                              "PREFECT_HOME": str(served.home / "prefect")},
                          cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
 

@@ -284,14 +284,20 @@ def down(
 
 
 def _external_bootstrap(settings) -> str:
-    if not settings.kafka.bootstrap_servers:
-        raise typer.BadParameter("no Kafka configured: set DRIFTCTL_KAFKA__BOOTSTRAP_SERVERS "
+    bootstrap = settings.kafka.bootstrap_servers
+    if not bootstrap:  # the stack `driftctl up` runs with this home, if any
+        from driftctl.app.stack_up import running_stack
+
+        stack = running_stack(settings)
+        bootstrap = stack.bootstrap_servers if stack else ""
+    if not bootstrap:
+        raise typer.BadParameter("no Kafka configured: set DRIFTCTL_KAFKA__BOOTSTRAP_SERVERS, or run `driftctl up` "
                                  "(`driftctl broker` runs a local one and prints its address)")
     from driftctl.runtime.broker import ensure_topics, wait_until_reachable
 
-    wait_until_reachable(settings.kafka.bootstrap_servers, timeout=10)
-    ensure_topics(settings.kafka.bootstrap_servers, settings.kafka)
-    return settings.kafka.bootstrap_servers
+    wait_until_reachable(bootstrap, timeout=10)
+    ensure_topics(bootstrap, settings.kafka)
+    return bootstrap
 
 
 def _stop_on_signals():
@@ -353,16 +359,34 @@ def monitor(home: Path | None = typer.Option(None, help="State directory (defaul
 
 @app.command()
 def produce(
-    source: str = typer.Argument("iot", help="'iot' (the synthetic drifting stream)."),
+    source: str = typer.Argument("iot", help="'iot' (the synthetic drifting stream), or a CSV/Parquet file."),
+    target: str | None = typer.Option(None, "--target", help="FILE: the label column."),
+    drop: list[str] = typer.Option([], "--drop", help="FILE: a column to ignore (repeat for more)."),
+    time_col: str | None = typer.Option(None, "--time-col", help="FILE: replay in this column's order; not a feature."),
+    id_col: str | None = typer.Option(None, "--id-col", help="FILE: record id column; not a feature."),
     records: int | None = typer.Option(None, min=1, help="Records to send."),
     drift_at: int | None = typer.Option(None, min=0, help="Record at which the concept drifts."),
     rate: float | None = typer.Option(None, min=1, help="Records per second (default: settings)."),
     label_delay: int | None = typer.Option(None, min=0, help="Records between a record and its label."),
     home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
 ) -> None:
-    """Replay a stream into the telemetry and labels topics."""
+    """Replay a stream into the telemetry and labels topics: the synthetic one, or a CSV/Parquet file
+    handled as `backtest` handles it."""
+    readings = None
     if source != "iot":
-        raise typer.BadParameter(f"unknown source {source!r}; valid sources: iot")
+        path = Path(source)
+        if not path.exists():
+            raise typer.BadParameter(f"unknown source {source!r}: neither 'iot' nor an existing CSV/Parquet file")
+        if target is None:
+            raise typer.BadParameter("a file needs --target COL (its label column)")
+        from driftctl.app.backtest import file_readings
+
+        readings, dropped = file_readings(path, target=target, drop=drop, time_col=time_col, id_col=id_col)
+        if dropped:
+            print(f"driftctl: warning: {dropped} rows without a label dropped", file=sys.stderr)
+        records = None  # the file's length, not a setting
+    elif target is not None or drop or time_col or id_col:
+        raise typer.BadParameter("--target, --drop, --time-col and --id-col apply to a file, not to 'iot'")
     from serving.kafka_io import make_producer
     from serving.producer import publish
     from serving.synthetic import iot_stream
@@ -376,7 +400,7 @@ def produce(
     beat = Heartbeat.from_settings(settings, "producer", bootstrap)
     with Progress(TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("producing", total=stream.records)
+        task = bar.add_task("producing", total=len(readings) if readings is not None else stream.records)
 
         def on_record(n: int) -> None:
             beat.beat(records=n)
@@ -384,6 +408,7 @@ def produce(
                 bar.update(task, completed=n)
 
         sent = publish(producer, settings.kafka.topics,
+                       readings if readings is not None else
                        iot_stream(stream.records, drift_at=stream.drift_at, devices=stream.devices, seed=stream.seed),
                        rate=stream.rate, label_delay=stream.label_delay, stop=_stop_on_signals(), on_record=on_record)
     producer.close()
