@@ -50,7 +50,8 @@ def _alive(pid: int, started: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
-    return int(stat.rsplit(")", 1)[1].split()[19]) == started
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[0] not in ("Z", "X") and int(fields[19]) == started  # a zombie has exited
 
 
 class Served:
@@ -164,7 +165,11 @@ def test_a_drifting_stream_retrains_once_through_the_deployment_and_serves_the_n
         producer.send_signal(signal.SIGTERM)
         producer.wait(timeout=60)
 
-    runs = served.runs("retrain-on-drift")
+    def settled():  # the run goes on after the promotion: the Evidently report, the artifact
+        runs = served.runs("retrain-on-drift")
+        return runs if all(r["state_type"] not in ("SCHEDULED", "PENDING", "RUNNING") for r in runs) else None
+
+    runs = _wait("the retrain runs to end", settled, 300, served)
     kinds = sorted((r["parameters"]["trigger"]["kind"], r["state_type"]) for r in runs)
     assert kinds == [("bootstrap", "COMPLETED"), ("drift", "COMPLETED")], [(r["name"], r["state_type"]) for r in runs]
     run = next(r for r in runs if r["parameters"]["trigger"]["kind"] == "drift")

@@ -97,7 +97,10 @@ def _start_time(pid: int) -> int | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])  # field 22, counted after the command name
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name: state is field 3, start time field 22
+    if fields[0] in ("Z", "X"):  # a zombie has exited: it waits only for its parent to read its status
+        return None
+    return int(fields[19])
 
 
 def _alive(part: Part) -> bool:
