@@ -5,7 +5,7 @@ down` leaving nothing running. Screenshots of the Prefect flow-run page and the 
 version page from headless Chromium, each checked for the run name or the version's tags.
 
 One stack for the module (it takes a minute or two to answer on a busy machine).
-Set DRIFTCTL_SAVE_SCREENS=DIR to copy the screenshots there.
+Set SAVE_SCREENS=DIR to copy the screenshots there.
 """
 
 from __future__ import annotations
@@ -232,7 +232,7 @@ def _screenshots(served: Served, run: dict, tags: dict) -> list[Path]:
                 saved.append(path)
         finally:
             browser.close()
-    target = os.environ.get("DRIFTCTL_SAVE_SCREENS")
+    target = os.environ.get("SAVE_SCREENS")
     if target:
         Path(target).mkdir(parents=True, exist_ok=True)
         for path in saved:
