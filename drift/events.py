@@ -32,6 +32,7 @@ class DriftEvent(BaseModel):
     evidence: dict[str, Any] = {}
     model: dict[str, Any] = {}
     at: float = Field(default_factory=time.time)
+    incident: str | None = None  # the drift this event belongs to (DriftPolicy.incident_at)
 
     def to_json(self) -> bytes:
         return self.model_dump_json().encode()
@@ -60,6 +61,7 @@ class Decision(BaseModel):
     # Labelled-record positions [start, end) the retrain should learn from.
     window: tuple[int, int] | None = None
     at: float = Field(default_factory=time.time)
+    incident: str | None = None  # the drift this decision acts on; None for a bootstrap or a schedule
 
     def to_json(self) -> bytes:
         return self.model_dump_json().encode()

@@ -117,6 +117,7 @@ def record_candidate(registry: Registry, model, frame: pd.DataFrame, target: pd.
                      window: TrainingWindow, trigger: dict, seconds: float, settings: Settings):
     tags = {
         "driftctl.decision_id": trigger.get("decision_id", ""),
+        "driftctl.incident": trigger.get("incident") or "",
         "driftctl.trigger_kind": trigger.get("kind", "drift"),
         "driftctl.event_ids": ",".join(trigger.get("event_ids", [])),
         "driftctl.reason": trigger.get("reason", "")[:5000],
@@ -151,11 +152,12 @@ def announce(update: dict, bootstrap: str, settings: Settings) -> None:
 
 def retrain_run_name() -> str:
     """What a retrain run is, as its name in the Prefect UI: model, trigger kind and incident
-    (the first drift event, else the decision)."""
+    (the drift's incident id, else its first drift event, else the decision)."""
     trigger = flow_run.get_parameters().get("trigger") or {}
     if not isinstance(trigger, dict):
         trigger = getattr(trigger, "model_dump", lambda: {})()
-    incident = (trigger.get("event_ids") or [None])[0] or trigger.get("decision_id") or "no incident"
+    incident = (trigger.get("incident") or (trigger.get("event_ids") or [None])[0] or trigger.get("decision_id")
+                or "no incident")
     return f"{Settings().mlflow.model_name} {trigger.get('kind') or 'drift'} retrain {incident}"
 
 
@@ -339,6 +341,8 @@ def decision_markdown(model_name: str, window: TrainingWindow, trigger: dict, ou
     run = f"[{outcome.get('run_id')}]({links['run']})" if "run" in links else f"`{outcome.get('run_id')}`"
     lines = [f"# {model_name}: {trigger.get('kind') or 'drift'} retrain", "",
              f"Decision `{trigger.get('decision_id')}`: {verdict}.", "",
+             *([f"Incident `{trigger['incident']}`: every drift event and decision of this drift, in "
+                f"`driftctl history`.", ""] if trigger.get("incident") else []),
              f"**Why:** {outcome.get('reason')}", "",
              f"**Asked for because:** {trigger.get('reason') or '-'}", "",
              "## Drift evidence", ""]

@@ -175,7 +175,7 @@ def test_a_drifting_stream_retrains_once_through_the_deployment_and_serves_the_n
     run = next(r for r in runs if r["parameters"]["trigger"]["kind"] == "drift")
     trigger = run["parameters"]["trigger"]
     assert trigger["decision_id"] == promotion.payload["trigger"]["decision_id"]
-    incident = trigger["event_ids"][0]
+    incident = trigger.get("incident") or trigger["event_ids"][0]
     assert run["name"] == f"{MODEL} drift retrain {incident}"
     assert trigger["evidence"] and run["parameters"]["window"]["telemetry"]
     assert run["created_by"]["type"] == "AUTOMATION", run["created_by"]  # the drift event's trigger started it

@@ -12,7 +12,6 @@ import signal
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -509,32 +508,16 @@ def history(
     home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
-    """The ledger's timeline: drift events, decisions, promotions, rejections, failures, rollbacks."""
-    from driftctl.app.history import ledger_history
+    """The ledger's timeline by incident (one per drift: its events, decisions, retrain, promotion or
+    rejection, probation), then what belongs to no incident; window checkpoints with --windows."""
+    from driftctl.app.history import history_view, ledger_history
 
     settings = _settings(home)
     report = ledger_history(settings, limit=limit, include_windows=windows)
     if as_json:
         print(json.dumps(report, indent=2, default=str))
         return
-
-    def when(at) -> str:
-        return "-" if at is None else datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-    served = Table(title=f"champion history of {report['model']}", title_justify="left")
-    for column in ("version", "deployed", "by", "undeployed", "by", "why"):
-        served.add_column(column)
-    for h in report["champion_history"]:
-        served.add_row(str(h["version"]), when(h["deployed_at"]), h["deployed_by"], when(h["undeployed_at"]),
-                       h["undeployed_by"] or "serving", (h["reason"] or "")[:80])
-    console.print(served)
-    table = Table(title="ledger", title_justify="left")
-    for column in ("#", "at (UTC)", "kind", "version", "event", "reason"):
-        table.add_column(column)
-    for e in report["entries"]:
-        table.add_row(str(e["id"]), when(e["at"]), e["kind"], str(e["model_version"] or "-"),
-                      e["event_id"] or "-", (e["reason"] or "")[:100])
-    console.print(table)
+    console.print(history_view(report))
 
 
 @app.command()
