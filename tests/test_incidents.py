@@ -140,3 +140,41 @@ def test_history_and_status_show_incidents_first_and_fit_80_columns(tmp_path):
     text = out.getvalue()
     assert max(len(line) for line in text.splitlines()) <= 80
     assert text.index("incidents") < text.index("stages")
+
+
+def test_the_console_shows_the_incident_timeline(tmp_path):
+    import json
+    import os
+    from pathlib import Path
+
+    import pytest
+
+    from driftctl.app.console import console_state, render_page
+
+    settings = Settings(home=tmp_path)
+    ledger = Ledger(settings.ledger_url)
+    drive(ledger, Clock())
+    ledger.close()
+    state = console_state(settings)
+    (incident,) = state["incidents"]
+    assert [s["step"] for s in incident["steps"]] == ["drift", "alert", "retrain", "promotion v2", "folded",
+                                                      "probation keep"]
+    assert {"incident", "incident_update"} <= {t["kind"] for t in state["timeline"]}
+    page = render_page(state)
+    assert 'id="incidents"' in page and "estimated: not available yet" in page
+    json.loads(page.split('type="application/json">', 1)[1].split("</script>", 1)[0])
+
+    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    if not Path(chromium).exists():
+        pytest.skip(f"{chromium} missing: the page's script is not run")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"], headless=True)
+        try:
+            tab = browser.new_page()
+            tab.set_content(page)
+            drawn = tab.inner_text("#incidents")
+        finally:
+            browser.close()
+    assert "promoted v2, kept after probation" in drawn and "probation keep" in drawn and "17 event(s)" in drawn

@@ -576,7 +576,8 @@ def _print_backtest(r, json_out: Path | None) -> None:
     detectors: dict[str, int] = {}
     for event in r.drift_events:
         detectors[event["detector"]] = detectors.get(event["detector"], 0) + 1
-    table.add_row("drift events", ", ".join(f"{k}: {v}" for k, v in sorted(detectors.items())) or "none")
+    events = ", ".join(f"{k}: {v}" for k, v in sorted(detectors.items())) or "none"
+    table.add_row("drift events", f"{events} (in {r.incidents} incident(s))" if r.drift_events else events)
     firsts = ", ".join(f"{e['index']:,} ({e['detector']})" for e in r.drift_events[:5])
     if firsts:
         table.add_row("first events at record", firsts + (" ..." if len(r.drift_events) > 5 else ""))

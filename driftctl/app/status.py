@@ -70,7 +70,7 @@ def collect_status(settings: Settings, now: float | None = None, decisions: int 
     report.update(at=now, stages=[], broker={"bootstrap": settings.kafka.bootstrap_servers or None,
                                              "reachable": None},
                   dead_letters={"total": None, "rate": None}, drift=[], decisions=[], lineage=[], incidents=[],
-                  open_incident=None)
+                  open_incident=None, accuracy={"realised": None, "estimated": None})
     rules = settings.health
 
     latest, recent, entries = [], [], []
@@ -122,6 +122,10 @@ def collect_status(settings: Settings, now: float | None = None, decisions: int 
     monitor = next((b for b in sorted(latest, key=lambda b: -b.at) if b.stage == "monitor"), None)
     vitals = monitor.extra if monitor and monitor.state == "running" else {}
     report["open_incident"] = (vitals or {}).get("incident")
+    # The champion's live accuracy: realised over its recent labelled records (the error detector's
+    # window); estimated (label-free) only once the monitor reports one.
+    report["accuracy"] = {"realised": (vitals or {}).get("accuracy"),
+                          "estimated": (vitals or {}).get("estimated_accuracy")}
     grouped, _ = group_incidents(entries[::-1])
     report["incidents"] = [{k: v for k, v in i.items() if k != "entries"} for i in grouped[-incidents:]]
     report["drift"] = drift_state(entries, report["champion"], monitor.extra if monitor else {})
