@@ -60,9 +60,11 @@ def demo(
     rate: float | None = typer.Option(None, min=1, help="Records per second offered."),
     home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    served: bool = typer.Option(False, "--served", help="Run on the stack of `driftctl up` (started if none runs; "
+                                                        "left running)."),
 ) -> None:
     """Stream drifting telemetry through the embedded stack: score, detect, retrain, promote, hot-swap."""
-    from driftctl.app.demo import run_demo
+    from driftctl.app.demo import run_demo, run_served_demo
 
     settings = _settings(home, records=records, drift_at=drift_at, rate=rate)
     if settings.stream.drift_at >= settings.stream.records:
@@ -74,11 +76,17 @@ def demo(
         def progress(phase: str, done: int, total: int) -> None:
             bar.update(task, description=phase, completed=done, total=total)
 
-        result = run_demo(settings, progress)
+        result = (run_served_demo if served else run_demo)(settings, progress)
     if as_json:
         print(result.to_json())
         return
     _print_demo(result, settings.home)
+    if result.stack is not None:
+        how = ("started by the demo and left running" if result.stack["started_by_demo"]
+               else "the one `driftctl up` started")
+        console.print(f"served stack ({how}; `driftctl down` stops it): Prefect {result.stack['prefect_ui']}, "
+                      f"MLflow {result.stack['mlflow_ui']}, Evidently {result.stack['evidently_ui']}, "
+                      f"console {result.stack['console']}", highlight=False)
 
 
 def _pct(value: float | None) -> str:
@@ -95,6 +103,7 @@ def _print_demo(r, home: Path) -> None:
                                            f"(delay {r.detection_delay:,} records)")
     else:
         table.add_row("drift detected at", "not detected")
+    table.add_row("drift incidents", f"{r.incidents} ({len(r.drift_events)} drift events folded into them)")
     table.add_row("retrain run", r.retrain_run_id or "-")
     table.add_row("promoted version", str(r.promoted_version) if r.promoted_version else "none")
     table.add_row("versions served", ", ".join(map(str, r.versions_served)))
