@@ -6,7 +6,6 @@ import pandas as pd
 from evidently import Report
 from evidently.presets import DataDriftPreset
 
-
 # The champion's vitals, as one-value columns beside a window's features, so that one snapshot per
 # window carries both (drift is measured on the features only).
 CHAMPION_COLUMNS = {"realised_accuracy": "driftctl_realised_accuracy",
