@@ -7,7 +7,7 @@ import io
 
 from rich.console import Console
 
-from drift.events import Action, DriftEvent
+from drift.events import DriftEvent
 from drift.policy import DriftPolicy
 from driftctl.app.history import group_incidents, history_view, ledger_history
 from driftctl.app.status import collect_status, status_view
@@ -66,7 +66,7 @@ def drive(ledger: Ledger, clock: Clock) -> tuple[DriftPolicy, IncidentLog, list]
 def test_a_storm_of_events_is_one_incident_in_the_ledger(tmp_path):
     ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
     ledger.append("decision", reason="bootstrap", model_name="m", payload={"action": "retrain", "id": "d0"})
-    policy, log, decisions = drive(ledger, Clock())
+    _, log, decisions = drive(ledger, Clock())
     incident = decisions[0].incident
     assert {d.incident for d in decisions} == {incident}
     kinds = [e.kind for e in ledger.timeline()]

@@ -109,8 +109,9 @@ def group_incidents(entries: list[Entry]) -> tuple[list[dict[str, Any]], list[En
             if retrain is None:
                 retrain = {"decision_id": decision_id, "window": None, "at": entry.at}
                 incident["retrains"].append(retrain)
+            # The challenger-against-champion verdict says more than the trigger's reason repeated.
             retrain.update(outcome=entry.kind, version=entry.model_version, run_id=payload.get("run_id"),
-                           reason=entry.reason, outcome_at=entry.at)
+                           reason=(payload.get("evaluation") or {}).get("reason") or entry.reason, outcome_at=entry.at)
         elif entry.kind == "rollback":
             incident["probation"] = {"verdict": "rollback", "at": entry.at, "reason": entry.reason,
                                      **((payload.get("evidence") or {}).get("probation") or {})}
@@ -177,7 +178,8 @@ def incident_steps(incident: dict[str, Any]) -> list[tuple[float | None, str, st
         if r["decision_id"] not in {d["id"] for d in incident["decisions"]} and r.get("outcome"):
             steps.append((r.get("outcome_at"), r["outcome"], r.get("reason") or "-"))
     if incident["held"]:
-        steps.append((None, "folded", f"{incident['held']} hold(s) on later events while the drift was acted on"))
+        steps.append((None, "folded", f"{incident['held']} later decision(s) on the folded events (holds, "
+                                      "repeated alerts) while the drift was acted on"))
     probation = incident["probation"]
     if probation is not None:
         steps.append((probation["at"], f"probation {probation['verdict']}", probation.get("reason") or "-"))
