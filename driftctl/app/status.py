@@ -16,8 +16,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from driftctl.app.history import group_incidents, incidents_table
 from driftctl.app.health import UNKNOWN, StageHealth, assess_retrains, assess_stage, broker_reachable, worst
+from driftctl.app.history import group_incidents, incidents_table
 from driftctl.settings import Settings
 from driftctl.stores.heartbeats import HealthStore
 from driftctl.stores.ledger import Ledger
