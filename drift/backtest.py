@@ -103,6 +103,7 @@ class BacktestResult:
     accuracy: float | None  # served predictions right, over records at index >= warmup
     retrains: int  # challengers trained after the warmup champion
     drift_events: list[dict[str, Any]] = field(default_factory=list)
+    incidents: int = 0  # drifts acted on: events that fire while one is acted on fold into it
     promotions: list[dict[str, Any]] = field(default_factory=list)
     decisions: list[dict[str, Any]] = field(default_factory=list)
     accuracy_curve: dict[str, Any] = field(default_factory=dict)
@@ -412,6 +413,7 @@ class Backtest:
         for event in self.events:
             index = self.event_index[event.id]
             item = {"index": index, "detector": event.detector, "kind": event.kind, "id": event.id,
+                    "incident": event.incident,
                     "statistic": event.statistic, "threshold": event.threshold,
                     "model_version": event.model.get("version")}
             if self.ids is not None:
@@ -424,7 +426,8 @@ class Backtest:
                      for t, d in self.decisions if d.action is not Action.HOLD or d.reason.startswith("retrain")]
         return BacktestResult(
             rows=n, warmup=self.warmup, policy=str(self.spec), label_delay=self.label_delay, accuracy=accuracy,
-            retrains=self.retrains, drift_events=events, promotions=self.promotions, decisions=decisions,
+            retrains=self.retrains, drift_events=events, promotions=self.promotions,
+            incidents=len({e.incident for e in self.events if e.incident is not None}), decisions=decisions,
             accuracy_curve={"every": every, "values": curve}, features=list(self.features.columns),
             dropped_rows=self.dropped_rows, warnings=self.warnings, seconds=round(seconds, 3),
             records_per_second=round(n / seconds, 1) if seconds > 0 else 0.0)

@@ -6,11 +6,17 @@ change exist to train on, keeps one retrain in flight, and holds during a cooldo
 a promotion so a fresh champion is not judged on the data that replaced its predecessor.
 A drift seen during the cooldown is not lost: it is deferred and acted on when the cooldown
 ends (detectors report a change once, so dropping it would leave the policy blind to it).
+
+One drift, one incident: the first event that fires while the policy is idle opens an
+incident; every event and decision until the policy is idle again (the alert, the wait for
+labelled records, the retrain in flight, the cooldown after a promotion, a deferred drift,
+a data detector's streak) carries the same incident id, so an operator sees one drift, not
+one row per detector firing.
 """
 
 from __future__ import annotations
 
-from driftctl.messages import Action, Decision, DriftEvent
+from driftctl.messages import Action, Decision, DriftEvent, new_id
 
 
 class DriftPolicy:
@@ -28,6 +34,11 @@ class DriftPolicy:
     ('retrain', (1000, 1100))
     >>> policy.on_event(event, change_at=1100, labelled=1120).action.value
     'hold'
+
+    Every decision above acts on the same drift, so they share one incident:
+
+    >>> policy.incident.startswith("incident-"), decision.incident == policy.incident
+    (True, True)
     """
 
     def __init__(self, *, min_train_rows: int = 1500, data_persistence: int = 2, cooldown: int = 2000):
@@ -49,6 +60,35 @@ class DriftPolicy:
         self.cooldown_until = 0
         self.data_streaks: dict[str, int] = {}  # label-free detector -> drifting windows in a row
         self.deferred: tuple[list[str], int, str] | None = None  # event ids, change_at, first reason
+        self.incident: str | None = None  # the drift being acted on (None: none yet)
+        self.labelled = 0  # the newest labelled position seen
+
+    def engaged(self, labelled: int) -> bool:
+        """Whether a drift is being acted on at labelled position `labelled`: collecting records
+        after a change, a retrain in flight, a cooldown, a deferred drift or a data streak."""
+        return (self.change_at is not None or self.in_flight or self.deferred is not None
+                or labelled < self.cooldown_until or any(self.data_streaks.values()))
+
+    def incident_at(self, labelled: int) -> str:
+        """The incident an event firing at labelled position `labelled` belongs to: the open
+        one while a drift is being acted on, else a new one."""
+        self.labelled = max(self.labelled, labelled)
+        if self.incident is None or not self.engaged(labelled):
+            self.incident = new_id("incident")
+        return self.incident
+
+    def _adopt(self, event: DriftEvent, labelled: int) -> str:
+        """The event's incident (stamped by `incident_at` when the event was made), else the policy's."""
+        if event.incident is None:
+            return self.incident_at(labelled)
+        self.labelled = max(self.labelled, labelled)
+        self.incident = event.incident
+        return event.incident
+
+    @property
+    def open_incident(self) -> str | None:
+        """The incident still being acted on, if any (for status)."""
+        return self.incident if self.incident is not None and self.engaged(self.labelled) else None
 
     def _blocked(self, labelled: int) -> str | None:
         if self.in_flight:
@@ -59,6 +99,7 @@ class DriftPolicy:
 
     def on_event(self, event: DriftEvent, *, change_at: int, labelled: int) -> Decision:
         """A concept-drift event: the change is known to start at labelled position `change_at`."""
+        incident = self._adopt(event, labelled)
         blocked = self._blocked(labelled)
         if blocked:
             if not self.in_flight:  # cooling down: keep it for when the cooldown ends
@@ -67,7 +108,8 @@ class DriftPolicy:
                 else:
                     self.deferred[0].append(event.id)
                 blocked += "; deferred until then"
-            return Decision(action=Action.HOLD, reason=f"{event.detector} fired but {blocked}", event_ids=(event.id,))
+            return Decision(action=Action.HOLD, reason=f"{event.detector} fired but {blocked}", event_ids=(event.id,),
+                            incident=incident)
         self._release_deferred()
         if self.change_at is None:
             self.change_at = change_at
@@ -77,7 +119,7 @@ class DriftPolicy:
             reason=(f"{event.detector} fired at record {event.index} "
                     f"({event.statistic:.3f} against {event.threshold:.3f}); "
                     f"collecting {self.min_train_rows} labelled records from position {self.change_at}"),
-            event_ids=(event.id,),
+            event_ids=(event.id,), incident=incident,
         )
 
     @property
@@ -92,9 +134,10 @@ class DriftPolicy:
         if event is None:
             self.data_streaks[name] = 0
             return None
+        incident = self._adopt(event, labelled)
         streak = self.data_streaks[name] = self.data_streaks.get(name, 0) + 1
         if streak < self.data_persistence:
-            return Decision(action=Action.HOLD, event_ids=(event.id,),
+            return Decision(action=Action.HOLD, event_ids=(event.id,), incident=incident,
                             reason=f"{name}: drift in {streak} of {self.data_persistence} windows in a row")
         return self.on_event(event, change_at=labelled, labelled=labelled)
 
@@ -106,13 +149,14 @@ class DriftPolicy:
         if self.change_at is None:
             self.change_at = change_at
         self.pending_events.extend(event_ids)
-        return Decision(action=Action.ALERT, event_ids=tuple(event_ids),
+        return Decision(action=Action.ALERT, event_ids=tuple(event_ids), incident=self.incident,
                         reason=(f"cooldown over; {reason} during it: collecting {self.min_train_rows} "
                                 f"labelled records from position {self.change_at}"))
 
     def on_labelled(self, labelled: int) -> Decision | None:
         """Called as labelled records accrue; returns an alert when a drift deferred by the
         cooldown is released, and a retrain decision once enough labelled records exist."""
+        self.labelled = max(self.labelled, labelled)
         if self.deferred is not None and not self._blocked(labelled):
             return self._release_deferred()
         if self.change_at is None or self._blocked(labelled):
@@ -124,16 +168,31 @@ class DriftPolicy:
             reason=(f"drift confirmed by {len(self.pending_events)} event(s); retraining on "
                     f"{labelled - self.change_at} labelled records since the change"),
             event_ids=tuple(self.pending_events),
-            window=(self.change_at, labelled),
+            window=(self.change_at, labelled), incident=self.incident,
         )
         self.in_flight = True
         return decision
 
-    def on_retrain_finished(self, *, promoted: bool, labelled: int) -> None:
+    def on_retrain_finished(self, *, promoted: bool, labelled: int, window_end: int | None = None,
+                            replaced: bool = True) -> None:
+        """A retrain ended at labelled position `labelled`. The cooldown after a promotion counts
+        from `window_end`, the end of the window the new champion learned from (default:
+        `labelled`), so a slow worker does not stretch it; a promotion that `replaced` no
+        champion (a bootstrap) starts none: there is no predecessor to protect it from.
+
+        >>> policy = DriftPolicy(min_train_rows=100, cooldown=500)
+        >>> policy.on_retrain_finished(promoted=True, labelled=9000, window_end=2000)
+        >>> policy.cooldown_until
+        2500
+        >>> policy.on_retrain_finished(promoted=True, labelled=9000, window_end=2000, replaced=False)
+        >>> policy.cooldown_until
+        0
+        """
         self.in_flight = False
         self.change_at = None
         self.pending_events = []
         self.data_streaks = {}
         self.deferred = None
         if promoted:
-            self.cooldown_until = labelled + self.cooldown
+            start = labelled if window_end is None else min(window_end, labelled)
+            self.cooldown_until = start + self.cooldown if replaced else 0

@@ -144,7 +144,8 @@ class DriftWatch:
             window["records"] = evidence["window"]
         window.update(context or {})
         return DriftEvent(detector=detector.name, kind=detector.kind, index=index, statistic=evidence["statistic"],
-                          threshold=evidence["threshold"], window=window, evidence=evidence, model=self.model)
+                          threshold=evidence["threshold"], window=window, evidence=evidence, model=self.model,
+                          incident=self.policy.incident_at(labelled))
 
     def on_labelled(self, labelled: int) -> Decision | None:
         """Labelled records accrued: a retrain decision once enough follow a change."""
@@ -154,8 +155,11 @@ class DriftWatch:
         """A retrain the policy did not ask for (a bootstrap, a schedule) is in flight."""
         self.policy.in_flight = True
 
-    def retrain_finished(self, *, promoted: bool, labelled: int) -> None:
-        self.policy.on_retrain_finished(promoted=promoted, labelled=labelled)
+    def retrain_finished(self, *, promoted: bool, labelled: int, window_end: int | None = None,
+                         replaced: bool = True) -> None:
+        """A retrain ended; see `DriftPolicy.on_retrain_finished` for `window_end` and `replaced`."""
+        self.policy.on_retrain_finished(promoted=promoted, labelled=labelled, window_end=window_end,
+                                        replaced=replaced)
 
     @property
     def busy(self) -> bool:
@@ -163,7 +167,7 @@ class DriftWatch:
 
     def vitals(self) -> dict[str, Any]:
         """The detectors' current statistics and the champion's recent accuracy, for status and plots."""
-        vitals: dict[str, Any] = {"detectors": {}}
+        vitals: dict[str, Any] = {"detectors": {}, "incident": self.policy.open_incident}
         errors = self.error_detector
         if errors.width:
             vitals["accuracy"] = round(1.0 - errors.error_rate, 4)

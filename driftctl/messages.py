@@ -156,6 +156,7 @@ class DriftEvent(Message):
     evidence: dict[str, Any] = {}
     model: dict[str, Any] = {}
     at: float = Field(default_factory=time.time)
+    incident: str | None = None  # the drift this event belongs to (DriftPolicy.incident_at)
 
 
 class Action(str, Enum):
@@ -174,6 +175,7 @@ class Decision(Message):
     # Labelled-record positions [start, end) the retrain should learn from.
     window: tuple[int, int] | None = None
     at: float = Field(default_factory=time.time)
+    incident: str | None = None  # the drift this decision acts on; None for a bootstrap or a schedule
 
 
 class RetrainTrigger(Message):
@@ -186,6 +188,7 @@ class RetrainTrigger(Message):
     reason: str = ""
     event_ids: tuple[str, ...] = ()
     evidence: tuple[DriftEvent, ...] = ()
+    incident: str | None = None  # the drift it acts on; None for a bootstrap or a schedule
 
     @property
     def first_event(self) -> str | None:

@@ -55,6 +55,8 @@ class MlflowSettings(BaseModel):
     tracking_uri: str = ""
     experiment: str = "driftctl"
     model_name: str = "driftctl-classifier"
+    # The MLflow UI that shows this store (set by `driftctl up`): retrain artifacts link to it.
+    ui_url: str = ""
 
 
 class PrefectSettings(BaseModel):

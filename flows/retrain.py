@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from threadpoolctl import threadpool_limits
@@ -29,7 +30,7 @@ from serving.updates import publish_update
 from training.datasets import join_labelled
 from training.evaluate import Evaluation, train_challenger
 from training.recipes import RECIPES
-from training.registry import LoadedModel, ModelRef, Registry
+from training.registry import LoadedModel, ModelRef, Registry, iso_time
 
 RECIPE = RECIPES[0]
 
@@ -116,14 +117,15 @@ def record_candidate(registry: Registry, model: Any, frame: pd.DataFrame, target
                      settings: Settings) -> tuple[str, int | None]:
     tags = {
         "driftctl.decision_id": trigger.decision_id,
+        "driftctl.incident": trigger.incident or "",
         "driftctl.trigger_kind": trigger.kind,
         "driftctl.event_ids": ",".join(trigger.event_ids),
         "driftctl.reason": trigger.reason[:5000],
         "driftctl.drift_evidence": evidence_summary(trigger)[:5000],
         "driftctl.window": window.describe(),
         "driftctl.window_positions": f"{window.positions[0]}-{window.positions[1]}",
-        "driftctl.data_span": f"{window.first_ts}-{window.last_ts}",
-        "driftctl.trained_at": str(time.time()),
+        "driftctl.data_span": f"{iso_time(window.first_ts)}/{iso_time(window.last_ts)}",  # an ISO 8601 interval
+        "driftctl.trained_at": iso_time(time.time()),
         "driftctl.model_kind": f"{RECIPE}: {type(model.named_steps['model']).__name__}",
         "driftctl.decision": "promoted" if evaluation.promote else "rejected",
         "driftctl.decision_reason": evaluation.reason,
@@ -149,10 +151,38 @@ def announce(update: ModelUpdate, bootstrap: str, settings: Settings) -> None:
     publish_update(bootstrap, settings.kafka, update)
 
 
-@flow(name="retrain", log_prints=True)
+def retrain_run_name() -> str:
+    """What a retrain run is, as its name in the Prefect UI: model, trigger kind and incident
+    (the drift's incident id, else its first drift event, else the decision)."""
+    given = flow_run.get_parameters().get("trigger") or {}
+    trigger = given if isinstance(given, RetrainTrigger) else RetrainTrigger.model_validate(given)
+    incident = trigger.incident or trigger.first_event or trigger.decision_id
+    return f"{Settings().mlflow.model_name} {trigger.kind} retrain {incident}"
+
+
+def scheduled_run_name() -> str:
+    return f"{Settings().mlflow.model_name} scheduled retrain {time.strftime('%Y-%m-%d', time.gmtime())}"
+
+
+def run_logger() -> Any:
+    """Prefect's run logger, at INFO whatever the process's own logging says: the CLI quiets
+    the `prefect` loggers (their INFO lines would cut through its progress bars), which left
+    in-process runs without logs in the UI. Run logs go to the API only, not the terminal."""
+    import logging
+
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return get_run_logger()
+
+
+@flow(name="retrain", log_prints=True, flow_run_name=retrain_run_name)
 def retrain(window: TrainingWindow, trigger: RetrainTrigger) -> dict:
     """Retrain on `window`; `trigger` names the decision and drift events that asked for it
     (Prefect validates a dict, such as an event's payload, into a `RetrainTrigger`)."""
+    run_logger().info("retrain asked for by %s (decision %s) on %s", trigger.kind, trigger.decision_id,
+                      window.describe())
     return run_retrain(window, trigger, Settings())
 
 
@@ -196,11 +226,15 @@ def _retrain_once(window: TrainingWindow, trigger: RetrainTrigger, settings: Set
     moved, previous = False, None
     try:
         frame, target = load_window(window, settings)
+        logger.info("window loaded: %d labelled rows from %s", len(frame), window.describe())
         champion = load_champion(registry)
         provenance["previous"] = champion.ref.as_dict() if champion else None
+        logger.info("champion: %s", f"version {champion.ref.version}" if champion else "none yet")
         model, evaluation, seconds = train_and_evaluate(frame, target, champion, settings)
+        logger.info("challenger trained in %.1f s: %s", seconds, evaluation.reason)
         run_id, version = record_candidate(registry, model, frame, target, evaluation, window, trigger,
                                            seconds, settings)
+        logger.info("recorded MLflow run %s%s", run_id, f", registered version {version}" if version else "")
         outcome: dict[str, Any] = {"promoted": evaluation.promote, "version": version, "run_id": run_id,
                                    "reason": evaluation.reason,
                                    "challenger_accuracy": evaluation.challenger_accuracy,
@@ -213,6 +247,7 @@ def _retrain_once(window: TrainingWindow, trigger: RetrainTrigger, settings: Set
             ledger.append("rejection", reason=evaluation.reason, model_name=registry.model_name,
                           event_id=event_id, payload=provenance)
             logger.info("challenger rejected: %s", evaluation.reason)
+            _publish_decision(registry, settings, window, trigger, outcome, champion)
             return outcome
         reason = trigger.reason or evaluation.reason
         assert version is not None  # a promoted challenger was registered
@@ -228,6 +263,7 @@ def _retrain_once(window: TrainingWindow, trigger: RetrainTrigger, settings: Set
         moved = False  # done: nothing after this point may undo the promotion
         # Evidence for the record, attached to the run (it never undoes the decision).
         outcome["report"] = _report(registry, champion, frame, settings, trigger, run_id)
+        _publish_decision(registry, settings, window, trigger, outcome, champion)
         return outcome
     except Exception as exc:
         notes = []
@@ -248,7 +284,7 @@ def _retrain_once(window: TrainingWindow, trigger: RetrainTrigger, settings: Set
         raise
 
 
-@flow(name="scheduled_retrain", log_prints=True)
+@flow(name="scheduled_retrain", log_prints=True, flow_run_name=scheduled_run_name)
 def scheduled_retrain(reason: str = "scheduled retrain: a model's value has a half life") -> dict:
     """The same path as `retrain`, on the latest window a monitor recorded in the ledger.
 
@@ -257,6 +293,7 @@ def scheduled_retrain(reason: str = "scheduled retrain: a model's value has a ha
     comes from `end_offsets`, which Tansu reports per batch.
     """
     settings = Settings()
+    run_logger().info("scheduled retrain: %s", reason)
     ledger = Ledger(settings.ledger_url)
     model_name = settings.mlflow.model_name
     try:
@@ -281,8 +318,96 @@ def scheduled_retrain(reason: str = "scheduled retrain: a model's value has a ha
     return retrain(window=window, trigger=trigger)
 
 
-def _report(registry: Registry, champion: LoadedModel | None, frame: pd.DataFrame, settings: Settings, trigger: dict,
-            run_id: str) -> dict:
+def _links(registry: Registry, settings: Settings, run_id: str, version: int | None) -> dict[str, str]:
+    """Where the MLflow UI shows the run and the version (when `up` said where the UI is)."""
+    ui = settings.mlflow.ui_url.rstrip("/")
+    if not ui:
+        return {}
+    links = {"run": f"{ui}/#/experiments/{registry.experiment_id()}/runs/{run_id}"}
+    if version:
+        links["version"] = f"{ui}/#/models/{registry.model_name}/versions/{version}"
+    return links
+
+
+def decision_markdown(model_name: str, window: TrainingWindow, trigger: RetrainTrigger, outcome: dict[str, Any],
+                      champion: ModelRef | None, links: dict[str, str]) -> str:
+    """The decision as the retrain run's markdown artifact: evidence, window, both models'
+    metrics, promoted or not and why, and where MLflow keeps the run and the version."""
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.2f} %"
+
+    promoted = outcome.get("promoted")
+    verdict = (f"**promoted** as version {outcome.get('version')}" if promoted
+               else "**rejected**: the champion keeps serving")
+    run = f"[{outcome.get('run_id')}]({links['run']})" if "run" in links else f"`{outcome.get('run_id')}`"
+    lines = [f"# {model_name}: {trigger.kind} retrain", "",
+             f"Decision `{trigger.decision_id}`: {verdict}.", "",
+             *([f"Incident `{trigger.incident}`: every drift event and decision of this drift, in "
+                f"`driftctl history`.", ""] if trigger.incident else []),
+             f"**Why:** {outcome.get('reason')}", "",
+             f"**Asked for because:** {trigger.reason or '-'}", "",
+             "## Drift evidence", ""]
+    events = trigger.evidence
+    if events:
+        lines += ["| event | detector | kind | statistic | threshold | at record |", "|---|---|---|---|---|---|"]
+        lines += [f"| `{e.id}` | {e.detector} | {e.kind} | {e.statistic:.4g} | {e.threshold:.4g} | {e.index} |"
+                  for e in events]
+    else:
+        lines.append(evidence_summary(trigger))
+    lines += ["", "## Training window", "",
+              f"- labelled positions {window.positions[0]}-{window.positions[1]}",
+              f"- data from {iso_time(window.first_ts)} to {iso_time(window.last_ts)}",
+              f"- offsets: {window.describe()}",
+              "", "## Champion against challenger", "",
+              "| model | accuracy on the holdout |", "|---|---|",
+              f"| champion ({f'version {champion.version}' if champion else 'none'}) | "
+              f"{pct(outcome.get('champion_accuracy'))} |",
+              f"| challenger | {pct(outcome.get('challenger_accuracy'))} |", "",
+              f"Margin to beat: {pct(outcome.get('margin'))}; holdout {outcome.get('holdout_rows')} of "
+              f"{outcome.get('rows')} rows; trained in {outcome.get('training_seconds', 0):.1f} s.", "",
+              "## MLflow", "", f"- run {run}"]
+    if outcome.get("version"):
+        version = outcome["version"]
+        lines.append(f"- model version [{model_name} {version}]({links['version']})" if "version" in links
+                     else f"- model version `{model_name}` {version}")
+    return "\n".join(lines)
+
+
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def describe_version(registry: Registry, version: int, description: str) -> None:
+    registry.describe_version(version, description)
+
+
+def _publish_decision(registry: Registry, settings: Settings, window: TrainingWindow, trigger: RetrainTrigger,
+                      outcome: dict[str, Any], champion: LoadedModel | None) -> None:
+    """The run's markdown artifact and the model version's description; neither ever undoes a decision."""
+    logger = get_run_logger()
+    try:
+        links = _links(registry, settings, outcome["run_id"], outcome.get("version"))
+        markdown = decision_markdown(registry.model_name, window, trigger, outcome,
+                                     champion.ref if champion else None, links)
+        key = "".join(c if c.isalnum() else "-" for c in f"retrain-{registry.model_name}".lower())
+        create_markdown_artifact(markdown, key=key, description=f"decision {trigger.decision_id}")
+        if outcome.get("version"):
+            describe_version(registry, outcome["version"], version_description(trigger, outcome, champion))
+        logger.info("decision published: %s", links.get("version") or links.get("run") or outcome["run_id"])
+    except Exception as exc:
+        logger.error("decision artifact not published: %s", exc)
+
+
+def version_description(trigger: RetrainTrigger, outcome: dict[str, Any], champion: LoadedModel | None) -> str:
+    """The model version's description in MLflow: why it exists, in two sentences."""
+    before = f"version {champion.ref.version} at {100 * outcome['champion_accuracy']:.1f} %" \
+        if champion and outcome.get("champion_accuracy") is not None else "no champion"
+    return (f"{(trigger.kind).capitalize()} retrain, decision {trigger.decision_id}: "
+            f"{trigger.reason or evidence_summary(trigger)}. "
+            f"Challenger {100 * outcome['challenger_accuracy']:.1f} % against {before} "
+            f"on {outcome.get('holdout_rows')} holdout rows: {outcome.get('reason')}.")
+
+
+def _report(registry: Registry, champion: LoadedModel | None, frame: pd.DataFrame, settings: Settings,
+            trigger: RetrainTrigger, run_id: str) -> dict[str, Any]:
     """The Evidently report, or why there is none; its failure never undoes a decision."""
     if champion is None:
         return {"skipped": "no champion to compare the window with"}

@@ -29,6 +29,7 @@ from driftctl.settings import Settings
 from driftctl.stores.heartbeats import Heartbeat
 from driftctl.stores.ledger import Ledger
 from serving.codec import InvalidRecord, decode_label, decode_prediction, decode_telemetry
+from serving.incidents import IncidentLog
 from serving.kafka_io import commit_or_warn, make_group_consumer, make_producer
 from serving.rollback import roll_back
 from serving.updates import ModelUpdates
@@ -47,6 +48,7 @@ class Monitor:
         self.bootstrap = bootstrap
         self.registry = registry
         self.ledger = ledger
+        self.incidents = IncidentLog(ledger)  # one drift, one incident: later events folded into it
         self.retrain = retrain
         self.stop = stop
         self.name = name
@@ -65,7 +67,11 @@ class Monitor:
         # in-sample (near zero) and would make the out-of-sample error rate look like a rise.
         self._trained_until = 0
         self._training_end: int | None = None  # window end of the retrain in flight
+        self._training_replaces = True  # whether that retrain may replace a champion (False: a bootstrap)
         self._retraining: Future | None = None
+        self._retraining_incident: str | None = None
+        self._incident_of: dict[str, str | None] = {}  # decision id -> incident, for the probation's row
+        self._champion_incident: str | None = None  # the incident whose retrain made the champion
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrain")
         self._producer = None
         # Probation of a freshly promoted champion against the one it replaced.
@@ -114,6 +120,7 @@ class Monitor:
                     self._producer.flush()
                     commit_or_warn(consumer, "monitor")
         finally:
+            self.incidents.flush()
             heartbeat.stopped(records=self.telemetry_seen,
                               model_version=self.champion.version if self.champion else None)
             snapshots.close(self)
@@ -127,6 +134,7 @@ class Monitor:
     def _on_champion(self, ref: ModelRef, update: ModelUpdate | None = None) -> None:
         log.info("monitor follows %s version %s", ref.name, ref.version)
         self.champion = ref
+        self._champion_incident = self._incident_of.get((update or {}).get("decision_id") or "")
         self.probation, self._previous_model, self._probation_rows = None, None, []
         previous = update.previous_version if update is not None and not update.rollback else None
         if self.settings.retrain.auto_rollback and previous and previous != ref.version:
@@ -256,14 +264,16 @@ class Monitor:
         evidence = {"rows": result.rows, "champion_accuracy": result.champion_accuracy,
                     "previous_accuracy": result.previous_accuracy, "margin": watch.margin,
                     "version": watch.version, "previous_version": watch.previous}
+        incident = self._champion_incident
         if result.verdict is Verdict.KEEP:
             self.ledger.append("decision", reason=result.reason, model_name=self.champion.name,
-                               model_version=watch.version, payload={"action": "keep", "probation": evidence})
+                               model_version=watch.version,
+                               payload={"action": "keep", "probation": evidence, "incident": incident})
             return
         log.warning("%s", result.reason)
         rollback = roll_back(self.settings, to=watch.previous, reason=result.reason, automatic=True,
                              bootstrap=self.bootstrap, registry=self.registry, ledger=self.ledger,
-                             evidence={"probation": evidence})
+                             evidence={"probation": evidence, "incident": incident})
         self.rollbacks.append(rollback)
 
     def _checkpoint(self) -> None:
@@ -279,17 +289,15 @@ class Monitor:
         log.warning("drift: %s at %s (%.4g vs %.4g)", event.detector, event.index, event.statistic, event.threshold)
         self.events.append(event)
         self._producer.send(self.topics.drift_events, key=self.name.encode(), value=event.to_json())
-        self.ledger.append("drift_event", reason=f"{event.detector} {event.statistic:.4g} vs {event.threshold:.4g}",
-                           model_name=event.model.get("name"), model_version=event.model.get("version"),
-                           event_id=event.id, payload=event.model_dump(mode="json"))
+        self.incidents.event(event)  # its own rows when it opens an incident, else folded into it
         return event
 
     def _act(self, decision: Decision) -> None:
         self.decisions.append(decision)
-        self.ledger.append("decision", reason=decision.reason, event_id=(decision.event_ids or (None,))[0],
-                           model_name=self.champion.name if self.champion else None,
-                           model_version=self.champion.version if self.champion else None,
-                           payload=decision.model_dump(mode="json"))
+        if decision.action is Action.RETRAIN:
+            self._incident_of[decision.id] = decision.incident
+        self.incidents.decision(decision, model_name=self.champion.name if self.champion else None,
+                                model_version=self.champion.version if self.champion else None)
         if decision.action is Action.RETRAIN:
             self._start_retrain(decision)
 
@@ -309,10 +317,12 @@ class Monitor:
     def _start_retrain(self, decision: Decision) -> None:
         window = self.window(*decision.window)
         trigger = RetrainTrigger(decision_id=decision.id, event_ids=decision.event_ids, reason=decision.reason,
-                                 kind="drift" if decision.event_ids else "bootstrap",
+                                 kind="drift" if decision.event_ids else "bootstrap", incident=decision.incident,
                                  evidence=tuple(e for e in self.events if e.id in decision.event_ids))
         log.warning("retrain: %s", decision.reason)
         self._training_end = decision.window[1]
+        self._training_replaces = self.champion is not None
+        self._retraining_incident = decision.incident
         self._retraining = self._executor.submit(self.retrain, window, trigger)
 
     def _collect_retrain(self) -> None:
@@ -325,5 +335,10 @@ class Monitor:
             log.error("retrain failed, champion unchanged: %s", exc)
             outcome = {"promoted": False, "error": str(exc)}
         self.outcomes.append(outcome)
-        self.watch.retrain_finished(promoted=bool(outcome.get("promoted")), labelled=self.labelled)
+        if self._retraining_incident is not None:  # what the incident folded while it trained, before its outcome
+            self.incidents.flush(self._retraining_incident)
+        # The cooldown counts from the window's end, not from now (a worker may take long to
+        # start), and a bootstrap (no champion replaced) starts none.
+        self.watch.retrain_finished(promoted=bool(outcome.get("promoted")), labelled=self.labelled,
+                                    window_end=self._training_end, replaced=self._training_replaces)
 

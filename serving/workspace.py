@@ -56,8 +56,14 @@ class SnapshotRecorder:
         if monitor.watch.data_detector is None or monitor.champion is None or len(monitor.recent) < 2:
             return False
         self._last = self.clock()
+        vitals = monitor.watch.vitals()
         window = {"at": time.time(), "index": monitor.telemetry_seen, "champion": monitor.champion.as_dict(),
-                  "rows": list(monitor.recent)}
+                  "rows": list(monitor.recent),
+                  # realised: the champion's accuracy over its recent labelled records (the error detector's
+                  # window); estimated (label-free) only once the monitor computes one
+                  "vitals": {"realised_accuracy": vitals.get("accuracy"),
+                             "estimated_accuracy": vitals.get("estimated_accuracy"),
+                             "model_version": monitor.champion.version}}
         reference = monitor.watch.data_detector.reference
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evidently")
@@ -71,7 +77,7 @@ class SnapshotRecorder:
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(window))
             tmp.replace(path)
-            snapshot = render(reference, window["rows"])
+            snapshot = render(reference, window["rows"], window["vitals"])
             add_snapshot(self.workspace, self.project, snapshot,
                          name=f"window to record {window['index']} (champion v{window['champion']['version']})")
             self.recorded += 1
@@ -88,19 +94,88 @@ class SnapshotRecorder:
             self._executor.shutdown(wait=True)
 
 
-def render(reference: list[dict[str, Any]], rows: list[dict[str, Any]]) -> Snapshot:
+def render(reference: list[dict[str, Any]], rows: list[dict[str, Any]],
+           champion: dict[str, Any] | None = None) -> Snapshot:
     from drift.report import data_drift_snapshot  # Evidently takes seconds to import: only when a report is drawn
 
-    return data_drift_snapshot(pd.DataFrame.from_records(reference), pd.DataFrame.from_records(rows))
+    return data_drift_snapshot(pd.DataFrame.from_records(reference), pd.DataFrame.from_records(rows), champion)
 
 
 def add_snapshot(workspace: Path, project_name: str, snapshot: Snapshot, name: str | None = None) -> None:
     from evidently.ui.workspace import Workspace  # seconds to import: only when a snapshot is stored
 
     ws = Workspace(str(workspace))
-    found = ws.search_project(project_name)
-    project = found[0] if found else ws.create_project(project_name, description="driftctl monitor windows")
+    project = ensure_project(workspace, project_name, ws=ws)
+    columns = [m["config"].get("column") for m in snapshot.dict()["metrics"]
+               if m["metric_name"].startswith("ValueDrift")]
+    _feature_panels(project, [c for c in columns if c])
     ws.add_run(project.id, snapshot, name=name)
+
+
+DRIFT_TAB = "Drift"
+CHAMPION_TAB = "Champion"
+ACCURACY_PANEL = "Champion accuracy"
+VERSION_PANEL = "Model version serving"
+
+
+def ensure_project(workspace: Path, project_name: str, ws=None):
+    """The workspace's project, created with its dashboard: the share of drifted features over
+    time first; each feature's drift score joins when the first window shows the features."""
+    from evidently.sdk.models import PanelMetric
+    from evidently.sdk.panels import line_plot_panel
+    from evidently.ui.workspace import Workspace
+
+    ws = ws or Workspace(str(workspace))
+    found = ws.search_project(project_name)
+    if found:
+        _champion_panels(found[0])  # a project made before these panels existed gets them too
+        return found[0]
+    project = ws.create_project(project_name, description="driftctl monitor windows")
+    project.dashboard.add_panel(line_plot_panel(
+        title="Share of drifted features", description="Evidently's drift verdict per monitor window",
+        values=[PanelMetric(legend="share", metric="DriftedColumnsCount", metric_labels={"value_type": "share"})],
+        size="full"), tab=DRIFT_TAB)
+    _champion_panels(project)
+    return project
+
+
+def _champion_panels(project) -> None:
+    """The champion's accuracy and the version serving, per monitor window. Realised accuracy
+    only: the monitor computes no label-free estimate yet (`estimated_accuracy` in its vitals),
+    so the panel says so; a snapshot that carries one has it as `driftctl_estimated_accuracy`."""
+    from evidently.sdk.models import PanelMetric
+    from evidently.sdk.panels import line_plot_panel
+
+    from drift.report import CHAMPION_COLUMNS
+
+    titles = {p.title for p in project.dashboard.model().panels}
+    if ACCURACY_PANEL not in titles:
+        project.dashboard.add_panel(line_plot_panel(
+            title=ACCURACY_PANEL,
+            description=("realised: share right among the champion's recent labelled records; the label-free "
+                         "estimated accuracy is not computed by the monitor yet, so it is not drawn"),
+            values=[PanelMetric(legend="realised", metric="MeanValue",
+                                metric_labels={"column": CHAMPION_COLUMNS["realised_accuracy"]})],
+            size="half"), tab=CHAMPION_TAB)
+    if VERSION_PANEL not in titles:
+        project.dashboard.add_panel(line_plot_panel(
+            title=VERSION_PANEL, description="the champion version the monitor followed in each window",
+            values=[PanelMetric(legend="version", metric="MeanValue",
+                                metric_labels={"column": CHAMPION_COLUMNS["model_version"]})],
+            size="half"), tab=CHAMPION_TAB)
+
+
+def _feature_panels(project, columns: list[str]) -> None:
+    from evidently.sdk.models import PanelMetric
+    from evidently.sdk.panels import line_plot_panel
+
+    title = "Drift score per feature"
+    if not columns or any(p.title == title for p in project.dashboard.model().panels):
+        return
+    project.dashboard.add_panel(line_plot_panel(
+        title=title, description="each feature's drift score (p-value or distance) per window",
+        values=[PanelMetric(legend=c, metric="ValueDrift", metric_labels={"column": c}) for c in columns],
+        size="full"), tab=DRIFT_TAB)
 
 
 def latest_window(workspace: Path) -> dict[str, Any] | None:

@@ -80,15 +80,16 @@ def test_promotion_records_every_item_of_provenance_in_mlflow_and_the_ledger(sta
     # model kind, params, training time
     assert params["recipe"] == "gradient-boosting" and "model.max_iter" in params
     assert "HistGradientBoosting" in tags["driftctl.model_kind"]
-    assert metrics["training_seconds"] > 0 and float(tags["driftctl.trained_at"]) > 0
+    assert metrics["training_seconds"] > 0 and tags["driftctl.trained_at"].endswith("+00:00")
     # champion and challenger metrics, decision and reason
     assert metrics["challenger_accuracy"] > metrics["champion_accuracy"]
     assert tags["driftctl.decision"] == "promoted" and "beats champion" in tags["driftctl.decision_reason"]
     # model-version tags: the decision and when deployed / undeployed
     v2_tags, v1_tags = registry.version_tags(2), registry.version_tags(1)
     assert v2_tags["driftctl.decision_id"] == "decision-drift" and event.id in v2_tags["driftctl.event_ids"]
-    assert float(v1_tags["driftctl.undeployed_at"]) >= float(v1_tags["driftctl.deployed_at"])
-    assert float(v2_tags["driftctl.deployed_at"]) == float(v1_tags["driftctl.undeployed_at"])
+    assert v1_tags["driftctl.undeployed_at"] >= v1_tags["driftctl.deployed_at"]  # ISO 8601, UTC: sorts as text
+    assert v2_tags["driftctl.deployed_at"] == v1_tags["driftctl.undeployed_at"]
+    assert "/" in tags["driftctl.data_span"] and tags["driftctl.data_span"].endswith("+00:00")
     # the ledger: the same decision, and the alias history MLflow does not keep
     promotion = ledger.last_promotion(registry.model_name, 2)
     assert promotion.event_id == event.id
@@ -223,7 +224,7 @@ def test_provenance_command_reads_every_item_back(stack):
     assert result.exit_code == 0, result.output
     audit = json.loads(result.output)
     assert audit["model"]["version"] == 2 and "model.learning_rate" in audit["model"]["params"]
-    assert audit["model"]["kind"].startswith("gradient-boosting") and audit["model"]["trained_at"] > 0
+    assert audit["model"]["kind"].startswith("gradient-boosting") and audit["model"]["trained_at"].endswith("+00:00")
     data = audit["training_data"]
     assert data["rows"] == 1_500 and data["content_hash"] and data["mlflow_inputs"][0]["context"] == "training"
     assert settings.kafka.topics.labels in data["window"]

@@ -6,6 +6,7 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import mlflow
@@ -48,6 +49,15 @@ class LoadedModel:
     @property
     def features(self) -> list[str]:
         return self.schema.names
+
+
+def iso_time(epoch: float) -> str:
+    """An epoch time as ISO 8601 in UTC, to the millisecond: how MLflow tags carry times.
+
+    >>> iso_time(0)
+    '1970-01-01T00:00:00.000+00:00'
+    """
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
 
 
 def content_hash(frame: pd.DataFrame, labels: pd.Series) -> str:
@@ -155,6 +165,7 @@ class Registry:
                 # Explicit requirements: inferring them re-imports the model in a subprocess (seconds).
                 pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
                 registered_model_name=self.model_name if promote else None,
+                signature=_signature(model, frame),
             )
             run_id = run.info.run_id
         if not promote:
@@ -171,7 +182,7 @@ class Registry:
         """Point the champion alias at `version`; tag when it was deployed and when the one
         it replaces was undeployed. Returns the replaced champion (None if there was none)."""
         previous = self.champion()
-        now = str(time.time())
+        now = iso_time(time.time())
         self.set_champion(version)
         self.client.set_model_version_tag(self.model_name, str(version), "driftctl.deployed_at", now)
         self.client.set_model_version_tag(self.model_name, str(version), "driftctl.deployed_reason", reason[:5000])
@@ -185,6 +196,9 @@ class Registry:
             self.client.delete_registered_model_alias(self.model_name, CHAMPION)
         else:
             self.set_champion(previous.version)
+
+    def describe_version(self, version: int, description: str) -> None:
+        self.client.update_model_version(self.model_name, str(version), description=description)
 
     def exists(self, version: int) -> bool:
         try:
@@ -207,6 +221,15 @@ def run_id_of(version: ModelVersion) -> str:
     if version.run_id is None:
         raise RegistryError(f"{version.name} version {version.version} was not logged by a run")
     return version.run_id
+
+
+def _signature(model: Any, frame: pd.DataFrame) -> Any:
+    """The model's input schema (the window's columns and types) and its output, shown in
+    MLflow's UI and checked against what a later window offers."""
+    from mlflow.models import infer_signature
+
+    sample = frame.head(50)
+    return infer_signature(sample, model.predict(sample))
 
 
 def _trusted_types(model: Any) -> list[str]:

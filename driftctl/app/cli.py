@@ -12,7 +12,6 @@ import signal
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,9 +65,11 @@ def demo(
     rate: float | None = typer.Option(None, min=1, help="Records per second offered."),
     home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    served: bool = typer.Option(False, "--served", help="Run on the stack of `driftctl up` (started if none runs; "
+                                                        "left running)."),
 ) -> None:
     """Stream drifting telemetry through the embedded stack: score, detect, retrain, promote, hot-swap."""
-    from driftctl.app.demo import run_demo
+    from driftctl.app.demo import run_demo, run_served_demo
 
     settings = _settings(home, records=records, drift_at=drift_at, rate=rate)
     if settings.stream.drift_at >= settings.stream.records:
@@ -80,18 +81,24 @@ def demo(
         def progress(phase: str, done: int, total: int) -> None:
             bar.update(task, description=phase, completed=done, total=total)
 
-        result = run_demo(settings, progress)
+        result = (run_served_demo if served else run_demo)(settings, progress)
     if as_json:
         print(result.to_json())
         return
-    _print_demo(result)
+    _print_demo(result, settings.home)
+    if result.stack is not None:
+        how = ("started by the demo and left running" if result.stack["started_by_demo"]
+               else "the one `driftctl up` started")
+        console.print(f"served stack ({how}; `driftctl down` stops it): Prefect {result.stack['prefect_ui']}, "
+                      f"MLflow {result.stack['mlflow_ui']}, Evidently {result.stack['evidently_ui']}, "
+                      f"console {result.stack['console']}", highlight=False)
 
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def _print_demo(r: DemoResult) -> None:
+def _print_demo(r: DemoResult, home: Path) -> None:
     table = Table(title="driftctl demo", show_header=False, title_justify="left")
     table.add_row("records scored", f"{r.predictions:,} of {r.records:,} ({r.duplicates} duplicates, "
                                     f"{r.dead_letters} dead letters)")
@@ -101,6 +108,7 @@ def _print_demo(r: DemoResult) -> None:
                                            f"(delay {r.detection_delay:,} records)")
     else:
         table.add_row("drift detected at", "not detected")
+    table.add_row("drift incidents", f"{r.incidents} ({len(r.drift_events)} drift events folded into them)")
     table.add_row("retrain run", r.retrain_run_id or "-")
     table.add_row("promoted version", str(r.promoted_version) if r.promoted_version else "none")
     table.add_row("versions served", ", ".join(map(str, r.versions_served)))
@@ -110,7 +118,7 @@ def _print_demo(r: DemoResult) -> None:
     table.add_row("online learner accuracy after drift", _pct(r.online_accuracy_after_drift))
     table.add_row("wall time", f"{r.seconds:.1f} s")
     console.print(table)
-    console.print("state left in .driftctl/ - run [bold]driftctl status[/bold]")
+    console.print(f"state left in {home} - run [bold]driftctl status[/bold]", highlight=False)
 
 
 @app.command()
@@ -233,15 +241,74 @@ def broker(home: Path | None = typer.Option(None, help="State directory (default
             threading.Event().wait()
 
 
-def _external_bootstrap(settings: Settings) -> str:
-    if not settings.kafka.bootstrap_servers:
-        raise typer.BadParameter("no Kafka configured: set DRIFTCTL_KAFKA__BOOTSTRAP_SERVERS "
+@app.command()
+def up(
+    home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the addresses as JSON."),
+    any_port: bool = typer.Option(False, "--any-port", help="Free ports, not the conventional 4200/5000/8000/8765."),
+    timeout: float = typer.Option(300.0, min=10, help="Seconds to wait for every part to answer."),
+) -> None:
+    """Start the served stack on loopback: broker, Prefect server + pool + deployments + worker, MLflow UI,
+    Evidently UI, monitor, one scorer, console. Returns once every part answers."""
+    from driftctl.app.stack_up import up as start_stack
+
+    settings = _settings(home)
+    with console.status("starting the stack", spinner="dots") if not as_json else _nothing() as status:
+        stack = start_stack(settings, any_port=any_port, timeout=timeout,
+                            progress=(lambda what: status.update(what)) if status else (lambda what: None))
+    if as_json:
+        print(json.dumps(stack.addresses(), indent=2))
+        return
+    table = Table(title=f"driftctl up ({stack.seconds:.0f} s)", show_header=False, title_justify="left")
+    table.add_row("Kafka bootstrap", stack.bootstrap_servers + (" (embedded, in memory)" if stack.embedded_broker
+                                                                 else ""))
+    table.add_row("Prefect UI", stack.prefect_ui)
+    table.add_row("MLflow UI", stack.mlflow_ui)
+    table.add_row("Evidently UI", stack.evidently_ui)
+    table.add_row("console", stack.console)
+    console.print(table)
+    console.print(f"state in {settings.home}; logs in {settings.home / 'logs'}. Next: "
+                  f"[bold]DRIFTCTL_HOME={settings.home} DRIFTCTL_KAFKA__BOOTSTRAP_SERVERS={stack.bootstrap_servers} "
+                  f"driftctl produce iot[/bold]; [bold]driftctl down[/bold] stops it all"
+                  + (" (the embedded broker keeps its topics in memory: they are lost at `down`)."
+                     if stack.embedded_broker else "."), highlight=False)
+
+
+@app.command()
+def down(
+    home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was stopped as JSON."),
+) -> None:
+    """Stop exactly what `driftctl up` started with this home."""
+    from driftctl.app.stack_up import down as stop_stack
+
+    settings = _settings(home)
+    stopped = stop_stack(settings)
+    if as_json:
+        print(json.dumps(stopped, indent=2))
+        return
+    if not stopped:
+        console.print(f"nothing to stop: no stack recorded in {settings.home}")
+        return
+    console.print("stopped " + ", ".join(f"{s['name']} ({s['state']})" for s in stopped)
+                  + f". State kept in {settings.home} (the embedded broker's topics are gone).", highlight=False)
+
+
+def _external_bootstrap(settings) -> str:
+    bootstrap = settings.kafka.bootstrap_servers
+    if not bootstrap:  # the stack `driftctl up` runs with this home, if any
+        from driftctl.app.stack_up import running_stack
+
+        stack = running_stack(settings)
+        bootstrap = stack.bootstrap_servers if stack else ""
+    if not bootstrap:
+        raise typer.BadParameter("no Kafka configured: set DRIFTCTL_KAFKA__BOOTSTRAP_SERVERS, or run `driftctl up` "
                                  "(`driftctl broker` runs a local one and prints its address)")
     from driftctl.runtime.broker import ensure_topics, wait_until_reachable
 
-    wait_until_reachable(settings.kafka.bootstrap_servers, timeout=10)
-    ensure_topics(settings.kafka.bootstrap_servers, settings.kafka)
-    return settings.kafka.bootstrap_servers
+    wait_until_reachable(bootstrap, timeout=10)
+    ensure_topics(bootstrap, settings.kafka)
+    return bootstrap
 
 
 def _stop_on_signals() -> threading.Event:
@@ -303,16 +370,34 @@ def monitor(home: Path | None = typer.Option(None, help="State directory (defaul
 
 @app.command()
 def produce(
-    source: str = typer.Argument("iot", help="'iot' (the synthetic drifting stream)."),
+    source: str = typer.Argument("iot", help="'iot' (the synthetic drifting stream), or a CSV/Parquet file."),
+    target: str | None = typer.Option(None, "--target", help="FILE: the label column."),
+    drop: list[str] = typer.Option([], "--drop", help="FILE: a column to ignore (repeat for more)."),
+    time_col: str | None = typer.Option(None, "--time-col", help="FILE: replay in this column's order; not a feature."),
+    id_col: str | None = typer.Option(None, "--id-col", help="FILE: record id column; not a feature."),
     records: int | None = typer.Option(None, min=1, help="Records to send."),
     drift_at: int | None = typer.Option(None, min=0, help="Record at which the concept drifts."),
     rate: float | None = typer.Option(None, min=1, help="Records per second (default: settings)."),
     label_delay: int | None = typer.Option(None, min=0, help="Records between a record and its label."),
     home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
 ) -> None:
-    """Replay a stream into the telemetry and labels topics."""
+    """Replay a stream into the telemetry and labels topics: the synthetic one, or a CSV/Parquet file
+    handled as `backtest` handles it."""
+    readings = None
     if source != "iot":
-        raise typer.BadParameter(f"unknown source {source!r}; valid sources: iot")
+        path = Path(source)
+        if not path.exists():
+            raise typer.BadParameter(f"unknown source {source!r}: neither 'iot' nor an existing CSV/Parquet file")
+        if target is None:
+            raise typer.BadParameter("a file needs --target COL (its label column)")
+        from driftctl.app.backtest import file_readings
+
+        readings, dropped = file_readings(path, target=target, drop=drop, time_col=time_col, id_col=id_col)
+        if dropped:
+            print(f"driftctl: warning: {dropped} rows without a label dropped", file=sys.stderr)
+        records = None  # the file's length, not a setting
+    elif target is not None or drop or time_col or id_col:
+        raise typer.BadParameter("--target, --drop, --time-col and --id-col apply to a file, not to 'iot'")
     from serving.kafka_io import make_producer
     from serving.producer import publish
     from serving.synthetic import iot_stream
@@ -326,7 +411,7 @@ def produce(
     beat = Heartbeat.from_settings(settings, "producer", bootstrap)
     with Progress(TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("producing", total=stream.records)
+        task = bar.add_task("producing", total=len(readings) if readings is not None else stream.records)
 
         def on_record(n: int) -> None:
             beat.beat(records=n)
@@ -334,6 +419,7 @@ def produce(
                 bar.update(task, completed=n)
 
         sent = publish(producer, settings.kafka.topics,
+                       readings if readings is not None else
                        iot_stream(stream.records, drift_at=stream.drift_at, devices=stream.devices, seed=stream.seed),
                        rate=stream.rate, label_delay=stream.label_delay, stop=_stop_on_signals(), on_record=on_record)
     producer.close()
@@ -434,32 +520,16 @@ def history(
     home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
-    """The ledger's timeline: drift events, decisions, promotions, rejections, failures, rollbacks."""
-    from driftctl.app.history import ledger_history
+    """The ledger's timeline by incident (one per drift: its events, decisions, retrain, promotion or
+    rejection, probation), then what belongs to no incident; window checkpoints with --windows."""
+    from driftctl.app.history import history_view, ledger_history
 
     settings = _settings(home)
     report = ledger_history(settings, limit=limit, include_windows=windows)
     if as_json:
         print(json.dumps(report, indent=2, default=str))
         return
-
-    def when(at: float | None) -> str:
-        return "-" if at is None else datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-    served = Table(title=f"champion history of {report['model']}", title_justify="left")
-    for column in ("version", "deployed", "by", "undeployed", "by", "why"):
-        served.add_column(column)
-    for h in report["champion_history"]:
-        served.add_row(str(h["version"]), when(h["deployed_at"]), h["deployed_by"], when(h["undeployed_at"]),
-                       h["undeployed_by"] or "serving", (h["reason"] or "")[:80])
-    console.print(served)
-    table = Table(title="ledger", title_justify="left")
-    for column in ("#", "at (UTC)", "kind", "version", "event", "reason"):
-        table.add_column(column)
-    for e in report["entries"]:
-        table.add_row(str(e["id"]), when(e["at"]), e["kind"], str(e["model_version"] or "-"),
-                      e["event_id"] or "-", (e["reason"] or "")[:100])
-    console.print(table)
+    console.print(history_view(report))
 
 
 @app.command()
@@ -518,7 +588,8 @@ def _print_backtest(r: BacktestResult, json_out: Path | None) -> None:
     detectors: dict[str, int] = {}
     for event in r.drift_events:
         detectors[event["detector"]] = detectors.get(event["detector"], 0) + 1
-    table.add_row("drift events", ", ".join(f"{k}: {v}" for k, v in sorted(detectors.items())) or "none")
+    events = ", ".join(f"{k}: {v}" for k, v in sorted(detectors.items())) or "none"
+    table.add_row("drift events", f"{events} (in {r.incidents} incident(s))" if r.drift_events else events)
     firsts = ", ".join(f"{e['index']:,} ({e['detector']})" for e in r.drift_events[:5])
     if firsts:
         table.add_row("first events at record", firsts + (" ..." if len(r.drift_events) > 5 else ""))

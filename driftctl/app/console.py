@@ -15,6 +15,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from driftctl.app.history import incident_steps
 from driftctl.app.status import collect_status
 from driftctl.settings import Settings
 from driftctl.stores.heartbeats import HealthStore
@@ -30,6 +31,8 @@ def console_state(settings: Settings, now: float | None = None) -> dict[str, Any
     now = time.time() if now is None else now
     state = collect_status(settings, now=now)
     state["series"], state["timeline"] = {}, []
+    for incident in state["incidents"]:  # the incident timeline: one line per step
+        incident["steps"] = [{"at": at, "step": step, "detail": detail} for at, step, detail in incident_steps(incident)]
     try:
         store = HealthStore(settings.ledger_url)
         try:
@@ -47,6 +50,10 @@ def console_state(settings: Settings, now: float | None = None) -> dict[str, Any
                     label = f"{e.payload.get('detector')} fired at record {e.payload.get('index')}"
                 elif e.kind == "decision":
                     label = f"decision {e.payload.get('action')}: {e.reason}"
+                elif e.kind == "incident":
+                    label = f"incident {e.payload.get('incident')} opened: {e.reason}"
+                elif e.kind == "incident_update":
+                    label = f"incident {e.payload.get('incident')}: {e.reason}"
                 elif e.kind in ("promotion", "rollback"):
                     label = f"{e.kind} to version {e.model_version}: {e.reason}"
                 else:
@@ -68,6 +75,14 @@ def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
+def _percent(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f} %"
+
+
+def _estimated(value) -> str:
+    return "estimated: not available yet" if value is None else f"estimated {100 * value:.1f} %"
+
+
 def render_page(state: dict[str, Any]) -> str:
     """The page, filled in on the server; the script then keeps it current."""
     e = html.escape
@@ -80,7 +95,9 @@ def render_page(state: dict[str, Any]) -> str:
         f"<td class='num'>{_number(s['dead_letters'])}</td></tr>"
         for s in state["stages"]) or "<tr><td colspan=7>no heartbeat recorded yet</td></tr>"
     dead = state["dead_letters"]
+    accuracy = state.get("accuracy") or {}
     return PAGE.format(
+        accuracy=_percent(accuracy.get("realised")), estimated=_estimated(accuracy.get("estimated")),
         health=e(state["health"]), home=e(state["home"]), version=e(version),
         model=e(f"{champion['name']} run {champion['run_id']}") if champion else "no champion (or MLflow unreachable)",
         why=e((champion or {}).get("reason") or "-"), throughput=f"{_throughput(state):,.0f}", rows=rows,
@@ -155,16 +172,19 @@ td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
 .critical .health, .badge.critical {{ background: #d33; color: #fff; }} .unknown .health {{ color: #888; }}
 .cards {{ display: flex; gap: 2em; }} .card {{ border: 1px solid #ddd; border-radius: 6px; padding: .6em 1em; }}
 .big {{ font-size: 26px; font-weight: 600; }} svg {{ border: 1px solid #eee; background: #fcfcfc; }}
+h3.incident {{ font-size: 14px; margin: .8em 0 .2em; }} td.step {{ font-weight: 600; white-space: nowrap; }}
 .drift {{ color: #d33; }} .stable {{ color: #2a7; }} .quiet {{ color: #888; }} small {{ color: #777; }}
 </style></head><body>
 <h1>driftctl <span id="health" class="badge {health}">{health}</span> <small id="home">{home}</small></h1>
 <div class="cards">
- <div class="card">champion version<div class="big" id="champion-version">{version}</div><small
-   id="champion-model">{model}</small><br><small id="champion-why">{why}</small></div>
+ <div class="card">champion version<div class="big" id="champion-version">{version}</div><small id="champion-model">{model}</small><br><small id="champion-why">{why}</small></div>
+ <div class="card">champion accuracy<div class="big" id="accuracy">{accuracy}</div><small id="estimated">{estimated}</small><br><small>realised, recent labelled records</small></div>
  <div class="card">scoring records/s<div class="big" id="throughput">{throughput}</div></div>
  <div class="card">dead letters<div class="big" id="dead-letters">{dead}</div></div>
  <div class="card">updated<div class="big" id="updated">-</div></div>
 </div>
+<h2>incidents <small>one per drift: its events, decisions, retrain, outcome and probation</small></h2>
+<div id="incidents"></div>
 <h2>stages</h2>
 <table id="stages"><thead><tr><th>stage</th><th>instance</th><th>health</th><th>reason</th><th>records/s</th>
 <th>lag</th><th>dead letters</th></tr></thead>
@@ -214,8 +234,19 @@ function draw(s) {{
   const rps = s.stages.filter(x => x.stage === "scorer" && x.health !== "unknown")
     .reduce((a, x) => a + (x.rps || 0), 0);
   document.getElementById("throughput").textContent = fmt(rps);
-  document.getElementById("dead-letters").textContent =
-    s.dead_letters.total === null ? "unknown" : fmt(s.dead_letters.total);
+  const acc = s.accuracy || {{}}, pct = (x) => x === null || x === undefined ? "-" : (100 * x).toFixed(1) + " %";
+  document.getElementById("accuracy").textContent = pct(acc.realised);
+  document.getElementById("estimated").textContent = acc.estimated === null || acc.estimated === undefined ? "estimated: not available yet" : "estimated " + pct(acc.estimated);
+  const box = document.getElementById("incidents"); box.innerHTML = "";
+  if (!s.incidents.length) box.textContent = "no drift recorded";
+  for (const i of s.incidents.slice().reverse()) {{
+    const h = document.createElement("h3"); h.className = "incident";
+    h.textContent = `${{when(i.opened_at)}}  incident ${{i.id.replace("incident-", "")}}: ${{i.state}}${{i.id === s.open_incident ? " (open)" : ""}}`;
+    const t = document.createElement("table"); t.className = "incident-steps"; t.appendChild(document.createElement("tbody"));
+    for (const st of i.steps) {{ const tr = t.tBodies[0].insertRow(); cell(tr, st.at ? when(st.at).slice(11) : ""); cell(tr, st.step, "step"); cell(tr, st.detail); }}
+    box.appendChild(h); box.appendChild(t);
+  }}
+  document.getElementById("dead-letters").textContent = s.dead_letters.total === null ? "unknown" : fmt(s.dead_letters.total);
   document.getElementById("updated").textContent = when(s.at).slice(11);
   fill("#stages", s.stages.map(x => ({{cls: x.health,
     cells: [x.stage, x.instance, x.health, x.reason, fmt(x.rps), fmt(x.lag), fmt(x.dead_letters)],
@@ -235,10 +266,8 @@ function draw(s) {{
   const tl = document.getElementById("chart-timeline"), W = tl.width.baseVal.value;
   const ts = s.timeline.map(t => t.at), lo = Math.min(...ts, s.at - 60), hi = s.at;
   tl.innerHTML = s.timeline.map(t => {{ const x = (8 + (W - 16) * (t.at - lo) / Math.max(hi - lo, 1)).toFixed(1);
-    const c = t.kind === "drift_event" ? "#d33" : t.kind === "promotion" ? "#2a7" :
-      t.kind === "failure" ? "#e90" : "#888";
-    return `<line x1="${{x}}" x2="${{x}}" y1="${{t.kind === "decision" ? 30 : 8}}" y2="52" stroke="${{c}}" ` +
-      `stroke-width="2"><title>${{when(t.at)}} ${{t.label.replace(/[<&]/g, "")}}</title></line>`; }}).join("");
+    const c = t.kind === "drift_event" || t.kind === "incident" ? "#d33" : t.kind === "incident_update" ? "#e77" : t.kind === "promotion" ? "#2a7" : t.kind === "failure" ? "#e90" : "#888";
+    return `<line x1="${{x}}" x2="${{x}}" y1="${{t.kind === "decision" ? 30 : 8}}" y2="52" stroke="${{c}}" stroke-width="2"><title>${{when(t.at)}} ${{t.label.replace(/[<&]/g, "")}}</title></line>`; }}).join("");
   document.getElementById("errors").textContent = s.errors.join(" | ");
 }}
 draw(JSON.parse(document.getElementById("initial").textContent));

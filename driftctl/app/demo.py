@@ -48,6 +48,8 @@ class DemoResult:
     online_accuracy_after_drift: float | None
     seconds: float
     outcomes: list[dict] = field(default_factory=list)
+    incidents: int = 0  # drifts acted on (the events of one drift fold into one incident)
+    stack: dict[str, Any] | None = None  # `demo --served`: the stack's addresses, and whether the demo started it
     prediction_log: list[Prediction] = field(default_factory=list, repr=False)  # every prediction read back
 
     def to_json(self) -> str:
@@ -235,5 +237,175 @@ def summarize(settings: Settings, sent: int, predictions: list[Prediction], moni
         online_accuracy_after_drift=online_accuracy(lambda seq, p: seq >= stream.drift_at),
         seconds=round(seconds, 1),
         outcomes=monitor.outcomes,
+        incidents=len({e.incident for e in monitor.events if e.incident is not None}),
         prediction_log=predictions,
     )
+
+
+# -- `driftctl demo --served`: the same demo on the stack of `driftctl up` ----------------------
+@dataclass
+class _Observed:
+    """What `summarize` reads of a monitor, rebuilt from what the served stack recorded: the
+    drift events from their topic, the retrain outcomes from the ledger."""
+
+    events: list
+    outcomes: list[dict]
+
+
+class _StackBeats:
+    """The served stages' newest heartbeats, read at most once a second (the producer asks per record)."""
+
+    def __init__(self, settings: Settings):
+        from driftctl.stores.heartbeats import HealthStore
+
+        self.store = HealthStore(settings.ledger_url)
+        self.read_at = 0.0
+        self.scorers: list = []
+        self.monitor = None
+
+    def refresh(self, force: bool = False) -> _StackBeats:
+        if force or time.monotonic() - self.read_at >= 1.0:
+            self.read_at = time.monotonic()
+            running = [b for b in self.store.latest() if b.state == "running"]
+            self.scorers = [b for b in running if b.stage == "scorer"]
+            self.monitor = next((b for b in running if b.stage == "monitor"), None)
+        return self
+
+    @property
+    def version(self) -> int:
+        """The version every scorer serves (0: none yet, or not all on one)."""
+        versions = {b.model_version or 0 for b in self.scorers}
+        return versions.pop() if len(versions) == 1 else 0
+
+    @property
+    def scored(self) -> int:
+        return sum(b.records for b in self.scorers)
+
+    @property
+    def dead_letters(self) -> int:
+        return sum(b.dead_letters for b in self.scorers)
+
+    def vitals(self) -> dict:
+        return self.monitor.extra if self.monitor is not None else {}
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def run_served_demo(settings: Settings, progress: Callable[[str, int, int], None] | None = None) -> DemoResult:
+    """The demo on the served stack: the stack `driftctl up` started from this home, or, when
+    none runs, a fresh one that this call starts on a fresh home (like `driftctl demo`, whose
+    state it is) and leaves running, so the Prefect, MLflow and Evidently UIs and the console
+    show the run; `driftctl down` stops it. The stream goes through the stack's own scorer and
+    monitor; the retrain is a run of the `retrain-on-drift` deployment started by the drift
+    event. A stack that has served a stream already is refused: its monitor learned from it,
+    so the drift would not be measured from a clean start."""
+    from driftctl.app.stack_up import running_stack, up
+
+    progress = progress or (lambda phase, done, total: None)
+    configure_environment(settings)
+    started = time.monotonic()
+    stack = running_stack(settings)
+    if stack is None:
+        if not settings.kafka.bootstrap_servers and not settings.mlflow.tracking_uri and not settings.ledger.url:
+            fresh_home(settings)
+        progress("starting the stack (driftctl up)", 0, 1)
+        stack = up(settings, progress=lambda what: progress(what[:22], 0, 1))
+        launched = True
+    else:
+        launched = False
+        from training.registry import Registry
+
+        champion = Registry.from_settings(settings).champion()
+        if champion is not None:
+            raise DemoError(f"the stack running from {settings.home} has served a stream already (champion "
+                            f"version {champion.version}): run `driftctl down`, then `driftctl demo --served` "
+                            "starts a fresh stack")
+    from serving.kafka_io import make_producer, read_topic
+    from serving.producer import publish
+
+    bootstrap = stack.bootstrap_servers
+    stream = settings.stream
+    beats = _StackBeats(settings)
+    producer = make_producer(bootstrap, settings.kafka)
+    producer_beat = Heartbeat.from_settings(settings, "producer", bootstrap)
+    hold_at = settings.drift.warmup + stream.label_delay
+    swapped_at: list[int] = []
+    first_version: list[int] = []
+
+    def gate(seq: int) -> None:
+        if seq != hold_at:
+            return
+        producer.flush()
+        progress("training champion v1", 0, 1)
+        deadline = time.monotonic() + 600  # a deployment run: the worker starts a process for it
+        while not beats.refresh().version:
+            producer_beat.beat(records=seq)
+            if time.monotonic() > deadline:
+                raise DemoError(f"no first champion served within 600 s (see {settings.home / 'logs'})")
+            time.sleep(0.5)
+        first_version.append(beats.version)
+
+    def on_record(n: int) -> None:
+        producer_beat.beat(records=n)
+        if n % 250 == 0:
+            progress("streaming", n, max(n, stream.records))
+
+    ended_at: list[float] = []
+
+    def keep_going(sent: int) -> bool:
+        version = beats.refresh().version
+        if first_version and version > first_version[0] and not swapped_at:
+            swapped_at.append(sent)
+        if sent < stream.records:
+            return True
+        # A deployment run waits for the worker, so the cap past `records` is time, not records.
+        if not ended_at:
+            ended_at.append(time.monotonic())
+        if time.monotonic() - ended_at[0] > 900:
+            return False
+        if swapped_at:
+            return sent < swapped_at[0] + stream.after_promotion
+        vitals = beats.vitals()
+        return bool(vitals.get("busy") or vitals.get("incident"))
+
+    try:
+        sent = publish(producer, settings.kafka.topics,
+                       iot_stream(None, drift_at=stream.drift_at, devices=stream.devices, seed=stream.seed),
+                       rate=stream.rate, label_delay=stream.label_delay, gate=gate, keep_going=keep_going,
+                       on_record=on_record)
+        producer.close()
+        producer_beat.stopped(records=sent)
+        deadline = time.monotonic() + 600
+        while True:
+            beats.refresh(force=True)
+            vitals = beats.vitals()
+            if (beats.scored + beats.dead_letters >= sent and vitals.get("labelled", 0) >= sent
+                    and not vitals.get("busy")):
+                break
+            if time.monotonic() > deadline:
+                raise DemoError(f"stream not drained in 600 s: sent {sent}, scored {beats.scored}, labelled "
+                                f"{vitals.get('labelled')}, retrain busy {vitals.get('busy')}")
+            progress("draining", beats.scored, sent)
+            time.sleep(1.0)
+        scored, dead_letters = beats.scored, beats.dead_letters
+    finally:
+        beats.close()
+    predictions = [json.loads(m.value) for m in read_topic(
+        bootstrap, settings.kafka, settings.kafka.topics.predictions, until=lambda got: len(got) >= scored,
+        timeout=60)]
+    from driftctl.messages import DriftEvent
+
+    events = [DriftEvent.from_json(m.value) for m in read_topic(
+        bootstrap, settings.kafka, settings.kafka.topics.drift_events, until=lambda got: False, timeout=10)]
+    ledger = Ledger(settings.ledger_url)
+    try:
+        outcomes = [{"promoted": e.kind == "promotion", "version": e.model_version, "run_id": e.payload.get("run_id"),
+                     "kind": (e.payload.get("trigger") or {}).get("kind"), "reason": e.reason}
+                    for e in ledger.timeline() if e.kind in ("promotion", "rejection", "failure")]
+    finally:
+        ledger.close()
+    result = summarize(settings, sent, predictions, _Observed(events, outcomes), dead_letters,
+                       time.monotonic() - started)
+    result.stack = {**stack.addresses(), "started_by_demo": launched}
+    return result

@@ -43,7 +43,7 @@ def version_provenance(settings: Settings, version: int | None = None) -> dict[s
     return {
         "model": {"name": registry.model_name, "version": version, "run_id": run.info.run_id,
                   "kind": tags.get("driftctl.model_kind"), "params": dict(run.data.params),
-                  "trained_at": _float(tags.get("driftctl.trained_at")),
+                  "trained_at": _when(tags.get("driftctl.trained_at")),
                   "training_seconds": run.data.metrics.get("training_seconds")},
         "drift_evidence": {"summary": tags.get("driftctl.drift_evidence"), "events": trigger.get("evidence", []),
                            "event_ids": trigger.get("event_ids", [])},
@@ -65,5 +65,13 @@ def version_provenance(settings: Settings, version: int | None = None) -> dict[s
     }
 
 
-def _float(value: str | None) -> float | None:
-    return float(value) if value else None
+def _when(value: str | None) -> str | None:
+    """An ISO 8601 time; tags written before times were ISO hold epoch seconds."""
+    if not value:
+        return None
+    try:
+        from training.registry import iso_time
+
+        return iso_time(float(value))
+    except ValueError:
+        return value

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from driftctl.app.health import UNKNOWN, StageHealth, assess_retrains, assess_stage, broker_reachable, worst
+from driftctl.app.history import group_incidents, incidents_table
 from driftctl.settings import Settings
 from driftctl.stores.heartbeats import HealthStore
 from driftctl.stores.ledger import Entry, Ledger
@@ -60,13 +61,16 @@ def champion_status(settings: Settings) -> dict[str, Any]:
     return status
 
 
-def collect_status(settings: Settings, now: float | None = None, decisions: int = 5) -> dict[str, Any]:
-    """The whole operator's view as one JSON-able dict."""
+def collect_status(settings: Settings, now: float | None = None, decisions: int = 5,
+                   incidents: int = 5) -> dict[str, Any]:
+    """The whole operator's view as one JSON-able dict; `incidents` (the newest, oldest first)
+    lead it: one per drift, with its events, decisions, retrain, outcome and probation."""
     now = time.time() if now is None else now
     report = champion_status(settings)
     report.update(at=now, stages=[], broker={"bootstrap": settings.kafka.bootstrap_servers or None,
                                              "reachable": None},
-                  dead_letters={"total": None, "rate": None}, drift=[], decisions=[], lineage=[])
+                  dead_letters={"total": None, "rate": None}, drift=[], decisions=[], lineage=[], incidents=[],
+                  open_incident=None, accuracy={"realised": None, "estimated": None})
     rules = settings.health
 
     latest, recent, entries = [], [], []
@@ -116,6 +120,14 @@ def collect_status(settings: Settings, now: float | None = None, decisions: int 
         report["dead_letters"] = {"total": dead, "rate": round(dead / seen, 6) if seen else 0.0}
 
     monitor = next((b for b in sorted(latest, key=lambda b: -b.at) if b.stage == "monitor"), None)
+    vitals = monitor.extra if monitor and monitor.state == "running" else {}
+    report["open_incident"] = (vitals or {}).get("incident")
+    # The champion's live accuracy: realised over its recent labelled records (the error detector's
+    # window); estimated (label-free) only once the monitor reports one.
+    report["accuracy"] = {"realised": (vitals or {}).get("accuracy"),
+                          "estimated": (vitals or {}).get("estimated_accuracy")}
+    grouped, _ = group_incidents(entries[::-1])
+    report["incidents"] = [{k: v for k, v in i.items() if k != "entries"} for i in grouped[-incidents:]]
     report["drift"] = drift_state(entries, report["champion"], monitor.extra if monitor else {})
     report["decisions"] = [{"at": e.at, "action": e.payload.get("action"), "reason": e.reason,
                             "id": e.payload.get("id"),
@@ -135,21 +147,26 @@ def drift_state(entries: list[Entry], champion: dict[str, Any] | None,
     A detector is "drift" when it fired after the current champion was promoted (nothing
     has answered it yet), "stable" when its last event came before (a retrain answered it),
     "quiet" when it never fired."""
-    events = [e for e in entries if e.kind == "drift_event"]
+    events: list[tuple[float, dict]] = []  # (at, event payload), newest first, folded ones included
+    for e in entries:
+        if e.kind == "drift_event":
+            events.append((e.at, e.payload))
+        elif e.kind == "incident_update":
+            events += [(e.at, folded) for folded in reversed(e.payload.get("evidence") or [])]
     promoted_at = (champion or {}).get("promoted_at") or 0.0
     live = (vitals or {}).get("detectors", {})
-    names = list(dict.fromkeys([*DETECTORS, *live, *(e.payload.get("detector") for e in events)]))
+    names = list(dict.fromkeys([*DETECTORS, *live, *(p.get("detector") for _, p in events)]))
     states = []
     for name in names:
-        mine = [e for e in events if e.payload.get("detector") == name]
-        last = mine[0] if mine else None  # entries come newest first
-        state = "quiet" if last is None else ("drift" if last.at >= promoted_at else "stable")
+        mine = [(at, p) for at, p in events if p.get("detector") == name]
+        at, last = mine[0] if mine else (None, None)  # entries come newest first
+        state = "quiet" if last is None else ("drift" if at >= promoted_at else "stable")
         states.append({
             "detector": name, "state": state, "events": len(mine),
             "last_event": None if last is None else {
-                "at": last.at, "id": last.event_id, "index": last.payload.get("index"),
-                "statistic": last.payload.get("statistic"), "threshold": last.payload.get("threshold"),
-                "kind": last.payload.get("kind")},
+                "at": at, "id": last.get("id"), "index": last.get("index"),
+                "statistic": last.get("statistic"), "threshold": last.get("threshold"),
+                "kind": last.get("kind")},
             "live": live.get(name),
         })
     return states
@@ -191,6 +208,8 @@ def status_view(report: dict[str, Any]) -> Group:
     bootstrap = report["broker"]["bootstrap"] or "-"
     parts: list = [Text.assemble("driftctl ", (health.upper(), f"bold {_COLOURS.get(health, '')}"),
                                  f"   home {report['home']}   broker {bootstrap} ({broker})")]
+    parts.append(incidents_table(report.get("incidents") or [], title="incidents (newest last)",
+                                 open_id=report.get("open_incident")))
     stages = Table(title="stages", title_justify="left", expand=False)
     for column in ("stage", "instance", "health", "reason", "records/s", "lag", "dead letters", "model"):
         stages.add_column(column, justify="right" if column in ("records/s", "lag", "dead letters") else "left")

@@ -53,7 +53,11 @@ leases = Table(
     Column("expires_at", Float, nullable=False),
 )
 
-KINDS = ("drift_event", "decision", "promotion", "rejection", "failure", "rollback", "window", "skipped")
+KINDS = ("drift_event", "decision", "promotion", "rejection", "failure", "rollback", "window", "skipped",
+         "incident", "incident_update")
+# The kinds that open an incident (one per drift) and fold into it the events that fire while
+# the drift is already being acted on (serving.incidents).
+INCIDENT_KINDS = ("incident", "incident_update")
 # The kinds that end a retrain: one of them names each decision that ran.
 OUTCOMES = ("promotion", "rejection", "failure", "skipped")
 # The kinds that move the champion alias.
