@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 from drift.events import new_id
 from driftctl.settings import Settings
 from driftctl.stores.ledger import Ledger
-from serving.codec import InvalidRecord, decode_label, decode_telemetry
+from serving.codec import decode_label, decode_telemetry
 from serving.kafka_io import read_ranges
 from serving.updates import publish_update
 from training.datasets import TrainingWindow, join_labelled
@@ -47,13 +47,13 @@ def load_window(window: TrainingWindow, settings: Settings) -> tuple[pd.DataFram
     records, labels = [], {}
     for message in read_ranges(window.bootstrap_servers, settings.kafka, window.telemetry_topic, window.telemetry):
         try:
-            records.append(decode_telemetry(message.value))
-        except InvalidRecord:
-            continue  # already dead-lettered by the scorer
+            records.append(decode_telemetry(message.value, settings.serving.max_message_bytes))
+        except Exception:  # any failure on one message: already dead-lettered by the scorer, never fatal here
+            continue
     for message in read_ranges(window.bootstrap_servers, settings.kafka, window.labels_topic, window.labels):
         try:
             value = decode_label(message.value)
-        except InvalidRecord:
+        except Exception:
             continue
         labels[value["id"]] = value["label"]
     frame, target, _ = join_labelled(records, labels)

@@ -3,7 +3,6 @@ lets the policy decide; starts the retrain it asks for (one at a time)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import OrderedDict, deque
@@ -11,6 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+import orjson
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
@@ -21,6 +21,7 @@ from driftctl.settings import Settings
 from driftctl.stores.heartbeats import Heartbeat
 from driftctl.stores.ledger import Ledger
 from serving.codec import InvalidRecord, decode_label, decode_telemetry
+from serving.deadletter import dead_letter, reason_of
 from serving.kafka_io import commit_or_warn, make_group_consumer, make_producer
 from serving.rollback import roll_back
 from serving.updates import ModelUpdates
@@ -48,6 +49,9 @@ class Monitor:
         self.champion: ModelRef | None = None
         self.telemetry_seen = 0
         self.labelled = 0
+        self.invalid = 0  # telemetry and labels it could not use (the scorers dead-letter those)
+        self.last_invalid: str | None = None
+        self.dead_letters = 0  # what the monitor itself dead-lettered: bad predictions, failures on one message
         self.events: list[DriftEvent] = []
         self.decisions: list[Decision] = []
         self.outcomes: list[dict] = []
@@ -76,7 +80,9 @@ class Monitor:
     def vitals(self) -> dict[str, Any]:
         """What the monitor's heartbeat carries beyond counts: its detectors' current statistics
         and the champion's recent accuracy (1 - the error detector's estimate), for status and plots."""
-        return {"index": self.telemetry_seen, "labelled": self.labelled, "busy": self.busy, **self.watch.vitals()}
+        rejected = {"rejected": self.invalid, "last_rejection": self.last_invalid} if self.invalid else {}
+        return {"index": self.telemetry_seen, "labelled": self.labelled, "busy": self.busy, **rejected,
+                **self.watch.vitals()}
 
     def run(self) -> None:
         updates = ModelUpdates(self.bootstrap, self.settings.kafka)
@@ -96,12 +102,12 @@ class Monitor:
                     self._on_champion(ModelRef(update["name"], int(update["version"]), update["run_id"]), update)
                 self._collect_retrain()
                 batch = consumer.poll(timeout_ms=self.settings.serving.poll_timeout_ms, max_records=2000)
-                heartbeat.beat(consumer, records=self.telemetry_seen, extra=self.vitals,
+                heartbeat.beat(consumer, records=self.telemetry_seen, extra=self.vitals, dead_letters=self.dead_letters,
                                model_version=self.champion.version if self.champion else None)
                 snapshots.maybe_record(self)
                 for tp, messages in batch.items():
                     for message in messages:
-                        self._dispatch(tp.topic, message)
+                        self._dispatch_safely(tp.topic, message)
                 self._maybe_bootstrap()
                 if batch:
                     self._producer.flush()
@@ -140,16 +146,32 @@ class Monitor:
         self.watch.on_champion(ref.as_dict(), reference)
 
     # -- the join -----------------------------------------------------------------------
-    def _dispatch(self, topic: str, message) -> None:
+    def _dispatch_safely(self, topic: str, message) -> None:
+        """No message can stop the monitor: any failure on one is counted with its reason and,
+        unless a scorer letters it already (bad telemetry, bad labels), dead-lettered here."""
         try:
-            if topic == self.topics.telemetry:
-                value = decode_telemetry(message.value)
-            elif topic == self.topics.labels:
-                value = decode_label(message.value)
-            else:
-                value = _decode_prediction(message.value)
-        except InvalidRecord:
-            return  # the scorer dead-letters bad input; the monitor only skips it
+            self._dispatch(topic, message)
+        except Exception as exc:
+            reason = reason_of(exc)
+            self.invalid += 1
+            self.last_invalid = reason
+            lettered_by_scorer = isinstance(exc, InvalidRecord) and topic != self.topics.predictions
+            if self.invalid <= 10 or self.invalid % 1000 == 0:
+                log.warning("monitor skips %s[%s]@%s (%d so far): %s", topic, message.partition, message.offset,
+                            self.invalid, reason)
+            if not lettered_by_scorer and self._producer is not None:
+                self.dead_letters += 1
+                self._producer.send(self.topics.dead_letter, key=topic.encode(),
+                                    value=dead_letter(reason, topic, message.partition, message.offset,
+                                                      message.value, stage=f"monitor {self.name}"))
+
+    def _dispatch(self, topic: str, message) -> None:
+        if topic == self.topics.telemetry:
+            value = decode_telemetry(message.value, self.settings.serving.max_message_bytes)
+        elif topic == self.topics.labels:
+            value = decode_label(message.value)
+        else:
+            value = _decode_prediction(message.value)
         if value["id"] in self._done:
             return  # delivered again after a rejoin (at-least-once): counted once already
         if topic == self.topics.telemetry:
@@ -324,8 +346,8 @@ class Monitor:
 
 def _decode_prediction(raw: bytes) -> dict:
     try:
-        value = json.loads(raw)
+        value = orjson.loads(raw)
         value["id"], value["model"]["version"], value["prediction"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidRecord(f"bad prediction: {exc}") from None
+    except Exception as exc:
+        raise InvalidRecord(f"bad prediction: {type(exc).__name__}: {exc}") from None
     return value
