@@ -23,10 +23,10 @@ from threadpoolctl import threadpool_limits
 from drift.events import new_id
 from driftctl.settings import Settings
 from driftctl.stores.ledger import Ledger
-from serving.codec import decode_label, decode_telemetry
+from serving.codec import check_features, decode_label, decode_telemetry
 from serving.kafka_io import read_ranges
 from serving.updates import publish_update
-from training.datasets import TrainingWindow, join_labelled
+from training.datasets import FeatureSchema, TrainingWindow, join_labelled
 from training.evaluate import Evaluation, train_challenger
 from training.recipes import RECIPES
 from training.registry import LoadedModel, ModelRef, Registry
@@ -43,11 +43,18 @@ def lease_name(model_name: str) -> str:
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def load_window(window: TrainingWindow, settings: Settings) -> tuple[pd.DataFrame, pd.Series]:
+def load_window(window: TrainingWindow, settings: Settings, schema: FeatureSchema | None = None
+                ) -> tuple[pd.DataFrame, pd.Series]:
+    """The window's labelled records. With the champion's `schema`, a record its scorers
+    reject (an extra key, a type change) never becomes training data: one such record
+    would otherwise add a column to the next champion."""
     records, labels = [], {}
     for message in read_ranges(window.bootstrap_servers, settings.kafka, window.telemetry_topic, window.telemetry):
         try:
-            records.append(decode_telemetry(message.value, settings.serving.max_message_bytes))
+            record = decode_telemetry(message.value, settings.serving.max_message_bytes)
+            if schema is not None:
+                check_features(record["features"], schema, settings.serving.missing_features, unseen="accept")
+            records.append(record)
         except Exception:  # any failure on one message: already dead-lettered by the scorer, never fatal here
             continue
     for message in read_ranges(window.bootstrap_servers, settings.kafka, window.labels_topic, window.labels):
@@ -194,8 +201,8 @@ def _retrain_once(window: TrainingWindow, trigger: dict, settings: Settings, reg
     run_id: str | None = None
     moved, previous = False, None
     try:
-        frame, target = load_window(window, settings)
         champion = load_champion(registry)
+        frame, target = load_window(window, settings, champion.schema if champion else None)
         provenance["previous"] = champion.ref.as_dict() if champion else None
         model, evaluation, seconds = train_and_evaluate(frame, target, champion, settings)
         run_id, version = record_candidate(registry, model, frame, target, evaluation, window, trigger,

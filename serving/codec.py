@@ -95,13 +95,16 @@ def decode_label(raw: bytes | None) -> dict[str, Any]:
     return value
 
 
-def check_features(features: dict[str, Any], schema, missing: str = "reject") -> dict[str, Any]:
+def check_features(features: dict[str, Any], schema, missing: str = "reject", *,
+                   unseen: str = "reject") -> dict[str, Any]:
     """Check a record's features against the champion's schema; returns them ready to score.
 
     An unexpected feature, a number where a category belongs (or the reverse) and an
     unseen category are always rejected: they mean a producer changed, which deserves a
     dead letter, not a guess. A missing feature (absent or null) is rejected, or passed
-    on as null for the model's imputer when `missing` is "impute".
+    on as null for the model's imputer when `missing` is "impute". With `unseen` "accept"
+    only the shape is checked (the monitor and the training window: a new category is
+    drift to detect and learn, not a malformed record).
     """
     extra = [name for name in features if name not in schema.numeric and name not in schema.categorical]
     if extra:
@@ -119,7 +122,7 @@ def check_features(features: dict[str, Any], schema, missing: str = "reject") ->
         value = features.get(name)
         if value is None:
             checked[name] = _missing(name, features, missing)
-        elif str(value) not in categories:
+        elif unseen == "reject" and str(value) not in categories:
             raise InvalidRecord(f"unseen category {str(value)[:40]!r} for feature {name!r}")
         else:
             checked[name] = str(value)

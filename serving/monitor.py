@@ -20,7 +20,7 @@ from drift.watch import DriftWatch, Observation, Step
 from driftctl.settings import Settings
 from driftctl.stores.heartbeats import Heartbeat
 from driftctl.stores.ledger import Ledger
-from serving.codec import InvalidRecord, decode_label, decode_telemetry
+from serving.codec import InvalidRecord, check_features, decode_label, decode_telemetry
 from serving.deadletter import dead_letter, reason_of
 from serving.kafka_io import commit_or_warn, make_group_consumer, make_producer
 from serving.rollback import roll_back
@@ -47,6 +47,7 @@ class Monitor:
         self.topics = settings.kafka.topics
         self.watch = DriftWatch(settings.drift)  # detectors and policy: the same engine the backtest replays
         self.champion: ModelRef | None = None
+        self.schema = None  # the champion's FeatureSchema: records it would reject feed no detector
         self.telemetry_seen = 0
         self.labelled = 0
         self.invalid = 0  # telemetry and labels it could not use (the scorers dead-letter those)
@@ -138,6 +139,11 @@ class Monitor:
         if self._training_end is not None:
             self._trained_until = self._training_end
         try:
+            self.schema = self.registry.schema(ref.run_id)
+        except Exception as exc:
+            log.error("no feature schema for %s version %s, records unchecked: %s", ref.name, ref.version, exc)
+            self.schema = None
+        try:
             reference = self.registry.reference(ref.run_id)
         except Exception as exc:  # no reference: label-based detection goes on, data drift pauses
             log.error("no training reference for %s version %s, data-drift checks paused: %s",
@@ -168,6 +174,9 @@ class Monitor:
     def _dispatch(self, topic: str, message) -> None:
         if topic == self.topics.telemetry:
             value = decode_telemetry(message.value, self.settings.serving.max_message_bytes)
+            if self.schema is not None:  # what the scorers reject must not feed the detectors either
+                check_features(value["features"], self.schema, self.settings.serving.missing_features,
+                               unseen="accept")
         elif topic == self.topics.labels:
             value = decode_label(message.value)
         else:

@@ -98,6 +98,11 @@ class Registry:
             raise RegistryError(f"cannot load {self.model_name} version {version}: {exc}") from exc
         return LoadedModel(ModelRef(self.model_name, int(version), details.run_id), model, schema)
 
+    def schema(self, run_id: str) -> FeatureSchema:
+        """The feature schema a run's model was trained on (what scorers check records against)."""
+        self._point_mlflow()
+        return FeatureSchema.model_validate(mlflow.artifacts.load_dict(f"runs:/{run_id}/features.json")["schema"])
+
     def reference(self, run_id: str) -> list[dict[str, Any]]:
         """The champion's training reference rows, stored with its run."""
         self._point_mlflow()
