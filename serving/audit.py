@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from driftctl.stores.engine import schema_lock
+
 
 def id_hash(record_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(record_id.encode(), digest_size=8).digest(), "big", signed=True)
@@ -25,6 +27,10 @@ class AuditLog:
         self.path = path
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, timeout=30)
+        with schema_lock(f"sqlite:///{path}"):  # scorers starting together: WAL switch and tables, one at a time
+            self._init_schema()
+
+    def _init_schema(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript("""

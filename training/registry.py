@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import tempfile
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -12,7 +14,9 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from driftctl.stores.engine import schema_lock
 from training.datasets import FeatureSchema
+from training.trust import ALLOWED_TYPES, HASH_TAG, artifact_sha256, load_trusted, untrusted_types
 
 CHAMPION = "champion"
 
@@ -53,7 +57,11 @@ class Registry:
         self.model_name = model_name
         self.experiment = experiment
         self.artifact_location = artifact_location
-        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        # The first store opened on a fresh SQLite file creates and migrates its schema:
+        # one process at a time (stages that start together would race alembic).
+        with schema_lock(tracking_uri):
+            self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+            self.client._get_registry_client()  # the registry store too, while the lock is held
 
     @classmethod
     def from_settings(cls, settings) -> Registry:
@@ -91,7 +99,13 @@ class Registry:
         self._point_mlflow()
         try:
             details = self.client.get_model_version(self.model_name, str(version))
-            model = mlflow.sklearn.load_model(f"models:/{self.model_name}/{version}")
+            with tempfile.TemporaryDirectory(prefix="driftctl-model-") as tmp:
+                # Downloaded, hashed and checked before anything in it is deserialized: never
+                # the flavor the MLmodel file asks for, only skops with the allowlist.
+                local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{self.model_name}/{version}",
+                                                            dst_path=tmp)
+                model = load_trusted(Path(local), (details.tags or {}).get(HASH_TAG),
+                                     f"{self.model_name} version {version}")
             schema = FeatureSchema.model_validate(
                 mlflow.artifacts.load_dict(f"runs:/{details.run_id}/features.json")["schema"])
         except Exception as exc:  # any failure to load leaves the current model serving
@@ -140,9 +154,12 @@ class Registry:
                 mlflow.log_dict(document, name)
             sample = frame.tail(reference_rows)
             mlflow.log_dict({"rows": sample.to_dict(orient="records")}, "reference.json")
+            untrusted = untrusted_types(model)
+            if untrusted:
+                raise RegistryError(f"the model holds types outside the allowlist: {', '.join(untrusted)}")
             info = mlflow.sklearn.log_model(
                 model, name="model", serialization_format="skops",
-                skops_trusted_types=_trusted_types(model),
+                skops_trusted_types=list(ALLOWED_TYPES),
                 # Explicit requirements: inferring them re-imports the model in a subprocess (seconds).
                 pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
                 registered_model_name=self.model_name if promote else None,
@@ -151,9 +168,19 @@ class Registry:
         if not promote:
             return run_id, None
         version = int(info.registered_model_version)
-        for key, value in tags.items():
+        # The hash of exactly what a scorer will download; it is checked at every load.
+        with tempfile.TemporaryDirectory(prefix="driftctl-model-") as tmp:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{self.model_name}/{version}",
+                                                        dst_path=tmp)
+            sha256 = artifact_sha256(Path(local))
+        for key, value in {**tags, HASH_TAG: sha256}.items():
             self.client.set_model_version_tag(self.model_name, str(version), key, value)
+        self.client.set_tag(run_id, HASH_TAG, sha256)
         return run_id, version
+
+    def artifact_hash(self, version: int) -> str | None:
+        """The sha256 recorded for `version` at registration."""
+        return self.version_tags(version).get(HASH_TAG)
 
     def set_champion(self, version: int) -> None:
         self.client.set_registered_model_alias(self.model_name, CHAMPION, str(version))
@@ -192,8 +219,3 @@ class Registry:
         for key, value in tags.items():
             self.client.set_tag(run_id, key, value)
 
-
-def _trusted_types(model) -> list[str]:
-    import skops.io
-
-    return skops.io.get_untrusted_types(data=skops.io.dumps(model))
