@@ -25,7 +25,7 @@ from driftctl.settings import Settings
 from driftctl.stores.ledger import Ledger
 from serving.codec import check_features, decode_label, decode_telemetry
 from serving.kafka_io import read_ranges
-from serving.updates import publish_update
+from serving.updates import announce_restore, publish_update
 from training.datasets import FeatureSchema, TrainingWindow, join_labelled
 from training.evaluate import Evaluation, train_challenger
 from training.recipes import RECIPES
@@ -146,8 +146,8 @@ def record_candidate(registry: Registry, model, frame: pd.DataFrame, target: pd.
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def move_champion(registry: Registry, version: int, reason: str) -> ModelRef | None:
-    return registry.move_champion(version, reason)
+def move_champion(registry: Registry, version: int, reason: str, expected: int | None = None) -> ModelRef | None:
+    return registry.move_champion(version, reason, expected=expected)
 
 
 @task(retries=3, retry_delay_seconds=1, cache_policy=NO_CACHE)
@@ -219,7 +219,7 @@ def _retrain_once(window: TrainingWindow, trigger: dict, settings: Settings, reg
             logger.info("challenger rejected: %s", evaluation.reason)
             return outcome
         reason = trigger.get("reason", "") or evaluation.reason
-        previous = move_champion(registry, version, reason)
+        previous = move_champion(registry, version, reason, champion.ref.version if champion else None)
         moved = True
         update = {"schema_version": 1, "name": registry.model_name, "version": version, "run_id": run_id,
                   "reason": reason, "event_ids": trigger.get("event_ids", []),
@@ -239,6 +239,9 @@ def _retrain_once(window: TrainingWindow, trigger: dict, settings: Settings, reg
             try:
                 registry.restore_champion(previous)
                 notes.append(f"alias restored to {previous.version if previous else 'none'}")
+                # The failed announcement may have reached some scorers: the restore is announced too.
+                notes.append(announce_restore(window.bootstrap_servers, settings.kafka, registry.model_name,
+                                              previous, f"restored after a failed promotion: {exc}"))
             except Exception as restore_exc:
                 notes.append(f"alias NOT restored: {restore_exc}")
         if run_id is not None:

@@ -24,7 +24,7 @@ from serving.codec import InvalidRecord, check_features, decode_label, decode_te
 from serving.deadletter import dead_letter, reason_of
 from serving.kafka_io import commit_or_warn, make_group_consumer, make_producer
 from serving.rollback import roll_back
-from serving.updates import ModelUpdates
+from serving.updates import ModelUpdates, follow_alias
 from serving.workspace import SnapshotRecorder
 from training.datasets import TrainingWindow
 from training.registry import ModelRef, Registry
@@ -99,8 +99,12 @@ class Monitor:
                 self._on_champion(ref)
             while not self.stop.is_set():
                 update = updates.poll()
-                if update is not None and (self.champion is None or int(update["version"]) != self.champion.version):
-                    self._on_champion(ModelRef(update["name"], int(update["version"]), update["run_id"]), update)
+                wanted = follow_alias(self.registry, update) if update is not None else None
+                if wanted is not None and (self.champion is None or wanted != self.champion.version):
+                    if wanted == int(update["version"]):
+                        self._on_champion(ModelRef(update["name"], wanted, update["run_id"]), update)
+                    else:  # the alias moved elsewhere (a rollback without Kafka): no probation to run
+                        self._on_champion(self.registry.ref(wanted))
                 self._collect_retrain()
                 batch = consumer.poll(timeout_ms=self.settings.serving.poll_timeout_ms, max_records=2000)
                 heartbeat.beat(consumer, records=self.telemetry_seen, extra=self.vitals, dead_letters=self.dead_letters,
@@ -286,9 +290,16 @@ class Monitor:
                                model_version=watch.version, payload={"action": "keep", "probation": evidence})
             return
         log.warning("%s", result.reason)
-        rollback = roll_back(self.settings, to=watch.previous, reason=result.reason, automatic=True,
-                             bootstrap=self.bootstrap, registry=self.registry, ledger=self.ledger,
-                             evidence={"probation": evidence})
+        try:
+            rollback = roll_back(self.settings, to=watch.previous, reason=result.reason, automatic=True,
+                                 bootstrap=self.bootstrap, registry=self.registry, ledger=self.ledger,
+                                 evidence={"probation": evidence})
+        except Exception as exc:  # recorded; the monitor goes on (an operator can roll back by hand)
+            log.error("automatic rollback to version %s failed: %s", watch.previous, exc)
+            self.ledger.append("failure", reason=f"automatic rollback to version {watch.previous} failed: {exc}",
+                               model_name=self.champion.name, model_version=watch.version,
+                               payload={"probation": evidence})
+            return
         self.rollbacks.append(rollback)
 
     def _checkpoint(self) -> None:

@@ -26,7 +26,7 @@ from serving.deadletter import reason_of, safe_text
 from serving.joiner import LabelJoiner
 from serving.kafka_io import SendFailed, commit_or_warn, make_group_consumer, make_producer, rewind, sent_or_raise
 from serving.metrics import ScorerMetrics
-from serving.updates import ModelUpdates
+from serving.updates import ModelUpdates, follow_alias
 from training.recipes import make_online_learner
 from training.registry import LoadedModel, Registry, RegistryError
 
@@ -83,7 +83,11 @@ class Scorer:
     def _follow_updates(self, updates: ModelUpdates) -> None:
         update = updates.poll()
         if update is not None:
-            self._wanted = int(update["version"])
+            # The alias is the truth, the topic a hint: at start the topic replays its history
+            # (a rollback made without Kafka is not on it), and a message may be stale.
+            wanted = follow_alias(self.registry, update)
+            if wanted is not None:
+                self._wanted = wanted
         if self._loading is not None and self._loading[1].done():
             (version, future), self._loading = self._loading, None
             try:

@@ -48,3 +48,37 @@ def publish_update(bootstrap: str, kafka: KafkaSettings, update: dict) -> None:
         future.get(timeout=15)  # raises when the broker did not take it
     finally:
         producer.close()
+
+
+def follow_alias(registry, update: dict) -> int | None:
+    """The champion version to serve after `update`: the one the registry's alias names
+    now (None if the registry cannot say; the current model keeps serving)."""
+    try:
+        ref = registry.champion()
+    except Exception as exc:
+        log.error("model update for version %s not followed: the registry cannot say which version is champion: %s",
+                  update.get("version"), exc)
+        return None
+    if ref is None:
+        return None
+    if ref.version != int(update["version"]):
+        log.warning("model update names version %s but the champion alias points at %s: following the alias",
+                    update["version"], ref.version)
+    return ref.version
+
+
+def announce_restore(bootstrap: str, kafka: KafkaSettings, model_name: str, restored, reason: str) -> str:
+    """Announce that the alias went back to `restored` (a ModelRef, None: no champion); returns
+    a note for the ledger. A scorer that saw the failed promotion checks the alias again."""
+    if restored is None:
+        return "restore not announced: no champion to go back to"
+    import time
+
+    update = {"schema_version": 1, "name": model_name, "version": restored.version, "run_id": restored.run_id,
+              "reason": reason[:1000], "restore": True, "rollback": True, "previous_version": None,
+              "promoted_at": time.time(), "event_ids": [], "decision_id": None}
+    try:
+        publish_update(bootstrap, kafka, update)
+        return f"restore of version {restored.version} announced"
+    except Exception as exc:
+        return f"restore NOT announced ({type(exc).__name__}: {exc}); scorers follow the alias at their next update"

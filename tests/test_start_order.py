@@ -86,7 +86,7 @@ def test_monitor_two_scorers_and_producer_started_together_on_a_fresh_home(tmp_p
             }
             settings = Settings(home=home)
 
-            def stages_up() -> list[str]:
+            def stages_up(procs=procs, settings=settings) -> list[str]:
                 exited = [f"{n} exited {p.returncode}" for n, p in procs.items() if p.poll() not in (None, 0)]
                 if exited:
                     return exited
@@ -102,12 +102,12 @@ def test_monitor_two_scorers_and_producer_started_together_on_a_fresh_home(tmp_p
             try:
                 wait_for(lambda: stages_up() == ["monitor", "producer", "scorer", "scorer"]
                          or any("exited" in s for s in stages_up()), 240,
-                         lambda: f"round {round_}: stages {stages_up()}")
+                         lambda round_=round_, stages_up=stages_up: f"round {round_}: stages {stages_up()}")
             finally:
                 for p in procs.values():
                     if p.poll() is None:
                         p.send_signal(signal.SIGTERM)
-                for name, p in procs.items():
+                for p in procs.values():
                     try:
                         p.wait(30)
                     except subprocess.TimeoutExpired:
@@ -158,7 +158,7 @@ def test_kill_9_of_a_stage_leaves_no_orphan(tmp_path):
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(10)
                 wait_for(lambda below=below: not any(alive(pid) for pid in below), 15,
-                         lambda below=below: f"orphans of {proc.args[3]}: "
+                         lambda below=below, proc=proc: f"orphans of {proc.args[3]}: "
                                              + ", ".join(Path(f"/proc/{p}/cmdline").read_text().replace("\0", " ")[:120]
                                                          for p in below if alive(p)))
         finally:

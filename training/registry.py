@@ -185,10 +185,22 @@ class Registry:
     def set_champion(self, version: int) -> None:
         self.client.set_registered_model_alias(self.model_name, CHAMPION, str(version))
 
-    def move_champion(self, version: int, reason: str) -> ModelRef | None:
+    def move_champion(self, version: int, reason: str, *, expected: int | object | None = ...) -> ModelRef | None:
         """Point the champion alias at `version`; tag when it was deployed and when the one
-        it replaces was undeployed. Returns the replaced champion (None if there was none)."""
+        it replaces was undeployed. Returns the replaced champion (None if there was none).
+
+        With `expected` (the champion version the caller decided against, None for none) the
+        move is compare-and-set: refused if the alias moved meanwhile; a retry of a move that
+        already happened returns `expected` as the replaced champion, not `version` itself.
+        (MLflow has no atomic alias swap: the retrain lease, checked just before, fences writers.)"""
         previous = self.champion()
+        if expected is not ...:
+            current = previous.version if previous else None
+            if current == version and expected != version:
+                previous = self.ref(expected) if expected is not None else None  # a retry: it moved already
+            elif current != expected:
+                raise RegistryError(f"the champion alias of {self.model_name} moved meanwhile: expected version "
+                                    f"{expected}, found {current}; not moved to {version}")
         now = str(time.time())
         self.set_champion(version)
         self.client.set_model_version_tag(self.model_name, str(version), "driftctl.deployed_at", now)

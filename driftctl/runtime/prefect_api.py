@@ -51,7 +51,7 @@ class LocalPrefectApi:
             self.port = free_loopback_port()
             env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
             env.pop("PREFECT_API_URL", None)
-            out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+            out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115 (closed below)
             try:
                 self.process = subprocess.Popen(
                     [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(prefect.__file__).parent.parent),

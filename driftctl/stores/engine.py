@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
-
 from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.exc import OperationalError
 
