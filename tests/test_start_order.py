@@ -28,9 +28,17 @@ ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = int(os.environ.get("START_TOGETHER_ROUNDS", "3"))  # the issue asks ten: START_TOGETHER_ROUNDS=10
 
 
-def stage(args: list[str], env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "driftctl", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def stage(args: list[str], env: dict, log: Path | None = None) -> subprocess.Popen:
+    """A stage in its own process; its stderr goes to `log` (read after it ends) or a pipe."""
+    err = open(log, "w") if log else subprocess.PIPE  # noqa: SIM115 (the child holds it)
+    proc = subprocess.Popen([sys.executable, "-m", "driftctl", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=err, text=True)
+    proc.log = log
+    return proc
+
+
+def tail(proc: subprocess.Popen, chars: int = 1500) -> str:
+    return proc.log.read_text()[-chars:] if proc.log and proc.log.exists() else ""
 
 
 def descendants(pid: int) -> set[int]:
@@ -78,11 +86,13 @@ def test_monitor_two_scorers_and_producer_started_together_on_a_fresh_home(tmp_p
                    "DRIFTCTL_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,
                    "DRIFTCTL_HEALTH__HEARTBEAT_INTERVAL": "0.5"}
             ensure_topics(broker.bootstrap_servers, Settings(home=home).kafka)
+            logs = tmp_path / f"logs-{round_}"
+            logs.mkdir()
             procs = {
-                "monitor": stage(["monitor"], env),
-                "scorer-a": stage(["serve"], {**env, "DRIFTCTL_SERVING__INSTANCE": "a"}),
-                "scorer-b": stage(["serve"], {**env, "DRIFTCTL_SERVING__INSTANCE": "b"}),
-                "producer": stage(["produce", "--records", "2000", "--rate", "500"], env),
+                "monitor": stage(["monitor"], env, logs / "monitor.err"),
+                "scorer-a": stage(["serve"], {**env, "DRIFTCTL_SERVING__INSTANCE": "a"}, logs / "scorer-a.err"),
+                "scorer-b": stage(["serve"], {**env, "DRIFTCTL_SERVING__INSTANCE": "b"}, logs / "scorer-b.err"),
+                "producer": stage(["produce", "--records", "2000", "--rate", "500"], env, logs / "producer.err"),
             }
             settings = Settings(home=home)
 
@@ -102,7 +112,8 @@ def test_monitor_two_scorers_and_producer_started_together_on_a_fresh_home(tmp_p
             try:
                 wait_for(lambda: stages_up() == ["monitor", "producer", "scorer", "scorer"]
                          or any("exited" in s for s in stages_up()), 240,
-                         lambda round_=round_, stages_up=stages_up: f"round {round_}: stages {stages_up()}")
+                         lambda round_=round_, stages_up=stages_up, procs=procs: f"round {round_}: stages "
+                         f"{stages_up()}; " + "; ".join(f"{n}: {tail(p, 400)!r}" for n, p in procs.items()))
             finally:
                 for p in procs.values():
                     if p.poll() is None:
@@ -114,7 +125,7 @@ def test_monitor_two_scorers_and_producer_started_together_on_a_fresh_home(tmp_p
                         p.kill()
                         p.wait()
             for name, p in procs.items():
-                err = p.stderr.read()
+                err = tail(p, 100_000)
                 if p.returncode not in (0, -signal.SIGTERM) or "Traceback" in err:
                     failures.append(f"round {round_} {name}: exit {p.returncode}: {err[-1500:]}")
             # MLflow's schema is whole: one alembic revision, and a registry answers.
