@@ -111,8 +111,10 @@ def test_hot_swap_dead_letters_and_audit(stack):
     assert scorer.scored == 2000
     v2 = register(registry, 5000)
     announce(settings, bootstrap, registry, v2)
+    deadline = time.monotonic() + 60  # its own: registering v2 took part of the first one
     while (scorer.current.ref.version != v2) and time.monotonic() < deadline:
         time.sleep(0.1)
+    assert scorer.current.ref.version == v2
     publish(producer, settings.kafka.topics,
             (r for r in iot_stream(4000, drift_at=10**9) if r.seq >= 2000), rate=None, label_delay=100)
     producer.close()
