@@ -91,7 +91,11 @@ class DeadLetter(TypedDict):
     topic: str
     partition: int
     offset: int
-    raw: str | None  # the input as text, bounded by the reader's size limit
+    raw: str | None  # an excerpt of the input as text (serving.deadletter bounds it)
+    size: NotRequired[int | None]  # bytes of the whole input
+    sha256: NotRequired[str | None]  # of the whole input
+    truncated: NotRequired[bool]
+    stage: NotRequired[str]
 
 
 # -- control messages -------------------------------------------------------------------------

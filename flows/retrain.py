@@ -24,10 +24,10 @@ from threadpoolctl import threadpool_limits
 from driftctl.messages import ModelUpdate, RetrainTrigger, TrainingWindow
 from driftctl.settings import Settings
 from driftctl.stores.ledger import Ledger
-from serving.codec import InvalidRecord, decode_label, decode_telemetry
+from serving.codec import check_features, decode_label, decode_telemetry
 from serving.kafka_io import read_ranges
-from serving.updates import publish_update
-from training.datasets import join_labelled
+from serving.updates import announce_restore, publish_update
+from training.datasets import FeatureSchema, join_labelled
 from training.evaluate import Evaluation, train_challenger
 from training.recipes import RECIPES
 from training.registry import LoadedModel, ModelRef, Registry, iso_time
@@ -44,17 +44,24 @@ def lease_name(model_name: str) -> str:
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def load_window(window: TrainingWindow, settings: Settings) -> tuple[pd.DataFrame, pd.Series]:
+def load_window(window: TrainingWindow, settings: Settings, schema: FeatureSchema | None = None
+                ) -> tuple[pd.DataFrame, pd.Series]:
+    """The window's labelled records. With the champion's `schema`, a record its scorers
+    reject (an extra key, a type change) never becomes training data: one such record
+    would otherwise add a column to the next champion."""
     records, labels = [], {}
     for message in read_ranges(window.bootstrap_servers, settings.kafka, window.telemetry_topic, window.telemetry):
         try:
-            records.append(decode_telemetry(message.value))
-        except InvalidRecord:
-            continue  # already dead-lettered by the scorer
+            record = decode_telemetry(message.value, settings.serving.max_message_bytes)
+            if schema is not None:
+                check_features(record["features"], schema, settings.serving.missing_features, unseen="accept")
+            records.append(record)
+        except Exception:  # any failure on one message: already dead-lettered by the scorer, never fatal here
+            continue
     for message in read_ranges(window.bootstrap_servers, settings.kafka, window.labels_topic, window.labels):
         try:
             value = decode_label(message.value)
-        except InvalidRecord:
+        except Exception:
             continue
         labels[value["id"]] = value["label"]
     frame, target, _ = join_labelled(records, labels)
@@ -142,8 +149,8 @@ def record_candidate(registry: Registry, model: Any, frame: pd.DataFrame, target
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def move_champion(registry: Registry, version: int, reason: str) -> ModelRef | None:
-    return registry.move_champion(version, reason)
+def move_champion(registry: Registry, version: int, reason: str, expected: int | None = None) -> ModelRef | None:
+    return registry.move_champion(version, reason, expected=expected)
 
 
 @task(retries=3, retry_delay_seconds=1, cache_policy=NO_CACHE)
@@ -225,9 +232,8 @@ def _retrain_once(window: TrainingWindow, trigger: RetrainTrigger, settings: Set
     run_id: str | None = None
     moved, previous = False, None
     try:
-        frame, target = load_window(window, settings)
-        logger.info("window loaded: %d labelled rows from %s", len(frame), window.describe())
         champion = load_champion(registry)
+        frame, target = load_window(window, settings, champion.schema if champion else None)
         provenance["previous"] = champion.ref.as_dict() if champion else None
         logger.info("champion: %s", f"version {champion.ref.version}" if champion else "none yet")
         model, evaluation, seconds = train_and_evaluate(frame, target, champion, settings)
@@ -251,7 +257,7 @@ def _retrain_once(window: TrainingWindow, trigger: RetrainTrigger, settings: Set
             return outcome
         reason = trigger.reason or evaluation.reason
         assert version is not None  # a promoted challenger was registered
-        previous = move_champion(registry, version, reason)
+        previous = move_champion(registry, version, reason, champion.ref.version if champion else None)
         moved = True
         update = ModelUpdate(name=registry.model_name, version=version, run_id=run_id, reason=reason,
                              event_ids=trigger.event_ids, decision_id=trigger.decision_id,
@@ -271,6 +277,9 @@ def _retrain_once(window: TrainingWindow, trigger: RetrainTrigger, settings: Set
             try:
                 registry.restore_champion(previous)
                 notes.append(f"alias restored to {previous.version if previous else 'none'}")
+                # The failed announcement may have reached some scorers: the restore is announced too.
+                notes.append(announce_restore(window.bootstrap_servers, settings.kafka, registry.model_name,
+                                              previous, f"restored after a failed promotion: {exc}"))
             except Exception as restore_exc:
                 notes.append(f"alias NOT restored: {restore_exc}")
         if run_id is not None:

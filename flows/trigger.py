@@ -103,6 +103,26 @@ def make_retrain(settings: Settings) -> Retrain:
     """In-process flow calls by default; the event path when `prefect.api_url` is set."""
     if settings.prefect.api_url:
         return DeploymentRetrain(settings)
-    from flows.retrain import retrain  # Prefect reads PREFECT_HOME at import: after configure_environment
+    return InProcessRetrain(settings)
 
-    return lambda window, trigger: retrain(window=window, trigger=trigger)
+
+class InProcessRetrain:
+    """Flow calls in this process, against a local Prefect API server that dies with it
+    (Prefect's own ephemeral server outlives a stage killed with SIGKILL). The server is
+    started at once, so the first retrain does not wait for its start-up."""
+
+    def __init__(self, settings: Settings):
+        from driftctl.runtime.prefect_api import LocalPrefectApi
+
+        self.api = LocalPrefectApi(settings.home / "prefect-api.log").start()
+
+    def __call__(self, window: TrainingWindow, trigger: dict) -> dict:
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        from flows.retrain import retrain  # Prefect reads PREFECT_HOME at import: after configure_environment
+
+        with temporary_settings({PREFECT_API_URL: self.api.api_url()}):
+            return retrain(window=window, trigger=trigger)
+
+    def close(self) -> None:
+        self.api.stop()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from driftctl.messages import ModelLineage
+from driftctl.stores.engine import schema_lock
 
 
 def id_hash(record_id: str) -> int:
@@ -27,6 +28,10 @@ class AuditLog:
         self.path = path
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, timeout=30)
+        with schema_lock(f"sqlite:///{path}"):  # scorers starting together: WAL switch and tables, one at a time
+            self._init_schema()
+
+    def _init_schema(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript("""

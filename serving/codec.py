@@ -10,7 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from driftctl.messages import RECORD_VERSION, DeadLetter, InvalidMessage, Label, Prediction, Telemetry
+from driftctl.messages import RECORD_VERSION, InvalidMessage, Label, Prediction, Telemetry
+from serving.deadletter import dead_letter as _bounded_dead_letter
+
+MAX_LABEL_CHARS = 1000
+
 
 if TYPE_CHECKING:
     from training.datasets import FeatureSchema
@@ -65,9 +69,18 @@ def _decode_slowly(raw: bytes) -> Any:
     """The standard parser accepts NaN and Infinity, which orjson refuses: parse them here
     so that the reason given is the real one (a value that is not finite)."""
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidRecord(f"not JSON: {exc}") from None
+        value = json.loads(raw)
+    except RecursionError:
+        raise InvalidRecord("not JSON: nested too deeply") from None
+    except Exception as exc:  # any parser failure is a reason, never a crash
+        raise InvalidRecord(f"not JSON: {type(exc).__name__}: {exc}") from None
+    try:  # orjson refused it: a lone surrogate would break every encoder downstream
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRecord("text is not valid Unicode (a lone surrogate escape)") from None
+    except Exception as exc:
+        raise InvalidRecord(f"not JSON: {type(exc).__name__}") from None
+    return value
 
 
 def decode_telemetry(raw: bytes | None, max_bytes: int | None = None) -> Telemetry:
@@ -80,17 +93,30 @@ def decode_telemetry(raw: bytes | None, max_bytes: int | None = None) -> Telemet
     for name, feature in features.items():
         if feature is None or isinstance(feature, str):
             continue
-        if isinstance(feature, bool) or not isinstance(feature, (int, float)):
-            raise InvalidRecord(f"feature {name!r} has type {type(feature).__name__}; want number, string or null")
-        if not math.isfinite(feature):
-            raise InvalidRecord(f"feature {name!r} is not finite")
+        if isinstance(feature, bool):  # a JSON boolean is a feature: 1 or 0, like a flag column
+            features[name] = int(feature)
+            continue
+        if not isinstance(feature, (int, float)):
+            raise InvalidRecord(f"feature {name!r} has type {type(feature).__name__}; "
+                                "want number, string, boolean or null")
+        if not _finite_number(feature):
+            raise InvalidRecord(f"feature {name!r} is not finite (or too large for a float)")
     return value
 
 
 def decode_label(raw: bytes | None) -> Label:
     value = _decode_object(raw)
-    if "label" not in value or value["label"] is None:
+    label = value.get("label")
+    if label is None:
         raise InvalidRecord("no label")
+    if isinstance(label, bool):
+        return value
+    if not isinstance(label, (str, int, float)):
+        raise InvalidRecord(f"label has type {type(label).__name__}; want string, number or boolean")
+    if isinstance(label, str) and len(label) > MAX_LABEL_CHARS:
+        raise InvalidRecord(f"label is {len(label)} characters long (limit {MAX_LABEL_CHARS})")
+    if not isinstance(label, str) and not _finite_number(label):
+        raise InvalidRecord("label is not finite (or too large for a float)")
     return value
 
 
@@ -105,13 +131,16 @@ def decode_prediction(raw: bytes | None) -> Prediction:
     return value
 
 
-def check_features(features: dict[str, Any], schema: FeatureSchema, missing: str = "reject") -> dict[str, Any]:
+def check_features(features: dict[str, Any], schema: FeatureSchema, missing: str = "reject", *,
+                   unseen: str = "reject") -> dict[str, Any]:
     """Check a record's features against the champion's schema; returns them ready to score.
 
     An unexpected feature, a number where a category belongs (or the reverse) and an
     unseen category are always rejected: they mean a producer changed, which deserves a
     dead letter, not a guess. A missing feature (absent or null) is rejected, or passed
-    on as null for the model's imputer when `missing` is "impute".
+    on as null for the model's imputer when `missing` is "impute". With `unseen` "accept"
+    only the shape is checked (the monitor and the training window: a new category is
+    drift to detect and learn, not a malformed record).
     """
     extra = [name for name in features if name not in schema.numeric and name not in schema.categorical]
     if extra:
@@ -129,7 +158,7 @@ def check_features(features: dict[str, Any], schema: FeatureSchema, missing: str
         value = features.get(name)
         if value is None:
             checked[name] = _missing(name, features, missing)
-        elif str(value) not in categories:
+        elif unseen == "reject" and str(value) not in categories:
             raise InvalidRecord(f"unseen category {str(value)[:40]!r} for feature {name!r}")
         else:
             checked[name] = str(value)
@@ -144,9 +173,14 @@ def _missing(name: str, features: dict[str, Any], policy: str) -> object:  # the
 
 
 def dead_letter(error: str, topic: str, partition: int, offset: int, raw: bytes | None) -> bytes:
-    text = raw.decode("utf-8", errors="replace") if raw is not None else None
-    return orjson.dumps(DeadLetter(error=error, topic=topic, partition=partition, offset=offset, raw=text))
+    """A bounded dead letter (excerpt, size, sha256): see `serving.deadletter`."""
+    return _bounded_dead_letter(error, topic, partition, offset, raw)
 
 
 def _finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer of hundreds of digits
+        return False

@@ -100,3 +100,28 @@ def commit_or_warn(consumer: KafkaConsumer, what: str) -> bool:
     except CommitFailedError as exc:
         logging.getLogger(__name__).warning("%s: commit refused, rejoining the group: %s", what, exc)
         return False
+
+
+class SendFailed(Exception):
+    """A batch's output was not acknowledged by the broker: its offsets must not be committed."""
+
+
+def sent_or_raise(futures) -> None:
+    """After `producer.flush()`: raise `SendFailed` if any send of the batch failed.
+
+    `flush()` returns when every send is done, failed ones included; committing then would
+    skip the records whose output was lost."""
+    failed = [f for f in futures if not f.is_done or f.failed()]
+    if failed:
+        first = failed[0].exception if failed[0].is_done else "not acknowledged"
+        raise SendFailed(f"{len(failed)} of {len(futures)} sends failed ({first})")
+
+
+def rewind(consumer, batch: dict) -> None:
+    """Seek each partition of `batch` back to its first record: the batch is delivered again."""
+    for tp, messages in batch.items():
+        if messages:
+            try:
+                consumer.seek(tp, messages[0].offset)
+            except Exception as exc:  # partition revoked meanwhile: its new owner reads from the commit
+                logging.getLogger(__name__).warning("cannot rewind %s: %s", tp, exc)

@@ -19,6 +19,7 @@ from driftctl.messages import (
     Action,
     Decision,
     DriftEvent,
+    Label,
     ModelUpdate,
     Prediction,
     RetrainTrigger,
@@ -28,11 +29,12 @@ from driftctl.messages import (
 from driftctl.settings import Settings
 from driftctl.stores.heartbeats import Heartbeat
 from driftctl.stores.ledger import Ledger
-from serving.codec import InvalidRecord, decode_label, decode_prediction, decode_telemetry
+from serving.codec import InvalidRecord, check_features, decode_label, decode_prediction, decode_telemetry
+from serving.deadletter import dead_letter, reason_of
 from serving.incidents import IncidentLog
 from serving.kafka_io import commit_or_warn, make_group_consumer, make_producer
 from serving.rollback import roll_back
-from serving.updates import ModelUpdates
+from serving.updates import ModelUpdates, follow_alias
 from serving.workspace import SnapshotRecorder
 from training.registry import ModelRef, Registry
 
@@ -55,8 +57,12 @@ class Monitor:
         self.topics = settings.kafka.topics
         self.watch = DriftWatch(settings.drift)  # detectors and policy: the same engine the backtest replays
         self.champion: ModelRef | None = None
+        self.schema = None  # the champion's FeatureSchema: records it would reject feed no detector
         self.telemetry_seen = 0
         self.labelled = 0
+        self.invalid = 0  # telemetry and labels it could not use (the scorers dead-letter those)
+        self.last_invalid: str | None = None
+        self.dead_letters = 0  # what the monitor itself dead-lettered: bad predictions, failures on one message
         self.events: list[DriftEvent] = []
         self.decisions: list[Decision] = []
         self.outcomes: list[dict] = []
@@ -89,7 +95,9 @@ class Monitor:
     def vitals(self) -> dict[str, Any]:
         """What the monitor's heartbeat carries beyond counts: its detectors' current statistics
         and the champion's recent accuracy (1 - the error detector's estimate), for status and plots."""
-        return {"index": self.telemetry_seen, "labelled": self.labelled, "busy": self.busy, **self.watch.vitals()}
+        rejected = {"rejected": self.invalid, "last_rejection": self.last_invalid} if self.invalid else {}
+        return {"index": self.telemetry_seen, "labelled": self.labelled, "busy": self.busy, **rejected,
+                **self.watch.vitals()}
 
     def run(self) -> None:
         updates = ModelUpdates(self.bootstrap, self.settings.kafka)
@@ -105,16 +113,21 @@ class Monitor:
                 self._on_champion(ref)
             while not self.stop.is_set():
                 update = updates.poll()
-                if update is not None and (self.champion is None or update.version != self.champion.version):
-                    self._on_champion(ModelRef(update.name, update.version, update.run_id), update)
+                wanted = follow_alias(self.registry, update) if update is not None else None
+                if update is not None and wanted is not None and (self.champion is None
+                                                                  or wanted != self.champion.version):
+                    if wanted == update.version:
+                        self._on_champion(ModelRef(update.name, wanted, update.run_id), update)
+                    else:  # the alias moved elsewhere (a rollback without Kafka): no probation to run
+                        self._on_champion(self.registry.ref(wanted))
                 self._collect_retrain()
                 batch = consumer.poll(timeout_ms=self.settings.serving.poll_timeout_ms, max_records=2000)
-                heartbeat.beat(consumer, records=self.telemetry_seen, extra=self.vitals,
+                heartbeat.beat(consumer, records=self.telemetry_seen, extra=self.vitals, dead_letters=self.dead_letters,
                                model_version=self.champion.version if self.champion else None)
                 snapshots.maybe_record(self)
                 for tp, messages in batch.items():
                     for message in messages:
-                        self._dispatch(tp.topic, message)
+                        self._dispatch_safely(tp.topic, message)
                 self._maybe_bootstrap()
                 if batch:
                     self._producer.flush()
@@ -146,6 +159,11 @@ class Monitor:
         if self._training_end is not None:
             self._trained_until = self._training_end
         try:
+            self.schema = self.registry.schema(ref.run_id)
+        except Exception as exc:
+            log.error("no feature schema for %s version %s, records unchecked: %s", ref.name, ref.version, exc)
+            self.schema = None
+        try:
             reference = self.registry.reference(ref.run_id)
         except Exception as exc:  # no reference: label-based detection goes on, data drift pauses
             log.error("no training reference for %s version %s, data-drift checks paused: %s",
@@ -154,16 +172,36 @@ class Monitor:
         self.watch.on_champion(ref.as_dict(), reference)
 
     # -- the join -----------------------------------------------------------------------
-    def _dispatch(self, topic: str, message: Any) -> None:  # a kafka ConsumerRecord
+    def _dispatch_safely(self, topic: str, message: Any) -> None:
+        """No message can stop the monitor: any failure on one is counted with its reason and,
+        unless a scorer letters it already (bad telemetry, bad labels), dead-lettered here."""
         try:
-            if topic == self.topics.telemetry:
-                value = decode_telemetry(message.value)
-            elif topic == self.topics.labels:
-                value = decode_label(message.value)
-            else:
-                value = decode_prediction(message.value)
-        except InvalidRecord:
-            return  # the scorer dead-letters bad input; the monitor only skips it
+            self._dispatch(topic, message)
+        except Exception as exc:
+            reason = reason_of(exc)
+            self.invalid += 1
+            self.last_invalid = reason
+            lettered_by_scorer = isinstance(exc, InvalidRecord) and topic != self.topics.predictions
+            if self.invalid <= 10 or self.invalid % 1000 == 0:
+                log.warning("monitor skips %s[%s]@%s (%d so far): %s", topic, message.partition, message.offset,
+                            self.invalid, reason)
+            if not lettered_by_scorer and self._producer is not None:
+                self.dead_letters += 1
+                self._producer.send(self.topics.dead_letter, key=topic.encode(),
+                                    value=dead_letter(reason, topic, message.partition, message.offset,
+                                                      message.value, stage=f"monitor {self.name}"))
+
+    def _dispatch(self, topic: str, message: Any) -> None:  # a kafka ConsumerRecord
+        value: Telemetry | Label | Prediction
+        if topic == self.topics.telemetry:
+            value = decode_telemetry(message.value, self.settings.serving.max_message_bytes)
+            if self.schema is not None:  # what the scorers reject must not feed the detectors either
+                check_features(value["features"], self.schema, self.settings.serving.missing_features,
+                               unseen="accept")
+        elif topic == self.topics.labels:
+            value = decode_label(message.value)
+        else:
+            value = decode_prediction(message.value)
         if value["id"] in self._done:
             return  # delivered again after a rejoin (at-least-once): counted once already
         if topic == self.topics.telemetry:
@@ -271,9 +309,16 @@ class Monitor:
                                payload={"action": "keep", "probation": evidence, "incident": incident})
             return
         log.warning("%s", result.reason)
-        rollback = roll_back(self.settings, to=watch.previous, reason=result.reason, automatic=True,
-                             bootstrap=self.bootstrap, registry=self.registry, ledger=self.ledger,
-                             evidence={"probation": evidence, "incident": incident})
+        try:
+            rollback = roll_back(self.settings, to=watch.previous, reason=result.reason, automatic=True,
+                                 bootstrap=self.bootstrap, registry=self.registry, ledger=self.ledger,
+                                 evidence={"probation": evidence, "incident": incident})
+        except Exception as exc:  # recorded; the monitor goes on (an operator can roll back by hand)
+            log.error("automatic rollback to version %s failed: %s", watch.previous, exc)
+            self.ledger.append("failure", reason=f"automatic rollback to version {watch.previous} failed: {exc}",
+                               model_name=self.champion.name, model_version=watch.version,
+                               payload={"probation": evidence, "incident": incident})
+            return
         self.rollbacks.append(rollback)
 
     def _checkpoint(self) -> None:

@@ -12,6 +12,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
@@ -22,11 +23,12 @@ from driftctl.settings import Settings
 from driftctl.stores.heartbeats import Heartbeat
 from serving import checkpoint
 from serving.audit import AuditLog
-from serving.codec import InvalidRecord, check_features, dead_letter, decode_label, decode_telemetry, encode_prediction
+from serving.codec import check_features, dead_letter, decode_label, decode_telemetry, encode_prediction
+from serving.deadletter import reason_of, safe_text
 from serving.joiner import LabelJoiner
-from serving.kafka_io import commit_or_warn, make_group_consumer, make_producer
+from serving.kafka_io import SendFailed, commit_or_warn, make_group_consumer, make_producer, rewind, sent_or_raise
 from serving.metrics import ScorerMetrics
-from serving.updates import ModelUpdates
+from serving.updates import ModelUpdates, follow_alias
 from training.recipes import make_online_learner
 from training.registry import LoadedModel, Registry, RegistryError
 
@@ -65,6 +67,9 @@ class Scorer:
         self.restored_from: int | None = None  # n_learned of the checkpoint this scorer resumed from
         self.scored = 0
         self.dead_letters = 0
+        self.last_dead_letter: str | None = None  # its reason, for status ("every record invalid: why")
+        self.send_failures = 0
+        self._sends: list = []  # this batch's send futures: checked before its offsets are committed
         self.load_failures: list[tuple[int, str]] = []
         self.swaps: list[tuple[int, float]] = []  # (version, when it began serving) in this process
         self.joiner = LabelJoiner(serving.join_max_records, serving.join_max_age)
@@ -85,13 +90,18 @@ class Scorer:
         if stopped:
             self.heartbeat.stopped(records=self.scored, dead_letters=self.dead_letters, model_version=version)
         else:
-            self.heartbeat.beat(consumer, records=self.scored, dead_letters=self.dead_letters, model_version=version)
+            self.heartbeat.beat(consumer, records=self.scored, dead_letters=self.dead_letters, model_version=version,
+                                extra={"last_rejection": self.last_dead_letter} if self.last_dead_letter else None)
 
     # -- hot swap ---------------------------------------------------------------------
     def _follow_updates(self, updates: ModelUpdates) -> None:
         update = updates.poll()
         if update is not None:
-            self._wanted = update.version
+            # The alias is the truth, the topic a hint: at start the topic replays its history
+            # (a rollback made without Kafka is not on it), and a message may be stale.
+            wanted = follow_alias(self.registry, update)
+            if wanted is not None:
+                self._wanted = wanted
         if self._loading is not None and self._loading[1].done():
             (version, future), self._loading = self._loading, None
             try:
@@ -155,7 +165,16 @@ class Scorer:
                                       max_records=self.settings.serving.batch_size)
                 self._beat(consumer)
                 if batch:
-                    self.process(batch, producer)
+                    try:
+                        self.process(batch, producer)
+                    except SendFailed as exc:
+                        # Nothing of this batch is committed: read it again (scored once or more, never skipped).
+                        self.send_failures += 1
+                        log.error("scorer %s: %s; the batch will be read again", self.instance, exc)
+                        rewind(consumer, batch)
+                        self.stop.wait(min(5.0, 0.5 * self.send_failures))
+                        continue
+                    self.send_failures = 0
                     # At-least-once: offsets move only after the batch's predictions are acknowledged.
                     commit_or_warn(consumer, f"scorer {self.instance}")
                     self._measure_lag(consumer)
@@ -174,6 +193,7 @@ class Scorer:
     def process(self, batch: Batch, producer: KafkaProducer) -> None:
         """Score and learn from one polled batch; returns once every prediction is acknowledged."""
         scored = []
+        self._sends = []
         for tp, messages in batch.items():
             if tp.topic == self.topics.labels:
                 self._learn(messages, producer)
@@ -181,6 +201,8 @@ class Scorer:
                 scored.extend(self._score(tp, messages, producer))
             self._seen[f"{tp.topic}:{tp.partition}"] = messages[-1].offset + 1
         producer.flush()
+        sends, self._sends = self._sends, []
+        sent_or_raise(sends)  # a failed send must never be committed
         acked = time.time()
         for appended_ms in scored:
             self.metrics.latency.observe(max(acked - appended_ms / 1000.0, 0.0))
@@ -193,21 +215,31 @@ class Scorer:
             try:
                 record = decode_telemetry(message.value, serving.max_message_bytes)
                 features = check_features(record["features"], self.current.schema, serving.missing_features)
-            except InvalidRecord as exc:
-                self._dead_letter(producer, str(exc), message)
+            except Exception as exc:  # any failure on one message is its dead letter, never the stage's end
+                self._dead_letter(producer, reason_of(exc), message)
                 continue
             good.append((message, record))
             rows.append(features)
         if not good:
             return []
         model = self.current.ref.as_dict()
-        frame = pd.DataFrame.from_records(rows, columns=self.current.features)
-        probabilities = self.current.model.predict_proba(frame)  # one pass; the class is its argmax
+        try:
+            frame = pd.DataFrame.from_records(rows, columns=self.current.features)
+            probabilities = self.current.model.predict_proba(frame)  # one pass; the class is its argmax
+        except Exception:  # one record the model cannot take: find it, dead-letter it, score the rest
+            good, rows, probabilities = self._predict_each(producer, good, rows)
+            if not good:
+                return []
+        probabilities = np.asarray(probabilities)
         classes = [_plain(c) for c in self.current.model.classes_]
         predictions = [classes[i] for i in probabilities.argmax(axis=1)]
         n_learned, now = self.n_learned, time.time()
         for (message, record), features, prediction, proba in zip(good, rows, predictions, probabilities, strict=True):
-            online = _plain(self.online.predict_one(_present(features)))
+            try:
+                online = _plain(self.online.predict_one(_present(features)))
+            except Exception as exc:  # the online learner is advisory: the champion still serves
+                log.warning("online learner failed on %s: %s", safe_text(record["id"], 80), reason_of(exc))
+                online = None
             champion = _plain(prediction)
             source = "online" if serving.serve == "online" and online is not None else "champion"
             served = online if source == "online" else champion
@@ -219,15 +251,23 @@ class Scorer:
                 "served": source, "scorer": self.instance,
                 "scored_at": now, "source": {"partition": message.partition, "offset": message.offset},
             }
-            producer.send(self.topics.predictions, key=message.key, value=encode_prediction(value))
+            try:
+                payload = encode_prediction(value)
+            except Exception as exc:
+                self._dead_letter(producer, reason_of(exc), message)
+                continue
+            self._send(producer, self.topics.predictions, message.key, payload)
         # Learning comes after the whole batch is scored, so one learner state scored it.
         self.audit.record(scorer=self.instance, topic=tp.topic, partition=tp.partition,
                           offsets=[m.offset for m, _ in good], ids=[r["id"] for _, r in good],
                           model=model, n_learned=n_learned)
         for (_, record), features in zip(good, rows, strict=True):
-            ready = self.joiner.add_record(record["id"], features)
-            if ready is not None:
-                self._learn_one(*ready)
+            try:
+                ready = self.joiner.add_record(record["id"], features)
+                if ready is not None:
+                    self._learn_one(*ready)
+            except Exception as exc:  # scored already: a failure to learn from it is logged, not lettered
+                log.warning("not learned from %s: %s", safe_text(record["id"], 80), reason_of(exc))
         self.scored += len(good)
         self.metrics.records.inc(len(good))
         return [m.timestamp for m, _ in good]
@@ -237,12 +277,11 @@ class Scorer:
         for message in messages:
             try:
                 value = decode_label(message.value)
-            except InvalidRecord as exc:
-                self._dead_letter(producer, str(exc), message)
-                continue
-            ready = self.joiner.add_label(value["id"], value["label"])
-            if ready is not None:
-                self._learn_one(*ready)
+                ready = self.joiner.add_label(value["id"], value["label"])
+                if ready is not None:
+                    self._learn_one(*ready)
+            except Exception as exc:
+                self._dead_letter(producer, reason_of(exc), message)
         self.metrics.join_evictions.labels("size").inc(self.joiner.evicted_by_size - before[0])
         self.metrics.join_evictions.labels("age").inc(self.joiner.evicted_by_age - before[1])
 
@@ -251,12 +290,34 @@ class Scorer:
         self.n_learned += 1
         self.metrics.labels.inc()
 
+    def _predict_each(self, producer: KafkaProducer, good: list[Any], rows: list[Any]) -> tuple[list, list, list]:
+        """The batch's predict failed: predict record by record, dead-lettering those that fail."""
+        kept, kept_rows, probabilities = [], [], []
+        for item, features in zip(good, rows, strict=True):
+            try:
+                frame = pd.DataFrame.from_records([features], columns=self.current.features)
+                probabilities.append(self.current.model.predict_proba(frame)[0])
+            except Exception as exc:
+                self._dead_letter(producer, reason_of(exc), item[0])
+                continue
+            kept.append(item)
+            kept_rows.append(features)
+        return kept, kept_rows, probabilities
+
     def _dead_letter(self, producer: KafkaProducer, reason: str, message: ConsumerRecord) -> None:
+        reason = safe_text(reason)
         self.dead_letters += 1
+        self.last_dead_letter = reason
         self.metrics.dead_letters.inc()
         log.warning("dead letter %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason)
-        producer.send(self.topics.dead_letter, key=message.topic.encode(),
-                      value=dead_letter(reason, message.topic, message.partition, message.offset, message.value))
+        self._send(producer, self.topics.dead_letter, message.topic.encode(),
+                   dead_letter(reason, message.topic, message.partition, message.offset, message.value))
+
+    def _send(self, producer, topic: str, key: bytes | None, value: bytes) -> None:
+        try:
+            self._sends.append(producer.send(topic, key=key, value=value))
+        except Exception as exc:  # buffer full, metadata unavailable: the batch is read again
+            raise SendFailed(f"send to {topic} failed: {type(exc).__name__}: {exc}") from exc
 
     # -- state and stats ----------------------------------------------------------------
     def _restore(self) -> None:

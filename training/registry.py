@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mlflow
@@ -15,7 +17,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from driftctl.messages import ModelLineage
+from driftctl.stores.engine import schema_lock
 from training.datasets import FeatureSchema
+from training.trust import ALLOWED_TYPES, HASH_TAG, artifact_sha256, load_trusted, untrusted_types
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -71,7 +75,11 @@ class Registry:
         self.model_name = model_name
         self.experiment = experiment
         self.artifact_location = artifact_location
-        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        # The first store opened on a fresh SQLite file creates and migrates its schema:
+        # one process at a time (stages that start together would race alembic).
+        with schema_lock(tracking_uri):
+            self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+            self.client._get_registry_client()  # the registry store too, while the lock is held
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Registry:
@@ -112,12 +120,23 @@ class Registry:
         self._point_mlflow()
         try:
             details = self.client.get_model_version(self.model_name, str(version))
-            model = mlflow.sklearn.load_model(f"models:/{self.model_name}/{version}")
+            with tempfile.TemporaryDirectory(prefix="driftctl-model-") as tmp:
+                # Downloaded, hashed and checked before anything in it is deserialized: never
+                # the flavor the MLmodel file asks for, only skops with the allowlist.
+                local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{self.model_name}/{version}",
+                                                            dst_path=tmp)
+                model = load_trusted(Path(local), (details.tags or {}).get(HASH_TAG),
+                                     f"{self.model_name} version {version}")
             schema = FeatureSchema.model_validate(
                 mlflow.artifacts.load_dict(f"runs:/{details.run_id}/features.json")["schema"])
         except Exception as exc:  # any failure to load leaves the current model serving
             raise RegistryError(f"cannot load {self.model_name} version {version}: {exc}") from exc
         return LoadedModel(ModelRef(self.model_name, int(version), run_id_of(details)), model, schema)
+
+    def schema(self, run_id: str) -> FeatureSchema:
+        """The feature schema a run's model was trained on (what scorers check records against)."""
+        self._point_mlflow()
+        return FeatureSchema.model_validate(mlflow.artifacts.load_dict(f"runs:/{run_id}/features.json")["schema"])
 
     def reference(self, run_id: str) -> list[dict[str, Any]]:
         """The champion's training reference rows, stored with its run."""
@@ -159,9 +178,12 @@ class Registry:
                 mlflow.log_dict(document, name)
             sample = frame.tail(reference_rows)
             mlflow.log_dict({"rows": sample.to_dict(orient="records")}, "reference.json")
+            untrusted = untrusted_types(model)
+            if untrusted:
+                raise RegistryError(f"the model holds types outside the allowlist: {', '.join(untrusted)}")
             info = mlflow.sklearn.log_model(
                 model, name="model", serialization_format="skops",
-                skops_trusted_types=_trusted_types(model),
+                skops_trusted_types=list(ALLOWED_TYPES),
                 # Explicit requirements: inferring them re-imports the model in a subprocess (seconds).
                 pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
                 registered_model_name=self.model_name if promote else None,
@@ -171,17 +193,39 @@ class Registry:
         if not promote:
             return run_id, None
         version = int(info.registered_model_version)
-        for key, value in tags.items():
+        # The hash of exactly what a scorer will download; it is checked at every load.
+        with tempfile.TemporaryDirectory(prefix="driftctl-model-") as tmp:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{self.model_name}/{version}",
+                                                        dst_path=tmp)
+            sha256 = artifact_sha256(Path(local))
+        for key, value in {**tags, HASH_TAG: sha256}.items():
             self.client.set_model_version_tag(self.model_name, str(version), key, value)
+        self.client.set_tag(run_id, HASH_TAG, sha256)
         return run_id, version
+
+    def artifact_hash(self, version: int) -> str | None:
+        """The sha256 recorded for `version` at registration."""
+        return self.version_tags(version).get(HASH_TAG)
 
     def set_champion(self, version: int) -> None:
         self.client.set_registered_model_alias(self.model_name, CHAMPION, str(version))
 
-    def move_champion(self, version: int, reason: str) -> ModelRef | None:
+    def move_champion(self, version: int, reason: str, *, expected: int | object | None = ...) -> ModelRef | None:
         """Point the champion alias at `version`; tag when it was deployed and when the one
-        it replaces was undeployed. Returns the replaced champion (None if there was none)."""
+        it replaces was undeployed. Returns the replaced champion (None if there was none).
+
+        With `expected` (the champion version the caller decided against, None for none) the
+        move is compare-and-set: refused if the alias moved meanwhile; a retry of a move that
+        already happened returns `expected` as the replaced champion, not `version` itself.
+        (MLflow has no atomic alias swap: the retrain lease, checked just before, fences writers.)"""
         previous = self.champion()
+        if expected is not ...:
+            current = previous.version if previous else None
+            if current == version and expected != version:
+                previous = self.ref(expected) if expected is not None else None  # a retry: it moved already
+            elif current != expected:
+                raise RegistryError(f"the champion alias of {self.model_name} moved meanwhile: expected version "
+                                    f"{expected}, found {current}; not moved to {version}")
         now = iso_time(time.time())
         self.set_champion(version)
         self.client.set_model_version_tag(self.model_name, str(version), "driftctl.deployed_at", now)
@@ -230,10 +274,3 @@ def _signature(model: Any, frame: pd.DataFrame) -> Any:
 
     sample = frame.head(50)
     return infer_signature(sample, model.predict(sample))
-
-
-def _trusted_types(model: Any) -> list[str]:
-    import skops.io
-
-    trusted: list[str] = skops.io.get_untrusted_types(data=skops.io.dumps(model))
-    return trusted

@@ -76,6 +76,10 @@ def assess_stage(latest: Beat, recent: list[Beat], *, now: float, rules: HealthS
         return result
     dead = last.dead_letters - first.dead_letters if len(window) > 1 else last.dead_letters
     seen = (last.records - first.records if len(window) > 1 else last.records) + dead
+    every_invalid = _every_record_invalid(first, last, len(window) > 1)
+    if every_invalid:
+        result.health, result.reason = CRITICAL, every_invalid
+        return result
     if seen > 0 and dead / seen > rules.dead_letter_rate:
         result.health = WARNING
         result.reason = f"dead letters: {dead / seen:.1%} of records (limit {rules.dead_letter_rate:.1%})"
@@ -83,6 +87,20 @@ def assess_stage(latest: Beat, recent: list[Beat], *, now: float, rules: HealthS
     lag_text = f", lag {latest.lag:,}" if latest.lag is not None else ""
     result.reason = f"{latest.rps:,.0f} records/s{lag_text}"
     return result
+
+
+def _every_record_invalid(first: Beat, last: Beat, windowed: bool) -> str | None:
+    """When a stage rejects every record it reads, say so with the last reason: nothing is
+    being scored or learned, and a dead-letter *rate* alone does not tell why."""
+    extra = last.extra or {}
+    rejected_now = max(last.dead_letters, int(extra.get("rejected") or 0))
+    rejected_then = max(first.dead_letters, int((first.extra or {}).get("rejected") or 0)) if windowed else 0
+    accepted = last.records - first.records if windowed else last.records
+    rejected = rejected_now - rejected_then
+    if rejected <= 0 or accepted > 0:
+        return None
+    why = extra.get("last_rejection") or "see the dead-letter topic"
+    return f"every record invalid: {rejected:,} rejected, none accepted; last reason: {why}"
 
 
 def assess_retrains(entries: Sequence[Entry], *, now: float, rules: HealthSettings) -> StageHealth | None:
