@@ -13,6 +13,7 @@ import time
 import pandas as pd
 import pytest
 
+from driftctl.messages import TrainingWindow
 from driftctl.runtime.broker import EmbeddedBroker, ensure_topics
 from driftctl.runtime.stack import configure_environment
 from driftctl.settings import Settings
@@ -24,7 +25,7 @@ from serving.monitor import Monitor
 from serving.scorer import Scorer
 from serving.synthetic import iot_stream
 from tests.corpus.bad_inputs import LABELS, bad_inputs
-from training.datasets import TrainingWindow, to_frame
+from training.datasets import to_frame
 from training.evaluate import Evaluation
 from training.recipes import make_classifier
 from training.registry import Registry

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from driftctl.messages import ModelUpdate
 from driftctl.runtime.broker import EmbeddedBroker, ensure_topics
 from driftctl.runtime.stack import configure_environment
 from driftctl.settings import Settings
@@ -56,8 +57,8 @@ def test_a_scorer_at_start_follows_the_alias_not_the_topics_last_message(home):
         model, frame, labels = fitted()
         v1, v2 = register(registry, model, frame, labels), register(registry, model, frame, labels)
         registry.move_champion(v2, "promoted")
-        publish_update(bootstrap, settings.kafka, {"name": registry.model_name, "version": v2,
-                                                   "run_id": registry.ref(v2).run_id})
+        publish_update(bootstrap, settings.kafka, ModelUpdate(name=registry.model_name, version=v2,
+                                                              run_id=registry.ref(v2).run_id))
         registry.move_champion(v1, "rolled back without Kafka")  # not on the topic
         stop = threading.Event()
         scorer = Scorer(settings, bootstrap, registry, stop)
