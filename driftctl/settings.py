@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -147,6 +148,8 @@ class HealthSettings(BaseModel):
     failure_window: float = Field(3_600.0, gt=0, description="a failed retrain flow this recent warns, unless a "
                                                              "later retrain succeeded")
     retention: float = Field(86_400.0, gt=0, description="heartbeats older than this are pruned")
+    status_timeout: float = Field(2.5, gt=0, description="seconds `status` and the console wait for each source "
+                                                        "(MLflow, the ledger, the broker) before calling it unknown")
 
 
 class EvidentlySettings(BaseModel):
@@ -227,3 +230,18 @@ def postgres_driver(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix):]
     return url
+
+
+def mask_url(text: object) -> str:
+    """`text` with the password of every URL in it masked: `scheme://user:***@host`. The one way
+    driftctl prints, logs, tags or records a URL (or a message that may hold one).
+
+    >>> mask_url("postgresql+psycopg://me:s3cret@db:5432/ledger")
+    'postgresql+psycopg://me:***@db:5432/ledger'
+    >>> mask_url("MLflow at http://u:p%40ss@mlflow:5000 refused; sqlite:///a.db")
+    'MLflow at http://u:***@mlflow:5000 refused; sqlite:///a.db'
+    """
+    return _CREDENTIALS.sub(r"\1:***@", str(text))
+
+
+_CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/?#@\s]*):[^@\s/]*@")

@@ -16,8 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from driftctl.app.history import incident_steps
-from driftctl.app.status import collect_status
-from driftctl.settings import Settings
+from driftctl.app.status import Probe, collect_status
+from driftctl.settings import Settings, mask_url
 from driftctl.stores.heartbeats import HealthStore
 from driftctl.stores.ledger import Ledger
 
@@ -33,38 +33,49 @@ def console_state(settings: Settings, now: float | None = None) -> dict[str, Any
     state["series"], state["timeline"] = {}, []
     for incident in state["incidents"]:  # the incident timeline: one line per step
         incident["steps"] = [{"at": at, "step": step, "detail": detail} for at, step, detail in incident_steps(incident)]
-    try:
-        store = HealthStore(settings.ledger_url)
-        try:
-            for b in store.since(now - SERIES_SECONDS):
-                if b.state != "running":
-                    continue
-                key = f"{b.stage} {b.instance}"
-                state["series"].setdefault(key, []).append([round(b.at, 2), b.rps, b.lag])
-        finally:
-            store.close()
-        ledger = Ledger(settings.ledger_url)
-        try:
-            for e in ledger.entries(limit=200):
-                if e.kind == "drift_event":
-                    label = f"{e.payload.get('detector')} fired at record {e.payload.get('index')}"
-                elif e.kind == "decision":
-                    label = f"decision {e.payload.get('action')}: {e.reason}"
-                elif e.kind == "incident":
-                    label = f"incident {e.payload.get('incident')} opened: {e.reason}"
-                elif e.kind == "incident_update":
-                    label = f"incident {e.payload.get('incident')}: {e.reason}"
-                elif e.kind in ("promotion", "rollback"):
-                    label = f"{e.kind} to version {e.model_version}: {e.reason}"
-                else:
-                    label = f"{e.kind}: {e.reason}"
-                state["timeline"].append({"at": e.at, "kind": e.kind, "label": label, "event_id": e.event_id})
-        finally:
-            ledger.close()
-    except Exception as exc:
-        state["errors"].append(f"console: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    if "ledger" not in state["unknown"]:  # the ledger answered status: read the charts, under the same deadline
+        budget = settings.health.status_timeout
+        series, why = Probe("console", lambda: _series_and_timeline(settings, now)).result(
+            time.monotonic() + budget, budget)
+        if why:
+            state["errors"].append(f"console: {why}")
+        else:
+            state["series"], state["timeline"] = series
     state["refresh"] = settings.console.refresh
     return state
+
+
+def _series_and_timeline(settings: Settings, now: float) -> tuple[dict[str, list], list[dict[str, Any]]]:
+    series: dict[str, list] = {}
+    timeline: list[dict[str, Any]] = []
+    store = HealthStore(settings.ledger_url)
+    try:
+        for b in store.since(now - SERIES_SECONDS):
+            if b.state != "running":
+                continue
+            key = f"{b.stage} {b.instance}"
+            series.setdefault(key, []).append([round(b.at, 2), b.rps, b.lag])
+    finally:
+        store.close()
+    ledger = Ledger(settings.ledger_url)
+    try:
+        for e in ledger.entries(limit=200):
+            if e.kind == "drift_event":
+                label = f"{e.payload.get('detector')} fired at record {e.payload.get('index')}"
+            elif e.kind == "decision":
+                label = f"decision {e.payload.get('action')}: {e.reason}"
+            elif e.kind == "incident":
+                label = f"incident {e.payload.get('incident')} opened: {e.reason}"
+            elif e.kind == "incident_update":
+                label = f"incident {e.payload.get('incident')}: {e.reason}"
+            elif e.kind in ("promotion", "rollback"):
+                label = f"{e.kind} to version {e.model_version}: {e.reason}"
+            else:
+                label = f"{e.kind}: {e.reason}"
+            timeline.append({"at": e.at, "kind": e.kind, "label": mask_url(label), "event_id": e.event_id})
+    finally:
+        ledger.close()
+    return series, timeline
 
 
 def _throughput(state: dict[str, Any]) -> float:
