@@ -30,7 +30,7 @@ from rich.progress import (
 from rich.table import Table
 
 from driftctl.runtime.logs import quiet_libraries
-from driftctl.settings import Settings
+from driftctl.settings import Settings, mask_url
 
 if TYPE_CHECKING:
     from drift.backtest import BacktestResult
@@ -638,8 +638,11 @@ def run() -> None:
         if type(exc).__name__ == "Abort":
             print("driftctl: aborted", file=sys.stderr)
             sys.exit(130)
-        if _debug:
-            raise
-        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # one line, always
+        if _debug:  # the whole traceback, its messages masked like every other line
+            import traceback
+
+            print(mask_url(traceback.format_exc()), file=sys.stderr, end="")
+            sys.exit(1)
+        message = (mask_url(exc).strip().splitlines() or [type(exc).__name__])[0]  # one line, always
         print(f"driftctl: error: {message}", file=sys.stderr)
         sys.exit(1)

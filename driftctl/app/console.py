@@ -133,7 +133,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(404, "text/plain", b"not found")
         except Exception as exc:  # the page says what failed; the server keeps serving
             log.exception("console request failed")
-            self._send(500, "text/plain", f"driftctl console: {exc}".encode())
+            self._send(500, "text/plain", mask_url(f"driftctl console: {exc}").encode())
 
     def _send(self, code: int, content_type: str, body: bytes) -> None:
         self.send_response(code)
