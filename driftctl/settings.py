@@ -162,6 +162,9 @@ class EvidentlySettings(BaseModel):
 
 class ConsoleSettings(BaseModel):
     host: str = "127.0.0.1"
+    # Required when `host` is not loopback: every request carries it (?token=, X-Driftctl-Token or
+    # Authorization: Bearer); a page opened with it keeps it in a same-site cookie for its polls.
+    token: SecretStr | None = None
     port: int = Field(8765, ge=0, le=65535, description="0: a free port")
     refresh: float = Field(2.0, gt=0, description="seconds between the page's refreshes")
 

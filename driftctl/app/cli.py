@@ -209,17 +209,26 @@ def console_command(
     home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
     host: str | None = typer.Option(None, help="Address to listen on (default 127.0.0.1: loopback only)."),
     port: int | None = typer.Option(None, min=0, max=65535, help="Port (default 8765; 0: a free one)."),
+    token: str | None = typer.Option(None, help="Secret every request must carry (?token=, X-Driftctl-Token "
+                                                "header); required off loopback. Also DRIFTCTL_CONSOLE__TOKEN."),
 ) -> None:
     """A local web page of what `status` shows, refreshed live: health, throughput, lag, drift, lineage."""
-    from driftctl.app.console import ConsoleServer
+    from driftctl.app.console import ConsoleServer, is_loopback
     from driftctl.app.status import answer_quickly
     from driftctl.runtime.stack import configure_environment
 
     settings = _settings(home)
+    secret = token or (settings.console.token.get_secret_value() if settings.console.token else None)
+    where = host or settings.console.host
+    if not is_loopback(where) and not secret:
+        print(f"driftctl: error: --host {where} is not loopback: give a --token (or DRIFTCTL_CONSOLE__TOKEN)",
+              file=sys.stderr)
+        sys.exit(2)
     configure_environment(settings)
     answer_quickly()
-    server = ConsoleServer(settings, host, port).start()
-    console.print(f"driftctl console at {server.url}  (Ctrl-C stops it)")
+    server = ConsoleServer(settings, host, port, token=secret).start()
+    console.print(f"driftctl console at {server.url}" + ("  (requests need the token)" if secret else "")
+                  + "  (Ctrl-C stops it)", highlight=False)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
@@ -618,7 +627,9 @@ def provenance(
 def run() -> None:
     """Console entry point: usage errors and failures are one line and a non-zero exit."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:  # click returns a raised typer.Exit's code in this mode
+            sys.exit(code)
     except KeyboardInterrupt:
         print("driftctl: interrupted", file=sys.stderr)
         sys.exit(130)
