@@ -473,13 +473,13 @@ def bench(
     home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
 ) -> None:
     """End-to-end scoring throughput of one scorer beside the raw limit measured in the same run."""
-    from driftctl.app.bench import run_bench, to_json
+    from driftctl.app.bench import bench_home, run_bench, to_json
     from driftctl.runtime.stack import configure_environment, kafka_stack
 
-    settings = _settings(home)
-    configure_environment(settings)
-    with Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
+    with (bench_home(_settings(home)) as settings,  # never the user's registry, ledger or status
+          Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=Console(stderr=True), transient=True) as bar):
+        configure_environment(settings)
         task = bar.add_task("starting", total=records)
         with kafka_stack(settings) as bootstrap:
             result = run_bench(settings, bootstrap, records,
