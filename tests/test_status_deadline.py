@@ -134,3 +134,56 @@ def test_console_api_status_answers_with_everything_down(kind, home, monkeypatch
             server.stop()
     print(f"\nconsole /api/status, everything {kind}: {took:.2f} s")
     assert_unknown(report, ["champion", "ledger", "broker"])
+
+
+def test_champion_read_without_importing_mlflow_rest_and_sqlite(home, tmp_path):
+    """The fast paths agree with what MLflow stores: its REST answer, its SQLite tables."""
+    import base64
+    import http.server
+    import sqlite3
+
+    from driftctl.app.status import Champion, _read_mlflow
+    from driftctl.settings import Settings
+
+    seen = []
+
+    class Fake(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.path, self.headers.get("Authorization")))
+            if "name=known" in self.path:
+                body, code = {"model_version": {"name": "known", "version": "4", "run_id": "r4"}}, 200
+            else:
+                body, code = {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no such model"}, 404
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Fake)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        uri = f"http://me:{PASSWORD}@127.0.0.1:{server.server_address[1]}"
+        assert _read_mlflow(Settings(mlflow={"tracking_uri": uri, "model_name": "known"})) == Champion("known", 4, "r4")
+        assert _read_mlflow(Settings(mlflow={"tracking_uri": uri, "model_name": "other"})) is None
+    finally:
+        server.shutdown()
+    assert seen[0][0] == "/api/2.0/mlflow/registered-models/alias?name=known&alias=champion"
+    assert seen[0][1] == "Basic " + base64.b64encode(f"me:{PASSWORD}".encode()).decode()
+
+    db = tmp_path / "mlflow.db"  # MLflow 3's two tables, as its migrations leave them
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE registered_model_aliases (alias VARCHAR(256) NOT NULL, version INTEGER NOT NULL, "
+                     "name VARCHAR(256) NOT NULL, workspace VARCHAR(63) DEFAULT 'default' NOT NULL)")
+        conn.execute("CREATE TABLE model_versions (name VARCHAR(256) NOT NULL, version INTEGER NOT NULL, "
+                     "run_id VARCHAR(32), workspace VARCHAR(63) DEFAULT 'default' NOT NULL)")
+        conn.execute("INSERT INTO registered_model_aliases (alias, version, name) VALUES ('champion', 2, 'm')")
+        conn.executemany("INSERT INTO model_versions (name, version, run_id) VALUES (?, ?, ?)",
+                         [("m", 1, "r1"), ("m", 2, "r2")])
+    settings = Settings(mlflow={"tracking_uri": f"sqlite:///{db}", "model_name": "m"})
+    assert _read_mlflow(settings) == Champion("m", 2, "r2")
+    assert _read_mlflow(Settings(mlflow={"tracking_uri": f"sqlite:///{tmp_path / 'none.db'}"})) is None
+    assert not (tmp_path / "none.db").exists()  # status never creates MLflow's store

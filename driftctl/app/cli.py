@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -135,11 +136,12 @@ def status(
     settings = _settings(home)
     configure_environment(settings)
     answer_quickly()
-    if as_json and not watch:
-        print(json.dumps(collect_status(settings), indent=2, default=str))
-        return
     if not watch:
-        console.print(status_view(collect_status(settings)))
+        if as_json:
+            print(json.dumps(collect_status(settings), indent=2, default=str))
+        else:
+            console.print(status_view(collect_status(settings)))
+        _leave_hung_probes()
         return
     from rich.live import Live
 
@@ -202,6 +204,17 @@ def report(
 
 def _nothing() -> contextlib.nullcontext[None]:
     return contextlib.nullcontext()
+
+
+def _leave_hung_probes() -> None:
+    """A source that hung leaves its probe's thread behind, and library exit hooks (MLflow's, a
+    driver's) may wait for it: a read-only command that has printed its answer just ends."""
+    from driftctl.app.status import Probe
+
+    if Probe.left_behind():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 @app.command("console")

@@ -7,12 +7,20 @@ feeds "unknown" and adds a line to `errors`; collecting status never raises for 
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
 import os
+import sqlite3
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.console import Group
 from rich.table import Table
@@ -21,7 +29,7 @@ from rich.text import Text
 from driftctl.app.health import UNKNOWN, StageHealth, assess_retrains, assess_stage, broker_answers, worst
 from driftctl.app.history import group_incidents, incidents_table
 from driftctl.settings import Settings, mask_url
-from driftctl.stores.engine import sqlite_path
+from driftctl.stores.engine import open_engine, sqlite_path
 from driftctl.stores.heartbeats import HealthStore
 from driftctl.stores.ledger import Entry, Ledger
 
@@ -41,11 +49,19 @@ class Probe:
     no longer. A source that hangs (a server that accepts connections and never answers) leaves
     its thread behind, never the caller; the thread ends with its own connect timeout."""
 
+    started: ClassVar[list[threading.Thread]] = []  # every probe's thread, to tell whether one is still running
+
+    @classmethod
+    def left_behind(cls) -> bool:
+        """Whether a probe still runs (a source that hung): the process should not wait for it at exit."""
+        return any(t.is_alive() for t in cls.started)
+
     def __init__(self, name: str, read: Callable[[], Any]):
         self.name, self.value, self.error = name, None, None
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(read,), name=f"status-{name}", daemon=True)
         self._thread.start()
+        Probe.started[:] = [t for t in Probe.started if t.is_alive()] + [self._thread]
 
     def _run(self, read: Callable[[], Any]) -> None:
         try:
@@ -64,15 +80,80 @@ class Probe:
         return self.value, None
 
 
-def _read_mlflow(settings: Settings) -> Any:
+@dataclass(frozen=True)
+class Champion:
+    name: str
+    version: int
+    run_id: str
+
+
+def _read_mlflow(settings: Settings) -> Champion | None:
+    """The champion alias, read without importing MLflow where possible (its import alone takes
+    1.5-3.5 s, most of the deadline): over the REST API from a tracking server, or from the SQLite
+    store's tables; the MLflow client otherwise, or when the store's schema is not the one expected."""
+    uri, name = settings.mlflow_uri, settings.mlflow.model_name
+    if uri.startswith(("http://", "https://")):
+        return _champion_over_rest(uri, name, settings.health.status_timeout)
     # A status read never creates MLflow's store: migrating a fresh SQLite file takes longer than
     # the deadline, and the process must not end in the middle of a migration.
-    path = sqlite_path(settings.mlflow_uri)
-    if path is not None and not path.exists():
-        return None
+    path = sqlite_path(uri)
+    if path is not None:
+        if not path.exists():
+            return None
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0)) as db:
+                row = db.execute(_CHAMPION_SQL.replace(":name", "?"), (name,)).fetchone()
+            return Champion(name, int(row[0]), row[1]) if row else None
+        except sqlite3.Error:
+            pass  # another schema (or none yet): MLflow itself
+    elif uri.startswith(("postgresql", "mysql", "mssql")):  # a database store (MLflow's own server's backend)
+        from sqlalchemy import text
+        from sqlalchemy.exc import ProgrammingError
+
+        engine = open_engine(uri)
+        try:
+            with engine.connect() as conn:
+                row = conn.execute(text(_CHAMPION_SQL), {"name": name}).first()
+            return Champion(name, int(row[0]), row[1]) if row else None
+        except ProgrammingError:
+            pass  # another schema: MLflow itself
+        finally:
+            engine.dispose()
     from training.registry import Registry  # MLflow takes seconds to import: only when status asks it
 
-    return Registry.from_settings(settings).champion()
+    ref = Registry.from_settings(settings).champion()
+    return None if ref is None else Champion(ref.name, ref.version, ref.run_id)
+
+
+_CHAMPION_SQL = ("SELECT a.version, v.run_id FROM registered_model_aliases a JOIN model_versions v "
+                 "ON v.name = a.name AND v.version = a.version AND v.workspace = a.workspace "
+                 "WHERE a.name = :name AND a.alias = 'champion' AND a.workspace = 'default'")
+
+
+def _champion_over_rest(uri: str, name: str, timeout: float) -> Champion | None:
+    """`GET /api/2.0/mlflow/registered-models/alias`, with the URL's or MLflow's own credentials."""
+    parts = urllib.parse.urlsplit(uri)
+    base = urllib.parse.urlunsplit((parts.scheme, parts.hostname + (f":{parts.port}" if parts.port else ""),
+                                    parts.path.rstrip("/"), "", ""))
+    query = urllib.parse.urlencode({"name": name, "alias": "champion"})
+    request = urllib.request.Request(f"{base}/api/2.0/mlflow/registered-models/alias?{query}")
+    user = urllib.parse.unquote(parts.username or "") or os.environ.get("MLFLOW_TRACKING_USERNAME")
+    password = urllib.parse.unquote(parts.password or "") or os.environ.get("MLFLOW_TRACKING_PASSWORD", "")
+    if os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        request.add_header("Authorization", f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}")
+    elif user:
+        request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            version = json.loads(answer.read())["model_version"]
+    except urllib.error.HTTPError as exc:
+        body = exc.read().decode(errors="replace")
+        if exc.code == 404 or "RESOURCE_DOES_NOT_EXIST" in body or "INVALID_PARAMETER_VALUE" in body:
+            return None
+        raise RuntimeError(f"MLflow at {mask_url(uri)}: HTTP {exc.code} {body[:200]}") from None
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        raise RuntimeError(f"MLflow at {mask_url(uri)}: {getattr(exc, 'reason', exc)}") from None
+    return Champion(name, int(version["version"]), version["run_id"])
 
 
 def _read_ledger(settings: Settings, now: float) -> tuple[list, list, list[Entry]]:
