@@ -91,3 +91,14 @@ def test_nothing_driftctl_writes_holds_the_password(home):
     for path in home.parent.rglob("*"):
         if path.is_file():
             assert PASSWORD.encode() not in path.read_bytes(), path
+
+
+def test_every_line_the_cli_prints_is_masked():
+    import io
+
+    from driftctl.app.cli import _MaskedStream
+
+    out = io.StringIO()
+    stream = _MaskedStream(out)
+    print(f"MLflow UI at http://me:{PASSWORD}@mlflow:5000/", file=stream)
+    assert out.getvalue() == "MLflow UI at http://me:***@mlflow:5000/\n" and stream.getvalue() == out.getvalue()

@@ -637,8 +637,25 @@ def provenance(
     print(json.dumps(version_provenance(settings, version), indent=2, default=str))
 
 
+class _MaskedStream:
+    """A text stream that masks the passwords of URLs in everything written through it: every
+    line the CLI prints (rich tables, progress, errors, a traceback) passes here."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(mask_url(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def run() -> None:
     """Console entry point: usage errors and failures are one line and a non-zero exit."""
+    if not isinstance(sys.stdout, _MaskedStream):
+        sys.stdout, sys.stderr = _MaskedStream(sys.stdout), _MaskedStream(sys.stderr)
     try:
         code = app(standalone_mode=False)
         if isinstance(code, int) and code:  # click returns a raised typer.Exit's code in this mode
