@@ -57,7 +57,9 @@ class Probe:
         return any(t.is_alive() for t in cls.started)
 
     def __init__(self, name: str, read: Callable[[], Any]):
-        self.name, self.value, self.error = name, None, None
+        self.name = name
+        self.value: Any = None
+        self.error: BaseException | None = None
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(read,), name=f"status-{name}", daemon=True)
         self._thread.start()
@@ -133,8 +135,8 @@ _CHAMPION_SQL = ("SELECT a.version, v.run_id FROM registered_model_aliases a JOI
 def _champion_over_rest(uri: str, name: str, timeout: float) -> Champion | None:
     """`GET /api/2.0/mlflow/registered-models/alias`, with the URL's or MLflow's own credentials."""
     parts = urllib.parse.urlsplit(uri)
-    base = urllib.parse.urlunsplit((parts.scheme, parts.hostname + (f":{parts.port}" if parts.port else ""),
-                                    parts.path.rstrip("/"), "", ""))
+    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    base = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
     query = urllib.parse.urlencode({"name": name, "alias": "champion"})
     request = urllib.request.Request(f"{base}/api/2.0/mlflow/registered-models/alias?{query}")
     user = urllib.parse.unquote(parts.username or "") or os.environ.get("MLFLOW_TRACKING_USERNAME")
