@@ -39,6 +39,30 @@ class NoWindow(Exception):
     """No monitor has recorded a training window yet: a scheduled retrain has nothing to learn from."""
 
 
+class ForeignCluster(Exception):
+    """The window names a Kafka cluster other than the configured one: the event is not a credential."""
+
+
+def servers(bootstrap: str) -> frozenset[str]:
+    """A bootstrap list as a set of `host:port`, for comparison.
+
+    >>> servers(" B:9092,a:9092 ") == servers("a:9092,b:9092")
+    True
+    """
+    return frozenset(s.strip().lower() for s in bootstrap.split(",") if s.strip())
+
+
+def check_cluster(window: TrainingWindow, settings: Settings) -> None:
+    """Refuse a window on another cluster than the configured one: whoever can emit the Prefect
+    event would otherwise choose the training data (and the configured SASL credentials would be
+    sent there). With no cluster configured (the demo's embedded broker, started by the process
+    that also runs the flow in-process) the monitor's own window is the only source."""
+    configured = settings.kafka.bootstrap_servers
+    if configured and servers(window.bootstrap_servers) != servers(configured):
+        raise ForeignCluster(f"the training window names the Kafka cluster {window.bootstrap_servers!r}, not the "
+                             f"configured {configured!r}: refused")
+
+
 def lease_name(model_name: str) -> str:
     return f"retrain:{model_name}"
 
@@ -195,6 +219,18 @@ def retrain(window: TrainingWindow, trigger: RetrainTrigger) -> dict:
 
 def run_retrain(window: TrainingWindow, trigger: RetrainTrigger, settings: Settings) -> dict:
     """The flow's body: one retrain under the model's lease, or a recorded skip."""
+    try:
+        check_cluster(window, settings)
+    except ForeignCluster as exc:
+        ledger = Ledger(settings.ledger_url)
+        try:
+            ledger.append("failure", reason=f"retrain refused, champion unchanged: {exc}",
+                          model_name=settings.mlflow.model_name, event_id=trigger.first_event,
+                          payload={"trigger": trigger.model_dump(mode="json"),
+                                   "window": window.model_dump(mode="json")})
+        finally:
+            ledger.close()
+        raise
     logger = get_run_logger()
     decision_id = trigger.decision_id
     registry = Registry.from_settings(settings)

@@ -147,7 +147,7 @@ class Monitor:
     def _on_champion(self, ref: ModelRef, update: ModelUpdate | None = None) -> None:
         log.info("monitor follows %s version %s", ref.name, ref.version)
         self.champion = ref
-        self._champion_incident = self._incident_of.get((update or {}).get("decision_id") or "")
+        self._champion_incident = self._incident_of.get((update.decision_id if update is not None else None) or "")
         self.probation, self._previous_model, self._probation_rows = None, None, []
         previous = update.previous_version if update is not None and not update.rollback else None
         if self.settings.retrain.auto_rollback and previous and previous != ref.version:

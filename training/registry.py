@@ -17,6 +17,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from driftctl.messages import ModelLineage
+from driftctl.settings import mask_url
 from driftctl.stores.engine import schema_lock
 from training.datasets import FeatureSchema
 from training.trust import ALLOWED_TYPES, HASH_TAG, artifact_sha256, load_trusted, untrusted_types
@@ -31,7 +32,10 @@ CHAMPION = "champion"
 
 
 class RegistryError(Exception):
-    """The registry cannot answer or cannot load a model."""
+    """The registry cannot answer or cannot load a model (its message never holds a password)."""
+
+    def __init__(self, message: str):
+        super().__init__(mask_url(message))
 
 
 @dataclass(frozen=True)
@@ -165,8 +169,9 @@ class Registry:
             if evaluation.champion_accuracy is not None:
                 metrics["champion_accuracy"] = evaluation.champion_accuracy
             mlflow.log_metrics(metrics)
-            mlflow.set_tags({**tags, "driftctl.promote": str(promote), "driftctl.evaluation": evaluation.reason,
-                             "driftctl.training_data_hash": content_hash(frame, labels)})
+            mlflow.set_tags({key: mask_url(value) for key, value in
+                             {**tags, "driftctl.promote": str(promote), "driftctl.evaluation": evaluation.reason,
+                              "driftctl.training_data_hash": content_hash(frame, labels)}.items()})
             dataset = from_pandas(frame.assign(label=labels.values), targets="label",
                                   name=tags.get("driftctl.window", "training-window"))
             mlflow.log_input(dataset, context="training")
@@ -199,7 +204,7 @@ class Registry:
                                                         dst_path=tmp)
             sha256 = artifact_sha256(Path(local))
         for key, value in {**tags, HASH_TAG: sha256}.items():
-            self.client.set_model_version_tag(self.model_name, str(version), key, value)
+            self.client.set_model_version_tag(self.model_name, str(version), key, mask_url(value))
         self.client.set_tag(run_id, HASH_TAG, sha256)
         return run_id, version
 
@@ -229,7 +234,8 @@ class Registry:
         now = iso_time(time.time())
         self.set_champion(version)
         self.client.set_model_version_tag(self.model_name, str(version), "driftctl.deployed_at", now)
-        self.client.set_model_version_tag(self.model_name, str(version), "driftctl.deployed_reason", reason[:5000])
+        self.client.set_model_version_tag(self.model_name, str(version), "driftctl.deployed_reason",
+                                          mask_url(reason)[:5000])
         if previous is not None and previous.version != version:
             self.client.set_model_version_tag(self.model_name, str(previous.version), "driftctl.undeployed_at", now)
         return previous
@@ -257,7 +263,7 @@ class Registry:
 
     def set_run_tags(self, run_id: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():
-            self.client.set_tag(run_id, key, value)
+            self.client.set_tag(run_id, key, mask_url(value))
 
 
 def run_id_of(version: ModelVersion) -> str:

@@ -6,13 +6,16 @@ sized message, produce it and wait for the acknowledgement; the raw loop has no 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import resource
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,7 +25,7 @@ from threadpoolctl import threadpool_limits
 from driftctl.messages import Prediction
 from driftctl.runtime.broker import ensure_topics
 from driftctl.runtime.machine import describe as describe_machine
-from driftctl.settings import KafkaSettings, Settings, Topics
+from driftctl.settings import KafkaSettings, LedgerSettings, MlflowSettings, PrefectSettings, Settings, Topics
 from serving.codec import decode_label, decode_telemetry, encode_prediction
 from serving.kafka_io import make_group_consumer, make_producer
 from serving.producer import publish
@@ -37,6 +40,25 @@ if TYPE_CHECKING:
     from kafka import KafkaConsumer, KafkaProducer
 
     from serving.scorer import Batch
+
+
+BENCH_MARK = ".driftctl-bench-home"
+
+
+@contextlib.contextmanager
+def bench_home(settings: Settings) -> Iterator[Settings]:
+    """`settings` in a throwaway home: its own MLflow store, ledger, heartbeats and audit log, and no
+    Prefect server. The benchmark registers a champion of its own and moves its alias: never in the
+    user's registry, ledger or status. Kafka stays the configured cluster (on topics of its own)."""
+    if (settings.home / BENCH_MARK).exists():
+        yield settings
+        return
+    with tempfile.TemporaryDirectory(prefix="driftctl-bench-") as tmp:
+        home = Path(tmp)
+        (home / BENCH_MARK).touch()
+        yield settings.model_copy(update={
+            "home": home, "mlflow": MlflowSettings(model_name=settings.mlflow.model_name),
+            "ledger": LedgerSettings(), "prefect": PrefectSettings()})
 
 
 def _bench_topics() -> Topics:
@@ -94,7 +116,7 @@ def _offered_load(settings: Settings, bootstrap: str, scorer: Scorer, topics: To
     consumer.poll(timeout_ms=100)
     # The load comes from another process, as it would in production: not from this one's GIL.
     sender = multiprocessing.get_context("spawn").Process(
-        target=_produce_load, args=(bootstrap, settings.kafka.model_dump_json(), records, rate, start), daemon=True)
+        target=_produce_load, args=(bootstrap, settings.kafka, records, rate, start), daemon=True)
     out = make_producer(bootstrap, settings.kafka)
     latencies: list[float] = []
     sender.start()
@@ -116,8 +138,8 @@ def _offered_load(settings: Settings, bootstrap: str, scorer: Scorer, topics: To
             "p99_ms": round(float(np.percentile(latencies, 99)) * 1000, 2)}
 
 
-def _produce_load(bootstrap: str, kafka_json: str, records: int, rate: float, start: int) -> None:
-    kafka = KafkaSettings.model_validate_json(kafka_json)
+def _produce_load(bootstrap: str, kafka: KafkaSettings, records: int, rate: float, start: int) -> None:
+    # The settings object itself (pickled): its JSON would carry the SASL password as **********.
     producer = make_producer(bootstrap, kafka)
     readings = (r for r in iot_stream(records, drift_at=10**12, seed=7)
                 if not r.record.update(id=f"load-{start + r.seq}"))
@@ -127,6 +149,12 @@ def _produce_load(bootstrap: str, kafka_json: str, records: int, rate: float, st
 
 def run_bench(settings: Settings, bootstrap: str, records: int,
               progress: Callable[[str, int, int], None] = lambda *a: None, rate: float = 10_000) -> dict:
+    with bench_home(settings) as scratch:  # a no-op when the caller already gave one
+        return _run_bench(scratch, bootstrap, records, progress, rate)
+
+
+def _run_bench(settings: Settings, bootstrap: str, records: int,
+               progress: Callable[[str, int, int], None], rate: float) -> dict:
     topics = _bench_topics()
     settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"topics": topics})})
     ensure_topics(bootstrap, settings.kafka)

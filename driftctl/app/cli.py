@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -30,7 +31,7 @@ from rich.progress import (
 from rich.table import Table
 
 from driftctl.runtime.logs import quiet_libraries
-from driftctl.settings import Settings
+from driftctl.settings import Settings, mask_url
 
 if TYPE_CHECKING:
     from drift.backtest import BacktestResult
@@ -135,11 +136,12 @@ def status(
     settings = _settings(home)
     configure_environment(settings)
     answer_quickly()
-    if as_json and not watch:
-        print(json.dumps(collect_status(settings), indent=2, default=str))
-        return
     if not watch:
-        console.print(status_view(collect_status(settings)))
+        if as_json:
+            print(json.dumps(collect_status(settings), indent=2, default=str))
+        else:
+            console.print(status_view(collect_status(settings)))
+        _leave_hung_probes()
         return
     from rich.live import Live
 
@@ -204,22 +206,42 @@ def _nothing() -> contextlib.nullcontext[None]:
     return contextlib.nullcontext()
 
 
+def _leave_hung_probes() -> None:
+    """A source that hung leaves its probe's thread behind, and library exit hooks (MLflow's, a
+    driver's) may wait for it: a read-only command that has printed its answer just ends."""
+    from driftctl.app.status import Probe
+
+    if Probe.left_behind():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
 @app.command("console")
 def console_command(
     home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
     host: str | None = typer.Option(None, help="Address to listen on (default 127.0.0.1: loopback only)."),
     port: int | None = typer.Option(None, min=0, max=65535, help="Port (default 8765; 0: a free one)."),
+    token: str | None = typer.Option(None, help="Secret every request must carry (?token=, X-Driftctl-Token "
+                                                "header); required off loopback. Also DRIFTCTL_CONSOLE__TOKEN."),
 ) -> None:
     """A local web page of what `status` shows, refreshed live: health, throughput, lag, drift, lineage."""
-    from driftctl.app.console import ConsoleServer
+    from driftctl.app.console import ConsoleServer, is_loopback
     from driftctl.app.status import answer_quickly
     from driftctl.runtime.stack import configure_environment
 
     settings = _settings(home)
+    secret = token or (settings.console.token.get_secret_value() if settings.console.token else None)
+    where = host or settings.console.host
+    if not is_loopback(where) and not secret:
+        print(f"driftctl: error: --host {where} is not loopback: give a --token (or DRIFTCTL_CONSOLE__TOKEN)",
+              file=sys.stderr)
+        sys.exit(2)
     configure_environment(settings)
     answer_quickly()
-    server = ConsoleServer(settings, host, port).start()
-    console.print(f"driftctl console at {server.url}  (Ctrl-C stops it)")
+    server = ConsoleServer(settings, host, port, token=secret).start()
+    console.print(f"driftctl console at {server.url}" + ("  (requests need the token)" if secret else "")
+                  + "  (Ctrl-C stops it)", highlight=False)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
@@ -464,13 +486,13 @@ def bench(
     home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
 ) -> None:
     """End-to-end scoring throughput of one scorer beside the raw limit measured in the same run."""
-    from driftctl.app.bench import run_bench, to_json
+    from driftctl.app.bench import bench_home, run_bench, to_json
     from driftctl.runtime.stack import configure_environment, kafka_stack
 
-    settings = _settings(home)
-    configure_environment(settings)
-    with Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
+    with (bench_home(_settings(home)) as settings,  # never the user's registry, ledger or status
+          Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=Console(stderr=True), transient=True) as bar):
+        configure_environment(settings)
         task = bar.add_task("starting", total=records)
         with kafka_stack(settings) as bootstrap:
             result = run_bench(settings, bootstrap, records,
@@ -615,10 +637,29 @@ def provenance(
     print(json.dumps(version_provenance(settings, version), indent=2, default=str))
 
 
+class _MaskedStream:
+    """A text stream that masks the passwords of URLs in everything written through it: every
+    line the CLI prints (rich tables, progress, errors, a traceback) passes here."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(mask_url(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def run() -> None:
     """Console entry point: usage errors and failures are one line and a non-zero exit."""
+    if not isinstance(sys.stdout, _MaskedStream):
+        sys.stdout, sys.stderr = _MaskedStream(sys.stdout), _MaskedStream(sys.stderr)
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:  # click returns a raised typer.Exit's code in this mode
+            sys.exit(code)
     except KeyboardInterrupt:
         print("driftctl: interrupted", file=sys.stderr)
         sys.exit(130)
@@ -638,8 +679,11 @@ def run() -> None:
         if type(exc).__name__ == "Abort":
             print("driftctl: aborted", file=sys.stderr)
             sys.exit(130)
-        if _debug:
-            raise
-        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # one line, always
+        if _debug:  # the whole traceback, its messages masked like every other line
+            import traceback
+
+            print(mask_url(traceback.format_exc()), file=sys.stderr, end="")
+            sys.exit(1)
+        message = (mask_url(exc).strip().splitlines() or [type(exc).__name__])[0]  # one line, always
         print(f"driftctl: error: {message}", file=sys.stderr)
         sys.exit(1)

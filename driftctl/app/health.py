@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import struct
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
@@ -137,3 +139,49 @@ def broker_reachable(bootstrap: str | None, timeout: float = 0.5) -> bool | None
         except (OSError, ValueError):
             continue
     return False
+
+
+def broker_answers(bootstrap: str | None, timeout: float = 1.0, tls: bool = False) -> tuple[bool | None, str | None]:
+    """Whether any bootstrap server answers a Kafka request (ApiVersions v0, allowed before any
+    authentication) within `timeout` s in all, and if not, why. A server that accepts the
+    connection and never answers (a hung broker, or not a broker) is not reachable. Over TLS
+    only the TCP connection is tried. (None, reason) when no bootstrap server is known."""
+    if not bootstrap:
+        return None, "no bootstrap servers configured and no stage heartbeat names one"
+    deadline = time.monotonic() + timeout
+    reasons = []
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        left = deadline - time.monotonic()
+        if left <= 0:
+            reasons.append(f"{server.strip()}: not tried within {timeout:g} s")
+            continue
+        try:
+            with socket.create_connection((host.strip("[]") or "localhost", int(port)), timeout=left) as sock:
+                if tls:
+                    return True, None
+                client = b"driftctl-status"
+                body = struct.pack(">hhih", 18, 0, 0x0D71F7, len(client)) + client
+                sock.settimeout(max(deadline - time.monotonic(), 0.05))
+                sock.sendall(struct.pack(">i", len(body)) + body)
+                head = _read(sock, 8)
+                if struct.unpack(">ii", head)[1] == 0x0D71F7:
+                    return True, None
+                reasons.append(f"{server.strip()}: answered, but not as a Kafka broker")
+        except TimeoutError:
+            reasons.append(f"{server.strip()}: no answer to a Kafka request within {timeout:g} s")
+        except ConnectionRefusedError:
+            reasons.append(f"{server.strip()}: connection refused")
+        except (OSError, ValueError, struct.error) as exc:
+            reasons.append(f"{server.strip()}: {exc or type(exc).__name__}")
+    return False, "; ".join(reasons)
+
+
+def _read(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("closed the connection without answering")
+        data += chunk
+    return data

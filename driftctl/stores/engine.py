@@ -12,6 +12,8 @@ from filelock import FileLock
 from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.exc import OperationalError
 
+CONNECT_TIMEOUT = 10  # seconds (libpq's minimum is 2)
+
 
 def open_engine(url: str) -> Engine:
     """An engine for `url`: SQLite waits for a writer instead of failing at once and runs in
@@ -25,6 +27,10 @@ def open_engine(url: str) -> Engine:
         options["connect_args"] = {"timeout": 30}
     else:
         options["pool_pre_ping"] = True
+        if url.startswith(("postgresql", "postgres")):
+            # libpq waits for ever on a server that accepts and never answers: bound the whole
+            # connection set-up (the stages retry; status and the console have their own deadline).
+            options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
     engine = create_engine(url, **options)
     if sqlite:
         @event.listens_for(engine, "connect")
