@@ -62,7 +62,8 @@ class Monitor:
         self.topics = settings.kafka.topics
         self.watch = DriftWatch(settings.drift)  # detectors and policy: the same engine the backtest replays
         self.champion: ModelRef | None = None
-        self.schema: FeatureSchema | None = None  # the champion's FeatureSchema: records it would reject feed no detector
+        # The champion's FeatureSchema: records it would reject feed no detector.
+        self.schema: FeatureSchema | None = None
         self.telemetry_seen = 0
         self.labelled = 0
         self.invalid = 0  # telemetry and labels it could not use (the scorers dead-letter those)
