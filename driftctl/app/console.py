@@ -75,11 +75,11 @@ def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
-def _percent(value) -> str:
+def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f} %"
 
 
-def _estimated(value) -> str:
+def _estimated(value: float | None) -> str:
     return "estimated: not available yet" if value is None else f"estimated {100 * value:.1f} %"
 
 
