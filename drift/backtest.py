@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from drift.watch import DriftWatch, Observation
+from drift.watch import DriftWatch, Observation, Step
 from driftctl.messages import Action, Decision, DriftEvent
 from driftctl.settings import DriftSettings
 from training.datasets import TooLittleData
@@ -347,13 +347,14 @@ class Backtest:
             reference = self.records[max(start, end - self.settings.reference_rows):end]
             self.watch.on_champion({"version": version}, reference)
 
-    def _watch_record(self, t: int, x: dict) -> None:
+    def _watch_record(self, t: int, x: dict[str, Any]) -> None:
         """Label-free detectors: the record's features and what the champion served."""
+        assert self.watch is not None  # the replay calls this only when a watch runs
         served = Observation(features=x, prediction=self.champion_pred[t],
                              score=self._confidence[t - self._cache_from])
         self._take(t, self.watch.observe(served, index=t, labelled=self.labelled))
 
-    def _take(self, t: int, step) -> None:
+    def _take(self, t: int, step: Step) -> None:
         for event in step.events:
             self._emit(t, event)
         for decision in step.decisions:

@@ -9,6 +9,7 @@ from evidently import Report
 from evidently.presets import DataDriftPreset
 
 if TYPE_CHECKING:
+    from evidently.core.container import MetricOrContainer
     from evidently.core.report import Snapshot
 
 # The champion's vitals, as one-value columns beside a window's features, so that one snapshot per
@@ -24,7 +25,7 @@ def data_drift_snapshot(reference: pd.DataFrame, current: pd.DataFrame,
     adds the champion's vitals as MeanValue metrics on `CHAMPION_COLUMNS`.
     Returns the Snapshot: it renders to HTML and round-trips to JSON."""
     columns = [c for c in reference.columns if c in current.columns]
-    metrics: list = [DataDriftPreset(columns=columns) if champion else DataDriftPreset()]
+    metrics: list[MetricOrContainer] = [DataDriftPreset(columns=columns) if champion else DataDriftPreset()]
     current, reference = current[columns], reference[columns]
     if champion:
         from evidently.metrics import MeanValue

@@ -29,6 +29,7 @@ history through it *is* the live logic.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,7 +88,7 @@ class DriftWatch:
         """Whether a detector compares the online learner with the champion."""
         return self.gap_detector is not None
 
-    def on_champion(self, model: dict[str, Any], reference: list[dict[str, Any]] | None) -> None:
+    def on_champion(self, model: Mapping[str, Any], reference: list[dict[str, Any]] | None) -> None:
         """A new champion serves: detectors start afresh; features are judged against its
         training `reference` (None: data-drift checks pause, label-based detection goes on)."""
         self.model = dict(model)

@@ -230,6 +230,6 @@ class TrainingWindow(Message):
                    first_ts=min(r[4] for r in rows), last_ts=max(r[4] for r in rows))
 
     def describe(self) -> str:
-        def spans(ranges):
+        def spans(ranges: dict[int, tuple[int, int]]) -> str:
             return ",".join(f"{p}:{s}-{e}" for p, (s, e) in sorted(ranges.items()))
         return f"{self.telemetry_topic}[{spans(self.telemetry)}]+{self.labels_topic}[{spans(self.labels)}]"

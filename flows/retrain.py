@@ -146,6 +146,8 @@ def evidence_summary(trigger: RetrainTrigger) -> str:
 def record_candidate(registry: Registry, model: Any, frame: pd.DataFrame, target: pd.Series, evaluation: Evaluation,
                      window: TrainingWindow, trigger: RetrainTrigger, seconds: float,
                      settings: Settings) -> tuple[str, int | None]:
+    # A window spans labelled records (TrainingWindow.from_positions refuses none): its times are set.
+    assert window.first_ts is not None and window.last_ts is not None
     tags = {
         "driftctl.decision_id": trigger.decision_id,
         "driftctl.incident": trigger.incident or "",
@@ -378,6 +380,8 @@ def decision_markdown(model_name: str, window: TrainingWindow, trigger: RetrainT
                       champion: ModelRef | None, links: dict[str, str]) -> str:
     """The decision as the retrain run's markdown artifact: evidence, window, both models'
     metrics, promoted or not and why, and where MLflow keeps the run and the version."""
+    # A window spans labelled records (TrainingWindow.from_positions refuses none): its times are set.
+    assert window.first_ts is not None and window.last_ts is not None
 
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{100 * value:.2f} %"

@@ -116,7 +116,7 @@ class InProcessRetrain:
 
         self.api = LocalPrefectApi(settings.home / "prefect-api.log").start()
 
-    def __call__(self, window: TrainingWindow, trigger: dict) -> dict:
+    def __call__(self, window: TrainingWindow, trigger: RetrainTrigger) -> dict:
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         from flows.retrain import retrain  # Prefect reads PREFECT_HOME at import: after configure_environment

@@ -103,8 +103,12 @@ class IncidentLog:
 
     def flush(self, incident_id: str | None = None) -> None:
         """Write what `incident_id` (default: every incident) folded since its last row."""
-        for incident in ([self._open[incident_id]] if incident_id in self._open else
-                         [] if incident_id is not None else list(self._open.values())):
+        if incident_id is None:
+            chosen = list(self._open.values())
+        else:
+            found = self._open.get(incident_id)
+            chosen = [found] if found is not None else []
+        for incident in chosen:
             incident.flushed_at = self.clock()
             if not incident.pending and not incident.holds:
                 continue

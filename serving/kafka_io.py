@@ -10,6 +10,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError
+from kafka.producer.future import FutureRecordMetadata
 
 from driftctl.settings import KafkaSettings
 
@@ -106,7 +107,7 @@ class SendFailed(Exception):
     """A batch's output was not acknowledged by the broker: its offsets must not be committed."""
 
 
-def sent_or_raise(futures) -> None:
+def sent_or_raise(futures: list[FutureRecordMetadata]) -> None:
     """After `producer.flush()`: raise `SendFailed` if any send of the batch failed.
 
     `flush()` returns when every send is done, failed ones included; committing then would
@@ -117,7 +118,7 @@ def sent_or_raise(futures) -> None:
         raise SendFailed(f"{len(failed)} of {len(futures)} sends failed ({first})")
 
 
-def rewind(consumer, batch: dict) -> None:
+def rewind(consumer: KafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
     """Seek each partition of `batch` back to its first record: the batch is delivered again."""
     for tp, messages in batch.items():
         if messages:

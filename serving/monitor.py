@@ -8,7 +8,7 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from threadpoolctl import threadpool_limits
@@ -38,6 +38,11 @@ from serving.updates import ModelUpdates, follow_alias
 from serving.workspace import SnapshotRecorder
 from training.registry import ModelRef, Registry
 
+if TYPE_CHECKING:
+    from kafka import KafkaProducer
+
+    from training.datasets import FeatureSchema
+
 log = logging.getLogger(__name__)
 
 Retrain = Callable[[TrainingWindow, RetrainTrigger], dict]
@@ -57,7 +62,8 @@ class Monitor:
         self.topics = settings.kafka.topics
         self.watch = DriftWatch(settings.drift)  # detectors and policy: the same engine the backtest replays
         self.champion: ModelRef | None = None
-        self.schema = None  # the champion's FeatureSchema: records it would reject feed no detector
+        # The champion's FeatureSchema: records it would reject feed no detector.
+        self.schema: FeatureSchema | None = None
         self.telemetry_seen = 0
         self.labelled = 0
         self.invalid = 0  # telemetry and labels it could not use (the scorers dead-letter those)
@@ -79,7 +85,7 @@ class Monitor:
         self._incident_of: dict[str, str | None] = {}  # decision id -> incident, for the probation's row
         self._champion_incident: str | None = None  # the incident whose retrain made the champion
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrain")
-        self._producer = None
+        self._producer: KafkaProducer | None = None  # made by run()
         # Probation of a freshly promoted champion against the one it replaced.
         self.probation: ProbationWatch | None = None
         self._previous_model: Future | None = None
@@ -101,7 +107,7 @@ class Monitor:
 
     def run(self) -> None:
         updates = ModelUpdates(self.bootstrap, self.settings.kafka)
-        self._producer = make_producer(self.bootstrap, self.settings.kafka)
+        producer = self._producer = make_producer(self.bootstrap, self.settings.kafka)
         consumer = make_group_consumer(self.bootstrap, self.settings.kafka, self.settings.kafka.monitor_group)
         consumer.subscribe([self.topics.telemetry, self.topics.labels, self.topics.predictions])
         heartbeat = Heartbeat.from_settings(self.settings, "monitor", self.bootstrap,
@@ -130,7 +136,7 @@ class Monitor:
                         self._dispatch_safely(tp.topic, message)
                 self._maybe_bootstrap()
                 if batch:
-                    self._producer.flush()
+                    producer.flush()
                     commit_or_warn(consumer, "monitor")
         finally:
             self.incidents.flush()
@@ -139,7 +145,7 @@ class Monitor:
             snapshots.close(self)
             consumer.close()
             updates.close()
-            self._producer.close()
+            producer.close()
             self._executor.shutdown(wait=True)
             self._loader.shutdown(wait=False, cancel_futures=True)
 
@@ -192,33 +198,40 @@ class Monitor:
                                                       message.value, stage=f"monitor {self.name}"))
 
     def _dispatch(self, topic: str, message: Any) -> None:  # a kafka ConsumerRecord
-        value: Telemetry | Label | Prediction
+        # One branch per topic, so each decoded message keeps its own type. A record delivered
+        # again after a rejoin (at-least-once) was counted once already: it is skipped.
+        slot: dict[str, Any]
         if topic == self.topics.telemetry:
-            value = decode_telemetry(message.value, self.settings.serving.max_message_bytes)
+            telemetry: Telemetry = decode_telemetry(message.value, self.settings.serving.max_message_bytes)
             if self.schema is not None:  # what the scorers reject must not feed the detectors either
-                check_features(value["features"], self.schema, self.settings.serving.missing_features,
+                check_features(telemetry["features"], self.schema, self.settings.serving.missing_features,
                                unseen="accept")
+            record_id = telemetry["id"]
+            if record_id in self._done:
+                return
+            self._on_telemetry(telemetry)
+            slot = {"telemetry": (message.partition, message.offset), "ts": telemetry["ts"],
+                    "features": telemetry["features"], "seq": self.telemetry_seen}
         elif topic == self.topics.labels:
-            value = decode_label(message.value)
+            label: Label = decode_label(message.value)
+            record_id = label["id"]
+            if record_id in self._done:
+                return
+            slot = {"label": label["label"], "label_at": (message.partition, message.offset)}
         else:
-            value = decode_prediction(message.value)
-        if value["id"] in self._done:
-            return  # delivered again after a rejoin (at-least-once): counted once already
-        if topic == self.topics.telemetry:
-            self._on_telemetry(value)
-            slot = {"telemetry": (message.partition, message.offset), "ts": value["ts"],
-                    "features": value["features"], "seq": self.telemetry_seen}
-        elif topic == self.topics.labels:
-            slot = {"label": value["label"], "label_at": (message.partition, message.offset)}
-        else:
-            slot = {"prediction": value["prediction"], "version": value["model"]["version"],
-                    "online": (value.get("online") or {}).get("prediction")}
-            seq = self._pending.get(value["id"], {}).get("seq")
+            prediction: Prediction = decode_prediction(message.value)
+            record_id = prediction["id"]
+            if record_id in self._done:
+                return
+            online = prediction.get("online")
+            slot = {"prediction": prediction["prediction"], "version": prediction["model"]["version"],
+                    "online": online.get("prediction") if online else None}
+            seq = self._pending.get(record_id, {}).get("seq")
             if seq is None or seq > self._trained_until:  # not a record the champion trained on
-                self._on_prediction(value)
-        state = self._pending.setdefault(value["id"], {})
+                self._on_prediction(prediction)
+        state = self._pending.setdefault(record_id, {})
         state.update(slot)
-        self._join(value["id"], state)
+        self._join(record_id, state)
         if len(self._pending) > self.settings.serving.join_max_records:
             self._pending.popitem(last=False)
 
@@ -279,15 +292,18 @@ class Monitor:
         """Collect the new champion's first labelled records; once there are enough and the
         previous model has loaded, score them all with it in one batch (a per-record
         predict would stall the poll loop) and let the watch decide."""
+        # _join calls this only with a probation running and a champion set.
+        probation, champion = self.probation, self.champion
+        assert probation is not None and champion is not None
         self._probation_rows.append((state["features"], state["prediction"] == state["label"], state["label"]))
-        if len(self._probation_rows) < self.probation.rows:
+        if len(self._probation_rows) < probation.rows:
             return
         if self._previous_model is None or not self._previous_model.done():
             return
         try:
             previous = self._previous_model.result()
         except Exception as exc:
-            log.error("probation of version %s abandoned: %s", self.probation.version, exc)
+            log.error("probation of version %s abandoned: %s", probation.version, exc)
             self.probation, self._probation_rows = None, []
             return
         rows, self._probation_rows = self._probation_rows, []
@@ -295,16 +311,16 @@ class Monitor:
         with threadpool_limits(limits=1, user_api="openmp"):  # OpenMP spinning against GIL-bound threads
             predictions = previous.model.predict(frame)
         for (_, champion_correct, label), previous_prediction in zip(rows, predictions, strict=True):
-            result = self.probation.update(champion_correct, previous_prediction == label)
+            result = probation.update(champion_correct, previous_prediction == label)
         if result.verdict is Verdict.PENDING:
             return
-        watch, self.probation, self._previous_model = self.probation, None, None
+        watch, self.probation, self._previous_model = probation, None, None
         evidence = {"rows": result.rows, "champion_accuracy": result.champion_accuracy,
                     "previous_accuracy": result.previous_accuracy, "margin": watch.margin,
                     "version": watch.version, "previous_version": watch.previous}
         incident = self._champion_incident
         if result.verdict is Verdict.KEEP:
-            self.ledger.append("decision", reason=result.reason, model_name=self.champion.name,
+            self.ledger.append("decision", reason=result.reason, model_name=champion.name,
                                model_version=watch.version,
                                payload={"action": "keep", "probation": evidence, "incident": incident})
             return
@@ -316,7 +332,7 @@ class Monitor:
         except Exception as exc:  # recorded; the monitor goes on (an operator can roll back by hand)
             log.error("automatic rollback to version %s failed: %s", watch.previous, exc)
             self.ledger.append("failure", reason=f"automatic rollback to version {watch.previous} failed: {exc}",
-                               model_name=self.champion.name, model_version=watch.version,
+                               model_name=champion.name, model_version=watch.version,
                                payload={"probation": evidence, "incident": incident})
             return
         self.rollbacks.append(rollback)
@@ -333,6 +349,7 @@ class Monitor:
     def _emit(self, event: DriftEvent) -> DriftEvent:
         log.warning("drift: %s at %s (%.4g vs %.4g)", event.detector, event.index, event.statistic, event.threshold)
         self.events.append(event)
+        assert self._producer is not None  # events come from messages, which only run() dispatches
         self._producer.send(self.topics.drift_events, key=self.name.encode(), value=event.to_json())
         self.incidents.event(event)  # its own rows when it opens an incident, else folded into it
         return event
@@ -360,6 +377,7 @@ class Monitor:
                                              positions=(start, end))
 
     def _start_retrain(self, decision: Decision) -> None:
+        assert decision.window is not None  # every RETRAIN decision carries the window to learn from
         window = self.window(*decision.window)
         trigger = RetrainTrigger(decision_id=decision.id, event_ids=decision.event_ids, reason=decision.reason,
                                  kind="drift" if decision.event_ids else "bootstrap", incident=decision.incident,

@@ -292,11 +292,13 @@ class Scorer:
 
     def _predict_each(self, producer: KafkaProducer, good: list[Any], rows: list[Any]) -> tuple[list, list, list]:
         """The batch's predict failed: predict record by record, dead-lettering those that fail."""
+        current = self.current
+        assert current is not None  # called by _score, which runs only once a champion serves
         kept, kept_rows, probabilities = [], [], []
         for item, features in zip(good, rows, strict=True):
             try:
-                frame = pd.DataFrame.from_records([features], columns=self.current.features)
-                probabilities.append(self.current.model.predict_proba(frame)[0])
+                frame = pd.DataFrame.from_records([features], columns=current.features)
+                probabilities.append(current.model.predict_proba(frame)[0])
             except Exception as exc:
                 self._dead_letter(producer, reason_of(exc), item[0])
                 continue
@@ -313,7 +315,7 @@ class Scorer:
         self._send(producer, self.topics.dead_letter, message.topic.encode(),
                    dead_letter(reason, message.topic, message.partition, message.offset, message.value))
 
-    def _send(self, producer, topic: str, key: bytes | None, value: bytes) -> None:
+    def _send(self, producer: KafkaProducer, topic: str, key: bytes | None, value: bytes) -> None:
         try:
             self._sends.append(producer.send(topic, key=key, value=value))
         except Exception as exc:  # buffer full, metadata unavailable: the batch is read again

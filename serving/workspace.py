@@ -20,6 +20,7 @@ import pandas as pd
 
 if TYPE_CHECKING:
     from evidently.core.report import Snapshot
+    from evidently.ui.workspace import Project, Workspace
 
     from driftctl.settings import Settings
     from serving.monitor import Monitor
@@ -118,7 +119,7 @@ ACCURACY_PANEL = "Champion accuracy"
 VERSION_PANEL = "Model version serving"
 
 
-def ensure_project(workspace: Path, project_name: str, ws=None):
+def ensure_project(workspace: Path, project_name: str, ws: Workspace | None = None) -> Project:
     """The workspace's project, created with its dashboard: the share of drifted features over
     time first; each feature's drift score joins when the first window shows the features."""
     from evidently.sdk.models import PanelMetric
@@ -139,7 +140,7 @@ def ensure_project(workspace: Path, project_name: str, ws=None):
     return project
 
 
-def _champion_panels(project) -> None:
+def _champion_panels(project: Project) -> None:
     """The champion's accuracy and the version serving, per monitor window. Realised accuracy
     only: the monitor computes no label-free estimate yet (`estimated_accuracy` in its vitals),
     so the panel says so; a snapshot that carries one has it as `driftctl_estimated_accuracy`."""
@@ -165,7 +166,7 @@ def _champion_panels(project) -> None:
             size="half"), tab=CHAMPION_TAB)
 
 
-def _feature_panels(project, columns: list[str]) -> None:
+def _feature_panels(project: Project, columns: list[str]) -> None:
     from evidently.sdk.models import PanelMetric
     from evidently.sdk.panels import line_plot_panel
 

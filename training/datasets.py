@@ -36,7 +36,7 @@ def split_holdout(frame: pd.DataFrame, labels: pd.Series, fraction: float, *,
 
 
 def join_labelled(records: Iterable[Telemetry],
-                  labels: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.Series, list[Mapping[str, Any]]]:
+                  labels: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.Series, list[Telemetry]]:
     """Telemetry records joined with their labels by id, in event-time order."""
     rows = sorted((r for r in records if r["id"] in labels), key=lambda r: (r["ts"], r["id"]))
     frame = to_frame(r["features"] for r in rows)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import mlflow
 import pandas as pd
@@ -83,7 +83,8 @@ class Registry:
         # one process at a time (stages that start together would race alembic).
         with schema_lock(tracking_uri):
             self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-            self.client._get_registry_client()  # the registry store too, while the lock is held
+            # The registry store too, while the lock is held. (A private MLflow method, unannotated.)
+            self.client._get_registry_client()  # type: ignore[no-untyped-call]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Registry:
@@ -227,7 +228,8 @@ class Registry:
         if expected is not ...:
             current = previous.version if previous else None
             if current == version and expected != version:
-                previous = self.ref(expected) if expected is not None else None  # a retry: it moved already
+                # A retry: it moved already. `expected` is neither the `...` sentinel nor None: a version.
+                previous = self.ref(cast(int, expected)) if expected is not None else None
             elif current != expected:
                 raise RegistryError(f"the champion alias of {self.model_name} moved meanwhile: expected version "
                                     f"{expected}, found {current}; not moved to {version}")

@@ -18,7 +18,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-import yaml
+import yaml  # type: ignore[import-untyped]  # PyYAML ships no hints; types-PyYAML is no dependency
 
 # Beyond the types skops trusts by default (scikit-learn estimators, numpy arrays), the
 # recipes in training/recipes.py produce exactly these. Nothing a model file names is

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -79,14 +79,15 @@ def file_readings(path: Path, *, target: str, drop: Sequence[str] = (), time_col
         frame = frame.assign(_order=order.to_numpy()).sort_values("_order", kind="stable").drop(columns="_order")
         stamps = stamps.loc[frame.index]
     features, labels, ids, dropped = prepare(frame, target, drop=drop, time_col=time_col, id_col=id_col)
-    stamps = stamps[frame[target].notna().to_numpy()].tolist() if target in frame.columns else []
+    times = stamps[frame[target].notna().to_numpy()].tolist() if target in frame.columns else []
     readings = []
-    for i, row in enumerate(features.to_dict("records")):
+    rows = cast(list[dict[str, Any]], features.to_dict("records"))  # CSV and Parquet name columns with text
+    for i, row in enumerate(rows):
         record_id = str(ids.iloc[i]) if ids is not None else f"{path.stem}-{i:09d}"
         values = {k: None if v is None or (isinstance(v, float) and math.isnan(v)) else v for k, v in row.items()}
         label = labels.iloc[i]
         label = label.item() if hasattr(label, "item") else label
-        ts = stamps[i] if not (isinstance(stamps[i], float) and math.isnan(stamps[i])) else now
+        ts = times[i] if not (isinstance(times[i], float) and math.isnan(times[i])) else now
         readings.append(Reading(seq=i, device=record_id, record={"id": record_id, "ts": float(ts), "features": values},
                                 label=label))
     return readings, dropped

@@ -316,7 +316,7 @@ def down(
                   + f". State kept in {settings.home} (the embedded broker's topics are gone).", highlight=False)
 
 
-def _external_bootstrap(settings) -> str:
+def _external_bootstrap(settings: Settings) -> str:
     bootstrap = settings.kafka.bootstrap_servers
     if not bootstrap:  # the stack `driftctl up` runs with this home, if any
         from driftctl.app.stack_up import running_stack

@@ -36,7 +36,8 @@ def console_state(settings: Settings, now: float | None = None) -> dict[str, Any
     state = collect_status(settings, now=now)
     state["series"], state["timeline"] = {}, []
     for incident in state["incidents"]:  # the incident timeline: one line per step
-        incident["steps"] = [{"at": at, "step": step, "detail": detail} for at, step, detail in incident_steps(incident)]
+        incident["steps"] = [{"at": at, "step": step, "detail": detail}
+                             for at, step, detail in incident_steps(incident)]
     if "ledger" not in state["unknown"]:  # the ledger answered status: read the charts, under the same deadline
         budget = settings.health.status_timeout
         series, why = Probe("console", lambda: _series_and_timeline(settings, now)).result(
@@ -90,11 +91,11 @@ def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
-def _percent(value) -> str:
+def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f} %"
 
 
-def _estimated(value) -> str:
+def _estimated(value: float | None) -> str:
     return "estimated: not available yet" if value is None else f"estimated {100 * value:.1f} %"
 
 
@@ -262,8 +263,10 @@ h3.incident {{ font-size: 14px; margin: .8em 0 .2em; }} td.step {{ font-weight: 
 </style></head><body>
 <h1>driftctl <span id="health" class="badge {health}">{health}</span> <small id="home">{home}</small></h1>
 <div class="cards">
- <div class="card">champion version<div class="big" id="champion-version">{version}</div><small id="champion-model">{model}</small><br><small id="champion-why">{why}</small></div>
- <div class="card">champion accuracy<div class="big" id="accuracy">{accuracy}</div><small id="estimated">{estimated}</small><br><small>realised, recent labelled records</small></div>
+ <div class="card">champion version<div class="big" id="champion-version">{version}</div>
+  <small id="champion-model">{model}</small><br><small id="champion-why">{why}</small></div>
+ <div class="card">champion accuracy<div class="big" id="accuracy">{accuracy}</div>
+  <small id="estimated">{estimated}</small><br><small>realised, recent labelled records</small></div>
  <div class="card">scoring records/s<div class="big" id="throughput">{throughput}</div></div>
  <div class="card">dead letters<div class="big" id="dead-letters">{dead}</div></div>
  <div class="card">updated<div class="big" id="updated">-</div></div>
@@ -321,17 +324,22 @@ function draw(s) {{
   document.getElementById("throughput").textContent = fmt(rps);
   const acc = s.accuracy || {{}}, pct = (x) => x === null || x === undefined ? "-" : (100 * x).toFixed(1) + " %";
   document.getElementById("accuracy").textContent = pct(acc.realised);
-  document.getElementById("estimated").textContent = acc.estimated === null || acc.estimated === undefined ? "estimated: not available yet" : "estimated " + pct(acc.estimated);
+  document.getElementById("estimated").textContent = acc.estimated === null || acc.estimated === undefined
+    ? "estimated: not available yet" : "estimated " + pct(acc.estimated);
   const box = document.getElementById("incidents"); box.innerHTML = "";
   if (!s.incidents.length) box.textContent = "no drift recorded";
   for (const i of s.incidents.slice().reverse()) {{
     const h = document.createElement("h3"); h.className = "incident";
-    h.textContent = `${{when(i.opened_at)}}  incident ${{i.id.replace("incident-", "")}}: ${{i.state}}${{i.id === s.open_incident ? " (open)" : ""}}`;
-    const t = document.createElement("table"); t.className = "incident-steps"; t.appendChild(document.createElement("tbody"));
-    for (const st of i.steps) {{ const tr = t.tBodies[0].insertRow(); cell(tr, st.at ? when(st.at).slice(11) : ""); cell(tr, st.step, "step"); cell(tr, st.detail); }}
+    h.textContent = `${{when(i.opened_at)}}  incident ${{i.id.replace("incident-", "")}}: ` +
+      `${{i.state}}${{i.id === s.open_incident ? " (open)" : ""}}`;
+    const t = document.createElement("table"); t.className = "incident-steps";
+    t.appendChild(document.createElement("tbody"));
+    for (const st of i.steps) {{ const tr = t.tBodies[0].insertRow();
+      cell(tr, st.at ? when(st.at).slice(11) : ""); cell(tr, st.step, "step"); cell(tr, st.detail); }}
     box.appendChild(h); box.appendChild(t);
   }}
-  document.getElementById("dead-letters").textContent = s.dead_letters.total === null ? "unknown" : fmt(s.dead_letters.total);
+  document.getElementById("dead-letters").textContent = s.dead_letters.total === null
+    ? "unknown" : fmt(s.dead_letters.total);
   document.getElementById("updated").textContent = when(s.at).slice(11);
   fill("#stages", s.stages.map(x => ({{cls: x.health,
     cells: [x.stage, x.instance, x.health, x.reason, fmt(x.rps), fmt(x.lag), fmt(x.dead_letters)],
@@ -351,8 +359,10 @@ function draw(s) {{
   const tl = document.getElementById("chart-timeline"), W = tl.width.baseVal.value;
   const ts = s.timeline.map(t => t.at), lo = Math.min(...ts, s.at - 60), hi = s.at;
   tl.innerHTML = s.timeline.map(t => {{ const x = (8 + (W - 16) * (t.at - lo) / Math.max(hi - lo, 1)).toFixed(1);
-    const c = t.kind === "drift_event" || t.kind === "incident" ? "#d33" : t.kind === "incident_update" ? "#e77" : t.kind === "promotion" ? "#2a7" : t.kind === "failure" ? "#e90" : "#888";
-    return `<line x1="${{x}}" x2="${{x}}" y1="${{t.kind === "decision" ? 30 : 8}}" y2="52" stroke="${{c}}" stroke-width="2"><title>${{when(t.at)}} ${{t.label.replace(/[<&]/g, "")}}</title></line>`; }}).join("");
+    const c = t.kind === "drift_event" || t.kind === "incident" ? "#d33" : t.kind === "incident_update" ? "#e77"
+      : t.kind === "promotion" ? "#2a7" : t.kind === "failure" ? "#e90" : "#888";
+    return `<line x1="${{x}}" x2="${{x}}" y1="${{t.kind === "decision" ? 30 : 8}}" y2="52" stroke="${{c}}" ` +
+      `stroke-width="2"><title>${{when(t.at)}} ${{t.label.replace(/[<&]/g, "")}}</title></line>`; }}).join("");
   document.getElementById("errors").textContent = s.errors.join(" | ");
 }}
 draw(JSON.parse(document.getElementById("initial").textContent));

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from threadpoolctl import threadpool_limits
 
@@ -21,7 +21,8 @@ from driftctl.stores.ledger import Ledger
 from serving.synthetic import iot_stream
 
 if TYPE_CHECKING:
-    from serving.monitor import Monitor
+    from driftctl.messages import DriftEvent
+    from driftctl.stores.heartbeats import Beat
 
 
 class DemoError(Exception):
@@ -193,7 +194,14 @@ def run_demo(settings: Settings, progress: Callable[[str, int, int], None] | Non
     return summarize(settings, sent, predictions, monitor, dead_letters, time.monotonic() - started)
 
 
-def summarize(settings: Settings, sent: int, predictions: list[Prediction], monitor: Monitor, dead_letters: int,
+class _Watched(Protocol):
+    """What `summarize` reads of a monitor: a live `Monitor`, or `_Observed` for a served stack."""
+
+    events: list[DriftEvent]
+    outcomes: list[dict[str, Any]]
+
+
+def summarize(settings: Settings, sent: int, predictions: list[Prediction], monitor: _Watched, dead_letters: int,
               seconds: float) -> DemoResult:
     stream = settings.stream
     truth = {r.record["id"]: (r.seq, r.label) for r in
@@ -202,16 +210,21 @@ def summarize(settings: Settings, sent: int, predictions: list[Prediction], moni
     promoted = [o for o in monitor.outcomes if o.get("promoted") and (o.get("version") or 0) > 1]
     promoted_version = promoted[0]["version"] if promoted else None
 
-    def accuracy(select: Callable[[int, dict[str, Any]], bool]) -> float | None:
+    def accuracy(select: Callable[[int, Prediction], bool]) -> float | None:
         hits = [p["prediction"] == truth[i][1] for i, p in by_id.items() if select(truth[i][0], p)]
         return round(sum(hits) / len(hits), 4) if hits else None
 
-    def online_accuracy(select: Callable[[int, dict[str, Any]], bool]) -> float | None:
+    def online_accuracy(select: Callable[[int, Prediction], bool]) -> float | None:
         hits = [p["online"]["prediction"] == truth[i][1] for i, p in by_id.items() if select(truth[i][0], p)]
         return round(sum(hits) / len(hits), 4) if hits else None
 
+    def position(event: DriftEvent) -> int | None:
+        """The stream position of the record an event fired at (None: it names none of ours)."""
+        record_id = event.window.get("record_id")
+        return truth[record_id][0] if record_id in truth else None
+
     warmup_end = settings.drift.warmup + stream.label_delay
-    after = [e for e in monitor.events if truth.get(e.window.get("record_id"), (-1,))[0] >= stream.drift_at]
+    after = [e for e in monitor.events if (seq := position(e)) is not None and seq >= stream.drift_at]
     first = after[0] if after else None
     detected_at = truth[first.window["record_id"]][0] if first else None
     return DemoResult(
@@ -224,7 +237,7 @@ def summarize(settings: Settings, sent: int, predictions: list[Prediction], moni
         detector=first.detector if first else None,
         detection_delay=detected_at - stream.drift_at if detected_at is not None else None,
         drift_events=[{"id": e.id, "detector": e.detector, "kind": e.kind,
-                       "record": truth.get(e.window.get("record_id"), (None,))[0],
+                       "record": position(e),
                        "statistic": e.statistic, "threshold": e.threshold} for e in monitor.events],
         retrain_run_id=promoted[0]["run_id"] if promoted else None,
         promoted_version=promoted_version,
@@ -248,8 +261,8 @@ class _Observed:
     """What `summarize` reads of a monitor, rebuilt from what the served stack recorded: the
     drift events from their topic, the retrain outcomes from the ledger."""
 
-    events: list
-    outcomes: list[dict]
+    events: list[DriftEvent]
+    outcomes: list[dict[str, Any]]
 
 
 class _StackBeats:
@@ -261,7 +274,7 @@ class _StackBeats:
         self.store = HealthStore(settings.ledger_url)
         self.read_at = 0.0
         self.scorers: list = []
-        self.monitor = None
+        self.monitor: Beat | None = None
 
     def refresh(self, force: bool = False) -> _StackBeats:
         if force or time.monotonic() - self.read_at >= 1.0:

@@ -154,7 +154,7 @@ def _at(at: float | None) -> str:
     return "-" if at is None else datetime.fromtimestamp(at, UTC).strftime("%m-%d %H:%M:%S")
 
 
-def _num(value) -> str:
+def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
@@ -205,7 +205,7 @@ def incidents_table(incidents: list[dict[str, Any]], *, title: str = "incidents"
     return table
 
 
-def history_view(report: dict[str, Any]):
+def history_view(report: dict[str, Any]) -> Group:
     """`driftctl history` in the terminal: the champion's history, incidents, then the rest."""
     served = Table(title=f"champion history of {report['model']}", title_justify="left")
     served.add_column("v", justify="right")

@@ -400,15 +400,15 @@ def down(settings: Settings, timeout: float = 10.0) -> list[dict]:
                                              for pid, started in family):
             time.sleep(0.1)
         for part in wave:
-            family = families.get(part.name)
-            if family is None:
+            members = families.get(part.name)
+            if members is None:
                 continue
-            left = [(pid, started) for pid, started in family if _start_time(pid) == started]
+            left = [(pid, started) for pid, started in members if _start_time(pid) == started]
             for pid, started in [*left, *_descendants(part.pid)]:
                 _signal(pid, started, signal.SIGKILL)
             _reap(part.pid)
             stopped.append({"name": part.name, "pid": part.pid, "state": "killed" if left else "stopped",
-                            "processes": len(family)})
+                            "processes": len(members)})
     (settings.home / STATE).unlink(missing_ok=True)
     return stopped
 

@@ -300,7 +300,8 @@ def drift_state(entries: list[Entry], champion: dict[str, Any] | None,
     for name in names:
         mine = [(at, p) for at, p in events if p.get("detector") == name]
         at, last = mine[0] if mine else (None, None)  # entries come newest first
-        state = "quiet" if last is None else ("drift" if at >= promoted_at else "stable")
+        # `at` and `last` come from one event: both set, or both None.
+        state = "quiet" if last is None or at is None else ("drift" if at >= promoted_at else "stable")
         states.append({
             "detector": name, "state": state, "events": len(mine),
             "last_event": None if last is None else {

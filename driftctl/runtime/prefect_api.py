@@ -60,7 +60,7 @@ class LocalPrefectApi:
                     env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                     preexec_fn=die_with_parent)
             finally:
-                if out is not subprocess.DEVNULL:
+                if not isinstance(out, int):  # the log file, not subprocess.DEVNULL
                     out.close()
             self._ready = False
         return self
@@ -70,10 +70,12 @@ class LocalPrefectApi:
         self.start()
         if self._ready:
             return self.url
+        process = self.process
+        assert process is not None  # start() launched it
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise PrefectApiError(f"the local Prefect API server exited with code {self.process.returncode}")
+            if process.poll() is not None:
+                raise PrefectApiError(f"the local Prefect API server exited with code {process.returncode}")
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=1) as answer:
                     if answer.status == 200:
