@@ -7,6 +7,7 @@ front-end build.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import html
 import ipaddress
@@ -172,10 +173,8 @@ class _Handler(BaseHTTPRequestHandler):
         if auth.lower().startswith("bearer "):
             given.append(auth[7:].strip())
         cookie = SimpleCookie()
-        try:
+        with contextlib.suppress(Exception):  # a malformed cookie header is no token, not an error
             cookie.load(self.headers.get("Cookie") or "")
-        except Exception:
-            pass
         if TOKEN_COOKIE in cookie:
             given.append(cookie[TOKEN_COOKIE].value)
         return [g for g in given if g]
