@@ -1,21 +1,18 @@
-"""The whole loop on the real stack: Tansu broker, MLflow on SQLite, Prefect flow runs."""
+"""The whole loop on the real stack: Tansu broker, MLflow on SQLite, Prefect flow runs.
+The demo at its default scale runs once per session (tests/conftest.py `demo`; the
+operator's tests watch the same run live): these tests read what it did."""
 
 import pytest
 
-from driftctl.app.demo import run_demo
-from driftctl.settings import Settings
 from driftctl.stores.ledger import Ledger
 from training.registry import Registry
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def loop(tmp_path_factory):
-    home = tmp_path_factory.mktemp("loop")
-    settings = Settings(home=home)
-    result = run_demo(settings)
-    return settings, result
+@pytest.fixture
+def loop(demo_result):
+    return demo_result
 
 
 def test_no_drift_before_the_injected_point_and_drift_after(loop):

@@ -1,4 +1,6 @@
-"""The scorer on the real broker: hot-swap, dead letters, audit, crash safety, scale-out."""
+"""The scorer on the real broker: hot-swap, dead letters, audit, crash safety, scale-out.
+Each test has a fresh broker and a copy of the session's home with champion v1
+(tests/conftest.py `champion_v1`, trained once on the stream's first 2,000 records)."""
 
 import json
 import os
@@ -29,7 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def stack(tmp_path, monkeypatch):
+def stack(champion_v1, tmp_path, monkeypatch):
+    """A fresh broker; a copy of the session's home with champion v1 (tests/conftest.py)."""
+    champion_v1.copy_to(tmp_path / "home")
     with EmbeddedBroker() as broker:
         monkeypatch.setenv("DRIFTCTL_HOME", str(tmp_path / "home"))
         monkeypatch.setenv("DRIFTCTL_KAFKA__BOOTSTRAP_SERVERS", broker.bootstrap_servers)
@@ -39,7 +43,9 @@ def stack(tmp_path, monkeypatch):
 
         configure_environment(settings)
         ensure_topics(broker.bootstrap_servers, settings.kafka)
-        yield settings, broker.bootstrap_servers, Registry.from_settings(settings)
+        registry = Registry.from_settings(settings)
+        assert registry.champion().version == 1
+        yield settings, broker.bootstrap_servers, registry
 
 
 def register(registry, start, n=1500, drift_at=10**9):
@@ -93,9 +99,8 @@ def bad_messages():
     }
 
 
-def test_hot_swap_dead_letters_and_audit(stack):
+def test_hot_swap_dead_letters_and_audit(stack, cli):
     settings, bootstrap, registry = stack
-    register(registry, 0)
     stop = threading.Event()
     scorer = Scorer(settings, bootstrap, registry, stop)
     thread = threading.Thread(target=scorer.run, daemon=True)
@@ -136,8 +141,7 @@ def test_hot_swap_dead_letters_and_audit(stack):
         assert letter["topic"] == settings.kafka.topics.telemetry and letter["partition"] >= 0
 
     for p in (by_seq[10], by_seq[3000]):
-        done = subprocess.run([sys.executable, "-m", "driftctl", "audit", p["id"], "--json"], capture_output=True,
-                              text=True, cwd=ROOT, timeout=60)
+        done = cli("audit", p["id"], "--json")
         assert done.returncode == 0, done.stderr
         answer = json.loads(done.stdout)
         assert answer["model"] == p["model"]
@@ -148,7 +152,6 @@ def test_hot_swap_dead_letters_and_audit(stack):
 
 def test_a_model_that_fails_to_load_leaves_the_champion_serving(stack):
     settings, bootstrap, registry = stack
-    register(registry, 0)
     stop = threading.Event()
     scorer = Scorer(settings, bootstrap, registry, stop)
     thread = threading.Thread(target=scorer.run, daemon=True)
@@ -191,8 +194,7 @@ def wait_for(condition, timeout, what):
 
 
 def test_kill_9_and_restart_leaves_nothing_unscored_and_keeps_the_learner(stack):
-    settings, bootstrap, registry = stack
-    register(registry, 0)
+    settings, bootstrap, _ = stack
     first = serve("crashy", settings)
     producer = make_producer(bootstrap, settings.kafka)
     sender = threading.Thread(target=publish, args=(producer, settings.kafka.topics, iot_stream(20_000, drift_at=10**9)),
@@ -223,8 +225,7 @@ def test_kill_9_and_restart_leaves_nothing_unscored_and_keeps_the_learner(stack)
 
 
 def test_two_scorers_split_the_partitions_and_survive_losing_one(stack):
-    settings, bootstrap, registry = stack
-    register(registry, 0)
+    settings, bootstrap, _ = stack
     a, b = serve("a", settings), serve("b", settings)
     producer = make_producer(bootstrap, settings.kafka)
     publish(producer, settings.kafka.topics, iot_stream(3000, drift_at=10**9), rate=1_000, label_delay=50)
