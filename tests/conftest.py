@@ -28,6 +28,21 @@ import pytest
 from tests.homes import clone_home
 
 
+@pytest.fixture(autouse=True)
+def _environment(request):
+    """Each test gets the environment back as it found it: library code writes os.environ
+    (`configure_environment` points DRIFTCTL_HOME, PREFECT_HOME and MLflow at a home), and
+    the next test must not inherit that. The shared demo's live watchers are the exception:
+    the demo's thread needs its environment until it ends (`RunningDemo.finished` restores it)."""
+    if "demo" in request.fixturenames and "demo_result" not in request.fixturenames:
+        yield
+        return
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     monkeypatch.setenv("DRIFTCTL_HOME", str(tmp_path / "home"))
@@ -84,6 +99,7 @@ class RunningDemo:
 
     def __init__(self, settings):
         self.settings = settings
+        self.environment = dict(os.environ)  # run_demo points the environment at its home
         self.result = None
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="demo", daemon=True)
@@ -103,6 +119,9 @@ class RunningDemo:
 
     def finished(self, timeout: float = 900):
         self.thread.join(timeout=timeout)
+        if not self.thread.is_alive():
+            os.environ.clear()
+            os.environ.update(self.environment)
         assert not self.alive(), f"the demo did not finish within {timeout:.0f} s"
         assert self.result is not None
         return self.result

@@ -197,23 +197,42 @@ def test_kill_9_and_restart_leaves_nothing_unscored_and_keeps_the_learner(stack)
     settings, bootstrap, _ = stack
     first = serve("crashy", settings)
     producer = make_producer(bootstrap, settings.kafka)
-    sender = threading.Thread(target=publish, args=(producer, settings.kafka.topics, iot_stream(20_000, drift_at=10**9)),
-                              kwargs={"rate": 1_000, "label_delay": 50}, daemon=True)
+    # At least 20,000 records at 1,000/s, and on until 2,000 after the kill: however long the
+    # first scorer takes to start on a busy machine, it is killed while the stream still runs.
+    killed, stop, stream = threading.Event(), threading.Event(), {"end": 20_000, "sent": 0}
+
+    def keep_going(sent: int) -> bool:
+        if killed.is_set() and "killed_at" not in stream:
+            stream["killed_at"], stream["end"] = sent, max(stream["end"], sent + 2_000)
+        return sent < stream["end"] or not killed.is_set()
+
+    def send() -> None:
+        stream["sent"] = publish(producer, settings.kafka.topics, iot_stream(None, drift_at=10**9), rate=1_000,
+                                 label_delay=50, stop=stop, keep_going=keep_going)
+
+    sender = threading.Thread(target=send, daemon=True)
     sender.start()
     checkpoint = settings.home / "checkpoints" / "crashy.pkl"
     from serving.checkpoint import load
 
-    wait_for(lambda: checkpoint.exists() and load(checkpoint).n_learned > 0, 90, "a checkpoint of a learner")
+    try:
+        wait_for(lambda: checkpoint.exists() and load(checkpoint).n_learned > 0, 90, "a checkpoint of a learner")
+    except AssertionError:
+        stop.set()
+        raise
     first.send_signal(signal.SIGKILL)
+    killed.set()
     first.wait(10)
     second = serve("crashy", settings)
-    sender.join(60)
+    sender.join(120)
     producer.close()
-    got = predictions(settings, bootstrap, 20_000, timeout=120)
+    total = stream["sent"]
+    assert total >= 20_000 and total >= stream["killed_at"] + 2_000, stream
+    got = predictions(settings, bootstrap, total, timeout=120)
     second.send_signal(signal.SIGTERM)
     second.wait(30)
     ids = [p["id"] for p in got]
-    assert len(set(ids)) == 20_000
+    assert len(set(ids)) == total
     assert len(ids) - len(set(ids)) <= settings.serving.batch_size  # duplicates: at most one batch
     before = [p for p in got if p["scorer"] == f"crashy-{first.pid}"]
     after = [p for p in got if p["scorer"] == f"crashy-{second.pid}"]
