@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint lock clean chromium
+.PHONY: install demo test lint lock clean chromium postgresql
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/driftctl demo
 
 # The linters first, then every test.
-test: $(STAMP) lint chromium
+test: $(STAMP) lint chromium postgresql
 	$(BIN)/python -m pytest -q
 
 # ruff: lint and import order. mypy: strict on drift/ and training/, every function annotated
@@ -35,6 +35,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 chromium:
 	@command -v chromium >/dev/null 2>&1 || ($(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null)
+
+# The PostgreSQL test uses the server at DRIFTCTL_TEST_POSTGRES_URL (default 127.0.0.1:5432) if
+# one answers, else starts a throwaway one from Debian's binaries: installed here when missing.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+		($(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql >/dev/null)
 
 # Re-pin after changing dependencies: what was tested is what a fresh install gets.
 lock: $(STAMP)

@@ -1,19 +1,46 @@
-"""Test set-up: every test gets its own driftctl home; Prefect's home is fixed per session
-before Prefect is imported (it reads it once)."""
+"""Fixtures shared by the tests. The session's environment (Prefect's home, no DRIFTCTL_*
+from the caller) is set in the repository's root conftest.py, before anything is imported.
 
+Expensive set-up is done once per session and shared where tests only read it:
+- `demo`: one run of the whole demo (broker, scorer process, monitor, Prefect retrain,
+  MLflow), watched live by tests/test_operator.py and read afterwards by tests/test_loop.py.
+  The tests that watch it run first in the session, those that read its result right after.
+- `champion_v1`: a broker holding 2,000 labelled records before a drift and 1,500 after,
+  and a home in which the retrain flow trained, registered and announced champion v1 from
+  the first 2,000. Tests get a copy of that home (`tests/homes.py`), never the original.
+- `cli`: `driftctl ...` run in this process, for tests about a command's output, message
+  and exit code; a few tests keep a real process for the no-traceback guarantee.
+"""
+
+from __future__ import annotations
+
+import logging
 import os
-import tempfile
+import sys
+import threading
+import time
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-_SESSION_HOME = Path(tempfile.mkdtemp(prefix="driftctl-tests-"))
-os.environ["PREFECT_HOME"] = str(_SESSION_HOME / "prefect")
-os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
-for name in list(os.environ):
-    if name.startswith("DRIFTCTL_"):
-        del os.environ[name]
+from tests.homes import clone_home
+
+
+@pytest.fixture(autouse=True)
+def _environment(request):
+    """Each test gets the environment back as it found it: library code writes os.environ
+    (`configure_environment` points DRIFTCTL_HOME, PREFECT_HOME and MLflow at a home), and
+    the next test must not inherit that. The shared demo's live watchers are the exception:
+    the demo's thread needs its environment until it ends (`RunningDemo.finished` restores it)."""
+    if "demo" in request.fixturenames and "demo_result" not in request.fixturenames:
+        yield
+        return
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture
@@ -21,3 +48,175 @@ def home(tmp_path, monkeypatch):
     monkeypatch.setenv("DRIFTCTL_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
     return tmp_path / "home"
+
+
+# -- the CLI in this process ----------------------------------------------------------------
+
+@dataclass
+class Done:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """`cli("status", "--json", env={...})` runs driftctl's console entry point (the same
+    `run()` the installed command calls: one-line errors, exit codes) in this process and
+    returns what a subprocess would. What a command leaves behind in the process (environment
+    variables, logger levels, warning filters) is put back afterwards."""
+    from driftctl.app.cli import run
+
+    def call(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Done:
+        saved_env = dict(os.environ)
+        saved_levels = {name: logging.getLogger(name).level for name in ("kafka", "mlflow", "prefect", "alembic")}
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
+        os.environ.update(env or {})
+        monkeypatch.setattr(sys, "argv", ["driftctl", *args])
+        capsys.readouterr()
+        code = 0
+        try:
+            with warnings.catch_warnings():
+                run()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved_env)
+            for name, level in saved_levels.items():
+                logging.getLogger(name).setLevel(level)
+        out = capsys.readouterr()
+        return Done(code, out.out, out.err)
+
+    return call
+
+
+# -- one demo run, shared ---------------------------------------------------------------------
+
+class RunningDemo:
+    """`driftctl demo` in a thread: tests watch it while it runs, then read its result."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.environment = dict(os.environ)  # run_demo points the environment at its home
+        self.result = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="demo", daemon=True)
+
+    def _run(self) -> None:
+        from driftctl.app.demo import run_demo
+
+        try:
+            self.result = run_demo(self.settings)
+        except BaseException as exc:
+            self.error = exc
+
+    def alive(self) -> bool:
+        if self.error is not None:
+            raise AssertionError(f"the pipeline stopped: {self.error!r}")
+        return self.thread.is_alive()
+
+    def finished(self, timeout: float = 900):
+        self.thread.join(timeout=timeout)
+        if not self.thread.is_alive():
+            os.environ.clear()
+            os.environ.update(self.environment)
+        assert not self.alive(), f"the demo did not finish within {timeout:.0f} s"
+        assert self.result is not None
+        return self.result
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    """The demo at its default scale (30,000 records, drift at 10,000, 1,000 records/s), with
+    the operator's views refreshed often: heartbeats every second, an Evidently snapshot
+    every 5 s, the console polling every second."""
+    from driftctl.settings import EvidentlySettings, HealthSettings, Settings
+
+    settings = Settings(home=tmp_path_factory.mktemp("demo"), health=HealthSettings(heartbeat_interval=1.0),
+                        evidently=EvidentlySettings(snapshot_interval=5.0))
+    settings.console.refresh = 1.0
+    running = RunningDemo(settings)
+    running.thread.start()
+    yield running
+    running.thread.join(timeout=900)
+
+
+@pytest.fixture(scope="session")
+def demo_result(demo):
+    """(settings, result) once the shared demo has finished."""
+    return demo.settings, demo.finished()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that watch the shared demo live go first (it starts with them), then those that
+    read its result; the rest after, so nothing else runs in this process beside the demo."""
+    def rank(item) -> int:
+        names = getattr(item, "fixturenames", ())
+        if "demo_result" in names:
+            return 1
+        return 0 if "demo" in names else 2
+
+    items.sort(key=rank)  # stable: file order within each group
+
+
+# -- champion v1, trained once ----------------------------------------------------------------
+
+DRIFT_AT = 2_000
+
+
+@dataclass(frozen=True)
+class ChampionV1:
+    home: Path             # the template: never handed to a test, only copied
+    bootstrap: str         # the broker that holds the records below (shared: tests append, never rewrite)
+    before: list[tuple]    # 2,000 records before the drift (positions, see tests/streams.produce)
+    after: list[tuple]     # 1,500 after it
+    update: tuple[bytes, bytes]  # the v1 announcement (key, value) as the flow published it
+
+    def copy_to(self, home: Path) -> Path:
+        return clone_home(self.home, home)
+
+    def announce(self, bootstrap: str, settings) -> None:
+        """Put the v1 announcement on `settings`' model-updates topic, where training it would have."""
+        from serving.kafka_io import make_producer
+
+        producer = make_producer(bootstrap, settings.kafka)
+        try:
+            producer.send(settings.kafka.topics.model_updates, key=self.update[0], value=self.update[1]).get(timeout=15)
+        finally:
+            producer.close()
+
+
+@pytest.fixture(scope="session")
+def champion_v1(tmp_path_factory):
+    from driftctl.runtime.broker import EmbeddedBroker, ensure_topics
+    from driftctl.runtime.stack import configure_environment
+    from driftctl.settings import Settings
+    from flows.retrain import retrain
+    from serving.kafka_io import read_topic
+    from tests.streams import produce, readings, trigger, window
+
+    template = tmp_path_factory.mktemp("champion-v1") / "home"
+    saved_env = dict(os.environ)
+    with EmbeddedBroker() as broker:
+        try:
+            os.environ["DRIFTCTL_HOME"] = str(template)
+            settings = Settings(home=template)
+            configure_environment(settings)  # the flow builds its settings from the environment
+            bootstrap = broker.bootstrap_servers
+            ensure_topics(bootstrap, settings.kafka)
+            before = produce(bootstrap, settings, readings(0, DRIFT_AT, drift_at=DRIFT_AT))
+            after = produce(bootstrap, settings, readings(DRIFT_AT, DRIFT_AT + 1_500, drift_at=DRIFT_AT))
+            started = time.monotonic()
+            outcome = retrain(window=window(bootstrap, settings, before),
+                              trigger=trigger("decision-v1", kind="bootstrap"))
+            assert outcome["promoted"] and outcome["version"] == 1, outcome
+            announced = read_topic(bootstrap, settings.kafka, settings.kafka.topics.model_updates,
+                                   until=lambda got: len(got) >= 1, timeout=15)
+            assert len(announced) == 1, "champion v1 was not announced"
+            logging.getLogger(__name__).info("champion v1 trained once in %.1f s", time.monotonic() - started)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved_env)
+        yield ChampionV1(template, bootstrap, before, after, (announced[0].key, announced[0].value))

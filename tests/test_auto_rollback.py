@@ -1,6 +1,7 @@
 """Automatic rollback, wired in the monitor on the real broker and MLflow: a promoted
 champion that does worse than its predecessor on the first labelled records after the
-promotion is rolled back, announced and recorded."""
+promotion is rolled back, announced and recorded. Champion v1 comes from the session's
+template (tests/conftest.py `champion_v1`), trained there by the same retrain flow."""
 
 import json
 import threading
@@ -14,12 +15,11 @@ from driftctl.runtime.broker import EmbeddedBroker, ensure_topics
 from driftctl.runtime.stack import configure_environment
 from driftctl.settings import Settings
 from driftctl.stores.ledger import Ledger
-from flows.retrain import retrain
 from serving.codec import encode
 from serving.kafka_io import make_producer, read_topic
 from serving.monitor import Monitor
 from serving.updates import publish_update
-from tests.streams import produce, readings, trigger, window
+from tests.streams import produce, readings
 from training.datasets import to_frame
 from training.evaluate import Evaluation
 from training.recipes import make_classifier
@@ -35,15 +35,17 @@ def wait_for(condition, timeout, what):
         time.sleep(0.1)
 
 
-def test_a_worse_new_champion_is_rolled_back_by_the_monitor(home, monkeypatch):
+def test_a_worse_new_champion_is_rolled_back_by_the_monitor(champion_v1, home, monkeypatch):
     monkeypatch.setenv("DRIFTCTL_RETRAIN__PROBATION_ROWS", "150")
+    champion_v1.copy_to(home)  # champion v1, trained once per session (tests/conftest.py), announced below
     with EmbeddedBroker() as broker:
         bootstrap = broker.bootstrap_servers
         settings = Settings()
         configure_environment(settings)
         ensure_topics(bootstrap, settings.kafka)
-        rows = produce(bootstrap, settings, readings(0, 1_500, drift_at=100_000))
-        assert retrain(window=window(bootstrap, settings, rows), trigger=trigger("decision-v1"))["version"] == 1
+        produce(bootstrap, settings, readings(0, 1_500, drift_at=100_000))
+        champion_v1.announce(bootstrap, settings)
+        assert Registry.from_settings(settings).champion().version == 1
 
         # A bad version 2 (learned from coin flips) that got promoted anyway.
         registry = Registry.from_settings(settings)

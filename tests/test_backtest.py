@@ -1,10 +1,6 @@
 """`driftctl backtest`: prequential replay on small generated tables, and the CLI contract."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,7 +9,6 @@ import pytest
 from drift.backtest import BacktestError, parse_policy, prepare, run_backtest
 from driftctl.settings import DriftSettings
 
-ROOT = str(Path(__file__).resolve().parents[1])
 KEYS = {"rows", "warmup", "policy", "accuracy", "retrains", "drift_events", "promotions", "seconds"}
 
 
@@ -122,22 +117,20 @@ def test_too_short_a_table_is_an_error():
         run_backtest(features, labels, warmup=400, label_delay=200)
 
 
-# -- the CLI, as a user runs it -----------------------------------------------------------
+# -- the CLI (in this process: tests/conftest.py `cli`; tests/test_cli.py runs a real one) ----
 
-def driftctl(*args, cwd):
-    env = {**os.environ, "PYTHONPATH": ROOT, "DRIFTCTL_DRIFT__MIN_TRAIN_ROWS": "600",
-           "DRIFTCTL_DRIFT__COOLDOWN": "500"}
-    return subprocess.run([sys.executable, "-m", "driftctl", "backtest", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=300)
+def driftctl(cli, *args, cwd):
+    env = {"DRIFTCTL_DRIFT__MIN_TRAIN_ROWS": "600", "DRIFTCTL_DRIFT__COOLDOWN": "500"}
+    return cli("backtest", *args, env=env, cwd=cwd)
 
 
 @pytest.mark.parametrize("suffix", ["csv", "parquet"])
-def test_cli_writes_the_contract_json(tmp_path, suffix):
+def test_cli_writes_the_contract_json(tmp_path, suffix, cli):
     data = tmp_path / f"stream.{suffix}"
     frame = table()
     frame.to_csv(data, index=False) if suffix == "csv" else frame.to_parquet(data)
     out = tmp_path / "out.json"
-    done = driftctl(str(data), "--target", "label", "--time-col", "event_time", "--id-col", "record",
+    done = driftctl(cli, str(data), "--target", "label", "--time-col", "event_time", "--id-col", "record",
                     "--drop", "x2", "--warmup", "1000", "--label-delay", "50", "--json", str(out), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text(encoding="utf-8"))
@@ -148,11 +141,11 @@ def test_cli_writes_the_contract_json(tmp_path, suffix):
     assert result["retrains"] >= 1 and 0.5 < result["accuracy"] <= 1
 
 
-def test_cli_prints_json_to_stdout_for_every_policy(tmp_path):
+def test_cli_prints_json_to_stdout_for_every_policy(tmp_path, cli):
     data = tmp_path / "stream.csv"
     table(4000, drift_at=2000).to_csv(data, index=False)
     for policy in ("drift", "static", "periodic:1000", "online"):
-        done = driftctl(str(data), "--target", "label", "--time-col", "event_time", "--id-col", "record",
+        done = driftctl(cli, str(data), "--target", "label", "--time-col", "event_time", "--id-col", "record",
                         "--policy", policy, "--warmup", "500", "--json", "-", cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["policy"] == policy
@@ -165,9 +158,9 @@ def test_cli_prints_json_to_stdout_for_every_policy(tmp_path):
     (["stream.csv", "--target", "label", "--warmup", "5"], 2, "--warmup"),
     (["stream.csv"], 2, "--target"),
 ])
-def test_cli_bad_input_is_one_line_and_non_zero(tmp_path, args, code, words):
+def test_cli_bad_input_is_one_line_and_non_zero(tmp_path, args, code, words, cli):
     table(300).to_csv(tmp_path / "stream.csv", index=False)
-    done = driftctl(*args, cwd=tmp_path)
+    done = driftctl(cli, *args, cwd=tmp_path)
     assert done.returncode == code
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("driftctl: error:") and words in lines[0], done.stderr

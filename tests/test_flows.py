@@ -1,8 +1,10 @@
 """The retrain flow in-process on the real stack: Tansu broker, MLflow on SQLite, Prefect
 flow runs (ephemeral API). Promotion with full provenance, rejection, failures, the
-one-in-flight lease, rollback."""
+one-in-flight lease, rollback. Each test starts from champion v1, trained once per session
+(tests/conftest.py `champion_v1`), in its own copy of that home."""
 
 import json
+import uuid
 
 import mlflow
 import pytest
@@ -10,7 +12,7 @@ from typer.testing import CliRunner
 
 from driftctl.app.cli import app
 from driftctl.messages import DriftEvent
-from driftctl.runtime.broker import EmbeddedBroker, ensure_topics
+from driftctl.runtime.broker import ensure_topics
 from driftctl.runtime.stack import configure_environment
 from driftctl.settings import Settings
 from driftctl.stores.ledger import Ledger
@@ -25,18 +27,20 @@ DRIFT_AT = 2_000
 
 
 @pytest.fixture
-def stack(home, monkeypatch):
-    """A fresh broker with 2,000 records before the drift and 1,500 after, and a champion v1."""
-    with EmbeddedBroker() as broker:
-        settings = Settings()
-        configure_environment(settings)
-        bootstrap = broker.bootstrap_servers
-        ensure_topics(bootstrap, settings.kafka)
-        before = produce(bootstrap, settings, readings(0, DRIFT_AT, drift_at=DRIFT_AT))
-        after = produce(bootstrap, settings, readings(DRIFT_AT, DRIFT_AT + 1_500, drift_at=DRIFT_AT))
-        outcome = retrain(window=window(bootstrap, settings, before), trigger=trigger("decision-v1", kind="bootstrap"))
-        assert outcome["promoted"] and outcome["version"] == 1
-        yield settings, bootstrap, before, after
+def stack(champion_v1, home, monkeypatch):
+    """The session's broker, holding 2,000 records before the drift and 1,500 after; a copy of
+    the home in which champion v1 was trained from the first 2,000 (tests/conftest.py); a
+    model-updates topic of this test's own that holds v1's announcement, as training it here would."""
+    assert champion_v1.after[0] and len(champion_v1.before) == DRIFT_AT
+    champion_v1.copy_to(home)
+    monkeypatch.setenv("DRIFTCTL_KAFKA__TOPICS__MODEL_UPDATES", f"driftctl.model-updates.{uuid.uuid4().hex[:8]}")
+    settings = Settings()
+    configure_environment(settings)
+    bootstrap = champion_v1.bootstrap
+    ensure_topics(bootstrap, settings.kafka)
+    champion_v1.announce(bootstrap, settings)
+    assert Registry.from_settings(settings).champion().version == 1
+    return settings, bootstrap, champion_v1.before, champion_v1.after
 
 
 def updates(bootstrap, settings, count):

@@ -1,20 +1,20 @@
 """The operator's view against a running pipeline: the demo's real broker, scorer process,
-monitor, Prefect retrain and MLflow, at a small scale. `status --json` and the console
-(in headless Debian chromium, driven by Playwright) while the stream runs; then status,
-report, plot and the Evidently workspace once everything has stopped."""
+monitor, Prefect retrain and MLflow (the session's one demo run, tests/conftest.py `demo`).
+`status --json` and the console (in headless Debian chromium, driven by Playwright) while
+the stream runs; then status, report, plot and the Evidently workspace once everything has
+stopped. A missing browser fails the console's test: `make chromium` installs it."""
 
 import json
 import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from driftctl.settings import EvidentlySettings, HealthSettings, Settings, StreamSettings
+from driftctl.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -24,38 +24,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
-class Running:
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self.result = None
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="demo", daemon=True)
-
-    def _run(self) -> None:
-        from driftctl.app.demo import run_demo
-
-        try:
-            self.result = run_demo(self.settings)
-        except BaseException as exc:
-            self.error = exc
-
-    def alive(self) -> bool:
-        if self.error is not None:
-            raise AssertionError(f"the pipeline stopped: {self.error!r}")
-        return self.thread.is_alive()
-
-
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-    home = tmp_path_factory.mktemp("operator")
-    settings = Settings(home=home, stream=StreamSettings(records=15_000, drift_at=5_000, rate=500),
-                        health=HealthSettings(heartbeat_interval=1.0),
-                        evidently=EvidentlySettings(snapshot_interval=5.0))
-    settings.console.refresh = 1.0
-    running = Running(settings)
-    running.thread.start()
-    yield running
-    running.thread.join(timeout=600)
+@pytest.fixture
+def pipeline(demo):
+    return demo
 
 
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess:
@@ -64,11 +35,10 @@ def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess:
                           timeout=180)
 
 
-def _browser_or_skip():
+def _browser():
+    """Debian's chromium, or a failure: a test that cannot run never passes as skipped."""
     if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} missing: `make chromium` installs it")
-        pytest.skip(f"{CHROMIUM} missing (`make chromium` installs it)")
+        pytest.fail(f"{CHROMIUM} missing: `make chromium` (part of `make test`) installs it")
     from playwright.sync_api import sync_playwright
 
     return sync_playwright
@@ -77,7 +47,7 @@ def _browser_or_skip():
 def test_console_shows_the_champion_and_throughput_while_the_stream_runs(pipeline, tmp_path_factory):
     from driftctl.app.console import ConsoleServer
 
-    sync_playwright = _browser_or_skip()
+    sync_playwright = _browser()
     server = ConsoleServer(pipeline.settings, "127.0.0.1", 0).start()
     shot = tmp_path_factory.getbasetemp() / "console.png"
     errors: list[str] = []
@@ -141,12 +111,12 @@ def test_status_json_against_the_running_pipeline(pipeline):
     assert report["dead_letters"]["total"] == 0
     detectors = {d["detector"]: d for d in report["drift"]}
     assert set(detectors) >= {"error-adwin", "data-ks"}
-    assert any(d["state"] in ("drift", "stable") and d["last_event"]["index"] >= 5_000 for d in fired)
+    assert any(d["state"] in ("drift", "stable") and d["last_event"]["index"] >= settings.stream.drift_at
+               for d in fired)
     assert report["decisions"] and len(report["decisions"]) <= 5
 
 
-def test_after_the_broker_stopped_status_is_unknown_and_the_evidence_remains(pipeline, tmp_path):
-    pipeline.thread.join(timeout=600)
+def test_after_the_broker_stopped_status_is_unknown_and_the_evidence_remains(pipeline, demo_result, tmp_path):
     assert not pipeline.alive() and pipeline.result is not None
     settings = pipeline.settings
 

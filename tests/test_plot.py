@@ -1,16 +1,12 @@
 """`driftctl plot` on backtest JSON: a PNG, with or without a per-record accuracy curve."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from driftctl.app.plot import PlotError, draw, from_backtest, load
 
-ROOT = str(Path(__file__).resolve().parents[1])
 PNG = b"\x89PNG\r\n\x1a\n"
 
 BACKTEST = {"rows": 20_000, "warmup": 2_000, "policy": "drift", "accuracy": 0.91, "retrains": 1,
@@ -54,16 +50,13 @@ def test_not_a_backtest_is_a_clear_error(tmp_path):
         load(path, None)
 
 
-def test_cli_plot(tmp_path, home):
+def test_cli_plot(tmp_path, home, cli):
     source = tmp_path / "bt.json"
     source.write_text(json.dumps(BACKTEST))
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    done = subprocess.run([sys.executable, "-m", "driftctl", "plot", str(source), "--out", str(tmp_path / "o.png"),
-                           "--json"], capture_output=True, text=True, env=env, timeout=120)
+    done = cli("plot", str(source), "--out", str(tmp_path / "o.png"), "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["promotions"] == [2]
     assert (tmp_path / "o.png").read_bytes()[:8] == PNG
-    empty = subprocess.run([sys.executable, "-m", "driftctl", "plot", "--out", str(tmp_path / "p.png")],
-                           capture_output=True, text=True, env=env, timeout=120)
+    empty = cli("plot", "--out", str(tmp_path / "p.png"))
     assert empty.returncode == 1
     assert empty.stderr.startswith("driftctl: error: nothing to plot") and len(empty.stderr.splitlines()) == 1

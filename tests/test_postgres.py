@@ -1,8 +1,11 @@
-"""The ledger and the MLflow backend store on the local PostgreSQL (127.0.0.1:5432, trust
-auth): a retrain flow promotes, rejects and records through them. Each run creates its
-own database and drops it afterwards."""
+"""The ledger and the MLflow backend store on PostgreSQL: a retrain flow promotes, rejects
+and records through them. The server is the one at DRIFTCTL_TEST_POSTGRES_URL (default the
+local one at 127.0.0.1:5432, user `postgres`, trust authentication) if it answers, else a
+throwaway one this test starts from the installed binaries (tests/postgres.py). Each run
+creates its own database and drops it afterwards."""
 
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -12,23 +15,28 @@ from driftctl.runtime.stack import configure_environment
 from driftctl.settings import Settings
 from driftctl.stores.ledger import Ledger
 from flows.retrain import lease_name, retrain
+from tests.postgres import postgres_server
 from tests.streams import produce, readings, trigger, window
 from training.registry import Registry
 
 pytestmark = pytest.mark.integration
 
-SERVER = "postgres@127.0.0.1:5432"
+
+@pytest.fixture(scope="session")
+def server():
+    with postgres_server() as (admin_url, _):
+        yield admin_url
 
 
 @pytest.fixture
-def database():
+def database(server):
     name = f"driftctl_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(f"postgresql://{SERVER}/test", autocommit=True, connect_timeout=5) as conn:
+    with psycopg.connect(server, autocommit=True, connect_timeout=5) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield f"postgresql://{SERVER}/{name}"  # the plain URL an operator writes
+        yield server.rsplit("/", 1)[0] + f"/{name}"  # the plain URL an operator writes
     finally:
-        with psycopg.connect(f"postgresql://{SERVER}/test", autocommit=True) as conn:
+        with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -64,3 +72,19 @@ def test_ledger_and_mlflow_on_postgres(database, home, monkeypatch, tmp_path):
     with psycopg.connect(database) as conn:
         tables = {r[0] for r in conn.execute("select tablename from pg_tables where schemaname = 'public'")}
     assert {"ledger", "retrain_leases", "registered_models", "model_versions", "runs"} <= tables
+
+
+def test_a_throwaway_server_starts_answers_and_leaves_nothing_behind(monkeypatch):
+    """The path a fresh machine takes when no PostgreSQL answers, run here even when one does;
+    and a configured server that answers but refuses us is a failure, never a skip."""
+    from tests.postgres import URL_VARIABLE, NoPostgres, answers, postgres_server, throwaway_server
+
+    with throwaway_server() as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert conn.execute("select current_setting('fsync')").fetchone()[0] == "off"
+            root = Path(conn.execute("select current_setting('data_directory')").fetchone()[0]).parent
+        assert root.is_dir() and answers(url)
+        monkeypatch.setenv(URL_VARIABLE, url.replace("postgres@", "no_such_role@"))
+        with pytest.raises(NoPostgres, match="answers but cannot be used"), postgres_server():
+            pass
+    assert not root.exists() and not answers(url)

@@ -1,4 +1,6 @@
-"""The scorer on the real broker: hot-swap, dead letters, audit, crash safety, scale-out."""
+"""The scorer on the real broker: hot-swap, dead letters, audit, crash safety, scale-out.
+Each test has a fresh broker and a copy of the session's home with champion v1
+(tests/conftest.py `champion_v1`, trained once on the stream's first 2,000 records)."""
 
 import json
 import os
@@ -29,7 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def stack(tmp_path, monkeypatch):
+def stack(champion_v1, tmp_path, monkeypatch):
+    """A fresh broker; a copy of the session's home with champion v1 (tests/conftest.py)."""
+    champion_v1.copy_to(tmp_path / "home")
     with EmbeddedBroker() as broker:
         monkeypatch.setenv("DRIFTCTL_HOME", str(tmp_path / "home"))
         monkeypatch.setenv("DRIFTCTL_KAFKA__BOOTSTRAP_SERVERS", broker.bootstrap_servers)
@@ -39,7 +43,9 @@ def stack(tmp_path, monkeypatch):
 
         configure_environment(settings)
         ensure_topics(broker.bootstrap_servers, settings.kafka)
-        yield settings, broker.bootstrap_servers, Registry.from_settings(settings)
+        registry = Registry.from_settings(settings)
+        assert registry.champion().version == 1
+        yield settings, broker.bootstrap_servers, registry
 
 
 def register(registry, start, n=1500, drift_at=10**9):
@@ -93,9 +99,8 @@ def bad_messages():
     }
 
 
-def test_hot_swap_dead_letters_and_audit(stack):
+def test_hot_swap_dead_letters_and_audit(stack, cli):
     settings, bootstrap, registry = stack
-    register(registry, 0)
     stop = threading.Event()
     scorer = Scorer(settings, bootstrap, registry, stop)
     thread = threading.Thread(target=scorer.run, daemon=True)
@@ -138,8 +143,7 @@ def test_hot_swap_dead_letters_and_audit(stack):
         assert letter["topic"] == settings.kafka.topics.telemetry and letter["partition"] >= 0
 
     for p in (by_seq[10], by_seq[3000]):
-        done = subprocess.run([sys.executable, "-m", "driftctl", "audit", p["id"], "--json"], capture_output=True,
-                              text=True, cwd=ROOT, timeout=60)
+        done = cli("audit", p["id"], "--json")
         assert done.returncode == 0, done.stderr
         answer = json.loads(done.stdout)
         assert answer["model"] == p["model"]
@@ -150,7 +154,6 @@ def test_hot_swap_dead_letters_and_audit(stack):
 
 def test_a_model_that_fails_to_load_leaves_the_champion_serving(stack):
     settings, bootstrap, registry = stack
-    register(registry, 0)
     stop = threading.Event()
     scorer = Scorer(settings, bootstrap, registry, stop)
     thread = threading.Thread(target=scorer.run, daemon=True)
@@ -198,28 +201,45 @@ def wait_for(condition, timeout, what):
 
 
 def test_kill_9_and_restart_leaves_nothing_unscored_and_keeps_the_learner(stack):
-    settings, bootstrap, registry = stack
-    register(registry, 0)
+    settings, bootstrap, _ = stack
     first = serve("crashy", settings)
     producer = make_producer(bootstrap, settings.kafka)
-    sender = threading.Thread(target=publish,
-                              args=(producer, settings.kafka.topics, iot_stream(20_000, drift_at=10**9)),
-                              kwargs={"rate": 1_000, "label_delay": 50}, daemon=True)
+    # At least 20,000 records at 1,000/s, and on until 2,000 after the kill: however long the
+    # first scorer takes to start on a busy machine, it is killed while the stream still runs.
+    killed, stop, stream = threading.Event(), threading.Event(), {"end": 20_000, "sent": 0}
+
+    def keep_going(sent: int) -> bool:
+        if killed.is_set() and "killed_at" not in stream:
+            stream["killed_at"], stream["end"] = sent, max(stream["end"], sent + 2_000)
+        return sent < stream["end"] or not killed.is_set()
+
+    def send() -> None:
+        stream["sent"] = publish(producer, settings.kafka.topics, iot_stream(None, drift_at=10**9), rate=1_000,
+                                 label_delay=50, stop=stop, keep_going=keep_going)
+
+    sender = threading.Thread(target=send, daemon=True)
     sender.start()
     checkpoint = settings.home / "checkpoints" / "crashy.pkl"
     from serving.checkpoint import load
 
-    wait_for(lambda: checkpoint.exists() and load(checkpoint).n_learned > 0, 90, "a checkpoint of a learner")
+    try:
+        wait_for(lambda: checkpoint.exists() and load(checkpoint).n_learned > 0, 90, "a checkpoint of a learner")
+    except AssertionError:
+        stop.set()
+        raise
     first.send_signal(signal.SIGKILL)
+    killed.set()
     first.wait(10)
     second = serve("crashy", settings)
-    sender.join(60)
+    sender.join(120)
     producer.close()
-    got = predictions(settings, bootstrap, 20_000, timeout=120)
+    total = stream["sent"]
+    assert total >= 20_000 and total >= stream["killed_at"] + 2_000, stream
+    got = predictions(settings, bootstrap, total, timeout=120)
     second.send_signal(signal.SIGTERM)
     second.wait(30)
     ids = [p["id"] for p in got]
-    assert len(set(ids)) == 20_000
+    assert len(set(ids)) == total
     assert len(ids) - len(set(ids)) <= settings.serving.batch_size  # duplicates: at most one batch
     before = [p for p in got if p["scorer"] == f"crashy-{first.pid}"]
     after = [p for p in got if p["scorer"] == f"crashy-{second.pid}"]
@@ -231,8 +251,7 @@ def test_kill_9_and_restart_leaves_nothing_unscored_and_keeps_the_learner(stack)
 
 
 def test_two_scorers_split_the_partitions_and_survive_losing_one(stack):
-    settings, bootstrap, registry = stack
-    register(registry, 0)
+    settings, bootstrap, _ = stack
     a, b = serve("a", settings), serve("b", settings)
     producer = make_producer(bootstrap, settings.kafka)
     publish(producer, settings.kafka.topics, iot_stream(3000, drift_at=10**9), rate=1_000, label_delay=50)
