@@ -26,9 +26,12 @@ def test_no_test_skips_itself():
     calls = []
     for path in (ROOT / "tests").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if (isinstance(node, ast.Attribute) and node.attr in ("skip", "skipif", "importorskip", "xfail") \
-                    and isinstance(node.value, ast.Name) and node.value.id == "pytest") or (isinstance(node, ast.Attribute) and node.attr in ("skip", "skipif", "xfail") \
-                    and isinstance(node.value, ast.Attribute) and node.value.attr == "mark"):
+            skips_by_pytest = (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                               and node.value.id == "pytest"
+                               and node.attr in ("skip", "skipif", "importorskip", "xfail"))
+            skips_by_mark = (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
+                             and node.value.attr == "mark" and node.attr in ("skip", "skipif", "xfail"))
+            if skips_by_pytest or skips_by_mark:
                 calls.append(f"{path.name}:{node.lineno}")
     assert calls == []
 
