@@ -166,7 +166,7 @@ def test_the_console_shows_the_incident_timeline(tmp_path):
 
     chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
     if not Path(chromium).exists():
-        pytest.skip(f"{chromium} missing: the page's script is not run")
+        pytest.fail(f"{chromium} missing: `make chromium` installs it")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
