@@ -209,9 +209,7 @@ def test_a_drifting_stream_retrains_once_through_the_deployment_and_serves_the_n
 
 def _screenshots(served: Served, run: dict, tags: dict) -> list[Path]:
     if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} missing: `make chromium` installs it")
-        pytest.fail(f"{CHROMIUM} missing (`make chromium` installs it)")
+        pytest.fail(f"{CHROMIUM} missing: `make chromium` installs it")
     from playwright.sync_api import sync_playwright
 
     pages = [("prefect-flow-run.png", f"{served.addresses['prefect_ui']}/runs/flow-run/{run['id']}", [run["name"]]),

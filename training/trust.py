@@ -41,6 +41,13 @@ def artifact_sha256(directory: Path) -> str:
     root = Path(directory)
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         relative = path.relative_to(root).as_posix().encode()
+        if relative == b"MLmodel":
+            # MLflow writes the artifact store's own location into MLmodel (`artifact_path:`): a
+            # store moved or copied elsewhere holds the same model. Every other line counts.
+            content = b"".join(line for line in path.read_bytes().splitlines(keepends=True)
+                               if not line.startswith(b"artifact_path:"))
+            digest.update(len(relative).to_bytes(4, "big") + relative + len(content).to_bytes(8, "big") + content)
+            continue
         digest.update(len(relative).to_bytes(4, "big") + relative + path.stat().st_size.to_bytes(8, "big"))
         with open(path, "rb") as source:
             for chunk in iter(lambda: source.read(1 << 20), b""):
