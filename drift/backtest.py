@@ -58,13 +58,13 @@ from drift.detectors import (
     PredictionDriftDetector,
 )
 from drift.events import Action, Decision, DriftEvent
-from drift.policy import DriftPolicy
+from drift.policy import DecisionOptions, DriftPolicy
 from driftctl.settings import DriftSettings
 from training.datasets import TooLittleData
 from training.evaluate import train_challenger
 from training.recipes import make_online_learner
 
-POLICIES = ("drift", "static", "periodic:N", "online")
+POLICIES = ("drift", "static", "periodic:N", "online", "online:LEARNER")
 
 
 class BacktestError(Exception):
@@ -75,20 +75,25 @@ class BacktestError(Exception):
 class PolicySpec:
     kind: str  # drift | static | periodic | online
     period: int | None = None
+    learner: str | None = None  # online:LEARNER, one of training.recipes.ONLINE_LEARNERS
 
     def __str__(self) -> str:
-        return f"periodic:{self.period}" if self.kind == "periodic" else self.kind
+        if self.kind == "periodic":
+            return f"periodic:{self.period}"
+        return f"online:{self.learner}" if self.learner else self.kind
 
 
 def parse_policy(text: str) -> PolicySpec:
     """`drift`, `static`, `online` or `periodic:N` (N a positive number of records).
 
     >>> parse_policy("periodic:5000")
-    PolicySpec(kind='periodic', period=5000)
+    PolicySpec(kind='periodic', period=5000, learner=None)
     >>> parse_policy("weekly")
     Traceback (most recent call last):
     ...
-    ValueError: unknown policy 'weekly'; valid policies: drift, static, periodic:N, online
+    ValueError: unknown policy 'weekly'; valid policies: drift, static, periodic:N, online, online:LEARNER
+    >>> parse_policy("online:adaptive-random-forest-5")
+    PolicySpec(kind='online', period=None, learner='adaptive-random-forest-5')
     """
     text = text.strip()
     if text in ("drift", "static", "online"):
@@ -98,6 +103,14 @@ def parse_policy(text: str) -> PolicySpec:
         if not value.isdigit() or int(value) < 1:
             raise ValueError(f"policy {text!r}: N in periodic:N must be a positive whole number of records")
         return PolicySpec("periodic", int(value))
+    if text.startswith("online:"):
+        from training.recipes import ONLINE_LEARNERS
+
+        learner = text.split(":", 1)[1]
+        if learner not in ONLINE_LEARNERS:
+            raise ValueError(f"policy {text!r}: unknown online learner {learner!r}; valid learners: "
+                             f"{', '.join(ONLINE_LEARNERS)}")
+        return PolicySpec("online", learner=learner)
     raise ValueError(f"unknown policy {text!r}; valid policies: {', '.join(POLICIES)}")
 
 
@@ -118,6 +131,9 @@ class BacktestResult:
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     records_per_second: float = 0.0
+    served: dict = field(default_factory=dict)  # records after warmup served by each: champion, online, blend
+    estimated_accuracy: float | None = None  # label-free: mean confidence of the served predictions
+
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -129,6 +145,8 @@ class _Champion:
     version: int
     classes: list
     features: list[str]
+    window: tuple[int, int] = (0, 0)  # labelled positions it was trained on
+    since: int = 0  # labelled position at which it started serving
 
 
 def prepare(frame: pd.DataFrame, target: str, *, drop: Sequence[str] = (), time_col: str | None = None,
@@ -205,8 +223,10 @@ class Backtest:
 
     def __init__(self, features: pd.DataFrame, labels: pd.Series, *, policy: str | PolicySpec = "drift",
                  settings: DriftSettings | None = None, warmup: int | None = None, label_delay: int = 0,
-                 ids: pd.Series | None = None, seed: int = 0, dropped_rows: int = 0):
+                 ids: pd.Series | None = None, seed: int = 0, dropped_rows: int = 0,
+                 options: DecisionOptions | None = None):
         self.settings = settings if settings is not None else DriftSettings()
+        self.options = options if options is not None else DecisionOptions()
         self.spec = policy if isinstance(policy, PolicySpec) else parse_policy(policy)
         self.warmup = self.settings.warmup if warmup is None else int(warmup)
         self.label_delay = int(label_delay)
@@ -240,8 +260,19 @@ class Backtest:
         self.records = _records(self.features)
         s = self.settings
         kind = self.spec.kind
-        # The adaptive tree: a replay is not the hot path, and alone the learner must adapt.
-        self.online = make_online_learner(self.seed, "hoeffding-adaptive-tree")
+        o = self.options
+        # The adaptive tree by default: a replay is not the hot path, and alone the learner must adapt.
+        learner = self.spec.learner or (o.learner if kind == "drift" else "hoeffding-adaptive-tree")
+        self.online = make_online_learner(self.seed, learner)
+        self.serve_best = kind == "drift" and o.serve == "best"
+        self.blend_pred: list = [None] * n
+        self.served_by = np.zeros(n, dtype=np.int8)  # 0 champion, 1 online, 2 blend
+        self.served_conf = np.full(n, np.nan)
+        self.recent = [0.5, 0.5, 0.5]  # EW accuracy over labelled records: champion, online, blend
+        self.serving = 0
+        self.alpha = 1 - 0.5 ** (1 / o.serve_halflife)
+        self.archive: list[_Champion] = []
+        self.probe: tuple[int, int] | None = None  # archive: (change at, judge at) in labelled positions
         self.champion: _Champion | None = None
         self.served = [None] * n
         self.champion_pred: list = [None] * n
@@ -254,8 +285,10 @@ class Backtest:
         self.decisions: list[tuple[int, Decision]] = []
         self.promotions: list[dict] = []
         self.retrains = 0
+        capped = o.regrow or o.keep_old_on_covariate
         self.policy = DriftPolicy(min_train_rows=s.min_train_rows, data_persistence=s.data_persistence,
-                                  cooldown=s.cooldown)
+                                  cooldown=s.cooldown, regrow=o.regrow,
+                                  max_train_rows=o.max_train_rows if capped else None)
         self.error_detector = ErrorRateDetector(delta=AlarmLevels.from_settings(s).error_delta)
         self.data_detector: DataDriftDetector | None = None
         self.prediction_detector: PredictionDriftDetector | None = None
@@ -263,7 +296,7 @@ class Backtest:
         self.gap_detector = (AccuracyGapDetector(window=s.gap_window, alpha=AlarmLevels.from_settings(s).gap_alpha, min_gap=s.gap_min,
                                                  every=min(s.gap_every, s.gap_window))
                              if kind == "drift" and s.accuracy_gap else None)
-        self.online_always = kind == "online" or self.gap_detector is not None
+        self.online_always = kind == "online" or self.gap_detector is not None or self.serve_best
         self.labelled = 0
         step = max(1, min(1000, n // 100))
         for t in range(n):
@@ -282,13 +315,47 @@ class Backtest:
         return self._result(seconds, kind)
 
     def _serve(self, t: int, x: dict) -> None:
+        proba = None
         if self.online_always or self.champion is None:
-            self.online_pred[t] = self.online.predict_one(x)
+            proba = self.online.predict_proba_one(x)
+            self.online_pred[t] = max(proba, key=proba.get) if proba else None
         if self.champion is None or self.spec.kind == "online":
             self.served[t] = self.online_pred[t]
+            self.served_by[t] = 1
+            if proba:
+                self.served_conf[t] = max(proba.values())
             return
         self.champion_pred[t] = self.served[t] = self._champion_predict(t)
         self.champion_version[t] = self.champion.version
+        offset = t - self._cache_from
+        self.served_conf[t] = self._confidence[offset]
+        if not self.serve_best:
+            return
+        # Serve the better model: blend the two probability vectors, serve the one whose recent
+        # labelled accuracy leads (`self.serving`, switched in `_judge_served`).
+        blend = dict.fromkeys(self.champion.classes, 0.0)
+        for c, p in zip(self.champion.classes, self._proba[offset]):
+            blend[c] = 0.5 * p
+        for c, p in proba.items():
+            blend[c] = blend.get(c, 0.0) + 0.5 * p
+        self.blend_pred[t] = max(blend, key=blend.get)
+        self.served_by[t] = self.serving
+        if self.serving == 1:
+            self.served[t], self.served_conf[t] = self.online_pred[t], max(proba.values()) if proba else np.nan
+        elif self.serving == 2:
+            self.served[t], self.served_conf[t] = self.blend_pred[t], blend[self.blend_pred[t]]
+
+    def _judge_served(self, j: int, y) -> None:
+        """The label of record `j` updates each candidate's recent accuracy; the served one changes
+        only when another leads it by more than `serve_margin` (hysteresis)."""
+        if self.champion_version[j] != self.champion.version:
+            return
+        a, recent = self.alpha, self.recent
+        for k, pred in enumerate((self.champion_pred[j], self.online_pred[j], self.blend_pred[j])):
+            recent[k] += a * ((pred == y) - recent[k])
+        best = max(range(3), key=recent.__getitem__)
+        if recent[best] > recent[self.serving] + self.options.serve_margin:
+            self.serving = best
 
     def _champion_predict(self, t: int):
         """The champion's prediction for record `t`, computed in blocks (a model only changes
@@ -297,6 +364,7 @@ class Backtest:
             end = min(t + 2000, len(self.records))
             proba = self.champion.model.predict_proba(self.features.iloc[t:end])
             best = proba.argmax(axis=1)
+            self._proba = proba.tolist()
             self._cache = [_plain(c) for c in np.asarray(self.champion.classes, dtype=object)[best]]
             self._confidence = proba[np.arange(len(best)), best].tolist()
             self._cache_from, self._cache_to = t, end
@@ -317,6 +385,10 @@ class Backtest:
                 self._bootstrap(t)
             return
         if kind == "drift":
+            if self.serve_best:
+                self._judge_served(j, y)
+            if self.probe is not None and self.labelled >= self.probe[1]:
+                self._judge_archive(t)
             if self.champion_version[j] == self.champion.version:
                 self._on_error(t, j, self.champion_pred[j] != y)
                 if self.gap_detector is not None:
@@ -344,8 +416,18 @@ class Backtest:
                                      margin=self.settings.promote_margin, random_state=self.seed)
         self._promote(t, challenge.model, version=1, window=(0, self.labelled))
 
-    def _promote(self, t: int, model, *, version: int, window: tuple[int, int]) -> None:
-        self.champion = _Champion(model, version, list(model.classes_), list(self.features.columns))
+    def _promote(self, t: int, model, *, version: int, window: tuple[int, int], accuracy: float | None = None) -> None:
+        if self.champion is not None and self.options.archive:
+            self.archive = [a for a in self.archive if a.version != self.champion.version][-9:] + [self.champion]
+        self.champion = _Champion(model, version, list(model.classes_), list(self.features.columns), window,
+                                  self.labelled)
+        self.probe = None
+        if self.serve_best:
+            # A new champion starts from its holdout accuracy; the blend from the mean of the two.
+            if accuracy is not None:
+                self.recent[0] = accuracy
+            self.recent[2] = (self.recent[0] + self.recent[1]) / 2
+            self.serving = max(range(3), key=self.recent.__getitem__)
         self._invalidate()
         self.error_detector.reset()
         if self.gap_detector is not None:
@@ -379,7 +461,9 @@ class Backtest:
                                                   statistic=evidence["statistic"], threshold=evidence["threshold"],
                                                   window={"records": evidence["window"], "end_index": t},
                                                   evidence=evidence, model=self._model_ref()))
-            decision = self.policy.on_data_window(event, labelled=self.labelled, detector=detector.name)
+            keep_from = self.champion.window[0] if self.options.keep_old_on_covariate else None
+            decision = self.policy.on_data_window(event, labelled=self.labelled, detector=detector.name,
+                                                  keep_from=keep_from)
             if decision is not None:
                 self._act(t, decision)
 
@@ -401,12 +485,46 @@ class Backtest:
         if not detector.drift_detected:
             return
         evidence = detector.evidence
+        change_at = self.labelled
+        if self.options.change_from_detector:  # ADWIN's cut: the rows after it are the new regime
+            change_at = max(self.champion.since, self.labelled - int(evidence["window"]))
         event = self._emit(t, DriftEvent(detector=detector.name, kind="concept", index=t,
                                           statistic=evidence["statistic"], threshold=evidence["threshold"],
                                           window={"errors": evidence["window"], "label_of": j,
-                                                  "change_at_labelled": self.labelled},
+                                                  "change_at_labelled": change_at},
                                           evidence=evidence, model=self._model_ref()))
-        self._act(t, self.policy.on_event(event, change_at=self.labelled, labelled=self.labelled))
+        if self.options.archive and self.archive:
+            self.probe = (change_at, change_at + self.options.archive_probe)
+        self._act(t, self.policy.on_event(event, change_at=change_at, labelled=self.labelled))
+
+    def _next_version(self) -> int:
+        return max([self.champion.version, *(a.version for a in self.archive)]) + 1
+
+    def _judge_archive(self, t: int) -> None:
+        """Archived champions against the serving one on the labelled records since the change:
+        the best one comes back when it leads by `archive_margin` (no training, no retrain)."""
+        start, end = self.probe[0], self.labelled
+        self.probe = None
+        if not self.archive:
+            return
+        frame, y = self.features.iloc[start:end], np.asarray(self.labels[start:end], dtype=object)
+
+        def accuracy(model) -> float:
+            return float((np.asarray(model.predict(frame), dtype=object) == y).mean())
+
+        champion = accuracy(self.champion.model)
+        scores = [(accuracy(a.model), a) for a in self.archive]
+        best, archived = max(scores, key=lambda pair: pair[0])
+        if best <= champion + self.options.archive_margin:
+            return
+        self.promotions.append({"index": t, "version": archived.version, "window": list(archived.window),
+                                "reason": (f"reinstated: archived version {archived.version} {best:.4f} against "
+                                           f"champion {champion:.4f} on {end - start} labelled records since the change"),
+                                "decision_reason": "archive", "event_ids": [], "challenger_accuracy": best,
+                                "champion_accuracy": champion, "training_seconds": 0.0, "reinstated": True})
+        self.decisions.append((t, Decision(action=Action.HOLD, reason=self.promotions[-1]["reason"])))
+        self._promote(t, archived.model, version=archived.version, window=archived.window, accuracy=best)
+        self.policy.on_reinstated(labelled=self.labelled)
 
     def _model_ref(self) -> dict:
         return {"version": self.champion.version} if self.champion else {}
@@ -438,14 +556,15 @@ class Backtest:
                        "challenger_accuracy": evaluation.challenger_accuracy,
                        "champion_accuracy": evaluation.champion_accuracy}
             if promoted:
-                version = self.champion.version + 1
+                version = self._next_version()
                 self.promotions.append({"index": t, "version": version, "window": [start, end],
                                         "reason": evaluation.reason, "decision_reason": decision.reason,
                                         "event_ids": list(decision.event_ids),
                                         "challenger_accuracy": evaluation.challenger_accuracy,
                                         "champion_accuracy": evaluation.champion_accuracy,
                                         "training_seconds": round(challenge.seconds, 4)})
-                self._promote(t, challenge.model, version=version, window=(start, end))
+                self._promote(t, challenge.model, version=version, window=(start, end),
+                              accuracy=evaluation.challenger_accuracy)
         self.decisions.append((t, Decision(action=Action.HOLD, reason=f"retrain finished: {outcome['reason']}",
                                            event_ids=decision.event_ids, window=decision.window)))
         self.policy.on_retrain_finished(promoted=promoted, labelled=self.labelled)
@@ -457,6 +576,11 @@ class Backtest:
         self.right = right  # per record: was the served prediction right (for benchmarks and plots)
         tested = right[self.warmup:]
         accuracy = float(tested.mean()) if len(tested) else None
+        by = np.bincount(self.served_by[self.warmup:], minlength=3)
+        served = {"champion": int(by[0]), "online": int(by[1]), "blend": int(by[2])}
+        confidence = self.served_conf[self.warmup:]
+        confidence = confidence[~np.isnan(confidence)]
+        estimated = round(float(confidence.mean()), 4) if len(confidence) else None
         every = max(1, min(1000, n // 50))
         curve = [round(float(right[i:i + every].mean()), 4) for i in range(0, n, every)]
         events = []
@@ -477,12 +601,15 @@ class Backtest:
             rows=n, warmup=self.warmup, policy=str(self.spec), label_delay=self.label_delay, accuracy=accuracy,
             retrains=self.retrains, drift_events=events, promotions=self.promotions, decisions=decisions,
             accuracy_curve={"every": every, "values": curve}, features=list(self.features.columns),
-            dropped_rows=self.dropped_rows, warnings=self.warnings, seconds=round(seconds, 3), records_per_second=round(n / seconds, 1) if seconds > 0 else 0.0)
+            dropped_rows=self.dropped_rows, warnings=self.warnings, seconds=round(seconds, 3),
+            records_per_second=round(n / seconds, 1) if seconds > 0 else 0.0, served=served,
+            estimated_accuracy=estimated)
 
 
 def run_backtest(features: pd.DataFrame, labels: pd.Series, *, policy: str | PolicySpec = "drift", settings=None,
                  warmup: int | None = None, label_delay: int = 0, ids: pd.Series | None = None, seed: int = 0,
-                 progress: Callable[[int, int], None] | None = None) -> BacktestResult:
+                 progress: Callable[[int, int], None] | None = None,
+                 options: DecisionOptions | None = None) -> BacktestResult:
     """Replay `features`/`labels` in order under `policy`; see the module docstring."""
     return Backtest(features, labels, policy=policy, settings=settings, warmup=warmup, label_delay=label_delay,
-                    ids=ids, seed=seed).run(progress)
+                    ids=ids, seed=seed, options=options).run(progress)

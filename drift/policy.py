@@ -10,7 +10,55 @@ ends (detectors report a change once, so dropping it would leave the policy blin
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from drift.events import Action, Decision, DriftEvent
+
+SERVING_RULES = ("champion", "best")
+
+
+@dataclass(frozen=True)
+class DecisionOptions:
+    """The decision ideas of issue 10, each one switchable so the decision benchmark can
+    measure it alone and together (`benchmarks/decisions.py`). The defaults are the policy
+    as it was before them.
+
+    - `serve`: ``champion`` serves the champion; ``best`` serves, record by record, whichever
+      of champion, online learner or their blend (probabilities averaged) has the best
+      exponentially weighted accuracy over the recent labelled records (half-life
+      `serve_halflife` labelled records), switching only on a lead above `serve_margin`.
+    - `regrow`: after a concept drift retrain again each time the window since the change
+      doubles (capped at `max_train_rows`), until a challenger fails to beat the champion on
+      rows newer than the champion's training window.
+    - `change_from_detector`: the window since the change starts where the error detector
+      puts the change (ADWIN's cut), not where it fired, so the first retrain can start sooner.
+    - `keep_old_on_covariate`: a label-free (data/prediction) drift keeps the champion's own
+      training rows and adds the new ones, instead of training on the new ones only.
+    - `archive`: earlier champions compete: `archive_probe` labelled records after a concept
+      drift each is judged on them, and the best one is reinstated (no training) when it beats
+      the champion by `archive_margin`.
+    - `learner`: the online learner run beside the champion (`training.recipes.ONLINE_LEARNERS`).
+    """
+
+    serve: str = "champion"
+    serve_halflife: int = 200
+    serve_margin: float = 0.01
+    regrow: bool = False
+    max_train_rows: int = 20_000
+    change_from_detector: bool = False
+    keep_old_on_covariate: bool = False
+    archive: bool = False
+    archive_probe: int = 300
+    archive_margin: float = 0.05
+    learner: str = "hoeffding-adaptive-tree"
+
+    def __post_init__(self) -> None:
+        if self.serve not in SERVING_RULES:
+            raise ValueError(f"unknown serving rule {self.serve!r}; valid rules: {', '.join(SERVING_RULES)}")
+        if self.serve_halflife < 1:
+            raise ValueError(f"serve_halflife must be at least 1, got {self.serve_halflife!r}")
+        if self.max_train_rows < 100:
+            raise ValueError(f"max_train_rows must be at least 100, got {self.max_train_rows!r}")
 
 
 class DriftPolicy:
@@ -30,7 +78,8 @@ class DriftPolicy:
     'hold'
     """
 
-    def __init__(self, *, min_train_rows: int = 1500, data_persistence: int = 2, cooldown: int = 2000):
+    def __init__(self, *, min_train_rows: int = 1500, data_persistence: int = 2, cooldown: int = 2000,
+                 regrow: bool = False, max_train_rows: int | None = None):
         if min_train_rows < 1:
             raise ValueError(f"min_train_rows must be at least 1, got {min_train_rows!r}")
         if data_persistence < 1:
@@ -40,6 +89,8 @@ class DriftPolicy:
         self.min_train_rows = min_train_rows
         self.data_persistence = data_persistence
         self.cooldown = cooldown
+        self.regrow = regrow
+        self.max_train_rows = max_train_rows
         self._reset()
 
     def _reset(self) -> None:
@@ -49,6 +100,11 @@ class DriftPolicy:
         self.cooldown_until = 0
         self.data_streaks: dict[str, int] = {}  # label-free detector -> drifting windows in a row
         self.deferred: tuple[list[str], int, str] | None = None  # event ids, change_at, first reason
+        self.keep_from: int | None = None  # label-free drift only: train from here (old rows kept)
+        self.concept = False  # a concept (labelled) event is among the pending ones
+        self.window: tuple[int, int] | None = None  # the retrain in flight
+        self.grow_from: int | None = None  # regrow: the change the champion follows
+        self.grow_at: int | None = None  # regrow: retrain again at this labelled position
 
     def _blocked(self, labelled: int) -> str | None:
         if self.in_flight:
@@ -57,8 +113,10 @@ class DriftPolicy:
             return f"cooling down after a promotion until labelled record {self.cooldown_until}"
         return None
 
-    def on_event(self, event: DriftEvent, *, change_at: int, labelled: int) -> Decision:
-        """A concept-drift event: the change is known to start at labelled position `change_at`."""
+    def on_event(self, event: DriftEvent, *, change_at: int, labelled: int, keep_from: int | None = None) -> Decision:
+        """A drift event: the change is known to start at labelled position `change_at`. For a
+        label-free event `keep_from` (when given) is where the retrain window starts instead:
+        a covariate shift keeps the old rows and adds the new."""
         blocked = self._blocked(labelled)
         if blocked:
             if not self.in_flight:  # cooling down: keep it for when the cooldown ends
@@ -71,6 +129,12 @@ class DriftPolicy:
         self._release_deferred()
         if self.change_at is None:
             self.change_at = change_at
+        if event.kind == "concept":
+            self.concept = True
+            self.keep_from = None
+            self.grow_from = self.grow_at = None  # a new change: the old one's growth is over
+        elif keep_from is not None and not self.concept:
+            self.keep_from = keep_from if self.keep_from is None else min(self.keep_from, keep_from)
         self.pending_events.append(event.id)
         return Decision(
             action=Action.ALERT,
@@ -84,7 +148,8 @@ class DriftPolicy:
     def data_streak(self) -> int:
         return max(self.data_streaks.values(), default=0)
 
-    def on_data_window(self, event: DriftEvent | None, *, labelled: int, detector: str = "data-ks") -> Decision | None:
+    def on_data_window(self, event: DriftEvent | None, *, labelled: int, detector: str = "data-ks",
+                       keep_from: int | None = None) -> Decision | None:
         """One window of a label-free detector ended: `event` is set when it drifted. Acts
         after `data_persistence` drifting windows in a row of the same detector (`event.detector`,
         else `detector`), so each window detector keeps its own streak."""
@@ -96,7 +161,7 @@ class DriftPolicy:
         if streak < self.data_persistence:
             return Decision(action=Action.HOLD, event_ids=(event.id,),
                             reason=f"{name}: drift in {streak} of {self.data_persistence} windows in a row")
-        return self.on_event(event, change_at=labelled, labelled=labelled)
+        return self.on_event(event, change_at=labelled, labelled=labelled, keep_from=keep_from)
 
     def _release_deferred(self) -> Decision | None:
         if self.deferred is None:
@@ -115,25 +180,64 @@ class DriftPolicy:
         cooldown is released, and a retrain decision once enough labelled records exist."""
         if self.deferred is not None and not self._blocked(labelled):
             return self._release_deferred()
-        if self.change_at is None or self._blocked(labelled):
+        if self.in_flight:
             return None
-        if labelled - self.change_at < self.min_train_rows:
+        if self.change_at is None:
+            return self._grow(labelled)
+        if self._blocked(labelled) or labelled - self.change_at < self.min_train_rows:
             return None
+        start = self.change_at if self.keep_from is None else self.keep_from
+        if self.max_train_rows is not None:
+            start = max(start, labelled - self.max_train_rows)
+        kept = "" if self.keep_from is None else ", the champion's rows kept (label-free drift)"
         decision = Decision(
             action=Action.RETRAIN,
             reason=(f"drift confirmed by {len(self.pending_events)} event(s); retraining on "
-                    f"{labelled - self.change_at} labelled records since the change"),
+                    f"{labelled - start} labelled records from position {start}{kept}"),
             event_ids=tuple(self.pending_events),
-            window=(self.change_at, labelled),
+            window=(start, labelled),
         )
         self.in_flight = True
+        self.window = decision.window
+        return decision
+
+    def _grow(self, labelled: int) -> Decision | None:
+        """Regrow: the champion trained on the rows since a change; once that window has doubled,
+        train again on all of it (at most `max_train_rows`)."""
+        if self.grow_at is None or labelled < self.grow_at:
+            return None
+        start = self.grow_from if self.max_train_rows is None else max(self.grow_from, labelled - self.max_train_rows)
+        decision = Decision(action=Action.RETRAIN, window=(start, labelled),
+                            reason=(f"regrow: {labelled - self.grow_from} labelled records since the change at "
+                                    f"{self.grow_from}; retraining on {labelled - start}"))
+        self.in_flight = True
+        self.window = decision.window
         return decision
 
     def on_retrain_finished(self, *, promoted: bool, labelled: int) -> None:
+        growing = self.change_at is None and self.grow_at is not None
+        concept, start = self.concept, self.window[0] if self.window else None
         self.in_flight = False
         self.change_at = None
         self.pending_events = []
         self.data_streaks = {}
         self.deferred = None
-        if promoted:
+        self.keep_from = None
+        self.concept = False
+        self.window = None
+        if promoted and not growing:
             self.cooldown_until = labelled + self.cooldown
+        # Regrow after a concept drift, and keep regrowing while challengers win, until the window
+        # since the change reaches max_train_rows.
+        if self.regrow and promoted and (concept or growing) and start is not None:
+            if growing:
+                start = self.grow_from
+            capped = self.max_train_rows is not None and labelled - start >= self.max_train_rows
+            self.grow_from, self.grow_at = (None, None) if capped else (start, start + 2 * (labelled - start))
+        elif growing or not promoted:
+            self.grow_from = self.grow_at = None
+
+    def on_reinstated(self, *, labelled: int) -> None:
+        """An archived champion came back (no training): the pending change is answered."""
+        self.on_retrain_finished(promoted=True, labelled=labelled)
+        self.grow_from = self.grow_at = None

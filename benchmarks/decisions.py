@@ -1,0 +1,254 @@
+"""Decision benchmark: does acting on drift pay? The drift policy's served accuracy and
+retrains against static, periodic (three periods), River's ARF and the online learner alone,
+on public streams, with labels at once and 500 records late.
+
+    PYTHONPATH=. python benchmarks/decisions.py            # writes benchmarks/results/decisions.md
+    PYTHONPATH=. python benchmarks/decisions.py --quick    # a quarter of the records, for iterating
+
+Every policy runs through `drift.backtest.Backtest` (prequential: test, then learn when the
+label arrives `delay` records later), so all of them see labels equally late, ARF included
+(`online:adaptive-random-forest-5`, as in the detection benchmark). Accuracy is over the records
+after the warmup (2,000 labelled records train the first champion); a retrain is a challenger
+trained after that one (an archived champion reinstated is not a retrain: it costs no training).
+
+Goals (issue 10): on every drifting stream the drift policy's accuracy is at least the best of
+static, periodic and ARF minus 0.002, with at most a third of the best periodic policy's
+retrains; at most 1 false alarm (an `alert` decision) per million stationary records; backtest
+at 20,000 records/s or more on 100,000 rows x 10 features.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from benchmarks.streams import STREAMS, Stream, take
+from drift.backtest import Backtest
+from drift.policy import DecisionOptions
+from driftctl.runtime.machine import describe as machine
+from driftctl.settings import DriftSettings
+
+WARMUP = 2_000
+DELAYS = (0, 500)
+PERIODS = (2_000, 5_000, 10_000)
+ARF = "online:adaptive-random-forest-5"
+LEARNER = "hoeffding-tree"  # the default online learner (benchmarks/results/learners.md)
+
+BEFORE = DecisionOptions()  # the policy as it was: champion served, one retrain per drift
+AFTER = DecisionOptions(serve="best", regrow=True, change_from_detector=True, keep_old_on_covariate=True,
+                        archive=True, learner=LEARNER)
+# Ablations: each idea alone on top of the old policy, then all but one (the gap detector is a setting).
+VARIANTS: dict[str, tuple[DecisionOptions, bool]] = {
+    "before": (BEFORE, False),
+    "+serve": (replace(BEFORE, serve="best", learner=LEARNER), False),
+    "+regrow": (replace(BEFORE, regrow=True, change_from_detector=True), False),
+    "+archive": (replace(BEFORE, archive=True), False),
+    "+covariate": (replace(BEFORE, keep_old_on_covariate=True), False),
+    "+gap": (replace(BEFORE, learner=LEARNER), True),
+    "after": (AFTER, True),
+    "after-no-gap": (AFTER, False),
+    "after-no-serve": (replace(AFTER, serve="champion"), True),
+}
+
+
+def _nice() -> None:
+    if os.getpriority(os.PRIO_PROCESS, 0) < 10:
+        os.nice(10 - os.getpriority(os.PRIO_PROCESS, 0))
+
+
+def run_job(job: tuple[str, int, str, float]) -> dict:
+    stream_name, delay, column, scale = job
+    _nice()
+    stream = next(s for s in STREAMS if s.name == stream_name)
+    X, y = stream.load(scale)
+    options, settings = None, DriftSettings()
+    if column in VARIANTS:
+        options, gap = VARIANTS[column]
+        settings = settings.model_copy(update={"accuracy_gap": gap})
+        policy = "drift"
+    elif column.startswith("periodic:"):
+        policy = f"periodic:{int(int(column.split(':')[1]) * period_scale(scale))}"
+    elif column == "online":
+        policy = f"online:{LEARNER}"
+    else:
+        policy = column
+    started = time.perf_counter()
+    result = Backtest(X, y, policy=policy, settings=settings, warmup=WARMUP, label_delay=delay,
+                      options=options).run()
+    alarms = sum(d["action"] == "alert" for d in result.decisions)
+    return {"stream": stream_name, "kind": stream.kind, "delay": delay, "column": column, "records": len(X),
+            "accuracy": result.accuracy, "retrains": result.retrains, "alarms": alarms,
+            "reinstated": sum(bool(p.get("reinstated")) for p in result.promotions),
+            "served": result.served, "estimated": result.estimated_accuracy,
+            "rps": result.records_per_second, "seconds": time.perf_counter() - started}
+
+
+def period_scale(scale: float) -> float:
+    return max(scale, 0.25)
+
+
+def speed(options: DecisionOptions, gap: bool) -> dict:
+    from river.datasets import synth
+
+    from benchmarks.streams import switch
+
+    X, y = take(switch([(synth.Hyperplane(seed=41, n_features=10), 50_000), (synth.Hyperplane(seed=42, n_features=10),
+                                                                             10 ** 9)]), 100_000)
+    out = {}
+    for label, opts, g in (("before", BEFORE, False), ("after", options, gap)):
+        settings = DriftSettings().model_copy(update={"accuracy_gap": g})
+        out[label] = Backtest(X, y, policy="drift", settings=settings, warmup=WARMUP, options=opts).run().records_per_second
+    return out
+
+
+# -- report -------------------------------------------------------------------------------
+
+def best_periodic(rows: dict, stream: str, delay: int) -> tuple[str, dict]:
+    candidates = [(c, rows[(stream, delay, c)]) for c in (f"periodic:{p}" for p in PERIODS) if (stream, delay, c) in rows]
+    return max(candidates, key=lambda pair: (pair[1]["accuracy"], -pair[1]["retrains"]))
+
+
+def render(all_rows: list[dict], streams: list[Stream], columns: list[str], args, seconds: float, rps: dict) -> str:
+    rows = {(r["stream"], r["delay"], r["column"]): r for r in all_rows}
+    scale = 0.25 if args.quick else 1.0
+    periods = ", ".join(f"{int(p * period_scale(scale)):,}" for p in PERIODS)
+    out = ["# Decision benchmark", "",
+           f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+           f"- machine: {machine()} (when it started); 2 worker processes at nice 10",
+           f"- command: `PYTHONPATH=. python benchmarks/decisions.py{' --quick' if args.quick else ''}` - total "
+           f"{seconds / 60:.1f} min",
+           f"- drift policy = `DriftSettings()` defaults{' with accuracy_gap on' if VARIANTS['after'][1] else ''} and "
+           f"`{AFTER!r}`; before = `DecisionOptions()` (the policy as it was); periodic at {periods} labelled "
+           f"records (the most accurate shown); ARF = River `ARFClassifier(n_models=5)`; online = `{LEARNER}` alone.",
+           "", __doc__.split("\n\n", 2)[2].strip(), ""]
+    for delay in DELAYS:
+        out += [f"## Label delay {delay}", "",
+                "| stream | kind | drift policy (retrains) | served champion/online/blend % | before (retrains) | static "
+                "| best periodic (retrains) [period] | ARF | online alone | goal: accuracy | goal: retrains |",
+                "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
+        for s in streams:
+            if (s.name, delay, "after") not in rows:
+                continue
+            a, b = rows[(s.name, delay, "after")], rows[(s.name, delay, "before")]
+            st = rows[(s.name, delay, "static")]
+            pc, p = best_periodic(rows, s.name, delay)
+            arf, online = rows.get((s.name, delay, ARF)), rows.get((s.name, delay, "online"))
+            served = a["served"]
+            total = max(1, sum(served.values()))
+            share = "/".join(f"{100 * served[k] / total:.0f}" for k in ("champion", "online", "blend"))
+            best = max(st["accuracy"], p["accuracy"], arf["accuracy"] if arf else 0)
+            if s.drifting:
+                acc_ok = a["accuracy"] >= best - 0.002
+                ret_ok = 3 * a["retrains"] <= p["retrains"]
+                goals = (f"{'met' if acc_ok else '**missed**'} ({a['accuracy'] - best:+.4f})",
+                         f"{'met' if ret_ok else '**missed**'} ({a['retrains']} vs {p['retrains']}/3)")
+            else:
+                goals = (f"{a['alarms']} alarms", "-")
+            out.append(f"| {s.name} | {s.kind} | {a['accuracy']:.4f} ({a['retrains']}) | {share} | "
+                       f"{b['accuracy']:.4f} ({b['retrains']}) | {st['accuracy']:.4f} | {p['accuracy']:.4f} "
+                       f"({p['retrains']}) [{pc.split(':')[1]}] | {arf['accuracy'] if arf else float('nan'):.4f} | "
+                       f"{online['accuracy'] if online else float('nan'):.4f} | {goals[0]} | {goals[1]} |")
+        out.append("")
+    # ablations
+    variants = [c for c in VARIANTS if any(r["column"] == c for r in all_rows)]
+    out += ["## Each decision idea: accuracy (retrains) per variant of the drift policy", "",
+            "`before` is the policy as it was; `+x` adds one idea to it; `after` is all of them (the drift "
+            "policy above); `after-no-x` removes one. serve: serve the best of champion, online learner and "
+            "blend by recent labelled accuracy; regrow: retrain windows since the change (from ADWIN's cut), "
+            "again each time the window doubles while challengers win; archive: earlier champions compete 300 "
+            "labelled records after a concept drift; covariate: a label-free drift keeps the old rows and adds "
+            "the new; gap: the accuracy-gap detector on.", "",
+            "| stream | delay | " + " | ".join(variants) + " |",
+            "| --- | ---: |" + " ---: |" * len(variants)]
+    gains = {v: [] for v in variants}
+    for delay in DELAYS:
+        for s in streams:
+            if (s.name, delay, "before") not in rows:
+                continue
+            base = rows[(s.name, delay, "before")]["accuracy"]
+            cells = []
+            for v in variants:
+                r = rows.get((s.name, delay, v))
+                if r is None:
+                    cells.append("-")
+                    continue
+                gains[v].append(r["accuracy"] - base)
+                cells.append(f"{r['accuracy']:.4f} ({r['retrains']}{'+' + str(r['reinstated']) + 'r' if r['reinstated'] else ''})")
+            out.append(f"| {s.name} | {delay} | " + " | ".join(cells) + " |")
+    out += ["", "Mean and worst change against `before`, over every stream and delay (points of accuracy; "
+            "`+Nr`: N archived champions reinstated):", "",
+            "| variant | mean | worst | best | streams worse by > 0.002 |", "| --- | ---: | ---: | ---: | ---: |"]
+    for v in variants:
+        g = gains[v]
+        if g:
+            out.append(f"| {v} | {100 * statistics.mean(g):+.2f} | {100 * min(g):+.2f} | {100 * max(g):+.2f} | "
+                       f"{sum(x < -0.002 for x in g)} of {len(g)} |")
+    # goals
+    drifting = [(s, d) for d in DELAYS for s in streams if s.drifting and (s.name, d, "after") in rows]
+    acc_met = ret_met = 0
+    for s, d in drifting:
+        a = rows[(s.name, d, "after")]
+        _, p = best_periodic(rows, s.name, d)
+        arf = rows.get((s.name, d, ARF))
+        best = max(rows[(s.name, d, "static")]["accuracy"], p["accuracy"], arf["accuracy"] if arf else 0)
+        acc_met += a["accuracy"] >= best - 0.002
+        ret_met += 3 * a["retrains"] <= p["retrains"]
+    stationary = [rows[(s.name, d, "after")] for d in DELAYS for s in streams
+                  if not s.drifting and (s.name, d, "after") in rows]
+    watched = sum(r["records"] - WARMUP for r in stationary)
+    alarms = sum(r["alarms"] for r in stationary)
+    rate = alarms / watched * 1e6 if watched else 0.0
+    out += ["", "## Goals", "", "| goal | measured | |", "| --- | --- | --- |",
+            f"| drifting streams x delays: accuracy >= best of static, periodic, ARF - 0.002 | {acc_met} of "
+            f"{len(drifting)} | {'met' if acc_met == len(drifting) else '**missed**'} |",
+            f"| drifting streams x delays: retrains <= 1/3 of the best periodic's | {ret_met} of {len(drifting)} | "
+            f"{'met' if ret_met == len(drifting) else '**missed**'} |",
+            f"| <= 1 false alarm per million stationary records | {alarms} in {watched:,} records ({rate:.1f} per "
+            f"million) | {'met' if rate <= 1 else '**missed**'} |"]
+    if rps:
+        out.append(f"| backtest >= 20,000 records/s, 100,000 x 10 features | drift policy {rps['after']:,.0f} "
+                   f"(before: {rps['before']:,.0f}) | {'met' if rps['after'] >= 20_000 else '**missed**'} |")
+    return "\n".join(out) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a quarter of the records")
+    parser.add_argument("--streams", default="", help="comma-separated substrings of stream names to keep")
+    parser.add_argument("--columns", default="", help="comma-separated columns to run (default: all)")
+    parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "decisions.md")
+    args = parser.parse_args()
+    scale = 0.25 if args.quick else 1.0
+    streams = [s for s in STREAMS if not args.streams or any(k in s.name for k in args.streams.split(","))]
+    columns = args.columns.split(",") if args.columns else [
+        *VARIANTS, "static", *(f"periodic:{p}" for p in PERIODS), ARF, "online"]
+    for s in streams:  # build each table once, before the workers read it
+        s.load(scale)
+    # The slowest jobs (ARF) first, so the two workers finish together.
+    jobs = sorted(((s.name, d, c, scale) for s in streams for d in DELAYS for c in columns),
+                  key=lambda j: j[2] != ARF)
+    started = time.perf_counter()
+    rows = []
+    with multiprocessing.get_context("fork").Pool(args.workers) as pool:
+        for row in pool.imap_unordered(run_job, jobs):
+            rows.append(row)
+            print(f"[{len(rows)}/{len(jobs)}] {row['stream']:<42} d={row['delay']:<3} {row['column']:<34} "
+                  f"{row['accuracy']:.4f} ({row['retrains']}) {row['seconds']:.0f}s", file=sys.stderr, flush=True)
+    rps = {} if args.no_speed else speed(*VARIANTS["after"])
+    text = render(rows, streams, columns, args, time.perf_counter() - started, rps)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text, encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
