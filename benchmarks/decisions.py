@@ -20,14 +20,19 @@ at 20,000 records/s or more on 100,000 rows x 10 features.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import multiprocessing
 import os
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+
+import numpy as np
 
 from benchmarks.streams import STREAMS, Stream, take
 from drift.backtest import Backtest
@@ -63,7 +68,34 @@ def _nice() -> None:
         os.nice(10 - os.getpriority(os.PRIO_PROCESS, 0))
 
 
+BASELINES = ("static", "online", ARF)  # and periodic:N: they do not depend on DecisionOptions
+CACHE = Path(tempfile.gettempdir()) / "driftctl-decisions"
+
+
+def _cache_path(job: tuple[str, int, str, float]) -> Path | None:
+    stream_name, delay, column, scale = job
+    if column not in BASELINES and not column.startswith("periodic:"):
+        return None
+    key = hashlib.sha1(f"{stream_name}|{delay}|{column}|{scale}|{WARMUP}|{LEARNER}".encode()).hexdigest()[:16]
+    return CACHE / f"{key}.json"
+
+
 def run_job(job: tuple[str, int, str, float]) -> dict:
+    """One policy on one stream at one delay; a baseline's row is cached (`--reuse` reads it)."""
+    path = _cache_path(job)
+    if REUSE and path is not None and path.exists():
+        return json.loads(path.read_text())
+    row = _run_job(job)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(row))
+    return row
+
+
+REUSE = False
+
+
+def _run_job(job: tuple[str, int, str, float]) -> dict:
     stream_name, delay, column, scale = job
     _nice()
     stream = next(s for s in STREAMS if s.name == stream_name)
@@ -80,13 +112,22 @@ def run_job(job: tuple[str, int, str, float]) -> dict:
     else:
         policy = column
     started = time.perf_counter()
-    result = Backtest(X, y, policy=policy, settings=settings, warmup=WARMUP, label_delay=delay,
-                      options=options).run()
+    backtest = Backtest(X, y, policy=policy, settings=settings, warmup=WARMUP, label_delay=delay, options=options)
+    result = backtest.run()
+    # Label-free estimate: the served predictions' mean confidence per 1,000-record window, against
+    # the realised accuracy of the same window (the mean absolute gap is the calibration error).
+    gaps = []
+    for start in range(WARMUP, len(X) - 999, 1_000):
+        confidence = backtest.served_conf[start:start + 1_000]
+        confidence = confidence[~np.isnan(confidence)]
+        if len(confidence):
+            gaps.append(abs(float(confidence.mean()) - float(backtest.right[start:start + 1_000].mean())))
     alarms = sum(d["action"] == "alert" for d in result.decisions)
     return {"stream": stream_name, "kind": stream.kind, "delay": delay, "column": column, "records": len(X),
             "accuracy": result.accuracy, "retrains": result.retrains, "alarms": alarms,
             "reinstated": sum(bool(p.get("reinstated")) for p in result.promotions),
             "served": result.served, "estimated": result.estimated_accuracy,
+            "calibration_error": statistics.mean(gaps) if gaps else None,
             "rps": result.records_per_second, "seconds": time.perf_counter() - started}
 
 
@@ -117,13 +158,14 @@ def best_periodic(rows: dict, stream: str, delay: int) -> tuple[str, dict]:
 
 def render(all_rows: list[dict], streams: list[Stream], columns: list[str], args, seconds: float, rps: dict) -> str:
     rows = {(r["stream"], r["delay"], r["column"]): r for r in all_rows}
-    scale = 0.25 if args.quick else 1.0
+    scale = args.scale if args.scale is not None else 0.25 if args.quick else 1.0
     periods = ", ".join(f"{int(p * period_scale(scale)):,}" for p in PERIODS)
     out = ["# Decision benchmark", "",
            f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
            f"- machine: {machine()} (when it started); 2 worker processes at nice 10",
-           f"- command: `PYTHONPATH=. python benchmarks/decisions.py{' --quick' if args.quick else ''}` - total "
-           f"{seconds / 60:.1f} min",
+           f"- command: `PYTHONPATH=. python benchmarks/decisions.py{' --quick' if args.quick else ''}"
+           f"{f' --scale {args.scale}' if args.scale else ''}{f' --columns {args.columns}' if args.columns else ''}`"
+           f" - {seconds / 60:.1f} min; streams at {scale:g} of their length",
            f"- drift policy = `DriftSettings()` defaults{' with accuracy_gap on' if VARIANTS['after'][1] else ''} and "
            f"`{AFTER!r}`; before = `DecisionOptions()` (the policy as it was); periodic at {periods} labelled "
            f"records (the most accurate shown); ARF = River `ARFClassifier(n_models=5)`; online = `{LEARNER}` alone.",
@@ -134,7 +176,8 @@ def render(all_rows: list[dict], streams: list[Stream], columns: list[str], args
                 "| best periodic (retrains) [period] | ARF | online alone | goal: accuracy | goal: retrains |",
                 "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
         for s in streams:
-            if (s.name, delay, "after") not in rows:
+            main_columns = ["after", "before", "static", *(f"periodic:{p}" for p in PERIODS)]
+            if any((s.name, delay, c) not in rows for c in main_columns):
                 continue
             a, b = rows[(s.name, delay, "after")], rows[(s.name, delay, "before")]
             st = rows[(s.name, delay, "static")]
@@ -191,7 +234,9 @@ def render(all_rows: list[dict], streams: list[Stream], columns: list[str], args
             out.append(f"| {v} | {100 * statistics.mean(g):+.2f} | {100 * min(g):+.2f} | {100 * max(g):+.2f} | "
                        f"{sum(x < -0.002 for x in g)} of {len(g)} |")
     # goals
-    drifting = [(s, d) for d in DELAYS for s in streams if s.drifting and (s.name, d, "after") in rows]
+    complete = {(s.name, d) for d in DELAYS for s in streams
+                if all((s.name, d, c) in rows for c in ("after", "static", *(f"periodic:{p}" for p in PERIODS)))}
+    drifting = [(s, d) for d in DELAYS for s in streams if s.drifting and (s.name, d) in complete]
     acc_met = ret_met = 0
     for s, d in drifting:
         a = rows[(s.name, d, "after")]
@@ -221,26 +266,38 @@ def render(all_rows: list[dict], streams: list[Stream], columns: list[str], args
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a quarter of the records")
+    parser.add_argument("--scale", type=float, default=None, help="share of each stream's records (default 1, "
+                        "0.25 with --quick)")
     parser.add_argument("--streams", default="", help="comma-separated substrings of stream names to keep")
     parser.add_argument("--columns", default="", help="comma-separated columns to run (default: all)")
     parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument("--reuse", action="store_true", help="reuse cached baseline rows (static, periodic, "
+                        "ARF, online) of an earlier run at the same scale")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "decisions.md")
     args = parser.parse_args()
-    scale = 0.25 if args.quick else 1.0
+    scale = args.scale if args.scale is not None else 0.25 if args.quick else 1.0
     streams = [s for s in STREAMS if not args.streams or any(k in s.name for k in args.streams.split(","))]
     columns = args.columns.split(",") if args.columns else [
         *VARIANTS, "static", *(f"periodic:{p}" for p in PERIODS), ARF, "online"]
+    global REUSE
+    REUSE = args.reuse
     for s in streams:  # build each table once, before the workers read it
         s.load(scale)
-    # The slowest jobs (ARF) first, so the two workers finish together.
+    # The main table first (ARF, the slowest, leading), the ablations after; the report is rewritten
+    # as rows arrive, so a run cut short still leaves every finished stream in it.
+    order = {c: k for k, c in enumerate(["after", "before", "static", *(f"periodic:{p}" for p in PERIODS),
+                                         "online", "+serve", "after-no-serve", ARF])}
     jobs = sorted(((s.name, d, c, scale) for s in streams for d in DELAYS for c in columns),
-                  key=lambda j: j[2] != ARF)
+                  key=lambda j: (order.get(j[2], len(order)), j[1]))
     started = time.perf_counter()
     rows = []
     with multiprocessing.get_context("fork").Pool(args.workers) as pool:
         for row in pool.imap_unordered(run_job, jobs):
             rows.append(row)
+            if len(rows) % 10 == 0:
+                args.out.write_text(render(rows, streams, columns, args, time.perf_counter() - started, {}),
+                                    encoding="utf-8")
             print(f"[{len(rows)}/{len(jobs)}] {row['stream']:<42} d={row['delay']:<3} {row['column']:<34} "
                   f"{row['accuracy']:.4f} ({row['retrains']}) {row['seconds']:.0f}s", file=sys.stderr, flush=True)
     rps = {} if args.no_speed else speed(*VARIANTS["after"])
