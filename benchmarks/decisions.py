@@ -74,14 +74,18 @@ CACHE = Path(tempfile.gettempdir()) / "driftctl-decisions"
 
 def _cache_path(job: tuple[str, int, str, float]) -> Path | None:
     stream_name, delay, column, scale = job
+    variant = repr(VARIANTS.get(column, ""))  # a changed variant is a new key
     if column not in BASELINES and not column.startswith("periodic:"):
-        return None
-    key = hashlib.sha1(f"{stream_name}|{delay}|{column}|{scale}|{WARMUP}|{LEARNER}".encode()).hexdigest()[:16]
+        key = f"{stream_name}|{delay}|{column}|{scale}|{WARMUP}|{variant}"
+    else:
+        key = f"{stream_name}|{delay}|{column}|{scale}|{WARMUP}|{LEARNER}"
+    key = hashlib.sha1(key.encode()).hexdigest()[:16]
     return CACHE / f"{key}.json"
 
 
 def run_job(job: tuple[str, int, str, float]) -> dict:
-    """One policy on one stream at one delay; a baseline's row is cached (`--reuse` reads it)."""
+    """One policy on one stream at one delay; every row is cached (`--reuse` reads it; a
+    variant's key holds its options, so a changed variant runs again)."""
     path = _cache_path(job)
     if REUSE and path is not None and path.exists():
         return json.loads(path.read_text())
@@ -274,6 +278,8 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="reuse cached baseline rows (static, periodic, "
                         "ARF, online) of an earlier run at the same scale")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--render-only", action="store_true", help="write the report from cached rows only "
+                        "(a run cut short); implies --reuse")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "decisions.md")
     args = parser.parse_args()
     scale = args.scale if args.scale is not None else 0.25 if args.quick else 1.0
@@ -281,19 +287,24 @@ def main() -> None:
     columns = args.columns.split(",") if args.columns else [
         *VARIANTS, "static", *(f"periodic:{p}" for p in PERIODS), ARF, "online"]
     global REUSE
-    REUSE = args.reuse
+    REUSE = args.reuse or args.render_only
     for s in streams:  # build each table once, before the workers read it
         s.load(scale)
     # The main table first (ARF, the slowest, leading), the ablations after; the report is rewritten
     # as rows arrive, so a run cut short still leaves every finished stream in it.
     order = {c: k for k, c in enumerate(["after", "before", "static", *(f"periodic:{p}" for p in PERIODS),
                                          "online", "+serve", "after-no-serve", ARF])}
+    main = {"after", "before", "static", *(f"periodic:{p}" for p in PERIODS)}
+    rank = {s.name: k for k, s in enumerate(streams)}
     jobs = sorted(((s.name, d, c, scale) for s in streams for d in DELAYS for c in columns),
-                  key=lambda j: (order.get(j[2], len(order)), j[1]))
+                  key=lambda j: (j[2] not in main, j[1], rank[j[0]], order.get(j[2], len(order))))
+    if args.render_only:
+        jobs = [j for j in jobs if (path := _cache_path(j)) is not None and path.exists()]
+        args.no_speed = True
     started = time.perf_counter()
     rows = []
     with multiprocessing.get_context("fork").Pool(args.workers) as pool:
-        for row in pool.imap_unordered(run_job, jobs):
+        for row in pool.imap(run_job, jobs):
             rows.append(row)
             if len(rows) % 10 == 0:
                 args.out.write_text(render(rows, streams, columns, args, time.perf_counter() - started, {}),
