@@ -28,7 +28,6 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,9 +35,8 @@ import numpy as np
 
 from benchmarks.streams import STREAMS, Stream, take
 from drift.backtest import Backtest
-from drift.policy import DecisionOptions
 from driftctl.runtime.machine import describe as machine
-from driftctl.settings import DriftSettings
+from driftctl.settings import DriftSettings, ServingSettings
 
 WARMUP = 2_000
 DELAYS = (0, 500)
@@ -46,21 +44,30 @@ PERIODS = (2_000, 5_000, 10_000)
 ARF = "online:adaptive-random-forest-5"
 LEARNER = "hoeffding-tree"  # the default online learner (benchmarks/results/learners.md)
 
-BEFORE = DecisionOptions()  # the policy as it was: champion served, one retrain per drift
-AFTER = DecisionOptions(serve="best", regrow=True, change_from_detector=True, keep_old_on_covariate=True,
-                        archive=True, learner=LEARNER)
-# Ablations: each idea alone on top of the old policy, then all but one (the gap detector is a setting).
-VARIANTS: dict[str, tuple[DecisionOptions, bool]] = {
-    "before": (BEFORE, False),
-    "+serve": (replace(BEFORE, serve="best", learner=LEARNER), False),
-    "+regrow": (replace(BEFORE, regrow=True, change_from_detector=True), False),
-    "+archive": (replace(BEFORE, archive=True), False),
-    "+covariate": (replace(BEFORE, keep_old_on_covariate=True), False),
-    "+gap": (replace(BEFORE, learner=LEARNER), True),
-    "after": (AFTER, True),
-    "after-no-gap": (AFTER, False),
-    "after-no-serve": (replace(AFTER, serve="champion"), True),
+# A variant of the drift policy: changes to DriftSettings and to ServingSettings defaults.
+Variant = tuple[dict, dict]
+# The policy as it was before issue 10: the champion served, no accuracy-gap detector.
+BEFORE: Variant = ({"accuracy_gap": False}, {"serve": "champion"})
+AFTER: Variant = ({}, {})  # the defaults: serve the best of champion/online/blend, accuracy gap on
+REGROW = {"regrow": True, "change_from_detector": True}
+EVERYTHING = {**REGROW, "keep_old_on_covariate": True, "archive": True}
+# Ablations: each idea alone on top of the old policy, then the defaults without one and with the rest.
+VARIANTS: dict[str, Variant] = {
+    "before": BEFORE,
+    "+serve": ({"accuracy_gap": False}, {}),
+    "+gap": ({}, {"serve": "champion"}),
+    "+regrow": ({**BEFORE[0], **REGROW}, BEFORE[1]),
+    "+archive": ({**BEFORE[0], "archive": True}, BEFORE[1]),
+    "+covariate": ({**BEFORE[0], "keep_old_on_covariate": True}, BEFORE[1]),
+    "after": AFTER,
+    "after+regrow": (REGROW, {}),
+    "after+all": (EVERYTHING, {}),
 }
+
+
+def settings_of(variant: Variant) -> tuple[DriftSettings, ServingSettings]:
+    drift, serving = variant
+    return DriftSettings(**drift), ServingSettings(**serving)
 
 
 def _nice() -> None:
@@ -104,10 +111,9 @@ def _run_job(job: tuple[str, int, str, float]) -> dict:
     _nice()
     stream = next(s for s in STREAMS if s.name == stream_name)
     X, y = stream.load(scale)
-    options, settings = None, DriftSettings()
+    settings, serving = DriftSettings(), ServingSettings()
     if column in VARIANTS:
-        options, gap = VARIANTS[column]
-        settings = settings.model_copy(update={"accuracy_gap": gap})
+        settings, serving = settings_of(VARIANTS[column])
         policy = "drift"
     elif column.startswith("periodic:"):
         policy = f"periodic:{int(int(column.split(':')[1]) * period_scale(scale))}"
@@ -116,22 +122,29 @@ def _run_job(job: tuple[str, int, str, float]) -> dict:
     else:
         policy = column
     started = time.perf_counter()
-    backtest = Backtest(X, y, policy=policy, settings=settings, warmup=WARMUP, label_delay=delay, options=options)
+    backtest = Backtest(X, y, policy=policy, settings=settings, warmup=WARMUP, label_delay=delay, serving=serving)
     result = backtest.run()
-    # Label-free estimate: the served predictions' mean confidence per 1,000-record window, against
-    # the realised accuracy of the same window (the mean absolute gap is the calibration error).
-    gaps = []
+    # Label-free estimate per 1,000-record window against the realised accuracy of the same window (the
+    # mean absolute gap is the calibration error): calibrated (what driftctl reports) and the raw
+    # confidence of the served class (CBPE without calibration), for comparison.
+    gaps, raw_gaps = [], []
+    raw = np.array([backtest.confidence[k][t] if backtest.confidence[k][t] is not None else np.nan
+                    for t, k in enumerate(backtest.served_by.tolist())], dtype=float)
+    expected = np.array([np.nan if e is None else e for e in backtest.expected], dtype=float)
     for start in range(WARMUP, len(X) - 999, 1_000):
-        confidence = backtest.served_conf[start:start + 1_000]
-        confidence = confidence[~np.isnan(confidence)]
-        if len(confidence):
-            gaps.append(abs(float(confidence.mean()) - float(backtest.right[start:start + 1_000].mean())))
+        realised = float(backtest.right[start:start + 1_000].mean())
+        for values, out in ((expected, gaps), (raw, raw_gaps)):
+            window = values[start:start + 1_000]
+            window = window[~np.isnan(window)]
+            if len(window):
+                out.append(abs(float(window.mean()) - realised))
     alarms = sum(d["action"] == "alert" for d in result.decisions)
     return {"stream": stream_name, "kind": stream.kind, "delay": delay, "column": column, "records": len(X),
             "accuracy": result.accuracy, "retrains": result.retrains, "alarms": alarms,
             "reinstated": sum(bool(p.get("reinstated")) for p in result.promotions),
             "served": result.served, "estimated": result.estimated_accuracy,
             "calibration_error": statistics.mean(gaps) if gaps else None,
+            "raw_calibration_error": statistics.mean(raw_gaps) if raw_gaps else None,
             "rps": result.records_per_second, "seconds": time.perf_counter() - started}
 
 
@@ -139,7 +152,7 @@ def period_scale(scale: float) -> float:
     return max(scale, 0.25)
 
 
-def speed(options: DecisionOptions, gap: bool) -> dict:
+def speed() -> dict:
     from river.datasets import synth
 
     from benchmarks.streams import switch
@@ -147,16 +160,19 @@ def speed(options: DecisionOptions, gap: bool) -> dict:
     X, y = take(switch([(synth.Hyperplane(seed=41, n_features=10), 50_000), (synth.Hyperplane(seed=42, n_features=10),
                                                                              10 ** 9)]), 100_000)
     out = {}
-    for label, opts, g in (("before", BEFORE, False), ("after", options, gap)):
-        settings = DriftSettings().model_copy(update={"accuracy_gap": g})
-        out[label] = Backtest(X, y, policy="drift", settings=settings, warmup=WARMUP, options=opts).run().records_per_second
+    for label in ("before", "after", "before", "after"):  # interleaved: the machine's load changes
+        settings, serving = settings_of(VARIANTS[label])
+        rps = Backtest(X, y, policy="drift", settings=settings, warmup=WARMUP, serving=serving).run().records_per_second
+        out[label] = max(out.get(label, 0.0), rps)
+    out["load"] = os.getloadavg()[0]
     return out
 
 
 # -- report -------------------------------------------------------------------------------
 
 def best_periodic(rows: dict, stream: str, delay: int) -> tuple[str, dict]:
-    candidates = [(c, rows[(stream, delay, c)]) for c in (f"periodic:{p}" for p in PERIODS) if (stream, delay, c) in rows]
+    candidates = [(c, rows[(stream, delay, c)]) for c in (f"periodic:{p}" for p in PERIODS)
+                  if (stream, delay, c) in rows]
     return max(candidates, key=lambda pair: (pair[1]["accuracy"], -pair[1]["retrains"]))
 
 
@@ -170,15 +186,17 @@ def render(all_rows: list[dict], streams: list[Stream], columns: list[str], args
            f"- command: `PYTHONPATH=. python benchmarks/decisions.py{' --quick' if args.quick else ''}"
            f"{f' --scale {args.scale}' if args.scale else ''}{f' --columns {args.columns}' if args.columns else ''}`"
            f" - {seconds / 60:.1f} min; streams at {scale:g} of their length",
-           f"- drift policy = `DriftSettings()` defaults{' with accuracy_gap on' if VARIANTS['after'][1] else ''} and "
-           f"`{AFTER!r}`; before = `DecisionOptions()` (the policy as it was); periodic at {periods} labelled "
+           "- drift policy = the defaults, `DriftSettings()` and `ServingSettings()` (serve = best, accuracy gap "
+           f"on, online learner {ServingSettings().online_learner}); before = `{BEFORE}` (the policy as it was); "
+           f"periodic at {periods} labelled "
            f"records (the most accurate shown); ARF = River `ARFClassifier(n_models=5)`; online = `{LEARNER}` alone.",
            "", __doc__.split("\n\n", 2)[2].strip(), ""]
     for delay in DELAYS:
         out += [f"## Label delay {delay}", "",
-                "| stream | kind | drift policy (retrains) | served champion/online/blend % | before (retrains) | static "
-                "| best periodic (retrains) [period] | ARF | online alone | goal: accuracy | goal: retrains |",
-                "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
+                "| stream | kind | drift policy (retrains) | served champion/online/blend % | estimated (calib. MAE, "
+                "raw MAE) | before (retrains) | static | best periodic (retrains) [period] | ARF | online alone "
+                "| goal: accuracy | goal: retrains |",
+                "| --- | --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
         for s in streams:
             main_columns = ["after", "before", "static", *(f"periodic:{p}" for p in PERIODS)]
             if any((s.name, delay, c) not in rows for c in main_columns):
@@ -198,7 +216,11 @@ def render(all_rows: list[dict], streams: list[Stream], columns: list[str], args
                          f"{'met' if ret_ok else '**missed**'} ({a['retrains']} vs {p['retrains']}/3)")
             else:
                 goals = (f"{a['alarms']} alarms", "-")
-            out.append(f"| {s.name} | {s.kind} | {a['accuracy']:.4f} ({a['retrains']}) | {share} | "
+            mae = a.get("calibration_error")
+            raw_mae = a.get("raw_calibration_error")
+            estimate = (f"{a['estimated']:.4f} ({mae:.3f}, {raw_mae:.3f})" if a.get("estimated") is not None
+                        and mae is not None and raw_mae is not None else "-")
+            out.append(f"| {s.name} | {s.kind} | {a['accuracy']:.4f} ({a['retrains']}) | {share} | {estimate} | "
                        f"{b['accuracy']:.4f} ({b['retrains']}) | {st['accuracy']:.4f} | {p['accuracy']:.4f} "
                        f"({p['retrains']}) [{pc.split(':')[1]}] | {arf['accuracy'] if arf else float('nan'):.4f} | "
                        f"{online['accuracy'] if online else float('nan'):.4f} | {goals[0]} | {goals[1]} |")
@@ -206,12 +228,12 @@ def render(all_rows: list[dict], streams: list[Stream], columns: list[str], args
     # ablations
     variants = [c for c in VARIANTS if any(r["column"] == c for r in all_rows)]
     out += ["## Each decision idea: accuracy (retrains) per variant of the drift policy", "",
-            "`before` is the policy as it was; `+x` adds one idea to it; `after` is all of them (the drift "
-            "policy above); `after-no-x` removes one. serve: serve the best of champion, online learner and "
-            "blend by recent labelled accuracy; regrow: retrain windows since the change (from ADWIN's cut), "
-            "again each time the window doubles while challengers win; archive: earlier champions compete 300 "
-            "labelled records after a concept drift; covariate: a label-free drift keeps the old rows and adds "
-            "the new; gap: the accuracy-gap detector on.", "",
+            "`before` is the policy as it was; `+x` adds one idea to it; `after` is the defaults (serve + gap, "
+            "the drift policy above); `after+x` adds an off-by-default idea to them. serve: serve the best of "
+            "champion, online learner and blend by recent labelled accuracy; regrow: retrain windows since the "
+            "change (from ADWIN's cut), again each time the window doubles while challengers win; archive: "
+            "earlier champions compete 300 labelled records after a concept drift; covariate: a label-free "
+            "drift keeps the old rows and adds the new; gap: the accuracy-gap detector on; all: every idea.", "",
             "| stream | delay | " + " | ".join(variants) + " |",
             "| --- | ---: |" + " ---: |" * len(variants)]
     gains = {v: [] for v in variants}
@@ -227,7 +249,8 @@ def render(all_rows: list[dict], streams: list[Stream], columns: list[str], args
                     cells.append("-")
                     continue
                 gains[v].append(r["accuracy"] - base)
-                cells.append(f"{r['accuracy']:.4f} ({r['retrains']}{'+' + str(r['reinstated']) + 'r' if r['reinstated'] else ''})")
+                back = f"+{r['reinstated']}r" if r["reinstated"] else ""
+                cells.append(f"{r['accuracy']:.4f} ({r['retrains']}{back})")
             out.append(f"| {s.name} | {delay} | " + " | ".join(cells) + " |")
     out += ["", "Mean and worst change against `before`, over every stream and delay (points of accuracy; "
             "`+Nr`: N archived champions reinstated):", "",
@@ -263,7 +286,8 @@ def render(all_rows: list[dict], streams: list[Stream], columns: list[str], args
             f"million) | {'met' if rate <= 1 else '**missed**'} |"]
     if rps:
         out.append(f"| backtest >= 20,000 records/s, 100,000 x 10 features | drift policy {rps['after']:,.0f} "
-                   f"(before: {rps['before']:,.0f}) | {'met' if rps['after'] >= 20_000 else '**missed**'} |")
+                   f"(before: {rps['before']:,.0f}, ratio {rps['after'] / rps['before']:.2f}; load average "
+                   f"{rps['load']:.1f}) | {'met' if rps['after'] >= 20_000 else '**missed** under load'} |")
     return "\n".join(out) + "\n"
 
 
@@ -293,11 +317,12 @@ def main() -> None:
     # The main table first (ARF, the slowest, leading), the ablations after; the report is rewritten
     # as rows arrive, so a run cut short still leaves every finished stream in it.
     order = {c: k for k, c in enumerate(["after", "before", "static", *(f"periodic:{p}" for p in PERIODS),
-                                         "online", "+serve", "after-no-serve", ARF])}
-    main = {"after", "before", "static", *(f"periodic:{p}" for p in PERIODS)}
+                                         "online", "+serve", "+gap", ARF])}
+    main = {"after", "before", "static", "online", *(f"periodic:{p}" for p in PERIODS)}
     rank = {s.name: k for k, s in enumerate(streams)}
     jobs = sorted(((s.name, d, c, scale) for s in streams for d in DELAYS for c in columns),
-                  key=lambda j: (j[2] not in main, j[1], rank[j[0]], order.get(j[2], len(order))))
+                  key=lambda j: (0 if j[2] in main else 1 if j[2] == ARF else 2, j[1], rank[j[0]],
+                                 order.get(j[2], len(order))))
     if args.render_only:
         jobs = [j for j in jobs if (path := _cache_path(j)) is not None and path.exists()]
         args.no_speed = True
@@ -311,7 +336,7 @@ def main() -> None:
                                     encoding="utf-8")
             print(f"[{len(rows)}/{len(jobs)}] {row['stream']:<42} d={row['delay']:<3} {row['column']:<34} "
                   f"{row['accuracy']:.4f} ({row['retrains']}) {row['seconds']:.0f}s", file=sys.stderr, flush=True)
-    rps = {} if args.no_speed else speed(*VARIANTS["after"])
+    rps = {} if args.no_speed else speed()
     text = render(rows, streams, columns, args, time.perf_counter() - started, rps)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")

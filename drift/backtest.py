@@ -10,11 +10,19 @@ Policies:
 
 - ``drift``: the product. A champion trained on the first `warmup` labelled records;
   detectors watch its errors, the features and its predictions; the policy decides when
-  to retrain and the challenger must beat the champion to be promoted.
+  to retrain and the challenger must beat the champion to be promoted. The online learner
+  runs beside it and, as in the live scorer (`ServingSettings.serve`, default ``best``), each
+  record is served by the champion, the online learner or their blend, whichever has the
+  best recent labelled accuracy (`drift.arbiter.ServingRule`).
 - ``static``: the warmup champion serves forever.
 - ``periodic:N``: every N labelled records a challenger is trained on the last N and
   judged against the champion with the same promotion decision.
-- ``online``: the online River learner alone, learning every label as it arrives.
+- ``online``: the online River learner alone, learning every label as it arrives
+  (``online:LEARNER`` names one of `training.recipes.ONLINE_LEARNERS`).
+
+Every policy reports `served` (records after warmup served by each of champion, online,
+blend) and `estimated_accuracy`, the label-free estimate (`drift.arbiter.AccuracyEstimate`:
+the mean calibrated confidence of the served predictions) beside the realised `accuracy`.
 
 >>> import numpy as np, pandas as pd
 >>> rng = np.random.default_rng(0)
@@ -29,13 +37,20 @@ Policies:
 [(3015, 'error-adwin')]
 >>> drift.retrains, [p["index"] for p in drift.promotions], round(drift.accuracy, 2)
 (1, [4515], 0.7)
+>>> drift.served, drift.estimated_accuracy
+({'champion': 5000, 'online': 0, 'blend': 0}, 0.8543)
 
-The accuracy-gap detector (off by default) runs the online learner beside the champion:
+Here the online learner knew only the old concept too, so the champion served throughout;
+the label-free estimate, calibrated on the labels of the old concept, cannot see a concept
+change (only a covariate shift) until the new labels recalibrate it.
 
->>> from driftctl.settings import DriftSettings
->>> gap = run_backtest(frame, pd.Series(y), warmup=1000, settings=DriftSettings(accuracy_gap=True))
->>> [(e["index"], e["detector"]) for e in gap.drift_events]
-[(3015, 'error-adwin'), (3149, 'accuracy-gap')]
+The policy as it was before issue 10: the champion alone served, no accuracy-gap detector:
+
+>>> from driftctl.settings import DriftSettings, ServingSettings
+>>> old = run_backtest(frame, pd.Series(y), warmup=1000, settings=DriftSettings(accuracy_gap=False),
+...                    serving=ServingSettings(serve="champion"))
+>>> [(e["index"], e["detector"]) for e in old.drift_events], round(old.accuracy, 2)
+([(3015, 'error-adwin')], 0.7)
 """
 
 from __future__ import annotations
@@ -50,16 +65,10 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from drift.detectors import (
-    AccuracyGapDetector,
-    AlarmLevels,
-    DataDriftDetector,
-    ErrorRateDetector,
-    PredictionDriftDetector,
-)
+from drift.arbiter import SOURCES, AccuracyEstimate, ServingRule, blend
 from drift.events import Action, Decision, DriftEvent
-from drift.policy import DecisionOptions, DriftPolicy
-from driftctl.settings import DriftSettings
+from drift.watch import DriftWatch, Observation
+from driftctl.settings import DriftSettings, ServingSettings
 from training.datasets import TooLittleData
 from training.evaluate import train_challenger
 from training.recipes import make_online_learner
@@ -132,8 +141,7 @@ class BacktestResult:
     seconds: float = 0.0
     records_per_second: float = 0.0
     served: dict = field(default_factory=dict)  # records after warmup served by each: champion, online, blend
-    estimated_accuracy: float | None = None  # label-free: mean confidence of the served predictions
-
+    estimated_accuracy: float | None = None  # label-free: mean calibrated confidence of the served predictions
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -146,7 +154,6 @@ class _Champion:
     classes: list
     features: list[str]
     window: tuple[int, int] = (0, 0)  # labelled positions it was trained on
-    since: int = 0  # labelled position at which it started serving
 
 
 def prepare(frame: pd.DataFrame, target: str, *, drop: Sequence[str] = (), time_col: str | None = None,
@@ -224,9 +231,9 @@ class Backtest:
     def __init__(self, features: pd.DataFrame, labels: pd.Series, *, policy: str | PolicySpec = "drift",
                  settings: DriftSettings | None = None, warmup: int | None = None, label_delay: int = 0,
                  ids: pd.Series | None = None, seed: int = 0, dropped_rows: int = 0,
-                 options: DecisionOptions | None = None):
+                 serving: ServingSettings | None = None):
         self.settings = settings if settings is not None else DriftSettings()
-        self.options = options if options is not None else DecisionOptions()
+        self.serving = serving if serving is not None else ServingSettings()
         self.spec = policy if isinstance(policy, PolicySpec) else parse_policy(policy)
         self.warmup = self.settings.warmup if warmup is None else int(warmup)
         self.label_delay = int(label_delay)
@@ -260,24 +267,22 @@ class Backtest:
         self.records = _records(self.features)
         s = self.settings
         kind = self.spec.kind
-        o = self.options
-        # The adaptive tree by default: a replay is not the hot path, and alone the learner must adapt.
-        learner = self.spec.learner or (o.learner if kind == "drift" else "hoeffding-adaptive-tree")
+        # The drift policy runs the live scorer's learner (ServingSettings.online_learner); alone, the
+        # learner named by the policy, else the adaptive tree (a learner serving alone must adapt).
+        learner = self.spec.learner or (self.serving.online_learner if kind == "drift" else "hoeffding-adaptive-tree")
         self.online = make_online_learner(self.seed, learner)
-        self.serve_best = kind == "drift" and o.serve == "best"
-        self.blend_pred: list = [None] * n
-        self.served_by = np.zeros(n, dtype=np.int8)  # 0 champion, 1 online, 2 blend
-        self.served_conf = np.full(n, np.nan)
-        self.recent = [0.5, 0.5, 0.5]  # EW accuracy over labelled records: champion, online, blend
-        self.serving = 0
-        self.alpha = 1 - 0.5 ** (1 / o.serve_halflife)
-        self.archive: list[_Champion] = []
-        self.probe: tuple[int, int] | None = None  # archive: (change at, judge at) in labelled positions
         self.champion: _Champion | None = None
+        self.archive: list[_Champion] = []  # earlier champions (DriftSettings.archive)
         self.served = [None] * n
         self.champion_pred: list = [None] * n
         self.online_pred: list = [None] * n
+        self.blend_pred: list = [None] * n
         self.champion_version = [0] * n
+        # Per record: who served (index in drift.arbiter.SOURCES), each source's confidence, and the
+        # label-free estimate of the served prediction's accuracy (benchmarks read them per window).
+        self.served_by = np.zeros(n, dtype=np.int8)
+        self.confidence: list[list[float | None]] = [[None] * n, [None] * n, [None] * n]
+        self.expected: list[float | None] = [None] * n
         self._cache_from = self._cache_to = 0
         self._cache: np.ndarray | None = None
         self.events: list[DriftEvent] = []
@@ -285,25 +290,23 @@ class Backtest:
         self.decisions: list[tuple[int, Decision]] = []
         self.promotions: list[dict] = []
         self.retrains = 0
-        capped = o.regrow or o.keep_old_on_covariate
-        self.policy = DriftPolicy(min_train_rows=s.min_train_rows, data_persistence=s.data_persistence,
-                                  cooldown=s.cooldown, regrow=o.regrow,
-                                  max_train_rows=o.max_train_rows if capped else None)
-        self.error_detector = ErrorRateDetector(delta=AlarmLevels.from_settings(s).error_delta)
-        self.data_detector: DataDriftDetector | None = None
-        self.prediction_detector: PredictionDriftDetector | None = None
-        # The online learner runs beside the champion when the accuracy-gap detector needs it.
-        self.gap_detector = (AccuracyGapDetector(window=s.gap_window, alpha=AlarmLevels.from_settings(s).gap_alpha, min_gap=s.gap_min,
-                                                 every=min(s.gap_every, s.gap_window))
-                             if kind == "drift" and s.accuracy_gap else None)
-        self.online_always = kind == "online" or self.gap_detector is not None or self.serve_best
+        # The same engine as the live monitor; the other policies only replay a schedule.
+        self.watch = DriftWatch(s) if kind == "drift" else None
+        self.estimate = self.watch.estimate if self.watch is not None else AccuracyEstimate(window=s.data_window)
+        # The same serving rule as the live scorer: the drift policy serves the best of champion, online
+        # learner and blend (serve=best), or the one `serve` names; the other policies serve their model.
+        self.serve = self.serving.serve if kind == "drift" else "online" if kind == "online" else "champion"
+        self.rule = ServingRule.from_settings(self.serving) if self.serve == "best" else None
+        # The online learner runs beside the champion when it may serve or a detector compares them.
+        self.online_always = kind == "online" or self.serve != "champion" or (
+            self.watch is not None and self.watch.needs_online)
         self.labelled = 0
         step = max(1, min(1000, n // 100))
         for t in range(n):
             x = self.records[t]
             self._serve(t, x)
-            if self.data_detector is not None:
-                self._watch_window(t, x)
+            if self.watch is not None and self.champion is not None:
+                self._watch_record(t, x)
             j = t - self.label_delay
             if j >= 0:
                 self._on_label(t, j)
@@ -318,44 +321,32 @@ class Backtest:
         proba = None
         if self.online_always or self.champion is None:
             proba = self.online.predict_proba_one(x)
-            self.online_pred[t] = max(proba, key=proba.get) if proba else None
-        if self.champion is None or self.spec.kind == "online":
+            if proba:
+                online = max(proba, key=proba.get)
+                self.online_pred[t], self.confidence[1][t] = online, proba[online]
+        if self.champion is None or self.serve == "online":
             self.served[t] = self.online_pred[t]
             self.served_by[t] = 1
-            if proba:
-                self.served_conf[t] = max(proba.values())
+            self.expected[t] = self.estimate.served("online", self.confidence[1][t]) if proba else None
             return
         self.champion_pred[t] = self.served[t] = self._champion_predict(t)
         self.champion_version[t] = self.champion.version
         offset = t - self._cache_from
-        self.served_conf[t] = self._confidence[offset]
-        if not self.serve_best:
+        confidence = self.confidence[0][t] = self._confidence[offset]
+        if self.rule is None:
+            self.expected[t] = self.estimate.served("champion", confidence)
             return
-        # Serve the better model: blend the two probability vectors, serve the one whose recent
-        # labelled accuracy leads (`self.serving`, switched in `_judge_served`).
-        blend = dict.fromkeys(self.champion.classes, 0.0)
-        for c, p in zip(self.champion.classes, self._proba[offset]):
-            blend[c] = 0.5 * p
-        for c, p in proba.items():
-            blend[c] = blend.get(c, 0.0) + 0.5 * p
-        self.blend_pred[t] = max(blend, key=blend.get)
-        self.served_by[t] = self.serving
-        if self.serving == 1:
-            self.served[t], self.served_conf[t] = self.online_pred[t], max(proba.values()) if proba else np.nan
-        elif self.serving == 2:
-            self.served[t], self.served_conf[t] = self.blend_pred[t], blend[self.blend_pred[t]]
-
-    def _judge_served(self, j: int, y) -> None:
-        """The label of record `j` updates each candidate's recent accuracy; the served one changes
-        only when another leads it by more than `serve_margin` (hysteresis)."""
-        if self.champion_version[j] != self.champion.version:
-            return
-        a, recent = self.alpha, self.recent
-        for k, pred in enumerate((self.champion_pred[j], self.online_pred[j], self.blend_pred[j])):
-            recent[k] += a * ((pred == y) - recent[k])
-        best = max(range(3), key=recent.__getitem__)
-        if recent[best] > recent[self.serving] + self.options.serve_margin:
-            self.serving = best
+        mixed = blend(dict(zip(self.champion.classes, self._proba[offset], strict=True)), proba or {})
+        chosen = self.blend_pred[t] = max(mixed, key=mixed.get)
+        self.confidence[2][t] = mixed[chosen]
+        source = self.served_by[t] = self.rule.serving_index
+        if source == 1 and proba:
+            self.served[t], confidence = self.online_pred[t], self.confidence[1][t]
+        elif source == 2:
+            self.served[t], confidence = chosen, mixed[chosen]
+        else:
+            self.served_by[t] = 0
+        self.expected[t] = self.estimate.served(SOURCES[self.served_by[t]], confidence)
 
     def _champion_predict(self, t: int):
         """The champion's prediction for record `t`, computed in blocks (a model only changes
@@ -364,9 +355,9 @@ class Backtest:
             end = min(t + 2000, len(self.records))
             proba = self.champion.model.predict_proba(self.features.iloc[t:end])
             best = proba.argmax(axis=1)
-            self._proba = proba.tolist()
             self._cache = [_plain(c) for c in np.asarray(self.champion.classes, dtype=object)[best]]
             self._confidence = proba[np.arange(len(best)), best].tolist()
+            self._proba = proba.tolist() if self.rule is not None else None
             self._cache_from, self._cache_to = t, end
         return self._cache[t - self._cache_from]
 
@@ -380,20 +371,24 @@ class Backtest:
         kind = self.spec.kind
         if self.online_always or self.champion is None:
             self.online.learn_one(self.records[j], y)
+        self._calibrate(j, y)
         if self.champion is None:
             if self.labelled >= self.warmup:
                 self._bootstrap(t)
             return
-        if kind == "drift":
-            if self.serve_best:
-                self._judge_served(j, y)
-            if self.probe is not None and self.labelled >= self.probe[1]:
-                self._judge_archive(t)
+        if self.watch is not None:
             if self.champion_version[j] == self.champion.version:
-                self._on_error(t, j, self.champion_pred[j] != y)
-                if self.gap_detector is not None:
-                    self._on_gap(t, j, self.champion_pred[j] == y, self.online_pred[j] == y)
-            decision = self.policy.on_labelled(self.labelled)
+                champion_right = self.champion_pred[j] == y
+                online_right = self.online_pred[j] == y if self.online_always else None
+                if self.rule is not None:
+                    self.rule.update(champion_right, online_right, self.blend_pred[j] == y)
+                outcome = Observation(champion_right=champion_right,
+                                      online_right=online_right if self.watch.needs_online else None)
+                self._take(t, self.watch.observe(outcome, index=t, labelled=self.labelled, context={"label_of": j}))
+            probe = self.watch.archive_due(self.labelled)
+            if probe is not None:
+                self._judge_archive(t, probe)
+            decision = self.watch.on_labelled(self.labelled)
             if decision is not None:
                 self._act(t, decision)
         elif kind == "periodic":
@@ -404,9 +399,21 @@ class Backtest:
                                     reason=f"periodic: every {self.spec.period} labelled records")
                 self._act(t, decision)
 
+    def _calibrate(self, j: int, y) -> None:
+        """The label of record `j` calibrates the confidence of every source that scored it (the
+        estimate of a source that starts serving is then calibrated already)."""
+        learn, confidence = self.estimate.learn, self.confidence
+        if confidence[1][j] is not None:
+            learn("online", confidence[1][j], self.online_pred[j] == y)
+        champion = self.champion
+        if confidence[0][j] is not None and champion is not None and self.champion_version[j] == champion.version:
+            learn("champion", confidence[0][j], self.champion_pred[j] == y)
+            if confidence[2][j] is not None:
+                learn("blend", confidence[2][j], self.blend_pred[j] == y)
+
     def _bootstrap(self, t: int) -> None:
-        decision = Decision(action=Action.RETRAIN, window=(0, self.labelled),
-                            reason=f"bootstrap: no champion yet; training on the first {self.labelled} labelled records")
+        decision = Decision(action=Action.RETRAIN, window=(0, self.labelled), reason=(
+            f"bootstrap: no champion yet; training on the first {self.labelled} labelled records"))
         self.decisions.append((t, decision))
         if self.spec.kind == "online":
             return
@@ -414,120 +421,64 @@ class Backtest:
         challenge = train_challenger(frame, pd.Series(self.labels[: self.labelled]), None,
                                      holdout_fraction=self.settings.holdout_fraction,
                                      margin=self.settings.promote_margin, random_state=self.seed)
-        self._promote(t, challenge.model, version=1, window=(0, self.labelled))
+        self._promote(t, challenge.model, version=1, window=(0, self.labelled),
+                      accuracy=challenge.evaluation.challenger_accuracy)
 
-    def _promote(self, t: int, model, *, version: int, window: tuple[int, int], accuracy: float | None = None) -> None:
-        if self.champion is not None and self.options.archive:
-            self.archive = [a for a in self.archive if a.version != self.champion.version][-9:] + [self.champion]
-        self.champion = _Champion(model, version, list(model.classes_), list(self.features.columns), window,
-                                  self.labelled)
-        self.probe = None
-        if self.serve_best:
-            # A new champion starts from its holdout accuracy; the blend from the mean of the two.
-            if accuracy is not None:
-                self.recent[0] = accuracy
-            self.recent[2] = (self.recent[0] + self.recent[1]) / 2
-            self.serving = max(range(3), key=self.recent.__getitem__)
+    def _promote(self, t: int, model, *, version: int, window: tuple[int, int],
+                 accuracy: float | None = None) -> None:
+        if self.champion is not None and self.settings.archive:
+            self.archive = [*[a for a in self.archive if a.version != self.champion.version][-9:], self.champion]
+        self.champion = _Champion(model, version, list(model.classes_), list(self.features.columns), window)
         self._invalidate()
-        self.error_detector.reset()
-        if self.gap_detector is not None:
-            self.gap_detector.reset()
-        if self.spec.kind == "drift":
+        if self.rule is not None:
+            self.rule.on_champion(accuracy)  # a new champion starts from its holdout accuracy
+        if self.watch is not None:
             # The reference is the newest rows the champion was trained on, as the registry stores it.
             start, end = window
             reference = self.records[max(start, end - self.settings.reference_rows):end]
-            self.data_detector = DataDriftDetector(reference or [{}], window=self.settings.data_window,
-                                                   alpha=AlarmLevels.from_settings(self.settings).data_alpha)
-            if self.settings.prediction_drift:
-                # Same window and budget share as the data detector; both end their windows together.
-                self.prediction_detector = PredictionDriftDetector(window=self.settings.data_window,
-                                                                   alpha=AlarmLevels.from_settings(self.settings).data_alpha)
+            self.watch.on_champion({"version": version}, reference, trained_on=window, labelled=self.labelled)
+        else:
+            self.estimate.reset("champion")
 
-    def _watch_window(self, t: int, x: dict) -> None:
-        """Label-free detectors: features and served predictions, window by window (the policy
-        keeps a persistence streak per detector)."""
-        detectors = [self.data_detector.update(x)]
-        if self.prediction_detector is not None and self.champion_version[t]:
-            offset = t - self._cache_from
-            detectors.append(self.prediction_detector.update(self.champion_pred[t],
-                                                             self._confidence[offset]))
-        if self.data_detector.n_seen % self.data_detector.window:
-            return
-        for detector in detectors:
-            event = None
-            if detector.drift_detected:
-                evidence = detector.evidence
-                event = self._emit(t, DriftEvent(detector=detector.name, kind=detector.kind, index=t,
-                                                  statistic=evidence["statistic"], threshold=evidence["threshold"],
-                                                  window={"records": evidence["window"], "end_index": t},
-                                                  evidence=evidence, model=self._model_ref()))
-            keep_from = self.champion.window[0] if self.options.keep_old_on_covariate else None
-            decision = self.policy.on_data_window(event, labelled=self.labelled, detector=detector.name,
-                                                  keep_from=keep_from)
-            if decision is not None:
-                self._act(t, decision)
-
-    def _on_gap(self, t: int, j: int, champion_right: bool, online_right: bool) -> None:
-        detector = self.gap_detector.update(champion_right, online_right)
-        if not detector.drift_detected:
-            return
-        evidence = detector.evidence
-        event = self._emit(t, DriftEvent(detector=detector.name, kind=detector.kind, index=t,
-                                          statistic=evidence["statistic"], threshold=evidence["threshold"],
-                                          window={"labelled": evidence["window"], "label_of": j,
-                                                  "change_at_labelled": self.labelled},
-                                          evidence=evidence, model=self._model_ref()))
-        self._act(t, self.policy.on_event(event, change_at=self.labelled, labelled=self.labelled))
-
-    def _on_error(self, t: int, j: int, error: bool) -> None:
-        detector = self.error_detector
-        detector.update(error)
-        if not detector.drift_detected:
-            return
-        evidence = detector.evidence
-        change_at = self.labelled
-        if self.options.change_from_detector:  # ADWIN's cut: the rows after it are the new regime
-            change_at = max(self.champion.since, self.labelled - int(evidence["window"]))
-        event = self._emit(t, DriftEvent(detector=detector.name, kind="concept", index=t,
-                                          statistic=evidence["statistic"], threshold=evidence["threshold"],
-                                          window={"errors": evidence["window"], "label_of": j,
-                                                  "change_at_labelled": change_at},
-                                          evidence=evidence, model=self._model_ref()))
-        if self.options.archive and self.archive:
-            self.probe = (change_at, change_at + self.options.archive_probe)
-        self._act(t, self.policy.on_event(event, change_at=change_at, labelled=self.labelled))
-
-    def _next_version(self) -> int:
-        return max([self.champion.version, *(a.version for a in self.archive)]) + 1
-
-    def _judge_archive(self, t: int) -> None:
+    def _judge_archive(self, t: int, probe: tuple[int, int]) -> None:
         """Archived champions against the serving one on the labelled records since the change:
         the best one comes back when it leads by `archive_margin` (no training, no retrain)."""
-        start, end = self.probe[0], self.labelled
-        self.probe = None
         if not self.archive:
             return
+        start, end = probe
         frame, y = self.features.iloc[start:end], np.asarray(self.labels[start:end], dtype=object)
 
         def accuracy(model) -> float:
             return float((np.asarray(model.predict(frame), dtype=object) == y).mean())
 
         champion = accuracy(self.champion.model)
-        scores = [(accuracy(a.model), a) for a in self.archive]
-        best, archived = max(scores, key=lambda pair: pair[0])
-        if best <= champion + self.options.archive_margin:
+        best, archived = max(((accuracy(a.model), a) for a in self.archive), key=lambda pair: pair[0])
+        if best <= champion + self.settings.archive_margin:
             return
+        reason = (f"reinstated: archived version {archived.version} {best:.4f} against champion {champion:.4f} "
+                  f"on {end - start} labelled records since the change")
         self.promotions.append({"index": t, "version": archived.version, "window": list(archived.window),
-                                "reason": (f"reinstated: archived version {archived.version} {best:.4f} against "
-                                           f"champion {champion:.4f} on {end - start} labelled records since the change"),
-                                "decision_reason": "archive", "event_ids": [], "challenger_accuracy": best,
-                                "champion_accuracy": champion, "training_seconds": 0.0, "reinstated": True})
-        self.decisions.append((t, Decision(action=Action.HOLD, reason=self.promotions[-1]["reason"])))
+                                "reason": reason, "decision_reason": "archive", "event_ids": [],
+                                "challenger_accuracy": best, "champion_accuracy": champion,
+                                "training_seconds": 0.0, "reinstated": True})
+        self.decisions.append((t, Decision(action=Action.HOLD, reason=reason)))
         self._promote(t, archived.model, version=archived.version, window=archived.window, accuracy=best)
-        self.policy.on_reinstated(labelled=self.labelled)
+        self.watch.reinstated(labelled=self.labelled)
 
-    def _model_ref(self) -> dict:
-        return {"version": self.champion.version} if self.champion else {}
+    def _next_version(self) -> int:
+        return max([self.champion.version, *(a.version for a in self.archive)]) + 1
+
+    def _watch_record(self, t: int, x: dict) -> None:
+        """Label-free detectors: the record's features and what the champion served."""
+        served = Observation(features=x, prediction=self.champion_pred[t],
+                             score=self._confidence[t - self._cache_from])
+        self._take(t, self.watch.observe(served, index=t, labelled=self.labelled))
+
+    def _take(self, t: int, step) -> None:
+        for event in step.events:
+            self._emit(t, event)
+        for decision in step.decisions:
+            self._act(t, decision)
 
     def _emit(self, t: int, event: DriftEvent) -> DriftEvent:
         self.events.append(event)
@@ -567,7 +518,8 @@ class Backtest:
                               accuracy=evaluation.challenger_accuracy)
         self.decisions.append((t, Decision(action=Action.HOLD, reason=f"retrain finished: {outcome['reason']}",
                                            event_ids=decision.event_ids, window=decision.window)))
-        self.policy.on_retrain_finished(promoted=promoted, labelled=self.labelled)
+        if self.watch is not None:
+            self.watch.retrain_finished(promoted=promoted, labelled=self.labelled)
 
     # -- the result -----------------------------------------------------------------------
     def _result(self, seconds: float, kind: str) -> BacktestResult:
@@ -577,10 +529,9 @@ class Backtest:
         tested = right[self.warmup:]
         accuracy = float(tested.mean()) if len(tested) else None
         by = np.bincount(self.served_by[self.warmup:], minlength=3)
-        served = {"champion": int(by[0]), "online": int(by[1]), "blend": int(by[2])}
-        confidence = self.served_conf[self.warmup:]
-        confidence = confidence[~np.isnan(confidence)]
-        estimated = round(float(confidence.mean()), 4) if len(confidence) else None
+        served = dict(zip(SOURCES, map(int, by), strict=True))
+        expected = [e for e in self.expected[self.warmup:] if e is not None]
+        estimated = round(float(sum(expected)) / len(expected), 4) if expected else None
         every = max(1, min(1000, n // 50))
         curve = [round(float(right[i:i + every].mean()), 4) for i in range(0, n, every)]
         events = []
@@ -609,7 +560,7 @@ class Backtest:
 def run_backtest(features: pd.DataFrame, labels: pd.Series, *, policy: str | PolicySpec = "drift", settings=None,
                  warmup: int | None = None, label_delay: int = 0, ids: pd.Series | None = None, seed: int = 0,
                  progress: Callable[[int, int], None] | None = None,
-                 options: DecisionOptions | None = None) -> BacktestResult:
+                 serving: ServingSettings | None = None) -> BacktestResult:
     """Replay `features`/`labels` in order under `policy`; see the module docstring."""
     return Backtest(features, labels, policy=policy, settings=settings, warmup=warmup, label_delay=label_delay,
-                    ids=ids, seed=seed, options=options).run(progress)
+                    ids=ids, seed=seed, serving=serving).run(progress)

@@ -14,9 +14,10 @@ share into a per-test level from how often it tests (a union bound, so the real 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections import Counter, deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import numpy as np
 from river.drift import ADWIN
@@ -25,6 +26,7 @@ from scipy import stats
 from driftctl.settings import DriftSettings
 
 MILLION = 1_000_000
+X = TypeVar("X")
 ADWIN_CLOCK = 32  # River's ADWIN tests for a cut once every 32 updates
 
 
@@ -90,7 +92,77 @@ class AlarmLevels:
         )
 
 
-class ErrorRateDetector:
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What one record tells the detectors; each detector reads the part it watches and
+    ignores an observation without it (a telemetry record has no label yet, a label has no
+    features), so a bank of detectors is fed by iterating it."""
+
+    features: dict[str, Any] | None = None
+    prediction: Any = None  # what the champion served
+    score: float | None = None  # its confidence
+    champion_right: bool | None = None  # the label has arrived: was the champion right?
+    online_right: bool | None = None  # ... and the online learner?
+
+
+class DriftDetector(ABC, Generic[X]):
+    """The contract every detector keeps, in the shape of River's `DriftDetector`.
+
+    `update(x)` takes one input and returns the detector; then read the read-only
+    `drift_detected`, and `evidence` when it is set. `_reset()` rebuilds all learned state
+    (the constructor only stores options, then resets). `name` and `kind` ("concept": labels
+    needed; "data" and "prediction": label-free) say what fired. Windowed detectors test once
+    per `window` inputs and say so with `window_ended`, so a policy can count drifting
+    windows in a row.
+    """
+
+    name: ClassVar[str]
+    kind: ClassVar[str]
+    windowed: ClassVar[bool] = False
+    window: int = 0
+
+    def _reset(self) -> None:
+        self._drift_detected = False
+        self._evidence: dict[str, Any] = {}
+        self.n_seen = 0
+
+    def reset(self) -> None:
+        """Forget everything learned: a new champion serves."""
+        self._reset()
+
+    @property
+    def drift_detected(self) -> bool:
+        return self._drift_detected
+
+    @property
+    def evidence(self) -> dict[str, Any]:
+        """The statistic, threshold, window and detail of the last firing (or test, for windowed detectors)."""
+        return self._evidence
+
+    @property
+    def window_ended(self) -> bool:
+        """Whether the last update closed a test window (always false for record-by-record detectors)."""
+        return self.windowed and self.n_seen > 0 and self.n_seen % self.window == 0
+
+    @abstractmethod
+    def update(self, x: X) -> Self:
+        """Take one input; sets `drift_detected` for this input only."""
+
+    @abstractmethod
+    def read(self, observation: Observation) -> X | None:
+        """This detector's input in `observation`, or None when it holds none."""
+
+    def observe(self, observation: Observation) -> Self:
+        """`update` with this detector's part of `observation`; without one, nothing changes."""
+        x = self.read(observation)
+        if x is None:
+            self._drift_detected = False
+            return self
+        return self.update(x)
+
+
+class ErrorRateDetector(DriftDetector[bool]):
     """ADWIN over the champion's 0/1 error stream; fires only when the error rate rises.
 
     ADWIN also fires when a model gets *better*; that is no reason to retrain. After a
@@ -131,34 +203,42 @@ class ErrorRateDetector:
 
     def _reset(self) -> None:
         self._adwin = ADWIN(delta=self.delta)
-        self.n_seen = 0
-        self.drift_detected = False
+        super()._reset()
         self.change_at: int | None = None  # error-stream position where the new regime starts
-        self.evidence: dict[str, Any] = {}
 
     @classmethod
     def from_budget(cls, budget: AlarmBudget) -> ErrorRateDetector:
         return cls(delta=budget.level(every=ADWIN_CLOCK))
 
-    def reset(self) -> None:
-        self._reset()
+    @property
+    def error_rate(self) -> float:
+        """The error rate over ADWIN's current window (since the last change it reported)."""
+        return float(self._adwin.estimation)
 
-    def update(self, error: bool) -> ErrorRateDetector:
+    @property
+    def width(self) -> int:
+        """Errors in ADWIN's current window."""
+        return int(self._adwin.width)
+
+    def read(self, observation: Observation) -> bool | None:
+        return None if observation.champion_right is None else not observation.champion_right
+
+    def update(self, error: bool) -> Self:
         x = 1.0 if error else 0.0
         width_before = self._adwin.width
         total_before = self._adwin.estimation * width_before
         self._adwin.update(x)
         self.n_seen += 1
-        self.drift_detected = False
+        self._drift_detected = False
         if not self._adwin.drift_detected:
             return self
         width, recent = int(self._adwin.width), float(self._adwin.estimation)
         dropped = width_before + 1 - width
         older = (total_before + x - recent * width) / dropped if dropped > 0 else recent
         if recent > older:
-            self.drift_detected = True
+            self._drift_detected = True
             self.change_at = self.n_seen - width
-            self.evidence = {
+            self._evidence = {
                 "statistic": recent,
                 "threshold": older,
                 "error_rate_before": older,
@@ -171,7 +251,7 @@ class ErrorRateDetector:
         return self
 
 
-class DataDriftDetector:
+class DataDriftDetector(DriftDetector[dict[str, Any]]):
     """Per-feature two-sample tests of each full window against a fixed reference.
 
     Kolmogorov-Smirnov for numbers, chi-squared for categories; Bonferroni across features
@@ -193,6 +273,7 @@ class DataDriftDetector:
 
     name = "data-ks"
     kind = "data"
+    windowed = True
 
     def __init__(self, reference: list[dict[str, Any]], window: int = 1000, alpha: float = 0.001):
         if not reference:
@@ -216,26 +297,24 @@ class DataDriftDetector:
             else:
                 self._categorical[name] = Counter(str(v) for v in values)
         self._buffer: list[dict[str, Any]] = []
-        self.n_seen = 0
-        self.drift_detected = False
-        self.evidence: dict[str, Any] = {}
+        super()._reset()
 
     @classmethod
     def from_budget(cls, reference: list[dict[str, Any]], budget: AlarmBudget, window: int = 1000):
         """A window-level `alpha` that spends one budget share (one test per window)."""
         return cls(reference, window=window, alpha=budget.level(every=window))
 
-    def reset(self) -> None:
-        self._reset()
-
     @property
     def features(self) -> list[str]:
         return [*self._numeric, *self._categorical]
 
-    def update(self, x: dict[str, Any]) -> DataDriftDetector:
+    def read(self, observation: Observation) -> dict[str, Any] | None:
+        return observation.features
+
+    def update(self, x: dict[str, Any]) -> Self:
         self._buffer.append(x)
         self.n_seen += 1
-        self.drift_detected = False
+        self._drift_detected = False
         if len(self._buffer) >= self.window:
             self._test(self._buffer)
             self._buffer = []
@@ -263,8 +342,8 @@ class DataDriftDetector:
             detail["drifted"] = detail["p_value"] < threshold
         drifted = sorted(name for name, d in per_feature.items() if d["drifted"])
         smallest = min((d["p_value"] for d in per_feature.values()), default=1.0)
-        self.drift_detected = bool(drifted)
-        self.evidence = {
+        self._drift_detected = bool(drifted)
+        self._evidence = {
             "statistic": smallest,
             "threshold": threshold,
             "alpha": self.alpha,
@@ -275,7 +354,7 @@ class DataDriftDetector:
         }
 
 
-class PredictionDriftDetector:
+class PredictionDriftDetector(DriftDetector[tuple[Any, float | None]]):
     """Label-free drift in what the champion serves: the predicted classes (chi-squared)
     and the confidence of each prediction (Kolmogorov-Smirnov), window by window.
 
@@ -290,7 +369,7 @@ class PredictionDriftDetector:
     >>> for i in range(4000):
     ...     positive_share = 0.3 if i < 2500 else 0.5
     ...     prediction = int(rng.random() < positive_share)
-    ...     _ = detector.update(prediction, score=rng.uniform(0.5, 1.0))
+    ...     _ = detector.update((prediction, rng.uniform(0.5, 1.0)))
     ...     if detector.drift_detected:
     ...         fired.append(i)
     >>> fired, detector.evidence["drifted_features"]
@@ -302,6 +381,7 @@ class PredictionDriftDetector:
 
     name = "prediction-drift"
     kind = "prediction"
+    windowed = True
 
     def __init__(self, window: int = 1000, alpha: float = 0.001, reference: list[tuple[Any, float | None]] | None = None):
         if window < 2:
@@ -323,12 +403,7 @@ class PredictionDriftDetector:
         if self.reference:
             self._inner = DataDriftDetector([self._row(p, s) for p, s in self.reference], window=self.window,
                                             alpha=self.alpha)
-        self.n_seen = 0
-        self.drift_detected = False
-        self.evidence: dict[str, Any] = {}
-
-    def reset(self) -> None:
-        self._reset()
+        super()._reset()
 
     @staticmethod
     def _row(prediction: Any, score: float | None) -> dict[str, Any]:
@@ -337,9 +412,14 @@ class PredictionDriftDetector:
             row["score"] = float(score)
         return row
 
-    def update(self, prediction: Any, score: float | None = None) -> PredictionDriftDetector:
+    def read(self, observation: Observation) -> tuple[Any, float | None] | None:
+        return None if observation.prediction is None else (observation.prediction, observation.score)
+
+    def update(self, x: tuple[Any, float | None]) -> Self:
+        """`x` is what was served: (prediction, confidence or None)."""
+        prediction, score = x
         self.n_seen += 1
-        self.drift_detected = False
+        self._drift_detected = False
         row = self._row(prediction, score)
         if self._inner is None:
             self._buffer.append(row)
@@ -349,13 +429,13 @@ class PredictionDriftDetector:
             return self
         self._inner.update(row)
         if self._inner.drift_detected:
-            self.drift_detected = True
-            self.evidence = {**self._inner.evidence, "reference": "first window served" if not self.reference
+            self._drift_detected = True
+            self._evidence = {**self._inner.evidence, "reference": "first window served" if not self.reference
                              else "given"}
         return self
 
 
-class AccuracyGapDetector:
+class AccuracyGapDetector(DriftDetector[tuple[bool, bool]]):
     """The online learner beats the champion on the same recent records: a concept drift
     the champion has not followed, seen through the labels.
 
@@ -373,7 +453,7 @@ class AccuracyGapDetector:
     >>> for i in range(6000):
     ...     champion_right = rng.random() < (0.9 if i < 3000 else 0.7)
     ...     online_right = rng.random() < (0.85 if i < 3000 else 0.88)
-    ...     _ = detector.update(champion_right, online_right)
+    ...     _ = detector.update((champion_right, online_right))
     ...     if detector.drift_detected:
     ...         fired.append(i)
     >>> fired
@@ -407,16 +487,18 @@ class AccuracyGapDetector:
         self._pairs: deque = deque(maxlen=self.window)
         self._b = self._c = self._champion_right = self._online_right = 0
         self.latched = False
-        self.n_seen = 0
-        self.drift_detected = False
-        self.evidence: dict[str, Any] = {}
+        super()._reset()
 
-    def reset(self) -> None:
-        self._reset()
+    def read(self, observation: Observation) -> tuple[bool, bool] | None:
+        if observation.champion_right is None or observation.online_right is None:
+            return None
+        return observation.champion_right, observation.online_right
 
-    def update(self, champion_right: bool, online_right: bool) -> AccuracyGapDetector:
+    def update(self, x: tuple[bool, bool]) -> Self:
+        """`x` is (champion right, online learner right) on one labelled record."""
+        champion_right, online_right = x
         self.n_seen += 1
-        self.drift_detected = False
+        self._drift_detected = False
         pair = (bool(champion_right), bool(online_right))
         if len(self._pairs) == self.window:
             self._count(self._pairs[0], -1)
@@ -433,8 +515,8 @@ class AccuracyGapDetector:
             return self
         p_value = float(stats.binom.sf(b - 1, b + c, 0.5))  # P(X >= b) when neither is better
         if p_value < self.alpha:
-            self.drift_detected = True
-            self.evidence = {
+            self._drift_detected = True
+            self._evidence = {
                 "statistic": p_value,
                 "threshold": self.alpha,
                 "test": "mcnemar-exact-one-sided",

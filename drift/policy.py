@@ -6,59 +6,16 @@ change exist to train on, keeps one retrain in flight, and holds during a cooldo
 a promotion so a fresh champion is not judged on the data that replaced its predecessor.
 A drift seen during the cooldown is not lost: it is deferred and acted on when the cooldown
 ends (detectors report a change once, so dropping it would leave the policy blind to it).
+
+Two options fit the retrain window to the drift (`DriftSettings.regrow`, `keep_old_on_covariate`,
+both off by default, measured in `benchmarks/results/decisions.md`): after a concept drift,
+retrain again each time the window since the change doubles while challengers win; after a
+label-free (covariate) drift, keep the champion's rows and add the new ones (`keep_from`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from drift.events import Action, Decision, DriftEvent
-
-SERVING_RULES = ("champion", "best")
-
-
-@dataclass(frozen=True)
-class DecisionOptions:
-    """The decision ideas of issue 10, each one switchable so the decision benchmark can
-    measure it alone and together (`benchmarks/decisions.py`). The defaults are the policy
-    as it was before them.
-
-    - `serve`: ``champion`` serves the champion; ``best`` serves, record by record, whichever
-      of champion, online learner or their blend (probabilities averaged) has the best
-      exponentially weighted accuracy over the recent labelled records (half-life
-      `serve_halflife` labelled records), switching only on a lead above `serve_margin`.
-    - `regrow`: after a concept drift retrain again each time the window since the change
-      doubles (capped at `max_train_rows`), until a challenger fails to beat the champion on
-      rows newer than the champion's training window.
-    - `change_from_detector`: the window since the change starts where the error detector
-      puts the change (ADWIN's cut), not where it fired, so the first retrain can start sooner.
-    - `keep_old_on_covariate`: a label-free (data/prediction) drift keeps the champion's own
-      training rows and adds the new ones, instead of training on the new ones only.
-    - `archive`: earlier champions compete: `archive_probe` labelled records after a concept
-      drift each is judged on them, and the best one is reinstated (no training) when it beats
-      the champion by `archive_margin`.
-    - `learner`: the online learner run beside the champion (`training.recipes.ONLINE_LEARNERS`).
-    """
-
-    serve: str = "champion"
-    serve_halflife: int = 200
-    serve_margin: float = 0.01
-    regrow: bool = False
-    max_train_rows: int = 20_000
-    change_from_detector: bool = False
-    keep_old_on_covariate: bool = False
-    archive: bool = False
-    archive_probe: int = 300
-    archive_margin: float = 0.05
-    learner: str = "hoeffding-adaptive-tree"
-
-    def __post_init__(self) -> None:
-        if self.serve not in SERVING_RULES:
-            raise ValueError(f"unknown serving rule {self.serve!r}; valid rules: {', '.join(SERVING_RULES)}")
-        if self.serve_halflife < 1:
-            raise ValueError(f"serve_halflife must be at least 1, got {self.serve_halflife!r}")
-        if self.max_train_rows < 100:
-            raise ValueError(f"max_train_rows must be at least 100, got {self.max_train_rows!r}")
 
 
 class DriftPolicy:

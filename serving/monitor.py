@@ -14,16 +14,9 @@ from typing import Any
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from drift.detectors import (
-    AccuracyGapDetector,
-    AlarmLevels,
-    DataDriftDetector,
-    ErrorRateDetector,
-    PredictionDriftDetector,
-)
 from drift.events import Action, Decision, DriftEvent
 from drift.guard import ProbationWatch, Verdict
-from drift.policy import DriftPolicy
+from drift.watch import DriftWatch, Observation, Step
 from driftctl.settings import Settings
 from driftctl.stores.heartbeats import Heartbeat
 from driftctl.stores.ledger import Ledger
@@ -51,15 +44,7 @@ class Monitor:
         self.stop = stop
         self.name = name
         self.topics = settings.kafka.topics
-        drift = settings.drift
-        self.policy = DriftPolicy(min_train_rows=drift.min_train_rows, data_persistence=drift.data_persistence,
-                                  cooldown=drift.cooldown)
-        self.error_detector = ErrorRateDetector(delta=AlarmLevels.from_settings(drift).error_delta)
-        self.data_detector: DataDriftDetector | None = None
-        self.prediction_detector: PredictionDriftDetector | None = None
-        self.gap_detector = (AccuracyGapDetector(window=drift.gap_window, alpha=AlarmLevels.from_settings(drift).gap_alpha,
-                                                 min_gap=drift.gap_min, every=min(drift.gap_every, drift.gap_window))
-                             if drift.accuracy_gap else None)
+        self.watch = DriftWatch(settings.drift)  # detectors and policy: the same engine the backtest replays
         self.champion: ModelRef | None = None
         self.telemetry_seen = 0
         self.labelled = 0
@@ -69,7 +54,6 @@ class Monitor:
         self._pending: OrderedDict[str, dict] = OrderedDict()  # id -> what has arrived of it
         self._done: OrderedDict[str, None] = OrderedDict()  # ids fully joined, bounded like _pending
         self._positions: list[tuple] = []  # per labelled record: telemetry (p, o), label (p, o), ts
-        self._error_positions: list[int] = []  # error-stream index -> labelled position
         # Labelled positions below this were the champion's training data: its errors there are
         # in-sample (near zero) and would make the out-of-sample error rate look like a rise.
         self._trained_until = 0
@@ -92,20 +76,7 @@ class Monitor:
     def vitals(self) -> dict[str, Any]:
         """What the monitor's heartbeat carries beyond counts: its detectors' current statistics
         and the champion's recent accuracy (1 - the error detector's estimate), for status and plots."""
-        vitals: dict[str, Any] = {"index": self.telemetry_seen, "labelled": self.labelled,
-                                  "busy": self.busy, "detectors": {}}
-        errors = self.error_detector
-        if errors.width:
-            vitals["accuracy"] = round(1.0 - errors.error_rate, 4)
-            vitals["detectors"][errors.name] = {"statistic": round(errors.error_rate, 4), "window": errors.width,
-                                                "n": errors.n_seen}
-        data = self.data_detector
-        if data is not None and data.evidence:
-            vitals["detectors"][data.name] = {"statistic": data.evidence["statistic"],
-                                              "threshold": data.evidence["threshold"],
-                                              "drifted_features": data.evidence.get("drifted_features", []),
-                                              "n": data.n_seen}
-        return vitals
+        return {"index": self.telemetry_seen, "labelled": self.labelled, "busy": self.busy, **self.watch.vitals()}
 
     def run(self) -> None:
         updates = ModelUpdates(self.bootstrap, self.settings.kafka)
@@ -158,24 +129,15 @@ class Monitor:
                                             rows=self.settings.retrain.probation_rows,
                                             margin=self.settings.retrain.rollback_margin)
             self._previous_model = self._loader.submit(self.registry.load, int(previous))
-        self.error_detector.reset()
-        self._error_positions = []
-        if self.gap_detector is not None:
-            self.gap_detector.reset()
         if self._training_end is not None:
             self._trained_until = self._training_end
-        drift = self.settings.drift
-        if drift.prediction_drift:
-            self.prediction_detector = PredictionDriftDetector(window=drift.data_window,
-                                                               alpha=AlarmLevels.from_settings(drift).data_alpha)
         try:
             reference = self.registry.reference(ref.run_id)
         except Exception as exc:  # no reference: label-based detection goes on, data drift pauses
             log.error("no training reference for %s version %s, data-drift checks paused: %s",
                       ref.name, ref.version, exc)
-            self.data_detector = None
-            return
-        self.data_detector = DataDriftDetector(reference, window=drift.data_window, alpha=AlarmLevels.from_settings(drift).data_alpha)
+            reference = None
+        self.watch.on_champion(ref.as_dict(), reference)
 
     # -- the join -----------------------------------------------------------------------
     def _dispatch(self, topic: str, message) -> None:
@@ -218,16 +180,18 @@ class Monitor:
             self.labelled += 1
             if self.labelled % self.settings.retrain.checkpoint_every == 0:
                 self._checkpoint()
-            decision = self.policy.on_labelled(self.labelled)
+            decision = self.watch.on_labelled(self.labelled)
             if decision is not None:
                 self._act(decision)
         if "prediction" in state and not state.get("scored"):
             state["scored"] = True
             in_sample = state.get("position", self._trained_until) < self._trained_until
             if self.champion is not None and state["version"] == self.champion.version and not in_sample:
-                self._on_error(record_id, state["prediction"] != state["label"])
-                if self.gap_detector is not None and state.get("online") is not None:
-                    self._on_gap(record_id, state["prediction"] == state["label"], state["online"] == state["label"])
+                online = state.get("online")
+                outcome = Observation(champion_right=state["prediction"] == state["label"],
+                                      online_right=None if online is None else online == state["label"])
+                self._take(self.watch.observe(outcome, index=self.telemetry_seen, labelled=self.labelled,
+                                              context={"record_id": record_id}))
         if state.get("positioned") and state.get("scored"):
             # Label, features and prediction all here (in any order): judge the probation once.
             if self.probation is not None and self.champion is not None and state["version"] == self.champion.version:
@@ -240,73 +204,23 @@ class Monitor:
     def _on_telemetry(self, value: dict) -> None:
         self.telemetry_seen += 1
         self.recent.append(value["features"])
-        if self.data_detector is None:
-            return
-        self.data_detector.update(value["features"])
-        if self.data_detector.n_seen % self.data_detector.window:
-            return
-        event = None
-        if self.data_detector.drift_detected:
-            evidence = self.data_detector.evidence
-            event = self._emit(DriftEvent(
-                detector=self.data_detector.name, kind="data", index=self.telemetry_seen,
-                statistic=evidence["statistic"], threshold=evidence["threshold"],
-                window={"records": evidence["window"], "end_index": self.telemetry_seen, "record_id": value["id"]},
-                evidence=evidence, model=self.champion.as_dict() if self.champion else {}))
-        decision = self.policy.on_data_window(event, labelled=self.labelled)
-        if decision is not None:
-            self._act(decision)
+        self._take(self.watch.observe(Observation(features=value["features"]), index=self.telemetry_seen,
+                                      labelled=self.labelled, context={"record_id": value["id"]}))
 
     def _on_prediction(self, value: dict) -> None:
         """Prediction drift: the served classes and confidence of the current champion."""
-        detector = self.prediction_detector
-        if detector is None or self.champion is None or value["model"]["version"] != self.champion.version:
+        if self.champion is None or value["model"]["version"] != self.champion.version:
             return
         proba = value.get("proba") or {}
-        detector.update(value["prediction"], max(proba.values()) if proba else None)
-        if detector.n_seen % detector.window:
-            return
-        event = None
-        if detector.drift_detected:
-            evidence = detector.evidence
-            event = self._emit(DriftEvent(
-                detector=detector.name, kind=detector.kind, index=self.telemetry_seen,
-                statistic=evidence["statistic"], threshold=evidence["threshold"],
-                window={"records": evidence["window"], "record_id": value["id"]},
-                evidence=evidence, model=self.champion.as_dict()))
-        decision = self.policy.on_data_window(event, labelled=self.labelled, detector=detector.name)
-        if decision is not None:
+        served = Observation(prediction=value["prediction"], score=max(proba.values()) if proba else None)
+        self._take(self.watch.observe(served, index=self.telemetry_seen, labelled=self.labelled,
+                                      context={"record_id": value["id"]}))
+
+    def _take(self, step: Step) -> None:
+        for event in step.events:
+            self._emit(event)
+        for decision in step.decisions:
             self._act(decision)
-
-    def _on_gap(self, record_id: str, champion_right: bool, online_right: bool) -> None:
-        """The online learner beating the champion on the same labelled records."""
-        detector = self.gap_detector.update(champion_right, online_right)
-        if not detector.drift_detected:
-            return
-        evidence = detector.evidence
-        event = self._emit(DriftEvent(
-            detector=detector.name, kind=detector.kind, index=self.telemetry_seen,
-            statistic=evidence["statistic"], threshold=evidence["threshold"],
-            window={"labelled": evidence["window"], "record_id": record_id, "change_at_labelled": self.labelled},
-            evidence=evidence, model=self.champion.as_dict() if self.champion else {}))
-        self._act(self.policy.on_event(event, change_at=self.labelled, labelled=self.labelled))
-
-    def _on_error(self, record_id: str, error: bool) -> None:
-        self._error_positions.append(self.labelled)
-        self.error_detector.update(error)
-        if not self.error_detector.drift_detected:
-            return
-        evidence = self.error_detector.evidence
-        # ADWIN's own cut point often lies well before the real change; the records
-        # labelled from the detection on are the ones known to follow the new concept.
-        change_at = self.labelled
-        evidence["adwin_change_at_labelled"] = self._error_positions[self.error_detector.change_at]
-        event = self._emit(DriftEvent(
-            detector=self.error_detector.name, kind="concept", index=self.telemetry_seen,
-            statistic=evidence["statistic"], threshold=evidence["threshold"],
-            window={"errors": evidence["window"], "record_id": record_id, "change_at_labelled": change_at},
-            evidence=evidence, model=self.champion.as_dict() if self.champion else {}))
-        self._act(self.policy.on_event(event, change_at=change_at, labelled=self.labelled))
 
     # -- probation and automatic rollback ------------------------------------------------
     def _judge_probation(self, state: dict) -> None:
@@ -378,7 +292,7 @@ class Monitor:
         if self.champion is None and not self.busy and self.labelled >= warmup and not self.outcomes:
             decision = Decision(action=Action.RETRAIN, window=(0, warmup),
                                 reason=f"bootstrap: no champion yet; training on the first {warmup} labelled records")
-            self.policy.in_flight = True
+            self.watch.retrain_started()
             self._act(decision)
 
     def window(self, start: int, end: int) -> TrainingWindow:
@@ -405,7 +319,7 @@ class Monitor:
             log.error("retrain failed, champion unchanged: %s", exc)
             outcome = {"promoted": False, "error": str(exc)}
         self.outcomes.append(outcome)
-        self.policy.on_retrain_finished(promoted=bool(outcome.get("promoted")), labelled=self.labelled)
+        self.watch.retrain_finished(promoted=bool(outcome.get("promoted")), labelled=self.labelled)
 
 
 def _decode_prediction(raw: bytes) -> dict:

@@ -45,12 +45,12 @@ class SnapshotRecorder:
             return False
         if self._pending is not None and not self._pending.done():
             return False
-        if monitor.data_detector is None or monitor.champion is None or len(monitor.recent) < 2:
+        if monitor.watch.data_detector is None or monitor.champion is None or len(monitor.recent) < 2:
             return False
         self._last = self.clock()
         window = {"at": time.time(), "index": monitor.telemetry_seen, "champion": monitor.champion.as_dict(),
                   "rows": list(monitor.recent)}
-        reference = monitor.data_detector.reference
+        reference = monitor.watch.data_detector.reference
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evidently")
         self._pending = self._executor.submit(self._record, window, reference)

@@ -11,6 +11,7 @@ from drift.detectors import (
     AlarmBudget,
     AlarmLevels,
     DataDriftDetector,
+    Observation,
     ErrorRateDetector,
     PredictionDriftDetector,
 )
@@ -48,11 +49,11 @@ def data_input(rng, shifted):
 
 def prediction_input(rng, shifted):
     prediction = "fault" if rng.random() < (0.5 if shifted else 0.2) else "ok"
-    return prediction, rng.uniform(0.5, 0.8 if shifted else 1.0)
+    return ((prediction, rng.uniform(0.5, 0.8 if shifted else 1.0)),)
 
 
 def gap_input(rng, shifted):
-    return rng.random() < (0.6 if shifted else 0.9), rng.random() < 0.88
+    return ((rng.random() < (0.6 if shifted else 0.9), rng.random() < 0.88),)
 
 
 DETECTORS = [(make_error, error_input), (make_data, data_input), (make_prediction, prediction_input),
@@ -63,8 +64,10 @@ IDS = ["error-adwin", "data-ks", "prediction-drift", "accuracy-gap"]
 def test_every_detector_is_under_contract():
     from drift import detectors
 
-    classes = {v for v in vars(detectors).values() if isinstance(v, type) and v.__name__.endswith("Detector")}
+    classes = {v for v in vars(detectors).values()
+               if isinstance(v, type) and v.__name__.endswith("Detector") and v is not detectors.DriftDetector}
     assert classes == {type(make()) for make, _ in DETECTORS}
+    assert all(issubclass(c, detectors.DriftDetector) for c in classes)
     assert sorted(c.name for c in classes) == sorted(IDS)
 
 
@@ -232,7 +235,7 @@ def test_gap_detector_rejects_bad_options(kwargs, word):
 
 def test_gap_detector_ignores_a_better_champion():
     detector, rng = make_gap(), random.Random(12)
-    fired = sum(detector.update(rng.random() < 0.95, rng.random() < 0.7).drift_detected for _ in range(20_000))
+    fired = sum(detector.update((rng.random() < 0.95, rng.random() < 0.7)).drift_detected for _ in range(20_000))
     assert fired == 0
 
 
@@ -240,5 +243,33 @@ def test_prediction_detector_with_a_given_reference_tests_from_the_first_window(
     rng = random.Random(13)
     detector = PredictionDriftDetector(window=200, alpha=0.001,
                                        reference=[("ok", rng.uniform(0.5, 1)) for _ in range(1000)])
-    fired = [i for i in range(400) if detector.update("fault", 0.6).drift_detected]
+    fired = [i for i in range(400) if detector.update(("fault", 0.6)).drift_detected]
     assert fired == [199, 399] and detector.evidence["reference"] == "given"
+
+
+@pytest.mark.parametrize("make, sample", DETECTORS, ids=IDS)
+def test_drift_detected_is_read_only(make, sample):
+    detector = make()
+    with pytest.raises(AttributeError):
+        detector.drift_detected = True
+    with pytest.raises(AttributeError):
+        detector.evidence = {}
+
+
+@pytest.mark.parametrize("make, sample", DETECTORS, ids=IDS)
+def test_observe_feeds_only_what_the_detector_watches(make, sample):
+    """A bank is fed by iterating it: each detector takes its part of an observation and
+    ignores one without it."""
+    detector = make()
+    assert detector.observe(Observation()) is detector and detector.n_seen == 0
+    full = Observation(features={"t": 0.1, "mode": "a"}, prediction="ok", score=0.9, champion_right=True,
+                       online_right=False)
+    assert detector.observe(full) is detector and detector.n_seen == 1
+    assert detector.read(full) is not None
+
+
+@pytest.mark.parametrize("make, sample", DETECTORS, ids=IDS)
+def test_window_ended_only_for_windowed_detectors(make, sample):
+    detector, rng = make(), random.Random(4)
+    ends = [i for i in range(1, 401) if detector.update(*sample(rng, False)).window_ended]
+    assert ends == ([200, 400] if detector.windowed else [])

@@ -150,7 +150,7 @@ def run_demo(settings: Settings, progress: Callable[[str, int, int], None] | Non
                 return False
             if swapped_at:
                 return sent < swapped_at[0] + stream.after_promotion
-            return monitor.busy or monitor.policy.change_at is not None
+            return monitor.busy or monitor.watch.policy.change_at is not None
 
         scorer.start()
         monitor_stage.start()

@@ -1,0 +1,232 @@
+"""DriftWatch: the one decision engine. The live monitor and the backtest both drive it.
+
+It holds the detector bank and the policy. Fed observations (a record's features, what the
+champion served, whether the champion and the online learner were right once the label
+came) it returns the drift events that fired and the decisions the policy took; between
+records it says how many labelled records exist (`on_labelled`) and how a retrain ended
+(`retrain_finished`). Pure: no Kafka, no clock but the caller's positions, so replaying
+history through it *is* the live logic.
+
+It also keeps the label-free accuracy estimate of the served predictions (`served`,
+`served_label`, `drift.arbiter.AccuracyEstimate`) and, when `DriftSettings.archive` is on,
+says when the archived champions should be judged against the serving one (`archive_due`).
+
+>>> import random
+>>> from driftctl.settings import DriftSettings
+>>> watch = DriftWatch(DriftSettings(min_train_rows=200))
+>>> rng = random.Random(0)
+>>> watch.on_champion({"version": 1}, reference=[{"x": rng.gauss(0, 1)} for _ in range(500)])
+>>> fired, decisions = [], []
+>>> for labelled in range(1, 6001):
+...     right = rng.random() < (0.95 if labelled < 3000 else 0.6)
+...     step = watch.observe(Observation(champion_right=right), index=labelled, labelled=labelled)
+...     fired += [(e.index, e.detector) for e in step.events]
+...     decision = watch.on_labelled(labelled)
+...     if decision is not None and decision.action is Action.RETRAIN:
+...         decisions.append(decision.window)
+...         watch.retrain_finished(promoted=False, labelled=labelled)
+>>> fired
+[(3072, 'error-adwin')]
+>>> decisions
+[(3072, 3272)]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from drift.arbiter import AccuracyEstimate
+from drift.detectors import (
+    AccuracyGapDetector,
+    AlarmLevels,
+    DataDriftDetector,
+    DriftDetector,
+    ErrorRateDetector,
+    Observation,
+    PredictionDriftDetector,
+)
+from drift.events import Action, Decision, DriftEvent
+from drift.policy import DriftPolicy
+from driftctl.settings import DriftSettings
+
+__all__ = ["Action", "DriftWatch", "Observation", "Step"]
+
+
+@dataclass
+class Step:
+    """What one observation produced: the events that fired and the policy's decisions on them."""
+
+    events: list[DriftEvent] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+
+
+class DriftWatch:
+    """The detector bank and the drift policy, built from `DriftSettings`."""
+
+    def __init__(self, settings: DriftSettings, *, accuracy_gap: bool | None = None):
+        self.settings = settings
+        self.levels = AlarmLevels.from_settings(settings)
+        capped = settings.regrow or settings.keep_old_on_covariate
+        self.policy = DriftPolicy(min_train_rows=settings.min_train_rows,
+                                  data_persistence=settings.data_persistence, cooldown=settings.cooldown,
+                                  regrow=settings.regrow, max_train_rows=settings.max_train_rows if capped else None)
+        gap = settings.accuracy_gap if accuracy_gap is None else accuracy_gap
+        self.error_detector = ErrorRateDetector(delta=self.levels.error_delta)
+        self.gap_detector = (AccuracyGapDetector(window=settings.gap_window, alpha=self.levels.gap_alpha,
+                                                 min_gap=settings.gap_min,
+                                                 every=min(settings.gap_every, settings.gap_window))
+                             if gap else None)
+        self.data_detector: DataDriftDetector | None = None
+        self.prediction_detector: PredictionDriftDetector | None = None
+        self.model: dict[str, Any] = {}
+        self._error_positions: list[int] = []  # error-stream index -> labelled position
+        self.trained_on: tuple[int, int] | None = None  # labelled positions the champion was trained on
+        self.since = 0  # labelled position at which the champion began serving
+        self.probe: tuple[int, int] | None = None  # archive: (change at, judge at), labelled positions
+        self.estimate = AccuracyEstimate(window=settings.data_window)
+
+    @property
+    def detectors(self) -> list[DriftDetector[Any]]:
+        """The bank, in the order it is fed."""
+        bank: list[DriftDetector[Any] | None] = [self.error_detector, self.gap_detector, self.data_detector,
+                                                 self.prediction_detector]
+        return [d for d in bank if d is not None]
+
+    @property
+    def needs_online(self) -> bool:
+        """Whether a detector compares the online learner with the champion."""
+        return self.gap_detector is not None
+
+    def on_champion(self, model: dict[str, Any], reference: list[dict[str, Any]] | None, *,
+                    trained_on: tuple[int, int] | None = None, labelled: int = 0) -> None:
+        """A new champion serves: detectors start afresh; features are judged against its
+        training `reference` (None: data-drift checks pause, label-based detection goes on).
+        `trained_on` (labelled positions, when known) lets a covariate drift keep its rows;
+        `labelled` is where it began serving (a change found later cannot start before it)."""
+        self.model = dict(model)
+        self.trained_on = trained_on
+        self.since = labelled
+        self.probe = None
+        self.estimate.reset("champion")
+        self.estimate.reset("blend")
+        self.error_detector.reset()
+        self._error_positions = []
+        if self.gap_detector is not None:
+            self.gap_detector.reset()
+        s = self.settings
+        self.prediction_detector = (PredictionDriftDetector(window=s.data_window, alpha=self.levels.data_alpha)
+                                    if s.prediction_drift else None)
+        self.data_detector = (DataDriftDetector(reference or [{}], window=s.data_window, alpha=self.levels.data_alpha)
+                              if reference is not None else None)
+
+    def observe(self, observation: Observation, *, index: int, labelled: int,
+                context: dict[str, Any] | None = None) -> Step:
+        """Feed every detector its part of `observation`. `index` is the stream position,
+        `labelled` the labelled records so far; `context` goes into each event's window
+        (the record id, say)."""
+        step = Step()
+        if observation.champion_right is not None:
+            self._error_positions.append(labelled)
+        for detector in self.detectors:
+            detector.observe(observation)
+            if detector.windowed:
+                if not detector.window_ended or detector.read(observation) is None:
+                    continue
+                event = self._event(detector, index, labelled, context) if detector.drift_detected else None
+                if event is not None:
+                    step.events.append(event)
+                keep_from = (self.trained_on[0] if self.settings.keep_old_on_covariate and self.trained_on
+                             else None)
+                decision = self.policy.on_data_window(event, labelled=labelled, detector=detector.name,
+                                                      keep_from=keep_from)
+            elif detector.drift_detected:
+                event = self._event(detector, index, labelled, context)
+                step.events.append(event)
+                change_at = labelled
+                if self.settings.change_from_detector and "adwin_change_at_labelled" in event.evidence:
+                    # ADWIN's cut: the rows after it are the new regime, so the first retrain comes sooner.
+                    change_at = max(self.since, min(labelled, event.evidence["adwin_change_at_labelled"]))
+                if self.settings.archive and self.probe is None:
+                    self.probe = (change_at, change_at + self.settings.archive_probe)
+                decision = self.policy.on_event(event, change_at=change_at, labelled=labelled)
+            else:
+                continue
+            if decision is not None:
+                step.decisions.append(decision)
+        return step
+
+    def _event(self, detector: DriftDetector[Any], index: int, labelled: int,
+               context: dict[str, Any] | None) -> DriftEvent:
+        evidence = dict(detector.evidence)
+        window: dict[str, Any] = {"end_index": index}
+        if detector.kind == "concept":
+            # The records labelled from the detection on are the ones known to follow the new
+            # concept (ADWIN's own cut often lies well before the real change).
+            window.update(labelled=evidence["window"], change_at_labelled=labelled)
+            if detector is self.error_detector and self.error_detector.change_at is not None:
+                positions = self._error_positions
+                evidence["adwin_change_at_labelled"] = positions[min(self.error_detector.change_at,
+                                                                     len(positions) - 1)]
+        else:
+            window["records"] = evidence["window"]
+        window.update(context or {})
+        return DriftEvent(detector=detector.name, kind=detector.kind, index=index, statistic=evidence["statistic"],
+                          threshold=evidence["threshold"], window=window, evidence=evidence, model=self.model)
+
+    def on_labelled(self, labelled: int) -> Decision | None:
+        """Labelled records accrued: a retrain decision once enough follow a change."""
+        return self.policy.on_labelled(labelled)
+
+    def archive_due(self, labelled: int) -> tuple[int, int] | None:
+        """With `archive` on: once `archive_probe` labelled records follow a concept drift, the
+        window (start, end) of labelled positions to judge the archived champions on (once)."""
+        if self.probe is None or labelled < self.probe[1]:
+            return None
+        start, self.probe = self.probe[0], None
+        return start, labelled
+
+    def reinstated(self, *, labelled: int) -> None:
+        """An archived champion came back without training: the pending change is answered
+        (call `on_champion` for it as for any champion)."""
+        self.policy.on_reinstated(labelled=labelled)
+
+    # -- the label-free accuracy estimate ------------------------------------------------------
+    def served(self, source: str, confidence: float | None) -> float | None:
+        """A record was served by `source` (champion, online, blend) with `confidence` (the
+        served class's probability): its expected accuracy, counted in the estimate."""
+        return None if confidence is None else self.estimate.served(source, confidence)
+
+    def served_label(self, source: str, confidence: float | None, right: bool) -> None:
+        """The label of a served record came: calibrate `source`'s confidence with it."""
+        if confidence is not None:
+            self.estimate.learn(source, confidence, right)
+
+    def retrain_started(self) -> None:
+        """A retrain the policy did not ask for (a bootstrap, a schedule) is in flight."""
+        self.policy.in_flight = True
+
+    def retrain_finished(self, *, promoted: bool, labelled: int) -> None:
+        self.policy.on_retrain_finished(promoted=promoted, labelled=labelled)
+
+    @property
+    def busy(self) -> bool:
+        return self.policy.in_flight
+
+    def vitals(self) -> dict[str, Any]:
+        """The detectors' current statistics and the champion's recent accuracy, for status and plots."""
+        vitals: dict[str, Any] = {"detectors": {}}
+        if self.estimate.estimated_accuracy is not None:
+            vitals["estimated_accuracy"] = self.estimate.estimated_accuracy
+        errors = self.error_detector
+        if errors.width:
+            vitals["accuracy"] = round(1.0 - errors.error_rate, 4)
+            vitals["detectors"][errors.name] = {"statistic": round(errors.error_rate, 4), "window": errors.width,
+                                                "n": errors.n_seen}
+        data = self.data_detector
+        if data is not None and data.evidence:
+            vitals["detectors"][data.name] = {"statistic": data.evidence["statistic"],
+                                              "threshold": data.evidence["threshold"],
+                                              "drifted_features": data.evidence.get("drifted_features", []),
+                                              "n": data.n_seen}
+        return vitals
