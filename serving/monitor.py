@@ -74,8 +74,9 @@ class Monitor:
         return self._retraining is not None
 
     def vitals(self) -> dict[str, Any]:
-        """What the monitor's heartbeat carries beyond counts: its detectors' current statistics
-        and the champion's recent accuracy (1 - the error detector's estimate), for status and plots."""
+        """What the monitor's heartbeat carries beyond counts: its detectors' current statistics,
+        the champion's recent accuracy (1 - the error detector's estimate) and the label-free
+        `estimated_accuracy` of the served predictions, for status and plots."""
         return {"index": self.telemetry_seen, "labelled": self.labelled, "busy": self.busy, **self.watch.vitals()}
 
     def run(self) -> None:
@@ -159,8 +160,12 @@ class Monitor:
         elif topic == self.topics.labels:
             slot = {"label": value["label"], "label_at": (message.partition, message.offset)}
         else:
-            slot = {"prediction": value["prediction"], "version": value["model"]["version"],
-                    "online": (value.get("online") or {}).get("prediction")}
+            # The champion's own prediction (what it is judged on) may differ from the one served.
+            champion = (value.get("champion") or {}).get("prediction", value["prediction"])
+            slot = {"prediction": champion, "version": value["model"]["version"],
+                    "online": (value.get("online") or {}).get("prediction"), "served": value["prediction"],
+                    "served_by": value.get("served_by") or "champion", "confidence": value.get("confidence")}
+            self.watch.served(slot["served_by"], slot["confidence"])  # the label-free accuracy estimate
             seq = self._pending.get(value["id"], {}).get("seq")
             if seq is None or seq > self._trained_until:  # not a record the champion trained on
                 self._on_prediction(value)
@@ -185,6 +190,7 @@ class Monitor:
                 self._act(decision)
         if "prediction" in state and not state.get("scored"):
             state["scored"] = True
+            self.watch.served_label(state["served_by"], state["confidence"], state["served"] == state["label"])
             in_sample = state.get("position", self._trained_until) < self._trained_until
             if self.champion is not None and state["version"] == self.champion.version and not in_sample:
                 online = state.get("online")
@@ -212,7 +218,8 @@ class Monitor:
         if self.champion is None or value["model"]["version"] != self.champion.version:
             return
         proba = value.get("proba") or {}
-        served = Observation(prediction=value["prediction"], score=max(proba.values()) if proba else None)
+        champion = (value.get("champion") or {}).get("prediction", value["prediction"])
+        served = Observation(prediction=champion, score=max(proba.values()) if proba else None)
         self._take(self.watch.observe(served, index=self.telemetry_seen, labelled=self.labelled,
                                       context={"record_id": value["id"]}))
 

@@ -1,5 +1,7 @@
 """The scorer: one consumer-group member that scores telemetry with the champion batch
-model and an online River learner, learns from late labels, and hot-swaps models."""
+model and an online River learner, learns from late labels, and hot-swaps models. Each record
+is served by the champion, the online learner or their blend (`ServingSettings.serve`; with
+``best``, `drift.arbiter.ServingRule` picks by recent labelled accuracy, as the backtest does)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from drift.arbiter import ServingRule, blend
 from driftctl.runtime.logs import quiet_libraries
 from driftctl.runtime.stack import configure_environment
 from driftctl.settings import Settings
@@ -47,6 +50,8 @@ class Scorer:
         self.checkpoint_path = settings.home / "checkpoints" / f"{serving.instance or 'scorer'}.pkl"
         self.current: LoadedModel | None = None
         self.online = make_online_learner(settings.stream.seed, serving.online_learner)
+        # serve=best: which of champion, online learner and blend serves; the rule the backtest replays.
+        self.rule = ServingRule.from_settings(serving) if serving.serve == "best" else None
         self.n_learned = 0
         self.restored_from: int | None = None  # n_learned of the checkpoint this scorer resumed from
         self.scored = 0
@@ -88,6 +93,8 @@ class Scorer:
                 # Swapped between two batches: no record is scored by a half-loaded model, and
                 # the old model is released here (nothing else holds it).
                 self.current = loaded
+                if self.rule is not None:
+                    self.rule.on_champion(loaded.accuracy)  # a new champion starts from its holdout accuracy
                 self.swaps.append((loaded.ref.version, time.time()))
                 self.metrics.model_version.set(loaded.ref.version)
                 self._publish_stats()
@@ -190,26 +197,41 @@ class Scorer:
         probabilities = self.current.model.predict_proba(frame)  # one pass; the class is its argmax
         classes = [_plain(c) for c in self.current.model.classes_]
         predictions = [classes[i] for i in probabilities.argmax(axis=1)]
-        n_learned, now = self.n_learned, time.time()
+        n_learned, now, version = self.n_learned, time.time(), self.current.ref.version
+        # Labels are learned between batches, so one source serves the whole batch (champion where the
+        # online learner has nothing to say yet).
+        chosen = self.rule.serving if self.rule is not None else serving.serve
+        sources, outcomes = [], []
         for (message, record), features, prediction, proba in zip(good, rows, predictions, probabilities):
-            online = _plain(self.online.predict_one(_present(features)))
+            online_proba = self.online.predict_proba_one(_present(features))
+            online = _plain(max(online_proba, key=online_proba.get)) if online_proba else None
             champion = _plain(prediction)
-            source = "online" if serving.serve == "online" and online is not None else "champion"
-            served = online if source == "online" else champion
+            champion_proba = dict(zip(classes, proba.tolist(), strict=True))
+            mixed = blend(champion_proba, online_proba) if self.rule is not None else None
+            blended = _plain(max(mixed, key=mixed.get)) if mixed else None
+            source = chosen if online is not None else "champion"
+            served, confidence = ((online, online_proba[online]) if source == "online" else
+                                  (blended, mixed[blended]) if source == "blend" else
+                                  (champion, champion_proba[champion]))
             value = {
                 "id": record["id"], "ts": record["ts"], "prediction": served,
                 "proba": {str(c): round(float(p), 6) for c, p in zip(classes, proba)},
                 "model": model, "online": {"prediction": online, "n_learned": n_learned},
-                "served": source, "scorer": self.instance,
+                "champion": {"prediction": champion}, "served": source, "served_by": source, "confidence": round(float(confidence), 6),
+                "scorer": self.instance,
                 "scored_at": now, "source": {"partition": message.partition, "offset": message.offset},
             }
             producer.send(self.topics.predictions, key=message.key, value=encode(value))
+            sources.append(source)
+            outcomes.append((version, champion, online, blended))
         # Learning comes after the whole batch is scored, so one learner state scored it.
-        self.audit.record(scorer=self.instance, topic=tp.topic, partition=tp.partition,
-                          offsets=[m.offset for m, _ in good], ids=[r["id"] for _, r in good],
-                          model=model, n_learned=n_learned)
-        for (_, record), features in zip(good, rows):
-            ready = self.joiner.add_record(record["id"], features)
+        for source in dict.fromkeys(sources):
+            part = [(m, r) for (m, r), s in zip(good, sources, strict=True) if s == source]
+            self.audit.record(scorer=self.instance, topic=tp.topic, partition=tp.partition,
+                              offsets=[m.offset for m, _ in part], ids=[r["id"] for _, r in part],
+                              model=model, n_learned=n_learned, served_by=source)
+        for (_, record), features, outcome in zip(good, rows, outcomes, strict=True):
+            ready = self.joiner.add_record(record["id"], (features, outcome))
             if ready is not None:
                 self._learn_one(*ready)
         self.scored += len(good)
@@ -230,7 +252,10 @@ class Scorer:
         self.metrics.join_evictions.labels("size").inc(self.joiner.evicted_by_size - before[0])
         self.metrics.join_evictions.labels("age").inc(self.joiner.evicted_by_age - before[1])
 
-    def _learn_one(self, features: dict, label) -> None:
+    def _learn_one(self, scored: tuple, label) -> None:
+        features, (version, champion, online, blended) = scored
+        if self.rule is not None and self.current is not None and version == self.current.ref.version:
+            self.rule.update(champion == label, online == label, blended == label)
         self.online.learn_one(_present(features), label)
         self.n_learned += 1
         self.metrics.labels.inc()

@@ -36,6 +36,7 @@ class LoadedModel:
     ref: ModelRef
     model: Any
     schema: FeatureSchema
+    accuracy: float | None = None  # its holdout accuracy when it was trained (the run's challenger_accuracy)
 
     @property
     def features(self) -> list[str]:
@@ -94,9 +95,10 @@ class Registry:
             model = mlflow.sklearn.load_model(f"models:/{self.model_name}/{version}")
             schema = FeatureSchema.model_validate(
                 mlflow.artifacts.load_dict(f"runs:/{details.run_id}/features.json")["schema"])
+            accuracy = self.client.get_run(details.run_id).data.metrics.get("challenger_accuracy")
         except Exception as exc:  # any failure to load leaves the current model serving
             raise RegistryError(f"cannot load {self.model_name} version {version}: {exc}") from exc
-        return LoadedModel(ModelRef(self.model_name, int(version), details.run_id), model, schema)
+        return LoadedModel(ModelRef(self.model_name, int(version), details.run_id), model, schema, accuracy)
 
     def reference(self, run_id: str) -> list[dict[str, Any]]:
         """The champion's training reference rows, stored with its run."""

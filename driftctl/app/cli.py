@@ -344,7 +344,7 @@ def audit(
     home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
-    """Which model version and which online-learner state scored a record."""
+    """Which model version and which online-learner state scored a record, and which served it."""
     from serving.audit import AuditLog
 
     settings = _settings(home)
@@ -363,7 +363,8 @@ def audit(
     model, source = found["model"], found["source"]
     console.print(f"{record_id}: {model['name']} version {model['version']} (run {model['run_id']}), "
                   f"online learner n_learned={found['online']['n_learned']}, "
-                  f"{source['topic']}[{source['partition']}]@{source['offset']}, scorer {found['scorer']}",
+                  f"{source['topic']}[{source['partition']}]@{source['offset']}, scorer {found['scorer']}, "
+                  f"served by {found.get('served_by') or 'unrecorded'}",
                   highlight=False)
 
 

@@ -161,6 +161,7 @@ td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
  <div class="card">champion version<div class="big" id="champion-version">{version}</div><small id="champion-model">{model}</small><br><small id="champion-why">{why}</small></div>
  <div class="card">scoring records/s<div class="big" id="throughput">{throughput}</div></div>
  <div class="card">dead letters<div class="big" id="dead-letters">{dead}</div></div>
+ <div class="card">accuracy, estimated<div class="big" id="estimated">-</div><small id="recent">label-free; recent labelled -</small></div>
  <div class="card">updated<div class="big" id="updated">-</div></div>
 </div>
 <h2>stages</h2>
@@ -206,6 +207,9 @@ function draw(s) {{
   document.getElementById("throughput").textContent = fmt(rps);
   document.getElementById("dead-letters").textContent = s.dead_letters.total === null ? "unknown" : fmt(s.dead_letters.total);
   document.getElementById("updated").textContent = when(s.at).slice(11);
+  const acc = s.accuracy || {{}};
+  document.getElementById("estimated").textContent = acc.estimated == null ? "-" : Number(acc.estimated).toFixed(3);
+  document.getElementById("recent").textContent = "label-free; recent labelled " + (acc.recent == null ? "-" : Number(acc.recent).toFixed(3));
   fill("#stages", s.stages.map(x => ({{cls: x.health, cells: [x.stage, x.instance, x.health, x.reason, fmt(x.rps), fmt(x.lag), fmt(x.dead_letters)], num: [4, 5, 6], cellCls: [null, null, "health"]}})));
   chart("chart-rps", s.series, p => p[1], s.at); chart("chart-lag", s.series, p => p[2], s.at);
   document.getElementById("legend").innerHTML = "";

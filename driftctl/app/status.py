@@ -117,6 +117,11 @@ def collect_status(settings: Settings, now: float | None = None, decisions: int 
 
     monitor = next((b for b in sorted(latest, key=lambda b: -b.at) if b.stage == "monitor"), None)
     report["drift"] = drift_state(entries, report["champion"], monitor.extra if monitor else {})
+    vitals = (monitor.extra if monitor else None) or {}
+    if "estimated_accuracy" in vitals or "accuracy" in vitals:
+        # Realised over the champion's labelled records; estimated (label-free, calibrated confidence)
+        # over the newest served records, most of them without a label yet.
+        report["accuracy"] = {"recent": vitals.get("accuracy"), "estimated": vitals.get("estimated_accuracy")}
     report["decisions"] = [{"at": e.at, "action": e.payload.get("action"), "reason": e.reason,
                             "id": e.payload.get("id"),
                             "event_id": e.event_id, "model_version": e.model_version}
@@ -188,7 +193,8 @@ def status_view(report: dict[str, Any]):
     reachable = report["broker"]["reachable"]
     broker = "unknown" if reachable is None else "up" if reachable else "unreachable"
     parts: list = [Text.assemble("driftctl ", (health.upper(), f"bold {_COLOURS.get(health, '')}"),
-                                 f"   home {report['home']}   broker {report['broker']['bootstrap'] or '-'} ({broker})")]
+                                 f"   home {report['home']}   broker {report['broker']['bootstrap'] or '-'} "
+                                 f"({broker})")]
     stages = Table(title="stages", title_justify="left", expand=False)
     for column in ("stage", "instance", "health", "reason", "records/s", "lag", "dead letters", "model"):
         stages.add_column(column, justify="right" if column in ("records/s", "lag", "dead letters") else "left")
@@ -213,6 +219,11 @@ def status_view(report: dict[str, Any]):
         table.add_row("promoted at", _when(champion["promoted_at"], now))
         table.add_row("why", champion["reason"] or "-")
         table.add_row("drift event", champion["event_id"] or "-")
+    accuracy = report.get("accuracy") or {}
+    if accuracy:
+        recent, estimated = accuracy.get("recent"), accuracy.get("estimated")
+        table.add_row("accuracy", f"recent labelled {'-' if recent is None else f'{recent:.3f}'}, estimated "
+                                  f"label-free {'-' if estimated is None else f'{estimated:.3f}'}")
     dead = report["dead_letters"]
     table.add_row("dead letters", "unknown" if dead["total"] is None else f"{dead['total']:,} ({dead['rate']:.2%})")
     parts.append(table)
