@@ -217,8 +217,8 @@ class Scorer:
                 "id": record["id"], "ts": record["ts"], "prediction": served,
                 "proba": {str(c): round(float(p), 6) for c, p in zip(classes, proba)},
                 "model": model, "online": {"prediction": online, "n_learned": n_learned},
-                "champion": {"prediction": champion}, "served": source, "served_by": source, "confidence": round(float(confidence), 6),
-                "scorer": self.instance,
+                "champion": {"prediction": champion}, "served": source, "served_by": source,
+                "confidence": round(float(confidence), 6), "scorer": self.instance,
                 "scored_at": now, "source": {"partition": message.partition, "offset": message.offset},
             }
             producer.send(self.topics.predictions, key=message.key, value=encode(value))
