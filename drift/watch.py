@@ -77,6 +77,7 @@ class DriftWatch:
                                                  min_gap=settings.gap_min,
                                                  every=min(settings.gap_every, settings.gap_window))
                              if gap else None)
+        self._label_bank = [d for d in (self.error_detector, self.gap_detector) if d is not None]
         self.data_detector: DataDriftDetector | None = None
         self.prediction_detector: PredictionDriftDetector | None = None
         self.model: dict[str, Any] = {}
@@ -126,9 +127,15 @@ class DriftWatch:
         `labelled` the labelled records so far; `context` goes into each event's window
         (the record id, say)."""
         step = Step()
-        if observation.champion_right is not None:
+        # Only the detectors that watch what the observation holds (a backtest feeds two a record):
+        # the others would read nothing and change nothing.
+        if observation.champion_right is None:
+            bank = [d for d in (self.data_detector, self.prediction_detector) if d is not None]
+        else:
             self._error_positions.append(labelled)
-        for detector in self.detectors:
+            bank = (self._label_bank if observation.features is None and observation.prediction is None
+                    else self.detectors)
+        for detector in bank:
             detector.observe(observation)
             if detector.windowed:
                 if not detector.window_ended or detector.read(observation) is None:
