@@ -103,6 +103,7 @@ def _print_demo(r) -> None:
     table.add_row("champion accuracy after drift", _pct(r.accuracy_after_drift))
     table.add_row("champion accuracy after promotion", _pct(r.accuracy_after_promotion))
     table.add_row("online learner accuracy after drift", _pct(r.online_accuracy_after_drift))
+    table.add_row("served accuracy after drift (before promotion)", _pct(r.served_accuracy_after_drift))
     table.add_row("wall time", f"{r.seconds:.1f} s")
     console.print(table)
     console.print("state left in .driftctl/ - run [bold]driftctl status[/bold]")

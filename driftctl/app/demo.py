@@ -41,6 +41,7 @@ class DemoResult:
     accuracy_after_drift: float | None
     accuracy_after_promotion: float | None
     online_accuracy_after_drift: float | None
+    served_accuracy_after_drift: float | None  # what was served (serve=best: champion, online or blend)
     seconds: float
     outcomes: list[dict] = field(default_factory=list)
     prediction_log: list[dict] = field(default_factory=list, repr=False)  # every prediction read back
@@ -194,8 +195,10 @@ def summarize(settings: Settings, sent: int, predictions: list[dict], monitor, d
     promoted = [o for o in monitor.outcomes if o.get("promoted") and (o.get("version") or 0) > 1]
     promoted_version = promoted[0]["version"] if promoted else None
 
-    def accuracy(select) -> float | None:
-        hits = [p["prediction"] == truth[i][1] for i, p in by_id.items() if select(truth[i][0], p)]
+    def accuracy(select, served: bool = False) -> float | None:
+        """The champion's own predictions (or, `served`, those served) right among the selected."""
+        hits = [(p["prediction"] if served else (p.get("champion") or {}).get("prediction", p["prediction"]))
+                == truth[i][1] for i, p in by_id.items() if select(truth[i][0], p)]
         return round(sum(hits) / len(hits), 4) if hits else None
 
     def online_accuracy(select) -> float | None:
@@ -221,11 +224,14 @@ def summarize(settings: Settings, sent: int, predictions: list[dict], monitor, d
         retrain_run_id=promoted[0]["run_id"] if promoted else None,
         promoted_version=promoted_version,
         versions_served=sorted({p["model"]["version"] for p in by_id.values()}),
-        accuracy_before_drift=accuracy(lambda seq, p: warmup_end <= seq < stream.drift_at and p["model"]["version"] == 1),
+        accuracy_before_drift=accuracy(lambda seq, p: warmup_end <= seq < stream.drift_at
+                                       and p["model"]["version"] == 1),
         accuracy_after_drift=accuracy(lambda seq, p: seq >= stream.drift_at and p["model"]["version"] == 1),
         accuracy_after_promotion=accuracy(lambda seq, p: promoted_version is not None
                                           and p["model"]["version"] == promoted_version),
         online_accuracy_after_drift=online_accuracy(lambda seq, p: seq >= stream.drift_at),
+        served_accuracy_after_drift=accuracy(lambda seq, p: seq >= stream.drift_at and p["model"]["version"] == 1,
+                                             served=True),
         seconds=round(seconds, 1),
         outcomes=monitor.outcomes,
         prediction_log=predictions,
