@@ -12,6 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from driftctl.messages import ModelLineage
 from driftctl.runtime.machine import describe as describe_machine
 from serving.audit import AuditLog
 
@@ -21,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def main(records: int = 1_000_000, batch: int = 500) -> str:
     home = Path(tempfile.mkdtemp(prefix="driftctl-audit-"))
     log = AuditLog(home / "audit.db")
-    model = {"name": "m", "version": 1, "run_id": "r" * 32}
+    model: ModelLineage = {"name": "m", "version": 1, "run_id": "r" * 32}
     started = time.perf_counter()
     for start in range(0, records, batch):
         ids = [f"rec-{i:09d}" for i in range(start, start + batch)]

@@ -127,7 +127,8 @@ def _run_job(job: tuple[str, int, str, float]) -> dict:
     # Label-free estimate per 1,000-record window against the realised accuracy of the same window (the
     # mean absolute gap is the calibration error): calibrated (what driftctl reports) and the raw
     # confidence of the served class (CBPE without calibration), for comparison.
-    gaps, raw_gaps = [], []
+    gaps: list[float] = []
+    raw_gaps: list[float] = []
     raw = np.array([backtest.confidence[k][t] if backtest.confidence[k][t] is not None else np.nan
                     for t, k in enumerate(backtest.served_by.tolist())], dtype=float)
     expected = np.array([np.nan if e is None else e for e in backtest.expected], dtype=float)
@@ -159,7 +160,7 @@ def speed() -> dict:
 
     X, y = take(switch([(synth.Hyperplane(seed=41, n_features=10), 50_000), (synth.Hyperplane(seed=42, n_features=10),
                                                                              10 ** 9)]), 100_000)
-    out = {}
+    out: dict[str, float] = {}
     for label in ("before", "after", "before", "after"):  # interleaved: the machine's load changes
         settings, serving = settings_of(VARIANTS[label])
         rps = Backtest(X, y, policy="drift", settings=settings, warmup=WARMUP, serving=serving).run().records_per_second
@@ -236,7 +237,7 @@ def render(all_rows: list[dict], streams: list[Stream], columns: list[str], args
             "drift keeps the old rows and adds the new; gap: the accuracy-gap detector on; all: every idea.", "",
             "| stream | delay | " + " | ".join(variants) + " |",
             "| --- | ---: |" + " ---: |" * len(variants)]
-    gains = {v: [] for v in variants}
+    gains: dict[str, list[float]] = {v: [] for v in variants}
     for delay in DELAYS:
         for s in streams:
             if (s.name, delay, "before") not in rows:

@@ -25,6 +25,7 @@ import statistics
 import sys
 import time
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,7 +68,7 @@ def abrupt(before, after, at: int):
 class Stream:
     name: str
     kind: str  # abrupt | gradual | incremental | stationary
-    make: object  # () -> iterator
+    make: Callable[[], Iterable[tuple[dict, object]]]  # a fresh stream of (features, label)
     records: int
     drift_at: int | None  # None: stationary control
     note: str = ""
@@ -235,7 +236,7 @@ def run_policies(name, X, y, settings, period: int, arf_models: int):
     right = 0
     records = X.to_dict("records")
     labels = y.tolist()
-    for i, (x, label) in enumerate(zip(records, labels)):
+    for i, (x, label) in enumerate(zip(records, labels, strict=True)):
         if i >= WARMUP:
             right += arf.predict_one(x) == label
         arf.learn_one(x, label)
@@ -274,7 +275,8 @@ def render(args, settings, drifting, stationary, policies, seconds, speed) -> st
         f" - total {seconds / 60:.1f} min",
         f"- settings: driftctl defaults (`DriftSettings()`): alarm budget "
         f"{settings.false_alarms_per_million:g} false alarm per million records (ADWIN delta "
-        f"{AlarmLevels.from_settings(settings).error_delta:.2g}, data/prediction window alpha {AlarmLevels.from_settings(settings).data_alpha:.2g}), "
+        f"{AlarmLevels.from_settings(settings).error_delta:.2g}, data/prediction window alpha "
+        f"{AlarmLevels.from_settings(settings).data_alpha:.2g}), "
         f"data window {settings.data_window}, persistence {settings.data_persistence}, min_train_rows "
         f"{settings.min_train_rows}, cooldown {settings.cooldown}; accuracy-gap detector "
         f"{'on' if settings.accuracy_gap else 'off'}; warmup {WARMUP}; label delay {args.label_delay}.",

@@ -35,11 +35,11 @@ def run_one(job):
     model = make_online_learner(0, learner)
     right = tested = 0
     started = time.perf_counter()
-    for i, (x, label) in enumerate(zip(records, labels)):
+    for i, (x, label) in enumerate(zip(records, labels, strict=True)):
         proba = model.predict_proba_one(x)
         if i >= WARMUP:
             tested += 1
-            right += bool(proba) and max(proba, key=proba.get) == label
+            right += bool(proba) and max(proba, key=proba.__getitem__) == label
         model.learn_one(x, label)
     seconds = time.perf_counter() - started
     return {"learner": learner, "stream": stream_name, "accuracy": right / tested,
@@ -57,7 +57,7 @@ def render(rows, streams, learners, args, seconds) -> str:
              "| learner | mean accuracy | mean rank | µs per record (median over streams) | records/s |"
              + "".join(f" {s} |" for s in streams),
              "| --- | ---: | ---: | ---: | ---: |" + " ---: |" * len(streams)]
-    ranks = {lr: [] for lr in learners}
+    ranks: dict[str, list[float]] = {lr: [] for lr in learners}
     for s in streams:
         ordered = sorted(learners, key=lambda lr: -by[(lr, s)]["accuracy"])
         for k, lr in enumerate(ordered, 1):

@@ -162,7 +162,8 @@ class served_stack:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DRIFTCTL_"))}
         common = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"}
         self._start(["server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                    {**base, **common, "PREFECT_HOME": str(self.home / "prefect-server"), "PREFECT_UI_ENABLED": "false"})
+                    {**base, **common, "PREFECT_HOME": str(self.home / "prefect-server"),
+                     "PREFECT_UI_ENABLED": "false"})
         deadline = time.monotonic() + 90
         while True:
             try:
@@ -186,10 +187,9 @@ class served_stack:
         return api
 
     def _start(self, args, env) -> None:
-        log = open(self.home / f"{args[0]}.log", "ab")
-        self.processes.append(subprocess.Popen([sys.executable, "-m", "prefect", *args], cwd=ROOT, env=env,
-                                               stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent))
-        log.close()
+        with open(self.home / f"{args[0]}.log", "ab") as log:  # the child holds its own copy
+            self.processes.append(subprocess.Popen([sys.executable, "-m", "prefect", *args], cwd=ROOT, env=env,
+                                                   stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent))
 
     def __exit__(self, *exc) -> None:
         for process in reversed(self.processes):

@@ -13,9 +13,10 @@ import hashlib
 import itertools
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,7 @@ from river.datasets import synth
 ELEC2 = Path("/work/shared/data/elec.csv")
 
 
-def take(gen: Iterator, n: int) -> tuple[pd.DataFrame, pd.Series]:
+def take(gen: Iterable[Any], n: int) -> tuple[pd.DataFrame, pd.Series]:
     xs, ys = [], []
     for x, y in itertools.islice(gen, n):
         xs.append(x)
@@ -35,13 +36,13 @@ def take(gen: Iterator, n: int) -> tuple[pd.DataFrame, pd.Series]:
     return frame, pd.Series(ys)
 
 
-def switch(parts: list[tuple[Iterator, int]]) -> Iterator:
+def switch(parts: list[tuple[Iterable[Any], int]]) -> Iterator[Any]:
     """Concept i for its count of records, then the next: abrupt (River's ConceptDriftStream
     overflows at width 1 far from the switch, so chain instead)."""
     return itertools.chain.from_iterable(itertools.islice(gen, count) for gen, count in parts)
 
 
-def where(gen: Iterator, keep: Callable[[dict], bool]) -> Iterator:
+def where(gen: Iterable[Any], keep: Callable[[dict[Any, Any]], bool]) -> Iterator[Any]:
     """Rejection sampling: P(x) changes, the labelling function (P(y|x)) does not."""
     return ((x, y) for x, y in gen if keep(x))
 
@@ -67,7 +68,7 @@ class Stream:
         table = self.build(scale)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.tmp")
-        pd.to_pickle(table, partial)
+        pd.to_pickle(table, partial)  # type: ignore[attr-defined]  # pandas-stubs lack the top-level function
         partial.replace(path)
         return table
 
@@ -93,7 +94,8 @@ def _agrawal_abrupt(s):
 
 
 def _sea_gradual(s):
-    return take(synth.ConceptDriftStream(synth.SEA(variant=1, noise=0.1, seed=7), synth.SEA(variant=2, noise=0.1, seed=8),
+    return take(synth.ConceptDriftStream(synth.SEA(variant=1, noise=0.1, seed=7),
+                                         synth.SEA(variant=2, noise=0.1, seed=8),
                                          position=_n(20_000, s), width=_n(5_000, s), seed=9), _n(40_000, s))
 
 
@@ -168,12 +170,14 @@ STREAMS = [
     Stream("STAGGER 0→2 abrupt @25k", "abrupt", _stagger_abrupt, [25_000], "categorical features"),
     Stream("Agrawal 1→4 abrupt @10k", "abrupt", _agrawal_abrupt, [10_000], "perturbation 5%"),
     Stream("SEA 1→2 gradual @17.5k-22.5k", "gradual", _sea_gradual, [17_500], "ConceptDriftStream, width 5,000"),
-    Stream("Agrawal 0→2 gradual @17.5k-22.5k", "gradual", _agrawal_gradual, [17_500], "ConceptDriftStream, width 5,000"),
+    Stream("Agrawal 0→2 gradual @17.5k-22.5k", "gradual", _agrawal_gradual, [17_500],
+           "ConceptDriftStream, width 5,000"),
     Stream("Hyperplane incremental", "incremental", _hyperplane, [0], "5 of 10 weights rotate all the time"),
     Stream("RandomRBF → RBFDrift @15k", "incremental", _rbf_drift, [15_000], "centroids start to move"),
     Stream("SEA 0/3 recurring every 10k", "recurring", _sea_recurring, [10_000, 20_000, 30_000, 40_000]),
     Stream("Agrawal 0/2/0/5/2 recurring every 10k", "recurring", _agrawal_recurring, [10_000, 20_000, 30_000, 40_000]),
-    Stream("Agrawal age shift (covariate only) @20k", "covariate", _agrawal_covariate, [20_000], "P(x) moves, P(y|x) fixed"),
+    Stream("Agrawal age shift (covariate only) @20k", "covariate", _agrawal_covariate, [20_000],
+           "P(x) moves, P(y|x) fixed"),
     Stream("SEA x0 shift (covariate only) @20k", "covariate", _sea_covariate, [20_000], "P(x) moves, P(y|x) fixed"),
     Stream("Elec2 (/work/shared/data)", "real", _elec2, [], "45,312 half-hours, NSW electricity"),
     Stream("Shuttle (River bundled)", "real", _bundled(datasets.Shuttle), [], "49,097 records, 2 classes"),

@@ -59,15 +59,15 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from drift.arbiter import SOURCES, AccuracyEstimate, ServingRule, blend
-from drift.events import Action, Decision, DriftEvent
-from drift.watch import DriftWatch, Observation
+from drift.watch import DriftWatch, Observation, Step
+from driftctl.messages import Action, Decision, DriftEvent
 from driftctl.settings import DriftSettings, ServingSettings
 from training.datasets import TooLittleData
 from training.evaluate import train_challenger
@@ -131,19 +131,20 @@ class BacktestResult:
     label_delay: int
     accuracy: float | None  # served predictions right, over records at index >= warmup
     retrains: int  # challengers trained after the warmup champion
-    drift_events: list[dict] = field(default_factory=list)
-    promotions: list[dict] = field(default_factory=list)
-    decisions: list[dict] = field(default_factory=list)
-    accuracy_curve: dict = field(default_factory=dict)
+    drift_events: list[dict[str, Any]] = field(default_factory=list)
+    incidents: int = 0  # drifts acted on: events that fire while one is acted on fold into it
+    promotions: list[dict[str, Any]] = field(default_factory=list)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    accuracy_curve: dict[str, Any] = field(default_factory=dict)
     features: list[str] = field(default_factory=list)
     dropped_rows: int = 0
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     records_per_second: float = 0.0
-    served: dict = field(default_factory=dict)  # records after warmup served by each: champion, online, blend
+    served: dict[str, int] = field(default_factory=dict)  # records after warmup served by each: champion, online, blend
     estimated_accuracy: float | None = None  # label-free: mean calibrated confidence of the served predictions
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -151,7 +152,7 @@ class BacktestResult:
 class _Champion:
     model: Any
     version: int
-    classes: list
+    classes: list[Any]
     features: list[str]
     window: tuple[int, int] = (0, 0)  # labelled positions it was trained on
 
@@ -194,7 +195,9 @@ def prepare(frame: pd.DataFrame, target: str, *, drop: Sequence[str] = (), time_
 def _as_numbers_or_text(column: pd.Series) -> pd.Series:
     """Numbers stay numbers; anything else (strings, mixed, booleans) becomes text, missing kept."""
     if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
-        return column.astype(object).where(column.notna(), None).map(lambda v: v if v is None else str(v))
+        kept = column.astype(object).where(column.notna(), None)  # type: ignore[call-overload]  # None is valid
+        text: pd.Series = kept.map(lambda v: v if v is None else str(v))
+        return text
     return column.astype(float)
 
 
@@ -207,7 +210,7 @@ def id_like_columns(features: pd.DataFrame) -> list[str]:
 
 def _records(features: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as River-style dicts; a missing value is an absent key."""
-    rows = features.to_dict("records")
+    rows = cast("list[dict[str, Any]]", features.to_dict("records"))  # `prepare` names columns with str
     gappy = [c for c in features.columns if features[c].isna().any()]
     if gappy:
         for row in rows:
@@ -273,10 +276,10 @@ class Backtest:
         self.online = make_online_learner(self.seed, learner)
         self.champion: _Champion | None = None
         self.archive: list[_Champion] = []  # earlier champions (DriftSettings.archive)
-        self.served = [None] * n
-        self.champion_pred: list = [None] * n
-        self.online_pred: list = [None] * n
-        self.blend_pred: list = [None] * n
+        self.served: list[Any] = [None] * n
+        self.champion_pred: list[Any] = [None] * n
+        self.online_pred: list[Any] = [None] * n
+        self.blend_pred: list[Any] = [None] * n
         self.champion_version = [0] * n
         # Per record: who served (index in drift.arbiter.SOURCES), each source's confidence, and the
         # label-free estimate of the served prediction's accuracy (benchmarks read them per window).
@@ -284,11 +287,12 @@ class Backtest:
         self.confidence: list[list[float | None]] = [[None] * n, [None] * n, [None] * n]
         self.expected: list[float | None] = [None] * n
         self._cache_from = self._cache_to = 0
-        self._cache: np.ndarray | None = None
+        self._cache: list[Any] | None = None
+        self._proba: list[list[float]] | None = None  # the champion's probabilities (serve=best blends them)
         self.events: list[DriftEvent] = []
         self.event_index: dict[str, int] = {}
         self.decisions: list[tuple[int, Decision]] = []
-        self.promotions: list[dict] = []
+        self.promotions: list[dict[str, Any]] = []
         self.retrains = 0
         # The same engine as the live monitor; the other policies only replay a schedule.
         self.watch = DriftWatch(s) if kind == "drift" else None
@@ -317,17 +321,17 @@ class Backtest:
         seconds = time.perf_counter() - started
         return self._result(seconds, kind)
 
-    def _serve(self, t: int, x: dict) -> None:
+    def _serve(self, t: int, x: dict[str, Any]) -> None:
         proba = None
         if self.online_always or self.champion is None:
             proba = self.online.predict_proba_one(x)
             if proba:
-                online = max(proba, key=proba.get)
+                online = max(proba, key=proba.__getitem__)
                 self.online_pred[t], self.confidence[1][t] = online, proba[online]
         if self.champion is None or self.serve == "online":
             self.served[t] = self.online_pred[t]
             self.served_by[t] = 1
-            self.expected[t] = self.estimate.served("online", self.confidence[1][t]) if proba else None
+            self.expected[t] = self.estimate.served("online", proba[self.online_pred[t]]) if proba else None
             return
         self.champion_pred[t] = self.served[t] = self._champion_predict(t)
         self.champion_version[t] = self.champion.version
@@ -336,8 +340,9 @@ class Backtest:
         if self.rule is None:
             self.expected[t] = self.estimate.served("champion", confidence)
             return
+        assert self._proba is not None  # kept whenever a serving rule runs
         mixed = blend(dict(zip(self.champion.classes, self._proba[offset], strict=True)), proba or {})
-        chosen = self.blend_pred[t] = max(mixed, key=mixed.get)
+        chosen = self.blend_pred[t] = max(mixed, key=mixed.__getitem__)
         self.confidence[2][t] = mixed[chosen]
         source = self.served_by[t] = self.rule.serving_index
         if source == 1 and proba:
@@ -348,9 +353,10 @@ class Backtest:
             self.served_by[t] = 0
         self.expected[t] = self.estimate.served(SOURCES[self.served_by[t]], confidence)
 
-    def _champion_predict(self, t: int):
+    def _champion_predict(self, t: int) -> Any:
         """The champion's prediction for record `t`, computed in blocks (a model only changes
         between records, and then the block is dropped)."""
+        assert self.champion is not None  # called only once a champion serves
         if self._cache is None or not self._cache_from <= t < self._cache_to:
             end = min(t + 2000, len(self.records))
             proba = self.champion.model.predict_proba(self.features.iloc[t:end])
@@ -381,7 +387,7 @@ class Backtest:
                 champion_right = self.champion_pred[j] == y
                 online_right = self.online_pred[j] == y if self.online_always else None
                 if self.rule is not None:
-                    self.rule.update(champion_right, online_right, self.blend_pred[j] == y)
+                    self.rule.update(champion_right, online_right is True, self.blend_pred[j] == y)
                 outcome = Observation(champion_right=champion_right,
                                       online_right=online_right if self.watch.needs_online else None)
                 self._take(t, self.watch.observe(outcome, index=t, labelled=self.labelled, context={"label_of": j}))
@@ -392,28 +398,32 @@ class Backtest:
             if decision is not None:
                 self._act(t, decision)
         elif kind == "periodic":
+            period = self.spec.period
+            assert period is not None  # `parse_policy` gives every periodic policy its period
             since = self.labelled - self.warmup
-            if since > 0 and since % self.spec.period == 0:
-                start = max(0, self.labelled - self.spec.period)
+            if since > 0 and since % period == 0:
+                start = max(0, self.labelled - period)
                 decision = Decision(action=Action.RETRAIN, window=(start, self.labelled),
-                                    reason=f"periodic: every {self.spec.period} labelled records")
+                                    reason=f"periodic: every {period} labelled records")
                 self._act(t, decision)
 
-    def _calibrate(self, j: int, y) -> None:
+    def _calibrate(self, j: int, y: Any) -> None:
         """The label of record `j` calibrates the confidence of every source that scored it (the
         estimate of a source that starts serving is then calibrated already)."""
-        learn, confidence = self.estimate.learn, self.confidence
-        if confidence[1][j] is not None:
-            learn("online", confidence[1][j], self.online_pred[j] == y)
+        learn = self.estimate.learn
+        champion_confidence, online, blended = self.confidence[0][j], self.confidence[1][j], self.confidence[2][j]
+        if online is not None:
+            learn("online", online, self.online_pred[j] == y)
         champion = self.champion
-        if confidence[0][j] is not None and champion is not None and self.champion_version[j] == champion.version:
-            learn("champion", confidence[0][j], self.champion_pred[j] == y)
-            if confidence[2][j] is not None:
-                learn("blend", confidence[2][j], self.blend_pred[j] == y)
+        if champion_confidence is not None and champion is not None and self.champion_version[j] == champion.version:
+            learn("champion", champion_confidence, self.champion_pred[j] == y)
+            if blended is not None:
+                learn("blend", blended, self.blend_pred[j] == y)
 
     def _bootstrap(self, t: int) -> None:
-        decision = Decision(action=Action.RETRAIN, window=(0, self.labelled), reason=(
-            f"bootstrap: no champion yet; training on the first {self.labelled} labelled records"))
+        decision = Decision(action=Action.RETRAIN, window=(0, self.labelled),
+                            reason=f"bootstrap: no champion yet; training on the first {self.labelled} "
+                                   "labelled records")
         self.decisions.append((t, decision))
         if self.spec.kind == "online":
             return
@@ -424,7 +434,7 @@ class Backtest:
         self._promote(t, challenge.model, version=1, window=(0, self.labelled),
                       accuracy=challenge.evaluation.challenger_accuracy)
 
-    def _promote(self, t: int, model, *, version: int, window: tuple[int, int],
+    def _promote(self, t: int, model: Any, *, version: int, window: tuple[int, int],
                  accuracy: float | None = None) -> None:
         if self.champion is not None and self.settings.archive:
             self.archive = [*[a for a in self.archive if a.version != self.champion.version][-9:], self.champion]
@@ -448,9 +458,10 @@ class Backtest:
         start, end = probe
         frame, y = self.features.iloc[start:end], np.asarray(self.labels[start:end], dtype=object)
 
-        def accuracy(model) -> float:
+        def accuracy(model: Any) -> float:
             return float((np.asarray(model.predict(frame), dtype=object) == y).mean())
 
+        assert self.champion is not None and self.watch is not None  # probes follow a drift the watch saw
         champion = accuracy(self.champion.model)
         best, archived = max(((accuracy(a.model), a) for a in self.archive), key=lambda pair: pair[0])
         if best <= champion + self.settings.archive_margin:
@@ -466,15 +477,17 @@ class Backtest:
         self.watch.reinstated(labelled=self.labelled)
 
     def _next_version(self) -> int:
+        assert self.champion is not None
         return max([self.champion.version, *(a.version for a in self.archive)]) + 1
 
-    def _watch_record(self, t: int, x: dict) -> None:
+    def _watch_record(self, t: int, x: dict[str, Any]) -> None:
         """Label-free detectors: the record's features and what the champion served."""
+        assert self.watch is not None  # the replay calls this only when a watch runs
         served = Observation(features=x, prediction=self.champion_pred[t],
                              score=self._confidence[t - self._cache_from])
         self._take(t, self.watch.observe(served, index=t, labelled=self.labelled))
 
-    def _take(self, t: int, step) -> None:
+    def _take(self, t: int, step: Step) -> None:
         for event in step.events:
             self._emit(t, event)
         for decision in step.decisions:
@@ -489,6 +502,7 @@ class Backtest:
         self.decisions.append((t, decision))
         if decision.action is not Action.RETRAIN:
             return
+        assert self.champion is not None and decision.window is not None  # retrains follow the bootstrap
         self.retrains += 1
         start, end = decision.window
         frame = self.features.iloc[start:end]
@@ -538,6 +552,7 @@ class Backtest:
         for event in self.events:
             index = self.event_index[event.id]
             item = {"index": index, "detector": event.detector, "kind": event.kind, "id": event.id,
+                    "incident": event.incident,
                     "statistic": event.statistic, "threshold": event.threshold,
                     "model_version": event.model.get("version")}
             if self.ids is not None:
@@ -550,15 +565,17 @@ class Backtest:
                      for t, d in self.decisions if d.action is not Action.HOLD or d.reason.startswith("retrain")]
         return BacktestResult(
             rows=n, warmup=self.warmup, policy=str(self.spec), label_delay=self.label_delay, accuracy=accuracy,
-            retrains=self.retrains, drift_events=events, promotions=self.promotions, decisions=decisions,
+            retrains=self.retrains, drift_events=events, promotions=self.promotions,
+            incidents=len({e.incident for e in self.events if e.incident is not None}), decisions=decisions,
             accuracy_curve={"every": every, "values": curve}, features=list(self.features.columns),
             dropped_rows=self.dropped_rows, warnings=self.warnings, seconds=round(seconds, 3),
             records_per_second=round(n / seconds, 1) if seconds > 0 else 0.0, served=served,
             estimated_accuracy=estimated)
 
 
-def run_backtest(features: pd.DataFrame, labels: pd.Series, *, policy: str | PolicySpec = "drift", settings=None,
-                 warmup: int | None = None, label_delay: int = 0, ids: pd.Series | None = None, seed: int = 0,
+def run_backtest(features: pd.DataFrame, labels: pd.Series, *, policy: str | PolicySpec = "drift",
+                 settings: DriftSettings | None = None, warmup: int | None = None, label_delay: int = 0,
+                 ids: pd.Series | None = None, seed: int = 0,
                  progress: Callable[[int, int], None] | None = None,
                  serving: ServingSettings | None = None) -> BacktestResult:
     """Replay `features`/`labels` in order under `policy`; see the module docstring."""

@@ -289,7 +289,7 @@ class DataDriftDetector(DriftDetector[dict[str, Any]]):
 
     def _reset(self) -> None:
         self._numeric: dict[str, np.ndarray] = {}
-        self._categorical: dict[str, Counter] = {}
+        self._categorical: dict[str, Counter[str]] = {}
         for name in sorted({key for row in self.reference for key in row}):
             values = [row.get(name) for row in self.reference if row.get(name) is not None]
             if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
@@ -300,7 +300,8 @@ class DataDriftDetector(DriftDetector[dict[str, Any]]):
         super()._reset()
 
     @classmethod
-    def from_budget(cls, reference: list[dict[str, Any]], budget: AlarmBudget, window: int = 1000):
+    def from_budget(cls, reference: list[dict[str, Any]], budget: AlarmBudget,
+                    window: int = 1000) -> DataDriftDetector:
         """A window-level `alpha` that spends one budget share (one test per window)."""
         return cls(reference, window=window, alpha=budget.level(every=window))
 
@@ -383,7 +384,8 @@ class PredictionDriftDetector(DriftDetector[tuple[Any, float | None]]):
     kind = "prediction"
     windowed = True
 
-    def __init__(self, window: int = 1000, alpha: float = 0.001, reference: list[tuple[Any, float | None]] | None = None):
+    def __init__(self, window: int = 1000, alpha: float = 0.001,
+                 reference: list[tuple[Any, float | None]] | None = None):
         if window < 2:
             raise ValueError(f"window must be at least 2, got {window!r}")
         if not 0 < alpha < 1:
@@ -484,7 +486,7 @@ class AccuracyGapDetector(DriftDetector[tuple[bool, bool]]):
         return cls(window=window, alpha=budget.level(every=every), min_gap=min_gap, every=every)
 
     def _reset(self) -> None:
-        self._pairs: deque = deque(maxlen=self.window)
+        self._pairs: deque[tuple[bool, bool]] = deque(maxlen=self.window)
         self._b = self._c = self._champion_right = self._online_right = 0
         self.latched = False
         super()._reset()
@@ -549,7 +551,8 @@ def _numbers(values: list[Any]) -> np.ndarray:
         array = np.asarray(values, dtype=float)  # None becomes NaN
     except (TypeError, ValueError):  # a string or other object among the numbers
         array = np.asarray([v for v in values if _is_number(v)], dtype=float)
-    return array[np.isfinite(array)]
+    finite: np.ndarray = array[np.isfinite(array)]
+    return finite
 
 
 def _is_number(value: Any) -> bool:

@@ -7,6 +7,12 @@ a promotion so a fresh champion is not judged on the data that replaced its pred
 A drift seen during the cooldown is not lost: it is deferred and acted on when the cooldown
 ends (detectors report a change once, so dropping it would leave the policy blind to it).
 
+One drift, one incident: the first event that fires while the policy is idle opens an
+incident; every event and decision until the policy is idle again (the alert, the wait for
+labelled records, the retrain in flight, the cooldown after a promotion, a deferred drift,
+a data detector's streak) carries the same incident id, so an operator sees one drift, not
+one row per detector firing.
+
 Two options fit the retrain window to the drift (`DriftSettings.regrow`, `keep_old_on_covariate`,
 both off by default, measured in `benchmarks/results/decisions.md`): after a concept drift,
 retrain again each time the window since the change doubles while challengers win; after a
@@ -15,13 +21,13 @@ label-free (covariate) drift, keep the champion's rows and add the new ones (`ke
 
 from __future__ import annotations
 
-from drift.events import Action, Decision, DriftEvent
+from driftctl.messages import Action, Decision, DriftEvent, new_id
 
 
 class DriftPolicy:
     """Turns drift events into decisions; positions count labelled records.
 
-    >>> from drift.events import DriftEvent
+    >>> from driftctl.messages import DriftEvent
     >>> policy = DriftPolicy(min_train_rows=100, data_persistence=2, cooldown=50)
     >>> event = DriftEvent(detector="error-adwin", kind="concept", index=5000, statistic=0.3, threshold=0.05)
     >>> policy.on_event(event, change_at=1000, labelled=1040).action.value
@@ -33,6 +39,11 @@ class DriftPolicy:
     ('retrain', (1000, 1100))
     >>> policy.on_event(event, change_at=1100, labelled=1120).action.value
     'hold'
+
+    Every decision above acts on the same drift, so they share one incident:
+
+    >>> policy.incident.startswith("incident-"), decision.incident == policy.incident
+    (True, True)
     """
 
     def __init__(self, *, min_train_rows: int = 1500, data_persistence: int = 2, cooldown: int = 2000,
@@ -62,6 +73,35 @@ class DriftPolicy:
         self.window: tuple[int, int] | None = None  # the retrain in flight
         self.grow_from: int | None = None  # regrow: the change the champion follows
         self.grow_at: int | None = None  # regrow: retrain again at this labelled position
+        self.incident: str | None = None  # the drift being acted on (None: none yet)
+        self.labelled = 0  # the newest labelled position seen
+
+    def engaged(self, labelled: int) -> bool:
+        """Whether a drift is being acted on at labelled position `labelled`: collecting records
+        after a change, a retrain in flight, a cooldown, a deferred drift or a data streak."""
+        return (self.change_at is not None or self.in_flight or self.deferred is not None
+                or labelled < self.cooldown_until or any(self.data_streaks.values()))
+
+    def incident_at(self, labelled: int) -> str:
+        """The incident an event firing at labelled position `labelled` belongs to: the open
+        one while a drift is being acted on, else a new one."""
+        self.labelled = max(self.labelled, labelled)
+        if self.incident is None or not self.engaged(labelled):
+            self.incident = new_id("incident")
+        return self.incident
+
+    def _adopt(self, event: DriftEvent, labelled: int) -> str:
+        """The event's incident (stamped by `incident_at` when the event was made), else the policy's."""
+        if event.incident is None:
+            return self.incident_at(labelled)
+        self.labelled = max(self.labelled, labelled)
+        self.incident = event.incident
+        return event.incident
+
+    @property
+    def open_incident(self) -> str | None:
+        """The incident still being acted on, if any (for status)."""
+        return self.incident if self.incident is not None and self.engaged(self.labelled) else None
 
     def _blocked(self, labelled: int) -> str | None:
         if self.in_flight:
@@ -74,6 +114,7 @@ class DriftPolicy:
         """A drift event: the change is known to start at labelled position `change_at`. For a
         label-free event `keep_from` (when given) is where the retrain window starts instead:
         a covariate shift keeps the old rows and adds the new."""
+        incident = self._adopt(event, labelled)
         blocked = self._blocked(labelled)
         if blocked:
             if not self.in_flight:  # cooling down: keep it for when the cooldown ends
@@ -82,7 +123,8 @@ class DriftPolicy:
                 else:
                     self.deferred[0].append(event.id)
                 blocked += "; deferred until then"
-            return Decision(action=Action.HOLD, reason=f"{event.detector} fired but {blocked}", event_ids=(event.id,))
+            return Decision(action=Action.HOLD, reason=f"{event.detector} fired but {blocked}", event_ids=(event.id,),
+                            incident=incident)
         self._release_deferred()
         if self.change_at is None:
             self.change_at = change_at
@@ -98,7 +140,7 @@ class DriftPolicy:
             reason=(f"{event.detector} fired at record {event.index} "
                     f"({event.statistic:.3f} against {event.threshold:.3f}); "
                     f"collecting {self.min_train_rows} labelled records from position {self.change_at}"),
-            event_ids=(event.id,),
+            event_ids=(event.id,), incident=incident,
         )
 
     @property
@@ -114,9 +156,10 @@ class DriftPolicy:
         if event is None:
             self.data_streaks[name] = 0
             return None
+        incident = self._adopt(event, labelled)
         streak = self.data_streaks[name] = self.data_streaks.get(name, 0) + 1
         if streak < self.data_persistence:
-            return Decision(action=Action.HOLD, event_ids=(event.id,),
+            return Decision(action=Action.HOLD, event_ids=(event.id,), incident=incident,
                             reason=f"{name}: drift in {streak} of {self.data_persistence} windows in a row")
         return self.on_event(event, change_at=labelled, labelled=labelled, keep_from=keep_from)
 
@@ -128,13 +171,14 @@ class DriftPolicy:
         if self.change_at is None:
             self.change_at = change_at
         self.pending_events.extend(event_ids)
-        return Decision(action=Action.ALERT, event_ids=tuple(event_ids),
+        return Decision(action=Action.ALERT, event_ids=tuple(event_ids), incident=self.incident,
                         reason=(f"cooldown over; {reason} during it: collecting {self.min_train_rows} "
                                 f"labelled records from position {self.change_at}"))
 
     def on_labelled(self, labelled: int) -> Decision | None:
         """Called as labelled records accrue; returns an alert when a drift deferred by the
         cooldown is released, and a retrain decision once enough labelled records exist."""
+        self.labelled = max(self.labelled, labelled)
         if self.deferred is not None and not self._blocked(labelled):
             return self._release_deferred()
         if self.in_flight:
@@ -152,7 +196,7 @@ class DriftPolicy:
             reason=(f"drift confirmed by {len(self.pending_events)} event(s); retraining on "
                     f"{labelled - start} labelled records from position {start}{kept}"),
             event_ids=tuple(self.pending_events),
-            window=(start, labelled),
+            window=(start, labelled), incident=self.incident,
         )
         self.in_flight = True
         self.window = decision.window
@@ -161,19 +205,33 @@ class DriftPolicy:
     def _grow(self, labelled: int) -> Decision | None:
         """Regrow: the champion trained on the rows since a change; once that window has doubled,
         train again on all of it (at most `max_train_rows`)."""
-        if self.grow_at is None or labelled < self.grow_at:
+        if self.grow_from is None or self.grow_at is None or labelled < self.grow_at:
             return None
         start = self.grow_from if self.max_train_rows is None else max(self.grow_from, labelled - self.max_train_rows)
-        decision = Decision(action=Action.RETRAIN, window=(start, labelled),
+        decision = Decision(action=Action.RETRAIN, window=(start, labelled), incident=self.incident,
                             reason=(f"regrow: {labelled - self.grow_from} labelled records since the change at "
                                     f"{self.grow_from}; retraining on {labelled - start}"))
         self.in_flight = True
         self.window = decision.window
         return decision
 
-    def on_retrain_finished(self, *, promoted: bool, labelled: int) -> None:
+    def on_retrain_finished(self, *, promoted: bool, labelled: int, window_end: int | None = None,
+                            replaced: bool = True) -> None:
+        """A retrain ended at labelled position `labelled`. The cooldown after a promotion counts
+        from `window_end`, the end of the window the new champion learned from (default:
+        `labelled`), so a slow worker does not stretch it; a promotion that `replaced` no
+        champion (a bootstrap) starts none: there is no predecessor to protect it from.
+
+        >>> policy = DriftPolicy(min_train_rows=100, cooldown=500)
+        >>> policy.on_retrain_finished(promoted=True, labelled=9000, window_end=2000)
+        >>> policy.cooldown_until
+        2500
+        >>> policy.on_retrain_finished(promoted=True, labelled=9000, window_end=2000, replaced=False)
+        >>> policy.cooldown_until
+        0
+        """
         growing = self.change_at is None and self.grow_at is not None
-        concept, start = self.concept, self.window[0] if self.window else None
+        concept, begin = self.concept, self.window[0] if self.window else None
         self.in_flight = False
         self.change_at = None
         self.pending_events = []
@@ -183,14 +241,15 @@ class DriftPolicy:
         self.concept = False
         self.window = None
         if promoted and not growing:
-            self.cooldown_until = labelled + self.cooldown
+            start = labelled if window_end is None else min(window_end, labelled)
+            self.cooldown_until = start + self.cooldown if replaced else 0
         # Regrow after a concept drift, and keep regrowing while challengers win, until the window
         # since the change reaches max_train_rows.
-        if self.regrow and promoted and (concept or growing) and start is not None:
-            if growing:
-                start = self.grow_from
-            capped = self.max_train_rows is not None and labelled - start >= self.max_train_rows
-            self.grow_from, self.grow_at = (None, None) if capped else (start, start + 2 * (labelled - start))
+        if self.regrow and promoted and (concept or growing) and begin is not None:
+            if growing and self.grow_from is not None:
+                begin = self.grow_from
+            capped = self.max_train_rows is not None and labelled - begin >= self.max_train_rows
+            self.grow_from, self.grow_at = (None, None) if capped else (begin, begin + 2 * (labelled - begin))
         elif growing or not promoted:
             self.grow_from = self.grow_at = None
 

@@ -33,6 +33,7 @@ says when the archived champions should be judged against the serving one (`arch
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,8 +47,8 @@ from drift.detectors import (
     Observation,
     PredictionDriftDetector,
 )
-from drift.events import Action, Decision, DriftEvent
 from drift.policy import DriftPolicy
+from driftctl.messages import Action, Decision, DriftEvent
 from driftctl.settings import DriftSettings
 
 __all__ = ["Action", "DriftWatch", "Observation", "Step"]
@@ -77,7 +78,8 @@ class DriftWatch:
                                                  min_gap=settings.gap_min,
                                                  every=min(settings.gap_every, settings.gap_window))
                              if gap else None)
-        self._label_bank = [d for d in (self.error_detector, self.gap_detector) if d is not None]
+        self._label_bank: list[DriftDetector[Any]] = [d for d in (self.error_detector, self.gap_detector)
+                                                      if d is not None]
         self.data_detector: DataDriftDetector | None = None
         self.prediction_detector: PredictionDriftDetector | None = None
         self.model: dict[str, Any] = {}
@@ -99,7 +101,7 @@ class DriftWatch:
         """Whether a detector compares the online learner with the champion."""
         return self.gap_detector is not None
 
-    def on_champion(self, model: dict[str, Any], reference: list[dict[str, Any]] | None, *,
+    def on_champion(self, model: Mapping[str, Any], reference: list[dict[str, Any]] | None, *,
                     trained_on: tuple[int, int] | None = None, labelled: int = 0) -> None:
         """A new champion serves: detectors start afresh; features are judged against its
         training `reference` (None: data-drift checks pause, label-based detection goes on).
@@ -127,6 +129,7 @@ class DriftWatch:
         `labelled` the labelled records so far; `context` goes into each event's window
         (the record id, say)."""
         step = Step()
+        bank: list[DriftDetector[Any]]
         # Only the detectors that watch what the observation holds (a backtest feeds two a record):
         # the others would read nothing and change nothing.
         if observation.champion_right is None:
@@ -179,7 +182,8 @@ class DriftWatch:
             window["records"] = evidence["window"]
         window.update(context or {})
         return DriftEvent(detector=detector.name, kind=detector.kind, index=index, statistic=evidence["statistic"],
-                          threshold=evidence["threshold"], window=window, evidence=evidence, model=self.model)
+                          threshold=evidence["threshold"], window=window, evidence=evidence, model=self.model,
+                          incident=self.policy.incident_at(labelled))
 
     def on_labelled(self, labelled: int) -> Decision | None:
         """Labelled records accrued: a retrain decision once enough follow a change."""
@@ -213,8 +217,11 @@ class DriftWatch:
         """A retrain the policy did not ask for (a bootstrap, a schedule) is in flight."""
         self.policy.in_flight = True
 
-    def retrain_finished(self, *, promoted: bool, labelled: int) -> None:
-        self.policy.on_retrain_finished(promoted=promoted, labelled=labelled)
+    def retrain_finished(self, *, promoted: bool, labelled: int, window_end: int | None = None,
+                         replaced: bool = True) -> None:
+        """A retrain ended; see `DriftPolicy.on_retrain_finished` for `window_end` and `replaced`."""
+        self.policy.on_retrain_finished(promoted=promoted, labelled=labelled, window_end=window_end,
+                                        replaced=replaced)
 
     @property
     def busy(self) -> bool:
@@ -222,7 +229,7 @@ class DriftWatch:
 
     def vitals(self) -> dict[str, Any]:
         """The detectors' current statistics and the champion's recent accuracy, for status and plots."""
-        vitals: dict[str, Any] = {"detectors": {}}
+        vitals: dict[str, Any] = {"detectors": {}, "incident": self.policy.open_incident}
         if self.estimate.estimated_accuracy is not None:
             vitals["estimated_accuracy"] = self.estimate.estimated_accuracy
         errors = self.error_detector

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -33,7 +34,7 @@ class KafkaSettings(BaseModel):
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
-    sasl_password: str | None = None
+    sasl_password: SecretStr | None = None  # printed as ********** everywhere
     scorer_group: str = "driftctl-scorers"
     monitor_group: str = "driftctl-monitor"
     topics: Topics = Topics()
@@ -45,7 +46,7 @@ class KafkaSettings(BaseModel):
             options.update(
                 sasl_mechanism=self.sasl_mechanism,
                 sasl_plain_username=self.sasl_username,
-                sasl_plain_password=self.sasl_password,
+                sasl_plain_password=self.sasl_password.get_secret_value() if self.sasl_password else None,
             )
         return options
 
@@ -55,6 +56,8 @@ class MlflowSettings(BaseModel):
     tracking_uri: str = ""
     experiment: str = "driftctl"
     model_name: str = "driftctl-classifier"
+    # The MLflow UI that shows this store (set by `driftctl up`): retrain artifacts link to it.
+    ui_url: str = ""
 
 
 class PrefectSettings(BaseModel):
@@ -165,6 +168,9 @@ class HealthSettings(BaseModel):
     failure_window: float = Field(3_600.0, gt=0, description="a failed retrain flow this recent warns, unless a "
                                                              "later retrain succeeded")
     retention: float = Field(86_400.0, gt=0, description="heartbeats older than this are pruned")
+    status_timeout: float = Field(1.5, gt=0, description="seconds `status` and the console wait for the sources "
+                                                        "(MLflow, the ledger, the broker, read at once) before calling "
+                                                        "one unknown; a healthy one answers in milliseconds")
 
 
 class EvidentlySettings(BaseModel):
@@ -177,6 +183,9 @@ class EvidentlySettings(BaseModel):
 
 class ConsoleSettings(BaseModel):
     host: str = "127.0.0.1"
+    # Required when `host` is not loopback: every request carries it (?token=, X-Driftctl-Token or
+    # Authorization: Bearer); a page opened with it keeps it in a same-site cookie for its polls.
+    token: SecretStr | None = None
     port: int = Field(8765, ge=0, le=65535, description="0: a free port")
     refresh: float = Field(2.0, gt=0, description="seconds between the page's refreshes")
 
@@ -245,3 +254,18 @@ def postgres_driver(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix):]
     return url
+
+
+def mask_url(text: object) -> str:
+    """`text` with the password of every URL in it masked: `scheme://user:***@host`. The one way
+    driftctl prints, logs, tags or records a URL (or a message that may hold one).
+
+    >>> mask_url("postgresql+psycopg://me:s3cret@db:5432/ledger")
+    'postgresql+psycopg://me:***@db:5432/ledger'
+    >>> mask_url("MLflow at http://u:p%40ss@mlflow:5000 refused; sqlite:///a.db")
+    'MLflow at http://u:***@mlflow:5000 refused; sqlite:///a.db'
+    """
+    return _CREDENTIALS.sub(r"\1:***@", str(text))
+
+
+_CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/?#@\s]*):[^@\s/]*@")

@@ -16,20 +16,21 @@ from typing import Any
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from threadpoolctl import threadpool_limits
 
-from drift.events import new_id
+from driftctl.messages import ModelUpdate, RetrainTrigger, TrainingWindow
 from driftctl.settings import Settings
 from driftctl.stores.ledger import Ledger
-from serving.codec import InvalidRecord, decode_label, decode_telemetry
+from serving.codec import check_features, decode_label, decode_telemetry
 from serving.kafka_io import read_ranges
-from serving.updates import publish_update
-from training.datasets import TrainingWindow, join_labelled
+from serving.updates import announce_restore, publish_update
+from training.datasets import FeatureSchema, join_labelled
 from training.evaluate import Evaluation, train_challenger
 from training.recipes import RECIPES
-from training.registry import LoadedModel, ModelRef, Registry
+from training.registry import LoadedModel, ModelRef, Registry, iso_time
 
 RECIPE = RECIPES[0]
 
@@ -38,22 +39,53 @@ class NoWindow(Exception):
     """No monitor has recorded a training window yet: a scheduled retrain has nothing to learn from."""
 
 
+class ForeignCluster(Exception):
+    """The window names a Kafka cluster other than the configured one: the event is not a credential."""
+
+
+def servers(bootstrap: str) -> frozenset[str]:
+    """A bootstrap list as a set of `host:port`, for comparison.
+
+    >>> servers(" B:9092,a:9092 ") == servers("a:9092,b:9092")
+    True
+    """
+    return frozenset(s.strip().lower() for s in bootstrap.split(",") if s.strip())
+
+
+def check_cluster(window: TrainingWindow, settings: Settings) -> None:
+    """Refuse a window on another cluster than the configured one: whoever can emit the Prefect
+    event would otherwise choose the training data (and the configured SASL credentials would be
+    sent there). With no cluster configured (the demo's embedded broker, started by the process
+    that also runs the flow in-process) the monitor's own window is the only source."""
+    configured = settings.kafka.bootstrap_servers
+    if configured and servers(window.bootstrap_servers) != servers(configured):
+        raise ForeignCluster(f"the training window names the Kafka cluster {window.bootstrap_servers!r}, not the "
+                             f"configured {configured!r}: refused")
+
+
 def lease_name(model_name: str) -> str:
     return f"retrain:{model_name}"
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def load_window(window: TrainingWindow, settings: Settings) -> tuple[pd.DataFrame, pd.Series]:
+def load_window(window: TrainingWindow, settings: Settings, schema: FeatureSchema | None = None
+                ) -> tuple[pd.DataFrame, pd.Series]:
+    """The window's labelled records. With the champion's `schema`, a record its scorers
+    reject (an extra key, a type change) never becomes training data: one such record
+    would otherwise add a column to the next champion."""
     records, labels = [], {}
     for message in read_ranges(window.bootstrap_servers, settings.kafka, window.telemetry_topic, window.telemetry):
         try:
-            records.append(decode_telemetry(message.value))
-        except InvalidRecord:
-            continue  # already dead-lettered by the scorer
+            record = decode_telemetry(message.value, settings.serving.max_message_bytes)
+            if schema is not None:
+                check_features(record["features"], schema, settings.serving.missing_features, unseen="accept")
+            records.append(record)
+        except Exception:  # any failure on one message: already dead-lettered by the scorer, never fatal here
+            continue
     for message in read_ranges(window.bootstrap_servers, settings.kafka, window.labels_topic, window.labels):
         try:
             value = decode_label(message.value)
-        except InvalidRecord:
+        except Exception:
             continue
         labels[value["id"]] = value["label"]
     frame, target, _ = join_labelled(records, labels)
@@ -83,7 +115,7 @@ def train_and_evaluate(frame: pd.DataFrame, target: pd.Series, champion: LoadedM
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def drift_report(registry: Registry, champion: LoadedModel | None, frame: pd.DataFrame, settings: Settings,
+def drift_report(registry: Registry, champion: LoadedModel, frame: pd.DataFrame, settings: Settings,
                  name: str, run_id: str) -> dict:
     """Evidently's data-drift report of the window against the champion's reference,
     attached to the retrain's run. Rendered after the decision is announced: it is
@@ -103,27 +135,30 @@ def drift_report(registry: Registry, champion: LoadedModel | None, frame: pd.Dat
     return {"path": str(path), **drifted}
 
 
-def evidence_summary(trigger: dict) -> str:
+def evidence_summary(trigger: RetrainTrigger) -> str:
     """One line per drift event: which statistic crossed which threshold, over which window."""
-    lines = [f"{e.get('detector')} ({e.get('kind')}) {e.get('statistic', float('nan')):.4g} vs threshold "
-             f"{e.get('threshold', float('nan')):.4g} at record {e.get('index')} over {e.get('window')}"
-             for e in trigger.get("evidence") or []]
-    return "; ".join(lines) or "none (no drift event: " + (trigger.get("kind") or "bootstrap") + ")"
+    lines = [f"{e.detector} ({e.kind}) {e.statistic:.4g} vs threshold {e.threshold:.4g} at record {e.index} "
+             f"over {e.window}" for e in trigger.evidence]
+    return "; ".join(lines) or f"none (no drift event: {trigger.kind})"
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def record_candidate(registry: Registry, model, frame: pd.DataFrame, target: pd.Series, evaluation: Evaluation,
-                     window: TrainingWindow, trigger: dict, seconds: float, settings: Settings):
+def record_candidate(registry: Registry, model: Any, frame: pd.DataFrame, target: pd.Series, evaluation: Evaluation,
+                     window: TrainingWindow, trigger: RetrainTrigger, seconds: float,
+                     settings: Settings) -> tuple[str, int | None]:
+    # A window spans labelled records (TrainingWindow.from_positions refuses none): its times are set.
+    assert window.first_ts is not None and window.last_ts is not None
     tags = {
-        "driftctl.decision_id": trigger.get("decision_id", ""),
-        "driftctl.trigger_kind": trigger.get("kind", "drift"),
-        "driftctl.event_ids": ",".join(trigger.get("event_ids", [])),
-        "driftctl.reason": trigger.get("reason", "")[:5000],
+        "driftctl.decision_id": trigger.decision_id,
+        "driftctl.incident": trigger.incident or "",
+        "driftctl.trigger_kind": trigger.kind,
+        "driftctl.event_ids": ",".join(trigger.event_ids),
+        "driftctl.reason": trigger.reason[:5000],
         "driftctl.drift_evidence": evidence_summary(trigger)[:5000],
         "driftctl.window": window.describe(),
         "driftctl.window_positions": f"{window.positions[0]}-{window.positions[1]}",
-        "driftctl.data_span": f"{window.first_ts}-{window.last_ts}",
-        "driftctl.trained_at": str(time.time()),
+        "driftctl.data_span": f"{iso_time(window.first_ts)}/{iso_time(window.last_ts)}",  # an ISO 8601 interval
+        "driftctl.trained_at": iso_time(time.time()),
         "driftctl.model_kind": f"{RECIPE}: {type(model.named_steps['model']).__name__}",
         "driftctl.decision": "promoted" if evaluation.promote else "rejected",
         "driftctl.decision_reason": evaluation.reason,
@@ -131,7 +166,8 @@ def record_candidate(registry: Registry, model, frame: pd.DataFrame, target: pd.
     params = {"recipe": RECIPE, "promote_margin": settings.drift.promote_margin,
               "holdout_fraction": settings.drift.holdout_fraction,
               **{f"model.{k}": v for k, v in model.named_steps["model"].get_params().items()}}
-    documents = {"evidence/trigger.json": trigger, "evidence/window.json": window.model_dump(mode="json")}
+    documents = {"evidence/trigger.json": trigger.model_dump(mode="json"),
+                 "evidence/window.json": window.model_dump(mode="json")}
     return registry.record_candidate(model=model, frame=frame, labels=target, evaluation=evaluation, params=params,
                                      tags=tags, reference_rows=settings.drift.reference_rows,
                                      training_seconds=seconds, promote=evaluation.promote,
@@ -139,26 +175,66 @@ def record_candidate(registry: Registry, model, frame: pd.DataFrame, target: pd.
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def move_champion(registry: Registry, version: int, reason: str) -> ModelRef | None:
-    return registry.move_champion(version, reason)
+def move_champion(registry: Registry, version: int, reason: str, expected: int | None = None) -> ModelRef | None:
+    return registry.move_champion(version, reason, expected=expected)
 
 
 @task(retries=3, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def announce(update: dict, bootstrap: str, settings: Settings) -> None:
+def announce(update: ModelUpdate, bootstrap: str, settings: Settings) -> None:
     publish_update(bootstrap, settings.kafka, update)
 
 
-@flow(name="retrain", log_prints=True)
-def retrain(window: TrainingWindow, trigger: dict) -> dict:
-    """Retrain on `window`; `trigger` names the decision and drift events that asked for it."""
+def retrain_run_name() -> str:
+    """What a retrain run is, as its name in the Prefect UI: model, trigger kind and incident
+    (the drift's incident id, else its first drift event, else the decision)."""
+    given = flow_run.get_parameters().get("trigger") or {}
+    trigger = given if isinstance(given, RetrainTrigger) else RetrainTrigger.model_validate(given)
+    incident = trigger.incident or trigger.first_event or trigger.decision_id
+    return f"{Settings().mlflow.model_name} {trigger.kind} retrain {incident}"
+
+
+def scheduled_run_name() -> str:
+    return f"{Settings().mlflow.model_name} scheduled retrain {time.strftime('%Y-%m-%d', time.gmtime())}"
+
+
+def run_logger() -> Any:
+    """Prefect's run logger, at INFO whatever the process's own logging says: the CLI quiets
+    the `prefect` loggers (their INFO lines would cut through its progress bars), which left
+    in-process runs without logs in the UI. Run logs go to the API only, not the terminal."""
+    import logging
+
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return get_run_logger()
+
+
+@flow(name="retrain", log_prints=True, flow_run_name=retrain_run_name)
+def retrain(window: TrainingWindow, trigger: RetrainTrigger) -> dict:
+    """Retrain on `window`; `trigger` names the decision and drift events that asked for it
+    (Prefect validates a dict, such as an event's payload, into a `RetrainTrigger`)."""
+    run_logger().info("retrain asked for by %s (decision %s) on %s", trigger.kind, trigger.decision_id,
+                      window.describe())
     return run_retrain(window, trigger, Settings())
 
 
-def run_retrain(window: TrainingWindow, trigger: dict, settings: Settings) -> dict:
+def run_retrain(window: TrainingWindow, trigger: RetrainTrigger, settings: Settings) -> dict:
     """The flow's body: one retrain under the model's lease, or a recorded skip."""
+    try:
+        check_cluster(window, settings)
+    except ForeignCluster as exc:
+        ledger = Ledger(settings.ledger_url)
+        try:
+            ledger.append("failure", reason=f"retrain refused, champion unchanged: {exc}",
+                          model_name=settings.mlflow.model_name, event_id=trigger.first_event,
+                          payload={"trigger": trigger.model_dump(mode="json"),
+                                   "window": window.model_dump(mode="json")})
+        finally:
+            ledger.close()
+        raise
     logger = get_run_logger()
-    trigger = {**trigger, "decision_id": trigger.get("decision_id") or new_id("decision")}
-    decision_id = trigger["decision_id"]
+    decision_id = trigger.decision_id
     registry = Registry.from_settings(settings)
     ledger = Ledger(settings.ledger_url)
     lease = lease_name(registry.model_name)
@@ -168,9 +244,9 @@ def run_retrain(window: TrainingWindow, trigger: dict, settings: Settings) -> di
             current = ledger.holder(lease) or "a retrain that just ended"
             reason = f"skipped: another retrain of {registry.model_name} is in flight ({current})"
             if not current.startswith(f"{decision_id}/"):  # a duplicate of the running decision adds nothing
-                ledger.append("skipped", reason=reason, model_name=registry.model_name,
-                              event_id=_first_event(trigger),
-                              payload={"trigger": trigger, "window": window.model_dump(mode="json")})
+                ledger.append("skipped", reason=reason, model_name=registry.model_name, event_id=trigger.first_event,
+                              payload={"trigger": trigger.model_dump(mode="json"),
+                                       "window": window.model_dump(mode="json")})
             logger.warning(reason)
             return {"promoted": False, "skipped": True, "reason": reason}
         try:
@@ -186,38 +262,44 @@ def run_retrain(window: TrainingWindow, trigger: dict, settings: Settings) -> di
         ledger.close()
 
 
-def _retrain_once(window: TrainingWindow, trigger: dict, settings: Settings, registry: Registry,
+def _retrain_once(window: TrainingWindow, trigger: RetrainTrigger, settings: Settings, registry: Registry,
                   ledger: Ledger) -> dict:
     logger = get_run_logger()
-    event_id = _first_event(trigger)
-    provenance: dict[str, Any] = {"trigger": trigger, "window": window.model_dump(mode="json")}
+    event_id = trigger.first_event
+    provenance: dict[str, Any] = {"trigger": trigger.model_dump(mode="json"), "window": window.model_dump(mode="json")}
     run_id: str | None = None
     moved, previous = False, None
     try:
-        frame, target = load_window(window, settings)
         champion = load_champion(registry)
+        frame, target = load_window(window, settings, champion.schema if champion else None)
         provenance["previous"] = champion.ref.as_dict() if champion else None
+        logger.info("champion: %s", f"version {champion.ref.version}" if champion else "none yet")
         model, evaluation, seconds = train_and_evaluate(frame, target, champion, settings)
+        logger.info("challenger trained in %.1f s: %s", seconds, evaluation.reason)
         run_id, version = record_candidate(registry, model, frame, target, evaluation, window, trigger,
                                            seconds, settings)
-        outcome = {"promoted": evaluation.promote, "version": version, "run_id": run_id,
-                   "reason": evaluation.reason, "challenger_accuracy": evaluation.challenger_accuracy,
-                   "champion_accuracy": evaluation.champion_accuracy, "margin": evaluation.margin,
-                   "holdout_rows": evaluation.holdout_rows, "rows": len(frame), "training_seconds": seconds}
+        logger.info("recorded MLflow run %s%s", run_id, f", registered version {version}" if version else "")
+        outcome: dict[str, Any] = {"promoted": evaluation.promote, "version": version, "run_id": run_id,
+                                   "reason": evaluation.reason,
+                                   "challenger_accuracy": evaluation.challenger_accuracy,
+                                   "champion_accuracy": evaluation.champion_accuracy, "margin": evaluation.margin,
+                                   "holdout_rows": evaluation.holdout_rows, "rows": len(frame),
+                                   "training_seconds": seconds}
         provenance.update(run_id=run_id, evaluation=outcome)
         if not evaluation.promote:
             provenance["report"] = _report(registry, champion, frame, settings, trigger, run_id)
             ledger.append("rejection", reason=evaluation.reason, model_name=registry.model_name,
                           event_id=event_id, payload=provenance)
             logger.info("challenger rejected: %s", evaluation.reason)
+            _publish_decision(registry, settings, window, trigger, outcome, champion)
             return outcome
-        reason = trigger.get("reason", "") or evaluation.reason
-        previous = move_champion(registry, version, reason)
+        reason = trigger.reason or evaluation.reason
+        assert version is not None  # a promoted challenger was registered
+        previous = move_champion(registry, version, reason, champion.ref.version if champion else None)
         moved = True
-        update = {"schema_version": 1, "name": registry.model_name, "version": version, "run_id": run_id,
-                  "reason": reason, "event_ids": trigger.get("event_ids", []),
-                  "decision_id": trigger["decision_id"], "previous_version": previous.version if previous else None,
-                  "promoted_at": time.time()}
+        update = ModelUpdate(name=registry.model_name, version=version, run_id=run_id, reason=reason,
+                             event_ids=trigger.event_ids, decision_id=trigger.decision_id,
+                             previous_version=previous.version if previous else None)
         announce(update, window.bootstrap_servers, settings)
         ledger.append("promotion", reason=reason, model_name=registry.model_name, model_version=version,
                       event_id=event_id, payload=provenance)
@@ -225,6 +307,7 @@ def _retrain_once(window: TrainingWindow, trigger: dict, settings: Settings, reg
         moved = False  # done: nothing after this point may undo the promotion
         # Evidence for the record, attached to the run (it never undoes the decision).
         outcome["report"] = _report(registry, champion, frame, settings, trigger, run_id)
+        _publish_decision(registry, settings, window, trigger, outcome, champion)
         return outcome
     except Exception as exc:
         notes = []
@@ -232,6 +315,9 @@ def _retrain_once(window: TrainingWindow, trigger: dict, settings: Settings, reg
             try:
                 registry.restore_champion(previous)
                 notes.append(f"alias restored to {previous.version if previous else 'none'}")
+                # The failed announcement may have reached some scorers: the restore is announced too.
+                notes.append(announce_restore(window.bootstrap_servers, settings.kafka, registry.model_name,
+                                              previous, f"restored after a failed promotion: {exc}"))
             except Exception as restore_exc:
                 notes.append(f"alias NOT restored: {restore_exc}")
         if run_id is not None:
@@ -245,7 +331,7 @@ def _retrain_once(window: TrainingWindow, trigger: dict, settings: Settings, reg
         raise
 
 
-@flow(name="scheduled_retrain", log_prints=True)
+@flow(name="scheduled_retrain", log_prints=True, flow_run_name=scheduled_run_name)
 def scheduled_retrain(reason: str = "scheduled retrain: a model's value has a half life") -> dict:
     """The same path as `retrain`, on the latest window a monitor recorded in the ledger.
 
@@ -254,6 +340,7 @@ def scheduled_retrain(reason: str = "scheduled retrain: a model's value has a ha
     comes from `end_offsets`, which Tansu reports per batch.
     """
     settings = Settings()
+    run_logger().info("scheduled retrain: %s", reason)
     ledger = Ledger(settings.ledger_url)
     model_name = settings.mlflow.model_name
     try:
@@ -262,41 +349,129 @@ def scheduled_retrain(reason: str = "scheduled retrain: a model's value has a ha
             message = (f"no training window recorded for {model_name} yet: a running monitor records one every "
                        f"{settings.retrain.checkpoint_every} labelled records")
             ledger.append("failure", reason=f"scheduled retrain failed, champion unchanged: {message}",
-                          model_name=model_name, payload={"trigger": {"kind": "schedule", "reason": reason}})
+                          model_name=model_name,
+                          payload={"trigger": RetrainTrigger(kind="schedule", reason=reason).model_dump(mode="json")})
             raise NoWindow(message)
         window = TrainingWindow.model_validate(checkpoint.payload["window"])
         age = time.time() - checkpoint.at
-        trigger = {"decision_id": new_id("decision"), "kind": "schedule", "event_ids": [], "evidence": [],
-                   "reason": (f"{reason}; the latest {window.positions[1] - window.positions[0]} labelled records "
-                              f"(window recorded {age:.0f} s ago, ledger entry {checkpoint.id})")}
-        ledger.append("decision", reason=trigger["reason"], model_name=model_name,
-                      payload={"action": "retrain", "id": trigger["decision_id"], "window": list(window.positions),
+        trigger = RetrainTrigger(kind="schedule",
+                                 reason=(f"{reason}; the latest {window.positions[1] - window.positions[0]} labelled "
+                                         f"records (window recorded {age:.0f} s ago, ledger entry {checkpoint.id})"))
+        ledger.append("decision", reason=trigger.reason, model_name=model_name,
+                      payload={"action": "retrain", "id": trigger.decision_id, "window": list(window.positions),
                                "kind": "schedule"})
     finally:
         ledger.close()
     return retrain(window=window, trigger=trigger)
 
 
-def _report(registry, champion, frame, settings, trigger, run_id) -> dict:
+def _links(registry: Registry, settings: Settings, run_id: str, version: int | None) -> dict[str, str]:
+    """Where the MLflow UI shows the run and the version (when `up` said where the UI is)."""
+    ui = settings.mlflow.ui_url.rstrip("/")
+    if not ui:
+        return {}
+    links = {"run": f"{ui}/#/experiments/{registry.experiment_id()}/runs/{run_id}"}
+    if version:
+        links["version"] = f"{ui}/#/models/{registry.model_name}/versions/{version}"
+    return links
+
+
+def decision_markdown(model_name: str, window: TrainingWindow, trigger: RetrainTrigger, outcome: dict[str, Any],
+                      champion: ModelRef | None, links: dict[str, str]) -> str:
+    """The decision as the retrain run's markdown artifact: evidence, window, both models'
+    metrics, promoted or not and why, and where MLflow keeps the run and the version."""
+    # A window spans labelled records (TrainingWindow.from_positions refuses none): its times are set.
+    assert window.first_ts is not None and window.last_ts is not None
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.2f} %"
+
+    promoted = outcome.get("promoted")
+    verdict = (f"**promoted** as version {outcome.get('version')}" if promoted
+               else "**rejected**: the champion keeps serving")
+    run = f"[{outcome.get('run_id')}]({links['run']})" if "run" in links else f"`{outcome.get('run_id')}`"
+    lines = [f"# {model_name}: {trigger.kind} retrain", "",
+             f"Decision `{trigger.decision_id}`: {verdict}.", "",
+             *([f"Incident `{trigger.incident}`: every drift event and decision of this drift, in "
+                f"`driftctl history`.", ""] if trigger.incident else []),
+             f"**Why:** {outcome.get('reason')}", "",
+             f"**Asked for because:** {trigger.reason or '-'}", "",
+             "## Drift evidence", ""]
+    events = trigger.evidence
+    if events:
+        lines += ["| event | detector | kind | statistic | threshold | at record |", "|---|---|---|---|---|---|"]
+        lines += [f"| `{e.id}` | {e.detector} | {e.kind} | {e.statistic:.4g} | {e.threshold:.4g} | {e.index} |"
+                  for e in events]
+    else:
+        lines.append(evidence_summary(trigger))
+    lines += ["", "## Training window", "",
+              f"- labelled positions {window.positions[0]}-{window.positions[1]}",
+              f"- data from {iso_time(window.first_ts)} to {iso_time(window.last_ts)}",
+              f"- offsets: {window.describe()}",
+              "", "## Champion against challenger", "",
+              "| model | accuracy on the holdout |", "|---|---|",
+              f"| champion ({f'version {champion.version}' if champion else 'none'}) | "
+              f"{pct(outcome.get('champion_accuracy'))} |",
+              f"| challenger | {pct(outcome.get('challenger_accuracy'))} |", "",
+              f"Margin to beat: {pct(outcome.get('margin'))}; holdout {outcome.get('holdout_rows')} of "
+              f"{outcome.get('rows')} rows; trained in {outcome.get('training_seconds', 0):.1f} s.", "",
+              "## MLflow", "", f"- run {run}"]
+    if outcome.get("version"):
+        version = outcome["version"]
+        lines.append(f"- model version [{model_name} {version}]({links['version']})" if "version" in links
+                     else f"- model version `{model_name}` {version}")
+    return "\n".join(lines)
+
+
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def describe_version(registry: Registry, version: int, description: str) -> None:
+    registry.describe_version(version, description)
+
+
+def _publish_decision(registry: Registry, settings: Settings, window: TrainingWindow, trigger: RetrainTrigger,
+                      outcome: dict[str, Any], champion: LoadedModel | None) -> None:
+    """The run's markdown artifact and the model version's description; neither ever undoes a decision."""
+    logger = get_run_logger()
+    try:
+        links = _links(registry, settings, outcome["run_id"], outcome.get("version"))
+        markdown = decision_markdown(registry.model_name, window, trigger, outcome,
+                                     champion.ref if champion else None, links)
+        key = "".join(c if c.isalnum() else "-" for c in f"retrain-{registry.model_name}".lower())
+        create_markdown_artifact(markdown, key=key, description=f"decision {trigger.decision_id}")
+        if outcome.get("version"):
+            describe_version(registry, outcome["version"], version_description(trigger, outcome, champion))
+        logger.info("decision published: %s", links.get("version") or links.get("run") or outcome["run_id"])
+    except Exception as exc:
+        logger.error("decision artifact not published: %s", exc)
+
+
+def version_description(trigger: RetrainTrigger, outcome: dict[str, Any], champion: LoadedModel | None) -> str:
+    """The model version's description in MLflow: why it exists, in two sentences."""
+    before = f"version {champion.ref.version} at {100 * outcome['champion_accuracy']:.1f} %" \
+        if champion and outcome.get("champion_accuracy") is not None else "no champion"
+    return (f"{(trigger.kind).capitalize()} retrain, decision {trigger.decision_id}: "
+            f"{trigger.reason or evidence_summary(trigger)}. "
+            f"Challenger {100 * outcome['challenger_accuracy']:.1f} % against {before} "
+            f"on {outcome.get('holdout_rows')} holdout rows: {outcome.get('reason')}.")
+
+
+def _report(registry: Registry, champion: LoadedModel | None, frame: pd.DataFrame, settings: Settings,
+            trigger: RetrainTrigger, run_id: str) -> dict[str, Any]:
     """The Evidently report, or why there is none; its failure never undoes a decision."""
     if champion is None:
         return {"skipped": "no champion to compare the window with"}
     try:
-        return drift_report(registry, champion, frame, settings, trigger["decision_id"], run_id)
+        return drift_report(registry, champion, frame, settings, trigger.decision_id, run_id)
     except Exception as exc:
         get_run_logger().error("Evidently report failed: %s", exc)
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def _first_event(trigger: dict) -> str | None:
-    return (trigger.get("event_ids") or [None])[0]
-
-
 class _Aligned:
     """A champion that picks its own feature columns from a holdout frame."""
 
-    def __init__(self, model, features: list[str]):
+    def __init__(self, model: Any, features: list[str]):
         self.model, self.features = model, features
 
-    def predict(self, X: pd.DataFrame):
+    def predict(self, X: pd.DataFrame) -> Any:
         return self.model.predict(X.reindex(columns=self.features))

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+from driftctl.messages import RetrainTrigger, TrainingWindow
 from driftctl.settings import Settings
 from driftctl.stores.ledger import Ledger
-from training.datasets import TrainingWindow
 
-Retrain = Callable[[TrainingWindow, dict], dict]
+if TYPE_CHECKING:
+    from prefect.events.schemas.events import Event
+
+Retrain = Callable[[TrainingWindow, RetrainTrigger], dict]
 
 
 class RetrainTimeout(Exception):
@@ -29,13 +33,13 @@ def model_resource(model_name: str) -> dict[str, str]:
             "driftctl.model": model_name}
 
 
-def drift_detected_event(settings: Settings, window: TrainingWindow, trigger: dict):
+def drift_detected_event(settings: Settings, window: TrainingWindow, trigger: RetrainTrigger) -> Event:
     """The retrain request as a Prefect event: the deployment trigger maps its payload to
     the `retrain` flow's parameters."""
     from prefect.events.schemas.events import Event, Resource
 
     return Event(event=settings.prefect.drift_event, resource=Resource(model_resource(settings.mlflow.model_name)),
-                 payload={"window": window.model_dump(mode="json"), "trigger": trigger})
+                 payload={"window": window.model_dump(mode="json"), "trigger": trigger.model_dump(mode="json")})
 
 
 def emit_events(settings: Settings, events: list) -> None:
@@ -58,7 +62,7 @@ def emit_events(settings: Settings, events: list) -> None:
     asyncio.run(send())
 
 
-def emit_drift_detected(settings: Settings, window: TrainingWindow, trigger: dict) -> str:
+def emit_drift_detected(settings: Settings, window: TrainingWindow, trigger: RetrainTrigger) -> str:
     """Ask the `retrain-on-drift` deployment for a retrain; returns the event id."""
     event = drift_detected_event(settings, window, trigger)
     emit_events(settings, [event])
@@ -74,8 +78,8 @@ class DeploymentRetrain:
         self.settings = settings
         self.poll_seconds = poll_seconds
 
-    def __call__(self, window: TrainingWindow, trigger: dict) -> dict:
-        decision_id = trigger["decision_id"]
+    def __call__(self, window: TrainingWindow, trigger: RetrainTrigger) -> dict:
+        decision_id = trigger.decision_id
         emit_drift_detected(self.settings, window, trigger)
         deadline = time.monotonic() + self.settings.prefect.outcome_timeout
         ledger = Ledger(self.settings.ledger_url)
@@ -99,6 +103,26 @@ def make_retrain(settings: Settings) -> Retrain:
     """In-process flow calls by default; the event path when `prefect.api_url` is set."""
     if settings.prefect.api_url:
         return DeploymentRetrain(settings)
-    from flows.retrain import retrain  # Prefect reads PREFECT_HOME at import: after configure_environment
+    return InProcessRetrain(settings)
 
-    return lambda window, trigger: retrain(window=window, trigger=trigger)
+
+class InProcessRetrain:
+    """Flow calls in this process, against a local Prefect API server that dies with it
+    (Prefect's own ephemeral server outlives a stage killed with SIGKILL). The server is
+    started at once, so the first retrain does not wait for its start-up."""
+
+    def __init__(self, settings: Settings):
+        from driftctl.runtime.prefect_api import LocalPrefectApi
+
+        self.api = LocalPrefectApi(settings.home / "prefect-api.log").start()
+
+    def __call__(self, window: TrainingWindow, trigger: RetrainTrigger) -> dict:
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        from flows.retrain import retrain  # Prefect reads PREFECT_HOME at import: after configure_environment
+
+        with temporary_settings({PREFECT_API_URL: self.api.api_url()}):
+            return retrain(window=window, trigger=trigger)
+
+    def close(self) -> None:
+        self.api.stop()

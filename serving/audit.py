@@ -15,6 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from driftctl.messages import ModelLineage
+from driftctl.stores.engine import schema_lock
+
 
 def id_hash(record_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(record_id.encode(), digest_size=8).digest(), "big", signed=True)
@@ -26,6 +29,10 @@ class AuditLog:
         self.path = path
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, timeout=30)
+        with schema_lock(f"sqlite:///{path}"):  # scorers starting together: WAL switch and tables, one at a time
+            self._init_schema()
+
+    def _init_schema(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript("""
@@ -42,7 +49,7 @@ class AuditLog:
                 self._db.execute("ALTER TABLE segments ADD COLUMN served_by TEXT")
 
     def record(self, *, scorer: str, topic: str, partition: int, offsets: list[int], ids: list[str],
-               model: dict[str, Any], n_learned: int, served_by: str = "champion") -> None:
+               model: ModelLineage, n_learned: int, served_by: str = "champion") -> None:
         """One batch of one partition, all scored by one model and one learner state, and served
         by one source (`served_by`: champion, online or blend)."""
         with self._lock, self._db:
@@ -54,7 +61,7 @@ class AuditLog:
             segment = cursor.lastrowid
             # A record scored twice (at-least-once redelivery) keeps its latest scoring.
             self._db.executemany("INSERT OR REPLACE INTO scored VALUES (?,?,?)",
-                                 [(id_hash(i), segment, o) for i, o in zip(ids, offsets)])
+                                 [(id_hash(i), segment, o) for i, o in zip(ids, offsets, strict=True)])
 
     def lookup(self, record_id: str) -> dict[str, Any] | None:
         with self._lock:

@@ -1,24 +1,48 @@
-"""Message schemas on the topics: decode with a reason for every rejection, encode compactly."""
+"""The per-record messages on the wire (`Telemetry`, `Label`, `Prediction`, `DeadLetter` in
+driftctl/messages.py): decoded with a reason for every rejection, encoded compactly. This is
+their one serialize/parse pair, kept lean: the scorer runs it once per record."""
 
 from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from driftctl.messages import RECORD_VERSION, InvalidMessage, Label, Prediction, Telemetry
+from serving.deadletter import dead_letter as _bounded_dead_letter
 
-class InvalidRecord(Exception):
+MAX_LABEL_CHARS = 1000
+
+
+if TYPE_CHECKING:
+    from training.datasets import FeatureSchema
+
+
+class InvalidRecord(InvalidMessage):
     """A message that cannot be scored; its text is the reason sent to the dead-letter topic."""
 
 
 def encode(value: Any) -> bytes:
-    # orjson: the hot path encodes one message per record; it is several times faster than json.
+    """Any JSON value as bytes; messages go through the typed encoders below."""
     return orjson.dumps(value)
 
 
-def _decode_object(raw: bytes | None) -> dict[str, Any]:
+# orjson: the hot path encodes one message per record; it is several times faster than json.
+def encode_telemetry(record: Telemetry) -> bytes:
+    return orjson.dumps(record)
+
+
+def encode_label(label: Label) -> bytes:
+    return orjson.dumps(label)
+
+
+def encode_prediction(prediction: Prediction) -> bytes:
+    return orjson.dumps(prediction)
+
+
+def _decode_object(raw: bytes | None) -> Any:
     if raw is None:
         raise InvalidRecord("empty message")
     try:
@@ -33,6 +57,11 @@ def _decode_object(raw: bytes | None) -> dict[str, Any]:
     ts = value.get("ts")
     if not _finite_number(ts):
         raise InvalidRecord("'ts' must be a finite number (epoch seconds)")
+    # Writers leave the version out while it is 1, so the bytes stay what consumers know.
+    version = value.get("schema_version", RECORD_VERSION)
+    if version != RECORD_VERSION:
+        raise InvalidRecord(f"schema_version {repr(version)[:40]} is not readable here; this reader reads "
+                            f"{RECORD_VERSION}")
     return value
 
 
@@ -40,12 +69,21 @@ def _decode_slowly(raw: bytes) -> Any:
     """The standard parser accepts NaN and Infinity, which orjson refuses: parse them here
     so that the reason given is the real one (a value that is not finite)."""
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidRecord(f"not JSON: {exc}") from None
+        value = json.loads(raw)
+    except RecursionError:
+        raise InvalidRecord("not JSON: nested too deeply") from None
+    except Exception as exc:  # any parser failure is a reason, never a crash
+        raise InvalidRecord(f"not JSON: {type(exc).__name__}: {exc}") from None
+    try:  # orjson refused it: a lone surrogate would break every encoder downstream
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRecord("text is not valid Unicode (a lone surrogate escape)") from None
+    except Exception as exc:
+        raise InvalidRecord(f"not JSON: {type(exc).__name__}") from None
+    return value
 
 
-def decode_telemetry(raw: bytes | None, max_bytes: int | None = None) -> dict[str, Any]:
+def decode_telemetry(raw: bytes | None, max_bytes: int | None = None) -> Telemetry:
     if raw is not None and max_bytes is not None and len(raw) > max_bytes:
         raise InvalidRecord(f"oversized message: {len(raw)} bytes, limit {max_bytes}")
     value = _decode_object(raw)
@@ -55,27 +93,54 @@ def decode_telemetry(raw: bytes | None, max_bytes: int | None = None) -> dict[st
     for name, feature in features.items():
         if feature is None or isinstance(feature, str):
             continue
-        if isinstance(feature, bool) or not isinstance(feature, (int, float)):
-            raise InvalidRecord(f"feature {name!r} has type {type(feature).__name__}; want number, string or null")
-        if not math.isfinite(feature):
-            raise InvalidRecord(f"feature {name!r} is not finite")
+        if isinstance(feature, bool):  # a JSON boolean is a feature: 1 or 0, like a flag column
+            features[name] = int(feature)
+            continue
+        if not isinstance(feature, (int, float)):
+            raise InvalidRecord(f"feature {name!r} has type {type(feature).__name__}; "
+                                "want number, string, boolean or null")
+        if not _finite_number(feature):
+            raise InvalidRecord(f"feature {name!r} is not finite (or too large for a float)")
     return value
 
 
-def decode_label(raw: bytes | None) -> dict[str, Any]:
+def decode_label(raw: bytes | None) -> Label:
     value = _decode_object(raw)
-    if "label" not in value or value["label"] is None:
+    label = value.get("label")
+    if label is None:
         raise InvalidRecord("no label")
+    if isinstance(label, bool):
+        return value
+    if not isinstance(label, (str, int, float)):
+        raise InvalidRecord(f"label has type {type(label).__name__}; want string, number or boolean")
+    if isinstance(label, str) and len(label) > MAX_LABEL_CHARS:
+        raise InvalidRecord(f"label is {len(label)} characters long (limit {MAX_LABEL_CHARS})")
+    if not isinstance(label, str) and not _finite_number(label):
+        raise InvalidRecord("label is not finite (or too large for a float)")
     return value
 
 
-def check_features(features: dict[str, Any], schema, missing: str = "reject") -> dict[str, Any]:
+def decode_prediction(raw: bytes | None) -> Prediction:
+    value = _decode_object(raw)
+    if "prediction" not in value:
+        raise InvalidRecord("no prediction")
+    model = value.get("model")
+    version = model.get("version") if isinstance(model, dict) else None
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise InvalidRecord("'model' must be an object with an integer 'version'")
+    return value
+
+
+def check_features(features: dict[str, Any], schema: FeatureSchema, missing: str = "reject", *,
+                   unseen: str = "reject") -> dict[str, Any]:
     """Check a record's features against the champion's schema; returns them ready to score.
 
     An unexpected feature, a number where a category belongs (or the reverse) and an
     unseen category are always rejected: they mean a producer changed, which deserves a
     dead letter, not a guess. A missing feature (absent or null) is rejected, or passed
-    on as null for the model's imputer when `missing` is "impute".
+    on as null for the model's imputer when `missing` is "impute". With `unseen` "accept"
+    only the shape is checked (the monitor and the training window: a new category is
+    drift to detect and learn, not a malformed record).
     """
     extra = [name for name in features if name not in schema.numeric and name not in schema.categorical]
     if extra:
@@ -93,14 +158,14 @@ def check_features(features: dict[str, Any], schema, missing: str = "reject") ->
         value = features.get(name)
         if value is None:
             checked[name] = _missing(name, features, missing)
-        elif str(value) not in categories:
+        elif unseen == "reject" and str(value) not in categories:
             raise InvalidRecord(f"unseen category {str(value)[:40]!r} for feature {name!r}")
         else:
             checked[name] = str(value)
     return checked
 
 
-def _missing(name: str, features: dict[str, Any], policy: str) -> None:
+def _missing(name: str, features: dict[str, Any], policy: str) -> object:  # the imputer's value: None
     if policy == "impute":
         return None
     state = "null" if name in features else "absent"
@@ -108,9 +173,14 @@ def _missing(name: str, features: dict[str, Any], policy: str) -> None:
 
 
 def dead_letter(error: str, topic: str, partition: int, offset: int, raw: bytes | None) -> bytes:
-    text = raw.decode("utf-8", errors="replace") if raw is not None else None
-    return encode({"error": error, "topic": topic, "partition": partition, "offset": offset, "raw": text})
+    """A bounded dead letter (excerpt, size, sha256): see `serving.deadletter`."""
+    return _bounded_dead_letter(error, topic, partition, offset, raw)
 
 
 def _finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer of hundreds of digits
+        return False

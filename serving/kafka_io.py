@@ -5,20 +5,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError
+from kafka.producer.future import FutureRecordMetadata
 
 from driftctl.settings import KafkaSettings
 
 
-def make_producer(bootstrap: str, kafka: KafkaSettings, **options) -> KafkaProducer:
+def make_producer(bootstrap: str, kafka: KafkaSettings, **options: Any) -> KafkaProducer:
     defaults = {"linger_ms": 5, "acks": "all", "retries": 5, "batch_size": 256 * 1024}
     return KafkaProducer(bootstrap_servers=bootstrap, **kafka.client_options(), **{**defaults, **options})
 
 
-def make_group_consumer(bootstrap: str, kafka: KafkaSettings, group: str, **options) -> KafkaConsumer:
+def make_group_consumer(bootstrap: str, kafka: KafkaSettings, group: str, **options: Any) -> KafkaConsumer:
     # A small max_poll_interval lets a group form in ~3 s on Tansu instead of ~20 s.
     defaults = {
         "group_id": group,
@@ -32,7 +34,7 @@ def make_group_consumer(bootstrap: str, kafka: KafkaSettings, group: str, **opti
     return KafkaConsumer(bootstrap_servers=bootstrap, **kafka.client_options(), **{**defaults, **options})
 
 
-def make_reader(bootstrap: str, kafka: KafkaSettings, **options) -> KafkaConsumer:
+def make_reader(bootstrap: str, kafka: KafkaSettings, **options: Any) -> KafkaConsumer:
     """A consumer outside any group: it reads what it is assigned, commits nothing."""
     defaults = {"group_id": None, "enable_auto_commit": False, "auto_offset_reset": "earliest"}
     return KafkaConsumer(bootstrap_servers=bootstrap, **kafka.client_options(), **{**defaults, **options})
@@ -89,7 +91,7 @@ def read_topic(bootstrap: str, kafka: KafkaSettings, topic: str, *, until: Calla
     return records
 
 
-def commit_or_warn(consumer, what: str) -> bool:
+def commit_or_warn(consumer: KafkaConsumer, what: str) -> bool:
     """Commit the consumer's position. A member that was slow between two polls is put out
     of its group and its commit refused: the next poll rejoins, and the records since the
     last commit are delivered again (at-least-once), so this is a warning, not a crash."""
@@ -99,3 +101,28 @@ def commit_or_warn(consumer, what: str) -> bool:
     except CommitFailedError as exc:
         logging.getLogger(__name__).warning("%s: commit refused, rejoining the group: %s", what, exc)
         return False
+
+
+class SendFailed(Exception):
+    """A batch's output was not acknowledged by the broker: its offsets must not be committed."""
+
+
+def sent_or_raise(futures: list[FutureRecordMetadata]) -> None:
+    """After `producer.flush()`: raise `SendFailed` if any send of the batch failed.
+
+    `flush()` returns when every send is done, failed ones included; committing then would
+    skip the records whose output was lost."""
+    failed = [f for f in futures if not f.is_done or f.failed()]
+    if failed:
+        first = failed[0].exception if failed[0].is_done else "not acknowledged"
+        raise SendFailed(f"{len(failed)} of {len(futures)} sends failed ({first})")
+
+
+def rewind(consumer: KafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+    """Seek each partition of `batch` back to its first record: the batch is delivered again."""
+    for tp, messages in batch.items():
+        if messages:
+            try:
+                consumer.seek(tp, messages[0].offset)
+            except Exception as exc:  # partition revoked meanwhile: its new owner reads from the commit
+                logging.getLogger(__name__).warning("cannot rewind %s: %s", tp, exc)

@@ -3,34 +3,49 @@ lets the policy decide; starts the retrain it asks for (one at a time)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from drift.events import Action, Decision, DriftEvent
 from drift.guard import ProbationWatch, Verdict
 from drift.watch import DriftWatch, Observation, Step
+from driftctl.messages import (
+    Action,
+    Decision,
+    DriftEvent,
+    Label,
+    ModelUpdate,
+    Prediction,
+    RetrainTrigger,
+    Telemetry,
+    TrainingWindow,
+)
 from driftctl.settings import Settings
 from driftctl.stores.heartbeats import Heartbeat
 from driftctl.stores.ledger import Ledger
-from serving.codec import InvalidRecord, decode_label, decode_telemetry
+from serving.codec import InvalidRecord, check_features, decode_label, decode_prediction, decode_telemetry
+from serving.deadletter import dead_letter, reason_of
+from serving.incidents import IncidentLog
 from serving.kafka_io import commit_or_warn, make_group_consumer, make_producer
 from serving.rollback import roll_back
-from serving.updates import ModelUpdates
+from serving.updates import ModelUpdates, follow_alias
 from serving.workspace import SnapshotRecorder
-from training.datasets import TrainingWindow
 from training.registry import ModelRef, Registry
+
+if TYPE_CHECKING:
+    from kafka import KafkaProducer
+
+    from training.datasets import FeatureSchema
 
 log = logging.getLogger(__name__)
 
-Retrain = Callable[[TrainingWindow, dict], dict]
+Retrain = Callable[[TrainingWindow, RetrainTrigger], dict]
 
 
 class Monitor:
@@ -40,14 +55,20 @@ class Monitor:
         self.bootstrap = bootstrap
         self.registry = registry
         self.ledger = ledger
+        self.incidents = IncidentLog(ledger)  # one drift, one incident: later events folded into it
         self.retrain = retrain
         self.stop = stop
         self.name = name
         self.topics = settings.kafka.topics
         self.watch = DriftWatch(settings.drift)  # detectors and policy: the same engine the backtest replays
         self.champion: ModelRef | None = None
+        # The champion's FeatureSchema: records it would reject feed no detector.
+        self.schema: FeatureSchema | None = None
         self.telemetry_seen = 0
         self.labelled = 0
+        self.invalid = 0  # telemetry and labels it could not use (the scorers dead-letter those)
+        self.last_invalid: str | None = None
+        self.dead_letters = 0  # what the monitor itself dead-lettered: bad predictions, failures on one message
         self.events: list[DriftEvent] = []
         self.decisions: list[Decision] = []
         self.outcomes: list[dict] = []
@@ -58,9 +79,13 @@ class Monitor:
         # in-sample (near zero) and would make the out-of-sample error rate look like a rise.
         self._trained_until = 0
         self._training_end: int | None = None  # window end of the retrain in flight
+        self._training_replaces = True  # whether that retrain may replace a champion (False: a bootstrap)
         self._retraining: Future | None = None
+        self._retraining_incident: str | None = None
+        self._incident_of: dict[str, str | None] = {}  # decision id -> incident, for the probation's row
+        self._champion_incident: str | None = None  # the incident whose retrain made the champion
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrain")
-        self._producer = None
+        self._producer: KafkaProducer | None = None  # made by run()
         # Probation of a freshly promoted champion against the one it replaced.
         self.probation: ProbationWatch | None = None
         self._previous_model: Future | None = None
@@ -77,11 +102,13 @@ class Monitor:
         """What the monitor's heartbeat carries beyond counts: its detectors' current statistics,
         the champion's recent accuracy (1 - the error detector's estimate) and the label-free
         `estimated_accuracy` of the served predictions, for status and plots."""
-        return {"index": self.telemetry_seen, "labelled": self.labelled, "busy": self.busy, **self.watch.vitals()}
+        rejected = {"rejected": self.invalid, "last_rejection": self.last_invalid} if self.invalid else {}
+        return {"index": self.telemetry_seen, "labelled": self.labelled, "busy": self.busy, **rejected,
+                **self.watch.vitals()}
 
     def run(self) -> None:
         updates = ModelUpdates(self.bootstrap, self.settings.kafka)
-        self._producer = make_producer(self.bootstrap, self.settings.kafka)
+        producer = self._producer = make_producer(self.bootstrap, self.settings.kafka)
         consumer = make_group_consumer(self.bootstrap, self.settings.kafka, self.settings.kafka.monitor_group)
         consumer.subscribe([self.topics.telemetry, self.topics.labels, self.topics.predictions])
         heartbeat = Heartbeat.from_settings(self.settings, "monitor", self.bootstrap,
@@ -93,45 +120,56 @@ class Monitor:
                 self._on_champion(ref)
             while not self.stop.is_set():
                 update = updates.poll()
-                if update is not None and (self.champion is None or int(update["version"]) != self.champion.version):
-                    self._on_champion(ModelRef(update["name"], int(update["version"]), update["run_id"]), update)
+                wanted = follow_alias(self.registry, update) if update is not None else None
+                if update is not None and wanted is not None and (self.champion is None
+                                                                  or wanted != self.champion.version):
+                    if wanted == update.version:
+                        self._on_champion(ModelRef(update.name, wanted, update.run_id), update)
+                    else:  # the alias moved elsewhere (a rollback without Kafka): no probation to run
+                        self._on_champion(self.registry.ref(wanted))
                 self._collect_retrain()
                 batch = consumer.poll(timeout_ms=self.settings.serving.poll_timeout_ms, max_records=2000)
-                heartbeat.beat(consumer, records=self.telemetry_seen, extra=self.vitals,
+                heartbeat.beat(consumer, records=self.telemetry_seen, extra=self.vitals, dead_letters=self.dead_letters,
                                model_version=self.champion.version if self.champion else None)
                 snapshots.maybe_record(self)
                 for tp, messages in batch.items():
                     for message in messages:
-                        self._dispatch(tp.topic, message)
+                        self._dispatch_safely(tp.topic, message)
                 self._maybe_bootstrap()
                 if batch:
-                    self._producer.flush()
+                    producer.flush()
                     commit_or_warn(consumer, "monitor")
         finally:
+            self.incidents.flush()
             heartbeat.stopped(records=self.telemetry_seen,
                               model_version=self.champion.version if self.champion else None)
             snapshots.close(self)
             consumer.close()
             updates.close()
-            self._producer.close()
+            producer.close()
             self._executor.shutdown(wait=True)
             self._loader.shutdown(wait=False, cancel_futures=True)
 
     # -- champion changes -------------------------------------------------------------
-    def _on_champion(self, ref: ModelRef, update: dict | None = None) -> None:
+    def _on_champion(self, ref: ModelRef, update: ModelUpdate | None = None) -> None:
         log.info("monitor follows %s version %s", ref.name, ref.version)
         self.champion = ref
+        self._champion_incident = self._incident_of.get((update.decision_id if update is not None else None) or "")
         self.probation, self._previous_model, self._probation_rows = None, None, []
-        previous = (update or {}).get("previous_version")
-        if (self.settings.retrain.auto_rollback and previous and not (update or {}).get("rollback")
-                and int(previous) != ref.version):
+        previous = update.previous_version if update is not None and not update.rollback else None
+        if self.settings.retrain.auto_rollback and previous and previous != ref.version:
             # Judge the new champion against the one it replaced on the next labelled records.
-            self.probation = ProbationWatch(version=ref.version, previous=int(previous),
+            self.probation = ProbationWatch(version=ref.version, previous=previous,
                                             rows=self.settings.retrain.probation_rows,
                                             margin=self.settings.retrain.rollback_margin)
-            self._previous_model = self._loader.submit(self.registry.load, int(previous))
+            self._previous_model = self._loader.submit(self.registry.load, previous)
         if self._training_end is not None:
             self._trained_until = self._training_end
+        try:
+            self.schema = self.registry.schema(ref.run_id)
+        except Exception as exc:
+            log.error("no feature schema for %s version %s, records unchecked: %s", ref.name, ref.version, exc)
+            self.schema = None
         try:
             reference = self.registry.reference(ref.run_id)
         except Exception as exc:  # no reference: label-based detection goes on, data drift pauses
@@ -141,37 +179,66 @@ class Monitor:
         self.watch.on_champion(ref.as_dict(), reference)
 
     # -- the join -----------------------------------------------------------------------
-    def _dispatch(self, topic: str, message) -> None:
+    def _dispatch_safely(self, topic: str, message: Any) -> None:
+        """No message can stop the monitor: any failure on one is counted with its reason and,
+        unless a scorer letters it already (bad telemetry, bad labels), dead-lettered here."""
         try:
-            if topic == self.topics.telemetry:
-                value = decode_telemetry(message.value)
-            elif topic == self.topics.labels:
-                value = decode_label(message.value)
-            else:
-                value = _decode_prediction(message.value)
-        except InvalidRecord:
-            return  # the scorer dead-letters bad input; the monitor only skips it
-        if value["id"] in self._done:
-            return  # delivered again after a rejoin (at-least-once): counted once already
+            self._dispatch(topic, message)
+        except Exception as exc:
+            reason = reason_of(exc)
+            self.invalid += 1
+            self.last_invalid = reason
+            lettered_by_scorer = isinstance(exc, InvalidRecord) and topic != self.topics.predictions
+            if self.invalid <= 10 or self.invalid % 1000 == 0:
+                log.warning("monitor skips %s[%s]@%s (%d so far): %s", topic, message.partition, message.offset,
+                            self.invalid, reason)
+            if not lettered_by_scorer and self._producer is not None:
+                self.dead_letters += 1
+                self._producer.send(self.topics.dead_letter, key=topic.encode(),
+                                    value=dead_letter(reason, topic, message.partition, message.offset,
+                                                      message.value, stage=f"monitor {self.name}"))
+
+    def _dispatch(self, topic: str, message: Any) -> None:  # a kafka ConsumerRecord
+        # One branch per topic, so each decoded message keeps its own type. A record delivered
+        # again after a rejoin (at-least-once) was counted once already: it is skipped.
+        slot: dict[str, Any]
         if topic == self.topics.telemetry:
-            self._on_telemetry(value)
-            slot = {"telemetry": (message.partition, message.offset), "ts": value["ts"],
-                    "features": value["features"], "seq": self.telemetry_seen}
+            telemetry: Telemetry = decode_telemetry(message.value, self.settings.serving.max_message_bytes)
+            if self.schema is not None:  # what the scorers reject must not feed the detectors either
+                check_features(telemetry["features"], self.schema, self.settings.serving.missing_features,
+                               unseen="accept")
+            record_id = telemetry["id"]
+            if record_id in self._done:
+                return
+            self._on_telemetry(telemetry)
+            slot = {"telemetry": (message.partition, message.offset), "ts": telemetry["ts"],
+                    "features": telemetry["features"], "seq": self.telemetry_seen}
         elif topic == self.topics.labels:
-            slot = {"label": value["label"], "label_at": (message.partition, message.offset)}
+            label: Label = decode_label(message.value)
+            record_id = label["id"]
+            if record_id in self._done:
+                return
+            slot = {"label": label["label"], "label_at": (message.partition, message.offset)}
         else:
+            prediction: Prediction = decode_prediction(message.value)
+            record_id = prediction["id"]
+            if record_id in self._done:
+                return
+            online = prediction.get("online")
             # The champion's own prediction (what it is judged on) may differ from the one served.
-            champion = (value.get("champion") or {}).get("prediction", value["prediction"])
-            slot = {"prediction": champion, "version": value["model"]["version"],
-                    "online": (value.get("online") or {}).get("prediction"), "served": value["prediction"],
-                    "served_by": value.get("served_by") or "champion", "confidence": value.get("confidence")}
+            champion = prediction.get("champion")
+            slot = {"prediction": champion["prediction"] if champion else prediction["prediction"],
+                    "version": prediction["model"]["version"],
+                    "online": online.get("prediction") if online else None, "served": prediction["prediction"],
+                    "served_by": prediction.get("served_by") or "champion",
+                    "confidence": prediction.get("confidence")}
             self.watch.served(slot["served_by"], slot["confidence"])  # the label-free accuracy estimate
-            seq = self._pending.get(value["id"], {}).get("seq")
+            seq = self._pending.get(record_id, {}).get("seq")
             if seq is None or seq > self._trained_until:  # not a record the champion trained on
-                self._on_prediction(value)
-        state = self._pending.setdefault(value["id"], {})
+                self._on_prediction(prediction)
+        state = self._pending.setdefault(record_id, {})
         state.update(slot)
-        self._join(value["id"], state)
+        self._join(record_id, state)
         if len(self._pending) > self.settings.serving.join_max_records:
             self._pending.popitem(last=False)
 
@@ -207,19 +274,20 @@ class Monitor:
             if len(self._done) > self.settings.serving.join_max_records:
                 self._done.popitem(last=False)
 
-    def _on_telemetry(self, value: dict) -> None:
+    def _on_telemetry(self, value: Telemetry) -> None:
         self.telemetry_seen += 1
         self.recent.append(value["features"])
         self._take(self.watch.observe(Observation(features=value["features"]), index=self.telemetry_seen,
                                       labelled=self.labelled, context={"record_id": value["id"]}))
 
-    def _on_prediction(self, value: dict) -> None:
+    def _on_prediction(self, value: Prediction) -> None:
         """Prediction drift: the served classes and confidence of the current champion."""
         if self.champion is None or value["model"]["version"] != self.champion.version:
             return
         proba = value.get("proba") or {}
-        champion = (value.get("champion") or {}).get("prediction", value["prediction"])
-        served = Observation(prediction=champion, score=max(proba.values()) if proba else None)
+        champion = value.get("champion")
+        served = Observation(prediction=champion["prediction"] if champion else value["prediction"],
+                             score=max(proba.values()) if proba else None)
         self._take(self.watch.observe(served, index=self.telemetry_seen, labelled=self.labelled,
                                       context={"record_id": value["id"]}))
 
@@ -234,37 +302,49 @@ class Monitor:
         """Collect the new champion's first labelled records; once there are enough and the
         previous model has loaded, score them all with it in one batch (a per-record
         predict would stall the poll loop) and let the watch decide."""
+        # _join calls this only with a probation running and a champion set.
+        probation, champion = self.probation, self.champion
+        assert probation is not None and champion is not None
         self._probation_rows.append((state["features"], state["prediction"] == state["label"], state["label"]))
-        if len(self._probation_rows) < self.probation.rows:
+        if len(self._probation_rows) < probation.rows:
             return
         if self._previous_model is None or not self._previous_model.done():
             return
         try:
             previous = self._previous_model.result()
         except Exception as exc:
-            log.error("probation of version %s abandoned: %s", self.probation.version, exc)
+            log.error("probation of version %s abandoned: %s", probation.version, exc)
             self.probation, self._probation_rows = None, []
             return
         rows, self._probation_rows = self._probation_rows, []
         frame = pd.DataFrame([features for features, _, _ in rows]).reindex(columns=previous.features)
         with threadpool_limits(limits=1, user_api="openmp"):  # OpenMP spinning against GIL-bound threads
             predictions = previous.model.predict(frame)
-        for (_, champion_correct, label), previous_prediction in zip(rows, predictions):
-            result = self.probation.update(champion_correct, previous_prediction == label)
+        for (_, champion_correct, label), previous_prediction in zip(rows, predictions, strict=True):
+            result = probation.update(champion_correct, previous_prediction == label)
         if result.verdict is Verdict.PENDING:
             return
-        watch, self.probation, self._previous_model = self.probation, None, None
+        watch, self.probation, self._previous_model = probation, None, None
         evidence = {"rows": result.rows, "champion_accuracy": result.champion_accuracy,
                     "previous_accuracy": result.previous_accuracy, "margin": watch.margin,
                     "version": watch.version, "previous_version": watch.previous}
+        incident = self._champion_incident
         if result.verdict is Verdict.KEEP:
-            self.ledger.append("decision", reason=result.reason, model_name=self.champion.name,
-                               model_version=watch.version, payload={"action": "keep", "probation": evidence})
+            self.ledger.append("decision", reason=result.reason, model_name=champion.name,
+                               model_version=watch.version,
+                               payload={"action": "keep", "probation": evidence, "incident": incident})
             return
         log.warning("%s", result.reason)
-        rollback = roll_back(self.settings, to=watch.previous, reason=result.reason, automatic=True,
-                             bootstrap=self.bootstrap, registry=self.registry, ledger=self.ledger,
-                             evidence={"probation": evidence})
+        try:
+            rollback = roll_back(self.settings, to=watch.previous, reason=result.reason, automatic=True,
+                                 bootstrap=self.bootstrap, registry=self.registry, ledger=self.ledger,
+                                 evidence={"probation": evidence, "incident": incident})
+        except Exception as exc:  # recorded; the monitor goes on (an operator can roll back by hand)
+            log.error("automatic rollback to version %s failed: %s", watch.previous, exc)
+            self.ledger.append("failure", reason=f"automatic rollback to version {watch.previous} failed: {exc}",
+                               model_name=champion.name, model_version=watch.version,
+                               payload={"probation": evidence, "incident": incident})
+            return
         self.rollbacks.append(rollback)
 
     def _checkpoint(self) -> None:
@@ -279,18 +359,17 @@ class Monitor:
     def _emit(self, event: DriftEvent) -> DriftEvent:
         log.warning("drift: %s at %s (%.4g vs %.4g)", event.detector, event.index, event.statistic, event.threshold)
         self.events.append(event)
+        assert self._producer is not None  # events come from messages, which only run() dispatches
         self._producer.send(self.topics.drift_events, key=self.name.encode(), value=event.to_json())
-        self.ledger.append("drift_event", reason=f"{event.detector} {event.statistic:.4g} vs {event.threshold:.4g}",
-                           model_name=event.model.get("name"), model_version=event.model.get("version"),
-                           event_id=event.id, payload=event.model_dump(mode="json"))
+        self.incidents.event(event)  # its own rows when it opens an incident, else folded into it
         return event
 
     def _act(self, decision: Decision) -> None:
         self.decisions.append(decision)
-        self.ledger.append("decision", reason=decision.reason, event_id=(decision.event_ids or (None,))[0],
-                           model_name=self.champion.name if self.champion else None,
-                           model_version=self.champion.version if self.champion else None,
-                           payload=decision.model_dump(mode="json"))
+        if decision.action is Action.RETRAIN:
+            self._incident_of[decision.id] = decision.incident
+        self.incidents.decision(decision, model_name=self.champion.name if self.champion else None,
+                                model_version=self.champion.version if self.champion else None)
         if decision.action is Action.RETRAIN:
             self._start_retrain(decision)
 
@@ -308,12 +387,15 @@ class Monitor:
                                              positions=(start, end))
 
     def _start_retrain(self, decision: Decision) -> None:
+        assert decision.window is not None  # every RETRAIN decision carries the window to learn from
         window = self.window(*decision.window)
-        trigger = {"decision_id": decision.id, "event_ids": list(decision.event_ids), "reason": decision.reason,
-                   "kind": "drift" if decision.event_ids else "bootstrap",
-                   "evidence": [e.model_dump(mode="json") for e in self.events if e.id in decision.event_ids]}
+        trigger = RetrainTrigger(decision_id=decision.id, event_ids=decision.event_ids, reason=decision.reason,
+                                 kind="drift" if decision.event_ids else "bootstrap", incident=decision.incident,
+                                 evidence=tuple(e for e in self.events if e.id in decision.event_ids))
         log.warning("retrain: %s", decision.reason)
         self._training_end = decision.window[1]
+        self._training_replaces = self.champion is not None
+        self._retraining_incident = decision.incident
         self._retraining = self._executor.submit(self.retrain, window, trigger)
 
     def _collect_retrain(self) -> None:
@@ -326,13 +408,10 @@ class Monitor:
             log.error("retrain failed, champion unchanged: %s", exc)
             outcome = {"promoted": False, "error": str(exc)}
         self.outcomes.append(outcome)
-        self.watch.retrain_finished(promoted=bool(outcome.get("promoted")), labelled=self.labelled)
+        if self._retraining_incident is not None:  # what the incident folded while it trained, before its outcome
+            self.incidents.flush(self._retraining_incident)
+        # The cooldown counts from the window's end, not from now (a worker may take long to
+        # start), and a bootstrap (no champion replaced) starts none.
+        self.watch.retrain_finished(promoted=bool(outcome.get("promoted")), labelled=self.labelled,
+                                    window_end=self._training_end, replaced=self._training_replaces)
 
-
-def _decode_prediction(raw: bytes) -> dict:
-    try:
-        value = json.loads(raw)
-        value["id"], value["model"]["version"], value["prediction"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidRecord(f"bad prediction: {exc}") from None
-    return value

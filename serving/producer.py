@@ -6,14 +6,19 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
+from driftctl.messages import Label
 from driftctl.settings import Topics
-from serving.codec import encode
+from serving.codec import encode_label, encode_telemetry
 from serving.synthetic import Reading
 
+if TYPE_CHECKING:
+    from kafka import KafkaProducer
 
-def publish(producer, topics: Topics, readings: Iterable[Reading], *, rate: float | None, label_delay: int,
-            stop: threading.Event | None = None, gate: Callable[[int], None] | None = None,
+
+def publish(producer: KafkaProducer, topics: Topics, readings: Iterable[Reading], *, rate: float | None,
+            label_delay: int, stop: threading.Event | None = None, gate: Callable[[int], None] | None = None,
             on_record: Callable[[int], None] | None = None,
             keep_going: Callable[[int], bool] | None = None) -> int:
     """Send each reading's telemetry, and each label `label_delay` records later, at
@@ -29,7 +34,7 @@ def publish(producer, topics: Topics, readings: Iterable[Reading], *, rate: floa
             paused = time.monotonic()
             gate(reading.seq)
             started += time.monotonic() - paused  # no burst to catch up after a pause
-        producer.send(topics.telemetry, key=reading.device.encode(), value=encode(reading.record))
+        producer.send(topics.telemetry, key=reading.device.encode(), value=encode_telemetry(reading.record))
         pending.append(reading)
         while len(pending) > label_delay:
             _send_label(producer, topics, pending.popleft())
@@ -46,6 +51,6 @@ def publish(producer, topics: Topics, readings: Iterable[Reading], *, rate: floa
     return sent
 
 
-def _send_label(producer, topics: Topics, reading: Reading) -> None:
-    label = {"id": reading.record["id"], "ts": reading.record["ts"], "label": reading.label}
-    producer.send(topics.labels, key=reading.device.encode(), value=encode(label))
+def _send_label(producer: KafkaProducer, topics: Topics, reading: Reading) -> None:
+    label = Label(id=reading.record["id"], ts=reading.record["ts"], label=reading.label)
+    producer.send(topics.labels, key=reading.device.encode(), value=encode_label(label))

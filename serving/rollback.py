@@ -4,12 +4,13 @@ every scorer and monitor to swap."""
 
 from __future__ import annotations
 
-import time
+import uuid
 from dataclasses import asdict, dataclass
 
+from driftctl.messages import ModelUpdate
 from driftctl.settings import Settings
 from driftctl.stores.ledger import Ledger
-from serving.updates import publish_update
+from serving.updates import announce_restore, publish_update
 from training.registry import Registry
 
 
@@ -65,20 +66,32 @@ def roll_back(settings: Settings, *, to: int | None = None, reason: str | None =
         if not registry.exists(target):
             raise RollbackError(f"{registry.model_name} has no version {target}")
         reason = reason or f"manual rollback from version {current.version} to version {target}"
-        registry.move_champion(target, reason)
-        ref = registry.ref(target)
-        bootstrap = bootstrap or settings.kafka.bootstrap_servers
-        published = False
-        if bootstrap:
-            update = {"schema_version": 1, "name": ref.name, "version": target, "run_id": ref.run_id,
-                      "reason": reason, "rollback": True, "previous_version": current.version,
-                      "promoted_at": time.time(), "event_ids": [], "decision_id": None}
-            try:
-                publish_update(bootstrap, settings.kafka, update)
-                published = True
-            except Exception:
-                registry.restore_champion(current)
-                raise
+        # The same lease as retrains: a rollback never interleaves with a promotion.
+        lease, holder = f"retrain:{registry.model_name}", f"rollback/{uuid.uuid4().hex}"
+        if not ledger.acquire(lease, holder, settings.retrain.lease_seconds):
+            raise RollbackError(f"a retrain or rollback of {registry.model_name} is in flight "
+                                f"({ledger.holder(lease)}); try again when it ends")
+        try:
+            registry.move_champion(target, reason, expected=current.version)
+            ref = registry.ref(target)
+            bootstrap = bootstrap or settings.kafka.bootstrap_servers
+            published = False
+            if bootstrap:
+                update = ModelUpdate(name=ref.name, version=target, run_id=ref.run_id, reason=reason, rollback=True,
+                                     previous_version=current.version)
+                try:
+                    publish_update(bootstrap, settings.kafka, update)
+                    published = True
+                except Exception as exc:
+                    registry.restore_champion(current)
+                    note = announce_restore(bootstrap, settings.kafka, registry.model_name, current,
+                                            f"rollback to {target} failed to announce: {exc}")
+                    ledger.append("failure", reason=f"rollback to version {target} not announced, alias restored to "
+                                                    f"{current.version}: {exc}; {note}",
+                                  model_name=registry.model_name, model_version=current.version)
+                    raise
+        finally:
+            ledger.release(lease, holder)
         entry = ledger.append("rollback", reason=reason, model_name=ref.name, model_version=target,
                               payload={"from_version": current.version, "to_version": target,
                                        "from_run_id": current.run_id, "to_run_id": ref.run_id,

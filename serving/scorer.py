@@ -12,31 +12,47 @@ import socket
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from drift.arbiter import ServingRule, blend
+from driftctl.messages import Prediction
 from driftctl.runtime.logs import quiet_libraries
 from driftctl.runtime.stack import configure_environment
 from driftctl.settings import Settings
 from driftctl.stores.heartbeats import Heartbeat
 from serving import checkpoint
 from serving.audit import AuditLog
-from serving.codec import InvalidRecord, check_features, dead_letter, decode_label, decode_telemetry, encode
+from serving.codec import check_features, dead_letter, decode_label, decode_telemetry, encode_prediction
+from serving.deadletter import reason_of, safe_text
 from serving.joiner import LabelJoiner
-from serving.kafka_io import commit_or_warn, make_group_consumer, make_producer
+from serving.kafka_io import SendFailed, commit_or_warn, make_group_consumer, make_producer, rewind, sent_or_raise
 from serving.metrics import ScorerMetrics
-from serving.updates import ModelUpdates
+from serving.updates import ModelUpdates, follow_alias
 from training.recipes import make_online_learner
 from training.registry import LoadedModel, Registry, RegistryError
+
+if TYPE_CHECKING:
+    from multiprocessing.sharedctypes import SynchronizedArray
+    from multiprocessing.synchronize import Event as ProcessEvent
+
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.consumer.fetcher import ConsumerRecord
+
+    from driftctl.stores.ledger import Ledger
+
+    Batch = dict[TopicPartition, list[ConsumerRecord]]
 
 log = logging.getLogger(__name__)
 
 
 class Scorer:
-    def __init__(self, settings: Settings, bootstrap: str, registry: Registry, stop: threading.Event, *,
-                 shared=None, ledger=None, metrics: ScorerMetrics | None = None):
+    def __init__(self, settings: Settings, bootstrap: str, registry: Registry,
+                 stop: threading.Event | ProcessEvent, *, shared: SynchronizedArray[int] | None = None,
+                 ledger: Ledger | None = None, metrics: ScorerMetrics | None = None):
         self.settings = settings
         self.bootstrap = bootstrap
         self.registry = registry
@@ -56,18 +72,21 @@ class Scorer:
         self.restored_from: int | None = None  # n_learned of the checkpoint this scorer resumed from
         self.scored = 0
         self.dead_letters = 0
+        self.last_dead_letter: str | None = None  # its reason, for status ("every record invalid: why")
+        self.send_failures = 0
+        self._sends: list = []  # this batch's send futures: checked before its offsets are committed
         self.load_failures: list[tuple[int, str]] = []
         self.swaps: list[tuple[int, float]] = []  # (version, when it began serving) in this process
         self.joiner = LabelJoiner(serving.join_max_records, serving.join_max_age)
         self.audit = AuditLog(settings.home / "audit.db")
         self._seen: dict[str, int] = {}  # "topic:partition" -> next offset, for checkpoints
-        self._loading: tuple[int, Future] | None = None
+        self._loading: tuple[int, Future[LoadedModel]] | None = None
         self._wanted: int | None = None  # newest announced version not yet being loaded
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
         self._last_checkpoint = time.monotonic()
         self.heartbeat: Heartbeat | None = None
 
-    def _beat(self, consumer, stopped: bool = False) -> None:
+    def _beat(self, consumer: KafkaConsumer | None, stopped: bool = False) -> None:
         """A heartbeat row for `status` (written at most every health.heartbeat_interval s)."""
         version = self.current.ref.version if self.current else None
         if self.heartbeat is None:  # made on the first beat: the champion's load is already under way
@@ -76,13 +95,18 @@ class Scorer:
         if stopped:
             self.heartbeat.stopped(records=self.scored, dead_letters=self.dead_letters, model_version=version)
         else:
-            self.heartbeat.beat(consumer, records=self.scored, dead_letters=self.dead_letters, model_version=version)
+            self.heartbeat.beat(consumer, records=self.scored, dead_letters=self.dead_letters, model_version=version,
+                                extra={"last_rejection": self.last_dead_letter} if self.last_dead_letter else None)
 
     # -- hot swap ---------------------------------------------------------------------
     def _follow_updates(self, updates: ModelUpdates) -> None:
         update = updates.poll()
         if update is not None:
-            self._wanted = int(update["version"])
+            # The alias is the truth, the topic a hint: at start the topic replays its history
+            # (a rollback made without Kafka is not on it), and a message may be stale.
+            wanted = follow_alias(self.registry, update)
+            if wanted is not None:
+                self._wanted = wanted
         if self._loading is not None and self._loading[1].done():
             (version, future), self._loading = self._loading, None
             try:
@@ -117,7 +141,7 @@ class Scorer:
             self.ledger.append("failure", reason=f"scorer {self.instance}: version {version} failed to load: {exc}",
                                model_name=self.registry.model_name, model_version=version)
 
-    def _wait_for_champion(self, updates: ModelUpdates, consumer) -> None:
+    def _wait_for_champion(self, updates: ModelUpdates, consumer: KafkaConsumer) -> None:
         """Join the group at once (a join takes seconds) but read nothing until a model serves."""
         ref = self.registry.champion()
         if ref is not None:
@@ -148,7 +172,16 @@ class Scorer:
                                       max_records=self.settings.serving.batch_size)
                 self._beat(consumer)
                 if batch:
-                    self.process(batch, producer)
+                    try:
+                        self.process(batch, producer)
+                    except SendFailed as exc:
+                        # Nothing of this batch is committed: read it again (scored once or more, never skipped).
+                        self.send_failures += 1
+                        log.error("scorer %s: %s; the batch will be read again", self.instance, exc)
+                        rewind(consumer, batch)
+                        self.stop.wait(min(5.0, 0.5 * self.send_failures))
+                        continue
+                    self.send_failures = 0
                     # At-least-once: offsets move only after the batch's predictions are acknowledged.
                     commit_or_warn(consumer, f"scorer {self.instance}")
                     self._measure_lag(consumer)
@@ -164,9 +197,10 @@ class Scorer:
             self.audit.close()
             self._loader.shutdown(wait=False, cancel_futures=True)
 
-    def process(self, batch: dict, producer) -> None:
+    def process(self, batch: Batch, producer: KafkaProducer) -> None:
         """Score and learn from one polled batch; returns once every prediction is acknowledged."""
         scored = []
+        self._sends = []
         for tp, messages in batch.items():
             if tp.topic == self.topics.labels:
                 self._learn(messages, producer)
@@ -174,56 +208,76 @@ class Scorer:
                 scored.extend(self._score(tp, messages, producer))
             self._seen[f"{tp.topic}:{tp.partition}"] = messages[-1].offset + 1
         producer.flush()
+        sends, self._sends = self._sends, []
+        sent_or_raise(sends)  # a failed send must never be committed
         acked = time.time()
         for appended_ms in scored:
             self.metrics.latency.observe(max(acked - appended_ms / 1000.0, 0.0))
 
-    def _score(self, tp, messages, producer) -> list[int]:
+    def _score(self, tp: TopicPartition, messages: list[ConsumerRecord], producer: KafkaProducer) -> list[int]:
+        assert self.current is not None  # nothing is read before a champion serves
         serving = self.settings.serving
         good, rows = [], []
         for message in messages:
             try:
                 record = decode_telemetry(message.value, serving.max_message_bytes)
                 features = check_features(record["features"], self.current.schema, serving.missing_features)
-            except InvalidRecord as exc:
-                self._dead_letter(producer, str(exc), message)
+            except Exception as exc:  # any failure on one message is its dead letter, never the stage's end
+                self._dead_letter(producer, reason_of(exc), message)
                 continue
             good.append((message, record))
             rows.append(features)
         if not good:
             return []
         model = self.current.ref.as_dict()
-        frame = pd.DataFrame.from_records(rows, columns=self.current.features)
-        probabilities = self.current.model.predict_proba(frame)  # one pass; the class is its argmax
+        try:
+            frame = pd.DataFrame.from_records(rows, columns=self.current.features)
+            probabilities = self.current.model.predict_proba(frame)  # one pass; the class is its argmax
+        except Exception:  # one record the model cannot take: find it, dead-letter it, score the rest
+            good, rows, probabilities = self._predict_each(producer, good, rows)
+            if not good:
+                return []
+        probabilities = np.asarray(probabilities)
         classes = [_plain(c) for c in self.current.model.classes_]
         predictions = [classes[i] for i in probabilities.argmax(axis=1)]
         n_learned, now, version = self.n_learned, time.time(), self.current.ref.version
         # Labels are learned between batches, so one source serves the whole batch (champion where the
         # online learner has nothing to say yet).
         chosen = self.rule.serving if self.rule is not None else serving.serve
-        sources, outcomes = [], []
-        for (message, record), features, prediction, proba in zip(good, rows, predictions, probabilities):
-            online_proba = self.online.predict_proba_one(_present(features))
-            online = _plain(max(online_proba, key=online_proba.get)) if online_proba else None
+        sources: list[str] = []
+        outcomes: list[tuple[int, Any, Any, Any]] = []
+        for (message, record), features, prediction, proba in zip(good, rows, predictions, probabilities, strict=True):
+            try:
+                online_proba = self.online.predict_proba_one(_present(features))
+            except Exception as exc:  # the online learner is advisory: the champion still serves
+                log.warning("online learner failed on %s: %s", safe_text(record["id"], 80), reason_of(exc))
+                online_proba = {}
+            online = _plain(max(online_proba, key=online_proba.__getitem__)) if online_proba else None
             champion = _plain(prediction)
             champion_proba = dict(zip(classes, proba.tolist(), strict=True))
-            mixed = blend(champion_proba, online_proba) if self.rule is not None else None
-            blended = _plain(max(mixed, key=mixed.get)) if mixed else None
+            mixed = blend(champion_proba, online_proba) if self.rule is not None else {}
+            blended = _plain(max(mixed, key=mixed.__getitem__)) if mixed else None
             source = chosen if online is not None else "champion"
             served, confidence = ((online, online_proba[online]) if source == "online" else
                                   (blended, mixed[blended]) if source == "blend" else
                                   (champion, champion_proba[champion]))
-            value = {
+            sources.append(source)
+            outcomes.append((version, champion, online, blended))
+            # A literal, not Prediction(...): the call form copies the keywords once more per record.
+            value: Prediction = {
                 "id": record["id"], "ts": record["ts"], "prediction": served,
-                "proba": {str(c): round(float(p), 6) for c, p in zip(classes, proba)},
+                "proba": {str(c): round(float(p), 6) for c, p in zip(classes, proba, strict=True)},
                 "model": model, "online": {"prediction": online, "n_learned": n_learned},
                 "champion": {"prediction": champion}, "served": source, "served_by": source,
                 "confidence": round(float(confidence), 6), "scorer": self.instance,
                 "scored_at": now, "source": {"partition": message.partition, "offset": message.offset},
             }
-            producer.send(self.topics.predictions, key=message.key, value=encode(value))
-            sources.append(source)
-            outcomes.append((version, champion, online, blended))
+            try:
+                payload = encode_prediction(value)
+            except Exception as exc:
+                self._dead_letter(producer, reason_of(exc), message)
+                continue
+            self._send(producer, self.topics.predictions, message.key, payload)
         # Learning comes after the whole batch is scored, so one learner state scored it.
         for source in dict.fromkeys(sources):
             part = [(m, r) for (m, r), s in zip(good, sources, strict=True) if s == source]
@@ -231,28 +285,30 @@ class Scorer:
                               offsets=[m.offset for m, _ in part], ids=[r["id"] for _, r in part],
                               model=model, n_learned=n_learned, served_by=source)
         for (_, record), features, outcome in zip(good, rows, outcomes, strict=True):
-            ready = self.joiner.add_record(record["id"], (features, outcome))
-            if ready is not None:
-                self._learn_one(*ready)
+            try:
+                ready = self.joiner.add_record(record["id"], (features, outcome))
+                if ready is not None:
+                    self._learn_one(*ready)
+            except Exception as exc:  # scored already: a failure to learn from it is logged, not lettered
+                log.warning("not learned from %s: %s", safe_text(record["id"], 80), reason_of(exc))
         self.scored += len(good)
         self.metrics.records.inc(len(good))
         return [m.timestamp for m, _ in good]
 
-    def _learn(self, messages, producer) -> None:
+    def _learn(self, messages: list[ConsumerRecord], producer: KafkaProducer) -> None:
         before = (self.joiner.evicted_by_size, self.joiner.evicted_by_age)
         for message in messages:
             try:
                 value = decode_label(message.value)
-            except InvalidRecord as exc:
-                self._dead_letter(producer, str(exc), message)
-                continue
-            ready = self.joiner.add_label(value["id"], value["label"])
-            if ready is not None:
-                self._learn_one(*ready)
+                ready = self.joiner.add_label(value["id"], value["label"])
+                if ready is not None:
+                    self._learn_one(*ready)
+            except Exception as exc:
+                self._dead_letter(producer, reason_of(exc), message)
         self.metrics.join_evictions.labels("size").inc(self.joiner.evicted_by_size - before[0])
         self.metrics.join_evictions.labels("age").inc(self.joiner.evicted_by_age - before[1])
 
-    def _learn_one(self, scored: tuple, label) -> None:
+    def _learn_one(self, scored: tuple[dict[str, Any], tuple[int, Any, Any, Any]], label: Any) -> None:
         features, (version, champion, online, blended) = scored
         if self.rule is not None and self.current is not None and version == self.current.ref.version:
             self.rule.update(champion == label, online == label, blended == label)
@@ -260,12 +316,36 @@ class Scorer:
         self.n_learned += 1
         self.metrics.labels.inc()
 
-    def _dead_letter(self, producer, reason: str, message) -> None:
+    def _predict_each(self, producer: KafkaProducer, good: list[Any], rows: list[Any]) -> tuple[list, list, list]:
+        """The batch's predict failed: predict record by record, dead-lettering those that fail."""
+        current = self.current
+        assert current is not None  # called by _score, which runs only once a champion serves
+        kept, kept_rows, probabilities = [], [], []
+        for item, features in zip(good, rows, strict=True):
+            try:
+                frame = pd.DataFrame.from_records([features], columns=current.features)
+                probabilities.append(current.model.predict_proba(frame)[0])
+            except Exception as exc:
+                self._dead_letter(producer, reason_of(exc), item[0])
+                continue
+            kept.append(item)
+            kept_rows.append(features)
+        return kept, kept_rows, probabilities
+
+    def _dead_letter(self, producer: KafkaProducer, reason: str, message: ConsumerRecord) -> None:
+        reason = safe_text(reason)
         self.dead_letters += 1
+        self.last_dead_letter = reason
         self.metrics.dead_letters.inc()
         log.warning("dead letter %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason)
-        producer.send(self.topics.dead_letter, key=message.topic.encode(),
-                      value=dead_letter(reason, message.topic, message.partition, message.offset, message.value))
+        self._send(producer, self.topics.dead_letter, message.topic.encode(),
+                   dead_letter(reason, message.topic, message.partition, message.offset, message.value))
+
+    def _send(self, producer: KafkaProducer, topic: str, key: bytes | None, value: bytes) -> None:
+        try:
+            self._sends.append(producer.send(topic, key=key, value=value))
+        except Exception as exc:  # buffer full, metadata unavailable: the batch is read again
+            raise SendFailed(f"send to {topic} failed: {type(exc).__name__}: {exc}") from exc
 
     # -- state and stats ----------------------------------------------------------------
     def _restore(self) -> None:
@@ -280,7 +360,7 @@ class Scorer:
         checkpoint.save(self.checkpoint_path, checkpoint.Checkpoint(self.online, self.n_learned, dict(self._seen)))
         self._last_checkpoint = time.monotonic()
 
-    def _measure_lag(self, consumer) -> None:
+    def _measure_lag(self, consumer: KafkaConsumer) -> None:
         for tp in consumer.assignment():
             highwater = consumer.highwater(tp)
             if highwater is not None:
@@ -292,17 +372,18 @@ class Scorer:
                               self.current.ref.version if self.current else 0]
 
 
-def _present(features: dict) -> dict:
+def _present(features: dict[str, Any]) -> dict[str, Any]:
     """The online learner sees missing values as absent features."""
     return {k: v for k, v in features.items() if v is not None}
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     """numpy scalars to JSON-able Python values."""
     return value.item() if hasattr(value, "item") else value
 
 
-def run_scorer_process(settings_json: str, bootstrap: str, shared, stop) -> None:
+def run_scorer_process(settings_json: str, bootstrap: str, shared: SynchronizedArray[int] | None,
+                       stop: ProcessEvent) -> None:
     """Entry point of a scorer in its own process (the demo spawns one): stages in one
     process contend for the GIL, and a retrain beside them slowed tenfold."""
     settings = Settings(**json.loads(settings_json))

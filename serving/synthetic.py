@@ -3,7 +3,8 @@
 Built on River's SINE generator: two sensors (vibration, pressure) decide whether a
 device is in fault (the label); at `drift_at` the fault boundary changes (SINE1 to
 SINE2, a real concept drift) and the temperature sensor is recalibrated (+1.5 degrees,
-a covariate drift). Humidity and the firmware version (a category) are noise. `records=None` streams forever. Pure: no IO.
+a covariate drift). Humidity and the firmware version (a category) are noise.
+`records=None` streams forever. Pure: no IO.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from dataclasses import dataclass
 
 from river.datasets import synth
 
+from driftctl.messages import Telemetry
+
 
 @dataclass(frozen=True)
 class Reading:
     seq: int
     device: str
-    record: dict  # the telemetry message value: id, ts, features
+    record: Telemetry
     label: int
 
 
@@ -49,6 +52,6 @@ def iot_stream(records: int | None, *, drift_at: int, devices: int = 50, seed: i
         yield Reading(
             seq=seq,
             device=f"device-{rng.randrange(devices):03d}",
-            record={"id": record_id(seq), "ts": start_ts + seq * interval, "features": features},
+            record=Telemetry(id=record_id(seq), ts=start_ts + seq * interval, features=features),
             label=int(y),
         )

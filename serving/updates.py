@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 from kafka import TopicPartition
 
+from driftctl.messages import InvalidMessage, ModelUpdate
 from driftctl.settings import KafkaSettings
-from serving.codec import encode
 from serving.kafka_io import make_producer, make_reader
+from training.registry import ModelRef, Registry
 
 log = logging.getLogger(__name__)
 
@@ -23,28 +23,57 @@ class ModelUpdates:
         self._consumer.assign([TopicPartition(kafka.topics.model_updates, 0)])
         self._consumer.seek_to_beginning()
 
-    def poll(self, timeout_ms: int = 0) -> dict | None:
+    def poll(self, timeout_ms: int = 0) -> ModelUpdate | None:
         newest = None
         for messages in self._consumer.poll(timeout_ms=timeout_ms).values():
             for message in messages:
                 try:
-                    update = json.loads(message.value)
-                    int(update["version"])
-                except (ValueError, KeyError, TypeError) as exc:
+                    newest = ModelUpdate.from_json(message.value)
+                except InvalidMessage as exc:
                     log.error("ignoring malformed model update at offset %s: %s", message.offset, exc)
-                    continue
-                newest = update
         return newest
 
     def close(self) -> None:
         self._consumer.close()
 
 
-def publish_update(bootstrap: str, kafka: KafkaSettings, update: dict) -> None:
+def publish_update(bootstrap: str, kafka: KafkaSettings, update: ModelUpdate) -> None:
     """Announce a champion change on the control stream; every scorer and monitor swaps to it."""
     producer = make_producer(bootstrap, kafka)
     try:
-        future = producer.send(kafka.topics.model_updates, key=update["name"].encode(), value=encode(update))
+        future = producer.send(kafka.topics.model_updates, key=update.name.encode(), value=update.to_json())
         future.get(timeout=15)  # raises when the broker did not take it
     finally:
         producer.close()
+
+
+def follow_alias(registry: Registry, update: ModelUpdate) -> int | None:
+    """The champion version to serve after `update`: the one the registry's alias names
+    now (None if the registry cannot say; the current model keeps serving)."""
+    try:
+        ref = registry.champion()
+    except Exception as exc:
+        log.error("model update for version %s not followed: the registry cannot say which version is champion: %s",
+                  update.version, exc)
+        return None
+    if ref is None:
+        return None
+    if ref.version != update.version:
+        log.warning("model update names version %s but the champion alias points at %s: following the alias",
+                    update.version, ref.version)
+    return ref.version
+
+
+def announce_restore(bootstrap: str, kafka: KafkaSettings, model_name: str, restored: ModelRef | None,
+                     reason: str) -> str:
+    """Announce that the alias went back to `restored` (a ModelRef, None: no champion); returns
+    a note for the ledger. A scorer that saw the failed promotion checks the alias again."""
+    if restored is None:
+        return "restore not announced: no champion to go back to"
+    update = ModelUpdate(name=model_name, version=restored.version, run_id=restored.run_id, reason=reason[:1000],
+                         rollback=True)
+    try:
+        publish_update(bootstrap, kafka, update)
+        return f"restore of version {restored.version} announced"
+    except Exception as exc:
+        return f"restore NOT announced ({type(exc).__name__}: {exc}); scorers follow the alias at their next update"

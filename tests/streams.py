@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import random
 
+from driftctl.messages import Label, RetrainTrigger, TrainingWindow
 from driftctl.settings import Settings
-from serving.codec import encode
+from serving.codec import encode_label, encode_telemetry
 from serving.kafka_io import make_producer
 from serving.synthetic import Reading, iot_stream
-from training.datasets import TrainingWindow
 
 
 def readings(start: int, stop: int, *, drift_at: int, seed: int = 42) -> list[Reading]:
@@ -25,9 +25,9 @@ def produce(bootstrap: str, settings: Settings, batch: list[Reading], *, random_
     try:
         for r in batch:
             label = rng.randint(0, 1) if random_labels else r.label
-            t = producer.send(topics.telemetry, key=r.device.encode(), value=encode(r.record))
+            t = producer.send(topics.telemetry, key=r.device.encode(), value=encode_telemetry(r.record))
             lab = producer.send(topics.labels, key=r.device.encode(),
-                                value=encode({"id": r.record["id"], "ts": r.record["ts"], "label": label}))
+                                value=encode_label(Label(id=r.record["id"], ts=r.record["ts"], label=label)))
             sent.append((t, lab, r.record["ts"]))
         producer.flush()
         rows = []
@@ -45,5 +45,5 @@ def window(bootstrap: str, settings: Settings, rows: list[tuple], start: int = 0
                                          labels_topic=topics.labels, positions=(start, start + len(rows)))
 
 
-def trigger(decision_id: str, reason: str = "test", **extra) -> dict:
-    return {"decision_id": decision_id, "event_ids": [], "reason": reason, "evidence": [], **extra}
+def trigger(decision_id: str, reason: str = "test", **extra) -> RetrainTrigger:
+    return RetrainTrigger(decision_id=decision_id, reason=reason, **extra)

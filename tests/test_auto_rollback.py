@@ -9,6 +9,7 @@ import time
 import pandas as pd
 import pytest
 
+from driftctl.messages import ModelUpdate
 from driftctl.runtime.broker import EmbeddedBroker, ensure_topics
 from driftctl.runtime.stack import configure_environment
 from driftctl.settings import Settings
@@ -64,8 +65,8 @@ def test_a_worse_new_champion_is_rolled_back_by_the_monitor(home, monkeypatch):
             wait_for(lambda: monitor.champion is not None and monitor.champion.version == 1, 30, "the monitor")
             registry.move_champion(2, "a bad promotion")
             ledger.append("promotion", model_name=registry.model_name, model_version=2, reason="a bad promotion")
-            publish_update(bootstrap, settings.kafka, {"name": registry.model_name, "version": 2,
-                                                       "run_id": registry.ref(2).run_id, "previous_version": 1})
+            publish_update(bootstrap, settings.kafka, ModelUpdate(name=registry.model_name, version=2,
+                                                                  run_id=registry.ref(2).run_id, previous_version=1))
             wait_for(lambda: monitor.champion.version == 2 and monitor.probation is not None, 30, "version 2")
 
             # Honest records, scored by version 2 (the test plays the scorer).
@@ -74,7 +75,7 @@ def test_a_worse_new_champion_is_rolled_back_by_the_monitor(home, monkeypatch):
             predictions = bad.predict(to_frame(r.record["features"] for r in batch))
             producer = make_producer(bootstrap, settings.kafka)
             ref = registry.ref(2)
-            for r, p in zip(batch, predictions):
+            for r, p in zip(batch, predictions, strict=True):
                 producer.send(settings.kafka.topics.predictions, key=r.device.encode(), value=encode({
                     "id": r.record["id"], "ts": r.record["ts"], "prediction": int(p), "proba": None,
                     "model": {"name": ref.name, "version": 2, "run_id": ref.run_id}}))

@@ -56,6 +56,9 @@ def test_drift_beats_static_on_a_drifting_stream():
     assert concept[0]["record_id"] == f"r{concept[0]['index']:05d}"
     assert [p["version"] for p in drift.promotions] == [2]
     assert drift.promotions[0]["index"] >= concept[0]["index"] + 600  # waited for min_train_rows labels
+    # One drift, one incident: every event of it, before and after the retrain, carries the same id.
+    assert drift.incidents == len({e["incident"] for e in drift.drift_events}) >= 1
+    assert drift.incidents < len(drift.drift_events) or len(drift.drift_events) == 1
 
 
 def test_stationary_stream_raises_no_retrain():

@@ -1,3 +1,4 @@
+import contextlib
 import json
 
 import pytest
@@ -25,7 +26,9 @@ def test_good_record_decodes():
     (b'{"id": "r", "ts": "yesterday", "features": {"a": 1}}', "'ts'"),
     (b'{"id": "r", "ts": 1, "features": []}', "'features'"),
     (b'{"id": "r", "ts": 1, "features": {"a": [1]}}', "feature 'a' has type list"),
-    (b'{"id": "r", "ts": 1, "features": {"a": true}}', "feature 'a' has type bool"),
+    (b'{"id": "r", "ts": 1, "features": {"a": ' + b"1" * 400 + b'}}', "not finite"),
+    (b'{"id": "r", "ts": 1, "features": {"a": ' + b"[" * 5000 + b"]" * 5000 + b'}}', "nested too deeply"),
+    (b'{"id": "\\ud800", "ts": 1, "features": {"a": 1}}', "lone surrogate"),
     (b'{"id": "r", "ts": 1, "features": {"a": NaN}}', "not finite"),
     (b'{"id": "r", "ts": 1, "features": {"a": Infinity}}', "not finite"),
     (None, "empty"),
@@ -73,7 +76,20 @@ def test_dead_letter_keeps_source_and_raw_text():
 
 @given(st.binary(max_size=200))
 def test_arbitrary_bytes_never_escape_as_another_exception(raw):
-    try:
+    with contextlib.suppress(InvalidRecord):
         decode_telemetry(raw)
-    except InvalidRecord:
-        pass
+
+
+def test_a_json_boolean_is_a_feature():
+    from serving.codec import decode_telemetry
+
+    record = decode_telemetry(b'{"id": "r", "ts": 1, "features": {"a": true, "b": false, "c": 2}}')
+    assert record["features"] == {"a": 1, "b": 0, "c": 2}
+
+
+@pytest.mark.parametrize("label", [b'{"k": 1}', b'[1]', b'1e999', b'1' + b'0' * 400])
+def test_a_label_that_is_not_a_scalar_is_rejected(label):
+    from serving.codec import decode_label
+
+    with pytest.raises(InvalidRecord):
+        decode_label(b'{"id": "r", "ts": 1, "label": ' + label + b'}')

@@ -11,8 +11,8 @@ from drift.detectors import (
     AlarmBudget,
     AlarmLevels,
     DataDriftDetector,
-    Observation,
     ErrorRateDetector,
+    Observation,
     PredictionDriftDetector,
 )
 from driftctl.settings import DriftSettings

@@ -74,7 +74,7 @@ def test_promotion_recovers_accuracy(loop):
 
 def test_the_monitor_records_the_window_a_scheduled_retrain_takes(loop):
     settings, _ = loop
-    from training.datasets import TrainingWindow
+    from driftctl.messages import TrainingWindow
 
     latest = Ledger(settings.ledger_url).latest("window", model_name=settings.mlflow.model_name)
     window = TrainingWindow.model_validate(latest.payload["window"])

@@ -157,6 +157,8 @@ def test_after_the_broker_stopped_status_is_unknown_and_the_evidence_remains(pip
     assert report["broker"]["reachable"] is False
     assert all(s["health"] == "unknown" for s in report["stages"] if s["stage"] != "retrain")
     assert report["champion"]["version"] == pipeline.result.promoted_version == 2
+    # One drift, one incident: the retrain that promoted version 2 is in it.
+    assert any(i["state"].startswith("promoted v2") for i in report["incidents"]), report["incidents"]
     text = _cli(settings, "status")
     assert text.returncode == 0 and "UNKNOWN" in text.stdout and "Traceback" not in text.stderr
 

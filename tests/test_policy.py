@@ -1,7 +1,7 @@
 import pytest
 
-from drift.events import Action, DriftEvent
 from drift.policy import DriftPolicy
+from driftctl.messages import Action, DriftEvent
 
 
 def event(kind="concept", index=100):
@@ -96,3 +96,51 @@ def test_events_while_a_retrain_is_in_flight_are_not_deferred():
     assert policy.on_event(event(), change_at=12, labelled=12).action is Action.HOLD
     policy.on_retrain_finished(promoted=False, labelled=20)
     assert policy.on_labelled(40) is None  # the in-flight retrain answered that event
+
+
+def test_one_drift_is_one_incident_from_the_alert_through_the_cooldown():
+    policy = DriftPolicy(min_train_rows=100, data_persistence=2, cooldown=500)
+    first = policy.on_event(event(index=1000), change_at=1000, labelled=1000)
+    incident = first.incident
+    assert incident and incident.startswith("incident-") and policy.open_incident == incident
+    # A storm while collecting, the retrain, events while it is in flight: all the same incident.
+    storm = [policy.on_event(event(index=1000 + i), change_at=1000 + i, labelled=1000 + i) for i in range(1, 20)]
+    retrain = policy.on_labelled(1100)
+    held = policy.on_event(event(index=1150), change_at=1150, labelled=1150)
+    assert {d.incident for d in [*storm, retrain, held]} == {incident}
+    # Promoted from a window ending at 1100: the cooldown runs to 1600; a drift in it is deferred, same incident.
+    policy.on_retrain_finished(promoted=True, labelled=1300, window_end=1100)
+    deferred = policy.on_event(event(index=1400), change_at=1400, labelled=1400)
+    assert deferred.action is Action.HOLD and deferred.incident == incident
+    released = policy.on_labelled(1600)
+    assert released.action is Action.ALERT and released.incident == incident  # keep retraining: same drift
+    again = policy.on_labelled(1700)
+    assert again.action is Action.RETRAIN and again.incident == incident
+    policy.on_retrain_finished(promoted=False, labelled=1700)
+    assert policy.open_incident is None
+    # Idle again: the next drift is a new incident.
+    later = policy.on_event(event(index=5000), change_at=5000, labelled=5000)
+    assert later.incident not in (None, incident)
+
+
+def test_a_cooldown_that_ends_quietly_closes_the_incident():
+    policy = DriftPolicy(min_train_rows=10, cooldown=100)
+    incident = policy.on_event(event(), change_at=0, labelled=0).incident
+    policy.on_labelled(10)
+    policy.on_retrain_finished(promoted=True, labelled=10)
+    policy.on_labelled(50)
+    assert policy.open_incident == incident  # cooling down: still being acted on
+    policy.on_labelled(110)
+    assert policy.open_incident is None
+    assert policy.on_event(event(), change_at=120, labelled=120).incident != incident
+
+
+def test_a_data_window_that_does_not_persist_is_an_incident_of_its_own():
+    policy = DriftPolicy(min_train_rows=10, data_persistence=2, cooldown=0)
+    blip = policy.on_data_window(event(kind="data"), labelled=100)
+    assert blip.action is Action.HOLD and policy.open_incident == blip.incident
+    policy.on_data_window(None, labelled=200, detector="data-ks")  # the next window is clean
+    assert policy.open_incident is None
+    first = policy.on_data_window(event(kind="data"), labelled=300)
+    second = policy.on_data_window(event(kind="data"), labelled=400)
+    assert second.action is Action.ALERT and first.incident == second.incident != blip.incident

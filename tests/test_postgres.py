@@ -49,7 +49,8 @@ def test_ledger_and_mlflow_on_postgres(database, home, monkeypatch, tmp_path):
     registry = Registry.from_settings(settings)
     assert registry.tracking_uri.startswith("postgresql")
     champion = registry.champion()
-    assert champion.version == 1 and registry.load(1).features == ["firmware", "humidity", "pressure", "temperature", "vibration"]
+    assert champion.version == 1
+    assert registry.load(1).features == ["firmware", "humidity", "pressure", "temperature", "vibration"]
     run = registry.client.get_run(champion.run_id)
     assert run.data.tags["driftctl.decision"] == "promoted" and run.inputs.dataset_inputs
 

@@ -124,7 +124,8 @@ def test_a_storm_of_drift_events_runs_the_deployment_once_and_promotes(prefect_e
             waiter.join(timeout=120)
             assert not waiter.is_alive(), "no outcome recorded within 120 s:\n" + \
                 (tmp_path / "worker.log").read_text()[-3000:]
-            assert result.get("promoted") and result.get("version") == 1, (result, (tmp_path / "worker.log").read_text()[-3000:])
+            assert result.get("promoted") and result.get("version") == 1, \
+                (result, (tmp_path / "worker.log").read_text()[-3000:])
 
             assert _count_events(api) == 100
             runs = _post(api, "/flow_runs/filter", {"deployments": {

@@ -111,8 +111,10 @@ def test_hot_swap_dead_letters_and_audit(stack):
     assert scorer.scored == 2000
     v2 = register(registry, 5000)
     announce(settings, bootstrap, registry, v2)
+    deadline = time.monotonic() + 60  # its own: registering v2 took part of the first one
     while (scorer.current.ref.version != v2) and time.monotonic() < deadline:
         time.sleep(0.1)
+    assert scorer.current.ref.version == v2
     publish(producer, settings.kafka.topics,
             (r for r in iot_stream(4000, drift_at=10**9) if r.seq >= 2000), rate=None, label_delay=100)
     producer.close()
@@ -131,7 +133,7 @@ def test_hot_swap_dead_letters_and_audit(stack):
     letters = [json.loads(m.value) for m in read_topic(
         bootstrap, settings.kafka, settings.kafka.topics.dead_letter, until=lambda g: len(g) >= len(bad), timeout=30)]
     assert len(letters) == len(bad)
-    for reason, letter in zip(bad, sorted(letters, key=lambda letter: letter["offset"])):
+    for reason, letter in zip(bad, sorted(letters, key=lambda letter: letter["offset"]), strict=True):
         assert reason in letter["error"], (reason, letter["error"])
         assert letter["topic"] == settings.kafka.topics.telemetry and letter["partition"] >= 0
 
@@ -163,7 +165,11 @@ def test_a_model_that_fails_to_load_leaves_the_champion_serving(stack):
     scorer = Scorer(settings, bootstrap, registry, stop)
     thread = threading.Thread(target=scorer.run, daemon=True)
     thread.start()
-    announce(settings, bootstrap, registry, 99)  # no such version
+    # Version 2's model file is altered after registration: its hash no longer matches.
+    v2 = register(registry, 5000)
+    altered = sorted(settings.home.rglob("model.skops"), key=lambda p: p.stat().st_mtime)[-1]
+    altered.write_bytes(altered.read_bytes() + b"\0")
+    announce(settings, bootstrap, registry, v2)
     producer = make_producer(bootstrap, settings.kafka)
     publish(producer, settings.kafka.topics, iot_stream(500, drift_at=10**9), rate=None, label_delay=10)
     producer.close()
@@ -171,7 +177,8 @@ def test_a_model_that_fails_to_load_leaves_the_champion_serving(stack):
     stop.set()
     thread.join(30)
     assert {p["model"]["version"] for p in got} == {1}
-    assert [v for v, _ in scorer.load_failures] == [99]
+    assert [v for v, _ in scorer.load_failures] == [v2]
+    assert "sha256" in scorer.load_failures[0][1]
 
 
 def serve(instance, settings):
@@ -205,7 +212,8 @@ def test_kill_9_and_restart_leaves_nothing_unscored_and_keeps_the_learner(stack)
     register(registry, 0)
     first = serve("crashy", settings)
     producer = make_producer(bootstrap, settings.kafka)
-    sender = threading.Thread(target=publish, args=(producer, settings.kafka.topics, iot_stream(20_000, drift_at=10**9)),
+    sender = threading.Thread(target=publish,
+                              args=(producer, settings.kafka.topics, iot_stream(20_000, drift_at=10**9)),
                               kwargs={"rate": 1_000, "label_delay": 50}, daemon=True)
     sender.start()
     checkpoint = settings.home / "checkpoints" / "crashy.pkl"

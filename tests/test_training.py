@@ -64,6 +64,6 @@ def test_compare_promotes_only_beyond_the_margin():
 def test_join_orders_by_event_time_and_drops_unlabelled():
     records = [{"id": "b", "ts": 2.0, "features": {"x": 2}}, {"id": "a", "ts": 1.0, "features": {"x": 1}},
                {"id": "c", "ts": 3.0, "features": {"x": 3}}]
-    X, y, rows = join_labelled(records, {"a": 0, "b": 1})
+    X, y, _ = join_labelled(records, {"a": 0, "b": 1})
     assert list(X["x"]) == [1, 2] and list(y) == [0, 1]
     assert list(to_frame([{"b": 1, "a": 2}]).columns) == ["a", "b"]

@@ -8,6 +8,8 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from driftctl.messages import Telemetry
+
 
 class TooLittleData(Exception):
     """A training window holds too few labelled records, or a single class."""
@@ -19,11 +21,12 @@ def to_frame(features: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return frame.reindex(sorted(frame.columns), axis=1)
 
 
-def split_holdout(frame: pd.DataFrame, labels: pd.Series, fraction: float, *, min_rows: int = 50):
+def split_holdout(frame: pd.DataFrame, labels: pd.Series, fraction: float, *,
+                  min_rows: int = 50) -> tuple[tuple[pd.DataFrame, pd.Series], tuple[pd.DataFrame, pd.Series]]:
     """The last `fraction` of the (time-ordered) rows is the holdout: evaluation is on the newest data."""
     if len(frame) != len(labels):
         raise ValueError("frame and labels differ in length")
-    n_holdout = int(round(len(frame) * fraction))
+    n_holdout = round(len(frame) * fraction)
     n_train = len(frame) - n_holdout
     if n_train < min_rows or n_holdout < min_rows:
         raise TooLittleData(f"{len(frame)} labelled rows: need {min_rows} to train and {min_rows} to evaluate")
@@ -32,45 +35,8 @@ def split_holdout(frame: pd.DataFrame, labels: pd.Series, fraction: float, *, mi
     return (frame.iloc[:n_train], labels.iloc[:n_train]), (frame.iloc[n_train:], labels.iloc[n_train:])
 
 
-class TrainingWindow(BaseModel):
-    """Where a retrain's labelled records live: offset ranges [start, end) per partition."""
-
-    model_config = ConfigDict(frozen=True)
-
-    bootstrap_servers: str
-    telemetry_topic: str
-    labels_topic: str
-    telemetry: dict[int, tuple[int, int]]
-    labels: dict[int, tuple[int, int]]
-    positions: tuple[int, int]  # labelled-record positions in the monitor's count
-    first_ts: float | None = None
-    last_ts: float | None = None
-
-    @classmethod
-    def from_positions(cls, rows: list[tuple], *, bootstrap_servers: str, telemetry_topic: str, labels_topic: str,
-                       positions: tuple[int, int]) -> TrainingWindow:
-        """`rows`: one (telemetry partition, offset, label partition, offset, ts) per labelled
-        record; the window covers each partition's smallest to largest offset."""
-        if not rows:
-            raise TooLittleData(f"no labelled records in positions {positions}")
-        telemetry: dict[int, list[int]] = {}
-        labels: dict[int, list[int]] = {}
-        for t_part, t_off, l_part, l_off, _ in rows:
-            for ranges, part, off in ((telemetry, t_part, t_off), (labels, l_part, l_off)):
-                span = ranges.setdefault(part, [off, off + 1])
-                span[0], span[1] = min(span[0], off), max(span[1], off + 1)
-        return cls(bootstrap_servers=bootstrap_servers, telemetry_topic=telemetry_topic, labels_topic=labels_topic,
-                   telemetry={p: tuple(s) for p, s in telemetry.items()},
-                   labels={p: tuple(s) for p, s in labels.items()}, positions=positions,
-                   first_ts=min(r[4] for r in rows), last_ts=max(r[4] for r in rows))
-
-    def describe(self) -> str:
-        def spans(ranges):
-            return ",".join(f"{p}:{s}-{e}" for p, (s, e) in sorted(ranges.items()))
-        return f"{self.telemetry_topic}[{spans(self.telemetry)}]+{self.labels_topic}[{spans(self.labels)}]"
-
-
-def join_labelled(records: Iterable[Mapping[str, Any]], labels: Mapping[str, Any]):
+def join_labelled(records: Iterable[Telemetry],
+                  labels: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.Series, list[Telemetry]]:
     """Telemetry records joined with their labels by id, in event-time order."""
     rows = sorted((r for r in records if r["id"] in labels), key=lambda r: (r["ts"], r["id"]))
     frame = to_frame(r["features"] for r in rows)

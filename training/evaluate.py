@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import accuracy_score
 
 from training.datasets import split_holdout
 from training.recipes import make_classifier
+
+
+class Predictor(Protocol):
+    """What `compare` needs of a model: predictions for a frame of features."""
+
+    def predict(self, X: pd.DataFrame) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -22,7 +30,8 @@ class Evaluation:
     reason: str
 
 
-def compare(challenger, champion, X_holdout, y_holdout, *, margin: float) -> Evaluation:
+def compare(challenger: Predictor, champion: Predictor | None, X_holdout: pd.DataFrame, y_holdout: pd.Series, *,
+            margin: float) -> Evaluation:
     """`champion` may be None (no model serves yet): the challenger then wins by default."""
     challenger_accuracy = float(accuracy_score(y_holdout, challenger.predict(X_holdout)))
     if champion is None:
@@ -46,8 +55,8 @@ class Challenge:
     seconds: float
 
 
-def train_challenger(frame, target, champion, *, holdout_fraction: float, margin: float,
-                     recipe: str = "gradient-boosting", random_state: int = 0) -> Challenge:
+def train_challenger(frame: pd.DataFrame, target: pd.Series, champion: Predictor | None, *, holdout_fraction: float,
+                     margin: float, recipe: str = "gradient-boosting", random_state: int = 0) -> Challenge:
     """The one trainer and promotion decision, shared by the retrain flow and the backtest.
 
     Trains on the older rows of the window, judges challenger and champion on the newest

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 from sklearn.compose import ColumnTransformer, make_column_selector
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
@@ -36,7 +38,18 @@ ONLINE_LEARNERS = ("hoeffding-tree", "hoeffding-adaptive-tree", "adaptive-random
                    "gaussian-naive-bayes")
 
 
-def make_online_learner(seed: int = 0, kind: str = "hoeffding-tree"):
+class OnlineLearner(Protocol):
+    """What driftctl asks of a River classifier. (River types a record as dict[Hashable, Any],
+    which a dict[str, Any] is not: dicts are invariant.)"""
+
+    def predict_one(self, x: dict[Any, Any]) -> Any: ...
+
+    def predict_proba_one(self, x: dict[Any, Any]) -> dict[Any, float]: ...
+
+    def learn_one(self, x: dict[Any, Any], y: Any) -> None: ...
+
+
+def make_online_learner(seed: int = 0, kind: str = "hoeffding-tree") -> OnlineLearner:
     """The online River learner that scores beside the champion and learns from late labels.
 
     `benchmarks/results/learners.md` measures each one's accuracy and cost per record on the
@@ -59,8 +72,10 @@ def make_online_learner(seed: int = 0, kind: str = "hoeffding-tree"):
         numeric = compose.SelectType(numbers.Number) | preprocessing.StandardScaler()
         text = compose.SelectType(str) | preprocessing.OneHotEncoder()
         if kind == "gaussian-naive-bayes":
-            return compose.SelectType(numbers.Number) | naive_bayes.GaussianNB()
+            bayes: OnlineLearner = compose.SelectType(numbers.Number) | naive_bayes.GaussianNB()
+            return bayes
         from river import multiclass
 
-        return (numeric + text) | multiclass.OneVsRestClassifier(linear_model.LogisticRegression())
+        linear: OnlineLearner = (numeric + text) | multiclass.OneVsRestClassifier(linear_model.LogisticRegression())
+        return linear
     raise ValueError(f"unknown online learner {kind!r}; valid learners: {', '.join(ONLINE_LEARNERS)}")

@@ -3,22 +3,39 @@
 from __future__ import annotations
 
 import hashlib
+import tempfile
 import time
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from driftctl.messages import ModelLineage
+from driftctl.settings import mask_url
+from driftctl.stores.engine import schema_lock
 from training.datasets import FeatureSchema
+from training.trust import ALLOWED_TYPES, HASH_TAG, artifact_sha256, load_trusted, untrusted_types
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+
+    from driftctl.settings import Settings
+    from training.evaluate import Evaluation
 
 CHAMPION = "champion"
 
 
 class RegistryError(Exception):
-    """The registry cannot answer or cannot load a model."""
+    """The registry cannot answer or cannot load a model (its message never holds a password)."""
+
+    def __init__(self, message: str):
+        super().__init__(mask_url(message))
 
 
 @dataclass(frozen=True)
@@ -27,8 +44,8 @@ class ModelRef:
     version: int
     run_id: str
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def as_dict(self) -> ModelLineage:
+        return ModelLineage(name=self.name, version=self.version, run_id=self.run_id)
 
 
 @dataclass
@@ -43,8 +60,17 @@ class LoadedModel:
         return self.schema.names
 
 
+def iso_time(epoch: float) -> str:
+    """An epoch time as ISO 8601 in UTC, to the millisecond: how MLflow tags carry times.
+
+    >>> iso_time(0)
+    '1970-01-01T00:00:00.000+00:00'
+    """
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
+
+
 def content_hash(frame: pd.DataFrame, labels: pd.Series) -> str:
-    hashed = pd.util.hash_pandas_object(frame.assign(_label=labels.values), index=False).values
+    hashed = pd.util.hash_pandas_object(frame.assign(_label=labels.values), index=False).to_numpy()
     return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
 
 
@@ -54,10 +80,15 @@ class Registry:
         self.model_name = model_name
         self.experiment = experiment
         self.artifact_location = artifact_location
-        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        # The first store opened on a fresh SQLite file creates and migrates its schema:
+        # one process at a time (stages that start together would race alembic).
+        with schema_lock(tracking_uri):
+            self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+            # The registry store too, while the lock is held. (A private MLflow method, unannotated.)
+            self.client._get_registry_client()  # type: ignore[no-untyped-call]
 
     @classmethod
-    def from_settings(cls, settings) -> Registry:
+    def from_settings(cls, settings: Settings) -> Registry:
         artifacts = None if settings.mlflow.tracking_uri else settings.mlflow_artifacts
         return cls(settings.mlflow_uri, settings.mlflow.model_name, settings.mlflow.experiment, artifacts)
 
@@ -68,7 +99,10 @@ class Registry:
         try:
             return self.client.create_experiment(self.experiment, artifact_location=self.artifact_location)
         except MlflowException:  # created meanwhile by another process
-            return self.client.get_experiment_by_name(self.experiment).experiment_id
+            found = self.client.get_experiment_by_name(self.experiment)
+            if found is None:  # not that: the creation itself failed
+                raise
+            return found.experiment_id
 
     def _point_mlflow(self) -> None:
         # mlflow's fluent API (load_model, artifacts, start_run) reads process-wide URIs.
@@ -82,7 +116,7 @@ class Registry:
             if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
                 return None
             raise RegistryError(f"MLflow at {self.tracking_uri}: {exc.message}") from exc
-        return ModelRef(self.model_name, int(version.version), version.run_id)
+        return ModelRef(self.model_name, int(version.version), run_id_of(version))
 
     def version_tags(self, version: int) -> dict[str, str]:
         return dict(self.client.get_model_version(self.model_name, str(version)).tags)
@@ -92,22 +126,34 @@ class Registry:
         self._point_mlflow()
         try:
             details = self.client.get_model_version(self.model_name, str(version))
-            model = mlflow.sklearn.load_model(f"models:/{self.model_name}/{version}")
+            with tempfile.TemporaryDirectory(prefix="driftctl-model-") as tmp:
+                # Downloaded, hashed and checked before anything in it is deserialized: never
+                # the flavor the MLmodel file asks for, only skops with the allowlist.
+                local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{self.model_name}/{version}",
+                                                            dst_path=tmp)
+                model = load_trusted(Path(local), (details.tags or {}).get(HASH_TAG),
+                                     f"{self.model_name} version {version}")
             schema = FeatureSchema.model_validate(
                 mlflow.artifacts.load_dict(f"runs:/{details.run_id}/features.json")["schema"])
-            accuracy = self.client.get_run(details.run_id).data.metrics.get("challenger_accuracy")
+            accuracy = self.client.get_run(run_id_of(details)).data.metrics.get("challenger_accuracy")
         except Exception as exc:  # any failure to load leaves the current model serving
             raise RegistryError(f"cannot load {self.model_name} version {version}: {exc}") from exc
-        return LoadedModel(ModelRef(self.model_name, int(version), details.run_id), model, schema, accuracy)
+        return LoadedModel(ModelRef(self.model_name, int(version), run_id_of(details)), model, schema, accuracy)
+
+    def schema(self, run_id: str) -> FeatureSchema:
+        """The feature schema a run's model was trained on (what scorers check records against)."""
+        self._point_mlflow()
+        return FeatureSchema.model_validate(mlflow.artifacts.load_dict(f"runs:/{run_id}/features.json")["schema"])
 
     def reference(self, run_id: str) -> list[dict[str, Any]]:
         """The champion's training reference rows, stored with its run."""
         self._point_mlflow()
-        return mlflow.artifacts.load_dict(f"runs:/{run_id}/reference.json")["rows"]
+        rows: list[dict[str, Any]] = mlflow.artifacts.load_dict(f"runs:/{run_id}/reference.json")["rows"]
+        return rows
 
-    def record_candidate(self, *, model, frame: pd.DataFrame, labels: pd.Series, evaluation, params: dict,
-                         tags: dict[str, str], reference_rows: int, training_seconds: float,
-                         promote: bool, artifacts: list[str] = (),
+    def record_candidate(self, *, model: Any, frame: pd.DataFrame, labels: pd.Series, evaluation: Evaluation,
+                         params: dict[str, Any], tags: dict[str, str], reference_rows: int, training_seconds: float,
+                         promote: bool, artifacts: Sequence[str] = (),
                          documents: dict[str, Any] | None = None) -> tuple[str, int | None]:
         """Log one retrain run with its provenance; register the model if it is to be promoted.
 
@@ -115,6 +161,8 @@ class Registry:
         is ready to announce it. Returns the run id and the registered version (None when
         not registered).
         """
+        from mlflow.data.pandas_dataset import from_pandas  # what mlflow.data.from_pandas names
+
         self._point_mlflow()
         with mlflow.start_run(experiment_id=self.experiment_id(), run_name=tags.get("driftctl.decision_id")) as run:
             mlflow.log_params(params)
@@ -124,10 +172,11 @@ class Registry:
             if evaluation.champion_accuracy is not None:
                 metrics["champion_accuracy"] = evaluation.champion_accuracy
             mlflow.log_metrics(metrics)
-            mlflow.set_tags({**tags, "driftctl.promote": str(promote), "driftctl.evaluation": evaluation.reason,
-                             "driftctl.training_data_hash": content_hash(frame, labels)})
-            dataset = mlflow.data.from_pandas(frame.assign(label=labels.values), targets="label",
-                                              name=tags.get("driftctl.window", "training-window"))
+            mlflow.set_tags({key: mask_url(value) for key, value in
+                             {**tags, "driftctl.promote": str(promote), "driftctl.evaluation": evaluation.reason,
+                              "driftctl.training_data_hash": content_hash(frame, labels)}.items()})
+            dataset = from_pandas(frame.assign(label=labels.values), targets="label",
+                                  name=tags.get("driftctl.window", "training-window"))
             mlflow.log_input(dataset, context="training")
             mlflow.log_dict({"features": list(frame.columns),
                              "schema": FeatureSchema.from_frame(frame).model_dump(mode="json")}, "features.json")
@@ -137,32 +186,60 @@ class Registry:
                 mlflow.log_dict(document, name)
             sample = frame.tail(reference_rows)
             mlflow.log_dict({"rows": sample.to_dict(orient="records")}, "reference.json")
+            untrusted = untrusted_types(model)
+            if untrusted:
+                raise RegistryError(f"the model holds types outside the allowlist: {', '.join(untrusted)}")
             info = mlflow.sklearn.log_model(
                 model, name="model", serialization_format="skops",
-                skops_trusted_types=_trusted_types(model),
+                skops_trusted_types=list(ALLOWED_TYPES),
                 # Explicit requirements: inferring them re-imports the model in a subprocess (seconds).
                 pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
                 registered_model_name=self.model_name if promote else None,
+                signature=_signature(model, frame),
             )
             run_id = run.info.run_id
         if not promote:
             return run_id, None
         version = int(info.registered_model_version)
-        for key, value in tags.items():
-            self.client.set_model_version_tag(self.model_name, str(version), key, value)
+        # The hash of exactly what a scorer will download; it is checked at every load.
+        with tempfile.TemporaryDirectory(prefix="driftctl-model-") as tmp:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{self.model_name}/{version}",
+                                                        dst_path=tmp)
+            sha256 = artifact_sha256(Path(local))
+        for key, value in {**tags, HASH_TAG: sha256}.items():
+            self.client.set_model_version_tag(self.model_name, str(version), key, mask_url(value))
+        self.client.set_tag(run_id, HASH_TAG, sha256)
         return run_id, version
+
+    def artifact_hash(self, version: int) -> str | None:
+        """The sha256 recorded for `version` at registration."""
+        return self.version_tags(version).get(HASH_TAG)
 
     def set_champion(self, version: int) -> None:
         self.client.set_registered_model_alias(self.model_name, CHAMPION, str(version))
 
-    def move_champion(self, version: int, reason: str) -> ModelRef | None:
+    def move_champion(self, version: int, reason: str, *, expected: int | object | None = ...) -> ModelRef | None:
         """Point the champion alias at `version`; tag when it was deployed and when the one
-        it replaces was undeployed. Returns the replaced champion (None if there was none)."""
+        it replaces was undeployed. Returns the replaced champion (None if there was none).
+
+        With `expected` (the champion version the caller decided against, None for none) the
+        move is compare-and-set: refused if the alias moved meanwhile; a retry of a move that
+        already happened returns `expected` as the replaced champion, not `version` itself.
+        (MLflow has no atomic alias swap: the retrain lease, checked just before, fences writers.)"""
         previous = self.champion()
-        now = str(time.time())
+        if expected is not ...:
+            current = previous.version if previous else None
+            if current == version and expected != version:
+                # A retry: it moved already. `expected` is neither the `...` sentinel nor None: a version.
+                previous = self.ref(cast(int, expected)) if expected is not None else None
+            elif current != expected:
+                raise RegistryError(f"the champion alias of {self.model_name} moved meanwhile: expected version "
+                                    f"{expected}, found {current}; not moved to {version}")
+        now = iso_time(time.time())
         self.set_champion(version)
         self.client.set_model_version_tag(self.model_name, str(version), "driftctl.deployed_at", now)
-        self.client.set_model_version_tag(self.model_name, str(version), "driftctl.deployed_reason", reason[:5000])
+        self.client.set_model_version_tag(self.model_name, str(version), "driftctl.deployed_reason",
+                                          mask_url(reason)[:5000])
         if previous is not None and previous.version != version:
             self.client.set_model_version_tag(self.model_name, str(previous.version), "driftctl.undeployed_at", now)
         return previous
@@ -174,6 +251,9 @@ class Registry:
         else:
             self.set_champion(previous.version)
 
+    def describe_version(self, version: int, description: str) -> None:
+        self.client.update_model_version(self.model_name, str(version), description=description)
+
     def exists(self, version: int) -> bool:
         try:
             self.client.get_model_version(self.model_name, str(version))
@@ -183,14 +263,24 @@ class Registry:
 
     def ref(self, version: int) -> ModelRef:
         details = self.client.get_model_version(self.model_name, str(version))
-        return ModelRef(self.model_name, int(version), details.run_id)
+        return ModelRef(self.model_name, int(version), run_id_of(details))
 
     def set_run_tags(self, run_id: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():
-            self.client.set_tag(run_id, key, value)
+            self.client.set_tag(run_id, key, mask_url(value))
 
 
-def _trusted_types(model) -> list[str]:
-    import skops.io
+def run_id_of(version: ModelVersion) -> str:
+    """The run a registered version was logged by: every version driftctl registers has one."""
+    if version.run_id is None:
+        raise RegistryError(f"{version.name} version {version.version} was not logged by a run")
+    return version.run_id
 
-    return skops.io.get_untrusted_types(data=skops.io.dumps(model))
+
+def _signature(model: Any, frame: pd.DataFrame) -> Any:
+    """The model's input schema (the window's columns and types) and its output, shown in
+    MLflow's UI and checked against what a later window offers."""
+    from mlflow.models import infer_signature
+
+    sample = frame.head(50)
+    return infer_signature(sample, model.predict(sample))

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from pydantic import ValidationError
@@ -30,7 +31,11 @@ from rich.progress import (
 from rich.table import Table
 
 from driftctl.runtime.logs import quiet_libraries
-from driftctl.settings import Settings
+from driftctl.settings import Settings, mask_url
+
+if TYPE_CHECKING:
+    from drift.backtest import BacktestResult
+    from driftctl.app.demo import DemoResult
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Concept-drift detection and retraining for streaming ML.")
@@ -45,9 +50,9 @@ def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks and 
     quiet_libraries(debug)
 
 
-def _settings(home: Path | None = None, **stream):
+def _settings(home: Path | None = None, **stream: Any) -> Settings:
     overrides = {k: v for k, v in stream.items() if v is not None}
-    settings = Settings(**({"home": home} if home else {}))
+    settings = Settings(home=home) if home else Settings()
     if overrides:
         settings = settings.model_copy(update={"stream": settings.stream.model_copy(update=overrides)})
         type(settings.stream).model_validate(settings.stream.model_dump())
@@ -61,9 +66,11 @@ def demo(
     rate: float | None = typer.Option(None, min=1, help="Records per second offered."),
     home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    served: bool = typer.Option(False, "--served", help="Run on the stack of `driftctl up` (started if none runs; "
+                                                        "left running)."),
 ) -> None:
     """Stream drifting telemetry through the embedded stack: score, detect, retrain, promote, hot-swap."""
-    from driftctl.app.demo import run_demo
+    from driftctl.app.demo import run_demo, run_served_demo
 
     settings = _settings(home, records=records, drift_at=drift_at, rate=rate)
     if settings.stream.drift_at >= settings.stream.records:
@@ -75,18 +82,24 @@ def demo(
         def progress(phase: str, done: int, total: int) -> None:
             bar.update(task, description=phase, completed=done, total=total)
 
-        result = run_demo(settings, progress)
+        result = (run_served_demo if served else run_demo)(settings, progress)
     if as_json:
         print(result.to_json())
         return
-    _print_demo(result)
+    _print_demo(result, settings.home)
+    if result.stack is not None:
+        how = ("started by the demo and left running" if result.stack["started_by_demo"]
+               else "the one `driftctl up` started")
+        console.print(f"served stack ({how}; `driftctl down` stops it): Prefect {result.stack['prefect_ui']}, "
+                      f"MLflow {result.stack['mlflow_ui']}, Evidently {result.stack['evidently_ui']}, "
+                      f"console {result.stack['console']}", highlight=False)
 
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def _print_demo(r) -> None:
+def _print_demo(r: DemoResult, home: Path) -> None:
     table = Table(title="driftctl demo", show_header=False, title_justify="left")
     table.add_row("records scored", f"{r.predictions:,} of {r.records:,} ({r.duplicates} duplicates, "
                                     f"{r.dead_letters} dead letters)")
@@ -96,6 +109,7 @@ def _print_demo(r) -> None:
                                            f"(delay {r.detection_delay:,} records)")
     else:
         table.add_row("drift detected at", "not detected")
+    table.add_row("drift incidents", f"{r.incidents} ({len(r.drift_events)} drift events folded into them)")
     table.add_row("retrain run", r.retrain_run_id or "-")
     table.add_row("promoted version", str(r.promoted_version) if r.promoted_version else "none")
     table.add_row("versions served", ", ".join(map(str, r.versions_served)))
@@ -106,7 +120,7 @@ def _print_demo(r) -> None:
     table.add_row("served accuracy after drift (before promotion)", _pct(r.served_accuracy_after_drift))
     table.add_row("wall time", f"{r.seconds:.1f} s")
     console.print(table)
-    console.print("state left in .driftctl/ - run [bold]driftctl status[/bold]")
+    console.print(f"state left in {home} - run [bold]driftctl status[/bold]", highlight=False)
 
 
 @app.command()
@@ -123,11 +137,12 @@ def status(
     settings = _settings(home)
     configure_environment(settings)
     answer_quickly()
-    if as_json and not watch:
-        print(json.dumps(collect_status(settings), indent=2, default=str))
-        return
     if not watch:
-        console.print(status_view(collect_status(settings)))
+        if as_json:
+            print(json.dumps(collect_status(settings), indent=2, default=str))
+        else:
+            console.print(status_view(collect_status(settings)))
+        _leave_hung_probes()
         return
     from rich.live import Live
 
@@ -188,8 +203,19 @@ def report(
                   + (f"; Evidently finds {drifted['count']:.0f} drifted column(s)" if drifted else ""))
 
 
-def _nothing():
+def _nothing() -> contextlib.nullcontext[None]:
     return contextlib.nullcontext()
+
+
+def _leave_hung_probes() -> None:
+    """A source that hung leaves its probe's thread behind, and library exit hooks (MLflow's, a
+    driver's) may wait for it: a read-only command that has printed its answer just ends."""
+    from driftctl.app.status import Probe
+
+    if Probe.left_behind():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 @app.command("console")
@@ -197,17 +223,26 @@ def console_command(
     home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
     host: str | None = typer.Option(None, help="Address to listen on (default 127.0.0.1: loopback only)."),
     port: int | None = typer.Option(None, min=0, max=65535, help="Port (default 8765; 0: a free one)."),
+    token: str | None = typer.Option(None, help="Secret every request must carry (?token=, X-Driftctl-Token "
+                                                "header); required off loopback. Also DRIFTCTL_CONSOLE__TOKEN."),
 ) -> None:
     """A local web page of what `status` shows, refreshed live: health, throughput, lag, drift, lineage."""
-    from driftctl.app.console import ConsoleServer
+    from driftctl.app.console import ConsoleServer, is_loopback
     from driftctl.app.status import answer_quickly
     from driftctl.runtime.stack import configure_environment
 
     settings = _settings(home)
+    secret = token or (settings.console.token.get_secret_value() if settings.console.token else None)
+    where = host or settings.console.host
+    if not is_loopback(where) and not secret:
+        print(f"driftctl: error: --host {where} is not loopback: give a --token (or DRIFTCTL_CONSOLE__TOKEN)",
+              file=sys.stderr)
+        sys.exit(2)
     configure_environment(settings)
     answer_quickly()
-    server = ConsoleServer(settings, host, port).start()
-    console.print(f"driftctl console at {server.url}  (Ctrl-C stops it)")
+    server = ConsoleServer(settings, host, port, token=secret).start()
+    console.print(f"driftctl console at {server.url}" + ("  (requests need the token)" if secret else "")
+                  + "  (Ctrl-C stops it)", highlight=False)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
@@ -225,24 +260,81 @@ def broker(home: Path | None = typer.Option(None, help="State directory (default
     configure_environment(settings)
     with kafka_stack(settings) as bootstrap:
         console.print(f"bootstrap servers: {bootstrap}  (Ctrl-C stops the broker)")
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
 
 
-def _external_bootstrap(settings) -> str:
-    if not settings.kafka.bootstrap_servers:
-        raise typer.BadParameter("no Kafka configured: set DRIFTCTL_KAFKA__BOOTSTRAP_SERVERS "
+@app.command()
+def up(
+    home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the addresses as JSON."),
+    any_port: bool = typer.Option(False, "--any-port", help="Free ports, not the conventional 4200/5000/8000/8765."),
+    timeout: float = typer.Option(300.0, min=10, help="Seconds to wait for every part to answer."),
+) -> None:
+    """Start the served stack on loopback: broker, Prefect server + pool + deployments + worker, MLflow UI,
+    Evidently UI, monitor, one scorer, console. Returns once every part answers."""
+    from driftctl.app.stack_up import up as start_stack
+
+    settings = _settings(home)
+    with console.status("starting the stack", spinner="dots") if not as_json else _nothing() as status:
+        stack = start_stack(settings, any_port=any_port, timeout=timeout,
+                            progress=(lambda what: status.update(what)) if status else (lambda what: None))
+    if as_json:
+        print(json.dumps(stack.addresses(), indent=2))
+        return
+    table = Table(title=f"driftctl up ({stack.seconds:.0f} s)", show_header=False, title_justify="left")
+    table.add_row("Kafka bootstrap", stack.bootstrap_servers + (" (embedded, in memory)" if stack.embedded_broker
+                                                                 else ""))
+    table.add_row("Prefect UI", stack.prefect_ui)
+    table.add_row("MLflow UI", stack.mlflow_ui)
+    table.add_row("Evidently UI", stack.evidently_ui)
+    table.add_row("console", stack.console)
+    console.print(table)
+    console.print(f"state in {settings.home}; logs in {settings.home / 'logs'}. Next: "
+                  f"[bold]DRIFTCTL_HOME={settings.home} DRIFTCTL_KAFKA__BOOTSTRAP_SERVERS={stack.bootstrap_servers} "
+                  f"driftctl produce iot[/bold]; [bold]driftctl down[/bold] stops it all"
+                  + (" (the embedded broker keeps its topics in memory: they are lost at `down`)."
+                     if stack.embedded_broker else "."), highlight=False)
+
+
+@app.command()
+def down(
+    home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was stopped as JSON."),
+) -> None:
+    """Stop exactly what `driftctl up` started with this home."""
+    from driftctl.app.stack_up import down as stop_stack
+
+    settings = _settings(home)
+    stopped = stop_stack(settings)
+    if as_json:
+        print(json.dumps(stopped, indent=2))
+        return
+    if not stopped:
+        console.print(f"nothing to stop: no stack recorded in {settings.home}")
+        return
+    console.print("stopped " + ", ".join(f"{s['name']} ({s['state']})" for s in stopped)
+                  + f". State kept in {settings.home} (the embedded broker's topics are gone).", highlight=False)
+
+
+def _external_bootstrap(settings: Settings) -> str:
+    bootstrap = settings.kafka.bootstrap_servers
+    if not bootstrap:  # the stack `driftctl up` runs with this home, if any
+        from driftctl.app.stack_up import running_stack
+
+        stack = running_stack(settings)
+        bootstrap = stack.bootstrap_servers if stack else ""
+    if not bootstrap:
+        raise typer.BadParameter("no Kafka configured: set DRIFTCTL_KAFKA__BOOTSTRAP_SERVERS, or run `driftctl up` "
                                  "(`driftctl broker` runs a local one and prints its address)")
     from driftctl.runtime.broker import ensure_topics, wait_until_reachable
 
-    wait_until_reachable(settings.kafka.bootstrap_servers, timeout=10)
-    ensure_topics(settings.kafka.bootstrap_servers, settings.kafka)
-    return settings.kafka.bootstrap_servers
+    wait_until_reachable(bootstrap, timeout=10)
+    ensure_topics(bootstrap, settings.kafka)
+    return bootstrap
 
 
-def _stop_on_signals():
+def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -301,16 +393,34 @@ def monitor(home: Path | None = typer.Option(None, help="State directory (defaul
 
 @app.command()
 def produce(
-    source: str = typer.Argument("iot", help="'iot' (the synthetic drifting stream)."),
+    source: str = typer.Argument("iot", help="'iot' (the synthetic drifting stream), or a CSV/Parquet file."),
+    target: str | None = typer.Option(None, "--target", help="FILE: the label column."),
+    drop: list[str] = typer.Option([], "--drop", help="FILE: a column to ignore (repeat for more)."),
+    time_col: str | None = typer.Option(None, "--time-col", help="FILE: replay in this column's order; not a feature."),
+    id_col: str | None = typer.Option(None, "--id-col", help="FILE: record id column; not a feature."),
     records: int | None = typer.Option(None, min=1, help="Records to send."),
     drift_at: int | None = typer.Option(None, min=0, help="Record at which the concept drifts."),
     rate: float | None = typer.Option(None, min=1, help="Records per second (default: settings)."),
     label_delay: int | None = typer.Option(None, min=0, help="Records between a record and its label."),
     home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
 ) -> None:
-    """Replay a stream into the telemetry and labels topics."""
+    """Replay a stream into the telemetry and labels topics: the synthetic one, or a CSV/Parquet file
+    handled as `backtest` handles it."""
+    readings = None
     if source != "iot":
-        raise typer.BadParameter(f"unknown source {source!r}; valid sources: iot")
+        path = Path(source)
+        if not path.exists():
+            raise typer.BadParameter(f"unknown source {source!r}: neither 'iot' nor an existing CSV/Parquet file")
+        if target is None:
+            raise typer.BadParameter("a file needs --target COL (its label column)")
+        from driftctl.app.backtest import file_readings
+
+        readings, dropped = file_readings(path, target=target, drop=drop, time_col=time_col, id_col=id_col)
+        if dropped:
+            print(f"driftctl: warning: {dropped} rows without a label dropped", file=sys.stderr)
+        records = None  # the file's length, not a setting
+    elif target is not None or drop or time_col or id_col:
+        raise typer.BadParameter("--target, --drop, --time-col and --id-col apply to a file, not to 'iot'")
     from serving.kafka_io import make_producer
     from serving.producer import publish
     from serving.synthetic import iot_stream
@@ -324,7 +434,7 @@ def produce(
     beat = Heartbeat.from_settings(settings, "producer", bootstrap)
     with Progress(TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("producing", total=stream.records)
+        task = bar.add_task("producing", total=len(readings) if readings is not None else stream.records)
 
         def on_record(n: int) -> None:
             beat.beat(records=n)
@@ -332,6 +442,7 @@ def produce(
                 bar.update(task, completed=n)
 
         sent = publish(producer, settings.kafka.topics,
+                       readings if readings is not None else
                        iot_stream(stream.records, drift_at=stream.drift_at, devices=stream.devices, seed=stream.seed),
                        rate=stream.rate, label_delay=stream.label_delay, stop=_stop_on_signals(), on_record=on_record)
     producer.close()
@@ -377,13 +488,13 @@ def bench(
     home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
 ) -> None:
     """End-to-end scoring throughput of one scorer beside the raw limit measured in the same run."""
-    from driftctl.app.bench import run_bench, to_json
+    from driftctl.app.bench import bench_home, run_bench, to_json
     from driftctl.runtime.stack import configure_environment, kafka_stack
 
-    settings = _settings(home)
-    configure_environment(settings)
-    with Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
+    with (bench_home(_settings(home)) as settings,  # never the user's registry, ledger or status
+          Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=Console(stderr=True), transient=True) as bar):
+        configure_environment(settings)
         task = bar.add_task("starting", total=records)
         with kafka_stack(settings) as bootstrap:
             result = run_bench(settings, bootstrap, records,
@@ -433,32 +544,16 @@ def history(
     home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
-    """The ledger's timeline: drift events, decisions, promotions, rejections, failures, rollbacks."""
-    from driftctl.app.history import ledger_history
+    """The ledger's timeline by incident (one per drift: its events, decisions, retrain, promotion or
+    rejection, probation), then what belongs to no incident; window checkpoints with --windows."""
+    from driftctl.app.history import history_view, ledger_history
 
     settings = _settings(home)
     report = ledger_history(settings, limit=limit, include_windows=windows)
     if as_json:
         print(json.dumps(report, indent=2, default=str))
         return
-
-    def when(at) -> str:
-        return "-" if at is None else datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-    served = Table(title=f"champion history of {report['model']}", title_justify="left")
-    for column in ("version", "deployed", "by", "undeployed", "by", "why"):
-        served.add_column(column)
-    for h in report["champion_history"]:
-        served.add_row(str(h["version"]), when(h["deployed_at"]), h["deployed_by"], when(h["undeployed_at"]),
-                       h["undeployed_by"] or "serving", (h["reason"] or "")[:80])
-    console.print(served)
-    table = Table(title="ledger", title_justify="left")
-    for column in ("#", "at (UTC)", "kind", "version", "event", "reason"):
-        table.add_column(column)
-    for e in report["entries"]:
-        table.add_row(str(e["id"]), when(e["at"]), e["kind"], str(e["model_version"] or "-"),
-                      e["event_id"] or "-", (e["reason"] or "")[:100])
-    console.print(table)
+    console.print(history_view(report))
 
 
 @app.command()
@@ -508,7 +603,7 @@ def backtest(
     _print_backtest(result, json_out)
 
 
-def _print_backtest(r, json_out: Path | None) -> None:
+def _print_backtest(r: BacktestResult, json_out: Path | None) -> None:
     table = Table(title=f"driftctl backtest - policy {r.policy}", show_header=False, title_justify="left")
     table.add_row("records", f"{r.rows:,} ({r.dropped_rows:,} without a label dropped)")
     table.add_row("warmup / label delay", f"{r.warmup:,} / {r.label_delay:,} records")
@@ -517,7 +612,8 @@ def _print_backtest(r, json_out: Path | None) -> None:
     detectors: dict[str, int] = {}
     for event in r.drift_events:
         detectors[event["detector"]] = detectors.get(event["detector"], 0) + 1
-    table.add_row("drift events", ", ".join(f"{k}: {v}" for k, v in sorted(detectors.items())) or "none")
+    events = ", ".join(f"{k}: {v}" for k, v in sorted(detectors.items())) or "none"
+    table.add_row("drift events", f"{events} (in {r.incidents} incident(s))" if r.drift_events else events)
     firsts = ", ".join(f"{e['index']:,} ({e['detector']})" for e in r.drift_events[:5])
     if firsts:
         table.add_row("first events at record", firsts + (" ..." if len(r.drift_events) > 5 else ""))
@@ -543,10 +639,29 @@ def provenance(
     print(json.dumps(version_provenance(settings, version), indent=2, default=str))
 
 
+class _MaskedStream:
+    """A text stream that masks the passwords of URLs in everything written through it: every
+    line the CLI prints (rich tables, progress, errors, a traceback) passes here."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(mask_url(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def run() -> None:
     """Console entry point: usage errors and failures are one line and a non-zero exit."""
+    if not isinstance(sys.stdout, _MaskedStream):
+        sys.stdout, sys.stderr = _MaskedStream(sys.stdout), _MaskedStream(sys.stderr)
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:  # click returns a raised typer.Exit's code in this mode
+            sys.exit(code)
     except KeyboardInterrupt:
         print("driftctl: interrupted", file=sys.stderr)
         sys.exit(130)
@@ -566,8 +681,11 @@ def run() -> None:
         if type(exc).__name__ == "Abort":
             print("driftctl: aborted", file=sys.stderr)
             sys.exit(130)
-        if _debug:
-            raise
-        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # one line, always
+        if _debug:  # the whole traceback, its messages masked like every other line
+            import traceback
+
+            print(mask_url(traceback.format_exc()), file=sys.stderr, end="")
+            sys.exit(1)
+        message = (mask_url(exc).strip().splitlines() or [type(exc).__name__])[0]  # one line, always
         print(f"driftctl: error: {message}", file=sys.stderr)
         sys.exit(1)

@@ -9,14 +9,20 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 from threadpoolctl import threadpool_limits
 
+from driftctl.messages import Prediction
 from driftctl.runtime.stack import configure_environment, kafka_stack
 from driftctl.settings import Settings
 from driftctl.stores.heartbeats import Heartbeat
 from driftctl.stores.ledger import Ledger
 from serving.synthetic import iot_stream
+
+if TYPE_CHECKING:
+    from driftctl.messages import DriftEvent
+    from driftctl.stores.heartbeats import Beat
 
 
 class DemoError(Exception):
@@ -44,7 +50,9 @@ class DemoResult:
     served_accuracy_after_drift: float | None  # what was served (serve=best: champion, online or blend)
     seconds: float
     outcomes: list[dict] = field(default_factory=list)
-    prediction_log: list[dict] = field(default_factory=list, repr=False)  # every prediction read back
+    incidents: int = 0  # drifts acted on (the events of one drift fold into one incident)
+    stack: dict[str, Any] | None = None  # `demo --served`: the stack's addresses, and whether the demo started it
+    prediction_log: list[Prediction] = field(default_factory=list, repr=False)  # every prediction read back
 
     def to_json(self) -> str:
         return json.dumps({k: v for k, v in asdict(self).items() if k != "prediction_log"}, indent=2)
@@ -84,6 +92,7 @@ def run_demo(settings: Settings, progress: Callable[[str, int, int], None] | Non
     configure_environment(settings)
     # Prefect and MLflow read their environment at import: these come after configure_environment.
     from flows.trigger import make_retrain
+    from serving.codec import decode_prediction
     from serving.kafka_io import make_producer, read_topic
     from serving.monitor import Monitor
     from serving.producer import publish
@@ -179,14 +188,21 @@ def run_demo(settings: Settings, progress: Callable[[str, int, int], None] | Non
             monitor_stage.join(timeout=30)
         check()
         scored, dead_letters = scorer_stats[0], scorer_stats[1]
-        predictions = [json.loads(m.value) for m in read_topic(
+        predictions = [decode_prediction(m.value) for m in read_topic(
             bootstrap, settings.kafka, settings.kafka.topics.predictions,
             until=lambda got: len(got) >= scored, timeout=30)]
         ledger.close()
     return summarize(settings, sent, predictions, monitor, dead_letters, time.monotonic() - started)
 
 
-def summarize(settings: Settings, sent: int, predictions: list[dict], monitor, dead_letters: int,
+class _Watched(Protocol):
+    """What `summarize` reads of a monitor: a live `Monitor`, or `_Observed` for a served stack."""
+
+    events: list[DriftEvent]
+    outcomes: list[dict[str, Any]]
+
+
+def summarize(settings: Settings, sent: int, predictions: list[Prediction], monitor: _Watched, dead_letters: int,
               seconds: float) -> DemoResult:
     stream = settings.stream
     truth = {r.record["id"]: (r.seq, r.label) for r in
@@ -195,18 +211,26 @@ def summarize(settings: Settings, sent: int, predictions: list[dict], monitor, d
     promoted = [o for o in monitor.outcomes if o.get("promoted") and (o.get("version") or 0) > 1]
     promoted_version = promoted[0]["version"] if promoted else None
 
-    def accuracy(select, served: bool = False) -> float | None:
+    def accuracy(select: Callable[[int, Prediction], bool], served: bool = False) -> float | None:
         """The champion's own predictions (or, `served`, those served) right among the selected."""
-        hits = [(p["prediction"] if served else (p.get("champion") or {}).get("prediction", p["prediction"]))
-                == truth[i][1] for i, p in by_id.items() if select(truth[i][0], p)]
+        def answer(p: Prediction) -> Any:
+            champion = p.get("champion")
+            return p["prediction"] if served or not champion else champion["prediction"]
+
+        hits = [answer(p) == truth[i][1] for i, p in by_id.items() if select(truth[i][0], p)]
         return round(sum(hits) / len(hits), 4) if hits else None
 
-    def online_accuracy(select) -> float | None:
+    def online_accuracy(select: Callable[[int, Prediction], bool]) -> float | None:
         hits = [p["online"]["prediction"] == truth[i][1] for i, p in by_id.items() if select(truth[i][0], p)]
         return round(sum(hits) / len(hits), 4) if hits else None
 
+    def position(event: DriftEvent) -> int | None:
+        """The stream position of the record an event fired at (None: it names none of ours)."""
+        record_id = event.window.get("record_id")
+        return truth[record_id][0] if record_id in truth else None
+
     warmup_end = settings.drift.warmup + stream.label_delay
-    after = [e for e in monitor.events if truth.get(e.window.get("record_id"), (-1,))[0] >= stream.drift_at]
+    after = [e for e in monitor.events if (seq := position(e)) is not None and seq >= stream.drift_at]
     first = after[0] if after else None
     detected_at = truth[first.window["record_id"]][0] if first else None
     return DemoResult(
@@ -219,7 +243,7 @@ def summarize(settings: Settings, sent: int, predictions: list[dict], monitor, d
         detector=first.detector if first else None,
         detection_delay=detected_at - stream.drift_at if detected_at is not None else None,
         drift_events=[{"id": e.id, "detector": e.detector, "kind": e.kind,
-                       "record": truth.get(e.window.get("record_id"), (None,))[0],
+                       "record": position(e),
                        "statistic": e.statistic, "threshold": e.threshold} for e in monitor.events],
         retrain_run_id=promoted[0]["run_id"] if promoted else None,
         promoted_version=promoted_version,
@@ -234,5 +258,175 @@ def summarize(settings: Settings, sent: int, predictions: list[dict], monitor, d
                                              served=True),
         seconds=round(seconds, 1),
         outcomes=monitor.outcomes,
+        incidents=len({e.incident for e in monitor.events if e.incident is not None}),
         prediction_log=predictions,
     )
+
+
+# -- `driftctl demo --served`: the same demo on the stack of `driftctl up` ----------------------
+@dataclass
+class _Observed:
+    """What `summarize` reads of a monitor, rebuilt from what the served stack recorded: the
+    drift events from their topic, the retrain outcomes from the ledger."""
+
+    events: list[DriftEvent]
+    outcomes: list[dict[str, Any]]
+
+
+class _StackBeats:
+    """The served stages' newest heartbeats, read at most once a second (the producer asks per record)."""
+
+    def __init__(self, settings: Settings):
+        from driftctl.stores.heartbeats import HealthStore
+
+        self.store = HealthStore(settings.ledger_url)
+        self.read_at = 0.0
+        self.scorers: list = []
+        self.monitor: Beat | None = None
+
+    def refresh(self, force: bool = False) -> _StackBeats:
+        if force or time.monotonic() - self.read_at >= 1.0:
+            self.read_at = time.monotonic()
+            running = [b for b in self.store.latest() if b.state == "running"]
+            self.scorers = [b for b in running if b.stage == "scorer"]
+            self.monitor = next((b for b in running if b.stage == "monitor"), None)
+        return self
+
+    @property
+    def version(self) -> int:
+        """The version every scorer serves (0: none yet, or not all on one)."""
+        versions = {b.model_version or 0 for b in self.scorers}
+        return versions.pop() if len(versions) == 1 else 0
+
+    @property
+    def scored(self) -> int:
+        return sum(b.records for b in self.scorers)
+
+    @property
+    def dead_letters(self) -> int:
+        return sum(b.dead_letters for b in self.scorers)
+
+    def vitals(self) -> dict:
+        return self.monitor.extra if self.monitor is not None else {}
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def run_served_demo(settings: Settings, progress: Callable[[str, int, int], None] | None = None) -> DemoResult:
+    """The demo on the served stack: the stack `driftctl up` started from this home, or, when
+    none runs, a fresh one that this call starts on a fresh home (like `driftctl demo`, whose
+    state it is) and leaves running, so the Prefect, MLflow and Evidently UIs and the console
+    show the run; `driftctl down` stops it. The stream goes through the stack's own scorer and
+    monitor; the retrain is a run of the `retrain-on-drift` deployment started by the drift
+    event. A stack that has served a stream already is refused: its monitor learned from it,
+    so the drift would not be measured from a clean start."""
+    from driftctl.app.stack_up import running_stack, up
+
+    progress = progress or (lambda phase, done, total: None)
+    configure_environment(settings)
+    started = time.monotonic()
+    stack = running_stack(settings)
+    if stack is None:
+        if not settings.kafka.bootstrap_servers and not settings.mlflow.tracking_uri and not settings.ledger.url:
+            fresh_home(settings)
+        progress("starting the stack (driftctl up)", 0, 1)
+        stack = up(settings, progress=lambda what: progress(what[:22], 0, 1))
+        launched = True
+    else:
+        launched = False
+        from training.registry import Registry
+
+        champion = Registry.from_settings(settings).champion()
+        if champion is not None:
+            raise DemoError(f"the stack running from {settings.home} has served a stream already (champion "
+                            f"version {champion.version}): run `driftctl down`, then `driftctl demo --served` "
+                            "starts a fresh stack")
+    from serving.kafka_io import make_producer, read_topic
+    from serving.producer import publish
+
+    bootstrap = stack.bootstrap_servers
+    stream = settings.stream
+    beats = _StackBeats(settings)
+    producer = make_producer(bootstrap, settings.kafka)
+    producer_beat = Heartbeat.from_settings(settings, "producer", bootstrap)
+    hold_at = settings.drift.warmup + stream.label_delay
+    swapped_at: list[int] = []
+    first_version: list[int] = []
+
+    def gate(seq: int) -> None:
+        if seq != hold_at:
+            return
+        producer.flush()
+        progress("training champion v1", 0, 1)
+        deadline = time.monotonic() + 600  # a deployment run: the worker starts a process for it
+        while not beats.refresh().version:
+            producer_beat.beat(records=seq)
+            if time.monotonic() > deadline:
+                raise DemoError(f"no first champion served within 600 s (see {settings.home / 'logs'})")
+            time.sleep(0.5)
+        first_version.append(beats.version)
+
+    def on_record(n: int) -> None:
+        producer_beat.beat(records=n)
+        if n % 250 == 0:
+            progress("streaming", n, max(n, stream.records))
+
+    ended_at: list[float] = []
+
+    def keep_going(sent: int) -> bool:
+        version = beats.refresh().version
+        if first_version and version > first_version[0] and not swapped_at:
+            swapped_at.append(sent)
+        if sent < stream.records:
+            return True
+        # A deployment run waits for the worker, so the cap past `records` is time, not records.
+        if not ended_at:
+            ended_at.append(time.monotonic())
+        if time.monotonic() - ended_at[0] > 900:
+            return False
+        if swapped_at:
+            return sent < swapped_at[0] + stream.after_promotion
+        vitals = beats.vitals()
+        return bool(vitals.get("busy") or vitals.get("incident"))
+
+    try:
+        sent = publish(producer, settings.kafka.topics,
+                       iot_stream(None, drift_at=stream.drift_at, devices=stream.devices, seed=stream.seed),
+                       rate=stream.rate, label_delay=stream.label_delay, gate=gate, keep_going=keep_going,
+                       on_record=on_record)
+        producer.close()
+        producer_beat.stopped(records=sent)
+        deadline = time.monotonic() + 600
+        while True:
+            beats.refresh(force=True)
+            vitals = beats.vitals()
+            if (beats.scored + beats.dead_letters >= sent and vitals.get("labelled", 0) >= sent
+                    and not vitals.get("busy")):
+                break
+            if time.monotonic() > deadline:
+                raise DemoError(f"stream not drained in 600 s: sent {sent}, scored {beats.scored}, labelled "
+                                f"{vitals.get('labelled')}, retrain busy {vitals.get('busy')}")
+            progress("draining", beats.scored, sent)
+            time.sleep(1.0)
+        scored, dead_letters = beats.scored, beats.dead_letters
+    finally:
+        beats.close()
+    predictions = [json.loads(m.value) for m in read_topic(
+        bootstrap, settings.kafka, settings.kafka.topics.predictions, until=lambda got: len(got) >= scored,
+        timeout=60)]
+    from driftctl.messages import DriftEvent
+
+    events = [DriftEvent.from_json(m.value) for m in read_topic(
+        bootstrap, settings.kafka, settings.kafka.topics.drift_events, until=lambda got: False, timeout=10)]
+    ledger = Ledger(settings.ledger_url)
+    try:
+        outcomes = [{"promoted": e.kind == "promotion", "version": e.model_version, "run_id": e.payload.get("run_id"),
+                     "kind": (e.payload.get("trigger") or {}).get("kind"), "reason": e.reason}
+                    for e in ledger.timeline() if e.kind in ("promotion", "rejection", "failure")]
+    finally:
+        ledger.close()
+    result = summarize(settings, sent, predictions, _Observed(events, outcomes), dead_letters,
+                       time.monotonic() - started)
+    result.stack = {**stack.addresses(), "started_by_demo": launched}
+    return result

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable
+import struct
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from itertools import pairwise
+from typing import TYPE_CHECKING, Any
 
 from driftctl.stores.heartbeats import Beat
+
+if TYPE_CHECKING:
+    from driftctl.settings import HealthSettings
+    from driftctl.stores.ledger import Entry
 
 HEALTHY, WARNING, CRITICAL, UNKNOWN = "healthy", "warning", "critical", "unknown"
 _SEVERITY = {HEALTHY: 0, UNKNOWN: 1, WARNING: 2, CRITICAL: 3}
@@ -42,7 +49,8 @@ def worst(healths: Iterable[str]) -> str:
     return max(healths, key=_SEVERITY.__getitem__) if healths else UNKNOWN
 
 
-def assess_stage(latest: Beat, recent: list[Beat], *, now: float, rules, broker_reachable: bool | None) -> StageHealth:
+def assess_stage(latest: Beat, recent: list[Beat], *, now: float, rules: HealthSettings,
+                 broker_reachable: bool | None) -> StageHealth:
     """One stage instance's health from its newest heartbeat and those of the last `rules.lag_window` s."""
     result = StageHealth(stage=latest.stage, instance=latest.instance, health=HEALTHY, reason="",
                          records=latest.records, rps=latest.rps, lag=latest.lag, lag_detail=latest.lag_detail or {},
@@ -64,12 +72,16 @@ def assess_stage(latest: Beat, recent: list[Beat], *, now: float, rules, broker_
     first, last = window[0], window[-1]
     lags = [b.lag for b in window if b.lag is not None]
     if (len(lags) >= 3 and lags[-1] >= rules.lag_warning and lags[-1] > lags[0]
-            and all(b >= a for a, b in zip(lags, lags[1:]))):
+            and all(b >= a for a, b in pairwise(lags))):
         result.health = WARNING
         result.reason = f"lag growing: {lags[0]:,} -> {lags[-1]:,} records in {last.at - first.at:.0f} s"
         return result
     dead = last.dead_letters - first.dead_letters if len(window) > 1 else last.dead_letters
     seen = (last.records - first.records if len(window) > 1 else last.records) + dead
+    every_invalid = _every_record_invalid(first, last, len(window) > 1)
+    if every_invalid:
+        result.health, result.reason = CRITICAL, every_invalid
+        return result
     if seen > 0 and dead / seen > rules.dead_letter_rate:
         result.health = WARNING
         result.reason = f"dead letters: {dead / seen:.1%} of records (limit {rules.dead_letter_rate:.1%})"
@@ -79,7 +91,21 @@ def assess_stage(latest: Beat, recent: list[Beat], *, now: float, rules, broker_
     return result
 
 
-def assess_retrains(entries, *, now: float, rules) -> StageHealth | None:
+def _every_record_invalid(first: Beat, last: Beat, windowed: bool) -> str | None:
+    """When a stage rejects every record it reads, say so with the last reason: nothing is
+    being scored or learned, and a dead-letter *rate* alone does not tell why."""
+    extra = last.extra or {}
+    rejected_now = max(last.dead_letters, int(extra.get("rejected") or 0))
+    rejected_then = max(first.dead_letters, int((first.extra or {}).get("rejected") or 0)) if windowed else 0
+    accepted = last.records - first.records if windowed else last.records
+    rejected = rejected_now - rejected_then
+    if rejected <= 0 or accepted > 0:
+        return None
+    why = extra.get("last_rejection") or "see the dead-letter topic"
+    return f"every record invalid: {rejected:,} rejected, none accepted; last reason: {why}"
+
+
+def assess_retrains(entries: Sequence[Entry], *, now: float, rules: HealthSettings) -> StageHealth | None:
     """The retrain flows' health from the ledger: a recent failure not followed by a success warns.
 
     `entries` are ledger entries newest first (any kinds)."""
@@ -113,3 +139,49 @@ def broker_reachable(bootstrap: str | None, timeout: float = 0.5) -> bool | None
         except (OSError, ValueError):
             continue
     return False
+
+
+def broker_answers(bootstrap: str | None, timeout: float = 1.0, tls: bool = False) -> tuple[bool | None, str | None]:
+    """Whether any bootstrap server answers a Kafka request (ApiVersions v0, allowed before any
+    authentication) within `timeout` s in all, and if not, why. A server that accepts the
+    connection and never answers (a hung broker, or not a broker) is not reachable. Over TLS
+    only the TCP connection is tried. (None, reason) when no bootstrap server is known."""
+    if not bootstrap:
+        return None, "no bootstrap servers configured and no stage heartbeat names one"
+    deadline = time.monotonic() + timeout
+    reasons = []
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        left = deadline - time.monotonic()
+        if left <= 0:
+            reasons.append(f"{server.strip()}: not tried within {timeout:g} s")
+            continue
+        try:
+            with socket.create_connection((host.strip("[]") or "localhost", int(port)), timeout=left) as sock:
+                if tls:
+                    return True, None
+                client = b"driftctl-status"
+                body = struct.pack(">hhih", 18, 0, 0x0D71F7, len(client)) + client
+                sock.settimeout(max(deadline - time.monotonic(), 0.05))
+                sock.sendall(struct.pack(">i", len(body)) + body)
+                head = _read(sock, 8)
+                if struct.unpack(">ii", head)[1] == 0x0D71F7:
+                    return True, None
+                reasons.append(f"{server.strip()}: answered, but not as a Kafka broker")
+        except TimeoutError:
+            reasons.append(f"{server.strip()}: no answer to a Kafka request within {timeout:g} s")
+        except ConnectionRefusedError:
+            reasons.append(f"{server.strip()}: connection refused")
+        except (OSError, ValueError, struct.error) as exc:
+            reasons.append(f"{server.strip()}: {exc or type(exc).__name__}")
+    return False, "; ".join(reasons)
+
+
+def _read(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("closed the connection without answering")
+        data += chunk
+    return data

@@ -16,10 +16,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from driftctl.stores.heartbeats import HealthStore
+from driftctl.stores.heartbeats import Beat, HealthStore
 from driftctl.stores.ledger import Ledger
+
+if TYPE_CHECKING:
+    from driftctl.settings import Settings
 
 
 class PlotError(Exception):
@@ -39,7 +42,7 @@ class Timeline:
     notes: list[str] = field(default_factory=list)
 
 
-def from_backtest(data: dict[str, Any], name: str = "backtest") -> Timeline:
+def from_backtest(data: Any, name: str = "backtest") -> Timeline:
     if not isinstance(data, dict) or "drift_events" not in data:
         raise PlotError(f"{name}: not a `driftctl backtest --json` output (no drift_events)")
     timeline = Timeline(title=f"{name}: policy {data.get('policy', '?')}", rows=data.get("rows"),
@@ -67,7 +70,7 @@ def from_backtest(data: dict[str, Any], name: str = "backtest") -> Timeline:
     return timeline
 
 
-def _curve(curve) -> list[tuple[int, float]]:
+def _curve(curve: Any) -> list[tuple[int, float]]:
     """`accuracy_curve` as (record, accuracy) points: either [[index, accuracy], ...] or
     {"every": N, "values": [...]} (one accuracy per block of N records, drawn at each block's middle).
 
@@ -80,7 +83,7 @@ def _curve(curve) -> list[tuple[int, float]]:
     return [(int(p[0]), float(p[1])) for p in curve or [] if p[1] is not None]
 
 
-def from_live(settings) -> Timeline:
+def from_live(settings: Settings) -> Timeline:
     """The monitor's heartbeats (accuracy, detector statistics by record) and the ledger."""
     if not settings.ledger.url and not (settings.home / "ledger.db").exists():
         raise PlotError(f"nothing to plot in {settings.home}: no ledger there "
@@ -124,7 +127,7 @@ def from_live(settings) -> Timeline:
     return timeline
 
 
-def _index_at(beats, at: float) -> int | None:
+def _index_at(beats: list[Beat], at: float) -> int | None:
     """The record index the monitor had reached at time `at` (first heartbeat at or after it)."""
     later = [b for b in beats if b.at >= at]
     if later:
@@ -132,11 +135,11 @@ def _index_at(beats, at: float) -> int | None:
     return int(beats[-1].extra["index"]) if beats else None
 
 
-def _float(value) -> float | None:
+def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def load(source: Path | None, settings) -> Timeline:
+def load(source: Path | None, settings: Settings) -> Timeline:
     if source is None:
         return from_live(settings)
     try:
@@ -167,7 +170,7 @@ def draw(timeline: Timeline, out: Path) -> dict[str, Any]:
     right = timeline.rows or max([i for i, _ in timeline.accuracy_curve] + [i for i, _ in timeline.events]
                                  + [i for i, _ in timeline.promotions] + [1])
     if timeline.accuracy_curve:
-        xs, ys = zip(*sorted(timeline.accuracy_curve))
+        xs, ys = zip(*sorted(timeline.accuracy_curve), strict=True)
         ax.plot(xs, ys, color="tab:blue", lw=1.5, label="prequential accuracy")
     elif timeline.accuracy is not None:
         ax.hlines(timeline.accuracy, timeline.warmup or 0, right, colors="tab:blue", linestyles="--",
@@ -179,7 +182,7 @@ def draw(timeline: Timeline, out: Path) -> dict[str, Any]:
     for panel in axes:
         for index, detector in timeline.events:
             panel.axvline(index, color=colour[detector], ls=":", lw=1)
-        for index, version in timeline.promotions:
+        for index, _ in timeline.promotions:
             panel.axvline(index, color="tab:green", lw=2, alpha=0.8)
     for detector in detectors:  # legend entries for the markers
         ax.plot([], [], color=colour[detector], ls=":", label=f"drift fired: {detector}")
@@ -192,10 +195,9 @@ def draw(timeline: Timeline, out: Path) -> dict[str, Any]:
     ax.set_title(timeline.title + ("\n" + "; ".join(timeline.notes) if timeline.notes else ""), fontsize=10)
 
     if timeline.statistics:
-        for panel, (detector, points) in zip(axes[1:], timeline.statistics.items()):
-            points = sorted(points)
-            xs = [p[0] for p in points]
-            panel.plot(xs, [p[1] for p in points], marker=".", color=colour[detector], lw=1,
+        for panel, (detector, series) in zip(axes[1:], timeline.statistics.items(), strict=True):
+            points = sorted(series)
+            panel.plot([p[0] for p in points], [p[1] for p in points], marker=".", color=colour[detector], lw=1,
                        label=f"{detector} statistic")
             thresholds = [(p[0], p[2]) for p in points if p[2] is not None]
             if thresholds:

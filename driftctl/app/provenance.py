@@ -15,7 +15,7 @@ class ProvenanceError(Exception):
 
 
 def version_provenance(settings: Settings, version: int | None = None) -> dict[str, Any]:
-    from training.registry import Registry  # MLflow takes seconds to import
+    from training.registry import Registry, run_id_of  # MLflow takes seconds to import
 
     registry = Registry.from_settings(settings)
     if version is None:
@@ -26,12 +26,12 @@ def version_provenance(settings: Settings, version: int | None = None) -> dict[s
     if not registry.exists(version):
         raise ProvenanceError(f"{registry.model_name} has no version {version}")
     details = registry.client.get_model_version(registry.model_name, str(version))
-    run = registry.client.get_run(details.run_id)
+    run = registry.client.get_run(run_id_of(details))
     tags = {k: v for k, v in run.data.tags.items() if k.startswith("driftctl.")}
     inputs = [{"name": d.dataset.name, "digest": d.dataset.digest, "source_type": d.dataset.source_type,
                "profile": json.loads(d.dataset.profile or "{}"),
                "context": {t.key: t.value for t in d.tags}.get("mlflow.data.context")}
-              for d in run.inputs.dataset_inputs]
+              for d in (run.inputs.dataset_inputs if run.inputs else [])]
     artifacts = [a.path for a in registry.client.list_artifacts(run.info.run_id, "evidence")]
     ledger = Ledger(settings.ledger_url)
     try:
@@ -43,7 +43,7 @@ def version_provenance(settings: Settings, version: int | None = None) -> dict[s
     return {
         "model": {"name": registry.model_name, "version": version, "run_id": run.info.run_id,
                   "kind": tags.get("driftctl.model_kind"), "params": dict(run.data.params),
-                  "trained_at": _float(tags.get("driftctl.trained_at")),
+                  "trained_at": _when(tags.get("driftctl.trained_at")),
                   "training_seconds": run.data.metrics.get("training_seconds")},
         "drift_evidence": {"summary": tags.get("driftctl.drift_evidence"), "events": trigger.get("evidence", []),
                            "event_ids": trigger.get("event_ids", [])},
@@ -65,5 +65,13 @@ def version_provenance(settings: Settings, version: int | None = None) -> dict[s
     }
 
 
-def _float(value: str | None) -> float | None:
-    return float(value) if value else None
+def _when(value: str | None) -> str | None:
+    """An ISO 8601 time; tags written before times were ISO hold epoch seconds."""
+    if not value:
+        return None
+    try:
+        from training.registry import iso_time
+
+        return iso_time(float(value))
+    except ValueError:
+        return value

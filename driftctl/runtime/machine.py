@@ -16,5 +16,5 @@ def describe() -> str:
                 break
     except OSError:
         pass
-    load = ", load average %.1f" % os.getloadavg()[0] if hasattr(os, "getloadavg") else ""
+    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
     return f"{os.cpu_count()} CPUs, {cpu}, Python {platform.python_version()}, {platform.platform()}{load}"

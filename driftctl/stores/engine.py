@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.exc import OperationalError
+
+CONNECT_TIMEOUT = 10  # seconds (libpq's minimum is 2)
 
 
 def open_engine(url: str) -> Engine:
@@ -22,6 +27,10 @@ def open_engine(url: str) -> Engine:
         options["connect_args"] = {"timeout": 30}
     else:
         options["pool_pre_ping"] = True
+        if url.startswith(("postgresql", "postgres")):
+            # libpq waits for ever on a server that accepts and never answers: bound the whole
+            # connection set-up (the stages retry; status and the console have their own deadline).
+            options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
     engine = create_engine(url, **options)
     if sqlite:
         @event.listens_for(engine, "connect")
@@ -37,9 +46,32 @@ def create_tables(engine: Engine, tables: MetaData) -> None:
     attempts = 10
     for attempt in range(attempts):
         try:
-            tables.create_all(engine)
+            with schema_lock(engine.url.render_as_string(hide_password=True)):
+                tables.create_all(engine)
             return
         except OperationalError as exc:
             if not ("already exists" in str(exc) or "locked" in str(exc)) or attempt == attempts - 1:
                 raise
             time.sleep(0.05 * (attempt + 1))
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a `sqlite:///...` URL (None for other databases and memory)."""
+    if not url.startswith("sqlite:///") or url in ("sqlite:///:memory:", "sqlite://"):
+        return None
+    return Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+
+
+@contextlib.contextmanager
+def schema_lock(url: str, timeout: float = 120.0) -> Iterator[None]:
+    """Serialize schema creation and migration of a SQLite database between processes on
+    this machine: stages started together on a fresh home each create MLflow's and the
+    ledger's tables, and concurrent alembic runs leave a half-migrated file. A lock file
+    beside the database; other databases run their own locking (nothing to do here)."""
+    path = sqlite_path(url)
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".schema.lock", timeout=timeout):
+        yield

@@ -19,11 +19,16 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, Column, Float, Index, Integer, MetaData, String, Table, delete, func, insert, select
 
 from driftctl.stores.engine import create_tables, open_engine
+
+if TYPE_CHECKING:
+    from kafka import KafkaConsumer
+
+    from driftctl.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +109,7 @@ class HealthStore:
         self.engine.dispose()
 
 
-def consumer_lag(consumer) -> dict[str, int]:
+def consumer_lag(consumer: KafkaConsumer) -> dict[str, int]:
     """Records behind per assigned topic-partition: highwater of the last fetch minus position.
 
     Partitions not fetched yet have no highwater and are left out. Approximate on Tansu
@@ -146,15 +151,16 @@ class Heartbeat:
         self._last_prune = 0.0
 
     @classmethod
-    def from_settings(cls, settings, stage: str, bootstrap: str | None = None, group_id: str | None = None,
+    def from_settings(cls, settings: Settings, stage: str, bootstrap: str | None = None, group_id: str | None = None,
                       instance: str | None = None) -> Heartbeat:
         interval = settings.health.heartbeat_interval
         store = settings.ledger_url if interval > 0 else None  # opened on the first beat
         return cls(store, stage, bootstrap=bootstrap, group_id=group_id, interval=interval,
                    retention=settings.health.retention, instance=instance)
 
-    def beat(self, consumer=None, *, records: int, dead_letters: int = 0, model_version: int | None = None,
-             extra: Callable[[], dict] | dict | None = None, state: str = "running", force: bool = False) -> bool:
+    def beat(self, consumer: KafkaConsumer | None = None, *, records: int, dead_letters: int = 0,
+             model_version: int | None = None, extra: Callable[[], dict] | dict | None = None, state: str = "running",
+             force: bool = False) -> bool:
         if self.store is None:
             return False
         now = self.clock()

@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from driftctl.settings import mask_url
 from driftctl.stores.engine import create_tables, open_engine
 
 metadata = MetaData()
@@ -53,7 +54,11 @@ leases = Table(
     Column("expires_at", Float, nullable=False),
 )
 
-KINDS = ("drift_event", "decision", "promotion", "rejection", "failure", "rollback", "window", "skipped")
+KINDS = ("drift_event", "decision", "promotion", "rejection", "failure", "rollback", "window", "skipped",
+         "incident", "incident_update")
+# The kinds that open an incident (one per drift) and fold into it the events that fire while
+# the drift is already being acted on (serving.incidents).
+INCIDENT_KINDS = ("incident", "incident_update")
 # The kinds that end a retrain: one of them names each decision that ran.
 OUTCOMES = ("promotion", "rejection", "failure", "skipped")
 # The kinds that move the champion alias.
@@ -61,7 +66,10 @@ ALIAS_MOVES = ("promotion", "rollback")
 
 
 class LedgerError(Exception):
-    """The ledger's database cannot be opened."""
+    """The ledger's database cannot be opened (its message never holds a password)."""
+
+    def __init__(self, message: str):
+        super().__init__(mask_url(message))
 
 
 @dataclass(frozen=True)
@@ -85,17 +93,21 @@ class Ledger:
         except OperationalError as exc:
             self.engine.dispose()
             where = url.rsplit("@", 1)[-1]
-            raise LedgerError(f"cannot open the ledger at {where}: {exc.orig}") from exc
+            raise LedgerError(f"cannot open the ledger at {mask_url(where)}: {exc.orig}") from exc
 
     def append(self, kind: str, *, reason: str | None = None, model_name: str | None = None,
                model_version: int | None = None, event_id: str | None = None,
                payload: dict[str, Any] | None = None) -> int:
         if kind not in KINDS:
             raise ValueError(f"unknown ledger kind {kind!r}; valid kinds: {', '.join(KINDS)}")
+        # Reasons often quote an exception, and a driver's message may quote its URL: masked.
         row = {"at": time.time(), "kind": kind, "model_name": model_name, "model_version": model_version,
-               "event_id": event_id, "reason": reason, "payload": json.loads(json.dumps(payload or {}, default=str))}
+               "event_id": event_id, "reason": None if reason is None else mask_url(reason),
+               "payload": json.loads(mask_url(json.dumps(payload or {}, default=str)))}
         with self.engine.begin() as conn:
-            return conn.execute(insert(entries).values(**row)).inserted_primary_key[0]
+            key = conn.execute(insert(entries).values(**row)).inserted_primary_key
+        assert key is not None  # an INSERT into a table with a primary key
+        return key[0]
 
     def entries(self, kind: str | None = None, limit: int | None = None) -> list[Entry]:
         query = select(entries).order_by(entries.c.id.desc())

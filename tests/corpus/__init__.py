@@ -1,0 +1,1 @@
+"""Corpora of inputs kept for tests and the reliability page."""
