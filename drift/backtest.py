@@ -10,11 +10,19 @@ Policies:
 
 - ``drift``: the product. A champion trained on the first `warmup` labelled records;
   detectors watch its errors, the features and its predictions; the policy decides when
-  to retrain and the challenger must beat the champion to be promoted.
+  to retrain and the challenger must beat the champion to be promoted. The online learner
+  runs beside it and, as in the live scorer (`ServingSettings.serve`, default ``best``), each
+  record is served by the champion, the online learner or their blend, whichever has the
+  best recent labelled accuracy (`drift.arbiter.ServingRule`).
 - ``static``: the warmup champion serves forever.
 - ``periodic:N``: every N labelled records a challenger is trained on the last N and
   judged against the champion with the same promotion decision.
-- ``online``: the online River learner alone, learning every label as it arrives.
+- ``online``: the online River learner alone, learning every label as it arrives
+  (``online:LEARNER`` names one of `training.recipes.ONLINE_LEARNERS`).
+
+Every policy reports `served` (records after warmup served by each of champion, online,
+blend) and `estimated_accuracy`, the label-free estimate (`drift.arbiter.AccuracyEstimate`:
+the mean calibrated confidence of the served predictions) beside the realised `accuracy`.
 
 >>> import numpy as np, pandas as pd
 >>> rng = np.random.default_rng(0)
@@ -29,13 +37,20 @@ Policies:
 [(3015, 'error-adwin')]
 >>> drift.retrains, [p["index"] for p in drift.promotions], round(drift.accuracy, 2)
 (1, [4515], 0.7)
+>>> drift.served, drift.estimated_accuracy
+({'champion': 5000, 'online': 0, 'blend': 0}, 0.8543)
 
-The accuracy-gap detector (off by default) runs the online learner beside the champion:
+Here the online learner knew only the old concept too, so the champion served throughout;
+the label-free estimate, calibrated on the labels of the old concept, cannot see a concept
+change (only a covariate shift) until the new labels recalibrate it.
 
->>> from driftctl.settings import DriftSettings
->>> gap = run_backtest(frame, pd.Series(y), warmup=1000, settings=DriftSettings(accuracy_gap=True))
->>> [(e["index"], e["detector"]) for e in gap.drift_events]
-[(3015, 'error-adwin'), (3149, 'accuracy-gap')]
+The policy as it was before issue 10: the champion alone served, no accuracy-gap detector:
+
+>>> from driftctl.settings import DriftSettings, ServingSettings
+>>> old = run_backtest(frame, pd.Series(y), warmup=1000, settings=DriftSettings(accuracy_gap=False),
+...                    serving=ServingSettings(serve="champion"))
+>>> [(e["index"], e["detector"]) for e in old.drift_events], round(old.accuracy, 2)
+([(3015, 'error-adwin')], 0.7)
 """
 
 from __future__ import annotations
@@ -50,14 +65,15 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from drift.arbiter import SOURCES, AccuracyEstimate, ServingRule, blend
 from drift.watch import DriftWatch, Observation, Step
 from driftctl.messages import Action, Decision, DriftEvent
-from driftctl.settings import DriftSettings
+from driftctl.settings import DriftSettings, ServingSettings
 from training.datasets import TooLittleData
 from training.evaluate import train_challenger
 from training.recipes import make_online_learner
 
-POLICIES = ("drift", "static", "periodic:N", "online")
+POLICIES = ("drift", "static", "periodic:N", "online", "online:LEARNER")
 
 
 class BacktestError(Exception):
@@ -68,20 +84,25 @@ class BacktestError(Exception):
 class PolicySpec:
     kind: str  # drift | static | periodic | online
     period: int | None = None
+    learner: str | None = None  # online:LEARNER, one of training.recipes.ONLINE_LEARNERS
 
     def __str__(self) -> str:
-        return f"periodic:{self.period}" if self.kind == "periodic" else self.kind
+        if self.kind == "periodic":
+            return f"periodic:{self.period}"
+        return f"online:{self.learner}" if self.learner else self.kind
 
 
 def parse_policy(text: str) -> PolicySpec:
     """`drift`, `static`, `online` or `periodic:N` (N a positive number of records).
 
     >>> parse_policy("periodic:5000")
-    PolicySpec(kind='periodic', period=5000)
+    PolicySpec(kind='periodic', period=5000, learner=None)
     >>> parse_policy("weekly")
     Traceback (most recent call last):
     ...
-    ValueError: unknown policy 'weekly'; valid policies: drift, static, periodic:N, online
+    ValueError: unknown policy 'weekly'; valid policies: drift, static, periodic:N, online, online:LEARNER
+    >>> parse_policy("online:adaptive-random-forest-5")
+    PolicySpec(kind='online', period=None, learner='adaptive-random-forest-5')
     """
     text = text.strip()
     if text in ("drift", "static", "online"):
@@ -91,6 +112,14 @@ def parse_policy(text: str) -> PolicySpec:
         if not value.isdigit() or int(value) < 1:
             raise ValueError(f"policy {text!r}: N in periodic:N must be a positive whole number of records")
         return PolicySpec("periodic", int(value))
+    if text.startswith("online:"):
+        from training.recipes import ONLINE_LEARNERS
+
+        learner = text.split(":", 1)[1]
+        if learner not in ONLINE_LEARNERS:
+            raise ValueError(f"policy {text!r}: unknown online learner {learner!r}; valid learners: "
+                             f"{', '.join(ONLINE_LEARNERS)}")
+        return PolicySpec("online", learner=learner)
     raise ValueError(f"unknown policy {text!r}; valid policies: {', '.join(POLICIES)}")
 
 
@@ -112,6 +141,8 @@ class BacktestResult:
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     records_per_second: float = 0.0
+    served: dict[str, int] = field(default_factory=dict)  # records after warmup served by each: champion, online, blend
+    estimated_accuracy: float | None = None  # label-free: mean calibrated confidence of the served predictions
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,6 +154,7 @@ class _Champion:
     version: int
     classes: list[Any]
     features: list[str]
+    window: tuple[int, int] = (0, 0)  # labelled positions it was trained on
 
 
 def prepare(frame: pd.DataFrame, target: str, *, drop: Sequence[str] = (), time_col: str | None = None,
@@ -201,8 +233,10 @@ class Backtest:
 
     def __init__(self, features: pd.DataFrame, labels: pd.Series, *, policy: str | PolicySpec = "drift",
                  settings: DriftSettings | None = None, warmup: int | None = None, label_delay: int = 0,
-                 ids: pd.Series | None = None, seed: int = 0, dropped_rows: int = 0):
+                 ids: pd.Series | None = None, seed: int = 0, dropped_rows: int = 0,
+                 serving: ServingSettings | None = None):
         self.settings = settings if settings is not None else DriftSettings()
+        self.serving = serving if serving is not None else ServingSettings()
         self.spec = policy if isinstance(policy, PolicySpec) else parse_policy(policy)
         self.warmup = self.settings.warmup if warmup is None else int(warmup)
         self.label_delay = int(label_delay)
@@ -236,15 +270,25 @@ class Backtest:
         self.records = _records(self.features)
         s = self.settings
         kind = self.spec.kind
-        # The adaptive tree: a replay is not the hot path, and alone the learner must adapt.
-        self.online = make_online_learner(self.seed, "hoeffding-adaptive-tree")
+        # The drift policy runs the live scorer's learner (ServingSettings.online_learner); alone, the
+        # learner named by the policy, else the adaptive tree (a learner serving alone must adapt).
+        learner = self.spec.learner or (self.serving.online_learner if kind == "drift" else "hoeffding-adaptive-tree")
+        self.online = make_online_learner(self.seed, learner)
         self.champion: _Champion | None = None
+        self.archive: list[_Champion] = []  # earlier champions (DriftSettings.archive)
         self.served: list[Any] = [None] * n
         self.champion_pred: list[Any] = [None] * n
         self.online_pred: list[Any] = [None] * n
+        self.blend_pred: list[Any] = [None] * n
         self.champion_version = [0] * n
+        # Per record: who served (index in drift.arbiter.SOURCES), each source's confidence, and the
+        # label-free estimate of the served prediction's accuracy (benchmarks read them per window).
+        self.served_by = np.zeros(n, dtype=np.int8)
+        self.confidence: list[list[float | None]] = [[None] * n, [None] * n, [None] * n]
+        self.expected: list[float | None] = [None] * n
         self._cache_from = self._cache_to = 0
         self._cache: list[Any] | None = None
+        self._proba: list[list[float]] | None = None  # the champion's probabilities (serve=best blends them)
         self.events: list[DriftEvent] = []
         self.event_index: dict[str, int] = {}
         self.decisions: list[tuple[int, Decision]] = []
@@ -252,8 +296,14 @@ class Backtest:
         self.retrains = 0
         # The same engine as the live monitor; the other policies only replay a schedule.
         self.watch = DriftWatch(s) if kind == "drift" else None
-        # The online learner runs beside the champion when a detector compares them.
-        self.online_always = kind == "online" or (self.watch is not None and self.watch.needs_online)
+        self.estimate = self.watch.estimate if self.watch is not None else AccuracyEstimate(window=s.data_window)
+        # The same serving rule as the live scorer: the drift policy serves the best of champion, online
+        # learner and blend (serve=best), or the one `serve` names; the other policies serve their model.
+        self.serve = self.serving.serve if kind == "drift" else "online" if kind == "online" else "champion"
+        self.rule = ServingRule.from_settings(self.serving) if self.serve == "best" else None
+        # The online learner runs beside the champion when it may serve or a detector compares them.
+        self.online_always = kind == "online" or self.serve != "champion" or (
+            self.watch is not None and self.watch.needs_online)
         self.labelled = 0
         step = max(1, min(1000, n // 100))
         for t in range(n):
@@ -272,13 +322,36 @@ class Backtest:
         return self._result(seconds, kind)
 
     def _serve(self, t: int, x: dict[str, Any]) -> None:
+        proba = None
         if self.online_always or self.champion is None:
-            self.online_pred[t] = self.online.predict_one(x)
-        if self.champion is None or self.spec.kind == "online":
+            proba = self.online.predict_proba_one(x)
+            if proba:
+                online = max(proba, key=proba.__getitem__)
+                self.online_pred[t], self.confidence[1][t] = online, proba[online]
+        if self.champion is None or self.serve == "online":
             self.served[t] = self.online_pred[t]
+            self.served_by[t] = 1
+            self.expected[t] = self.estimate.served("online", proba[self.online_pred[t]]) if proba else None
             return
         self.champion_pred[t] = self.served[t] = self._champion_predict(t)
         self.champion_version[t] = self.champion.version
+        offset = t - self._cache_from
+        confidence = self.confidence[0][t] = self._confidence[offset]
+        if self.rule is None:
+            self.expected[t] = self.estimate.served("champion", confidence)
+            return
+        assert self._proba is not None  # kept whenever a serving rule runs
+        mixed = blend(dict(zip(self.champion.classes, self._proba[offset], strict=True)), proba or {})
+        chosen = self.blend_pred[t] = max(mixed, key=mixed.__getitem__)
+        self.confidence[2][t] = mixed[chosen]
+        source = self.served_by[t] = self.rule.serving_index
+        if source == 1 and proba:
+            self.served[t], confidence = self.online_pred[t], self.confidence[1][t]
+        elif source == 2:
+            self.served[t], confidence = chosen, mixed[chosen]
+        else:
+            self.served_by[t] = 0
+        self.expected[t] = self.estimate.served(SOURCES[self.served_by[t]], confidence)
 
     def _champion_predict(self, t: int) -> Any:
         """The champion's prediction for record `t`, computed in blocks (a model only changes
@@ -290,6 +363,7 @@ class Backtest:
             best = proba.argmax(axis=1)
             self._cache = [_plain(c) for c in np.asarray(self.champion.classes, dtype=object)[best]]
             self._confidence = proba[np.arange(len(best)), best].tolist()
+            self._proba = proba.tolist() if self.rule is not None else None
             self._cache_from, self._cache_to = t, end
         return self._cache[t - self._cache_from]
 
@@ -303,15 +377,23 @@ class Backtest:
         kind = self.spec.kind
         if self.online_always or self.champion is None:
             self.online.learn_one(self.records[j], y)
+        self._calibrate(j, y)
         if self.champion is None:
             if self.labelled >= self.warmup:
                 self._bootstrap(t)
             return
         if self.watch is not None:
             if self.champion_version[j] == self.champion.version:
-                online_right = self.online_pred[j] == y if self.watch.needs_online else None
-                outcome = Observation(champion_right=self.champion_pred[j] == y, online_right=online_right)
+                champion_right = self.champion_pred[j] == y
+                online_right = self.online_pred[j] == y if self.online_always else None
+                if self.rule is not None:
+                    self.rule.update(champion_right, online_right is True, self.blend_pred[j] == y)
+                outcome = Observation(champion_right=champion_right,
+                                      online_right=online_right if self.watch.needs_online else None)
                 self._take(t, self.watch.observe(outcome, index=t, labelled=self.labelled, context={"label_of": j}))
+            probe = self.watch.archive_due(self.labelled)
+            if probe is not None:
+                self._judge_archive(t, probe)
             decision = self.watch.on_labelled(self.labelled)
             if decision is not None:
                 self._act(t, decision)
@@ -325,6 +407,19 @@ class Backtest:
                                     reason=f"periodic: every {period} labelled records")
                 self._act(t, decision)
 
+    def _calibrate(self, j: int, y: Any) -> None:
+        """The label of record `j` calibrates the confidence of every source that scored it (the
+        estimate of a source that starts serving is then calibrated already)."""
+        learn = self.estimate.learn
+        champion_confidence, online, blended = self.confidence[0][j], self.confidence[1][j], self.confidence[2][j]
+        if online is not None:
+            learn("online", online, self.online_pred[j] == y)
+        champion = self.champion
+        if champion_confidence is not None and champion is not None and self.champion_version[j] == champion.version:
+            learn("champion", champion_confidence, self.champion_pred[j] == y)
+            if blended is not None:
+                learn("blend", blended, self.blend_pred[j] == y)
+
     def _bootstrap(self, t: int) -> None:
         decision = Decision(action=Action.RETRAIN, window=(0, self.labelled),
                             reason=f"bootstrap: no champion yet; training on the first {self.labelled} "
@@ -336,16 +431,54 @@ class Backtest:
         challenge = train_challenger(frame, pd.Series(self.labels[: self.labelled]), None,
                                      holdout_fraction=self.settings.holdout_fraction,
                                      margin=self.settings.promote_margin, random_state=self.seed)
-        self._promote(t, challenge.model, version=1, window=(0, self.labelled))
+        self._promote(t, challenge.model, version=1, window=(0, self.labelled),
+                      accuracy=challenge.evaluation.challenger_accuracy)
 
-    def _promote(self, t: int, model: Any, *, version: int, window: tuple[int, int]) -> None:
-        self.champion = _Champion(model, version, list(model.classes_), list(self.features.columns))
+    def _promote(self, t: int, model: Any, *, version: int, window: tuple[int, int],
+                 accuracy: float | None = None) -> None:
+        if self.champion is not None and self.settings.archive:
+            self.archive = [*[a for a in self.archive if a.version != self.champion.version][-9:], self.champion]
+        self.champion = _Champion(model, version, list(model.classes_), list(self.features.columns), window)
         self._invalidate()
+        if self.rule is not None:
+            self.rule.on_champion(accuracy)  # a new champion starts from its holdout accuracy
         if self.watch is not None:
             # The reference is the newest rows the champion was trained on, as the registry stores it.
             start, end = window
             reference = self.records[max(start, end - self.settings.reference_rows):end]
-            self.watch.on_champion({"version": version}, reference)
+            self.watch.on_champion({"version": version}, reference, trained_on=window, labelled=self.labelled)
+        else:
+            self.estimate.reset("champion")
+
+    def _judge_archive(self, t: int, probe: tuple[int, int]) -> None:
+        """Archived champions against the serving one on the labelled records since the change:
+        the best one comes back when it leads by `archive_margin` (no training, no retrain)."""
+        if not self.archive:
+            return
+        start, end = probe
+        frame, y = self.features.iloc[start:end], np.asarray(self.labels[start:end], dtype=object)
+
+        def accuracy(model: Any) -> float:
+            return float((np.asarray(model.predict(frame), dtype=object) == y).mean())
+
+        assert self.champion is not None and self.watch is not None  # probes follow a drift the watch saw
+        champion = accuracy(self.champion.model)
+        best, archived = max(((accuracy(a.model), a) for a in self.archive), key=lambda pair: pair[0])
+        if best <= champion + self.settings.archive_margin:
+            return
+        reason = (f"reinstated: archived version {archived.version} {best:.4f} against champion {champion:.4f} "
+                  f"on {end - start} labelled records since the change")
+        self.promotions.append({"index": t, "version": archived.version, "window": list(archived.window),
+                                "reason": reason, "decision_reason": "archive", "event_ids": [],
+                                "challenger_accuracy": best, "champion_accuracy": champion,
+                                "training_seconds": 0.0, "reinstated": True})
+        self.decisions.append((t, Decision(action=Action.HOLD, reason=reason)))
+        self._promote(t, archived.model, version=archived.version, window=archived.window, accuracy=best)
+        self.watch.reinstated(labelled=self.labelled)
+
+    def _next_version(self) -> int:
+        assert self.champion is not None
+        return max([self.champion.version, *(a.version for a in self.archive)]) + 1
 
     def _watch_record(self, t: int, x: dict[str, Any]) -> None:
         """Label-free detectors: the record's features and what the champion served."""
@@ -388,14 +521,15 @@ class Backtest:
                        "challenger_accuracy": evaluation.challenger_accuracy,
                        "champion_accuracy": evaluation.champion_accuracy}
             if promoted:
-                version = self.champion.version + 1
+                version = self._next_version()
                 self.promotions.append({"index": t, "version": version, "window": [start, end],
                                         "reason": evaluation.reason, "decision_reason": decision.reason,
                                         "event_ids": list(decision.event_ids),
                                         "challenger_accuracy": evaluation.challenger_accuracy,
                                         "champion_accuracy": evaluation.champion_accuracy,
                                         "training_seconds": round(challenge.seconds, 4)})
-                self._promote(t, challenge.model, version=version, window=(start, end))
+                self._promote(t, challenge.model, version=version, window=(start, end),
+                              accuracy=evaluation.challenger_accuracy)
         self.decisions.append((t, Decision(action=Action.HOLD, reason=f"retrain finished: {outcome['reason']}",
                                            event_ids=decision.event_ids, window=decision.window)))
         if self.watch is not None:
@@ -408,6 +542,10 @@ class Backtest:
         self.right = right  # per record: was the served prediction right (for benchmarks and plots)
         tested = right[self.warmup:]
         accuracy = float(tested.mean()) if len(tested) else None
+        by = np.bincount(self.served_by[self.warmup:], minlength=3)
+        served = dict(zip(SOURCES, map(int, by), strict=True))
+        expected = [e for e in self.expected[self.warmup:] if e is not None]
+        estimated = round(float(sum(expected)) / len(expected), 4) if expected else None
         every = max(1, min(1000, n // 50))
         curve = [round(float(right[i:i + every].mean()), 4) for i in range(0, n, every)]
         events = []
@@ -431,13 +569,15 @@ class Backtest:
             incidents=len({e.incident for e in self.events if e.incident is not None}), decisions=decisions,
             accuracy_curve={"every": every, "values": curve}, features=list(self.features.columns),
             dropped_rows=self.dropped_rows, warnings=self.warnings, seconds=round(seconds, 3),
-            records_per_second=round(n / seconds, 1) if seconds > 0 else 0.0)
+            records_per_second=round(n / seconds, 1) if seconds > 0 else 0.0, served=served,
+            estimated_accuracy=estimated)
 
 
 def run_backtest(features: pd.DataFrame, labels: pd.Series, *, policy: str | PolicySpec = "drift",
                  settings: DriftSettings | None = None, warmup: int | None = None, label_delay: int = 0,
                  ids: pd.Series | None = None, seed: int = 0,
-                 progress: Callable[[int, int], None] | None = None) -> BacktestResult:
+                 progress: Callable[[int, int], None] | None = None,
+                 serving: ServingSettings | None = None) -> BacktestResult:
     """Replay `features`/`labels` in order under `policy`; see the module docstring."""
     return Backtest(features, labels, policy=policy, settings=settings, warmup=warmup, label_delay=label_delay,
-                    ids=ids, seed=seed).run(progress)
+                    ids=ids, seed=seed, serving=serving).run(progress)

@@ -12,6 +12,11 @@ incident; every event and decision until the policy is idle again (the alert, th
 labelled records, the retrain in flight, the cooldown after a promotion, a deferred drift,
 a data detector's streak) carries the same incident id, so an operator sees one drift, not
 one row per detector firing.
+
+Two options fit the retrain window to the drift (`DriftSettings.regrow`, `keep_old_on_covariate`,
+both off by default, measured in `benchmarks/results/decisions.md`): after a concept drift,
+retrain again each time the window since the change doubles while challengers win; after a
+label-free (covariate) drift, keep the champion's rows and add the new ones (`keep_from`).
 """
 
 from __future__ import annotations
@@ -41,7 +46,8 @@ class DriftPolicy:
     (True, True)
     """
 
-    def __init__(self, *, min_train_rows: int = 1500, data_persistence: int = 2, cooldown: int = 2000):
+    def __init__(self, *, min_train_rows: int = 1500, data_persistence: int = 2, cooldown: int = 2000,
+                 regrow: bool = False, max_train_rows: int | None = None):
         if min_train_rows < 1:
             raise ValueError(f"min_train_rows must be at least 1, got {min_train_rows!r}")
         if data_persistence < 1:
@@ -51,6 +57,8 @@ class DriftPolicy:
         self.min_train_rows = min_train_rows
         self.data_persistence = data_persistence
         self.cooldown = cooldown
+        self.regrow = regrow
+        self.max_train_rows = max_train_rows
         self._reset()
 
     def _reset(self) -> None:
@@ -60,6 +68,11 @@ class DriftPolicy:
         self.cooldown_until = 0
         self.data_streaks: dict[str, int] = {}  # label-free detector -> drifting windows in a row
         self.deferred: tuple[list[str], int, str] | None = None  # event ids, change_at, first reason
+        self.keep_from: int | None = None  # label-free drift only: train from here (old rows kept)
+        self.concept = False  # a concept (labelled) event is among the pending ones
+        self.window: tuple[int, int] | None = None  # the retrain in flight
+        self.grow_from: int | None = None  # regrow: the change the champion follows
+        self.grow_at: int | None = None  # regrow: retrain again at this labelled position
         self.incident: str | None = None  # the drift being acted on (None: none yet)
         self.labelled = 0  # the newest labelled position seen
 
@@ -97,8 +110,10 @@ class DriftPolicy:
             return f"cooling down after a promotion until labelled record {self.cooldown_until}"
         return None
 
-    def on_event(self, event: DriftEvent, *, change_at: int, labelled: int) -> Decision:
-        """A concept-drift event: the change is known to start at labelled position `change_at`."""
+    def on_event(self, event: DriftEvent, *, change_at: int, labelled: int, keep_from: int | None = None) -> Decision:
+        """A drift event: the change is known to start at labelled position `change_at`. For a
+        label-free event `keep_from` (when given) is where the retrain window starts instead:
+        a covariate shift keeps the old rows and adds the new."""
         incident = self._adopt(event, labelled)
         blocked = self._blocked(labelled)
         if blocked:
@@ -113,6 +128,12 @@ class DriftPolicy:
         self._release_deferred()
         if self.change_at is None:
             self.change_at = change_at
+        if event.kind == "concept":
+            self.concept = True
+            self.keep_from = None
+            self.grow_from = self.grow_at = None  # a new change: the old one's growth is over
+        elif keep_from is not None and not self.concept:
+            self.keep_from = keep_from if self.keep_from is None else min(self.keep_from, keep_from)
         self.pending_events.append(event.id)
         return Decision(
             action=Action.ALERT,
@@ -126,7 +147,8 @@ class DriftPolicy:
     def data_streak(self) -> int:
         return max(self.data_streaks.values(), default=0)
 
-    def on_data_window(self, event: DriftEvent | None, *, labelled: int, detector: str = "data-ks") -> Decision | None:
+    def on_data_window(self, event: DriftEvent | None, *, labelled: int, detector: str = "data-ks",
+                       keep_from: int | None = None) -> Decision | None:
         """One window of a label-free detector ended: `event` is set when it drifted. Acts
         after `data_persistence` drifting windows in a row of the same detector (`event.detector`,
         else `detector`), so each window detector keeps its own streak."""
@@ -139,7 +161,7 @@ class DriftPolicy:
         if streak < self.data_persistence:
             return Decision(action=Action.HOLD, event_ids=(event.id,), incident=incident,
                             reason=f"{name}: drift in {streak} of {self.data_persistence} windows in a row")
-        return self.on_event(event, change_at=labelled, labelled=labelled)
+        return self.on_event(event, change_at=labelled, labelled=labelled, keep_from=keep_from)
 
     def _release_deferred(self) -> Decision | None:
         if self.deferred is None:
@@ -159,18 +181,38 @@ class DriftPolicy:
         self.labelled = max(self.labelled, labelled)
         if self.deferred is not None and not self._blocked(labelled):
             return self._release_deferred()
-        if self.change_at is None or self._blocked(labelled):
+        if self.in_flight:
             return None
-        if labelled - self.change_at < self.min_train_rows:
+        if self.change_at is None:
+            return self._grow(labelled)
+        if self._blocked(labelled) or labelled - self.change_at < self.min_train_rows:
             return None
+        start = self.change_at if self.keep_from is None else self.keep_from
+        if self.max_train_rows is not None:
+            start = max(start, labelled - self.max_train_rows)
+        kept = "" if self.keep_from is None else ", the champion's rows kept (label-free drift)"
         decision = Decision(
             action=Action.RETRAIN,
             reason=(f"drift confirmed by {len(self.pending_events)} event(s); retraining on "
-                    f"{labelled - self.change_at} labelled records since the change"),
+                    f"{labelled - start} labelled records from position {start}{kept}"),
             event_ids=tuple(self.pending_events),
-            window=(self.change_at, labelled), incident=self.incident,
+            window=(start, labelled), incident=self.incident,
         )
         self.in_flight = True
+        self.window = decision.window
+        return decision
+
+    def _grow(self, labelled: int) -> Decision | None:
+        """Regrow: the champion trained on the rows since a change; once that window has doubled,
+        train again on all of it (at most `max_train_rows`)."""
+        if self.grow_from is None or self.grow_at is None or labelled < self.grow_at:
+            return None
+        start = self.grow_from if self.max_train_rows is None else max(self.grow_from, labelled - self.max_train_rows)
+        decision = Decision(action=Action.RETRAIN, window=(start, labelled), incident=self.incident,
+                            reason=(f"regrow: {labelled - self.grow_from} labelled records since the change at "
+                                    f"{self.grow_from}; retraining on {labelled - start}"))
+        self.in_flight = True
+        self.window = decision.window
         return decision
 
     def on_retrain_finished(self, *, promoted: bool, labelled: int, window_end: int | None = None,
@@ -188,11 +230,30 @@ class DriftPolicy:
         >>> policy.cooldown_until
         0
         """
+        growing = self.change_at is None and self.grow_at is not None
+        concept, begin = self.concept, self.window[0] if self.window else None
         self.in_flight = False
         self.change_at = None
         self.pending_events = []
         self.data_streaks = {}
         self.deferred = None
-        if promoted:
+        self.keep_from = None
+        self.concept = False
+        self.window = None
+        if promoted and not growing:
             start = labelled if window_end is None else min(window_end, labelled)
             self.cooldown_until = start + self.cooldown if replaced else 0
+        # Regrow after a concept drift, and keep regrowing while challengers win, until the window
+        # since the change reaches max_train_rows.
+        if self.regrow and promoted and (concept or growing) and begin is not None:
+            if growing and self.grow_from is not None:
+                begin = self.grow_from
+            capped = self.max_train_rows is not None and labelled - begin >= self.max_train_rows
+            self.grow_from, self.grow_at = (None, None) if capped else (begin, begin + 2 * (labelled - begin))
+        elif growing or not promoted:
+            self.grow_from = self.grow_at = None
+
+    def on_reinstated(self, *, labelled: int) -> None:
+        """An archived champion came back (no training): the pending change is answered."""
+        self.on_retrain_finished(promoted=True, labelled=labelled)
+        self.grow_from = self.grow_at = None

@@ -7,6 +7,10 @@ records it says how many labelled records exist (`on_labelled`) and how a retrai
 (`retrain_finished`). Pure: no Kafka, no clock but the caller's positions, so replaying
 history through it *is* the live logic.
 
+It also keeps the label-free accuracy estimate of the served predictions (`served`,
+`served_label`, `drift.arbiter.AccuracyEstimate`) and, when `DriftSettings.archive` is on,
+says when the archived champions should be judged against the serving one (`archive_due`).
+
 >>> import random
 >>> from driftctl.settings import DriftSettings
 >>> watch = DriftWatch(DriftSettings(min_train_rows=200))
@@ -33,6 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from drift.arbiter import AccuracyEstimate
 from drift.detectors import (
     AccuracyGapDetector,
     AlarmLevels,
@@ -63,18 +68,26 @@ class DriftWatch:
     def __init__(self, settings: DriftSettings, *, accuracy_gap: bool | None = None):
         self.settings = settings
         self.levels = AlarmLevels.from_settings(settings)
+        capped = settings.regrow or settings.keep_old_on_covariate
         self.policy = DriftPolicy(min_train_rows=settings.min_train_rows,
-                                  data_persistence=settings.data_persistence, cooldown=settings.cooldown)
+                                  data_persistence=settings.data_persistence, cooldown=settings.cooldown,
+                                  regrow=settings.regrow, max_train_rows=settings.max_train_rows if capped else None)
         gap = settings.accuracy_gap if accuracy_gap is None else accuracy_gap
         self.error_detector = ErrorRateDetector(delta=self.levels.error_delta)
         self.gap_detector = (AccuracyGapDetector(window=settings.gap_window, alpha=self.levels.gap_alpha,
                                                  min_gap=settings.gap_min,
                                                  every=min(settings.gap_every, settings.gap_window))
                              if gap else None)
+        self._label_bank: list[DriftDetector[Any]] = [d for d in (self.error_detector, self.gap_detector)
+                                                      if d is not None]
         self.data_detector: DataDriftDetector | None = None
         self.prediction_detector: PredictionDriftDetector | None = None
         self.model: dict[str, Any] = {}
         self._error_positions: list[int] = []  # error-stream index -> labelled position
+        self.trained_on: tuple[int, int] | None = None  # labelled positions the champion was trained on
+        self.since = 0  # labelled position at which the champion began serving
+        self.probe: tuple[int, int] | None = None  # archive: (change at, judge at), labelled positions
+        self.estimate = AccuracyEstimate(window=settings.data_window)
 
     @property
     def detectors(self) -> list[DriftDetector[Any]]:
@@ -88,10 +101,18 @@ class DriftWatch:
         """Whether a detector compares the online learner with the champion."""
         return self.gap_detector is not None
 
-    def on_champion(self, model: Mapping[str, Any], reference: list[dict[str, Any]] | None) -> None:
+    def on_champion(self, model: Mapping[str, Any], reference: list[dict[str, Any]] | None, *,
+                    trained_on: tuple[int, int] | None = None, labelled: int = 0) -> None:
         """A new champion serves: detectors start afresh; features are judged against its
-        training `reference` (None: data-drift checks pause, label-based detection goes on)."""
+        training `reference` (None: data-drift checks pause, label-based detection goes on).
+        `trained_on` (labelled positions, when known) lets a covariate drift keep its rows;
+        `labelled` is where it began serving (a change found later cannot start before it)."""
         self.model = dict(model)
+        self.trained_on = trained_on
+        self.since = labelled
+        self.probe = None
+        self.estimate.reset("champion")
+        self.estimate.reset("blend")
         self.error_detector.reset()
         self._error_positions = []
         if self.gap_detector is not None:
@@ -108,9 +129,16 @@ class DriftWatch:
         `labelled` the labelled records so far; `context` goes into each event's window
         (the record id, say)."""
         step = Step()
-        if observation.champion_right is not None:
+        bank: list[DriftDetector[Any]]
+        # Only the detectors that watch what the observation holds (a backtest feeds two a record):
+        # the others would read nothing and change nothing.
+        if observation.champion_right is None:
+            bank = [d for d in (self.data_detector, self.prediction_detector) if d is not None]
+        else:
             self._error_positions.append(labelled)
-        for detector in self.detectors:
+            bank = (self._label_bank if observation.features is None and observation.prediction is None
+                    else self.detectors)
+        for detector in bank:
             detector.observe(observation)
             if detector.windowed:
                 if not detector.window_ended or detector.read(observation) is None:
@@ -118,11 +146,20 @@ class DriftWatch:
                 event = self._event(detector, index, labelled, context) if detector.drift_detected else None
                 if event is not None:
                     step.events.append(event)
-                decision = self.policy.on_data_window(event, labelled=labelled, detector=detector.name)
+                keep_from = (self.trained_on[0] if self.settings.keep_old_on_covariate and self.trained_on
+                             else None)
+                decision = self.policy.on_data_window(event, labelled=labelled, detector=detector.name,
+                                                      keep_from=keep_from)
             elif detector.drift_detected:
                 event = self._event(detector, index, labelled, context)
                 step.events.append(event)
-                decision = self.policy.on_event(event, change_at=labelled, labelled=labelled)
+                change_at = labelled
+                if self.settings.change_from_detector and "adwin_change_at_labelled" in event.evidence:
+                    # ADWIN's cut: the rows after it are the new regime, so the first retrain comes sooner.
+                    change_at = max(self.since, min(labelled, event.evidence["adwin_change_at_labelled"]))
+                if self.settings.archive and self.probe is None:
+                    self.probe = (change_at, change_at + self.settings.archive_probe)
+                decision = self.policy.on_event(event, change_at=change_at, labelled=labelled)
             else:
                 continue
             if decision is not None:
@@ -152,6 +189,30 @@ class DriftWatch:
         """Labelled records accrued: a retrain decision once enough follow a change."""
         return self.policy.on_labelled(labelled)
 
+    def archive_due(self, labelled: int) -> tuple[int, int] | None:
+        """With `archive` on: once `archive_probe` labelled records follow a concept drift, the
+        window (start, end) of labelled positions to judge the archived champions on (once)."""
+        if self.probe is None or labelled < self.probe[1]:
+            return None
+        start, self.probe = self.probe[0], None
+        return start, labelled
+
+    def reinstated(self, *, labelled: int) -> None:
+        """An archived champion came back without training: the pending change is answered
+        (call `on_champion` for it as for any champion)."""
+        self.policy.on_reinstated(labelled=labelled)
+
+    # -- the label-free accuracy estimate ------------------------------------------------------
+    def served(self, source: str, confidence: float | None) -> float | None:
+        """A record was served by `source` (champion, online, blend) with `confidence` (the
+        served class's probability): its expected accuracy, counted in the estimate."""
+        return None if confidence is None else self.estimate.served(source, confidence)
+
+    def served_label(self, source: str, confidence: float | None, right: bool) -> None:
+        """The label of a served record came: calibrate `source`'s confidence with it."""
+        if confidence is not None:
+            self.estimate.learn(source, confidence, right)
+
     def retrain_started(self) -> None:
         """A retrain the policy did not ask for (a bootstrap, a schedule) is in flight."""
         self.policy.in_flight = True
@@ -169,6 +230,8 @@ class DriftWatch:
     def vitals(self) -> dict[str, Any]:
         """The detectors' current statistics and the champion's recent accuracy, for status and plots."""
         vitals: dict[str, Any] = {"detectors": {}, "incident": self.policy.open_incident}
+        if self.estimate.estimated_accuracy is not None:
+            vitals["estimated_accuracy"] = self.estimate.estimated_accuracy
         errors = self.error_detector
         if errors.width:
             vitals["accuracy"] = round(1.0 - errors.error_rate, 4)

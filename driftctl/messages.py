@@ -67,6 +67,12 @@ class SourcePosition(TypedDict):
     offset: int
 
 
+class ChampionLineage(TypedDict):
+    """The champion's own answer for a record (what it is judged on, whichever source served)."""
+
+    prediction: Any
+
+
 class Prediction(TypedDict):
     """On `driftctl.predictions`, keyed by entity id: what was served and which model state
     served it. Readers may rely on `id`, `ts`, `prediction` and `model` only."""
@@ -77,7 +83,10 @@ class Prediction(TypedDict):
     model: ModelLineage
     proba: NotRequired[dict[str, float] | None]
     online: NotRequired[OnlineLineage]
-    served: NotRequired[str]  # "champion" or "online"
+    served: NotRequired[str]  # "champion", "online" or "blend" (as served_by)
+    served_by: NotRequired[str]  # which prediction was served: "champion", "online" or "blend"
+    confidence: NotRequired[float]  # the served class's probability (the label-free estimate reads it)
+    champion: NotRequired[ChampionLineage]  # the champion's own prediction, served or not
     scorer: NotRequired[str]  # the scorer instance
     scored_at: NotRequired[float]
     source: NotRequired[SourcePosition]  # the telemetry record's position

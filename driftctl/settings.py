@@ -106,9 +106,10 @@ class DriftSettings(BaseModel):
     data_alpha: float | None = Field(None, gt=0, lt=1, description="family-wise error per data window "
                                                                     "(Bonferroni); empty: from the alarm budget")
     prediction_drift: bool = Field(True, description="watch the served predictions' classes and confidence")
-    # Off by default: it also fires when an online learner fed for long simply outgrows a champion
-    # trained on one small window (no drift), and backtests must then simulate the learner (~3.5x slower).
-    accuracy_gap: bool = Field(False, description="watch the online learner's accuracy against the champion's")
+    # On by default since serving the better model runs the online learner beside the champion anyway
+    # (benchmarks/results/decisions.md); gap_min keeps a learner that merely outgrows a small-window
+    # champion from firing on stationary streams.
+    accuracy_gap: bool = Field(True, description="watch the online learner's accuracy against the champion's")
     gap_window: int = Field(500, ge=10, description="labelled records compared by the accuracy-gap detector")
     gap_min: float = Field(0.10, ge=0, lt=1, description="accuracy the online learner must gain to signal "
                                                             "(0.05 fired twice in 248,000 stationary SEA records)")
@@ -119,12 +120,31 @@ class DriftSettings(BaseModel):
     holdout_fraction: float = Field(0.3, gt=0, lt=1)
     promote_margin: float = Field(0.01, ge=0, description="accuracy a challenger must gain to win")
     reference_rows: int = Field(1_000, ge=50)
+    # Retrain windows that fit the drift (issue 10); each measured alone in benchmarks/results/decisions.md.
+    regrow: bool = Field(False, description="after a concept drift, retrain again each time the window since "
+                                            "the change doubles, while challengers win (mixed in the benchmark)")
+    change_from_detector: bool = Field(False, description="the window since a concept drift starts at ADWIN's "
+                                                          "cut instead of where the detector fired")
+    keep_old_on_covariate: bool = Field(False, description="a label-free (covariate) drift keeps the champion's "
+                                                           "training rows and adds the new ones")
+    max_train_rows: int = Field(20_000, ge=100, description="the longest retrain window regrow and "
+                                                            "keep_old_on_covariate may build")
+    archive: bool = Field(False, description="after a concept drift, earlier champions compete on the labelled "
+                                             "records since the change; the best is reinstated without training")
+    archive_probe: int = Field(300, ge=50, description="labelled records after the change the archive is judged on")
+    archive_margin: float = Field(0.05, ge=0, lt=1, description="accuracy an archived champion must gain to return")
 
 
 class ServingSettings(BaseModel):
     batch_size: int = Field(500, ge=1)
     poll_timeout_ms: int = Field(100, ge=1)
-    serve: Literal["champion", "online"] = Field("champion", description="which prediction is served")
+    serve: Literal["best", "champion", "online"] = Field(
+        "best", description="which prediction is served: best = per record, the champion's, the online "
+                            "learner's or their blend, whichever has the best recent labelled accuracy")
+    serve_halflife: int = Field(200, ge=1, description="labelled records over which recent accuracy halves its "
+                                                       "weight (serve = best)")
+    serve_margin: float = Field(0.01, ge=0, lt=1, description="lead in recent accuracy another model needs before "
+                                                              "serving switches to it (hysteresis)")
     online_learner: Literal["hoeffding-tree", "hoeffding-adaptive-tree"] = "hoeffding-tree"
     missing_features: Literal["reject", "impute"] = "reject"
     max_message_bytes: int = Field(64 * 1024, ge=64)

@@ -1,4 +1,5 @@
-"""The audit log: which model version and which online-learner state scored each record.
+"""The audit log: which model version and which online-learner state scored each record,
+and which prediction was served (`served_by`: champion, online or blend).
 
 Stored as serving segments (one row per scored batch and partition: offset range, model
 version, run id, n_learned) plus an index from a 64-bit hash of the record id to its
@@ -38,20 +39,25 @@ class AuditLog:
             CREATE TABLE IF NOT EXISTS segments (
                 id INTEGER PRIMARY KEY, scorer TEXT, topic TEXT, partition INTEGER,
                 first_offset INTEGER, last_offset INTEGER, model_name TEXT, model_version INTEGER,
-                run_id TEXT, n_learned INTEGER, scored_at REAL);
+                run_id TEXT, n_learned INTEGER, scored_at REAL, served_by TEXT);
             CREATE TABLE IF NOT EXISTS scored (
                 id_hash INTEGER PRIMARY KEY, segment INTEGER NOT NULL, offset INTEGER NOT NULL) WITHOUT ROWID;
         """)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(segments)")}
+        if "served_by" not in columns:  # a log written before served_by was recorded
+            with self._db:
+                self._db.execute("ALTER TABLE segments ADD COLUMN served_by TEXT")
 
     def record(self, *, scorer: str, topic: str, partition: int, offsets: list[int], ids: list[str],
-               model: ModelLineage, n_learned: int) -> None:
-        """One batch of one partition, all scored by one model and one learner state."""
+               model: ModelLineage, n_learned: int, served_by: str = "champion") -> None:
+        """One batch of one partition, all scored by one model and one learner state, and served
+        by one source (`served_by`: champion, online or blend)."""
         with self._lock, self._db:
             cursor = self._db.execute(
                 "INSERT INTO segments (scorer, topic, partition, first_offset, last_offset, model_name,"
-                " model_version, run_id, n_learned, scored_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " model_version, run_id, n_learned, scored_at, served_by) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (scorer, topic, partition, min(offsets), max(offsets), model["name"], model["version"],
-                 model["run_id"], n_learned, time.time()))
+                 model["run_id"], n_learned, time.time(), served_by))
             segment = cursor.lastrowid
             # A record scored twice (at-least-once redelivery) keeps its latest scoring.
             self._db.executemany("INSERT OR REPLACE INTO scored VALUES (?,?,?)",
@@ -61,15 +67,15 @@ class AuditLog:
         with self._lock:
             row = self._db.execute(
                 "SELECT s.offset, g.scorer, g.topic, g.partition, g.model_name, g.model_version, g.run_id,"
-                " g.n_learned, g.scored_at FROM scored s JOIN segments g ON g.id = s.segment"
+                " g.n_learned, g.scored_at, g.served_by FROM scored s JOIN segments g ON g.id = s.segment"
                 " WHERE s.id_hash = ?", (id_hash(record_id),)).fetchone()
         if row is None:
             return None
-        offset, scorer, topic, partition, name, version, run_id, n_learned, scored_at = row
+        offset, scorer, topic, partition, name, version, run_id, n_learned, scored_at, served_by = row
         return {"id": record_id, "model": {"name": name, "version": version, "run_id": run_id},
                 "online": {"n_learned": n_learned}, "source": {"topic": topic, "partition": partition,
                                                                "offset": offset},
-                "scorer": scorer, "scored_at": scored_at}
+                "scorer": scorer, "scored_at": scored_at, "served_by": served_by}
 
     def close(self) -> None:
         with self._lock:

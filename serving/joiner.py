@@ -34,7 +34,7 @@ class LabelJoiner:
         self.max_records = max_records
         self.max_age = max_age
         self.clock = clock
-        self._records: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+        self._records: OrderedDict[str, tuple[float, Any]] = OrderedDict()  # what was scored: features, ...
         self._labels: OrderedDict[str, tuple[float, Any]] = OrderedDict()
         self.evicted_by_size = 0
         self.evicted_by_age = 0
@@ -42,7 +42,7 @@ class LabelJoiner:
     def __len__(self) -> int:
         return len(self._records) + len(self._labels)
 
-    def add_record(self, record_id: str, features: dict[str, Any]) -> tuple[dict[str, Any], Any] | None:
+    def add_record(self, record_id: str, features: Any) -> tuple[Any, Any] | None:
         """Returns (features, label) when the label was already waiting."""
         early = self._labels.pop(record_id, None)
         if early is not None:
@@ -51,7 +51,7 @@ class LabelJoiner:
         self._evict(self._records)
         return None
 
-    def add_label(self, record_id: str, label: Any) -> tuple[dict[str, Any], Any] | None:
+    def add_label(self, record_id: str, label: Any) -> tuple[Any, Any] | None:
         """Returns (features, label) when the record was waiting for it."""
         waiting = self._records.pop(record_id, None)
         if waiting is not None:

@@ -99,8 +99,9 @@ class Monitor:
         return self._retraining is not None
 
     def vitals(self) -> dict[str, Any]:
-        """What the monitor's heartbeat carries beyond counts: its detectors' current statistics
-        and the champion's recent accuracy (1 - the error detector's estimate), for status and plots."""
+        """What the monitor's heartbeat carries beyond counts: its detectors' current statistics,
+        the champion's recent accuracy (1 - the error detector's estimate) and the label-free
+        `estimated_accuracy` of the served predictions, for status and plots."""
         rejected = {"rejected": self.invalid, "last_rejection": self.last_invalid} if self.invalid else {}
         return {"index": self.telemetry_seen, "labelled": self.labelled, "busy": self.busy, **rejected,
                 **self.watch.vitals()}
@@ -224,8 +225,14 @@ class Monitor:
             if record_id in self._done:
                 return
             online = prediction.get("online")
-            slot = {"prediction": prediction["prediction"], "version": prediction["model"]["version"],
-                    "online": online.get("prediction") if online else None}
+            # The champion's own prediction (what it is judged on) may differ from the one served.
+            champion = prediction.get("champion")
+            slot = {"prediction": champion["prediction"] if champion else prediction["prediction"],
+                    "version": prediction["model"]["version"],
+                    "online": online.get("prediction") if online else None, "served": prediction["prediction"],
+                    "served_by": prediction.get("served_by") or "champion",
+                    "confidence": prediction.get("confidence")}
+            self.watch.served(slot["served_by"], slot["confidence"])  # the label-free accuracy estimate
             seq = self._pending.get(record_id, {}).get("seq")
             if seq is None or seq > self._trained_until:  # not a record the champion trained on
                 self._on_prediction(prediction)
@@ -250,6 +257,7 @@ class Monitor:
                 self._act(decision)
         if "prediction" in state and not state.get("scored"):
             state["scored"] = True
+            self.watch.served_label(state["served_by"], state["confidence"], state["served"] == state["label"])
             in_sample = state.get("position", self._trained_until) < self._trained_until
             if self.champion is not None and state["version"] == self.champion.version and not in_sample:
                 online = state.get("online")
@@ -277,7 +285,9 @@ class Monitor:
         if self.champion is None or value["model"]["version"] != self.champion.version:
             return
         proba = value.get("proba") or {}
-        served = Observation(prediction=value["prediction"], score=max(proba.values()) if proba else None)
+        champion = value.get("champion")
+        served = Observation(prediction=champion["prediction"] if champion else value["prediction"],
+                             score=max(proba.values()) if proba else None)
         self._take(self.watch.observe(served, index=self.telemetry_seen, labelled=self.labelled,
                                       context={"record_id": value["id"]}))
 

@@ -1,5 +1,7 @@
 """The scorer: one consumer-group member that scores telemetry with the champion batch
-model and an online River learner, learns from late labels, and hot-swaps models."""
+model and an online River learner, learns from late labels, and hot-swaps models. Each record
+is served by the champion, the online learner or their blend (`ServingSettings.serve`; with
+``best``, `drift.arbiter.ServingRule` picks by recent labelled accuracy, as the backtest does)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from drift.arbiter import ServingRule, blend
 from driftctl.messages import Prediction
 from driftctl.runtime.logs import quiet_libraries
 from driftctl.runtime.stack import configure_environment
@@ -63,6 +66,8 @@ class Scorer:
         self.checkpoint_path = settings.home / "checkpoints" / f"{serving.instance or 'scorer'}.pkl"
         self.current: LoadedModel | None = None
         self.online = make_online_learner(settings.stream.seed, serving.online_learner)
+        # serve=best: which of champion, online learner and blend serves; the rule the backtest replays.
+        self.rule = ServingRule.from_settings(serving) if serving.serve == "best" else None
         self.n_learned = 0
         self.restored_from: int | None = None  # n_learned of the checkpoint this scorer resumed from
         self.scored = 0
@@ -112,6 +117,8 @@ class Scorer:
                 # Swapped between two batches: no record is scored by a half-loaded model, and
                 # the old model is released here (nothing else holds it).
                 self.current = loaded
+                if self.rule is not None:
+                    self.rule.on_champion(loaded.accuracy)  # a new champion starts from its holdout accuracy
                 self.swaps.append((loaded.ref.version, time.time()))
                 self.metrics.model_version.set(loaded.ref.version)
                 self._publish_stats()
@@ -233,22 +240,36 @@ class Scorer:
         probabilities = np.asarray(probabilities)
         classes = [_plain(c) for c in self.current.model.classes_]
         predictions = [classes[i] for i in probabilities.argmax(axis=1)]
-        n_learned, now = self.n_learned, time.time()
+        n_learned, now, version = self.n_learned, time.time(), self.current.ref.version
+        # Labels are learned between batches, so one source serves the whole batch (champion where the
+        # online learner has nothing to say yet).
+        chosen = self.rule.serving if self.rule is not None else serving.serve
+        sources: list[str] = []
+        outcomes: list[tuple[int, Any, Any, Any]] = []
         for (message, record), features, prediction, proba in zip(good, rows, predictions, probabilities, strict=True):
             try:
-                online = _plain(self.online.predict_one(_present(features)))
+                online_proba = self.online.predict_proba_one(_present(features))
             except Exception as exc:  # the online learner is advisory: the champion still serves
                 log.warning("online learner failed on %s: %s", safe_text(record["id"], 80), reason_of(exc))
-                online = None
+                online_proba = {}
+            online = _plain(max(online_proba, key=online_proba.__getitem__)) if online_proba else None
             champion = _plain(prediction)
-            source = "online" if serving.serve == "online" and online is not None else "champion"
-            served = online if source == "online" else champion
+            champion_proba = dict(zip(classes, proba.tolist(), strict=True))
+            mixed = blend(champion_proba, online_proba) if self.rule is not None else {}
+            blended = _plain(max(mixed, key=mixed.__getitem__)) if mixed else None
+            source = chosen if online is not None else "champion"
+            served, confidence = ((online, online_proba[online]) if source == "online" else
+                                  (blended, mixed[blended]) if source == "blend" else
+                                  (champion, champion_proba[champion]))
+            sources.append(source)
+            outcomes.append((version, champion, online, blended))
             # A literal, not Prediction(...): the call form copies the keywords once more per record.
             value: Prediction = {
                 "id": record["id"], "ts": record["ts"], "prediction": served,
                 "proba": {str(c): round(float(p), 6) for c, p in zip(classes, proba, strict=True)},
                 "model": model, "online": {"prediction": online, "n_learned": n_learned},
-                "served": source, "scorer": self.instance,
+                "champion": {"prediction": champion}, "served": source, "served_by": source,
+                "confidence": round(float(confidence), 6), "scorer": self.instance,
                 "scored_at": now, "source": {"partition": message.partition, "offset": message.offset},
             }
             try:
@@ -258,12 +279,14 @@ class Scorer:
                 continue
             self._send(producer, self.topics.predictions, message.key, payload)
         # Learning comes after the whole batch is scored, so one learner state scored it.
-        self.audit.record(scorer=self.instance, topic=tp.topic, partition=tp.partition,
-                          offsets=[m.offset for m, _ in good], ids=[r["id"] for _, r in good],
-                          model=model, n_learned=n_learned)
-        for (_, record), features in zip(good, rows, strict=True):
+        for source in dict.fromkeys(sources):
+            part = [(m, r) for (m, r), s in zip(good, sources, strict=True) if s == source]
+            self.audit.record(scorer=self.instance, topic=tp.topic, partition=tp.partition,
+                              offsets=[m.offset for m, _ in part], ids=[r["id"] for _, r in part],
+                              model=model, n_learned=n_learned, served_by=source)
+        for (_, record), features, outcome in zip(good, rows, outcomes, strict=True):
             try:
-                ready = self.joiner.add_record(record["id"], features)
+                ready = self.joiner.add_record(record["id"], (features, outcome))
                 if ready is not None:
                     self._learn_one(*ready)
             except Exception as exc:  # scored already: a failure to learn from it is logged, not lettered
@@ -285,7 +308,10 @@ class Scorer:
         self.metrics.join_evictions.labels("size").inc(self.joiner.evicted_by_size - before[0])
         self.metrics.join_evictions.labels("age").inc(self.joiner.evicted_by_age - before[1])
 
-    def _learn_one(self, features: dict[str, Any], label: Any) -> None:
+    def _learn_one(self, scored: tuple[dict[str, Any], tuple[int, Any, Any, Any]], label: Any) -> None:
+        features, (version, champion, online, blended) = scored
+        if self.rule is not None and self.current is not None and version == self.current.ref.version:
+            self.rule.update(champion == label, online == label, blended == label)
         self.online.learn_one(_present(features), label)
         self.n_learned += 1
         self.metrics.labels.inc()

@@ -7,9 +7,11 @@ import pandas as pd
 import pytest
 
 from drift.backtest import BacktestError, parse_policy, prepare, run_backtest
-from driftctl.settings import DriftSettings
+from driftctl.settings import DriftSettings, ServingSettings
 
-KEYS = {"rows", "warmup", "policy", "accuracy", "retrains", "drift_events", "promotions", "seconds"}
+ROOT = str(Path(__file__).resolve().parents[1])
+KEYS = {"rows", "warmup", "policy", "accuracy", "retrains", "drift_events", "promotions", "seconds", "served",
+        "estimated_accuracy"}
 
 
 def table(n=8000, drift_at=4000, seed=0):
@@ -139,6 +141,53 @@ def test_cli_writes_the_contract_json(tmp_path, suffix, cli):
     assert "x2" not in result["features"] and "colour" in result["features"]
     assert all({"index", "detector"} <= set(e) for e in result["drift_events"]) and result["drift_events"]
     assert result["retrains"] >= 1 and 0.5 < result["accuracy"] <= 1
+    assert set(result["served"]) == {"champion", "online", "blend"}
+    assert sum(result["served"].values()) == result["rows"] - result["warmup"]
+    assert 0.5 < result["estimated_accuracy"] <= 1
+
+
+def test_served_and_estimated_accuracy():
+    """Every record after warmup is served by one source; the label-free estimate lands near the
+    realised accuracy on a stationary stream (its calibration is learned from the labels)."""
+    features, labels, _ = split(table(drift_at=10**9))
+    best = run_backtest(features, labels, policy="drift", warmup=1000, settings=settings())
+    assert sum(best.served.values()) == len(features) - 1000
+    assert abs(best.estimated_accuracy - best.accuracy) < 0.03
+    champion = run_backtest(features, labels, policy="drift", warmup=1000, settings=settings(),
+                            serving=ServingSettings(serve="champion"))
+    assert champion.served == {"champion": len(features) - 1000, "online": 0, "blend": 0}
+    online = run_backtest(features, labels, policy="online", warmup=1000, settings=settings())
+    assert online.served["online"] == len(features) - 1000 and online.estimated_accuracy is not None
+
+
+def test_serving_the_best_recovers_while_the_retrain_waits():
+    """After the flip the champion is wrong until the retrain; the online learner (adaptive tree
+    here) relearns sooner, so serving the best serves it and beats the champion-only policy."""
+    features, labels, _ = split(table(n=12000, drift_at=4000))
+    slow = DriftSettings(min_train_rows=3000, cooldown=500, accuracy_gap=False)
+    serving = ServingSettings(online_learner="hoeffding-adaptive-tree")
+    best = run_backtest(features, labels, policy="drift", warmup=1000, settings=slow, serving=serving)
+    champion = run_backtest(features, labels, policy="drift", warmup=1000, settings=slow,
+                            serving=serving.model_copy(update={"serve": "champion"}))
+    assert best.served["online"] + best.served["blend"] > 0
+    assert best.accuracy > champion.accuracy
+
+
+def test_archive_reinstates_an_earlier_champion_without_training():
+    """A concept returns: with `archive` on, the champion of that concept comes back (no retrain)."""
+    rng = np.random.default_rng(3)
+    n = 16000
+    x = rng.normal(size=(n, 2))
+    flipped = (np.arange(n) // 5000) % 2 == 1  # A, B, A, B
+    y = np.where(flipped, x[:, 0] < 0, x[:, 0] > 0).astype(int)
+    frame = pd.DataFrame(x, columns=["a", "b"])
+    quick = dict(min_train_rows=600, cooldown=500, accuracy_gap=False)
+    archived = run_backtest(frame, pd.Series(y), warmup=1000, settings=DriftSettings(**quick, archive=True),
+                            serving=ServingSettings(serve="champion"))
+    assert any(p.get("reinstated") for p in archived.promotions)
+    plain = run_backtest(frame, pd.Series(y), warmup=1000, settings=DriftSettings(**quick),
+                         serving=ServingSettings(serve="champion"))
+    assert archived.retrains < plain.retrains
 
 
 def test_cli_prints_json_to_stdout_for_every_policy(tmp_path, cli):

@@ -64,6 +64,9 @@ def test_promotion_recovers_accuracy(loop):
     _, result = loop
     assert result.accuracy_before_drift > 0.9
     assert result.accuracy_after_promotion > result.accuracy_after_drift + 0.1
+    # serve=best: while the retrain runs, serving the better of champion, online learner and blend
+    # does at least as well as the stale champion alone.
+    assert result.served_accuracy_after_drift >= result.accuracy_after_drift - 0.01
 
 
 def test_the_monitor_records_the_window_a_scheduled_retrain_takes(loop):

@@ -150,6 +150,16 @@ def test_hot_swap_dead_letters_and_audit(stack, cli):
         assert answer["online"]["n_learned"] == p["online"]["n_learned"]
         assert answer["source"]["partition"] == p["source"]["partition"]
         assert answer["source"]["offset"] == p["source"]["offset"]
+        assert answer["served_by"] == p["served_by"]  # which prediction was served is in the lineage
+
+    # serve=best: each prediction names its source, and the served prediction is that source's.
+    assert {p["served_by"] for p in got} <= {"champion", "online", "blend"}
+    for p in got:
+        assert 0 < p["confidence"] <= 1
+        if p["served_by"] == "champion":
+            assert p["prediction"] == p["champion"]["prediction"]
+        elif p["served_by"] == "online":
+            assert p["prediction"] == p["online"]["prediction"]
 
 
 def test_a_model_that_fails_to_load_leaves_the_champion_serving(stack):

@@ -33,7 +33,9 @@ def make_classifier(recipe: str = "gradient-boosting", *, random_state: int = 0)
     return Pipeline([("features", features), ("model", model)])
 
 
-ONLINE_LEARNERS = ("hoeffding-tree", "hoeffding-adaptive-tree")
+ONLINE_LEARNERS = ("hoeffding-tree", "hoeffding-adaptive-tree", "adaptive-random-forest-3",
+                   "adaptive-random-forest-5", "bagging-hoeffding-tree-3", "logistic-regression",
+                   "gaussian-naive-bayes")
 
 
 class OnlineLearner(Protocol):
@@ -42,19 +44,38 @@ class OnlineLearner(Protocol):
 
     def predict_one(self, x: dict[Any, Any]) -> Any: ...
 
+    def predict_proba_one(self, x: dict[Any, Any]) -> dict[Any, float]: ...
+
     def learn_one(self, x: dict[Any, Any], y: Any) -> None: ...
 
 
 def make_online_learner(seed: int = 0, kind: str = "hoeffding-tree") -> OnlineLearner:
     """The online River learner that scores beside the champion and learns from late labels.
 
-    The Hoeffding tree is the default: as accurate as the adaptive one on the demo stream
-    (0.92 against 0.92) at a third of its cost per record (24 against 79 us).
+    `benchmarks/results/learners.md` measures each one's accuracy and cost per record on the
+    decision benchmark's streams. The linear and naive Bayes learners scale numbers and
+    one-hot encode text, so they take the same records as the trees.
     """
-    from river import tree
+    from river import compose, ensemble, forest, linear_model, naive_bayes, preprocessing, tree
 
     if kind == "hoeffding-tree":
         return tree.HoeffdingTreeClassifier(grace_period=100)
     if kind == "hoeffding-adaptive-tree":
         return tree.HoeffdingAdaptiveTreeClassifier(grace_period=100, seed=seed)
+    if kind.startswith("adaptive-random-forest-"):
+        return forest.ARFClassifier(n_models=int(kind.rsplit("-", 1)[1]), seed=seed)
+    if kind == "bagging-hoeffding-tree-3":
+        return ensemble.BaggingClassifier(tree.HoeffdingTreeClassifier(grace_period=100), n_models=3, seed=seed)
+    if kind in ("logistic-regression", "gaussian-naive-bayes"):
+        import numbers
+
+        numeric = compose.SelectType(numbers.Number) | preprocessing.StandardScaler()
+        text = compose.SelectType(str) | preprocessing.OneHotEncoder()
+        if kind == "gaussian-naive-bayes":
+            bayes: OnlineLearner = compose.SelectType(numbers.Number) | naive_bayes.GaussianNB()
+            return bayes
+        from river import multiclass
+
+        linear: OnlineLearner = (numeric + text) | multiclass.OneVsRestClassifier(linear_model.LogisticRegression())
+        return linear
     raise ValueError(f"unknown online learner {kind!r}; valid learners: {', '.join(ONLINE_LEARNERS)}")

@@ -53,6 +53,7 @@ class LoadedModel:
     ref: ModelRef
     model: Any
     schema: FeatureSchema
+    accuracy: float | None = None  # its holdout accuracy when it was trained (the run's challenger_accuracy)
 
     @property
     def features(self) -> list[str]:
@@ -134,9 +135,10 @@ class Registry:
                                      f"{self.model_name} version {version}")
             schema = FeatureSchema.model_validate(
                 mlflow.artifacts.load_dict(f"runs:/{details.run_id}/features.json")["schema"])
+            accuracy = self.client.get_run(run_id_of(details)).data.metrics.get("challenger_accuracy")
         except Exception as exc:  # any failure to load leaves the current model serving
             raise RegistryError(f"cannot load {self.model_name} version {version}: {exc}") from exc
-        return LoadedModel(ModelRef(self.model_name, int(version), run_id_of(details)), model, schema)
+        return LoadedModel(ModelRef(self.model_name, int(version), run_id_of(details)), model, schema, accuracy)
 
     def schema(self, run_id: str) -> FeatureSchema:
         """The feature schema a run's model was trained on (what scorers check records against)."""

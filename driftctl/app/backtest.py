@@ -38,7 +38,8 @@ def plan_backtest(path: Path, *, target: str, settings: Settings, policy: Policy
     frame = read_table(path)
     features, labels, ids, dropped = prepare(frame, target, drop=drop, time_col=time_col, id_col=id_col)
     return Backtest(features, labels, policy=policy, settings=settings.drift, warmup=warmup,
-                    label_delay=label_delay, ids=ids, seed=settings.stream.seed, dropped_rows=dropped)
+                    label_delay=label_delay, ids=ids, seed=settings.stream.seed, dropped_rows=dropped,
+                    serving=settings.serving)
 
 
 def backtest_file(path: Path, *, progress: Callable[[int, int], None] | None = None,

@@ -117,6 +117,7 @@ def _print_demo(r: DemoResult, home: Path) -> None:
     table.add_row("champion accuracy after drift", _pct(r.accuracy_after_drift))
     table.add_row("champion accuracy after promotion", _pct(r.accuracy_after_promotion))
     table.add_row("online learner accuracy after drift", _pct(r.online_accuracy_after_drift))
+    table.add_row("served accuracy after drift (before promotion)", _pct(r.served_accuracy_after_drift))
     table.add_row("wall time", f"{r.seconds:.1f} s")
     console.print(table)
     console.print(f"state left in {home} - run [bold]driftctl status[/bold]", highlight=False)
@@ -455,7 +456,7 @@ def audit(
     home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
-    """Which model version and which online-learner state scored a record."""
+    """Which model version and which online-learner state scored a record, and which served it."""
     from serving.audit import AuditLog
 
     settings = _settings(home)
@@ -474,7 +475,8 @@ def audit(
     model, source = found["model"], found["source"]
     console.print(f"{record_id}: {model['name']} version {model['version']} (run {model['run_id']}), "
                   f"online learner n_learned={found['online']['n_learned']}, "
-                  f"{source['topic']}[{source['partition']}]@{source['offset']}, scorer {found['scorer']}",
+                  f"{source['topic']}[{source['partition']}]@{source['offset']}, scorer {found['scorer']}, "
+                  f"served by {found.get('served_by') or 'unrecorded'}",
                   highlight=False)
 
 

@@ -47,6 +47,7 @@ class DemoResult:
     accuracy_after_drift: float | None
     accuracy_after_promotion: float | None
     online_accuracy_after_drift: float | None
+    served_accuracy_after_drift: float | None  # what was served (serve=best: champion, online or blend)
     seconds: float
     outcomes: list[dict] = field(default_factory=list)
     incidents: int = 0  # drifts acted on (the events of one drift fold into one incident)
@@ -210,8 +211,13 @@ def summarize(settings: Settings, sent: int, predictions: list[Prediction], moni
     promoted = [o for o in monitor.outcomes if o.get("promoted") and (o.get("version") or 0) > 1]
     promoted_version = promoted[0]["version"] if promoted else None
 
-    def accuracy(select: Callable[[int, Prediction], bool]) -> float | None:
-        hits = [p["prediction"] == truth[i][1] for i, p in by_id.items() if select(truth[i][0], p)]
+    def accuracy(select: Callable[[int, Prediction], bool], served: bool = False) -> float | None:
+        """The champion's own predictions (or, `served`, those served) right among the selected."""
+        def answer(p: Prediction) -> Any:
+            champion = p.get("champion")
+            return p["prediction"] if served or not champion else champion["prediction"]
+
+        hits = [answer(p) == truth[i][1] for i, p in by_id.items() if select(truth[i][0], p)]
         return round(sum(hits) / len(hits), 4) if hits else None
 
     def online_accuracy(select: Callable[[int, Prediction], bool]) -> float | None:
@@ -248,6 +254,8 @@ def summarize(settings: Settings, sent: int, predictions: list[Prediction], moni
         accuracy_after_promotion=accuracy(lambda seq, p: promoted_version is not None
                                           and p["model"]["version"] == promoted_version),
         online_accuracy_after_drift=online_accuracy(lambda seq, p: seq >= stream.drift_at),
+        served_accuracy_after_drift=accuracy(lambda seq, p: seq >= stream.drift_at and p["model"]["version"] == 1,
+                                             served=True),
         seconds=round(seconds, 1),
         outcomes=monitor.outcomes,
         incidents=len({e.incident for e in monitor.events if e.incident is not None}),

@@ -375,6 +375,12 @@ def status_view(report: dict[str, Any]) -> Group:
         table.add_row("promoted at", _when(champion["promoted_at"], now))
         table.add_row("why", champion["reason"] or "-")
         table.add_row("drift event", champion["event_id"] or "-")
+    accuracy = report.get("accuracy") or {}
+    realised, estimated = accuracy.get("realised"), accuracy.get("estimated")
+    if realised is not None or estimated is not None:
+        # Estimated: label-free (calibrated confidence of the newest served records, most unlabelled).
+        table.add_row("accuracy", f"realised {'-' if realised is None else f'{realised:.3f}'} (recent labelled), "
+                                  f"estimated {'-' if estimated is None else f'{estimated:.3f}'} (label-free)")
     dead = report["dead_letters"]
     table.add_row("dead letters", "unknown" if dead["total"] is None else f"{dead['total']:,} ({dead['rate']:.2%})")
     parts.append(table)

@@ -1,0 +1,210 @@
+"""Which prediction is served, and how accurate the served predictions probably are.
+
+`ServingRule` picks, record by record, the champion's prediction, the online learner's or
+their blend (probabilities averaged), whichever has the best exponentially weighted accuracy
+over the recent labelled records; it switches only on a lead above a margin, so serving does
+not flap between two models of equal skill. The live scorer and the backtest hold the same
+rule: fed who was right once a label arrives, asked who serves when a record is scored.
+
+`AccuracyEstimate` is the label-free estimate (confidence-based performance estimation, as
+NannyML's CBPE does in batch): the expected accuracy of a served prediction is the calibrated
+probability of the class served; their mean over the served records estimates accuracy
+before the labels arrive. Each source has its own calibration map, learned from the
+labelled records as their labels come.
+
+Pure: no IO, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Self
+
+SOURCES = ("champion", "online", "blend")
+
+
+def blend(champion: Mapping[Any, float], online: Mapping[Any, float]) -> dict[Any, float]:
+    """The two probability vectors averaged (a class one side lacks counts 0 there).
+
+    >>> blend({0: 0.8, 1: 0.2}, {1: 0.6, 0: 0.4})
+    {0: 0.6000000000000001, 1: 0.4}
+    >>> blend({0: 0.8, 1: 0.2}, {})  # an online learner that has learned nothing yet
+    {0: 0.4, 1: 0.1}
+    """
+    mixed = {c: 0.5 * p for c, p in champion.items()}
+    for c, p in online.items():
+        mixed[c] = mixed.get(c, 0.0) + 0.5 * p
+    return mixed
+
+
+class ServingRule:
+    """Serve the best of champion, online learner and blend by recent labelled accuracy.
+
+    `update(champion_right, online_right, blend_right)` once per labelled record (scored by
+    the serving champion); `serving` says which source serves the next records. A switch
+    needs a lead above `margin` over the source serving (hysteresis). A new champion starts
+    from its holdout accuracy (`on_champion`), the blend from the mean of the two.
+
+    >>> rule = ServingRule(halflife=10, margin=0.01)
+    >>> rule.serving
+    'champion'
+    >>> for _ in range(30):
+    ...     _ = rule.update(False, True, True)   # the champion is wrong, the online learner right
+    >>> rule.serving, rule.switches
+    ('online', 1)
+    >>> rule.on_champion(0.99)   # a fresh champion, 0.99 on its holdout
+    >>> rule.serving, round(rule.recent["champion"], 2)
+    ('champion', 0.99)
+    >>> ServingRule(halflife=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: halflife must be at least 1 labelled record, got 0
+    """
+
+    def __init__(self, *, halflife: int = 200, margin: float = 0.01, start: float = 0.5):
+        if halflife < 1:
+            raise ValueError(f"halflife must be at least 1 labelled record, got {halflife!r}")
+        if not 0 <= margin < 1:
+            raise ValueError(f"margin must be in [0, 1), got {margin!r}")
+        self.halflife = halflife
+        self.margin = margin
+        self.start = start
+        self._reset()
+
+    @classmethod
+    def from_settings(cls, serving: Any) -> ServingRule:
+        """From `ServingSettings` (its `serve_halflife` and `serve_margin`)."""
+        return cls(halflife=serving.serve_halflife, margin=serving.serve_margin)
+
+    def _reset(self) -> None:
+        self._alpha = 1 - 0.5 ** (1 / self.halflife)
+        self._recent = [self.start, self.start, self.start]  # champion, online, blend
+        self._serving = 0
+        self.switches = 0
+        self.n_seen = 0
+
+    @property
+    def serving(self) -> str:
+        """The source that serves the next records: champion, online or blend."""
+        return SOURCES[self._serving]
+
+    @property
+    def serving_index(self) -> int:
+        """`serving` as its position in `SOURCES` (0 champion, 1 online, 2 blend)."""
+        return self._serving
+
+    @property
+    def recent(self) -> dict[str, float]:
+        """Each source's exponentially weighted recent accuracy."""
+        return dict(zip(SOURCES, self._recent, strict=True))
+
+    def update(self, champion_right: bool, online_right: bool, blend_right: bool) -> Self:
+        """One labelled record: who was right."""
+        a, recent = self._alpha, self._recent
+        recent[0] += a * (champion_right - recent[0])
+        recent[1] += a * (online_right - recent[1])
+        recent[2] += a * (blend_right - recent[2])
+        self.n_seen += 1
+        best = 0 if recent[0] >= recent[1] and recent[0] >= recent[2] else 1 if recent[1] >= recent[2] else 2
+        if best != self._serving and recent[best] > recent[self._serving] + self.margin:
+            self._serving = best
+            self.switches += 1
+        return self
+
+    def on_champion(self, accuracy: float | None) -> None:
+        """A new champion serves: it starts from its holdout `accuracy` (None: unchanged), the
+        blend from the mean of champion and online learner; the best of the three serves."""
+        recent = self._recent
+        if accuracy is not None:
+            recent[0] = float(accuracy)
+        recent[2] = (recent[0] + recent[1]) / 2
+        best = max(range(3), key=recent.__getitem__)
+        if best != self._serving:
+            self.switches += 1
+        self._serving = best
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"serving": self.serving, "recent": {k: round(v, 4) for k, v in self.recent.items()},
+                "switches": self.switches}
+
+
+class AccuracyEstimate:
+    """Label-free accuracy: the mean calibrated confidence of the served predictions (CBPE).
+
+    `expect(source, confidence)` is a served record's probability of being right: the raw
+    confidence (the served class's probability) mapped through that source's calibration,
+    `bins` equal-width bins of confidence whose accuracy is learned from the labelled records
+    (`learn`), shrunk towards the raw confidence while a bin has few labels. Calibration keeps
+    a memory of about `memory` labels per bin, so it follows a drifting model. Feed
+    `served(...)` as records are served and read `estimated_accuracy`: the mean over the
+    last `window` served records, most of which have no label yet.
+
+    >>> estimate = AccuracyEstimate(window=4)
+    >>> round(estimate.expect("champion", 0.9), 3)   # nothing learned: the raw confidence
+    0.9
+    >>> for i in range(200):
+    ...     estimate.learn("champion", 0.9, i % 5 < 3)   # overconfident: 0.9, but right 3 times in 5
+    >>> round(estimate.expect("champion", 0.9), 3)
+    0.614
+    >>> for c in (0.9, 0.9, 0.3, 0.3):   # two records in a bin never labelled: their raw confidence
+    ...     _ = estimate.served("champion", c)
+    >>> estimate.estimated_accuracy
+    0.4571
+    """
+
+    def __init__(self, *, bins: int = 10, prior: float = 10.0, memory: int = 1_000, window: int = 1_000):
+        if bins < 1:
+            raise ValueError(f"bins must be at least 1, got {bins!r}")
+        if prior < 0:
+            raise ValueError(f"prior must be at least 0, got {prior!r}")
+        if memory < 1 or window < 1:
+            raise ValueError(f"memory and window must be at least 1, got {memory!r} and {window!r}")
+        self.bins = bins
+        self.prior = prior
+        self.memory = memory
+        self.window = window
+        self._reset()
+
+    def _reset(self) -> None:
+        # per source and bin: [labels counted (capped at memory), accuracy]
+        self._maps = {s: [[0.0, 0.0] for _ in range(self.bins)] for s in SOURCES}
+        self._recent: list[float] = []
+        self._sum = 0.0
+        self._next = 0
+
+    def reset(self, source: str) -> None:
+        """Forget one source's calibration (a new champion)."""
+        self._maps[source] = [[0.0, 0.0] for _ in range(self.bins)]
+
+    def _bin(self, confidence: float) -> int:
+        return min(self.bins - 1, max(0, int(confidence * self.bins)))
+
+    def expect(self, source: str, confidence: float) -> float:
+        """The probability that a prediction served by `source` with this `confidence` is right."""
+        n, accuracy = self._maps[source][self._bin(confidence)]
+        return (n * accuracy + self.prior * confidence) / (n + self.prior) if n else confidence
+
+    def learn(self, source: str, confidence: float, right: bool) -> None:
+        """A labelled record: `source` served (or would have served) it with `confidence`."""
+        cell = self._maps[source][self._bin(confidence)]
+        if cell[0] < self.memory:
+            cell[0] += 1.0
+        cell[1] += (right - cell[1]) / cell[0]
+
+    def served(self, source: str, confidence: float) -> float:
+        """A record served: its expected accuracy, also counted in `estimated_accuracy`."""
+        expected = self.expect(source, confidence)
+        recent = self._recent
+        if len(recent) < self.window:
+            recent.append(expected)
+        else:
+            self._sum -= recent[self._next]
+            recent[self._next] = expected
+            self._next = (self._next + 1) % self.window
+        self._sum += expected
+        return expected
+
+    @property
+    def estimated_accuracy(self) -> float | None:
+        """The mean expected accuracy of the last `window` served records (None before any)."""
+        return round(self._sum / len(self._recent), 4) if self._recent else None

@@ -1,0 +1,123 @@
+"""DriftWatch, the one decision engine, with the decision options of issue 10: no broker."""
+
+import random
+
+from drift.events import Action
+from drift.watch import DriftWatch, Observation
+from driftctl.settings import DriftSettings
+
+QUIET = {"accuracy_gap": False, "prediction_drift": False, "min_train_rows": 200, "cooldown": 0}
+
+
+def replay(watch, accuracy, n, *, start=1, rng=None, promote=True, on_retrain=None):
+    """Feed `n` labelled outcomes (champion right with probability `accuracy(labelled)`); run every
+    retrain the watch asks for at once, promoted. Returns the retrain windows."""
+    rng = rng or random.Random(0)
+    windows = []
+    for labelled in range(start, start + n):
+        right = rng.random() < accuracy(labelled)
+        step = watch.observe(Observation(champion_right=right), index=labelled, labelled=labelled)
+        decisions = [*step.decisions, watch.on_labelled(labelled)]
+        for decision in decisions:
+            if decision is not None and decision.action is Action.RETRAIN:
+                windows.append(decision.window)
+                if promote:
+                    watch.on_champion({"version": len(windows) + 1}, None, trained_on=decision.window,
+                                      labelled=labelled)
+                watch.retrain_finished(promoted=promote, labelled=labelled)
+                if on_retrain:
+                    on_retrain(decision)
+    return windows
+
+
+def drop_at(change):
+    return lambda labelled: 0.95 if labelled < change else 0.6
+
+
+def test_defaults_run_the_gap_detector_and_no_regrow():
+    watch = DriftWatch(DriftSettings())
+    assert watch.needs_online and watch.gap_detector is not None
+    assert not watch.policy.regrow and watch.policy.max_train_rows is None
+
+
+def test_one_retrain_per_drift_without_regrow():
+    watch = DriftWatch(DriftSettings(**QUIET))
+    watch.on_champion({"version": 1}, None, trained_on=(0, 500), labelled=500)
+    windows = replay(watch, drop_at(3000), 9000, start=501)
+    assert len(windows) == 1 and windows[0][1] - windows[0][0] == 200
+
+
+def test_regrow_retrains_as_the_window_since_the_change_doubles():
+    watch = DriftWatch(DriftSettings(**QUIET, regrow=True, max_train_rows=2000))
+    watch.on_champion({"version": 1}, None, trained_on=(0, 500), labelled=500)
+    windows = replay(watch, drop_at(3000), 9000, start=501)
+    start = windows[0][0]
+    assert len(windows) >= 3 and all(w[0] == start for w in windows[:3])
+    sizes = [end - begin for begin, end in windows]
+    assert sizes[:3] == [200, 400, 800]  # each window twice the last, from the same change
+    assert max(sizes) <= 2000  # then capped at max_train_rows
+
+
+def test_regrow_stops_when_a_challenger_loses():
+    watch = DriftWatch(DriftSettings(**QUIET, regrow=True))
+    watch.on_champion({"version": 1}, None, trained_on=(0, 500), labelled=500)
+    windows = replay(watch, drop_at(3000), 9000, start=501, promote=False)
+    assert len(windows) == 1
+
+
+def test_change_from_detector_starts_the_window_earlier():
+    fired = DriftWatch(DriftSettings(**QUIET))
+    cut = DriftWatch(DriftSettings(**QUIET, change_from_detector=True))
+    for watch in (fired, cut):
+        watch.on_champion({"version": 1}, None, trained_on=(0, 500), labelled=500)
+    late, early = (replay(w, drop_at(3000), 6000, start=501)[0] for w in (fired, cut))
+    # Earlier, never before the champion began serving. ADWIN's cut lies well before the real
+    # change (3000): its oldest buckets are coarse, so the window holds old-concept rows too.
+    assert 500 <= early[0] < late[0]
+
+
+def test_covariate_drift_keeps_the_champions_rows():
+    settings = DriftSettings(**QUIET, data_window=100, keep_old_on_covariate=True)
+    rng = random.Random(4)
+    for keep in (True, False):
+        watch = DriftWatch(settings.model_copy(update={"keep_old_on_covariate": keep}))
+        watch.on_champion({"version": 1}, [{"x": rng.gauss(0, 1)} for _ in range(500)], trained_on=(0, 500),
+                          labelled=500)
+        windows = []
+        for labelled in range(501, 2000):
+            x = {"x": rng.gauss(0 if labelled < 1000 else 3, 1)}
+            steps = [watch.observe(Observation(features=x), index=labelled, labelled=labelled),
+                     watch.observe(Observation(champion_right=True), index=labelled, labelled=labelled)]
+            decisions = [d for s in steps for d in s.decisions] + [watch.on_labelled(labelled)]
+            windows += [d.window for d in decisions if d is not None and d.action is Action.RETRAIN]
+            if windows:
+                break
+        assert windows, keep
+        assert (windows[0][0] == 0) is keep  # kept: from the champion's own first row
+
+
+def test_archive_is_judged_once_after_a_concept_drift():
+    watch = DriftWatch(DriftSettings(**{**QUIET, "min_train_rows": 5000}, archive=True, archive_probe=100))
+    watch.on_champion({"version": 1}, None, trained_on=(0, 500), labelled=500)
+    rng, due = random.Random(5), []
+    for labelled in range(501, 6000):
+        right = rng.random() < drop_at(3000)(labelled)
+        watch.observe(Observation(champion_right=right), index=labelled, labelled=labelled)
+        probe = watch.archive_due(labelled)
+        if probe is not None:
+            due.append((labelled, probe))
+    assert len(due) == 1
+    labelled, (start, end) = due[0]
+    assert end == labelled and end - start == 100 and start >= 3000
+
+
+def test_vitals_carry_the_label_free_estimate():
+    watch = DriftWatch(DriftSettings(data_window=100))
+    assert "estimated_accuracy" not in watch.vitals()
+    for _ in range(500):
+        watch.served_label("champion", 0.9, True)
+    for _ in range(100):
+        watch.served("champion", 0.9)
+    assert watch.vitals()["estimated_accuracy"] > 0.95
+    watch.on_champion({"version": 2}, None)  # a new champion: its calibration starts afresh
+    assert watch.estimate.expect("champion", 0.9) == 0.9
