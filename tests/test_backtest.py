@@ -9,7 +9,6 @@ import pytest
 from drift.backtest import BacktestError, parse_policy, prepare, run_backtest
 from driftctl.settings import DriftSettings, ServingSettings
 
-ROOT = str(Path(__file__).resolve().parents[1])
 KEYS = {"rows", "warmup", "policy", "accuracy", "retrains", "drift_events", "promotions", "seconds", "served",
         "estimated_accuracy"}
 
