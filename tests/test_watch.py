@@ -2,8 +2,8 @@
 
 import random
 
-from drift.events import Action
 from drift.watch import DriftWatch, Observation
+from driftctl.messages import Action
 from driftctl.settings import DriftSettings
 
 QUIET = {"accuracy_gap": False, "prediction_drift": False, "min_train_rows": 200, "cooldown": 0}
