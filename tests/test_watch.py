@@ -2,7 +2,7 @@
 
 import random
 
-from drift.events import Action
+from driftctl.messages import Action
 from drift.watch import DriftWatch, Observation
 from driftctl.settings import DriftSettings
 
