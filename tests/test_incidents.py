@@ -149,7 +149,7 @@ def test_the_console_shows_the_incident_timeline(tmp_path):
 
     import pytest
 
-    from driftctl.app.console import console_state, render_page
+    from driftctl.app.console import asset, console_state, render_page
 
     settings = Settings(home=tmp_path)
     ledger = Ledger(settings.ledger_url)
@@ -173,7 +173,9 @@ def test_the_console_shows_the_incident_timeline(tmp_path):
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"], headless=True)
         try:
             tab = browser.new_page()
-            tab.set_content(page)
+            # No server here: the page's script (served at /static/console.js) goes inline.
+            tab.set_content(page.replace('<script src="/static/console.js"></script>',
+                                         f"<script>{asset('console.js')}</script>"))
             drawn = tab.inner_text("#incidents")
         finally:
             browser.close()
