@@ -233,7 +233,7 @@ def run_retrain(window: TrainingWindow, trigger: RetrainTrigger, settings: Setti
         finally:
             ledger.close()
         raise
-    logger = get_run_logger()
+    logger = run_logger()
     decision_id = trigger.decision_id
     registry = Registry.from_settings(settings)
     ledger = Ledger(settings.ledger_url)
@@ -264,7 +264,7 @@ def run_retrain(window: TrainingWindow, trigger: RetrainTrigger, settings: Setti
 
 def _retrain_once(window: TrainingWindow, trigger: RetrainTrigger, settings: Settings, registry: Registry,
                   ledger: Ledger) -> dict:
-    logger = get_run_logger()
+    logger = run_logger()
     event_id = trigger.first_event
     provenance: dict[str, Any] = {"trigger": trigger.model_dump(mode="json"), "window": window.model_dump(mode="json")}
     run_id: str | None = None
@@ -272,6 +272,7 @@ def _retrain_once(window: TrainingWindow, trigger: RetrainTrigger, settings: Set
     try:
         champion = load_champion(registry)
         frame, target = load_window(window, settings, champion.schema if champion else None)
+        logger.info("window loaded: %d labelled rows from %s", len(frame), window.describe())
         provenance["previous"] = champion.ref.as_dict() if champion else None
         logger.info("champion: %s", f"version {champion.ref.version}" if champion else "none yet")
         model, evaluation, seconds = train_and_evaluate(frame, target, champion, settings)
@@ -431,7 +432,7 @@ def describe_version(registry: Registry, version: int, description: str) -> None
 def _publish_decision(registry: Registry, settings: Settings, window: TrainingWindow, trigger: RetrainTrigger,
                       outcome: dict[str, Any], champion: LoadedModel | None) -> None:
     """The run's markdown artifact and the model version's description; neither ever undoes a decision."""
-    logger = get_run_logger()
+    logger = run_logger()
     try:
         links = _links(registry, settings, outcome["run_id"], outcome.get("version"))
         markdown = decision_markdown(registry.model_name, window, trigger, outcome,
