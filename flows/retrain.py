@@ -171,7 +171,7 @@ def record_candidate(registry: Registry, model: Any, frame: pd.DataFrame, target
     return registry.record_candidate(model=model, frame=frame, labels=target, evaluation=evaluation, params=params,
                                      tags=tags, reference_rows=settings.drift.reference_rows,
                                      training_seconds=seconds, promote=evaluation.promote,
-                                     documents=documents)
+                                     documents=documents, description=version_description(trigger, evaluation))
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
@@ -424,14 +424,10 @@ def decision_markdown(model_name: str, window: TrainingWindow, trigger: RetrainT
     return "\n".join(lines)
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def describe_version(registry: Registry, version: int, description: str) -> None:
-    registry.describe_version(version, description)
-
-
 def _publish_decision(registry: Registry, settings: Settings, window: TrainingWindow, trigger: RetrainTrigger,
                       outcome: dict[str, Any], champion: LoadedModel | None) -> None:
-    """The run's markdown artifact and the model version's description; neither ever undoes a decision."""
+    """The run's markdown artifact; it never undoes a decision (the version's description is
+    written when the version is registered)."""
     logger = run_logger()
     try:
         links = _links(registry, settings, outcome["run_id"], outcome.get("version"))
@@ -439,21 +435,19 @@ def _publish_decision(registry: Registry, settings: Settings, window: TrainingWi
                                      champion.ref if champion else None, links)
         key = "".join(c if c.isalnum() else "-" for c in f"retrain-{registry.model_name}".lower())
         create_markdown_artifact(markdown, key=key, description=f"decision {trigger.decision_id}")
-        if outcome.get("version"):
-            describe_version(registry, outcome["version"], version_description(trigger, outcome, champion))
         logger.info("decision published: %s", links.get("version") or links.get("run") or outcome["run_id"])
     except Exception as exc:
         logger.error("decision artifact not published: %s", exc)
 
 
-def version_description(trigger: RetrainTrigger, outcome: dict[str, Any], champion: LoadedModel | None) -> str:
+def version_description(trigger: RetrainTrigger, evaluation: Evaluation) -> str:
     """The model version's description in MLflow: why it exists, in two sentences."""
-    before = f"version {champion.ref.version} at {100 * outcome['champion_accuracy']:.1f} %" \
-        if champion and outcome.get("champion_accuracy") is not None else "no champion"
-    return (f"{(trigger.kind).capitalize()} retrain, decision {trigger.decision_id}: "
+    before = f"the champion at {100 * evaluation.champion_accuracy:.1f} %" \
+        if evaluation.champion_accuracy is not None else "no champion"
+    return (f"{trigger.kind.capitalize()} retrain, decision {trigger.decision_id}: "
             f"{trigger.reason or evidence_summary(trigger)}. "
-            f"Challenger {100 * outcome['challenger_accuracy']:.1f} % against {before} "
-            f"on {outcome.get('holdout_rows')} holdout rows: {outcome.get('reason')}.")
+            f"Challenger {100 * evaluation.challenger_accuracy:.1f} % against {before} "
+            f"on {evaluation.holdout_rows} holdout rows, margin to beat {100 * evaluation.margin:.1f} points.")
 
 
 def _report(registry: Registry, champion: LoadedModel | None, frame: pd.DataFrame, settings: Settings,

@@ -65,6 +65,10 @@ def test_promotion_records_every_item_of_provenance_in_mlflow_and_the_ledger(sta
     version = client.get_model_version(registry.model_name, "2")
     run = client.get_run(version.run_id)
     tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+    # The MLflow UI says why the version exists, in words.
+    assert version.description.startswith("Drift retrain, decision decision-drift: ")
+    assert "Challenger " in version.description
+    assert "against the champion at 77.8 % on 450 holdout rows" in version.description
     # drift evidence: which statistic crossed which threshold over which window
     assert "error-adwin (concept) 0.31 vs threshold 0.05" in tags["driftctl.drift_evidence"]
     assert "change_at_labelled" in tags["driftctl.drift_evidence"]

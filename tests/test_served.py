@@ -170,8 +170,13 @@ def test_a_drifting_stream_retrains_once_through_the_deployment_and_serves_the_n
         return runs if all(r["state_type"] not in ("SCHEDULED", "PENDING", "RUNNING") for r in runs) else None
 
     runs = _wait("the retrain runs to end", settled, 300, served)
-    kinds = sorted((r["parameters"]["trigger"]["kind"], r["state_type"]) for r in runs)
-    assert kinds == [("bootstrap", "COMPLETED"), ("drift", "COMPLETED")], [(r["name"], r["state_type"]) for r in runs]
+    # Exactly one run per decision completes. A later drift event that reaches the deployment
+    # while its run still works (a loaded machine) is cancelled by the concurrency limit, by design.
+    completed = sorted(r["parameters"]["trigger"]["kind"] for r in runs if r["state_type"] == "COMPLETED")
+    others = {r["state_type"] for r in runs if r["state_type"] != "COMPLETED"}
+    assert completed == ["bootstrap", "drift"] and others <= {"CANCELLED"}, \
+        [(r["name"], r["state_type"]) for r in runs]
+    runs = [r for r in runs if r["state_type"] == "COMPLETED"]
     run = next(r for r in runs if r["parameters"]["trigger"]["kind"] == "drift")
     trigger = run["parameters"]["trigger"]
     assert trigger["decision_id"] == promotion.payload["trigger"]["decision_id"]

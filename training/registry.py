@@ -153,13 +153,13 @@ class Registry:
 
     def record_candidate(self, *, model: Any, frame: pd.DataFrame, labels: pd.Series, evaluation: Evaluation,
                          params: dict[str, Any], tags: dict[str, str], reference_rows: int, training_seconds: float,
-                         promote: bool, artifacts: Sequence[str] = (),
-                         documents: dict[str, Any] | None = None) -> tuple[str, int | None]:
+                         promote: bool, artifacts: Sequence[str] = (), documents: dict[str, Any] | None = None,
+                         description: str | None = None) -> tuple[str, int | None]:
         """Log one retrain run with its provenance; register the model if it is to be promoted.
 
         The champion alias is not moved here: `move_champion` does that, once the caller
         is ready to announce it. Returns the run id and the registered version (None when
-        not registered).
+        not registered); `description` becomes the version's description in the MLflow UI.
         """
         from mlflow.data.pandas_dataset import from_pandas  # what mlflow.data.from_pandas names
 
@@ -208,6 +208,8 @@ class Registry:
             sha256 = artifact_sha256(Path(local))
         for key, value in {**tags, HASH_TAG: sha256}.items():
             self.client.set_model_version_tag(self.model_name, str(version), key, mask_url(value))
+        if description:
+            self.client.update_model_version(self.model_name, str(version), description=mask_url(description))
         self.client.set_tag(run_id, HASH_TAG, sha256)
         return run_id, version
 
@@ -250,9 +252,6 @@ class Registry:
             self.client.delete_registered_model_alias(self.model_name, CHAMPION)
         else:
             self.set_champion(previous.version)
-
-    def describe_version(self, version: int, description: str) -> None:
-        self.client.update_model_version(self.model_name, str(version), description=description)
 
     def exists(self, version: int) -> bool:
         try:
