@@ -61,7 +61,7 @@ class SnapshotRecorder:
         window = {"at": time.time(), "index": monitor.telemetry_seen, "champion": monitor.champion.as_dict(),
                   "rows": list(monitor.recent),
                   # realised: the champion's accuracy over its recent labelled records (the error detector's
-                  # window); estimated (label-free) only once the monitor computes one
+                  # window); estimated (label-free) once served predictions with their confidence arrive
                   "vitals": {"realised_accuracy": vitals.get("accuracy"),
                              "estimated_accuracy": vitals.get("estimated_accuracy"),
                              "model_version": monitor.champion.version}}
@@ -141,9 +141,9 @@ def ensure_project(workspace: Path, project_name: str, ws: Workspace | None = No
 
 
 def _champion_panels(project: Project) -> None:
-    """The champion's accuracy and the version serving, per monitor window. Realised accuracy
-    only: the monitor computes no label-free estimate yet (`estimated_accuracy` in its vitals),
-    so the panel says so; a snapshot that carries one has it as `driftctl_estimated_accuracy`."""
+    """The champion's accuracy and the version serving, per monitor window: realised (from the
+    labels) and estimated (label-free, from the served predictions' confidence), which leads
+    the realised one while labels are late."""
     from evidently.sdk.models import PanelMetric
     from evidently.sdk.panels import line_plot_panel
 
@@ -153,10 +153,12 @@ def _champion_panels(project: Project) -> None:
     if ACCURACY_PANEL not in titles:
         project.dashboard.add_panel(line_plot_panel(
             title=ACCURACY_PANEL,
-            description=("realised: share right among the champion's recent labelled records; the label-free "
-                         "estimated accuracy is not computed by the monitor yet, so it is not drawn"),
+            description=("realised: share right among the recent labelled records; estimated: the served "
+                         "predictions' calibrated confidence (CBPE), known before their labels arrive"),
             values=[PanelMetric(legend="realised", metric="MeanValue",
-                                metric_labels={"column": CHAMPION_COLUMNS["realised_accuracy"]})],
+                                metric_labels={"column": CHAMPION_COLUMNS["realised_accuracy"]}),
+                    PanelMetric(legend="estimated", metric="MeanValue",
+                                metric_labels={"column": CHAMPION_COLUMNS["estimated_accuracy"]})],
             size="half"), tab=CHAMPION_TAB)
     if VERSION_PANEL not in titles:
         project.dashboard.add_panel(line_plot_panel(

@@ -15,6 +15,7 @@ import pytest
 
 from driftctl.runtime.broker import free_loopback_port, stop_process
 from serving.workspace import ACCURACY_PANEL, VERSION_PANEL, add_snapshot, ensure_project, render
+from tests.browser import screenshots
 
 PROJECT = "driftctl"
 
@@ -29,8 +30,8 @@ def ui(tmp_path_factory):
     rng = random.Random(0)
     reference = rows(400, 0, rng)
     ensure_project(workspace, PROJECT)
-    windows = [(rows(300, 0, rng), {"realised_accuracy": 0.93, "estimated_accuracy": None, "model_version": 1}),
-               (rows(300, 6, rng), {"realised_accuracy": 0.61, "estimated_accuracy": None, "model_version": 2})]
+    windows = [(rows(300, 0, rng), {"realised_accuracy": 0.93, "estimated_accuracy": 0.91, "model_version": 1}),
+               (rows(300, 6, rng), {"realised_accuracy": 0.61, "estimated_accuracy": 0.72, "model_version": 2})]
     for i, (window, vitals) in enumerate(windows):
         add_snapshot(workspace, PROJECT, render(reference, window, vitals), name=f"window {i}")
     port = free_loopback_port()
@@ -61,7 +62,7 @@ def test_the_dashboard_has_the_drift_and_champion_panels_with_their_points(ui):
     dashboard = httpx.get(f"{ui}/api/v2/dashboards/{project['id']}", timeout=10).json()
     panels = {p["title"]: p for p in dashboard["panels"]}
     assert {"Share of drifted features", "Drift score per feature", ACCURACY_PANEL, VERSION_PANEL} <= set(panels)
-    assert "not computed by the monitor yet" in panels[ACCURACY_PANEL]["subtitle"]
+    assert "estimated" in panels[ACCURACY_PANEL]["subtitle"]
 
     def points(title: str) -> list[list[float | None]]:
         filters = [{"tags": [], "metadata": {}, "metric": v["metric"], "metric_labels": v["metric_labels"]}
@@ -71,9 +72,17 @@ def test_the_dashboard_has_the_drift_and_champion_panels_with_their_points(ui):
         reply.raise_for_status()
         return [s["values"] for s in reply.json()["series"]]
 
-    assert points(ACCURACY_PANEL) == [[pytest.approx(0.93), pytest.approx(0.61)]]
+    assert points(ACCURACY_PANEL) == [[pytest.approx(0.93), pytest.approx(0.61)],  # realised
+                                      [pytest.approx(0.91), pytest.approx(0.72)]]  # estimated
     assert points(VERSION_PANEL) == [[1.0, 2.0]]
     (share,) = points("Share of drifted features")
     assert len(share) == 2 and share[0] < share[1]  # the shifted window drifted
     per_feature = dict(zip(["temperature", "vibration"], points("Drift score per feature"), strict=True))
     assert per_feature["temperature"][1] < 0.05 <= per_feature["temperature"][0]  # a K-S p-value per window
+
+
+def test_the_dashboard_draws_in_a_browser(ui, tmp_path):
+    project = next(p for p in httpx.get(f"{ui}/api/projects", timeout=10).json() if p["name"] == PROJECT)
+    (shot,) = screenshots([("evidently-dashboard.png", f"{ui}/projects/{project['id']}",
+                            ["Share of drifted features", ACCURACY_PANEL])], tmp_path)
+    assert shot.stat().st_size > 20_000  # a drawn page, not a blank one

@@ -15,13 +15,11 @@ from pathlib import Path
 import pytest
 
 from driftctl.settings import Settings
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
 
 pytestmark = pytest.mark.integration
 
 ROOT = str(Path(__file__).resolve().parents[1])
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture
@@ -37,8 +35,7 @@ def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess:
 
 def _browser():
     """Debian's chromium, or a failure: a test that cannot run never passes as skipped."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} missing: `make chromium` (part of `make test`) installs it")
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     return sync_playwright

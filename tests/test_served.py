@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,12 +21,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.browser import screenshots
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
 MODEL = "driftctl-classifier"
 # Small windows so that the loop turns in minutes, not the demo's 30,000 records.
 TUNING = {"DRIFTCTL_DRIFT__WARMUP": "1000", "DRIFTCTL_DRIFT__MIN_TRAIN_ROWS": "1000",
@@ -213,34 +211,10 @@ def test_a_drifting_stream_retrains_once_through_the_deployment_and_serves_the_n
 
 
 def _screenshots(served: Served, run: dict, tags: dict) -> list[Path]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} missing: `make chromium` installs it")
-    from playwright.sync_api import sync_playwright
-
-    pages = [("prefect-flow-run.png", f"{served.addresses['prefect_ui']}/runs/flow-run/{run['id']}", [run["name"]]),
-             ("mlflow-version.png", f"{served.addresses['mlflow_ui']}/#/models/{MODEL}/versions/2",
-              ["driftctl.decision_id", tags["driftctl.decision_id"]])]
-    saved = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            for name, url, wanted in pages:
-                page.goto(url, wait_until="domcontentloaded", timeout=90_000)
-                for text in wanted:
-                    page.get_by_text(text, exact=False).first.wait_for(timeout=90_000)
-                page.wait_for_timeout(1500)  # charts and fonts settle
-                path = served.shots / name
-                page.screenshot(path=str(path), full_page=True)
-                saved.append(path)
-        finally:
-            browser.close()
-    target = os.environ.get("SAVE_SCREENS")
-    if target:
-        Path(target).mkdir(parents=True, exist_ok=True)
-        for path in saved:
-            shutil.copy(path, Path(target) / path.name)
-    return saved
+    return screenshots([("prefect-flow-run.png", f"{served.addresses['prefect_ui']}/runs/flow-run/{run['id']}",
+                         [run["name"]]),
+                        ("mlflow-version.png", f"{served.addresses['mlflow_ui']}/#/models/{MODEL}/versions/2",
+                         ["driftctl.decision_id", tags["driftctl.decision_id"]])], served.shots)
 
 
 def test_the_nightly_deployment_runs_at_once_and_its_outcome_is_in_history(served):
