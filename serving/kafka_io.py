@@ -16,7 +16,8 @@ from driftctl.settings import KafkaSettings
 
 
 def make_producer(bootstrap: str, kafka: KafkaSettings, **options: Any) -> KafkaProducer:
-    defaults = {"linger_ms": 5, "acks": "all", "retries": 5, "batch_size": 256 * 1024}
+    defaults = {"linger_ms": 5, "acks": "all", "retries": 5, "batch_size": 256 * 1024,
+                "compression_type": None if kafka.compression == "none" else kafka.compression}
     return KafkaProducer(bootstrap_servers=bootstrap, **kafka.client_options(), **{**defaults, **options})
 
 
