@@ -463,7 +463,7 @@ def audit(
     path = settings.home / "audit.db"
     if not path.exists():
         raise typer.BadParameter(f"no audit log at {path}: nothing has been scored with this home")
-    log = AuditLog(path)
+    log = AuditLog(path, readonly=True)
     found = log.lookup(record_id)
     log.close()
     if found is None:

@@ -76,7 +76,7 @@ class _Stage(threading.Thread):
 def fresh_home(settings: Settings) -> None:
     """The embedded broker starts empty, so the demo's models and ledger start empty too."""
     for name in ("mlflow.db", "ledger.db", "ledger.db-wal", "ledger.db-shm", "audit.db", "audit.db-wal",
-                 "audit.db-shm", "mlartifacts", "checkpoints", "reports", "broker.log", "evidently"):
+                 "audit.db-shm", "audit.idx", "mlartifacts", "checkpoints", "reports", "broker.log", "evidently"):
         path = settings.home / name
         if path.is_dir():
             shutil.rmtree(path)
