@@ -119,7 +119,7 @@ def compile_pipeline(model: Any) -> CompiledPipeline:
             if len(fills) != len(columns) or len(encoder.categories_) != len(columns):
                 raise NotCompilable(f"{name}: an imputer that drops columns")
             infrequent = getattr(encoder, "infrequent_categories_", [None] * len(columns))
-            for column, fill, categories, rare in zip(columns, fills, encoder.categories_, infrequent, strict=True):
+            for column, categories, rare in zip(columns, encoder.categories_, infrequent, strict=True):
                 rare_set = set() if rare is None else {str(c) for c in rare}
                 frequent = [str(c) for c in categories if str(c) not in rare_set]
                 mapping = {c: width + i for i, c in enumerate(frequent)}
@@ -132,9 +132,9 @@ def compile_pipeline(model: Any) -> CompiledPipeline:
                     unknown = -1
                 else:
                     raise NotCompilable(f"{name}: unseen categories raise")
-                if not isinstance(fill, str):
-                    raise NotCompilable(f"{name}: a fill value that is not a category")
-                categorical.append((column, mapping, unknown, mapping.get(fill, unknown)))
+                # The imputer looks for NaN, and None in a column of text is not NaN to it: a missing
+                # category reaches the encoder as an unknown one (`verify` holds us to that).
+                categorical.append((column, mapping, unknown, unknown))
         else:
             raise NotCompilable(f"{name}: {type(step).__name__} is not compiled")
     return CompiledPipeline(numeric, np.array(medians, dtype=np.float64), categorical, width, estimator)
