@@ -43,6 +43,7 @@ def test_bench_cli_leaves_the_user_home_untouched(home, tmp_path):
     assert result["records"] == 1000 and result["pipeline_rps"] > 0
     whole = result["sustained"]  # producer, scorer, learner, monitor and audit together, briefly
     assert {"rate", "seconds", "max_lag", "lag_growth_per_s"} <= set(whole) and whole["rate"] == 200
+    assert result["cpu_us_per_record"]["pipeline"] > 0 and result["cpu_ratio"] > 0
     assert whole["produced"] == 1000 and whole["scored"] > 0 and result["peak_rss_mb"] > 0
     assert not user_store.exists() and not (tmp_path / "user-ledger.db").exists()
     written = [p for p in home.rglob("*") if p.is_file()] if home.exists() else []

@@ -89,6 +89,7 @@ def _drain(consumer: KafkaConsumer, producer: KafkaProducer, records: int,
     latencies: list[float] = []
     done, first_poll = 0, None
     deadline = time.monotonic() + timeout
+    cpu_started = time.process_time()  # this process's CPU, its client threads included: steadier than wall time
     while done < records and time.monotonic() < deadline:
         polled = time.perf_counter()
         batch = consumer.poll(timeout_ms=100, max_records=2000)
@@ -102,7 +103,9 @@ def _drain(consumer: KafkaConsumer, producer: KafkaProducer, records: int,
         latencies.extend([acked - polled] * n)
         done += n
     seconds = time.perf_counter() - (first_poll or time.perf_counter())
+    cpu = time.process_time() - cpu_started
     return {"records": done, "seconds": seconds, "rps": done / seconds if seconds else 0.0,
+            "cpu_us": cpu * 1e6 / done if done else None,
             "p50_ms": float(np.percentile(latencies, 50) * 1000) if latencies else None,
             "p99_ms": float(np.percentile(latencies, 99) * 1000) if latencies else None}
 
@@ -188,8 +191,8 @@ def sustained(settings: Settings, bootstrap: str, rate: float, seconds: float,
     """The whole loop at `rate` for `seconds`: a producer process, a scorer process (scoring, online
     learning, audit) and a monitor (drift detectors on the labelled stream), on topics and groups of
     their own. Lag per stage is counted, not read from the broker (Tansu's end offsets are low by up
-    to a batch): records produced minus records the scorer finished, minus records the monitor
-    joined with their label (labels come 300 records late, so the monitor's floor is 300)."""
+    to a batch): records produced minus records the scorer finished, minus telemetry records the
+    monitor read (it reads the labels and predictions too; `labelled_by_monitor` counts the joins)."""
     from driftctl.stores.ledger import Ledger
     from serving.monitor import Monitor
     from serving.scorer import run_scorer_process
@@ -239,7 +242,7 @@ def sustained(settings: Settings, bootstrap: str, rate: float, seconds: float,
             time.sleep(1.0)
             produced = sent.value
             samples.append((time.monotonic() - started, max(produced - stats[0] - stats[1], 0),
-                            max(produced - monitor.labelled, 0)))
+                            max(produced - monitor.telemetry_seen, 0)))
             progress("sustained load", int(samples[-1][0]), int(seconds))
             peak_scorer = _peak_rss_mb(scorer.pid) or peak_scorer
             cpu = {"scorer": _cpu_seconds(scorer.pid) or cpu["scorer"],
@@ -270,7 +273,7 @@ def sustained(settings: Settings, bootstrap: str, rate: float, seconds: float,
     slope = float(np.polyfit(times[steady], lags[steady], 1)[0]) if steady.sum() >= 3 else None
     return {"rate": rate, "seconds": round(elapsed, 1), "produced": produced,
             "achieved_rate": round(produced / elapsed, 1) if elapsed else None,
-            "scored": scored, "labelled_by_monitor": monitor.labelled,
+            "scored": scored, "seen_by_monitor": monitor.telemetry_seen, "labelled_by_monitor": monitor.labelled,
             "max_lag": int(lags.max()) if len(lags) else None,
             "max_lag_scorer": max(a for _, a, _ in samples), "max_lag_monitor": max(b for _, _, b in samples),
             "final_lag": int(lags[-1]) if len(lags) else None,
@@ -279,7 +282,8 @@ def sustained(settings: Settings, bootstrap: str, rate: float, seconds: float,
             # CPU per record of each stage while it ran (the scorer's start-up taken out): per-core rates.
             "cpu_us_per_record": {
                 "scorer": per_record(cpu["scorer"] - cpu_before if cpu["scorer"] and cpu_before else None, scored),
-                "monitor": per_record(monitor_cpu[0] if monitor_cpu else None, monitor.labelled),
+                # per telemetry record it read (and the label and prediction that go with it)
+                "monitor": per_record(monitor_cpu[0] if monitor_cpu else None, monitor.telemetry_seen),
                 "producer": per_record(cpu["producer"], produced)}}
 
 
@@ -365,6 +369,9 @@ def _run_bench(settings: Settings, bootstrap: str, records: int,
         "p50_ms": round(pipeline["p50_ms"], 2),
         "p99_ms": round(pipeline["p99_ms"], 2),
         "limit_p99_ms": round(limit["p99_ms"], 2),
+        # CPU per record of each loop in this process: on a shared machine a steadier ratio than the rates'.
+        "cpu_us_per_record": {"pipeline": _rounded(pipeline["cpu_us"]), "raw": _rounded(limit["cpu_us"])},
+        "cpu_ratio": round(limit["cpu_us"] / pipeline["cpu_us"], 3) if pipeline["cpu_us"] else None,
         "peak_rss_mb": round(peak_rss, 1),
         "offered_load": offered,
         "sustained": whole,
@@ -373,6 +380,10 @@ def _run_bench(settings: Settings, bootstrap: str, records: int,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
 
+
+
+def _rounded(value: float | None) -> float | None:
+    return round(value, 1) if value is not None else None
 
 
 def to_json(result: dict) -> str:

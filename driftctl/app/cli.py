@@ -515,6 +515,10 @@ def bench(
     table.add_row("pipeline (champion + online learner)", f"{result['pipeline_rps']:,.0f} records/s")
     table.add_row("raw limit (consume, decode, encode, produce)", f"{result['limit_rps']:,.0f} records/s")
     table.add_row("ratio", f"{result['ratio']:.2f}")
+    cpu = result["cpu_us_per_record"]
+    if result["cpu_ratio"] is not None:
+        table.add_row("CPU per record: pipeline / raw (ratio)",
+                      f"{cpu['pipeline']:.0f} / {cpu['raw']:.0f} us ({result['cpu_ratio']:.2f})")
     table.add_row("latency p50 / p99 (poll to ack)", f"{result['p50_ms']:.1f} / {result['p99_ms']:.1f} ms")
     offered = result["offered_load"]
     table.add_row(f"latency p50 / p99 at {offered['rate']:,.0f} records/s offered (append to ack)",
