@@ -91,7 +91,12 @@ def decode_telemetry(raw: bytes | None, max_bytes: int | None = None) -> Telemet
     if not isinstance(features, dict) or not features:
         raise InvalidRecord("'features' must be a non-empty object")
     for name, feature in features.items():
-        if feature is None or isinstance(feature, str):
+        kind = type(feature)
+        if kind is float:  # the common case first, with no further calls
+            if not math.isfinite(feature):
+                raise InvalidRecord(f"feature {name!r} is not finite (or too large for a float)")
+            continue
+        if feature is None or kind is str or isinstance(feature, str):
             continue
         if isinstance(feature, bool):  # a JSON boolean is a feature: 1 or 0, like a flag column
             features[name] = int(feature)

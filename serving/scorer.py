@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from drift.arbiter import ServingRule, blend
+from drift.arbiter import ServingRule
 from driftctl.messages import Prediction
 from driftctl.runtime.logs import quiet_libraries
 from driftctl.runtime.stack import configure_environment
@@ -229,47 +229,56 @@ class Scorer:
             rows.append(features)
         if not good:
             return []
-        model = self.current.ref.as_dict()
+        current = self.current
+        model = current.ref.as_dict()
         try:
-            frame = pd.DataFrame.from_records(rows, columns=self.current.features)
-            probabilities = self.current.model.predict_proba(frame)  # one pass; the class is its argmax
+            # One pass (the class is its argmax); the compiled champion builds its array without pandas.
+            probabilities = current.predict_proba(rows)
         except Exception:  # one record the model cannot take: find it, dead-letter it, score the rest
             good, rows, probabilities = self._predict_each(producer, good, rows)
             if not good:
                 return []
         probabilities = np.asarray(probabilities)
-        classes = [_plain(c) for c in self.current.model.classes_]
-        predictions = [classes[i] for i in probabilities.argmax(axis=1)]
-        n_learned, now, version = self.n_learned, time.time(), self.current.ref.version
+        classes = [_plain(c) for c in current.model.classes_]
+        keys = [str(c) for c in classes]
+        winners = probabilities.argmax(axis=1).tolist()
+        n_learned, now, version = self.n_learned, time.time(), current.ref.version
         # Labels are learned between batches, so one source serves the whole batch (champion where the
         # online learner has nothing to say yet).
         chosen = self.rule.serving if self.rule is not None else serving.serve
+        blending = self.rule is not None
+        # Records arrive checked: with missing features rejected none is null, and the learner takes them as
+        # they are (River does not change its input); otherwise nulls are dropped (absent to the learner).
+        as_is = serving.missing_features == "reject"
+        predict_online, send, topic, instance = self.online.predict_proba_one, self._send, self.topics.predictions, \
+            self.instance
         sources: list[str] = []
         outcomes: list[tuple[int, Any, Any, Any]] = []
-        for (message, record), features, prediction, proba in zip(good, rows, predictions, probabilities, strict=True):
+        for (message, record), features, winner, row in zip(good, rows, winners, probabilities.tolist(), strict=True):
             try:
-                online_proba = self.online.predict_proba_one(_present(features))
+                online_proba = predict_online(features if as_is else _present(features))
             except Exception as exc:  # the online learner is advisory: the champion still serves
                 log.warning("online learner failed on %s: %s", safe_text(record["id"], 80), reason_of(exc))
                 online_proba = {}
-            online = _plain(max(online_proba, key=online_proba.__getitem__)) if online_proba else None
-            champion = _plain(prediction)
-            champion_proba = dict(zip(classes, proba.tolist(), strict=True))
-            mixed = blend(champion_proba, online_proba) if self.rule is not None else {}
-            blended = _plain(max(mixed, key=mixed.__getitem__)) if mixed else None
-            source = chosen if online is not None else "champion"
-            served, confidence = ((online, online_proba[online]) if source == "online" else
-                                  (blended, mixed[blended]) if source == "blend" else
-                                  (champion, champion_proba[champion]))
+            champion = classes[winner]
+            if online_proba:
+                online = _plain(max(online_proba, key=online_proba.__getitem__))
+                source = chosen
+            else:
+                online, source = None, "champion"
+            blended, blended_p = (_blend_winner(classes, row, online_proba) if blending else (None, 0.0))
+            confidence = (online_proba[online] if source == "online" else
+                          blended_p if source == "blend" else row[winner])
+            served = online if source == "online" else blended if source == "blend" else champion
             sources.append(source)
             outcomes.append((version, champion, online, blended))
             # A literal, not Prediction(...): the call form copies the keywords once more per record.
             value: Prediction = {
                 "id": record["id"], "ts": record["ts"], "prediction": served,
-                "proba": {str(c): round(float(p), 6) for c, p in zip(classes, proba, strict=True)},
+                "proba": dict(zip(keys, [round(p, 6) for p in row], strict=True)),
                 "model": model, "online": {"prediction": online, "n_learned": n_learned},
                 "champion": {"prediction": champion}, "served": source, "served_by": source,
-                "confidence": round(float(confidence), 6), "scorer": self.instance,
+                "confidence": round(float(confidence), 6), "scorer": instance,
                 "scored_at": now, "source": {"partition": message.partition, "offset": message.offset},
             }
             try:
@@ -277,7 +286,7 @@ class Scorer:
             except Exception as exc:
                 self._dead_letter(producer, reason_of(exc), message)
                 continue
-            self._send(producer, self.topics.predictions, message.key, payload)
+            send(producer, topic, message.key, payload)
         # Learning comes after the whole batch is scored, so one learner state scored it.
         for source in dict.fromkeys(sources):
             part = [(m, r) for (m, r), s in zip(good, sources, strict=True) if s == source]
@@ -312,7 +321,8 @@ class Scorer:
         features, (version, champion, online, blended) = scored
         if self.rule is not None and self.current is not None and version == self.current.ref.version:
             self.rule.update(champion == label, online == label, blended == label)
-        self.online.learn_one(_present(features), label)
+        self.online.learn_one(features if self.settings.serving.missing_features == "reject" else _present(features),
+                              label)
         self.n_learned += 1
         self.metrics.labels.inc()
 
@@ -370,6 +380,21 @@ class Scorer:
         if self.shared is not None:
             self.shared[:] = [self.scored, self.dead_letters, self.n_learned,
                               self.current.ref.version if self.current else 0]
+
+
+def _blend_winner(classes: list[Any], champion: list[float], online: dict[Any, float]) -> tuple[Any, float]:
+    """The class `drift.arbiter.blend` would put first, and its blended probability, without the dict:
+    the same sums in the same order, so the same winner (the first of equals)."""
+    best, best_p = None, -1.0
+    get = online.get
+    for c, p in zip(classes, champion, strict=True):
+        mixed = 0.5 * p + 0.5 * get(c, 0.0) if online else 0.5 * p
+        if mixed > best_p:
+            best, best_p = c, mixed
+    for c, p in online.items():
+        if c not in classes and 0.5 * p > best_p:
+            best, best_p = _plain(c), 0.5 * p
+    return _plain(best), best_p
 
 
 def _present(features: dict[str, Any]) -> dict[str, Any]:

@@ -36,10 +36,15 @@ def test_bench_cli_leaves_the_user_home_untouched(home, tmp_path):
            "DRIFTCTL_LEDGER__URL": f"sqlite:///{tmp_path / 'user-ledger.db'}"}
     out = tmp_path / "bench.json"
     done = subprocess.run([sys.executable, "-m", "driftctl", "bench", "--records", "1000", "--rate", "100",
+                           "--sustained-seconds", "5", "--sustained-rate", "200",
                            "--json", str(out)], capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["records"] == 1000 and result["pipeline_rps"] > 0
+    whole = result["sustained"]  # producer, scorer, learner, monitor and audit together, briefly
+    assert {"rate", "seconds", "max_lag", "lag_growth_per_s"} <= set(whole) and whole["rate"] == 200
+    assert result["cpu_us_per_record"]["pipeline"] > 0 and result["cpu_ratio"] > 0
+    assert whole["produced"] == 1000 and whole["scored"] > 0 and result["peak_rss_mb"] > 0
     assert not user_store.exists() and not (tmp_path / "user-ledger.db").exists()
     written = [p for p in home.rglob("*") if p.is_file()] if home.exists() else []
     assert not any(p.name in ("mlflow.db", "ledger.db", "audit.db") for p in written), written

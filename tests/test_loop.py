@@ -2,6 +2,8 @@
 The demo at its default scale runs once per session (tests/conftest.py `demo`; the
 operator's tests watch the same run live): these tests read what it did."""
 
+import json
+
 import pytest
 
 from driftctl.stores.ledger import Ledger
@@ -58,6 +60,17 @@ def test_predictions_after_the_swap_carry_version_2(loop):
     assert set(versions[first_v2:]) == {2}
     assert all(p["model"]["run_id"] == result.retrain_run_id for p in by_time[first_v2:])
     assert all(p["online"]["n_learned"] >= 0 and "source" in p for p in by_time)
+
+
+def test_the_demo_measures_decision_to_serving_and_the_stale_champion(loop):
+    _, result = loop
+    # From the ledger's decision to the first record version 2 scored: a retrain ran between.
+    assert result.decision_to_serving_s is not None and 0 < result.decision_to_serving_s < result.seconds
+    # Version 1 went on scoring after the detection while the retrain ran.
+    assert 0 < result.records_on_stale_champion < result.records - result.drift_at
+    document = json.loads(result.to_json())
+    assert document["decision_to_serving_s"] == result.decision_to_serving_s
+    assert document["records_on_stale_champion"] == result.records_on_stale_champion
 
 
 def test_promotion_recovers_accuracy(loop):

@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from driftctl.messages import ModelLineage
 from driftctl.settings import mask_url
 from driftctl.stores.engine import schema_lock
+from training.compiled import CompiledPipeline, compile_verified
 from training.datasets import FeatureSchema
 from training.trust import ALLOWED_TYPES, HASH_TAG, artifact_sha256, load_trusted, untrusted_types
 
@@ -54,6 +55,14 @@ class LoadedModel:
     model: Any
     schema: FeatureSchema
     accuracy: float | None = None  # its holdout accuracy when it was trained (the run's challenger_accuracy)
+    # The pipeline evaluated on dict rows without pandas, verified equal to `model` at load (None: not compiled).
+    compiled: CompiledPipeline | None = None
+
+    def predict_proba(self, rows: list[dict[str, Any]]) -> Any:
+        """Class probabilities for checked feature rows, in `model.classes_` order."""
+        if self.compiled is not None:
+            return self.compiled.predict_proba(rows)
+        return self.model.predict_proba(pd.DataFrame.from_records(rows, columns=self.features))
 
     @property
     def features(self) -> list[str]:
@@ -138,7 +147,9 @@ class Registry:
             accuracy = self.client.get_run(run_id_of(details)).data.metrics.get("challenger_accuracy")
         except Exception as exc:  # any failure to load leaves the current model serving
             raise RegistryError(f"cannot load {self.model_name} version {version}: {exc}") from exc
-        return LoadedModel(ModelRef(self.model_name, int(version), run_id_of(details)), model, schema, accuracy)
+        # Compiled and checked here, on the loader's thread: the scorer swaps in a model ready to serve.
+        return LoadedModel(ModelRef(self.model_name, int(version), run_id_of(details)), model, schema, accuracy,
+                           compile_verified(model, schema))
 
     def schema(self, run_id: str) -> FeatureSchema:
         """The feature schema a run's model was trained on (what scorers check records against)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import multiprocessing
+import os
 import resource
 import tempfile
 import threading
@@ -37,8 +38,11 @@ from training.recipes import make_classifier
 from training.registry import Registry
 
 if TYPE_CHECKING:
+    from multiprocessing.sharedctypes import Synchronized
+
     from kafka import KafkaConsumer, KafkaProducer
 
+    from driftctl.messages import RetrainTrigger, TrainingWindow
     from serving.scorer import Batch
 
 
@@ -85,6 +89,7 @@ def _drain(consumer: KafkaConsumer, producer: KafkaProducer, records: int,
     latencies: list[float] = []
     done, first_poll = 0, None
     deadline = time.monotonic() + timeout
+    cpu_started = time.process_time()  # this process's CPU, its client threads included: steadier than wall time
     while done < records and time.monotonic() < deadline:
         polled = time.perf_counter()
         batch = consumer.poll(timeout_ms=100, max_records=2000)
@@ -98,7 +103,9 @@ def _drain(consumer: KafkaConsumer, producer: KafkaProducer, records: int,
         latencies.extend([acked - polled] * n)
         done += n
     seconds = time.perf_counter() - (first_poll or time.perf_counter())
+    cpu = time.process_time() - cpu_started
     return {"records": done, "seconds": seconds, "rps": done / seconds if seconds else 0.0,
+            "cpu_us": cpu * 1e6 / done if done else None,
             "p50_ms": float(np.percentile(latencies, 50) * 1000) if latencies else None,
             "p99_ms": float(np.percentile(latencies, 99) * 1000) if latencies else None}
 
@@ -147,14 +154,149 @@ def _produce_load(bootstrap: str, kafka: KafkaSettings, records: int, rate: floa
     producer.close()
 
 
+def _count_load(bootstrap: str, kafka: KafkaSettings, records: int, rate: float, sent: Synchronized[int]) -> None:
+    """The sustained run's producer: `records` at `rate`, labels 300 records late, counted as it goes."""
+    producer = make_producer(bootstrap, kafka)
+
+    def count(n: int) -> None:
+        if n % 500 == 0:
+            sent.value = n
+
+    sent.value = publish(producer, kafka.topics, iot_stream(records, drift_at=10**12, seed=11), rate=rate,
+                         label_delay=300, on_record=count)
+    producer.close()
+
+
+def _peak_rss_mb(pid: int | None) -> float | None:
+    """A live process's peak resident set (Linux /proc; None elsewhere)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    hwm = next((line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")), None)
+    return round(int(hwm) / 1024, 1) if hwm else None
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    """A live process's CPU time, user + system (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def sustained(settings: Settings, bootstrap: str, rate: float, seconds: float,
+              progress: Callable[[str, int, int], None] = lambda *a: None) -> dict:
+    """The whole loop at `rate` for `seconds`: a producer process, a scorer process (scoring, online
+    learning, audit) and a monitor (drift detectors on the labelled stream), on topics and groups of
+    their own. Lag per stage is counted, not read from the broker (Tansu's end offsets are low by up
+    to a batch): records produced minus records the scorer finished, minus telemetry records the
+    monitor read (it reads the labels and predictions too; `labelled_by_monitor` counts the joins)."""
+    from driftctl.stores.ledger import Ledger
+    from serving.monitor import Monitor
+    from serving.scorer import run_scorer_process
+
+    run = uuid.uuid4().hex[:6]
+    kafka = settings.kafka.model_copy(update={"topics": _bench_topics(), "scorer_group": f"bench-scorers-{run}",
+                                              "monitor_group": f"bench-monitor-{run}"})
+    settings = settings.model_copy(update={"kafka": kafka})
+    ensure_topics(bootstrap, kafka)
+    registry = Registry.from_settings(settings)
+    spawn = multiprocessing.get_context("spawn")
+    stats, scorer_stop, sent = spawn.Array("q", 4), spawn.Event(), spawn.Value("q", 0)
+    scorer = spawn.Process(target=run_scorer_process, name="bench-scorer", daemon=True,
+                           args=(settings.model_dump_json(), bootstrap, stats, scorer_stop))
+    ledger = Ledger(settings.ledger_url)
+    stop = threading.Event()
+
+    def no_retrain(window: TrainingWindow, trigger: RetrainTrigger) -> dict:
+        return {"promoted": False, "skipped": True, "reason": "benchmark: no retrain"}
+
+    monitor = Monitor(settings, bootstrap, registry, ledger, no_retrain, stop, name=f"bench-monitor-{run}")
+    monitor_cpu: list[float] = []
+
+    def run_monitor() -> None:
+        try:
+            monitor.run()
+        finally:
+            monitor_cpu.append(time.thread_time())  # this thread's CPU: the monitor's own cost
+
+    monitor_thread = threading.Thread(target=run_monitor, name="bench-monitor", daemon=True)
+    scorer.start()
+    monitor_thread.start()
+    deadline = time.monotonic() + 120
+    while stats[3] == 0 and time.monotonic() < deadline:  # the scorer serves the champion, its group joined
+        time.sleep(0.2)
+    time.sleep(3.0)  # the monitor's group join (a few seconds on Tansu)
+    records = int(rate * seconds)
+    producer = spawn.Process(target=_count_load, args=(bootstrap, kafka, records, rate, sent), daemon=True)
+    samples: list[tuple[float, int, int]] = []  # (t, scorer lag, monitor lag)
+    started = time.monotonic()
+    producer.start()
+    peak_scorer = None
+    cpu_before = _cpu_seconds(scorer.pid)
+    cpu: dict[str, float | None] = {"scorer": None, "producer": None}
+    try:
+        while producer.is_alive() or not samples:
+            time.sleep(1.0)
+            produced = sent.value
+            samples.append((time.monotonic() - started, max(produced - stats[0] - stats[1], 0),
+                            max(produced - monitor.telemetry_seen, 0)))
+            progress("sustained load", int(samples[-1][0]), int(seconds))
+            peak_scorer = _peak_rss_mb(scorer.pid) or peak_scorer
+            cpu = {"scorer": _cpu_seconds(scorer.pid) or cpu["scorer"],
+                   "producer": _cpu_seconds(producer.pid) or cpu["producer"]}
+            if time.monotonic() - started > seconds * 3 + 60:
+                break
+        elapsed = time.monotonic() - started
+        produced = sent.value
+    finally:
+        producer.join(10)
+        if producer.is_alive():
+            producer.kill()
+        scorer_stop.set()
+        stop.set()
+        scorer.join(30)
+        if scorer.is_alive():
+            scorer.kill()
+        monitor_thread.join(30)
+        ledger.close()
+    scored = int(stats[0])
+
+    def per_record(seconds: float | None, n: int) -> float | None:
+        return round(seconds * 1e6 / n, 1) if seconds is not None and n else None
+
+    times = np.array([t for t, _, _ in samples])
+    lags = np.array([max(a, b) for _, a, b in samples], dtype=float)
+    steady = times >= min(10.0, seconds / 5)  # past the first seconds' start-up
+    slope = float(np.polyfit(times[steady], lags[steady], 1)[0]) if steady.sum() >= 3 else None
+    return {"rate": rate, "seconds": round(elapsed, 1), "produced": produced,
+            "achieved_rate": round(produced / elapsed, 1) if elapsed else None,
+            "scored": scored, "seen_by_monitor": monitor.telemetry_seen, "labelled_by_monitor": monitor.labelled,
+            "max_lag": int(lags.max()) if len(lags) else None,
+            "max_lag_scorer": max(a for _, a, _ in samples), "max_lag_monitor": max(b for _, _, b in samples),
+            "final_lag": int(lags[-1]) if len(lags) else None,
+            "lag_growth_per_s": round(slope, 1) if slope is not None else None,
+            "scorer_peak_rss_mb": peak_scorer,
+            # CPU per record of each stage while it ran (the scorer's start-up taken out): per-core rates.
+            "cpu_us_per_record": {
+                "scorer": per_record(cpu["scorer"] - cpu_before if cpu["scorer"] and cpu_before else None, scored),
+                # per telemetry record it read (and the label and prediction that go with it)
+                "monitor": per_record(monitor_cpu[0] if monitor_cpu else None, monitor.telemetry_seen),
+                "producer": per_record(cpu["producer"], produced)}}
+
+
 def run_bench(settings: Settings, bootstrap: str, records: int,
-              progress: Callable[[str, int, int], None] = lambda *a: None, rate: float = 10_000) -> dict:
+              progress: Callable[[str, int, int], None] = lambda *a: None, rate: float = 10_000,
+              sustained_seconds: float = 60.0, sustained_rate: float = 10_000) -> dict:
     with bench_home(settings) as scratch:  # a no-op when the caller already gave one
-        return _run_bench(scratch, bootstrap, records, progress, rate)
+        return _run_bench(scratch, bootstrap, records, progress, rate, sustained_seconds, sustained_rate)
 
 
 def _run_bench(settings: Settings, bootstrap: str, records: int,
-               progress: Callable[[str, int, int], None], rate: float) -> dict:
+               progress: Callable[[str, int, int], None], rate: float, sustained_seconds: float,
+               sustained_rate: float) -> dict:
     topics = _bench_topics()
     settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"topics": topics})})
     ensure_topics(bootstrap, settings.kafka)
@@ -213,6 +355,11 @@ def _run_bench(settings: Settings, bootstrap: str, records: int,
     progress("offered load", 0, 1)
     offered = _offered_load(settings, bootstrap, scorer, topics, rate)
     scorer.audit.close()
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the sustained run's monitor
+    whole = None
+    if sustained_seconds > 0:
+        progress("sustained load", 0, int(sustained_seconds))
+        whole = sustained(settings, bootstrap, sustained_rate, sustained_seconds, progress)
     pipeline, limit = results["pipeline"], results["raw"]
     return {
         "records": records,
@@ -222,13 +369,21 @@ def _run_bench(settings: Settings, bootstrap: str, records: int,
         "p50_ms": round(pipeline["p50_ms"], 2),
         "p99_ms": round(pipeline["p99_ms"], 2),
         "limit_p99_ms": round(limit["p99_ms"], 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        # CPU per record of each loop in this process: on a shared machine a steadier ratio than the rates'.
+        "cpu_us_per_record": {"pipeline": _rounded(pipeline["cpu_us"]), "raw": _rounded(limit["cpu_us"])},
+        "cpu_ratio": round(limit["cpu_us"] / pipeline["cpu_us"], 3) if pipeline["cpu_us"] else None,
+        "peak_rss_mb": round(peak_rss, 1),
         "offered_load": offered,
+        "sustained": whole,
         "n_learned": scorer.n_learned,
         "machine": describe_machine(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
 
+
+
+def _rounded(value: float | None) -> float | None:
+    return round(value, 1) if value is not None else None
 
 
 def to_json(result: dict) -> str:

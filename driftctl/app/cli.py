@@ -118,6 +118,10 @@ def _print_demo(r: DemoResult, home: Path) -> None:
     table.add_row("champion accuracy after promotion", _pct(r.accuracy_after_promotion))
     table.add_row("online learner accuracy after drift", _pct(r.online_accuracy_after_drift))
     table.add_row("served accuracy after drift (before promotion)", _pct(r.served_accuracy_after_drift))
+    table.add_row("retrain decision to the new version serving",
+                  f"{r.decision_to_serving_s:.1f} s" if r.decision_to_serving_s is not None else "-")
+    table.add_row("records the stale champion scored after detection",
+                  f"{r.records_on_stale_champion:,}" if r.records_on_stale_champion is not None else "-")
     table.add_row("wall time", f"{r.seconds:.1f} s")
     console.print(table)
     console.print(f"state left in {home} - run [bold]driftctl status[/bold]", highlight=False)
@@ -463,7 +467,7 @@ def audit(
     path = settings.home / "audit.db"
     if not path.exists():
         raise typer.BadParameter(f"no audit log at {path}: nothing has been scored with this home")
-    log = AuditLog(path)
+    log = AuditLog(path, readonly=True)
     found = log.lookup(record_id)
     log.close()
     if found is None:
@@ -484,6 +488,10 @@ def audit(
 def bench(
     records: int = typer.Option(200_000, min=1_000, help="Records preloaded into 3 partitions."),
     rate: float = typer.Option(10_000, min=100, help="Offered load (records/s) for the latency run."),
+    sustained_seconds: float = typer.Option(60, min=0, help="Seconds of the sustained run: producer, scorer, "
+                                                            "online learning, monitor and audit together "
+                                                            "(0: none)."),
+    sustained_rate: float = typer.Option(10_000, min=100, help="Records/s produced in the sustained run."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the result as JSON to this file."),
     home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
 ) -> None:
@@ -499,18 +507,30 @@ def bench(
         with kafka_stack(settings) as bootstrap:
             result = run_bench(settings, bootstrap, records,
                                lambda phase, done, total: bar.update(task, description=phase, completed=done,
-                                                                     total=total), rate=rate)
+                                                                     total=total), rate=rate,
+                               sustained_seconds=sustained_seconds, sustained_rate=sustained_rate)
     if json_out:
         json_out.write_text(to_json(result))
     table = Table(title=f"driftctl bench, {records:,} records", show_header=False, title_justify="left")
     table.add_row("pipeline (champion + online learner)", f"{result['pipeline_rps']:,.0f} records/s")
     table.add_row("raw limit (consume, decode, encode, produce)", f"{result['limit_rps']:,.0f} records/s")
     table.add_row("ratio", f"{result['ratio']:.2f}")
+    cpu = result["cpu_us_per_record"]
+    if result["cpu_ratio"] is not None:
+        table.add_row("CPU per record: pipeline / raw (ratio)",
+                      f"{cpu['pipeline']:.0f} / {cpu['raw']:.0f} us ({result['cpu_ratio']:.2f})")
     table.add_row("latency p50 / p99 (poll to ack)", f"{result['p50_ms']:.1f} / {result['p99_ms']:.1f} ms")
     offered = result["offered_load"]
     table.add_row(f"latency p50 / p99 at {offered['rate']:,.0f} records/s offered (append to ack)",
                   f"{offered['p50_ms']:.1f} / {offered['p99_ms']:.1f} ms")
-    table.add_row("peak RSS", f"{result['peak_rss_mb']:,.0f} MB")
+    whole = result.get("sustained")
+    if whole:
+        table.add_row(f"sustained {whole['achieved_rate']:,.0f} records/s for {whole['seconds']:.0f} s "
+                      "(scorer, learner, monitor, audit): max lag, growth",
+                      f"{whole['max_lag']:,} records, {whole['lag_growth_per_s']} records/s"
+                      if whole["lag_growth_per_s"] is not None else f"{whole['max_lag']:,} records")
+    table.add_row("peak RSS (bench process; scorer process in the sustained run)",
+                  f"{result['peak_rss_mb']:,.0f} MB; {(whole or {}).get('scorer_peak_rss_mb') or '-'} MB")
     console.print(table)
 
 

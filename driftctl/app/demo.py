@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import shutil
 import threading
@@ -49,6 +50,10 @@ class DemoResult:
     online_accuracy_after_drift: float | None
     served_accuracy_after_drift: float | None  # what was served (serve=best: champion, online or blend)
     seconds: float
+    # Retrain decision to the first record scored by the promoted version (None: nothing promoted).
+    decision_to_serving_s: float | None = None
+    # Records the replaced champion scored after the drift was detected (all of them when none was promoted).
+    records_on_stale_champion: int | None = None
     outcomes: list[dict] = field(default_factory=list)
     incidents: int = 0  # drifts acted on (the events of one drift fold into one incident)
     stack: dict[str, Any] | None = None  # `demo --served`: the stack's addresses, and whether the demo started it
@@ -76,7 +81,7 @@ class _Stage(threading.Thread):
 def fresh_home(settings: Settings) -> None:
     """The embedded broker starts empty, so the demo's models and ledger start empty too."""
     for name in ("mlflow.db", "ledger.db", "ledger.db-wal", "ledger.db-shm", "audit.db", "audit.db-wal",
-                 "audit.db-shm", "mlartifacts", "checkpoints", "reports", "broker.log", "evidently"):
+                 "audit.db-shm", "audit.idx", "mlartifacts", "checkpoints", "reports", "broker.log", "evidently"):
         path = settings.home / name
         if path.is_dir():
             shutil.rmtree(path)
@@ -233,6 +238,9 @@ def summarize(settings: Settings, sent: int, predictions: list[Prediction], moni
     after = [e for e in monitor.events if (seq := position(e)) is not None and seq >= stream.drift_at]
     first = after[0] if after else None
     detected_at = truth[first.window["record_id"]][0] if first else None
+    decided_at = _decision_time(settings, promoted_version)
+    first_served = min((p.get("scored_at") or math.inf for p in by_id.values()
+                        if p["model"]["version"] == promoted_version), default=math.inf)
     return DemoResult(
         records=sent,
         drift_at=stream.drift_at,
@@ -257,10 +265,33 @@ def summarize(settings: Settings, sent: int, predictions: list[Prediction], moni
         served_accuracy_after_drift=accuracy(lambda seq, p: seq >= stream.drift_at and p["model"]["version"] == 1,
                                              served=True),
         seconds=round(seconds, 1),
+        decision_to_serving_s=(round(first_served - decided_at, 2) if decided_at is not None
+                               and math.isfinite(first_served) else None),
+        records_on_stale_champion=(sum(1 for p in by_id.values() if p["model"]["version"] != promoted_version
+                                       and (p.get("scored_at") or 0.0) >= first.at) if first else None),
         outcomes=monitor.outcomes,
         incidents=len({e.incident for e in monitor.events if e.incident is not None}),
         prediction_log=predictions,
     )
+
+
+def _decision_time(settings: Settings, version: int | None) -> float | None:
+    """When the decision to retrain that promoted `version` was taken, from the ledger: its promotion
+    names the decision (the trigger), and the decision's entry its time."""
+    if version is None:
+        return None
+    ledger = Ledger(settings.ledger_url)
+    try:
+        timeline = ledger.timeline()
+    finally:
+        ledger.close()
+    promotion = next((e for e in timeline if e.kind == "promotion" and e.model_version == version), None)
+    decision_id = ((promotion.payload.get("trigger") or {}).get("decision_id") if promotion else None)
+    for entry in timeline:
+        if entry.kind == "decision" and decision_id is not None and entry.payload.get("id") == decision_id:
+            at = entry.payload.get("at")
+            return float(at) if isinstance(at, (int, float)) else entry.at
+    return None
 
 
 # -- `driftctl demo --served`: the same demo on the stack of `driftctl up` ----------------------
