@@ -81,6 +81,8 @@ class RetrainSettings(BaseModel):
     probation_rows: int = Field(500, ge=10, description="labelled records after a promotion judged for auto-rollback")
     rollback_margin: float = Field(0.02, ge=0, description="accuracy the previous champion must lead by to roll back")
     auto_rollback: bool = True
+    nightly_cron: str = Field("", description="cron (UTC) `driftctl up` gives the retrain-nightly deployment; "
+                                             "empty keeps prefect.yaml's")
 
 
 class LedgerSettings(BaseModel):

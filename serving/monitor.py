@@ -121,6 +121,12 @@ class Monitor:
             while not self.stop.is_set():
                 update = updates.poll()
                 wanted = follow_alias(self.registry, update) if update is not None else None
+                if update is not None and wanted is not None and wanted != update.version:
+                    # Behind on the topic: the update naming the alias's version (and so the
+                    # version it replaced, for the probation) is usually the next message.
+                    newer = updates.poll(timeout_ms=1000)
+                    if newer is not None:
+                        update, wanted = newer, follow_alias(self.registry, newer)
                 if update is not None and wanted is not None and (self.champion is None
                                                                   or wanted != self.champion.version):
                     if wanted == update.version:

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -33,9 +34,15 @@ TUNING = {"DRIFTCTL_DRIFT__WARMUP": "1000", "DRIFTCTL_DRIFT__MIN_TRAIN_ROWS": "1
           "DRIFTCTL_EVIDENTLY__SNAPSHOT_INTERVAL": "5"}
 
 
+# The nightly schedule half a day away, so that it never fires during the test (prefect.yaml's
+# 02:00 UTC once replaced a drift retrain in CI), and the override is checked below.
+NIGHTLY_HOUR = (datetime.now(UTC).hour + 12) % 24
+
+
 def _env(home: Path) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DRIFTCTL_", "PREFECT_"))}
-    return {**base, **TUNING, "PYTHONPATH": str(ROOT), "DRIFTCTL_HOME": str(home)}
+    return {**base, **TUNING, "PYTHONPATH": str(ROOT), "DRIFTCTL_HOME": str(home),
+            "DRIFTCTL_RETRAIN__NIGHTLY_CRON": f"0 {NIGHTLY_HOUR} * * *"}
 
 
 def _cli(env: dict, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -123,9 +130,11 @@ def test_every_part_answers_at_its_address(served):
     assert names == {"retrain-on-drift", "retrain-nightly"}
     pool = httpx.get(f"{served.api}/work_pools/driftctl-process", timeout=10).json()
     assert pool["status"] == "READY"
-    # One upcoming nightly run in the list, not three.
-    scheduled = served.runs("retrain-nightly")
-    assert len([r for r in scheduled if r["state_type"] == "SCHEDULED"]) <= 1
+    # One upcoming nightly run in the list, not three, at the hour the setting gave.
+    scheduled = [r for r in served.runs("retrain-nightly") if r["state_type"] == "SCHEDULED"]
+    assert len(scheduled) <= 1, [r["expected_start_time"] for r in scheduled]
+    for run in scheduled:
+        assert datetime.fromisoformat(run["expected_start_time"]).hour == NIGHTLY_HOUR, run["expected_start_time"]
     print(f"up answered in {served.up_seconds:.1f} s")
 
 

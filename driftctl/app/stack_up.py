@@ -288,8 +288,9 @@ def up(settings: Settings, *, any_port: bool = False, timeout: float = 300.0,
         launcher.start("prefect-server", [py, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                                           "--port", str(ports["prefect"])], address=prefect_ui,
                        env={"PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
-                            # One upcoming nightly run in the list, not three.
-                            "PREFECT_SERVER_SERVICES_SCHEDULER_MIN_RUNS": "1"})
+                            # One upcoming nightly run in the list, not three (nor two in the hour before it).
+                            "PREFECT_SERVER_SERVICES_SCHEDULER_MIN_RUNS": "1",
+                            "PREFECT_SERVER_SERVICES_SCHEDULER_MIN_SCHEDULED_TIME": "0"})
         workspace = settings.evidently_workspace
         workspace.mkdir(parents=True, exist_ok=True)
         progress("creating the Evidently project and dashboard")
@@ -327,6 +328,8 @@ def up(settings: Settings, *, any_port: bool = False, timeout: float = 300.0,
         progress("deploying prefect.yaml")
         launcher.run("deploy", [py, "-m", "prefect", "--no-prompt", "deploy", "--all"],
                      timeout=max(1.0, deadline - time.monotonic()))
+        if settings.retrain.nightly_cron:
+            _set_nightly_cron(api, settings.retrain.nightly_cron)
         progress("waiting for every part to answer")
         _wait("the Prefect worker", lambda: _pool_ready(api), deadline, check)
         _wait("the MLflow UI", lambda: _http_ok(f"{mlflow_ui}/health"), deadline, check)
@@ -348,6 +351,18 @@ def _save(settings: Settings, stack: Stack) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(stack.to_dict(), indent=2))
     tmp.replace(path)
+
+
+def _set_nightly_cron(api: str, cron: str) -> None:
+    """Replace prefect.yaml's nightly schedule; Prefect drops the runs it had scheduled for the old one."""
+    found = httpx.post(f"{api}/deployments/filter",
+                       json={"deployments": {"name": {"any_": ["retrain-nightly"]}}}, timeout=10).json()
+    for deployment in found:
+        for schedule in deployment.get("schedules") or []:
+            response = httpx.patch(f"{api}/deployments/{deployment['id']}/schedules/{schedule['id']}",
+                                   json={"schedule": {"cron": cron, "timezone": "UTC"}}, timeout=10)
+            if response.status_code >= 400:
+                raise StackError(f"retrain.nightly_cron {cron!r} was refused by Prefect: {response.text[:200]}")
 
 
 def _pool_ready(api: str) -> bool:
