@@ -290,7 +290,7 @@ def up(settings: Settings, *, any_port: bool = False, timeout: float = 300.0,
                        env={"PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
                             # One upcoming nightly run in the list, not three (nor two in the hour before it).
                             "PREFECT_SERVER_SERVICES_SCHEDULER_MIN_RUNS": "1",
-                            "PREFECT_SERVER_SERVICES_SCHEDULER_MIN_SCHEDULED_TIME": "0"})
+                            "PREFECT_SERVER_SERVICES_SCHEDULER_MIN_SCHEDULED_TIME": "PT0S"})
         workspace = settings.evidently_workspace
         workspace.mkdir(parents=True, exist_ok=True)
         progress("creating the Evidently project and dashboard")
