@@ -206,7 +206,17 @@ def test_a_drifting_stream_retrains_once_through_the_deployment_and_serves_the_n
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=served.addresses["mlflow_ui"])
-    version = client.get_model_version(MODEL, "2")
+
+    def described():  # written at registration; twice a CI run read None through the server: wait, then say where
+        found = client.get_model_version(MODEL, "2")
+        return found if found.description else None
+
+    try:
+        version = _wait("version 2's description", described, 30, served, every=2)
+    except pytest.fail.Exception as exc:
+        direct = MlflowClient(tracking_uri=f"sqlite:///{served.home / 'mlflow.db'}").get_model_version(MODEL, "2")
+        raise AssertionError(f"{exc}; through the server: {client.get_model_version(MODEL, '2')}; "
+                             f"in the store itself: {direct}") from exc
     assert version.description.startswith("Drift retrain, decision ") and "Challenger" in version.description
     assert version.tags["driftctl.deployed_at"].endswith("+00:00")
     assert version.tags["driftctl.trained_at"].endswith("+00:00") and "/" in version.tags["driftctl.data_span"]
