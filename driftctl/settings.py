@@ -77,7 +77,9 @@ class RetrainSettings(BaseModel):
 
     scheduled_rows: int = Field(2_000, ge=100, description="latest labelled records a scheduled retrain learns from")
     checkpoint_every: int = Field(500, ge=1, description="labelled records between window checkpoints in the ledger")
-    lease_seconds: float = Field(900.0, gt=0, description="a retrain lease older than this was left by a dead flow")
+    lease_seconds: float = Field(120.0, gt=0, description="the retrain lease (also taken by rollbacks) is renewed "
+                                                          "every third of this while held; one not renewed for this "
+                                                          "long was left by a dead process and is taken over")
     probation_rows: int = Field(500, ge=10, description="labelled records after a promotion judged for auto-rollback")
     rollback_margin: float = Field(0.02, ge=0, description="accuracy the previous champion must lead by to roll back")
     auto_rollback: bool = True

@@ -4,7 +4,9 @@ lets the policy decide; starts the retrain it asks for (one at a time)."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,6 +35,7 @@ from serving.codec import InvalidRecord, check_features, decode_label, decode_pr
 from serving.deadletter import dead_letter, reason_of
 from serving.incidents import IncidentLog
 from serving.kafka_io import commit_or_warn, make_group_consumer, make_producer
+from serving.promotion import reconcile_if_free
 from serving.rollback import roll_back
 from serving.updates import ModelUpdates, follow_alias
 from serving.workspace import SnapshotRecorder
@@ -92,6 +95,7 @@ class Monitor:
         self._probation_rows: list[tuple] = []  # (features, champion correct, label)
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="previous-model")
         self.rollbacks: list = []
+        self._reconcile_at: float | None = None  # when to try again to end an interrupted champion change
         self.recent: deque[dict] = deque(maxlen=settings.drift.data_window)  # newest features, for snapshots
 
     @property
@@ -115,10 +119,13 @@ class Monitor:
                                             self.settings.kafka.monitor_group)
         snapshots = SnapshotRecorder.from_settings(self.settings)
         try:
+            self._reconcile()
             ref = self.registry.champion()
             if ref is not None:
                 self._on_champion(ref)
             while not self.stop.is_set():
+                if self._reconcile_at is not None and time.monotonic() > self._reconcile_at:
+                    self._reconcile()
                 update = updates.poll()
                 wanted = follow_alias(self.registry, update) if update is not None else None
                 if update is not None and wanted is not None and (self.champion is None
@@ -151,6 +158,18 @@ class Monitor:
             self._loader.shutdown(wait=False, cancel_futures=True)
 
     # -- champion changes -------------------------------------------------------------
+    def _reconcile(self) -> None:
+        """End a champion change a crash left half done (serving.promotion), so the alias, the
+        ledger and the scorers agree; while a retrain or rollback holds the lease, try again later."""
+        try:
+            done = reconcile_if_free(registry=self.registry, ledger=self.ledger, bootstrap=self.bootstrap,
+                                     kafka=self.settings.kafka, holder=f"monitor/{self.name}/{os.getpid()}",
+                                     ttl=self.settings.retrain.lease_seconds)
+        except Exception as exc:
+            log.error("interrupted champion changes not reconciled yet: %s", exc)
+            done = None
+        self._reconcile_at = None if done is not None else time.monotonic() + 10.0
+
     def _on_champion(self, ref: ModelRef, update: ModelUpdate | None = None) -> None:
         log.info("monitor follows %s version %s", ref.name, ref.version)
         self.champion = ref
