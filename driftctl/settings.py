@@ -39,6 +39,9 @@ class KafkaSettings(BaseModel):
     # control messages). zstd: about a fifth of the bytes of none at the same records/s
     # (benchmarks/results/compression.md). Consumers read every codec whatever this says.
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "zstd"
+    # A send not acknowledged within this fails; the scorer then reads its batch again (nothing is
+    # committed past an unacknowledged prediction), so an outage longer than this costs a re-read.
+    send_timeout: float = Field(120.0, ge=1, description="seconds a send may wait for the broker before it fails")
     scorer_group: str = "driftctl-scorers"
     monitor_group: str = "driftctl-monitor"
     topics: Topics = Topics()
