@@ -86,6 +86,9 @@ class RetrainSettings(BaseModel):
     probation_rows: int = Field(500, ge=10, description="labelled records after a promotion judged for auto-rollback")
     rollback_margin: float = Field(0.02, ge=0, description="accuracy the previous champion must lead by to roll back")
     auto_rollback: bool = True
+    positions_kept: int = Field(50_000, ge=1_000, description="the monitor's newest labelled positions kept for "
+                                                              "retrain windows (a sliding window: memory stays "
+                                                              "bounded); keep it above drift.max_train_rows")
 
 
 class LedgerSettings(BaseModel):
@@ -158,8 +161,14 @@ class ServingSettings(BaseModel):
     missing_features: Literal["reject", "impute"] = "reject"
     max_message_bytes: int = Field(64 * 1024, ge=64)
     join_max_records: int = Field(200_000, ge=1, description="records (or early labels) kept to join late labels")
+    join_max_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="bytes (of the messages as received) kept "
+                                                                     "to join late labels, in each scorer and in "
+                                                                     "the monitor; the oldest go first")
     join_max_age: float = Field(3_600.0, gt=0, description="seconds a record waits for its label")
     checkpoint_every: float = Field(10.0, gt=0, description="seconds between online-learner checkpoints")
+    audit_retention: float | None = Field(30 * 86_400.0, gt=0, description="seconds the audit log keeps which model "
+                                                                      "scored each record (whole files age out); "
+                                                                      "empty: for ever")
     instance: str = Field("", description="scorer instance name (default: host-pid); names its checkpoint")
     metrics_port: int | None = Field(None, ge=0, le=65535, description="Prometheus port; 0 = any free port")
 

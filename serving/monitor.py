@@ -3,6 +3,7 @@ lets the policy decide; starts the retrain it asks for (one at a time)."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -76,8 +77,10 @@ class Monitor:
         self.decisions: list[Decision] = []
         self.outcomes: list[dict] = []
         self._pending: OrderedDict[str, dict] = OrderedDict()  # id -> what has arrived of it
+        self._pending_bytes = 0  # the messages (as received) behind _pending, capped by serving.join_max_bytes
         self._done: OrderedDict[str, None] = OrderedDict()  # ids fully joined, bounded like _pending
-        self._positions: list[tuple] = []  # per labelled record: telemetry (p, o), label (p, o), ts
+        # Per labelled record: telemetry (p, o), label (p, o), ts; the newest only (a sliding window).
+        self._positions: deque[tuple] = deque(maxlen=settings.retrain.positions_kept)
         # Labelled positions below this were the champion's training data: its errors there are
         # in-sample (near zero) and would make the out-of-sample error rate look like a rise.
         self._trained_until = 0
@@ -95,6 +98,7 @@ class Monitor:
         self._probation_rows: list[tuple] = []  # (features, champion correct, label)
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="previous-model")
         self.rollbacks: list = []
+        self._alias_ahead = False  # the champion was followed from the alias before its own update arrived
         self._reconcile_at: float | None = None  # when to try again to end an interrupted champion change
         self.recent: deque[dict] = deque(maxlen=settings.drift.data_window)  # newest features, for snapshots
 
@@ -132,8 +136,12 @@ class Monitor:
                                                                   or wanted != self.champion.version):
                     if wanted == update.version:
                         self._on_champion(ModelRef(update.name, wanted, update.run_id), update)
-                    else:  # the alias moved elsewhere (a rollback without Kafka): no probation to run
+                    else:  # the alias moved elsewhere (a rollback without Kafka, or ahead of the topic)
                         self._on_champion(self.registry.ref(wanted))
+                        self._alias_ahead = True
+                elif update is not None and wanted == update.version and self._alias_ahead:
+                    # The update of the version the alias was followed to: it names what it replaced.
+                    self._on_champion(ModelRef(update.name, wanted, update.run_id), update)
                 self._collect_retrain()
                 batch = consumer.poll(timeout_ms=self.settings.serving.poll_timeout_ms, max_records=2000)
                 heartbeat.beat(consumer, records=self.telemetry_seen, extra=self.vitals, dead_letters=self.dead_letters,
@@ -173,6 +181,7 @@ class Monitor:
     def _on_champion(self, ref: ModelRef, update: ModelUpdate | None = None) -> None:
         log.info("monitor follows %s version %s", ref.name, ref.version)
         self.champion = ref
+        self._alias_ahead = False
         self._champion_incident = self._incident_of.get((update.decision_id if update is not None else None) or "")
         self.probation, self._previous_model, self._probation_rows = None, None, []
         previous = update.previous_version if update is not None and not update.rollback else None
@@ -257,9 +266,13 @@ class Monitor:
                 self._on_prediction(prediction)
         state = self._pending.setdefault(record_id, {})
         state.update(slot)
+        state["bytes"] = state.get("bytes", 0) + len(message.value)
+        self._pending_bytes += len(message.value)
         self._join(record_id, state)
-        if len(self._pending) > self.settings.serving.join_max_records:
-            self._pending.popitem(last=False)
+        serving = self.settings.serving
+        while self._pending and (len(self._pending) > serving.join_max_records
+                                 or self._pending_bytes > serving.join_max_bytes):
+            self._pending_bytes -= self._pending.popitem(last=False)[1]["bytes"]
 
     def _join(self, record_id: str, state: dict) -> None:
         if "label" not in state:
@@ -288,7 +301,7 @@ class Monitor:
             # Label, features and prediction all here (in any order): judge the probation once.
             if self.probation is not None and self.champion is not None and state["version"] == self.champion.version:
                 self._judge_probation(state)
-            self._pending.pop(record_id, None)
+            self._pending_bytes -= self._pending.pop(record_id, {}).get("bytes", 0)
             self._done[record_id] = None
             if len(self._done) > self.settings.serving.join_max_records:
                 self._done.popitem(last=False)
@@ -401,7 +414,13 @@ class Monitor:
             self._act(decision)
 
     def window(self, start: int, end: int) -> TrainingWindow:
-        return TrainingWindow.from_positions(self._positions[start:end], bootstrap_servers=self.bootstrap,
+        base = self.labelled - len(self._positions)  # the position of the oldest one kept
+        if start < base:
+            log.warning("window %d-%d: positions before %d are no longer kept (retrain.positions_kept=%d); "
+                        "the window starts there", start, end, base, self.settings.retrain.positions_kept)
+            start = base
+        rows = list(itertools.islice(self._positions, start - base, end - base))
+        return TrainingWindow.from_positions(rows, bootstrap_servers=self.bootstrap,
                                              telemetry_topic=self.topics.telemetry, labels_topic=self.topics.labels,
                                              positions=(start, end))
 
