@@ -39,10 +39,13 @@ class ModelUpdates:
 
 def publish_update(bootstrap: str, kafka: KafkaSettings, update: ModelUpdate) -> None:
     """Announce a champion change on the control stream; every scorer and monitor swaps to it."""
-    producer = make_producer(bootstrap, kafka)
+    # Bounded: a broker that is away fails the announcement in seconds (and the change is undone),
+    # instead of blocking on metadata for the client's default minute.
+    bound = min(kafka.send_timeout, 15.0)
+    producer = make_producer(bootstrap, kafka, max_block_ms=int(bound * 1000), bootstrap_timeout_ms=int(bound * 1000))
     try:
         future = producer.send(kafka.topics.model_updates, key=update.name.encode(), value=update.to_json())
-        future.get(timeout=15)  # raises when the broker did not take it
+        future.get(timeout=bound)  # raises when the broker did not take it
     finally:
         producer.close()
 

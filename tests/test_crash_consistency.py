@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 
 from driftctl.messages import ModelUpdate
-from driftctl.runtime.broker import EmbeddedBroker, ensure_topics
+from driftctl.runtime.broker import EmbeddedBroker, ensure_topics, free_loopback_port
 from driftctl.runtime.faults import VARIABLE
 from driftctl.runtime.stack import configure_environment
 from driftctl.settings import Settings
 from driftctl.stores.ledger import INTENT_OUTCOMES, Ledger
 from serving.kafka_io import read_topic
-from serving.promotion import Change, Lease, change_champion, reconcile_if_free
+from serving.promotion import Change, ChangeFailed, Lease, change_champion, reconcile_if_free
 from serving.scorer import Scorer
 from tests.crash_child import promote_v2
 from tests.homes import clone_home
@@ -133,4 +133,26 @@ def test_a_kill_at_each_step_leaves_alias_ledger_and_scorers_agreeing(kind, step
     finally:
         stop.set()
         thread.join(30)
+        ledger.close()
+
+
+def test_a_failed_announcement_puts_the_alias_back_and_records_it_against_its_intent(template, tmp_path):
+    home = clone_home(template, tmp_path / "home")
+    settings = Settings(home=home)
+    settings.kafka.send_timeout = 2.0  # each attempt to announce gives up after 2 s
+    configure_environment(settings)
+    registry, ledger = Registry.from_settings(settings), Ledger(settings.ledger_url)
+    gone = f"127.0.0.1:{free_loopback_port()}"  # nothing listens: the broker is away
+    try:
+        with Lease(ledger, registry.model_name, "decision-v2/here", LEASE) as lease, \
+                pytest.raises(ChangeFailed, match="alias restored to 1"):
+            promote_v2(registry, ledger, lease, gone, settings)
+        assert registry.champion().version == 1
+        assert ledger.open_intents(registry.model_name) == []
+        failure = ledger.latest("failure")
+        intent = ledger.latest("intent")
+        assert failure.payload["intent"] == intent.id and intent.model_version == 2
+        assert "alias restored to 1" in failure.payload["notes"][0]
+        assert ledger.alias_history(registry.model_name)[-1]["version"] == 1
+    finally:
         ledger.close()

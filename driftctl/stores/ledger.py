@@ -162,11 +162,15 @@ class Ledger:
             ended = {(row[0] or {}).get("intent") for row in conn.execute(later)}
         return [i for i in reversed(intents) if i.id not in ended]
 
-    def timeline(self, *, include_windows: bool = False, limit: int | None = None) -> list[Entry]:
-        """Every entry, oldest first (window checkpoints only when asked for)."""
+    def timeline(self, *, include_windows: bool = False, include_intents: bool = False,
+                 limit: int | None = None) -> list[Entry]:
+        """Every entry, oldest first (window checkpoints and the intents of champion changes, the
+        bookkeeping of their moves, only when asked for)."""
         query = select(entries).order_by(entries.c.id.desc())
         if not include_windows:
             query = query.where(entries.c.kind != "window")
+        if not include_intents:
+            query = query.where(entries.c.kind != "intent")
         if limit:
             query = query.limit(limit)
         with self.engine.connect() as conn:
