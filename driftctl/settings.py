@@ -39,6 +39,9 @@ class KafkaSettings(BaseModel):
     # control messages). zstd: about a fifth of the bytes of none at the same records/s
     # (benchmarks/results/compression.md). Consumers read every codec whatever this says.
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "zstd"
+    # A send not acknowledged within this fails; the scorer then reads its batch again (nothing is
+    # committed past an unacknowledged prediction), so an outage longer than this costs a re-read.
+    send_timeout: float = Field(120.0, ge=1, description="seconds a send may wait for the broker before it fails")
     scorer_group: str = "driftctl-scorers"
     monitor_group: str = "driftctl-monitor"
     topics: Topics = Topics()
@@ -77,12 +80,17 @@ class RetrainSettings(BaseModel):
 
     scheduled_rows: int = Field(2_000, ge=100, description="latest labelled records a scheduled retrain learns from")
     checkpoint_every: int = Field(500, ge=1, description="labelled records between window checkpoints in the ledger")
-    lease_seconds: float = Field(900.0, gt=0, description="a retrain lease older than this was left by a dead flow")
+    lease_seconds: float = Field(120.0, gt=0, description="the retrain lease (also taken by rollbacks) is renewed "
+                                                          "every third of this while held; one not renewed for this "
+                                                          "long was left by a dead process and is taken over")
     probation_rows: int = Field(500, ge=10, description="labelled records after a promotion judged for auto-rollback")
     rollback_margin: float = Field(0.02, ge=0, description="accuracy the previous champion must lead by to roll back")
     auto_rollback: bool = True
     nightly_cron: str = Field("", description="cron (UTC) `driftctl up` gives the retrain-nightly deployment; "
                                              "empty keeps prefect.yaml's")
+    positions_kept: int = Field(50_000, ge=1_000, description="the monitor's newest labelled positions kept for "
+                                                              "retrain windows (a sliding window: memory stays "
+                                                              "bounded); keep it above drift.max_train_rows")
 
 
 class LedgerSettings(BaseModel):
@@ -155,8 +163,14 @@ class ServingSettings(BaseModel):
     missing_features: Literal["reject", "impute"] = "reject"
     max_message_bytes: int = Field(64 * 1024, ge=64)
     join_max_records: int = Field(200_000, ge=1, description="records (or early labels) kept to join late labels")
+    join_max_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="bytes (of the messages as received) kept "
+                                                                     "to join late labels, in each scorer and in "
+                                                                     "the monitor; the oldest go first")
     join_max_age: float = Field(3_600.0, gt=0, description="seconds a record waits for its label")
     checkpoint_every: float = Field(10.0, gt=0, description="seconds between online-learner checkpoints")
+    audit_retention: float | None = Field(30 * 86_400.0, gt=0, description="seconds the audit log keeps which model "
+                                                                      "scored each record (whole files age out); "
+                                                                      "empty: for ever")
     instance: str = Field("", description="scorer instance name (default: host-pid); names its checkpoint")
     metrics_port: int | None = Field(None, ge=0, le=65535, description="Prometheus port; 0 = any free port")
 

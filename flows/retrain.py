@@ -26,7 +26,7 @@ from driftctl.settings import Settings
 from driftctl.stores.ledger import Ledger
 from serving.codec import check_features, decode_label, decode_telemetry
 from serving.kafka_io import read_ranges
-from serving.updates import announce_restore, publish_update
+from serving.promotion import Change, ChangeFailed, Lease, change_champion, reconcile
 from training.datasets import FeatureSchema, join_labelled
 from training.evaluate import Evaluation, train_challenger
 from training.recipes import RECIPES
@@ -61,10 +61,6 @@ def check_cluster(window: TrainingWindow, settings: Settings) -> None:
     if configured and servers(window.bootstrap_servers) != servers(configured):
         raise ForeignCluster(f"the training window names the Kafka cluster {window.bootstrap_servers!r}, not the "
                              f"configured {configured!r}: refused")
-
-
-def lease_name(model_name: str) -> str:
-    return f"retrain:{model_name}"
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
@@ -174,14 +170,13 @@ def record_candidate(registry: Registry, model: Any, frame: pd.DataFrame, target
                                      documents=documents, description=version_description(trigger, evaluation))
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def move_champion(registry: Registry, version: int, reason: str, expected: int | None = None) -> ModelRef | None:
-    return registry.move_champion(version, reason, expected=expected)
-
-
-@task(retries=3, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def announce(update: ModelUpdate, bootstrap: str, settings: Settings) -> None:
-    publish_update(bootstrap, settings.kafka, update)
+@task(cache_policy=NO_CACHE)
+def promote(change: Change, registry: Registry, ledger: Ledger, lease: Lease, bootstrap: str,
+            settings: Settings) -> int:
+    """Intent, fenced compare-and-set alias move, announcement, record (serving.promotion); undone
+    and recorded on failure, so no retry here."""
+    return change_champion(change, registry=registry, ledger=ledger, lease=lease, bootstrap=bootstrap,
+                           kafka=settings.kafka)
 
 
 def retrain_run_name() -> str:
@@ -237,11 +232,11 @@ def run_retrain(window: TrainingWindow, trigger: RetrainTrigger, settings: Setti
     decision_id = trigger.decision_id
     registry = Registry.from_settings(settings)
     ledger = Ledger(settings.ledger_url)
-    lease = lease_name(registry.model_name)
-    holder = f"{decision_id}/{flow_run.get_id() or uuid.uuid4().hex}"
+    lease = Lease(ledger, registry.model_name, f"{decision_id}/{flow_run.get_id() or uuid.uuid4().hex}",
+                  settings.retrain.lease_seconds)
     try:
-        if not ledger.acquire(lease, holder, settings.retrain.lease_seconds):
-            current = ledger.holder(lease) or "a retrain that just ended"
+        if not lease.acquire():
+            current = ledger.holder(lease.name) or "a retrain that just ended"
             reason = f"skipped: another retrain of {registry.model_name} is in flight ({current})"
             if not current.startswith(f"{decision_id}/"):  # a duplicate of the running decision adds nothing
                 ledger.append("skipped", reason=reason, model_name=registry.model_name, event_id=trigger.first_event,
@@ -250,25 +245,26 @@ def run_retrain(window: TrainingWindow, trigger: RetrainTrigger, settings: Setti
             logger.warning(reason)
             return {"promoted": False, "skipped": True, "reason": reason}
         try:
+            # A change a crash left half done is ended first, so this one starts from an agreed champion.
+            reconcile(registry=registry, ledger=ledger, bootstrap=window.bootstrap_servers, kafka=settings.kafka)
             done = ledger.outcome(decision_id)
             if done is not None:  # the same decision delivered twice: it already ran
                 reason = f"skipped: decision {decision_id} already ended ({done.kind}, ledger entry {done.id})"
                 logger.warning(reason)
                 return {"promoted": False, "skipped": True, "reason": reason}
-            return _retrain_once(window, trigger, settings, registry, ledger)
+            return _retrain_once(window, trigger, settings, registry, ledger, lease)
         finally:
-            ledger.release(lease, holder)
+            lease.release()
     finally:
         ledger.close()
 
 
 def _retrain_once(window: TrainingWindow, trigger: RetrainTrigger, settings: Settings, registry: Registry,
-                  ledger: Ledger) -> dict:
+                  ledger: Ledger, lease: Lease) -> dict:
     logger = run_logger()
     event_id = trigger.first_event
     provenance: dict[str, Any] = {"trigger": trigger.model_dump(mode="json"), "window": window.model_dump(mode="json")}
     run_id: str | None = None
-    moved, previous = False, None
     try:
         champion = load_champion(registry)
         frame, target = load_window(window, settings, champion.schema if champion else None)
@@ -296,39 +292,28 @@ def _retrain_once(window: TrainingWindow, trigger: RetrainTrigger, settings: Set
             return outcome
         reason = trigger.reason or evaluation.reason
         assert version is not None  # a promoted challenger was registered
-        previous = move_champion(registry, version, reason, champion.ref.version if champion else None)
-        moved = True
         update = ModelUpdate(name=registry.model_name, version=version, run_id=run_id, reason=reason,
                              event_ids=trigger.event_ids, decision_id=trigger.decision_id,
-                             previous_version=previous.version if previous else None)
-        announce(update, window.bootstrap_servers, settings)
-        ledger.append("promotion", reason=reason, model_name=registry.model_name, model_version=version,
-                      event_id=event_id, payload=provenance)
+                             previous_version=champion.ref.version if champion else None)
+        promote(Change("promotion", update, champion.ref if champion else None, reason, provenance, event_id),
+                registry, ledger, lease, window.bootstrap_servers, settings)
         logger.info("promoted %s version %s: %s", registry.model_name, version, evaluation.reason)
-        moved = False  # done: nothing after this point may undo the promotion
+        # Done: nothing after this point may undo the promotion.
         # Evidence for the record, attached to the run (it never undoes the decision).
         outcome["report"] = _report(registry, champion, frame, settings, trigger, run_id)
         _publish_decision(registry, settings, window, trigger, outcome, champion)
         return outcome
     except Exception as exc:
         notes = []
-        if moved:  # announced to nobody: the alias goes back, so the champion is unchanged
-            try:
-                registry.restore_champion(previous)
-                notes.append(f"alias restored to {previous.version if previous else 'none'}")
-                # The failed announcement may have reached some scorers: the restore is announced too.
-                notes.append(announce_restore(window.bootstrap_servers, settings.kafka, registry.model_name,
-                                              previous, f"restored after a failed promotion: {exc}"))
-            except Exception as restore_exc:
-                notes.append(f"alias NOT restored: {restore_exc}")
         if run_id is not None:
             try:
                 registry.set_run_tags(run_id, {"driftctl.decision": "failed", "driftctl.failure": str(exc)[:5000]})
             except Exception as tag_exc:
                 notes.append(f"run not tagged: {tag_exc}")
-        ledger.append("failure", reason=f"retrain failed, champion unchanged: {type(exc).__name__}: {exc}",
-                      model_name=registry.model_name, event_id=event_id,
-                      payload={**provenance, "run_id": run_id, "notes": notes})
+        if not isinstance(exc, ChangeFailed):  # a failed change recorded its own failure, against its intent
+            ledger.append("failure", reason=f"retrain failed, champion unchanged: {type(exc).__name__}: {exc}",
+                          model_name=registry.model_name, event_id=event_id,
+                          payload={**provenance, "run_id": run_id, "notes": notes})
         raise
 
 

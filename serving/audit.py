@@ -14,7 +14,11 @@ Two parts, both append-only:
 A lookup hashes the id and searches the keys files backwards (a byte search; a hit not on
 a key boundary is skipped), so the latest scoring of a record scored twice is found first;
 its position gives its segment and offset, and the segment's row the rest. The header is
-written last: a block cut short by a crash has no header and is ignored. 56 bits keep the
+written last: a block cut short by a crash has no header and is ignored.
+
+Retention (`serving.audit_retention`): a writer starts new index files every eighth of the
+retention, and whole file sets last written before the retention horizon are deleted with the
+segment rows of that age; nothing inside a file is ever rewritten. 56 bits keep the
 chance that two of 10,000,000 ids share a hash under 0.1%. A log written before the index
 (table `scored`, one row per id) is still answered from that table.
 """
@@ -115,7 +119,7 @@ class IndexFiles:
 class _IndexWriter:
     def __init__(self, directory: Path):
         directory.mkdir(exist_ok=True)
-        stem = directory / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        stem = self.stem = directory / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         # Unbuffered: each block part is one write.
         self.keys: IO[bytes] = open(stem.with_suffix(".keys"), "ab", buffering=0)  # noqa: SIM115 - held open
         self.offsets: IO[bytes] = open(stem.with_suffix(".offsets"), "ab", buffering=0)  # noqa: SIM115
@@ -141,11 +145,13 @@ class AuditLog:
     """The audit log of one home. `readonly` (what `driftctl audit` opens): no schema work, no
     writes, and none of the ledger's imports, so that a lookup is a short process."""
 
-    def __init__(self, path: Path, *, readonly: bool = False):
+    def __init__(self, path: Path, *, readonly: bool = False, retention: float | None = None):
         self.path = path
         self.index_dir = path.with_suffix(".idx")
+        self.retention = retention  # seconds; None: kept for ever
         self._lock = threading.Lock()
         self._writer: _IndexWriter | None = None  # this writer's index files, opened on its first record
+        self._opened_at = self._pruned_at = 0.0
         if readonly:
             self._db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False,
                                        timeout=30)
@@ -185,14 +191,41 @@ class AuditLog:
                     (scorer, topic, partition, min(offsets), max(offsets), model["name"], model["version"],
                      model["run_id"], n_learned, time.time(), served_by))
             assert cursor.lastrowid is not None
+            if self.retention is not None:
+                self._age_out(time.time())
             if self._writer is None:
                 self._writer = _IndexWriter(self.index_dir)
+                self._opened_at = time.time()
             try:
                 self._writer.append(cursor.lastrowid, offsets, ids)
             except BaseException:  # a part written without its header: go on in new files, in step
                 self._writer.close()
                 self._writer = None
                 raise
+
+    def _age_out(self, now: float) -> None:
+        """Rotate this writer's files, and delete what is past the retention (at most once a minute)."""
+        assert self.retention is not None
+        step = self.retention / 8
+        if self._writer is not None and now - self._opened_at > step:
+            self._writer.close()
+            self._writer = None
+        if now - self._pruned_at < min(60.0, step):
+            return
+        self._pruned_at = now
+        horizon = now - self.retention
+        # A file set last written before the horizon has no writer left: any writer rotates after `step`.
+        for stem in IndexFiles.stems(self.index_dir):
+            parts = [stem.with_suffix(suffix) for suffix in (".blocks", ".keys", ".offsets")]
+            try:
+                newest = max(part.stat().st_mtime for part in parts if part.exists())
+            except (OSError, ValueError):  # deleted meanwhile by another scorer
+                continue
+            if newest < horizon:
+                for part in parts:  # .blocks first: readers find a file set by it
+                    part.unlink(missing_ok=True)
+        with self._db:
+            self._db.execute("DELETE FROM segments WHERE scored_at < ?", (horizon,))
 
     def index_bytes(self) -> int:
         """The size of the id index on disk."""
@@ -202,7 +235,10 @@ class AuditLog:
         key = id_key(record_id)
         best: tuple[int, int] | None = None
         for stem in IndexFiles.stems(self.index_dir):
-            found = IndexFiles(stem).find(key)
+            try:
+                found = IndexFiles(stem).find(key)
+            except FileNotFoundError:  # aged out while it was read
+                continue
             if found is not None and (best is None or found[0] > best[0]):
                 best = found  # segment ids grow across writers: the latest scoring wins
         with self._lock:

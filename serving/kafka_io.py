@@ -16,8 +16,11 @@ from driftctl.settings import KafkaSettings
 
 
 def make_producer(bootstrap: str, kafka: KafkaSettings, **options: Any) -> KafkaProducer:
+    delivery_ms = int(kafka.send_timeout * 1000)
     defaults = {"linger_ms": 5, "acks": "all", "retries": 5, "batch_size": 256 * 1024,
-                "compression_type": None if kafka.compression == "none" else kafka.compression}
+                "compression_type": None if kafka.compression == "none" else kafka.compression,
+                # kafka-python wants the delivery timeout above linger + one request's timeout.
+                "delivery_timeout_ms": delivery_ms, "request_timeout_ms": min(30_000, delivery_ms // 2)}
     return KafkaProducer(bootstrap_servers=bootstrap, **kafka.client_options(), **{**defaults, **options})
 
 

@@ -3,8 +3,11 @@ lets the policy decide; starts the retrain it asks for (one at a time)."""
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,6 +36,7 @@ from serving.codec import InvalidRecord, check_features, decode_label, decode_pr
 from serving.deadletter import dead_letter, reason_of
 from serving.incidents import IncidentLog
 from serving.kafka_io import commit_or_warn, make_group_consumer, make_producer
+from serving.promotion import reconcile_if_free
 from serving.rollback import roll_back
 from serving.updates import ModelUpdates, follow_alias
 from serving.workspace import SnapshotRecorder
@@ -73,8 +77,10 @@ class Monitor:
         self.decisions: list[Decision] = []
         self.outcomes: list[dict] = []
         self._pending: OrderedDict[str, dict] = OrderedDict()  # id -> what has arrived of it
+        self._pending_bytes = 0  # the messages (as received) behind _pending, capped by serving.join_max_bytes
         self._done: OrderedDict[str, None] = OrderedDict()  # ids fully joined, bounded like _pending
-        self._positions: list[tuple] = []  # per labelled record: telemetry (p, o), label (p, o), ts
+        # Per labelled record: telemetry (p, o), label (p, o), ts; the newest only (a sliding window).
+        self._positions: deque[tuple] = deque(maxlen=settings.retrain.positions_kept)
         # Labelled positions below this were the champion's training data: its errors there are
         # in-sample (near zero) and would make the out-of-sample error rate look like a rise.
         self._trained_until = 0
@@ -92,6 +98,8 @@ class Monitor:
         self._probation_rows: list[tuple] = []  # (features, champion correct, label)
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="previous-model")
         self.rollbacks: list = []
+        self._alias_ahead = False  # the champion was followed from the alias before its own update arrived
+        self._reconcile_at: float | None = None  # when to try again to end an interrupted champion change
         self.recent: deque[dict] = deque(maxlen=settings.drift.data_window)  # newest features, for snapshots
 
     @property
@@ -115,24 +123,25 @@ class Monitor:
                                             self.settings.kafka.monitor_group)
         snapshots = SnapshotRecorder.from_settings(self.settings)
         try:
+            self._reconcile()
             ref = self.registry.champion()
             if ref is not None:
                 self._on_champion(ref)
             while not self.stop.is_set():
+                if self._reconcile_at is not None and time.monotonic() > self._reconcile_at:
+                    self._reconcile()
                 update = updates.poll()
                 wanted = follow_alias(self.registry, update) if update is not None else None
-                if update is not None and wanted is not None and wanted != update.version:
-                    # Behind on the topic: the update naming the alias's version (and so the
-                    # version it replaced, for the probation) is usually the next message.
-                    newer = updates.poll(timeout_ms=1000)
-                    if newer is not None:
-                        update, wanted = newer, follow_alias(self.registry, newer)
                 if update is not None and wanted is not None and (self.champion is None
                                                                   or wanted != self.champion.version):
                     if wanted == update.version:
                         self._on_champion(ModelRef(update.name, wanted, update.run_id), update)
-                    else:  # the alias moved elsewhere (a rollback without Kafka): no probation to run
+                    else:  # the alias moved elsewhere (a rollback without Kafka, or ahead of the topic)
                         self._on_champion(self.registry.ref(wanted))
+                        self._alias_ahead = True
+                elif update is not None and wanted == update.version and self._alias_ahead:
+                    # The update of the version the alias was followed to: it names what it replaced.
+                    self._on_champion(ModelRef(update.name, wanted, update.run_id), update)
                 self._collect_retrain()
                 batch = consumer.poll(timeout_ms=self.settings.serving.poll_timeout_ms, max_records=2000)
                 heartbeat.beat(consumer, records=self.telemetry_seen, extra=self.vitals, dead_letters=self.dead_letters,
@@ -157,9 +166,22 @@ class Monitor:
             self._loader.shutdown(wait=False, cancel_futures=True)
 
     # -- champion changes -------------------------------------------------------------
+    def _reconcile(self) -> None:
+        """End a champion change a crash left half done (serving.promotion), so the alias, the
+        ledger and the scorers agree; while a retrain or rollback holds the lease, try again later."""
+        try:
+            done = reconcile_if_free(registry=self.registry, ledger=self.ledger, bootstrap=self.bootstrap,
+                                     kafka=self.settings.kafka, holder=f"monitor/{self.name}/{os.getpid()}",
+                                     ttl=self.settings.retrain.lease_seconds)
+        except Exception as exc:
+            log.error("interrupted champion changes not reconciled yet: %s", exc)
+            done = None
+        self._reconcile_at = None if done is not None else time.monotonic() + 10.0
+
     def _on_champion(self, ref: ModelRef, update: ModelUpdate | None = None) -> None:
         log.info("monitor follows %s version %s", ref.name, ref.version)
         self.champion = ref
+        self._alias_ahead = False
         self._champion_incident = self._incident_of.get((update.decision_id if update is not None else None) or "")
         self.probation, self._previous_model, self._probation_rows = None, None, []
         previous = update.previous_version if update is not None and not update.rollback else None
@@ -244,9 +266,13 @@ class Monitor:
                 self._on_prediction(prediction)
         state = self._pending.setdefault(record_id, {})
         state.update(slot)
+        state["bytes"] = state.get("bytes", 0) + len(message.value)
+        self._pending_bytes += len(message.value)
         self._join(record_id, state)
-        if len(self._pending) > self.settings.serving.join_max_records:
-            self._pending.popitem(last=False)
+        serving = self.settings.serving
+        while self._pending and (len(self._pending) > serving.join_max_records
+                                 or self._pending_bytes > serving.join_max_bytes):
+            self._pending_bytes -= self._pending.popitem(last=False)[1]["bytes"]
 
     def _join(self, record_id: str, state: dict) -> None:
         if "label" not in state:
@@ -275,7 +301,7 @@ class Monitor:
             # Label, features and prediction all here (in any order): judge the probation once.
             if self.probation is not None and self.champion is not None and state["version"] == self.champion.version:
                 self._judge_probation(state)
-            self._pending.pop(record_id, None)
+            self._pending_bytes -= self._pending.pop(record_id, {}).get("bytes", 0)
             self._done[record_id] = None
             if len(self._done) > self.settings.serving.join_max_records:
                 self._done.popitem(last=False)
@@ -388,7 +414,13 @@ class Monitor:
             self._act(decision)
 
     def window(self, start: int, end: int) -> TrainingWindow:
-        return TrainingWindow.from_positions(self._positions[start:end], bootstrap_servers=self.bootstrap,
+        base = self.labelled - len(self._positions)  # the position of the oldest one kept
+        if start < base:
+            log.warning("window %d-%d: positions before %d are no longer kept (retrain.positions_kept=%d); "
+                        "the window starts there", start, end, base, self.settings.retrain.positions_kept)
+            start = base
+        rows = list(itertools.islice(self._positions, start - base, end - base))
+        return TrainingWindow.from_positions(rows, bootstrap_servers=self.bootstrap,
                                              telemetry_topic=self.topics.telemetry, labels_topic=self.topics.labels,
                                              positions=(start, end))
 

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from driftctl.messages import ModelUpdate
 from driftctl.settings import Settings
 from driftctl.stores.ledger import Ledger
-from serving.updates import announce_restore, publish_update
+from serving.promotion import Change, Lease, change_champion, reconcile
 from training.registry import Registry
 
 
@@ -47,57 +47,45 @@ def roll_back(settings: Settings, *, to: int | None = None, reason: str | None =
               evidence: dict | None = None) -> Rollback:
     """Point `champion` at `to` (default: the version that served before the current one),
     record it, and announce it on the model-updates topic of `bootstrap` (default: the
-    configured cluster; with none, the change is recorded and scorers pick it up at start)."""
+    configured cluster; with none, the change is recorded and scorers pick it up at start).
+    Under the retrain lease, after ending any change a crash left half done (serving.promotion)."""
     registry = registry or Registry.from_settings(settings)
     own_ledger = ledger is None
     ledger = ledger or Ledger(settings.ledger_url)
+    bootstrap = bootstrap or settings.kafka.bootstrap_servers or None
+    # The same lease as retrains: a rollback never interleaves with a promotion.
+    lease = Lease(ledger, registry.model_name, f"rollback/{uuid.uuid4().hex}", settings.retrain.lease_seconds)
     try:
-        current = registry.champion()
-        if current is None:
-            raise RollbackError(f"{registry.model_name} has no champion to roll back")
-        target = to if to is not None else previous_version(ledger, registry.model_name, current.version)
-        if target is None:
-            target = current.version - 1 if current.version > 1 else None
-        if target is None:
-            raise RollbackError(f"{registry.model_name} version {current.version} has no earlier version; "
-                                f"pass --to VERSION")
-        if target == current.version:
-            raise RollbackError(f"version {target} is already the champion of {registry.model_name}")
-        if not registry.exists(target):
-            raise RollbackError(f"{registry.model_name} has no version {target}")
-        reason = reason or f"manual rollback from version {current.version} to version {target}"
-        # The same lease as retrains: a rollback never interleaves with a promotion.
-        lease, holder = f"retrain:{registry.model_name}", f"rollback/{uuid.uuid4().hex}"
-        if not ledger.acquire(lease, holder, settings.retrain.lease_seconds):
+        if not lease.acquire():
             raise RollbackError(f"a retrain or rollback of {registry.model_name} is in flight "
-                                f"({ledger.holder(lease)}); try again when it ends")
+                                f"({ledger.holder(lease.name) or 'just ended'}); try again when it ends")
         try:
-            registry.move_champion(target, reason, expected=current.version)
+            reconcile(registry=registry, ledger=ledger, bootstrap=bootstrap, kafka=settings.kafka)
+            current = registry.champion()
+            if current is None:
+                raise RollbackError(f"{registry.model_name} has no champion to roll back")
+            target = to if to is not None else previous_version(ledger, registry.model_name, current.version)
+            if target is None:
+                target = current.version - 1 if current.version > 1 else None
+            if target is None:
+                raise RollbackError(f"{registry.model_name} version {current.version} has no earlier version; "
+                                    f"pass --to VERSION")
+            if target == current.version:
+                raise RollbackError(f"version {target} is already the champion of {registry.model_name}")
+            if not registry.exists(target):
+                raise RollbackError(f"{registry.model_name} has no version {target}")
+            reason = reason or f"manual rollback from version {current.version} to version {target}"
             ref = registry.ref(target)
-            bootstrap = bootstrap or settings.kafka.bootstrap_servers
-            published = False
-            if bootstrap:
-                update = ModelUpdate(name=ref.name, version=target, run_id=ref.run_id, reason=reason, rollback=True,
-                                     previous_version=current.version)
-                try:
-                    publish_update(bootstrap, settings.kafka, update)
-                    published = True
-                except Exception as exc:
-                    registry.restore_champion(current)
-                    note = announce_restore(bootstrap, settings.kafka, registry.model_name, current,
-                                            f"rollback to {target} failed to announce: {exc}")
-                    ledger.append("failure", reason=f"rollback to version {target} not announced, alias restored to "
-                                                    f"{current.version}: {exc}; {note}",
-                                  model_name=registry.model_name, model_version=current.version)
-                    raise
+            update = ModelUpdate(name=ref.name, version=target, run_id=ref.run_id, reason=reason, rollback=True,
+                                 previous_version=current.version)
+            record = {"from_version": current.version, "to_version": target, "from_run_id": current.run_id,
+                      "to_run_id": ref.run_id, "automatic": automatic, "evidence": evidence or {}}
+            entry = change_champion(Change("rollback", update, current, reason, record), registry=registry,
+                                    ledger=ledger, lease=lease, bootstrap=bootstrap, kafka=settings.kafka)
         finally:
-            ledger.release(lease, holder)
-        entry = ledger.append("rollback", reason=reason, model_name=ref.name, model_version=target,
-                              payload={"from_version": current.version, "to_version": target,
-                                       "from_run_id": current.run_id, "to_run_id": ref.run_id,
-                                       "automatic": automatic, "published": published,
-                                       "evidence": evidence or {}})
-        return Rollback(ref.name, current.version, target, ref.run_id, reason, automatic, published, entry)
+            lease.release()
+        return Rollback(ref.name, current.version, target, ref.run_id, reason, automatic, bootstrap is not None,
+                        entry)
     finally:
         if own_ledger:
             ledger.close()

@@ -77,8 +77,8 @@ class Scorer:
         self._sends: list = []  # this batch's send futures: checked before its offsets are committed
         self.load_failures: list[tuple[int, str]] = []
         self.swaps: list[tuple[int, float]] = []  # (version, when it began serving) in this process
-        self.joiner = LabelJoiner(serving.join_max_records, serving.join_max_age)
-        self.audit = AuditLog(settings.home / "audit.db")
+        self.joiner = LabelJoiner(serving.join_max_records, serving.join_max_age, max_bytes=serving.join_max_bytes)
+        self.audit = AuditLog(settings.home / "audit.db", retention=serving.audit_retention)
         self._seen: dict[str, int] = {}  # "topic:partition" -> next offset, for checkpoints
         self._loading: tuple[int, Future[LoadedModel]] | None = None
         self._wanted: int | None = None  # newest announced version not yet being loaded
@@ -293,9 +293,9 @@ class Scorer:
             self.audit.record(scorer=self.instance, topic=tp.topic, partition=tp.partition,
                               offsets=[m.offset for m, _ in part], ids=[r["id"] for _, r in part],
                               model=model, n_learned=n_learned, served_by=source)
-        for (_, record), features, outcome in zip(good, rows, outcomes, strict=True):
+        for (message, record), features, outcome in zip(good, rows, outcomes, strict=True):
             try:
-                ready = self.joiner.add_record(record["id"], (features, outcome))
+                ready = self.joiner.add_record(record["id"], (features, outcome), len(message.value))
                 if ready is not None:
                     self._learn_one(*ready)
             except Exception as exc:  # scored already: a failure to learn from it is logged, not lettered
@@ -309,7 +309,7 @@ class Scorer:
         for message in messages:
             try:
                 value = decode_label(message.value)
-                ready = self.joiner.add_label(value["id"], value["label"])
+                ready = self.joiner.add_label(value["id"], value["label"], len(message.value))
                 if ready is not None:
                     self._learn_one(*ready)
             except Exception as exc:

@@ -9,7 +9,7 @@ from kafka import TopicPartition
 from driftctl.messages import InvalidMessage, ModelUpdate
 from driftctl.settings import KafkaSettings
 from serving.kafka_io import make_producer, make_reader
-from training.registry import ModelRef, Registry
+from training.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,13 @@ class ModelUpdates:
 
 def publish_update(bootstrap: str, kafka: KafkaSettings, update: ModelUpdate) -> None:
     """Announce a champion change on the control stream; every scorer and monitor swaps to it."""
-    producer = make_producer(bootstrap, kafka)
+    # Bounded: a broker that is away fails the announcement in seconds (and the change is undone),
+    # instead of blocking on metadata for the client's default minute.
+    bound = min(kafka.send_timeout, 15.0)
+    producer = make_producer(bootstrap, kafka, max_block_ms=int(bound * 1000), bootstrap_timeout_ms=int(bound * 1000))
     try:
         future = producer.send(kafka.topics.model_updates, key=update.name.encode(), value=update.to_json())
-        future.get(timeout=15)  # raises when the broker did not take it
+        future.get(timeout=bound)  # raises when the broker did not take it
     finally:
         producer.close()
 
@@ -62,18 +65,3 @@ def follow_alias(registry: Registry, update: ModelUpdate) -> int | None:
         log.warning("model update names version %s but the champion alias points at %s: following the alias",
                     update.version, ref.version)
     return ref.version
-
-
-def announce_restore(bootstrap: str, kafka: KafkaSettings, model_name: str, restored: ModelRef | None,
-                     reason: str) -> str:
-    """Announce that the alias went back to `restored` (a ModelRef, None: no champion); returns
-    a note for the ledger. A scorer that saw the failed promotion checks the alias again."""
-    if restored is None:
-        return "restore not announced: no champion to go back to"
-    update = ModelUpdate(name=model_name, version=restored.version, run_id=restored.run_id, reason=reason[:1000],
-                         rollback=True)
-    try:
-        publish_update(bootstrap, kafka, update)
-        return f"restore of version {restored.version} announced"
-    except Exception as exc:
-        return f"restore NOT announced ({type(exc).__name__}: {exc}); scorers follow the alias at their next update"

@@ -1,6 +1,7 @@
 """The audit log records which source served each record; an older log gains the column."""
 
 import sqlite3
+import time
 
 from serving.audit import AuditLog, id_hash
 
@@ -99,4 +100,18 @@ def test_a_log_with_one_row_per_id_still_answers(tmp_path):
     db.close()
     log = AuditLog(path)
     assert log.lookup("old")["served_by"] == "online" and log.lookup("old")["source"]["offset"] == 4
+    log.close()
+
+
+def test_whole_index_files_age_out_after_the_retention(tmp_path):
+    log = AuditLog(tmp_path / "audit.db", retention=0.8)  # files rotate every 0.1 s
+    log.record(scorer="s", topic="t", partition=0, offsets=[1, 2], ids=["old-a", "old-b"], model=MODEL, n_learned=1)
+    assert log.lookup("old-a") is not None
+    time.sleep(1.0)
+    log.record(scorer="s", topic="t", partition=0, offsets=[3], ids=["new"], model=MODEL, n_learned=2)
+    assert log.lookup("old-a") is None and log.lookup("old-b") is None
+    assert log.lookup("new")["source"]["offset"] == 3
+    assert len(list((tmp_path / "audit.idx").glob("*.keys"))) == 1  # the old file set is gone, whole
+    rows = sqlite3.connect(tmp_path / "audit.db").execute("SELECT COUNT(*) FROM segments").fetchone()[0]
+    assert rows == 1
     log.close()

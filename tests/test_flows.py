@@ -16,8 +16,9 @@ from driftctl.runtime.broker import ensure_topics
 from driftctl.runtime.stack import configure_environment
 from driftctl.settings import Settings
 from driftctl.stores.ledger import Ledger
-from flows.retrain import lease_name, retrain, scheduled_retrain
+from flows.retrain import retrain, scheduled_retrain
 from serving.kafka_io import read_topic
+from serving.promotion import lease_name
 from tests.streams import produce, readings, trigger, window
 from training.registry import Registry
 

@@ -14,7 +14,8 @@ from driftctl.runtime.broker import EmbeddedBroker, ensure_topics
 from driftctl.runtime.stack import configure_environment
 from driftctl.settings import Settings
 from driftctl.stores.ledger import Ledger
-from flows.retrain import lease_name, retrain
+from flows.retrain import retrain
+from serving.promotion import lease_name
 from tests.postgres import postgres_server
 from tests.streams import produce, readings, trigger, window
 from training.registry import Registry

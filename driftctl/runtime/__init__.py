@@ -1,2 +1,2 @@
 """The runtime at the bottom: the embedded Kafka-protocol broker, the stack's environment,
-logging and the machine description benchmarks record."""
+logging, the machine description benchmarks record, and the fault-injection hook of the crash tests."""

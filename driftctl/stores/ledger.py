@@ -23,6 +23,7 @@ from sqlalchemy import (
     delete,
     insert,
     select,
+    update,
 )
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -55,7 +56,7 @@ leases = Table(
 )
 
 KINDS = ("drift_event", "decision", "promotion", "rejection", "failure", "rollback", "window", "skipped",
-         "incident", "incident_update")
+         "incident", "incident_update", "intent")
 # The kinds that open an incident (one per drift) and fold into it the events that fire while
 # the drift is already being acted on (serving.incidents).
 INCIDENT_KINDS = ("incident", "incident_update")
@@ -63,6 +64,9 @@ INCIDENT_KINDS = ("incident", "incident_update")
 OUTCOMES = ("promotion", "rejection", "failure", "skipped")
 # The kinds that move the champion alias.
 ALIAS_MOVES = ("promotion", "rollback")
+# What ends an `intent` (a champion change written down before the alias moves, serving.promotion):
+# the move's record, or a failure that undid it; either names the intent in its payload.
+INTENT_OUTCOMES = ("promotion", "rollback", "failure")
 
 
 class LedgerError(Exception):
@@ -144,11 +148,29 @@ class Ledger:
                     return entry
         return None
 
-    def timeline(self, *, include_windows: bool = False, limit: int | None = None) -> list[Entry]:
-        """Every entry, oldest first (window checkpoints only when asked for)."""
+    def open_intents(self, model_name: str, scan: int = 20) -> list[Entry]:
+        """Champion changes of `model_name` written down but never ended (a crash between the
+        steps), oldest first."""
+        query = (select(entries).where(entries.c.kind == "intent", entries.c.model_name == model_name)
+                 .order_by(entries.c.id.desc()).limit(scan))
+        with self.engine.connect() as conn:
+            intents = [Entry(**row._mapping) for row in conn.execute(query)]
+            if not intents:
+                return []
+            later = select(entries.c.payload).where(entries.c.kind.in_(INTENT_OUTCOMES),
+                                                    entries.c.id > min(i.id for i in intents))
+            ended = {(row[0] or {}).get("intent") for row in conn.execute(later)}
+        return [i for i in reversed(intents) if i.id not in ended]
+
+    def timeline(self, *, include_windows: bool = False, include_intents: bool = False,
+                 limit: int | None = None) -> list[Entry]:
+        """Every entry, oldest first (window checkpoints and the intents of champion changes, the
+        bookkeeping of their moves, only when asked for)."""
         query = select(entries).order_by(entries.c.id.desc())
         if not include_windows:
             query = query.where(entries.c.kind != "window")
+        if not include_intents:
+            query = query.where(entries.c.kind != "intent")
         if limit:
             query = query.limit(limit)
         with self.engine.connect() as conn:
@@ -184,6 +206,14 @@ class Ledger:
             return True
         except IntegrityError:
             return False
+
+    def renew(self, name: str, holder: str, ttl: float) -> bool:
+        """Extend `holder`'s lease by `ttl` seconds from now; False if it is not (or no longer)
+        theirs: another process took it over after it expired. The fencing check before a write."""
+        with self.engine.begin() as conn:
+            done = conn.execute(update(leases).where(leases.c.name == name, leases.c.holder == holder)
+                                .values(expires_at=time.time() + ttl))
+        return done.rowcount == 1
 
     def holder(self, name: str) -> str | None:
         with self.engine.connect() as conn:
