@@ -149,7 +149,7 @@ class ServingSettings(BaseModel):
                                                        "weight (serve = best)")
     serve_margin: float = Field(0.01, ge=0, lt=1, description="lead in recent accuracy another model needs before "
                                                               "serving switches to it (hysteresis)")
-    online_learner: Literal["hoeffding-tree", "hoeffding-adaptive-tree"] = "hoeffding-tree"
+    online_learner: Literal["hoeffding-tree", "renewing-hoeffding-tree", "hoeffding-adaptive-tree"] = "hoeffding-tree"
     missing_features: Literal["reject", "impute"] = "reject"
     max_message_bytes: int = Field(64 * 1024, ge=64)
     join_max_records: int = Field(200_000, ge=1, description="records (or early labels) kept to join late labels")
