@@ -54,12 +54,20 @@ class Renewing:
         self.shadow_seen = 0
         self.shadow_wins = self.main_wins = 0  # labels since the shadow started that only it / only main got right
         self.renewals = 0
+        # Whether the record last learned was scored by the serving learner (False once it was
+        # renewed: a caller judging the learner by its served predictions should skip that one).
+        self.fresh = True
         self._scored: dict[int, tuple[dict[Any, Any], Any]] = {}  # id(record) -> (record, main's prediction)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_scored"] = {}  # identities mean nothing in another process
         return state
+
+    @property
+    def accuracy(self) -> float:
+        """The serving learner's recent labelled accuracy (exponentially weighted)."""
+        return self.fast
 
     def predict_proba_one(self, x: dict[Any, Any]) -> dict[Any, float]:
         proba: dict[Any, float] = self.main.predict_proba_one(x)
@@ -76,7 +84,8 @@ class Renewing:
     def learn_one(self, x: dict[Any, Any], y: Any) -> None:
         kept = self._scored.pop(id(x), None)
         # The record object itself is kept with its prediction, so an identity match is this record.
-        predicted = kept[1] if kept is not None and kept[0] is x else self.main.predict_one(x)
+        self.fresh = kept is not None and kept[0] is x
+        predicted = kept[1] if kept is not None and self.fresh else self.main.predict_one(x)
         main_right = predicted == y
         self.fast += self.fast_alpha * (main_right - self.fast)
         self.slow += self.slow_alpha * (main_right - self.slow)
