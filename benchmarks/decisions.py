@@ -42,7 +42,9 @@ WARMUP = 2_000
 DELAYS = (0, 500)
 PERIODS = (2_000, 5_000, 10_000)
 ARF = "online:adaptive-random-forest-5"
-LEARNER = "hoeffding-tree"  # the default online learner (benchmarks/results/learners.md)
+LEARNER = "hoeffding-tree"  # the plain tree, `online` (a cache key of the baselines: keep it)
+# The default online learner alone (benchmarks/results/learners.md): the "online alone" column.
+ONLINE = f"online:{ServingSettings().online_learner}"
 
 # A variant of the drift policy: changes to DriftSettings and to ServingSettings defaults.
 Variant = tuple[dict, dict]
@@ -60,6 +62,9 @@ VARIANTS: dict[str, Variant] = {
     "+archive": ({**BEFORE[0], "archive": True}, BEFORE[1]),
     "+covariate": ({**BEFORE[0], "keep_old_on_covariate": True}, BEFORE[1]),
     "after": AFTER,
+    # The defaults before the renewing learner: a plain Hoeffding tree, serving half-life 200.
+    "after-renew": ({}, {"online_learner": "hoeffding-tree", "serve_halflife": 200}),
+    "after+archive": ({"archive": True}, {}),
     "after+regrow": (REGROW, {}),
     "after+all": (EVERYTHING, {}),
 }
@@ -190,7 +195,8 @@ def render(all_rows: list[dict], streams: list[Stream], columns: list[str], args
            "- drift policy = the defaults, `DriftSettings()` and `ServingSettings()` (serve = best, accuracy gap "
            f"on, online learner {ServingSettings().online_learner}); before = `{BEFORE}` (the policy as it was); "
            f"periodic at {periods} labelled "
-           f"records (the most accurate shown); ARF = River `ARFClassifier(n_models=5)`; online = `{LEARNER}` alone.",
+           f"records (the most accurate shown); ARF = River `ARFClassifier(n_models=5)`; online alone = `{ONLINE}` "
+           f"(`online` = `{LEARNER}`).",
            "", __doc__.split("\n\n", 2)[2].strip(), ""]
     for delay in DELAYS:
         out += [f"## Label delay {delay}", "",
@@ -205,7 +211,8 @@ def render(all_rows: list[dict], streams: list[Stream], columns: list[str], args
             a, b = rows[(s.name, delay, "after")], rows[(s.name, delay, "before")]
             st = rows[(s.name, delay, "static")]
             pc, p = best_periodic(rows, s.name, delay)
-            arf, online = rows.get((s.name, delay, ARF)), rows.get((s.name, delay, "online"))
+            arf, online = rows.get((s.name, delay, ARF)), rows.get((s.name, delay, ONLINE),
+                                                                   rows.get((s.name, delay, "online")))
             served = a["served"]
             total = max(1, sum(served.values()))
             share = "/".join(f"{100 * served[k] / total:.0f}" for k in ("champion", "online", "blend"))
@@ -229,8 +236,10 @@ def render(all_rows: list[dict], streams: list[Stream], columns: list[str], args
     # ablations
     variants = [c for c in VARIANTS if any(r["column"] == c for r in all_rows)]
     out += ["## Each decision idea: accuracy (retrains) per variant of the drift policy", "",
-            "`before` is the policy as it was; `+x` adds one idea to it; `after` is the defaults (serve + gap, "
-            "the drift policy above); `after+x` adds an off-by-default idea to them. serve: serve the best of "
+            "`before` is the policy as it was; `+x` adds one idea to it; `after` is the defaults (serve + gap + "
+            "renewing online learner, the drift policy above); `after-renew` the defaults with the plain Hoeffding "
+            "tree and serving half-life 200 (the defaults before the renewing learner); `after+x` adds an "
+            "off-by-default idea to them. serve: serve the best of "
             "champion, online learner and blend by recent labelled accuracy; regrow: retrain windows since the "
             "change (from ADWIN's cut), again each time the window doubles while challengers win; archive: "
             "earlier champions compete 300 labelled records after a concept drift; covariate: a label-free "
@@ -304,13 +313,14 @@ def main() -> None:
                         "ARF, online) of an earlier run at the same scale")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--render-only", action="store_true", help="write the report from cached rows only "
-                        "(a run cut short); implies --reuse")
+                        "(a run cut short, or rows run with --no-speed); implies --reuse; add --no-speed to skip "
+                        "the speed measurement")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "decisions.md")
     args = parser.parse_args()
     scale = args.scale if args.scale is not None else 0.25 if args.quick else 1.0
     streams = [s for s in STREAMS if not args.streams or any(k in s.name for k in args.streams.split(","))]
     columns = args.columns.split(",") if args.columns else [
-        *VARIANTS, "static", *(f"periodic:{p}" for p in PERIODS), ARF, "online"]
+        *VARIANTS, "static", *(f"periodic:{p}" for p in PERIODS), ARF, "online", ONLINE]
     global REUSE
     REUSE = args.reuse or args.render_only
     for s in streams:  # build each table once, before the workers read it
@@ -318,15 +328,14 @@ def main() -> None:
     # The main table first (ARF, the slowest, leading), the ablations after; the report is rewritten
     # as rows arrive, so a run cut short still leaves every finished stream in it.
     order = {c: k for k, c in enumerate(["after", "before", "static", *(f"periodic:{p}" for p in PERIODS),
-                                         "online", "+serve", "+gap", ARF])}
-    main = {"after", "before", "static", "online", *(f"periodic:{p}" for p in PERIODS)}
+                                         ONLINE, "online", "+serve", "+gap", ARF])}
+    main = {"after", "before", "static", ONLINE, "online", *(f"periodic:{p}" for p in PERIODS)}
     rank = {s.name: k for k, s in enumerate(streams)}
     jobs = sorted(((s.name, d, c, scale) for s in streams for d in DELAYS for c in columns),
                   key=lambda j: (0 if j[2] in main else 1 if j[2] == ARF else 2, j[1], rank[j[0]],
                                  order.get(j[2], len(order))))
     if args.render_only:
         jobs = [j for j in jobs if (path := _cache_path(j)) is not None and path.exists()]
-        args.no_speed = True
     started = time.perf_counter()
     rows = []
     with multiprocessing.get_context("fork").Pool(args.workers) as pool:

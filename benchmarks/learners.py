@@ -51,7 +51,8 @@ def render(rows, streams, learners, args, seconds) -> str:
     lines = ["# Online learners: accuracy against cost", "",
              f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
              f"- machine: {machine()} (when it started); 2 worker processes at nice 10",
-             f"- command: `PYTHONPATH=. python benchmarks/learners.py{' --quick' if args.quick else ''}`"
+             f"- command: `PYTHONPATH=. python benchmarks/learners.py{' --quick' if args.quick else ''}"
+             f"{f' --learners {args.learners}' if args.learners else ''}`"
              f" - total {seconds / 60:.1f} min", "",
              __doc__.split("\n\n", 2)[2].strip(), "",
              "| learner | mean accuracy | mean rank | µs per record (median over streams) | records/s |"
@@ -73,11 +74,12 @@ def render(rows, streams, learners, args, seconds) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--learners", default="", help="comma-separated learners to run (default: all)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "learners.md")
     args = parser.parse_args()
     scale = 0.15 if args.quick else 0.3
     streams = [s.name for s in STREAMS if s.kind != "stationary"]
-    learners = list(ONLINE_LEARNERS)
+    learners = args.learners.split(",") if args.learners else list(ONLINE_LEARNERS)
     jobs = [(lr, s, scale) for s in streams for lr in learners]
     started = time.perf_counter()
     with multiprocessing.get_context("fork").Pool(2) as pool:

@@ -98,12 +98,15 @@ class ServingRule:
         """Each source's exponentially weighted recent accuracy."""
         return dict(zip(SOURCES, self._recent, strict=True))
 
-    def update(self, champion_right: bool, online_right: bool, blend_right: bool) -> Self:
-        """One labelled record: who was right."""
+    def update(self, champion_right: bool, online_right: bool | None, blend_right: bool | None) -> Self:
+        """One labelled record: who was right (None: not known, as for a prediction of an online
+        learner renewed since)."""
         a, recent = self._alpha, self._recent
         recent[0] += a * (champion_right - recent[0])
-        recent[1] += a * (online_right - recent[1])
-        recent[2] += a * (blend_right - recent[2])
+        if online_right is not None:
+            recent[1] += a * (online_right - recent[1])
+        if blend_right is not None:
+            recent[2] += a * (blend_right - recent[2])
         self.n_seen += 1
         best = 0 if recent[0] >= recent[1] and recent[0] >= recent[2] else 1 if recent[1] >= recent[2] else 2
         if best != self._serving and recent[best] > recent[self._serving] + self.margin:
@@ -122,6 +125,20 @@ class ServingRule:
         if best != self._serving:
             self.switches += 1
         self._serving = best
+
+    def on_online(self, accuracy: float) -> None:
+        """The online learner renewed itself (`training.online.Renewing`): it starts from its own
+        recent `accuracy` (the labels of records it did not score say nothing about it), the blend
+        from the mean; the best of the three serves.
+
+        >>> rule = ServingRule(halflife=10)
+        >>> rule.on_champion(0.4)
+        >>> rule.on_online(0.9)
+        >>> rule.serving, round(rule.recent["blend"], 2)
+        ('online', 0.65)
+        """
+        self._recent[1] = float(accuracy)
+        self.on_champion(None)
 
     def as_dict(self) -> dict[str, Any]:
         return {"serving": self.serving, "recent": {k: round(v, 4) for k, v in self.recent.items()},

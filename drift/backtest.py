@@ -34,15 +34,15 @@ the mean calibrated confidence of the served predictions) beside the realised `a
 (0, 0.4)
 >>> drift = run_backtest(frame, pd.Series(y), policy="drift", warmup=1000)
 >>> [(e["index"], e["detector"]) for e in drift.drift_events]
-[(3015, 'error-adwin')]
->>> drift.retrains, [p["index"] for p in drift.promotions], round(drift.accuracy, 2)
-(1, [4515], 0.7)
+[(3015, 'error-adwin'), (3199, 'accuracy-gap')]
+>>> drift.incidents, drift.retrains, [p["index"] for p in drift.promotions], round(drift.accuracy, 2)
+(1, 1, [4515], 0.97)
 >>> drift.served, drift.estimated_accuracy
-({'champion': 5000, 'online': 0, 'blend': 0}, 0.8543)
+({'champion': 3614, 'online': 1386, 'blend': 0}, 0.9764)
 
-Here the online learner knew only the old concept too, so the champion served throughout;
-the label-free estimate, calibrated on the labels of the old concept, cannot see a concept
-change (only a covariate shift) until the new labels recalibrate it.
+The online learner (a renewing tree, `training.online.Renewing`) renewed itself soon after the
+change and served until the retrained champion was promoted; both detector events are one
+incident.
 
 The policy as it was before issue 10: the champion alone served, no accuracy-gap detector:
 
@@ -376,7 +376,10 @@ class Backtest:
         self.labelled += 1
         kind = self.spec.kind
         if self.online_always or self.champion is None:
+            renewals = getattr(self.online, "renewals", 0)
             self.online.learn_one(self.records[j], y)
+            if self.rule is not None and getattr(self.online, "renewals", 0) != renewals:
+                self.rule.on_online(self.online.accuracy)  # type: ignore[attr-defined]  # a Renewing learner
         self._calibrate(j, y)
         if self.champion is None:
             if self.labelled >= self.warmup:
@@ -387,7 +390,9 @@ class Backtest:
                 champion_right = self.champion_pred[j] == y
                 online_right = self.online_pred[j] == y if self.online_always else None
                 if self.rule is not None:
-                    self.rule.update(champion_right, online_right is True, self.blend_pred[j] == y)
+                    fresh = getattr(self.online, "fresh", True)  # scored by the learner serving now
+                    self.rule.update(champion_right, online_right is True if fresh else None,
+                                     self.blend_pred[j] == y if fresh else None)
                 outcome = Observation(champion_right=champion_right,
                                       online_right=online_right if self.watch.needs_online else None)
                 self._take(t, self.watch.observe(outcome, index=t, labelled=self.labelled, context={"label_of": j}))

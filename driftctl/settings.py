@@ -155,11 +155,14 @@ class ServingSettings(BaseModel):
     serve: Literal["best", "champion", "online"] = Field(
         "best", description="which prediction is served: best = per record, the champion's, the online "
                             "learner's or their blend, whichever has the best recent labelled accuracy")
-    serve_halflife: int = Field(200, ge=1, description="labelled records over which recent accuracy halves its "
+    serve_halflife: int = Field(100, ge=1, description="labelled records over which recent accuracy halves its "
                                                        "weight (serve = best)")
     serve_margin: float = Field(0.01, ge=0, lt=1, description="lead in recent accuracy another model needs before "
                                                               "serving switches to it (hysteresis)")
-    online_learner: Literal["hoeffding-tree", "hoeffding-adaptive-tree"] = "hoeffding-tree"
+    # The renewing tree recovers from abrupt drift like ARF's background trees at ~1x a tree's cost
+    # (benchmarks/results/learners.md, decisions.md).
+    online_learner: Literal["hoeffding-tree", "renewing-hoeffding-tree", "hoeffding-adaptive-tree"] = Field(
+        "renewing-hoeffding-tree", description="the online learner beside the champion (training.recipes)")
     missing_features: Literal["reject", "impute"] = "reject"
     max_message_bytes: int = Field(64 * 1024, ge=64)
     join_max_records: int = Field(200_000, ge=1, description="records (or early labels) kept to join late labels")

@@ -319,10 +319,17 @@ class Scorer:
 
     def _learn_one(self, scored: tuple[dict[str, Any], tuple[int, Any, Any, Any]], label: Any) -> None:
         features, (version, champion, online, blended) = scored
-        if self.rule is not None and self.current is not None and version == self.current.ref.version:
-            self.rule.update(champion == label, online == label, blended == label)
+        renewals = getattr(self.online, "renewals", 0)
         self.online.learn_one(features if self.settings.serving.missing_features == "reject" else _present(features),
                               label)
+        if self.rule is not None:
+            # A renewed online learner (training.online.Renewing) is judged by its own predictions only.
+            fresh = getattr(self.online, "fresh", True)
+            if self.current is not None and version == self.current.ref.version:
+                self.rule.update(champion == label, online == label if fresh else None,
+                                 blended == label if fresh else None)
+            if getattr(self.online, "renewals", 0) != renewals:
+                self.rule.on_online(self.online.accuracy)  # type: ignore[attr-defined]  # a Renewing learner
         self.n_learned += 1
         self.metrics.labels.inc()
 

@@ -212,3 +212,31 @@ def test_cli_bad_input_is_one_line_and_non_zero(tmp_path, args, code, words, cli
     assert done.returncode == code
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("driftctl: error:") and words in lines[0], done.stderr
+
+
+
+def stagger(n=10_000, at=4_000):
+    """River's STAGGER (three categorical features coded as integers), concept 0 then concept 2."""
+    import itertools
+
+    from river.datasets import synth
+
+    rows = list(itertools.chain(itertools.islice(synth.STAGGER(classification_function=0, seed=1), at),
+                                itertools.islice(synth.STAGGER(classification_function=2, seed=2), n - at)))
+    return pd.DataFrame([x for x, _ in rows]), pd.Series([int(y) for _, y in rows])
+
+
+@pytest.mark.parametrize("delay", [0, 500])
+def test_the_default_online_learner_renews_and_serves_before_the_retrain(delay):
+    """The concept changes and the retrain waits for 3,000 labels: the plain Hoeffding tree keeps
+    the old concept's splits, the default (renewing) tree restarts on the new concept and serves
+    sooner; with labels 500 records late the serving rule starts it from its own accuracy
+    instead of judging it by the old tree's predictions still waiting for labels."""
+    features, labels = stagger()
+    slow = DriftSettings(min_train_rows=3000, cooldown=500, accuracy_gap=False)
+    renewing = run_backtest(features, labels, policy="drift", warmup=1000, settings=slow, label_delay=delay)
+    plain = run_backtest(features, labels, policy="drift", warmup=1000, settings=slow, label_delay=delay,
+                         serving=ServingSettings(online_learner="hoeffding-tree"))
+    assert ServingSettings().online_learner == "renewing-hoeffding-tree"
+    assert renewing.served["online"] > plain.served["online"]
+    assert renewing.accuracy > plain.accuracy + 0.03

@@ -33,7 +33,7 @@ def make_classifier(recipe: str = "gradient-boosting", *, random_state: int = 0)
     return Pipeline([("features", features), ("model", model)])
 
 
-ONLINE_LEARNERS = ("hoeffding-tree", "hoeffding-adaptive-tree", "adaptive-random-forest-3",
+ONLINE_LEARNERS = ("hoeffding-tree", "renewing-hoeffding-tree", "hoeffding-adaptive-tree", "adaptive-random-forest-3",
                    "adaptive-random-forest-5", "bagging-hoeffding-tree-3", "logistic-regression",
                    "gaussian-naive-bayes")
 
@@ -60,6 +60,13 @@ def make_online_learner(seed: int = 0, kind: str = "hoeffding-tree") -> OnlineLe
 
     if kind == "hoeffding-tree":
         return tree.HoeffdingTreeClassifier(grace_period=100)
+    if kind == "renewing-hoeffding-tree":
+        # A fresh tree takes over after an abrupt change (training.online.Renewing).
+        from functools import partial
+
+        from training.online import Renewing
+
+        return Renewing(partial(make_online_learner, seed, "hoeffding-tree"))
     if kind == "hoeffding-adaptive-tree":
         return tree.HoeffdingAdaptiveTreeClassifier(grace_period=100, seed=seed)
     if kind.startswith("adaptive-random-forest-"):
