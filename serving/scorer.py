@@ -30,6 +30,7 @@ from serving.codec import check_features, dead_letter, decode_label, decode_tele
 from serving.deadletter import reason_of, safe_text
 from serving.joiner import LabelJoiner
 from serving.kafka_io import SendFailed, commit_or_warn, make_group_consumer, make_producer, rewind, sent_or_raise
+from serving.learner import LearnerFailed, LearnerProcess
 from serving.metrics import ScorerMetrics
 from serving.updates import ModelUpdates, follow_alias
 from training.recipes import make_online_learner
@@ -68,7 +69,9 @@ class Scorer:
         self.online = make_online_learner(settings.stream.seed, serving.online_learner)
         # serve=best: which of champion, online learner and blend serves; the rule the backtest replays.
         self.rule = ServingRule.from_settings(serving) if serving.serve == "best" else None
-        self.n_learned = 0
+        self.n_learned = 0  # labels learned by the state that scored the last batch
+        self._learner: LearnerProcess | None = None  # learner = process: started by the first batch
+        self._to_learn: list[tuple[dict[str, Any], Any]] = []  # this batch's joined pairs, for the learner process
         self.restored_from: int | None = None  # n_learned of the checkpoint this scorer resumed from
         self.scored = 0
         self.dead_letters = 0
@@ -188,8 +191,9 @@ class Scorer:
                     self._publish_stats()
                 if time.monotonic() - self._last_checkpoint > self.settings.serving.checkpoint_every:
                     self._checkpoint()
-            self._checkpoint()
+            self._checkpoint(final=True)
         finally:
+            self.close_learner()
             self._beat(None, stopped=True)
             consumer.close()
             producer.close()
@@ -207,6 +211,12 @@ class Scorer:
             else:
                 scored.extend(self._score(tp, messages, producer))
             self._seen[f"{tp.topic}:{tp.partition}"] = messages[-1].offset + 1
+        if self._to_learn:  # learned on the other core while this batch's sends are acknowledged
+            pairs, self._to_learn = self._to_learn, []
+            try:
+                self._learner_process().learn(pairs)
+            except LearnerFailed as exc:  # scored already: a failure to learn from them is logged, not lettered
+                log.error("%s labels not learned: %s", len(pairs), exc)
         producer.flush()
         sends, self._sends = self._sends, []
         sent_or_raise(sends)  # a failed send must never be committed
@@ -231,11 +241,24 @@ class Scorer:
             return []
         current = self.current
         model = current.ref.as_dict()
+        # As-is when missing features are rejected (none is null; River does not change its input);
+        # otherwise nulls are dropped (absent to the learner).
+        as_is = serving.missing_features == "reject"
+        learner = self._learner_process() if serving.learner == "process" else None
+        if learner is not None:  # it predicts while the champion does
+            try:
+                learner.ask(rows if as_is else [_present(f) for f in rows])
+            except LearnerFailed as exc:
+                log.error("online learner: no predictions for %s records: %s", len(rows), exc)
+                learner = None
         try:
             # One pass (the class is its argmax); the compiled champion builds its array without pandas.
             probabilities = current.predict_proba(rows)
         except Exception:  # one record the model cannot take: find it, dead-letter it, score the rest
-            good, rows, probabilities = self._predict_each(producer, good, rows)
+            probabilities = None
+        online_probas = self._online_probas(learner, rows, as_is)
+        if probabilities is None:
+            good, rows, probabilities, online_probas = self._predict_each(producer, good, rows, online_probas)
             if not good:
                 return []
         probabilities = np.asarray(probabilities)
@@ -247,19 +270,11 @@ class Scorer:
         # online learner has nothing to say yet).
         chosen = self.rule.serving if self.rule is not None else serving.serve
         blending = self.rule is not None
-        # Records arrive checked: with missing features rejected none is null, and the learner takes them as
-        # they are (River does not change its input); otherwise nulls are dropped (absent to the learner).
-        as_is = serving.missing_features == "reject"
-        predict_online, send, topic, instance = self.online.predict_proba_one, self._send, self.topics.predictions, \
-            self.instance
+        send, topic, instance = self._send, self.topics.predictions, self.instance
         sources: list[str] = []
         outcomes: list[tuple[int, Any, Any, Any]] = []
-        for (message, record), features, winner, row in zip(good, rows, winners, probabilities.tolist(), strict=True):
-            try:
-                online_proba = predict_online(features if as_is else _present(features))
-            except Exception as exc:  # the online learner is advisory: the champion still serves
-                log.warning("online learner failed on %s: %s", safe_text(record["id"], 80), reason_of(exc))
-                online_proba = {}
+        for (message, record), winner, row, online_proba in zip(good, winners, probabilities.tolist(), online_probas,
+                                                                strict=True):
             champion = classes[winner]
             if online_proba:
                 online = _plain(max(online_proba, key=online_proba.__getitem__))
@@ -321,17 +336,43 @@ class Scorer:
         features, (version, champion, online, blended) = scored
         if self.rule is not None and self.current is not None and version == self.current.ref.version:
             self.rule.update(champion == label, online == label, blended == label)
-        self.online.learn_one(features if self.settings.serving.missing_features == "reject" else _present(features),
-                              label)
-        self.n_learned += 1
+        if self.settings.serving.missing_features != "reject":
+            features = _present(features)
+        if self.settings.serving.learner == "process":
+            self._to_learn.append((features, label))
+        else:
+            self.online.learn_one(features, label)
+            self.n_learned += 1
         self.metrics.labels.inc()
 
-    def _predict_each(self, producer: KafkaProducer, good: list[Any], rows: list[Any]) -> tuple[list, list, list]:
+    def _online_probas(self, learner: LearnerProcess | None, rows: list[dict[str, Any]],
+                       as_is: bool) -> list[dict[Any, float]]:
+        """The online learner's probabilities per row ({} where it has none); sets the `n_learned` of
+        the state that gave them, which every prediction of the batch carries."""
+        if self.settings.serving.learner == "process":
+            if learner is not None:
+                try:
+                    self.n_learned, answers = learner.answer()
+                    return answers
+                except LearnerFailed as exc:
+                    log.error("online learner: no predictions for %s records: %s", len(rows), exc)
+            return [{} for _ in rows]  # the online learner is advisory: the champion serves
+        predict, answers = self.online.predict_proba_one, []
+        for features in rows:
+            try:
+                answers.append(predict(features if as_is else _present(features)))
+            except Exception as exc:  # the online learner is advisory: the champion still serves
+                log.warning("online learner failed: %s", reason_of(exc))
+                answers.append({})
+        return answers
+
+    def _predict_each(self, producer: KafkaProducer, good: list[Any], rows: list[Any],
+                      online: list[dict[Any, float]]) -> tuple[list, list, list, list]:
         """The batch's predict failed: predict record by record, dead-lettering those that fail."""
         current = self.current
         assert current is not None  # called by _score, which runs only once a champion serves
-        kept, kept_rows, probabilities = [], [], []
-        for item, features in zip(good, rows, strict=True):
+        kept, kept_rows, probabilities, kept_online = [], [], [], []
+        for item, features, proba in zip(good, rows, online, strict=True):
             try:
                 frame = pd.DataFrame.from_records([features], columns=current.features)
                 probabilities.append(current.model.predict_proba(frame)[0])
@@ -340,7 +381,8 @@ class Scorer:
                 continue
             kept.append(item)
             kept_rows.append(features)
-        return kept, kept_rows, probabilities
+            kept_online.append(proba)
+        return kept, kept_rows, probabilities, kept_online
 
     def _dead_letter(self, producer: KafkaProducer, reason: str, message: ConsumerRecord) -> None:
         reason = safe_text(reason)
@@ -366,9 +408,31 @@ class Scorer:
         self.restored_from = saved.n_learned
         log.warning("online learner restored from %s: n_learned=%s", self.checkpoint_path, saved.n_learned)
 
-    def _checkpoint(self) -> None:
-        checkpoint.save(self.checkpoint_path, checkpoint.Checkpoint(self.online, self.n_learned, dict(self._seen)))
+    def _checkpoint(self, final: bool = False) -> None:
+        if self._learner is None:  # inline, or nothing handed over yet: the serving state is the learner's
+            checkpoint.save(self.checkpoint_path, checkpoint.Checkpoint(self.online, self.n_learned, dict(self._seen)))
+        elif final:  # written by the learner process after its last pairs, before it ends
+            self.close_learner(dict(self._seen))
+        else:
+            try:
+                self._learner.request_checkpoint(dict(self._seen))
+            except LearnerFailed as exc:
+                log.error("no learner checkpoint: %s", exc)
         self._last_checkpoint = time.monotonic()
+
+    # -- the learner process --------------------------------------------------------------
+    def _learner_process(self) -> LearnerProcess:
+        if self._learner is None:
+            self._learner = LearnerProcess(
+                self.online, self.n_learned, self.settings.home / "learner" / f"{self.instance}-{id(self):x}.start",
+                self.checkpoint_path)
+        return self._learner
+
+    def close_learner(self, offsets: dict[str, int] | None = None) -> None:
+        """End the learner process (checkpointing with `offsets` first when given)."""
+        learner, self._learner = self._learner, None
+        if learner is not None:
+            learner.close(offsets)
 
     def _measure_lag(self, consumer: KafkaConsumer) -> None:
         for tp in consumer.assignment():
