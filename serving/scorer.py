@@ -428,6 +428,15 @@ class Scorer:
                 self.checkpoint_path)
         return self._learner
 
+    def start_learner(self) -> int | None:
+        """Start the learner process now and wait until it answers (learner = process); its pid."""
+        if self.settings.serving.learner != "process":
+            return None
+        learner = self._learner_process()
+        learner.ask([])
+        learner.answer()
+        return learner.pid
+
     def close_learner(self, offsets: dict[str, int] | None = None) -> None:
         """End the learner process (checkpointing with `offsets` first when given)."""
         learner, self._learner = self._learner, None
