@@ -203,14 +203,16 @@ class Scorer:
 
     def process(self, batch: Batch, producer: KafkaProducer) -> None:
         """Score and learn from one polled batch; returns once every prediction is acknowledged."""
-        scored = []
         self._sends = []
+        telemetry = []
         for tp, messages in batch.items():
             if tp.topic == self.topics.labels:
                 self._learn(messages, producer)
             else:
-                scored.extend(self._score(tp, messages, producer))
+                telemetry.extend(messages)
             self._seen[f"{tp.topic}:{tp.partition}"] = messages[-1].offset + 1
+        # Every partition's records at once: one champion call and one learner round trip per poll.
+        scored = self._score(telemetry, producer) if telemetry else []
         if self._to_learn:  # learned on the other core while this batch's sends are acknowledged
             pairs, self._to_learn = self._to_learn, []
             try:
@@ -224,7 +226,7 @@ class Scorer:
         for appended_ms in scored:
             self.metrics.latency.observe(max(acked - appended_ms / 1000.0, 0.0))
 
-    def _score(self, tp: TopicPartition, messages: list[ConsumerRecord], producer: KafkaProducer) -> list[int]:
+    def _score(self, messages: list[ConsumerRecord], producer: KafkaProducer) -> list[int]:
         assert self.current is not None  # nothing is read before a champion serves
         serving = self.settings.serving
         good, rows = [], []
@@ -303,11 +305,14 @@ class Scorer:
                 continue
             send(producer, topic, message.key, payload)
         # Learning comes after the whole batch is scored, so one learner state scored it.
-        for source in dict.fromkeys(sources):
-            part = [(m, r) for (m, r), s in zip(good, sources, strict=True) if s == source]
-            self.audit.record(scorer=self.instance, topic=tp.topic, partition=tp.partition,
-                              offsets=[m.offset for m, _ in part], ids=[r["id"] for _, r in part],
-                              model=model, n_learned=n_learned, served_by=source)
+        segments: dict[tuple[str, int, str], tuple[list[int], list[str]]] = {}
+        for (message, record), source in zip(good, sources, strict=True):
+            offsets, ids = segments.setdefault((message.topic, message.partition, source), ([], []))
+            offsets.append(message.offset)
+            ids.append(record["id"])
+        for (topic_name, partition, source), (offsets, ids) in segments.items():
+            self.audit.record(scorer=self.instance, topic=topic_name, partition=partition, offsets=offsets,
+                              ids=ids, model=model, n_learned=n_learned, served_by=source)
         for (_, record), features, outcome in zip(good, rows, outcomes, strict=True):
             try:
                 ready = self.joiner.add_record(record["id"], (features, outcome))
