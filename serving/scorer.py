@@ -72,6 +72,7 @@ class Scorer:
         self.n_learned = 0  # labels learned by the state that scored the last batch
         self._learner: LearnerProcess | None = None  # learner = process: started by the first batch
         self._to_learn: list[tuple[dict[str, Any], Any]] = []  # this batch's joined pairs, for the learner process
+        self.n_joined = 0  # labels joined to their records (and learned, or handed to the learner process)
         self.restored_from: int | None = None  # n_learned of the checkpoint this scorer resumed from
         self.scored = 0
         self.dead_letters = 0
@@ -204,6 +205,7 @@ class Scorer:
     def process(self, batch: Batch, producer: KafkaProducer) -> None:
         """Score and learn from one polled batch; returns once every prediction is acknowledged."""
         self._sends = []
+        joined = self.n_joined
         telemetry = []
         for tp, messages in batch.items():
             if tp.topic == self.topics.labels:
@@ -213,6 +215,7 @@ class Scorer:
             self._seen[f"{tp.topic}:{tp.partition}"] = messages[-1].offset + 1
         # Every partition's records at once: one champion call and one learner round trip per poll.
         scored = self._score(telemetry, producer) if telemetry else []
+        self.metrics.labels.inc(self.n_joined - joined)
         if self._to_learn:  # learned on the other core while this batch's sends are acknowledged
             pairs, self._to_learn = self._to_learn, []
             try:
@@ -348,7 +351,7 @@ class Scorer:
         else:
             self.online.learn_one(features, label)
             self.n_learned += 1
-        self.metrics.labels.inc()
+        self.n_joined += 1
 
     def _online_probas(self, learner: LearnerProcess | None, rows: list[dict[str, Any]],
                        as_is: bool) -> list[dict[Any, float]]:
