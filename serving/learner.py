@@ -21,6 +21,7 @@ as a daemon process may not have multiprocessing children.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import pickle
@@ -162,6 +163,8 @@ def serve(start_file: Path, checkpoint_path: Path, source: int, sink: int) -> No
     if saved is None:
         raise SystemExit(f"online learner: no starting state in {start_file}")
     learner, n_learned = saved.learner, saved.n_learned
+    gc.collect()
+    gc.freeze()  # start-up's objects out of every full collection's walk (as the scorer does)
     predict, learn = learner.predict_proba_one, learner.learn_one
     failures = 0
 

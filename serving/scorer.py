@@ -5,6 +5,7 @@ is served by the champion, the online learner or their blend (`ServingSettings.s
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -124,6 +125,7 @@ class Scorer:
                 if self.rule is not None:
                     self.rule.on_champion(loaded.accuracy)  # a new champion starts from its holdout accuracy
                 self.swaps.append((loaded.ref.version, time.time()))
+                freeze_heap()  # the old model's cycles collected, the new one's objects set aside
                 self.metrics.model_version.set(loaded.ref.version)
                 self._publish_stats()
                 log.info("now serving %s version %s", loaded.ref.name, loaded.ref.version)
@@ -170,6 +172,7 @@ class Scorer:
         consumer.subscribe([self.topics.telemetry, self.topics.labels])
         try:
             self._wait_for_champion(updates, consumer)
+            freeze_heap()
             while not self.stop.is_set():
                 self._follow_updates(updates)
                 batch = consumer.poll(timeout_ms=self.settings.serving.poll_timeout_ms,
@@ -461,6 +464,17 @@ class Scorer:
         if self.shared is not None:
             self.shared[:] = [self.scored, self.dead_letters, self.n_learned,
                               self.current.ref.version if self.current else 0]
+
+
+def freeze_heap() -> None:
+    """Collect, then set everything alive aside from the garbage collector (`gc.freeze`): the
+    libraries, the champion and the clients are hundreds of thousands of objects that each full
+    collection would walk again, about a third of the scorer's CPU per record before this
+    (`benchmarks/results/bench.md`). Called at start and after each swap (a pause of a few
+    hundred ms between two batches, when the old model's cycles are collected)."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def _blend_winner(classes: list[Any], champion: list[float], online: dict[Any, float]) -> tuple[Any, float]:
