@@ -7,9 +7,10 @@ were the largest costs per record in the scorer (`benchmarks/results/bench.md`).
 learner's state to the scorer instead (a snapshot to swap in) was measured first: unpickling
 a grown Hoeffding tree took ~40 ms, more than the learning it saved at a few snapshots a second.
 
-The child does one thing at a time, in the order asked, so each batch is predicted by one
-learner state (with everything learned that the scorer handed over before it), and its
-`n_learned` comes back with the probabilities: the lineage each prediction carries.
+Each batch is predicted by one learner state, and that state's `n_learned` comes back with
+the probabilities: the lineage each prediction carries. A predict request is answered as
+soon as it arrives, ahead of labels handed over but not yet learned (so the scorer waits for
+the prediction only, never for the learning); a checkpoint request first learns them all.
 
 The protocol, on the child's stdin: frames of one kind byte and an 8-byte length, then a
 pickle: ``L`` a list of (features, label) pairs to learn; ``P`` a list of feature dicts to
@@ -25,8 +26,10 @@ import gc
 import logging
 import os
 import pickle
+import select
 import subprocess
 import sys
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,8 @@ from serving import checkpoint
 
 log = logging.getLogger(__name__)
 HEADER = 9  # kind (1 byte) + payload length (8 bytes, big-endian)
+LEARN_SLICE = 50  # pairs learned between two looks for a request (~1-2 ms)
+MAX_BACKLOG = 50_000  # pairs read and not yet learned; beyond it the child reads no more (back-pressure)
 
 
 class LearnerFailed(Exception):
@@ -174,7 +179,23 @@ def serve(start_file: Path, checkpoint_path: Path, source: int, sink: int) -> No
         if failures <= 10 or failures % 1000 == 0:
             log.warning("online learner: %s failed (%s failures): %s: %s", what, failures, type(exc).__name__, exc)
 
+    def learn_one() -> None:
+        nonlocal n_learned
+        features, label = backlog.popleft()
+        try:
+            learn(features, label)
+            n_learned += 1
+        except Exception as exc:  # scored already: a failure to learn from it is logged, not lettered
+            failed("learning", exc)
+
+    backlog: deque[tuple[dict[str, Any], Any]] = deque()  # pairs read, not yet learned
     while True:
+        # A waiting request is read between slices of learning: a predict request is answered at once
+        # by the state as it is, ahead of the labels still to learn (its n_learned says which state).
+        if backlog and (len(backlog) >= MAX_BACKLOG or not select.select([source], [], [], 0)[0]):
+            for _ in range(min(LEARN_SLICE, len(backlog))):
+                learn_one()
+            continue
         header = _read_exactly(source, HEADER)
         payload = _read_exactly(source, int.from_bytes(header[1:], "big")) if header is not None else None
         if header is None or payload is None:
@@ -182,12 +203,7 @@ def serve(start_file: Path, checkpoint_path: Path, source: int, sink: int) -> No
         value = pickle.loads(payload)
         kind = header[:1]
         if kind == b"L":
-            for features, label in value:
-                try:
-                    learn(features, label)
-                    n_learned += 1
-                except Exception as exc:  # scored already: a failure to learn from it is logged, not lettered
-                    failed("learning", exc)
+            backlog.extend(value)
         elif kind == b"P":
             answers: list[dict[Any, float]] = []
             for features in value:
@@ -201,7 +217,9 @@ def serve(start_file: Path, checkpoint_path: Path, source: int, sink: int) -> No
             view = memoryview(reply)
             while view:
                 view = view[os.write(sink, view):]
-        elif kind == b"C":
+        elif kind == b"C":  # everything handed over before it is in the checkpoint
+            while backlog:
+                learn_one()
             checkpoint.save(checkpoint_path, checkpoint.Checkpoint(learner, n_learned, dict(value)))
 
 
