@@ -74,6 +74,8 @@ class Scorer:
         self._learner: LearnerProcess | None = None  # learner = process: started by the first batch
         self._to_learn: list[tuple[dict[str, Any], Any]] = []  # this batch's joined pairs, for the learner process
         self.n_joined = 0  # labels joined to their records (and learned, or handed to the learner process)
+        self.learner_mode = serving.learner  # "inline" after the learner process failed again and again
+        self._learner_failures = 0  # in a row
         self.restored_from: int | None = None  # n_learned of the checkpoint this scorer resumed from
         self.scored = 0
         self.dead_letters = 0
@@ -224,7 +226,7 @@ class Scorer:
             try:
                 self._learner_process().learn(pairs)
             except LearnerFailed as exc:  # scored already: a failure to learn from them is logged, not lettered
-                log.error("%s labels not learned: %s", len(pairs), exc)
+                self._learner_failed(f"{len(pairs)} labels not learned", exc)
         producer.flush()
         sends, self._sends = self._sends, []
         sent_or_raise(sends)  # a failed send must never be committed
@@ -252,12 +254,12 @@ class Scorer:
         # As-is when missing features are rejected (none is null; River does not change its input);
         # otherwise nulls are dropped (absent to the learner).
         as_is = serving.missing_features == "reject"
-        learner = self._learner_process() if serving.learner == "process" else None
+        learner = self._learner_process() if self.learner_mode == "process" else None
         if learner is not None:  # it predicts while the champion does
             try:
                 learner.ask(rows if as_is else [_present(f) for f in rows])
             except LearnerFailed as exc:
-                log.error("online learner: no predictions for %s records: %s", len(rows), exc)
+                self._learner_failed(f"no predictions for {len(rows)} records", exc)
                 learner = None
         try:
             # One pass (the class is its argmax); the compiled champion builds its array without pandas.
@@ -349,7 +351,7 @@ class Scorer:
             self.rule.update(champion == label, online == label, blended == label)
         if self.settings.serving.missing_features != "reject":
             features = _present(features)
-        if self.settings.serving.learner == "process":
+        if self.learner_mode == "process":
             self._to_learn.append((features, label))
         else:
             self.online.learn_one(features, label)
@@ -360,13 +362,14 @@ class Scorer:
                        as_is: bool) -> list[dict[Any, float]]:
         """The online learner's probabilities per row ({} where it has none); sets the `n_learned` of
         the state that gave them, which every prediction of the batch carries."""
-        if self.settings.serving.learner == "process":
-            if learner is not None:
-                try:
-                    self.n_learned, answers = learner.answer()
-                    return answers
-                except LearnerFailed as exc:
-                    log.error("online learner: no predictions for %s records: %s", len(rows), exc)
+        if learner is not None:
+            try:
+                self.n_learned, answers = learner.answer()
+                self._learner_failures = 0
+                return answers
+            except LearnerFailed as exc:
+                self._learner_failed(f"no predictions for {len(rows)} records", exc)
+        if self.learner_mode == "process" or learner is not None:
             return [{} for _ in rows]  # the online learner is advisory: the champion serves
         predict, answers = self.online.predict_proba_one, []
         for features in rows:
@@ -441,12 +444,26 @@ class Scorer:
 
     def start_learner(self) -> int | None:
         """Start the learner process now and wait until it answers (learner = process); its pid."""
-        if self.settings.serving.learner != "process":
+        if self.learner_mode != "process":
             return None
         learner = self._learner_process()
         learner.ask([])
         learner.answer()
         return learner.pid
+
+    def _learner_failed(self, what: str, exc: Exception) -> None:
+        """Logged; after three failures in a row (a learner process that cannot start, say), the
+        scorer learns inline from the learner's last checkpoint rather than restart it every batch."""
+        log.error("online learner: %s: %s", what, exc)
+        self._learner_failures += 1
+        if self._learner_failures >= 3 and self.learner_mode == "process":
+            self.close_learner()
+            saved = checkpoint.load(self.checkpoint_path)
+            if saved is not None:
+                self.online, self.n_learned = saved.learner, saved.n_learned
+            self.learner_mode = "inline"
+            log.error("the learner process failed %s times in a row: learning inline from n_learned=%s",
+                      self._learner_failures, self.n_learned)
 
     def close_learner(self, offsets: dict[str, int] | None = None) -> None:
         """End the learner process (checkpointing with `offsets` first when given)."""

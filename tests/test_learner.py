@@ -62,3 +62,63 @@ def test_a_dead_learner_is_restarted_from_its_checkpoint(tmp_path):
         assert process.answer()[0] == 500  # the checkpoint, newer than the state it started from (0)
     finally:
         process.close(None)
+
+
+def test_a_scorer_whose_learner_process_cannot_run_learns_inline(tmp_path, monkeypatch):
+    """No broker: `Scorer.process` on recorded messages, a champion fitted here, a producer that
+    acknowledges at once. The learner process cannot start (its interpreter exits at once)."""
+    import sys
+    import threading
+    from collections import namedtuple
+
+    import pandas as pd
+    from kafka import TopicPartition
+
+    from driftctl.settings import Settings
+    from serving.codec import encode_label, encode_telemetry
+    from serving.scorer import Scorer
+    from training.datasets import FeatureSchema, to_frame
+    from training.recipes import make_classifier
+    from training.registry import LoadedModel, ModelRef
+
+    readings = list(iot_stream(3000, drift_at=10**9, seed=5))
+    frame = to_frame(r.record["features"] for r in readings[:1000])
+    model = make_classifier().fit(frame, pd.Series([r.label for r in readings[:1000]]))
+    settings = Settings(home=tmp_path)
+    scorer = Scorer(settings, "unused:9092", None, threading.Event())
+    scorer.current = LoadedModel(ModelRef("m", 1, "run"), model, FeatureSchema.from_frame(frame))
+    message = namedtuple("Message", "topic partition offset timestamp key value")
+    topics = settings.kafka.topics
+
+    class Acked:
+        is_done = True
+
+        def failed(self):
+            return False
+
+    class Producer:
+        def __init__(self):
+            self.sent = []
+
+        def send(self, topic, key=None, value=None):
+            self.sent.append((topic, value))
+            return Acked()
+
+        def flush(self):
+            pass
+
+    producer = Producer()
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    for k in range(1000, 3000, 250):
+        part = readings[k:k + 250]
+        scorer.process({
+            TopicPartition(topics.telemetry, 0): [message(topics.telemetry, 0, i, 0, b"k", encode_telemetry(r.record))
+                                                  for i, r in enumerate(part, k)],
+            TopicPartition(topics.labels, 0): [message(topics.labels, 0, i, 0, b"k", encode_label(
+                {"id": r.record["id"], "ts": r.record["ts"], "label": r.label})) for i, r in enumerate(part, k)]},
+            producer)
+    scorer.close_learner()
+    assert scorer.learner_mode == "inline" and scorer.n_learned > 1000  # learning went on, in the scorer
+    predictions = [v for t, v in producer.sent if t == topics.predictions]
+    assert len(predictions) == 2000  # every record scored, the champion serving while the learner failed
+    assert b'"online":{"prediction":null' in predictions[0] and b'"online":{"prediction":null' not in predictions[-1]
