@@ -83,19 +83,22 @@ def _champion(registry: Registry) -> None:
 
 
 def _drain(consumer: KafkaConsumer, producer: KafkaProducer, records: int,
-           handle: Callable[[Batch, KafkaProducer], int], timeout: float = 600) -> dict:
-    """Poll, handle, flush, commit until `records` telemetry records are acknowledged.
-    Latency per record: from the poll that returned it to its acknowledgement."""
+           handle: Callable[[Batch, KafkaProducer], int], labels: str, timeout: float = 600) -> dict:
+    """Poll, handle, flush, commit until `records` telemetry records are acknowledged and their
+    `records` labels read: every loop consumes the same messages (kafka-python hands a topic's
+    fetched records over in runs, so a loop stopped at the last telemetry record may have read
+    few labels). Latency per record: from the poll that returned it to its acknowledgement."""
     latencies: list[float] = []
-    done, first_poll = 0, None
+    done, labelled, first_poll = 0, 0, None
     deadline = time.monotonic() + timeout
     cpu_started = time.process_time()  # this process's CPU, its client threads included: steadier than wall time
-    while done < records and time.monotonic() < deadline:
+    while (done < records or labelled < records) and time.monotonic() < deadline:
         polled = time.perf_counter()
         batch = consumer.poll(timeout_ms=100, max_records=2000)
         if not batch:
             continue
         first_poll = first_poll or polled
+        labelled += sum(len(messages) for tp, messages in batch.items() if tp.topic == labels)
         n = handle(batch, producer)
         producer.flush()
         consumer.commit()
@@ -381,7 +384,7 @@ def _run_bench(settings: Settings, bootstrap: str, records: int,
             learner_pid = scorer.start_learner()
             learner_before = _cpu_seconds(learner_pid)
         try:
-            results[name] = _drain(consumer, out, records, handle)
+            results[name] = _drain(consumer, out, records, handle, topics.labels)
         finally:
             consumer.close()
             out.close()
