@@ -156,10 +156,8 @@ class ServingSettings(BaseModel):
     join_max_age: float = Field(3_600.0, gt=0, description="seconds a record waits for its label")
     checkpoint_every: float = Field(10.0, gt=0, description="seconds between online-learner checkpoints")
     learner: Literal["process", "inline"] = Field(
-        "process", description="where the online learner learns: a child process of the scorer that publishes its "
-                               "state for the scorer to swap in (on another core), or inline in the scoring loop")
-    learner_publish_every: float = Field(0.2, gt=0, description="seconds between the learner process's published "
-                                                                "states (learner = process)")
+        "process", description="where the online learner predicts and learns: a child process of the scorer (on "
+                               "another core; serving/learner.py), or inline in the scoring loop")
     instance: str = Field("", description="scorer instance name (default: host-pid); names its checkpoint")
     metrics_port: int | None = Field(None, ge=0, le=65535, description="Prometheus port; 0 = any free port")
 
