@@ -174,6 +174,9 @@ class ServingSettings(BaseModel):
     audit_retention: float | None = Field(30 * 86_400.0, gt=0, description="seconds the audit log keeps which model "
                                                                       "scored each record (whole files age out); "
                                                                       "empty: for ever")
+    learner: Literal["process", "inline"] = Field(
+        "process", description="where the online learner predicts and learns: a child process of the scorer (on "
+                               "another core; serving/learner.py), or inline in the scoring loop")
     instance: str = Field("", description="scorer instance name (default: host-pid); names its checkpoint")
     metrics_port: int | None = Field(None, ge=0, le=65535, description="Prometheus port; 0 = any free port")
 

@@ -147,11 +147,12 @@ def check_features(features: dict[str, Any], schema: FeatureSchema, missing: str
     only the shape is checked (the monitor and the training window: a new category is
     drift to detect and learn, not a malformed record).
     """
-    extra = [name for name in features if name not in schema.numeric and name not in schema.categorical]
-    if extra:
+    numeric, names, categories_of = _compiled(schema)
+    if not names.issuperset(features):
+        extra = [name for name in features if name not in names]
         raise InvalidRecord(f"unexpected features: {', '.join(sorted(extra))}")
     checked: dict[str, Any] = {}
-    for name in schema.numeric:
+    for name in numeric:
         value = features.get(name)
         if value is None:
             checked[name] = _missing(name, features, missing)
@@ -159,7 +160,7 @@ def check_features(features: dict[str, Any], schema: FeatureSchema, missing: str
             raise InvalidRecord(f"feature {name!r} should be a number, got string {value[:40]!r}")
         else:
             checked[name] = value
-    for name, categories in schema.categorical.items():
+    for name, categories in categories_of:
         value = features.get(name)
         if value is None:
             checked[name] = _missing(name, features, missing)
@@ -168,6 +169,22 @@ def check_features(features: dict[str, Any], schema: FeatureSchema, missing: str
         else:
             checked[name] = str(value)
     return checked
+
+
+_schemas: dict[int, tuple[FeatureSchema, tuple[str, ...], frozenset[str], tuple[tuple[str, frozenset[str]], ...]]] = {}
+
+
+def _compiled(schema: FeatureSchema) -> tuple[tuple[str, ...], frozenset[str], tuple[tuple[str, frozenset[str]], ...]]:
+    """The schema as sets, made once per schema object (a scorer checks every record against one; held
+    here, so its id is not reused while cached)."""
+    entry = _schemas.get(id(schema))
+    if entry is None or entry[0] is not schema:
+        if len(_schemas) > 32:
+            _schemas.clear()
+        entry = (schema, tuple(schema.numeric), frozenset(schema.numeric) | frozenset(schema.categorical),
+                 tuple((name, frozenset(values)) for name, values in schema.categorical.items()))
+        _schemas[id(schema)] = entry
+    return entry[1:]
 
 
 def _missing(name: str, features: dict[str, Any], policy: str) -> object:  # the imputer's value: None

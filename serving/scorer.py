@@ -5,6 +5,7 @@ is served by the champion, the online learner or their blend (`ServingSettings.s
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ from serving.codec import check_features, dead_letter, decode_label, decode_tele
 from serving.deadletter import reason_of, safe_text
 from serving.joiner import LabelJoiner
 from serving.kafka_io import SendFailed, commit_or_warn, make_group_consumer, make_producer, rewind, sent_or_raise
+from serving.learner import LearnerFailed, LearnerProcess
 from serving.metrics import ScorerMetrics
 from serving.updates import ModelUpdates, follow_alias
 from training.recipes import make_online_learner
@@ -68,7 +70,13 @@ class Scorer:
         self.online = make_online_learner(settings.stream.seed, serving.online_learner)
         # serve=best: which of champion, online learner and blend serves; the rule the backtest replays.
         self.rule = ServingRule.from_settings(serving) if serving.serve == "best" else None
-        self.n_learned = 0
+        self.n_learned = 0  # labels learned by the state that scored the last batch
+        self._learner: LearnerProcess | None = None  # learner = process: started by the first batch
+        self._to_learn: list[tuple[dict[str, Any], Any]] = []  # this batch's joined pairs, for the learner process
+        self._renewals = 0  # times the online learner renewed itself, as last heard (training.online.Renewing)
+        self.n_joined = 0  # labels joined to their records (and learned, or handed to the learner process)
+        self.learner_mode = serving.learner  # "inline" after the learner process failed again and again
+        self._learner_failures = 0  # in a row
         self.restored_from: int | None = None  # n_learned of the checkpoint this scorer resumed from
         self.scored = 0
         self.dead_letters = 0
@@ -120,6 +128,7 @@ class Scorer:
                 if self.rule is not None:
                     self.rule.on_champion(loaded.accuracy)  # a new champion starts from its holdout accuracy
                 self.swaps.append((loaded.ref.version, time.time()))
+                freeze_heap()  # the old model's cycles collected, the new one's objects set aside
                 self.metrics.model_version.set(loaded.ref.version)
                 self._publish_stats()
                 log.info("now serving %s version %s", loaded.ref.name, loaded.ref.version)
@@ -166,6 +175,7 @@ class Scorer:
         consumer.subscribe([self.topics.telemetry, self.topics.labels])
         try:
             self._wait_for_champion(updates, consumer)
+            freeze_heap()
             while not self.stop.is_set():
                 self._follow_updates(updates)
                 batch = consumer.poll(timeout_ms=self.settings.serving.poll_timeout_ms,
@@ -188,8 +198,9 @@ class Scorer:
                     self._publish_stats()
                 if time.monotonic() - self._last_checkpoint > self.settings.serving.checkpoint_every:
                     self._checkpoint()
-            self._checkpoint()
+            self._checkpoint(final=True)
         finally:
+            self.close_learner()
             self._beat(None, stopped=True)
             consumer.close()
             producer.close()
@@ -199,14 +210,24 @@ class Scorer:
 
     def process(self, batch: Batch, producer: KafkaProducer) -> None:
         """Score and learn from one polled batch; returns once every prediction is acknowledged."""
-        scored = []
         self._sends = []
+        joined = self.n_joined
+        telemetry = []
         for tp, messages in batch.items():
             if tp.topic == self.topics.labels:
                 self._learn(messages, producer)
             else:
-                scored.extend(self._score(tp, messages, producer))
+                telemetry.extend(messages)
             self._seen[f"{tp.topic}:{tp.partition}"] = messages[-1].offset + 1
+        # Every partition's records at once: one champion call and one learner round trip per poll.
+        scored = self._score(telemetry, producer) if telemetry else []
+        self.metrics.labels.inc(self.n_joined - joined)
+        if self._to_learn:  # learned on the other core while this batch's sends are acknowledged
+            pairs, self._to_learn = self._to_learn, []
+            try:
+                self._learner_process().learn(pairs)
+            except LearnerFailed as exc:  # scored already: a failure to learn from them is logged, not lettered
+                self._learner_failed(f"{len(pairs)} labels not learned", exc)
         producer.flush()
         sends, self._sends = self._sends, []
         sent_or_raise(sends)  # a failed send must never be committed
@@ -214,7 +235,7 @@ class Scorer:
         for appended_ms in scored:
             self.metrics.latency.observe(max(acked - appended_ms / 1000.0, 0.0))
 
-    def _score(self, tp: TopicPartition, messages: list[ConsumerRecord], producer: KafkaProducer) -> list[int]:
+    def _score(self, messages: list[ConsumerRecord], producer: KafkaProducer) -> list[int]:
         assert self.current is not None  # nothing is read before a champion serves
         serving = self.settings.serving
         good, rows = [], []
@@ -231,11 +252,24 @@ class Scorer:
             return []
         current = self.current
         model = current.ref.as_dict()
+        # As-is when missing features are rejected (none is null; River does not change its input);
+        # otherwise nulls are dropped (absent to the learner).
+        as_is = serving.missing_features == "reject"
+        learner = self._learner_process() if self.learner_mode == "process" else None
+        if learner is not None:  # it predicts while the champion does
+            try:
+                learner.ask(rows if as_is else [_present(f) for f in rows])
+            except LearnerFailed as exc:
+                self._learner_failed(f"no predictions for {len(rows)} records", exc)
+                learner = None
         try:
             # One pass (the class is its argmax); the compiled champion builds its array without pandas.
             probabilities = current.predict_proba(rows)
         except Exception:  # one record the model cannot take: find it, dead-letter it, score the rest
-            good, rows, probabilities = self._predict_each(producer, good, rows)
+            probabilities = None
+        online_probas = self._online_probas(learner, rows, as_is)
+        if probabilities is None:
+            good, rows, probabilities, online_probas = self._predict_each(producer, good, rows, online_probas)
             if not good:
                 return []
         probabilities = np.asarray(probabilities)
@@ -247,19 +281,12 @@ class Scorer:
         # online learner has nothing to say yet).
         chosen = self.rule.serving if self.rule is not None else serving.serve
         blending = self.rule is not None
-        # Records arrive checked: with missing features rejected none is null, and the learner takes them as
-        # they are (River does not change its input); otherwise nulls are dropped (absent to the learner).
-        as_is = serving.missing_features == "reject"
-        predict_online, send, topic, instance = self.online.predict_proba_one, self._send, self.topics.predictions, \
-            self.instance
+        send, topic, instance = self._send, self.topics.predictions, self.instance
         sources: list[str] = []
-        outcomes: list[tuple[int, Any, Any, Any]] = []
-        for (message, record), features, winner, row in zip(good, rows, winners, probabilities.tolist(), strict=True):
-            try:
-                online_proba = predict_online(features if as_is else _present(features))
-            except Exception as exc:  # the online learner is advisory: the champion still serves
-                log.warning("online learner failed on %s: %s", safe_text(record["id"], 80), reason_of(exc))
-                online_proba = {}
+        outcomes: list[tuple[int, Any, Any, Any, int]] = []
+        renewals = self._renewals  # of the online learner that predicted this batch
+        for (message, record), winner, row, online_proba in zip(good, winners, probabilities.tolist(), online_probas,
+                                                                strict=True):
             champion = classes[winner]
             if online_proba:
                 online = _plain(max(online_proba, key=online_proba.__getitem__))
@@ -271,7 +298,7 @@ class Scorer:
                           blended_p if source == "blend" else row[winner])
             served = online if source == "online" else blended if source == "blend" else champion
             sources.append(source)
-            outcomes.append((version, champion, online, blended))
+            outcomes.append((version, champion, online, blended, renewals))
             # A literal, not Prediction(...): the call form copies the keywords once more per record.
             value: Prediction = {
                 "id": record["id"], "ts": record["ts"], "prediction": served,
@@ -288,12 +315,15 @@ class Scorer:
                 continue
             send(producer, topic, message.key, payload)
         # Learning comes after the whole batch is scored, so one learner state scored it.
-        for source in dict.fromkeys(sources):
-            part = [(m, r) for (m, r), s in zip(good, sources, strict=True) if s == source]
-            self.audit.record(scorer=self.instance, topic=tp.topic, partition=tp.partition,
-                              offsets=[m.offset for m, _ in part], ids=[r["id"] for _, r in part],
-                              model=model, n_learned=n_learned, served_by=source)
-        for (message, record), features, outcome in zip(good, rows, outcomes, strict=True):
+        segments: dict[tuple[str, int, str], tuple[list[int], list[str]]] = {}
+        for (message, record), source in zip(good, sources, strict=True):
+            offsets, ids = segments.setdefault((message.topic, message.partition, source), ([], []))
+            offsets.append(message.offset)
+            ids.append(record["id"])
+        for (topic_name, partition, source), (offsets, ids) in segments.items():
+            self.audit.record(scorer=self.instance, topic=topic_name, partition=partition, offsets=offsets,
+                              ids=ids, model=model, n_learned=n_learned, served_by=source)
+        for (_, record), features, outcome in zip(good, rows, outcomes, strict=True):
             try:
                 ready = self.joiner.add_record(record["id"], (features, outcome), len(message.value))
                 if ready is not None:
@@ -317,28 +347,60 @@ class Scorer:
         self.metrics.join_evictions.labels("size").inc(self.joiner.evicted_by_size - before[0])
         self.metrics.join_evictions.labels("age").inc(self.joiner.evicted_by_age - before[1])
 
-    def _learn_one(self, scored: tuple[dict[str, Any], tuple[int, Any, Any, Any]], label: Any) -> None:
-        features, (version, champion, online, blended) = scored
-        renewals = getattr(self.online, "renewals", 0)
-        self.online.learn_one(features if self.settings.serving.missing_features == "reject" else _present(features),
-                              label)
-        if self.rule is not None:
+    def _learn_one(self, scored: tuple[dict[str, Any], tuple[int, Any, Any, Any, int]], label: Any) -> None:
+        features, (version, champion, online, blended, renewals) = scored
+        if self.settings.serving.missing_features != "reject":
+            features = _present(features)
+        if self.learner_mode == "process":
+            self._to_learn.append((features, label))  # the child learns; its renewals come with its answers
+        else:
+            self.online.learn_one(features, label)
+            self.n_learned += 1
+            self._on_renewals(getattr(self.online, "renewals", 0), getattr(self.online, "accuracy", None))
+        if self.rule is not None and self.current is not None and version == self.current.ref.version:
             # A renewed online learner (training.online.Renewing) is judged by its own predictions only.
-            fresh = getattr(self.online, "fresh", True)
-            if self.current is not None and version == self.current.ref.version:
-                self.rule.update(champion == label, online == label if fresh else None,
-                                 blended == label if fresh else None)
-            if getattr(self.online, "renewals", 0) != renewals:
-                self.rule.on_online(self.online.accuracy)  # type: ignore[attr-defined]  # a Renewing learner
-        self.n_learned += 1
-        self.metrics.labels.inc()
+            fresh = renewals == self._renewals
+            self.rule.update(champion == label, online == label if fresh else None,
+                             blended == label if fresh else None)
+        self.n_joined += 1
 
-    def _predict_each(self, producer: KafkaProducer, good: list[Any], rows: list[Any]) -> tuple[list, list, list]:
+    def _on_renewals(self, renewals: int, accuracy: float | None) -> None:
+        """The online learner renewed itself: the serving rule starts it from its own accuracy."""
+        if renewals != self._renewals:
+            self._renewals = renewals
+            if self.rule is not None and accuracy is not None:
+                self.rule.on_online(accuracy)
+
+    def _online_probas(self, learner: LearnerProcess | None, rows: list[dict[str, Any]],
+                       as_is: bool) -> list[dict[Any, float]]:
+        """The online learner's probabilities per row ({} where it has none); sets the `n_learned` of
+        the state that gave them, which every prediction of the batch carries."""
+        if learner is not None:
+            try:
+                self.n_learned, answers = learner.answer()
+                self._on_renewals(learner.renewals, learner.accuracy)
+                self._learner_failures = 0
+                return answers
+            except LearnerFailed as exc:
+                self._learner_failed(f"no predictions for {len(rows)} records", exc)
+        if self.learner_mode == "process" or learner is not None:
+            return [{} for _ in rows]  # the online learner is advisory: the champion serves
+        predict, answers = self.online.predict_proba_one, []
+        for features in rows:
+            try:
+                answers.append(predict(features if as_is else _present(features)))
+            except Exception as exc:  # the online learner is advisory: the champion still serves
+                log.warning("online learner failed: %s", reason_of(exc))
+                answers.append({})
+        return answers
+
+    def _predict_each(self, producer: KafkaProducer, good: list[Any], rows: list[Any],
+                      online: list[dict[Any, float]]) -> tuple[list, list, list, list]:
         """The batch's predict failed: predict record by record, dead-lettering those that fail."""
         current = self.current
         assert current is not None  # called by _score, which runs only once a champion serves
-        kept, kept_rows, probabilities = [], [], []
-        for item, features in zip(good, rows, strict=True):
+        kept, kept_rows, probabilities, kept_online = [], [], [], []
+        for item, features, proba in zip(good, rows, online, strict=True):
             try:
                 frame = pd.DataFrame.from_records([features], columns=current.features)
                 probabilities.append(current.model.predict_proba(frame)[0])
@@ -347,7 +409,8 @@ class Scorer:
                 continue
             kept.append(item)
             kept_rows.append(features)
-        return kept, kept_rows, probabilities
+            kept_online.append(proba)
+        return kept, kept_rows, probabilities, kept_online
 
     def _dead_letter(self, producer: KafkaProducer, reason: str, message: ConsumerRecord) -> None:
         reason = safe_text(reason)
@@ -373,9 +436,54 @@ class Scorer:
         self.restored_from = saved.n_learned
         log.warning("online learner restored from %s: n_learned=%s", self.checkpoint_path, saved.n_learned)
 
-    def _checkpoint(self) -> None:
-        checkpoint.save(self.checkpoint_path, checkpoint.Checkpoint(self.online, self.n_learned, dict(self._seen)))
+    def _checkpoint(self, final: bool = False) -> None:
+        if self._learner is None:  # inline, or nothing handed over yet: the serving state is the learner's
+            checkpoint.save(self.checkpoint_path, checkpoint.Checkpoint(self.online, self.n_learned, dict(self._seen)))
+        elif final:  # written by the learner process after its last pairs, before it ends
+            self.close_learner(dict(self._seen))
+        else:
+            try:
+                self._learner.request_checkpoint(dict(self._seen))
+            except LearnerFailed as exc:
+                log.error("no learner checkpoint: %s", exc)
         self._last_checkpoint = time.monotonic()
+
+    # -- the learner process --------------------------------------------------------------
+    def _learner_process(self) -> LearnerProcess:
+        if self._learner is None:
+            self._learner = LearnerProcess(
+                self.online, self.n_learned, self.settings.home / "learner" / f"{self.instance}-{id(self):x}.start",
+                self.checkpoint_path)
+        return self._learner
+
+    def start_learner(self) -> int | None:
+        """Start the learner process now and wait until it answers (learner = process); its pid."""
+        if self.learner_mode != "process":
+            return None
+        learner = self._learner_process()
+        learner.ask([])
+        learner.answer()
+        return learner.pid
+
+    def _learner_failed(self, what: str, exc: Exception) -> None:
+        """Logged; after three failures in a row (a learner process that cannot start, say), the
+        scorer learns inline from the learner's last checkpoint rather than restart it every batch."""
+        log.error("online learner: %s: %s", what, exc)
+        self._learner_failures += 1
+        if self._learner_failures >= 3 and self.learner_mode == "process":
+            self.close_learner()
+            saved = checkpoint.load(self.checkpoint_path)
+            if saved is not None:
+                self.online, self.n_learned = saved.learner, saved.n_learned
+            self.learner_mode = "inline"
+            log.error("the learner process failed %s times in a row: learning inline from n_learned=%s",
+                      self._learner_failures, self.n_learned)
+
+    def close_learner(self, offsets: dict[str, int] | None = None) -> None:
+        """End the learner process (checkpointing with `offsets` first when given)."""
+        learner, self._learner = self._learner, None
+        if learner is not None:
+            learner.close(offsets)
 
     def _measure_lag(self, consumer: KafkaConsumer) -> None:
         for tp in consumer.assignment():
@@ -387,6 +495,17 @@ class Scorer:
         if self.shared is not None:
             self.shared[:] = [self.scored, self.dead_letters, self.n_learned,
                               self.current.ref.version if self.current else 0]
+
+
+def freeze_heap() -> None:
+    """Collect, then set everything alive aside from the garbage collector (`gc.freeze`): the
+    libraries, the champion and the clients are hundreds of thousands of objects that each full
+    collection would walk again, about a third of the scorer's CPU per record before this
+    (`benchmarks/results/bench.md`). Called at start and after each swap (a pause of a few
+    hundred ms between two batches, when the old model's cycles are collected)."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def _blend_winner(classes: list[Any], champion: list[float], online: dict[Any, float]) -> tuple[Any, float]:

@@ -30,7 +30,7 @@ from driftctl.settings import KafkaSettings, LedgerSettings, MlflowSettings, Pre
 from serving.codec import decode_label, decode_telemetry, encode_prediction
 from serving.kafka_io import make_group_consumer, make_producer
 from serving.producer import publish
-from serving.scorer import Scorer
+from serving.scorer import Scorer, freeze_heap
 from serving.synthetic import iot_stream
 from training.datasets import to_frame
 from training.evaluate import Evaluation
@@ -83,19 +83,22 @@ def _champion(registry: Registry) -> None:
 
 
 def _drain(consumer: KafkaConsumer, producer: KafkaProducer, records: int,
-           handle: Callable[[Batch, KafkaProducer], int], timeout: float = 600) -> dict:
-    """Poll, handle, flush, commit until `records` telemetry records are acknowledged.
-    Latency per record: from the poll that returned it to its acknowledgement."""
+           handle: Callable[[Batch, KafkaProducer], int], labels: str, timeout: float = 600) -> dict:
+    """Poll, handle, flush, commit until `records` telemetry records are acknowledged and their
+    `records` labels read: every loop consumes the same messages (kafka-python hands a topic's
+    fetched records over in runs, so a loop stopped at the last telemetry record may have read
+    few labels). Latency per record: from the poll that returned it to its acknowledgement."""
     latencies: list[float] = []
-    done, first_poll = 0, None
+    done, labelled, first_poll = 0, 0, None
     deadline = time.monotonic() + timeout
     cpu_started = time.process_time()  # this process's CPU, its client threads included: steadier than wall time
-    while done < records and time.monotonic() < deadline:
+    while (done < records or labelled < records) and time.monotonic() < deadline:
         polled = time.perf_counter()
         batch = consumer.poll(timeout_ms=100, max_records=2000)
         if not batch:
             continue
         first_poll = first_poll or polled
+        labelled += sum(len(messages) for tp, messages in batch.items() if tp.topic == labels)
         n = handle(batch, producer)
         producer.flush()
         consumer.commit()
@@ -177,6 +180,14 @@ def _peak_rss_mb(pid: int | None) -> float | None:
     return round(int(hwm) / 1024, 1) if hwm else None
 
 
+def _child_pids(pid: int | None) -> list[int]:
+    """A live process's children (Linux /proc; [] elsewhere): the scorer's learner process."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
 def _cpu_seconds(pid: int | None) -> float | None:
     """A live process's CPU time, user + system (Linux /proc; None elsewhere)."""
     try:
@@ -236,7 +247,9 @@ def sustained(settings: Settings, bootstrap: str, rate: float, seconds: float,
     producer.start()
     peak_scorer = None
     cpu_before = _cpu_seconds(scorer.pid)
-    cpu: dict[str, float | None] = {"scorer": None, "producer": None}
+    learner_pids = _child_pids(scorer.pid)  # started by the scorer's first batch (learner = process)
+    learner_before = {pid: _cpu_seconds(pid) or 0.0 for pid in learner_pids}
+    cpu: dict[str, float | None] = {"scorer": None, "producer": None, "learner": None}
     try:
         while producer.is_alive() or not samples:
             time.sleep(1.0)
@@ -245,8 +258,12 @@ def sustained(settings: Settings, bootstrap: str, rate: float, seconds: float,
                             max(produced - monitor.telemetry_seen, 0)))
             progress("sustained load", int(samples[-1][0]), int(seconds))
             peak_scorer = _peak_rss_mb(scorer.pid) or peak_scorer
+            learner_pids = learner_pids or _child_pids(scorer.pid)
+            learner_cpu = [(c - learner_before.get(pid, 0.0)) for pid in learner_pids
+                           if (c := _cpu_seconds(pid)) is not None]
             cpu = {"scorer": _cpu_seconds(scorer.pid) or cpu["scorer"],
-                   "producer": _cpu_seconds(producer.pid) or cpu["producer"]}
+                   "producer": _cpu_seconds(producer.pid) or cpu["producer"],
+                   "learner": sum(learner_cpu) if learner_cpu else cpu["learner"]}
             if time.monotonic() - started > seconds * 3 + 60:
                 break
         elapsed = time.monotonic() - started
@@ -282,6 +299,8 @@ def sustained(settings: Settings, bootstrap: str, rate: float, seconds: float,
             # CPU per record of each stage while it ran (the scorer's start-up taken out): per-core rates.
             "cpu_us_per_record": {
                 "scorer": per_record(cpu["scorer"] - cpu_before if cpu["scorer"] and cpu_before else None, scored),
+                # the scorer's learner process (learner = process), per record scored: predict + learn
+                "learner": per_record(cpu["learner"], scored),
                 # per telemetry record it read (and the label and prediction that go with it)
                 "monitor": per_record(monitor_cpu[0] if monitor_cpu else None, monitor.telemetry_seen),
                 "producer": per_record(cpu["producer"], produced)}}
@@ -330,37 +349,58 @@ def _run_bench(settings: Settings, bootstrap: str, records: int,
 
     threadpool_limits(limits=1, user_api="openmp")  # as Scorer.run does
     stop = threading.Event()
-    scorer = Scorer(settings, bootstrap, registry, stop)
     champion = registry.champion()
     assert champion is not None  # `_champion` moved the alias
-    scorer.current = registry.load(champion.version)
+    loaded = registry.load(champion.version)
 
-    def scored(batch: Batch, out: KafkaProducer) -> int:
-        before = scorer.scored + scorer.dead_letters
-        scorer.process(batch, out)
-        return scorer.scored + scorer.dead_letters - before
+    def make_scorer(learner: str) -> Scorer:
+        serving = settings.serving.model_copy(update={"learner": learner})
+        made = Scorer(settings.model_copy(update={"serving": serving}), bootstrap, registry, stop)
+        made.current = loaded
+        return made
 
-    results = {}
-    for name, handle, group in (("raw", raw, f"bench-raw-{uuid.uuid4().hex[:6]}"),
-                                ("pipeline", scored, f"bench-scorer-{uuid.uuid4().hex[:6]}")):
+    # The default (the online learner in its own process) and, in the same run, the learner inline in
+    # the scoring loop: before and after taking learning off the scoring path.
+    scorers = {"pipeline": make_scorer("process"), "pipeline_inline": make_scorer("inline")}
+    scorer = scorers["pipeline"]
+    freeze_heap()  # as Scorer.run does once its champion serves; the raw loop gains as much
+
+    def scoring(which: Scorer) -> Callable[[Batch, KafkaProducer], int]:
+        def scored(batch: Batch, out: KafkaProducer) -> int:
+            before = which.scored + which.dead_letters
+            which.process(batch, out)
+            return which.scored + which.dead_letters - before
+        return scored
+
+    results, learner_cpu = {}, None
+    for name, handle in (("raw", raw), ("pipeline", scoring(scorers["pipeline"])),
+                         ("pipeline_inline", scoring(scorers["pipeline_inline"]))):
         progress(f"{name} loop", 0, records)
-        consumer = make_group_consumer(bootstrap, settings.kafka, group)
+        consumer = make_group_consumer(bootstrap, settings.kafka, f"bench-{name}-{uuid.uuid4().hex[:6]}")
         consumer.subscribe([topics.telemetry, topics.labels])
         out = make_producer(bootstrap, settings.kafka, linger_ms=5, batch_size=256 * 1024)
+        learner_pid = learner_before = None
+        if name == "pipeline":  # its learner process started and loaded: its CPU from here on is per record
+            learner_pid = scorer.start_learner()
+            learner_before = _cpu_seconds(learner_pid)
         try:
-            results[name] = _drain(consumer, out, records, handle)
+            results[name] = _drain(consumer, out, records, handle, topics.labels)
         finally:
             consumer.close()
             out.close()
+        if learner_before is not None and (after := _cpu_seconds(learner_pid)) is not None:
+            learner_cpu = (after - learner_before) * 1e6 / results[name]["records"]
+    scorers["pipeline_inline"].audit.close()
     progress("offered load", 0, 1)
     offered = _offered_load(settings, bootstrap, scorer, topics, rate)
+    scorer.close_learner()
     scorer.audit.close()
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the sustained run's monitor
     whole = None
     if sustained_seconds > 0:
         progress("sustained load", 0, int(sustained_seconds))
         whole = sustained(settings, bootstrap, sustained_rate, sustained_seconds, progress)
-    pipeline, limit = results["pipeline"], results["raw"]
+    pipeline, limit, inline = results["pipeline"], results["raw"], results["pipeline_inline"]
     return {
         "records": records,
         "pipeline_rps": round(pipeline["rps"], 1),
@@ -370,8 +410,16 @@ def _run_bench(settings: Settings, bootstrap: str, records: int,
         "p99_ms": round(pipeline["p99_ms"], 2),
         "limit_p99_ms": round(limit["p99_ms"], 2),
         # CPU per record of each loop in this process: on a shared machine a steadier ratio than the rates'.
-        "cpu_us_per_record": {"pipeline": _rounded(pipeline["cpu_us"]), "raw": _rounded(limit["cpu_us"])},
+        # The learner process's CPU is on the other core: reported beside, not in, the scorer's.
+        "cpu_us_per_record": {"pipeline": _rounded(pipeline["cpu_us"]), "raw": _rounded(limit["cpu_us"]),
+                              "learner_process": _rounded(learner_cpu),
+                              "pipeline_inline": _rounded(inline["cpu_us"])},
         "cpu_ratio": round(limit["cpu_us"] / pipeline["cpu_us"], 3) if pipeline["cpu_us"] else None,
+        # the online learner inline in the scoring loop (ServingSettings.learner = "inline"), same run
+        "inline": {"pipeline_rps": round(inline["rps"], 1),
+                   "ratio": round(inline["rps"] / limit["rps"], 3) if limit["rps"] else None,
+                   "cpu_ratio": round(limit["cpu_us"] / inline["cpu_us"], 3) if inline["cpu_us"] else None,
+                   "p99_ms": round(inline["p99_ms"], 2)},
         "peak_rss_mb": round(peak_rss, 1),
         "offered_load": offered,
         "sustained": whole,

@@ -519,6 +519,12 @@ def bench(
     if result["cpu_ratio"] is not None:
         table.add_row("CPU per record: pipeline / raw (ratio)",
                       f"{cpu['pipeline']:.0f} / {cpu['raw']:.0f} us ({result['cpu_ratio']:.2f})")
+    if cpu.get("learner_process") is not None:
+        table.add_row("CPU per record of the learner process (the other core)", f"{cpu['learner_process']:.0f} us")
+    inline = result.get("inline")
+    if inline:
+        table.add_row("learner inline in the scoring loop: records/s, ratio, CPU ratio",
+                      f"{inline['pipeline_rps']:,.0f} records/s, {inline['ratio']:.2f}, {inline['cpu_ratio']:.2f}")
     table.add_row("latency p50 / p99 (poll to ack)", f"{result['p50_ms']:.1f} / {result['p99_ms']:.1f} ms")
     offered = result["offered_load"]
     table.add_row(f"latency p50 / p99 at {offered['rate']:,.0f} records/s offered (append to ack)",
