@@ -156,3 +156,43 @@ def test_a_failed_announcement_puts_the_alias_back_and_records_it_against_its_in
         assert ledger.alias_history(registry.model_name)[-1]["version"] == 1
     finally:
         ledger.close()
+
+
+def test_the_monitor_ends_an_interrupted_promotion_when_it_starts(template, broker, tmp_path):
+    """The restart is a real monitor start: a promotion killed after the alias moved is finished
+    (announced, recorded) before the monitor follows the champion."""
+    from serving.monitor import Monitor
+
+    home = clone_home(template, tmp_path / "home")
+    settings = Settings(home=home)
+    for topic in ("model_updates", "telemetry", "labels", "predictions"):
+        setattr(settings.kafka.topics, topic, f"crash-monitor.{topic}")
+    settings.kafka.monitor_group = "crash-monitor"
+    settings.retrain.lease_seconds = LEASE
+    settings.evidently.snapshot_interval = 0
+    configure_environment(settings)
+    ensure_topics(broker, settings.kafka)
+    child = subprocess.run([sys.executable, "-m", "tests.crash_child", settings.model_dump_json(), broker, "promotion"],
+                           env={**os.environ, VARIABLE: "promotion:alias", "PYTHONPATH": str(Path.cwd())},
+                           capture_output=True, text=True, timeout=180)
+    assert child.returncode == -9, child.stderr[-3000:]
+    registry, ledger = Registry.from_settings(settings), Ledger(settings.ledger_url)
+    assert ledger.open_intents(registry.model_name)  # half done: the alias names 2, nothing recorded
+    time.sleep(LEASE + 0.2)
+    stop = threading.Event()
+    monitor = Monitor(settings, broker, registry, ledger, lambda w, t: {"promoted": False}, stop)
+    thread = threading.Thread(target=monitor.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: monitor.champion is not None, 60, "the monitor's champion")
+        assert monitor.champion.version == 2
+        assert ledger.open_intents(registry.model_name) == []
+        assert ledger.latest("promotion").model_version == 2
+        assert ledger.latest("promotion").payload["reconciled"]
+        updates = read_topic(broker, settings.kafka, settings.kafka.topics.model_updates,
+                             until=lambda got: len(got) >= 1, timeout=15)
+        assert ModelUpdate.from_json(updates[-1].value).version == 2
+    finally:
+        stop.set()
+        thread.join(30)
+        ledger.close()

@@ -90,6 +90,8 @@ def _series_and_timeline(settings: Settings, now: float) -> tuple[dict[str, list
     ledger = Ledger(settings.ledger_url)
     try:
         for e in ledger.entries(limit=200):
+            if e.kind == "intent":  # a champion change's bookkeeping: its promotion or rollback is shown
+                continue
             if e.kind == "drift_event":
                 label = f"{e.payload.get('detector')} fired at record {e.payload.get('index')}"
             elif e.kind == "decision":
