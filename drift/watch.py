@@ -208,6 +208,12 @@ class DriftWatch:
         served class's probability): its expected accuracy, counted in the estimate."""
         return None if confidence is None else self.estimate.served(source, confidence)
 
+    def online_renewed(self) -> None:
+        """The online learner renewed itself (`training.online.Renewing`): its calibration map,
+        and the blend's, were the old learner's; the new one starts from its raw confidence."""
+        self.estimate.reset("online")
+        self.estimate.reset("blend")
+
     def served_label(self, source: str, confidence: float | None, right: bool) -> None:
         """The label of a served record came: calibrate `source`'s confidence with it."""
         if confidence is not None:

@@ -121,3 +121,14 @@ def test_vitals_carry_the_label_free_estimate():
     assert watch.vitals()["estimated_accuracy"] > 0.95
     watch.on_champion({"version": 2}, None)  # a new champion: its calibration starts afresh
     assert watch.estimate.expect("champion", 0.9) == 0.9
+
+
+def test_a_renewed_online_learner_starts_from_its_raw_confidence():
+    watch = DriftWatch(DriftSettings(data_window=100))
+    for _ in range(500):
+        watch.served_label("online", 0.9, False)  # the old tree: confident and wrong
+        watch.served_label("champion", 0.9, True)
+    assert watch.estimate.expect("online", 0.9) < 0.2
+    watch.online_renewed()  # a fresh tree serves: the old tree's map says nothing of it
+    assert watch.estimate.expect("online", 0.9) == 0.9
+    assert watch.estimate.expect("champion", 0.9) > 0.95  # the champion's map is kept
