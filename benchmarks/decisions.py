@@ -67,6 +67,9 @@ VARIANTS: dict[str, Variant] = {
     "after+archive": ({"archive": True}, {}),
     "after+regrow": (REGROW, {}),
     "after+all": (EVERYTHING, {}),
+    # Retrain after 500 labelled rows since a concept drift once the online learner has overtaken the champion.
+    "after+early": ({"early_train_rows": 500}, {}),
+    "after+early+regrow": ({"early_train_rows": 500, **REGROW}, {}),
 }
 
 
