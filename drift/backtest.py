@@ -38,7 +38,7 @@ the mean calibrated confidence of the served predictions) beside the realised `a
 >>> drift.incidents, drift.retrains, [p["index"] for p in drift.promotions], round(drift.accuracy, 2)
 (1, 1, [4515], 0.97)
 >>> drift.served, drift.estimated_accuracy
-({'champion': 3614, 'online': 1386, 'blend': 0}, 0.9764)
+({'champion': 3614, 'online': 1386, 'blend': 0}, 0.9882)
 
 The online learner (a renewing tree, `training.online.Renewing`) renewed itself soon after the
 change and served until the retrained champion was promoted; both detector events are one
@@ -378,8 +378,14 @@ class Backtest:
         if self.online_always or self.champion is None:
             renewals = getattr(self.online, "renewals", 0)
             self.online.learn_one(self.records[j], y)
-            if self.rule is not None and getattr(self.online, "renewals", 0) != renewals:
-                self.rule.on_online(self.online.accuracy)  # type: ignore[attr-defined]  # a Renewing learner
+            if getattr(self.online, "renewals", 0) != renewals:
+                if self.watch is not None:
+                    self.watch.online_renewed()
+                else:
+                    self.estimate.reset("online")
+                    self.estimate.reset("blend")
+                if self.rule is not None:
+                    self.rule.on_online(self.online.accuracy)  # type: ignore[attr-defined]  # a Renewing learner
         self._calibrate(j, y)
         if self.champion is None:
             if self.labelled >= self.warmup:
@@ -417,6 +423,8 @@ class Backtest:
         estimate of a source that starts serving is then calibrated already)."""
         learn = self.estimate.learn
         champion_confidence, online, blended = self.confidence[0][j], self.confidence[1][j], self.confidence[2][j]
+        if not getattr(self.online, "fresh", True):
+            online = blended = None  # scored by the online learner before it renewed: says nothing of the new one
         if online is not None:
             learn("online", online, self.online_pred[j] == y)
         champion = self.champion

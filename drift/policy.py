@@ -47,7 +47,7 @@ class DriftPolicy:
     """
 
     def __init__(self, *, min_train_rows: int = 1500, data_persistence: int = 2, cooldown: int = 2000,
-                 regrow: bool = False, max_train_rows: int | None = None):
+                 regrow: bool = False, max_train_rows: int | None = None, early_train_rows: int | None = None):
         if min_train_rows < 1:
             raise ValueError(f"min_train_rows must be at least 1, got {min_train_rows!r}")
         if data_persistence < 1:
@@ -59,6 +59,7 @@ class DriftPolicy:
         self.cooldown = cooldown
         self.regrow = regrow
         self.max_train_rows = max_train_rows
+        self.early_train_rows = early_train_rows
         self._reset()
 
     def _reset(self) -> None:
@@ -175,9 +176,11 @@ class DriftPolicy:
                         reason=(f"cooldown over; {reason} during it: collecting {self.min_train_rows} "
                                 f"labelled records from position {self.change_at}"))
 
-    def on_labelled(self, labelled: int) -> Decision | None:
+    def on_labelled(self, labelled: int, *, overtaken: bool = False) -> Decision | None:
         """Called as labelled records accrue; returns an alert when a drift deferred by the
-        cooldown is released, and a retrain decision once enough labelled records exist."""
+        cooldown is released, and a retrain decision once enough labelled records exist:
+        `min_train_rows` since the change, or `early_train_rows` after a concept drift when the
+        online learner has `overtaken` the champion on them (`DriftWatch` judges it)."""
         self.labelled = max(self.labelled, labelled)
         if self.deferred is not None and not self._blocked(labelled):
             return self._release_deferred()
@@ -185,16 +188,23 @@ class DriftPolicy:
             return None
         if self.change_at is None:
             return self._grow(labelled)
-        if self._blocked(labelled) or labelled - self.change_at < self.min_train_rows:
+        if self._blocked(labelled):
+            return None
+        rows = labelled - self.change_at
+        early = (self.early_train_rows is not None and overtaken and self.concept and self.keep_from is None
+                 and rows >= self.early_train_rows)
+        if rows < self.min_train_rows and not early:
             return None
         start = self.change_at if self.keep_from is None else self.keep_from
         if self.max_train_rows is not None:
             start = max(start, labelled - self.max_train_rows)
         kept = "" if self.keep_from is None else ", the champion's rows kept (label-free drift)"
+        sooner = ("; early: the online learner has overtaken the champion since the change"
+                  if rows < self.min_train_rows else "")
         decision = Decision(
             action=Action.RETRAIN,
             reason=(f"drift confirmed by {len(self.pending_events)} event(s); retraining on "
-                    f"{labelled - start} labelled records from position {start}{kept}"),
+                    f"{labelled - start} labelled records from position {start}{kept}{sooner}"),
             event_ids=tuple(self.pending_events),
             window=(start, labelled), incident=self.incident,
         )

@@ -33,6 +33,7 @@ says when the archived champions should be judged against the serving one (`arch
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,7 +72,12 @@ class DriftWatch:
         capped = settings.regrow or settings.keep_old_on_covariate
         self.policy = DriftPolicy(min_train_rows=settings.min_train_rows,
                                   data_persistence=settings.data_persistence, cooldown=settings.cooldown,
-                                  regrow=settings.regrow, max_train_rows=settings.max_train_rows if capped else None)
+                                  regrow=settings.regrow, max_train_rows=settings.max_train_rows if capped else None,
+                                  early_train_rows=settings.early_train_rows)
+        # Since the change the policy collects rows for: labelled records only the online learner /
+        # only the champion got right (McNemar: has the online learner overtaken the champion?).
+        self._online_only = self._champion_only = 0
+        self._overtake_from: int | None = None
         gap = settings.accuracy_gap if accuracy_gap is None else accuracy_gap
         self.error_detector = ErrorRateDetector(delta=self.levels.error_delta)
         self.gap_detector = (AccuracyGapDetector(window=settings.gap_window, alpha=self.levels.gap_alpha,
@@ -136,6 +142,8 @@ class DriftWatch:
             bank = [d for d in (self.data_detector, self.prediction_detector) if d is not None]
         else:
             self._error_positions.append(labelled)
+            if self.settings.early_train_rows is not None and observation.online_right is not None:
+                self._count_overtake(observation.champion_right, observation.online_right, labelled)
             bank = (self._label_bank if observation.features is None and observation.prediction is None
                     else self.detectors)
         for detector in bank:
@@ -185,9 +193,28 @@ class DriftWatch:
                           threshold=evidence["threshold"], window=window, evidence=evidence, model=self.model,
                           incident=self.policy.incident_at(labelled))
 
+    def _count_overtake(self, champion_right: bool, online_right: bool, labelled: int) -> None:
+        change_at = self.policy.change_at
+        if change_at != self._overtake_from:  # a new change (or none): count afresh from it
+            self._overtake_from, self._online_only, self._champion_only = change_at, 0, 0
+        if change_at is not None and labelled > change_at:
+            self._online_only += online_right and not champion_right
+            self._champion_only += champion_right and not online_right
+
+    @property
+    def overtaken(self) -> bool:
+        """Whether the online learner is significantly more accurate than the champion on the
+        labelled records since the change being collected for (McNemar, z = 3)."""
+        if self.policy.change_at is None or self.policy.change_at != self._overtake_from:
+            return False
+        wins, losses = self._online_only, self._champion_only
+        return wins - losses > 3.0 * math.sqrt(wins + losses)
+
     def on_labelled(self, labelled: int) -> Decision | None:
-        """Labelled records accrued: a retrain decision once enough follow a change."""
-        return self.policy.on_labelled(labelled)
+        """Labelled records accrued: a retrain decision once enough follow a change (sooner with
+        `early_train_rows` once the online learner has overtaken the champion since the change)."""
+        return self.policy.on_labelled(labelled, overtaken=self.settings.early_train_rows is not None
+                                       and self.overtaken)
 
     def archive_due(self, labelled: int) -> tuple[int, int] | None:
         """With `archive` on: once `archive_probe` labelled records follow a concept drift, the
@@ -207,6 +234,12 @@ class DriftWatch:
         """A record was served by `source` (champion, online, blend) with `confidence` (the
         served class's probability): its expected accuracy, counted in the estimate."""
         return None if confidence is None else self.estimate.served(source, confidence)
+
+    def online_renewed(self) -> None:
+        """The online learner renewed itself (`training.online.Renewing`): its calibration map,
+        and the blend's, were the old learner's; the new one starts from its raw confidence."""
+        self.estimate.reset("online")
+        self.estimate.reset("blend")
 
     def served_label(self, source: str, confidence: float | None, right: bool) -> None:
         """The label of a served record came: calibrate `source`'s confidence with it."""

@@ -143,6 +143,10 @@ class DriftSettings(BaseModel):
                                                            "training rows and adds the new ones")
     max_train_rows: int = Field(20_000, ge=100, description="the longest retrain window regrow and "
                                                             "keep_old_on_covariate may build")
+    early_train_rows: int | None = Field(None, ge=100, description="retrain after this many labelled rows since "
+                                         "a concept drift (instead of min_train_rows) once the online learner "
+                                         "is significantly more accurate than the champion on them (the old "
+                                         "concept is gone); None: off")
     archive: bool = Field(False, description="after a concept drift, earlier champions compete on the labelled "
                                              "records since the change; the best is reinstated without training")
     archive_probe: int = Field(300, ge=50, description="labelled records after the change the archive is judged on")

@@ -121,3 +121,45 @@ def test_vitals_carry_the_label_free_estimate():
     assert watch.vitals()["estimated_accuracy"] > 0.95
     watch.on_champion({"version": 2}, None)  # a new champion: its calibration starts afresh
     assert watch.estimate.expect("champion", 0.9) == 0.9
+
+
+def test_a_renewed_online_learner_starts_from_its_raw_confidence():
+    watch = DriftWatch(DriftSettings(data_window=100))
+    for _ in range(500):
+        watch.served_label("online", 0.9, False)  # the old tree: confident and wrong
+        watch.served_label("champion", 0.9, True)
+    assert watch.estimate.expect("online", 0.9) < 0.2
+    watch.online_renewed()  # a fresh tree serves: the old tree's map says nothing of it
+    assert watch.estimate.expect("online", 0.9) == 0.9
+    assert watch.estimate.expect("champion", 0.9) > 0.95  # the champion's map is kept
+
+
+def _retrain_windows(settings, online_after):
+    """Champion right 95% of the time, then 60% from labelled record 3000; the online learner right
+    with probability `online_after` after the change (as the champion before). Retrains not promoted."""
+    watch = DriftWatch(settings)
+    watch.on_champion({"version": 1}, None, labelled=0)
+    rng, windows = random.Random(3), []
+    for labelled in range(1, 6000):
+        champion = rng.random() < (0.95 if labelled < 3000 else 0.6)
+        online = rng.random() < (0.95 if labelled < 3000 else online_after)
+        step = watch.observe(Observation(champion_right=champion, online_right=online), index=labelled,
+                             labelled=labelled)
+        for decision in [*step.decisions, watch.on_labelled(labelled)]:
+            if decision is not None and decision.action is Action.RETRAIN:
+                windows.append(decision.window)
+                watch.retrain_finished(promoted=False, labelled=labelled)
+    return windows
+
+
+def test_early_retrain_once_the_online_learner_has_overtaken_the_champion():
+    settings = {**QUIET, "min_train_rows": 1500, "early_train_rows": 300}
+    early = _retrain_windows(DriftSettings(**settings), online_after=0.95)
+    start, end = early[0]
+    assert start >= 3000 and end - start == 300  # the old concept is gone: 300 rows suffice
+    # The online learner no better than the champion: no evidence, the full 1,500 rows.
+    late = _retrain_windows(DriftSettings(**settings), online_after=0.6)
+    assert late[0][1] - late[0][0] == 1500
+    # Off (the default): the full 1,500 rows even when the online learner leads.
+    off = _retrain_windows(DriftSettings(**{**settings, "early_train_rows": None}), online_after=0.95)
+    assert off[0][1] - off[0][0] == 1500

@@ -1,0 +1,74 @@
+"""training.hoeffding.HoeffdingTree gives exactly River's Hoeffding tree's predictions."""
+
+import random
+
+import pytest
+from river import tree
+
+from training.hoeffding import HoeffdingTree, naive_bayes
+
+
+def _stream(seed: int, n: int, *, categorical: bool, classes: int):
+    rng = random.Random(seed)
+    for i in range(n):
+        x = {"a": rng.gauss(0, 1), "b": rng.random(), "c": rng.expovariate(1.0)}
+        if categorical:
+            x["colour"] = rng.choice("rgbk")
+        if rng.random() < 0.05:
+            del x["b"]  # a missing value
+        shift = 0.0 if i < n // 2 else 1.0  # the concept changes half way
+        score = x["a"] + shift * x["c"] + (0.5 if x.get("colour") == "r" else 0.0) + 0.3 * rng.gauss(0, 1)
+        y = min(classes - 1, max(0, int((score + 1.5) * classes / 4)))
+        yield x, y
+
+
+@pytest.mark.parametrize("delay", [0, 1, 50])
+@pytest.mark.parametrize("categorical,classes", [(False, 2), (True, 3)])
+def test_the_same_predictions_as_rivers_tree(delay, categorical, classes):
+    fast = HoeffdingTree(grace_period=50)
+    river = tree.HoeffdingTreeClassifier(grace_period=50)
+    pending = []
+    for x, y in _stream(delay + classes, 4000, categorical=categorical, classes=classes):
+        assert fast.predict_proba_one(x) == river.predict_proba_one(x)
+        pending.append((x, y))
+        if len(pending) > delay:
+            old_x, old_y = pending.pop(0)
+            fast.learn_one(old_x, old_y)
+            river.learn_one(old_x, old_y)
+    assert fast.n_nodes == river.n_nodes > 3  # it grew, the same tree
+
+
+def test_a_record_changed_in_place_is_not_served_from_the_memo():
+    fast, river = HoeffdingTree(grace_period=20), tree.HoeffdingTreeClassifier(grace_period=20)
+    for x, y in _stream(1, 500, categorical=False, classes=2):
+        fast.learn_one(x, y)
+        river.learn_one(x, y)
+    x = {"a": 0.1, "b": 0.5, "c": 1.0}
+    assert fast.predict_proba_one(x) == river.predict_proba_one(x)
+    x["a"] = 2.5  # the caller reuses its dict
+    assert fast.predict_proba_one(x) == river.predict_proba_one(x)
+
+
+def test_naive_bayes_matches_river_on_every_leaf():
+    from river.tree.utils import do_naive_bayes_prediction
+
+    river = tree.HoeffdingTreeClassifier(grace_period=50)
+    stream = list(_stream(3, 3000, categorical=True, classes=3))
+    for x, y in stream:
+        river.learn_one(x, y)
+    leaves = [leaf for leaf in river._root.iter_leaves() if leaf.is_active()]
+    assert leaves
+    for leaf in leaves:
+        for x, _ in stream[:200]:
+            assert naive_bayes(x, leaf.stats, leaf.splitters) == do_naive_bayes_prediction(x, leaf.stats,
+                                                                                          leaf.splitters)
+
+
+def test_a_leaf_that_learned_computes_again():
+    fast, river = HoeffdingTree(grace_period=1000), tree.HoeffdingTreeClassifier(grace_period=1000)
+    x = {"a": 0.3, "b": 0.2}
+    for i in range(50):
+        assert fast.predict_proba_one(x) == river.predict_proba_one(x)
+        fast.learn_one(x, i % 3 == 0)  # the same record, learned again and again
+        river.learn_one(x, i % 3 == 0)
+        assert fast.predict_proba_one(x) == river.predict_proba_one(x)
