@@ -40,7 +40,7 @@ NIGHTLY_HOUR = (datetime.now(UTC).hour + 12) % 24
 
 
 def _env(home: Path) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("DRIFTCTL_", "PREFECT_"))}
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DRIFTCTL_", "PREFECT_", "MLFLOW_"))}
     return {**base, **TUNING, "PYTHONPATH": str(ROOT), "DRIFTCTL_HOME": str(home),
             "DRIFTCTL_RETRAIN__NIGHTLY_CRON": f"0 {NIGHTLY_HOUR} * * *"}
 
@@ -205,16 +205,19 @@ def test_a_drifting_stream_retrains_once_through_the_deployment_and_serves_the_n
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=served.addresses["mlflow_ui"])
+    # The registry too: MLflow takes it from MLFLOW_TRACKING_URI, which an earlier in-process test leaves set
+    # (this test read another home's version 2, with no description, twice in full runs).
+    client = MlflowClient(tracking_uri=served.addresses["mlflow_ui"], registry_uri=served.addresses["mlflow_ui"])
 
-    def described():  # written at registration; twice a CI run read None through the server: wait, then say where
+    def described():  # written at registration
         found = client.get_model_version(MODEL, "2")
         return found if found.description else None
 
     try:
         version = _wait("version 2's description", described, 30, served, every=2)
     except pytest.fail.Exception as exc:
-        direct = MlflowClient(tracking_uri=f"sqlite:///{served.home / 'mlflow.db'}").get_model_version(MODEL, "2")
+        store = f"sqlite:///{served.home / 'mlflow.db'}"
+        direct = MlflowClient(tracking_uri=store, registry_uri=store).get_model_version(MODEL, "2")
         raise AssertionError(f"{exc}; through the server: {client.get_model_version(MODEL, '2')}; "
                              f"in the store itself: {direct}") from exc
     assert version.description.startswith("Drift retrain, decision ") and "Challenger" in version.description
