@@ -73,6 +73,8 @@ class PrefectSettings(BaseModel):
     # With api_url set, the monitor emits this event and the `retrain-on-drift` deployment runs.
     drift_event: str = "driftctl.drift.detected"
     outcome_timeout: float = Field(600.0, gt=0, description="seconds the monitor waits for a deployment's outcome")
+    trigger_within: float = Field(30.0, ge=0, description="prefect.yaml's drift trigger `within`: a monitor spaces "
+                                                          "its requests by more, so none is absorbed")
 
 
 class RetrainSettings(BaseModel):

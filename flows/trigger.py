@@ -77,10 +77,17 @@ class DeploymentRetrain:
     def __init__(self, settings: Settings, poll_seconds: float = 0.5):
         self.settings = settings
         self.poll_seconds = poll_seconds
+        self._last_emit: float | None = None
 
     def __call__(self, window: TrainingWindow, trigger: RetrainTrigger) -> dict:
         decision_id = trigger.decision_id
+        # prefect.yaml's trigger runs one request per model per `within` seconds and absorbs the
+        # rest (a storm runs once). A new decision just after the previous one (a drift found
+        # seconds after the bootstrap) would be absorbed and never run: wait for the next window.
+        if self._last_emit is not None:
+            time.sleep(max(0.0, self._last_emit + self.settings.prefect.trigger_within + 1 - time.monotonic()))
         emit_drift_detected(self.settings, window, trigger)
+        self._last_emit = time.monotonic()
         deadline = time.monotonic() + self.settings.prefect.outcome_timeout
         ledger = Ledger(self.settings.ledger_url)
         try:
