@@ -20,7 +20,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from drift.arbiter import ServingRule
-from driftctl.messages import Prediction
+from driftctl.messages import ModelUpdate, Prediction
 from driftctl.runtime.logs import quiet_libraries
 from driftctl.runtime.stack import configure_environment
 from driftctl.settings import Settings
@@ -35,7 +35,7 @@ from serving.learner import LearnerFailed, LearnerProcess
 from serving.metrics import ScorerMetrics
 from serving.updates import ModelUpdates, follow_alias
 from training.recipes import make_online_learner
-from training.registry import LoadedModel, Registry, RegistryError
+from training.registry import LoadedModel, Registry
 
 if TYPE_CHECKING:
     from multiprocessing.sharedctypes import SynchronizedArray
@@ -60,7 +60,7 @@ class Scorer:
         self.registry = registry
         self.stop = stop
         self.shared = shared  # optional multiprocessing.Array("q", 4): scored, dead letters, learned, version
-        self.ledger = ledger
+        self.ledger = ledger  # None: the home's, opened when there is something to record
         self.metrics = metrics or ScorerMetrics()
         self.topics = settings.kafka.topics
         serving = settings.serving
@@ -88,9 +88,10 @@ class Scorer:
         self.joiner = LabelJoiner(serving.join_max_records, serving.join_max_age, max_bytes=serving.join_max_bytes)
         self.audit = AuditLog(settings.home / "audit.db", retention=serving.audit_retention)
         self._seen: dict[str, int] = {}  # "topic:partition" -> next offset, for checkpoints
-        self._loading: tuple[int, Future[LoadedModel]] | None = None
-        self._wanted: int | None = None  # newest announced version not yet being loaded
+        self._loading: tuple[int, Future[tuple[int | None, LoadedModel | None]]] | None = None
+        self._announced: ModelUpdate | None = None  # newest update not yet resolved against the alias
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
+        self._records = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
         self._last_checkpoint = time.monotonic()
         self.heartbeat: Heartbeat | None = None
 
@@ -108,55 +109,89 @@ class Scorer:
 
     # -- hot swap ---------------------------------------------------------------------
     def _follow_updates(self, updates: ModelUpdates) -> None:
+        """Every registry call (which version the alias names, the load) runs on the loader's
+        thread: an MLflow that is down or hung delays a swap, never the scoring of a batch."""
         update = updates.poll()
         if update is not None:
-            # The alias is the truth, the topic a hint: at start the topic replays its history
-            # (a rollback made without Kafka is not on it), and a message may be stale.
-            wanted = follow_alias(self.registry, update)
-            if wanted is not None:
-                self._wanted = wanted
+            self._announced = update  # the newest; its version is a hint, the alias the truth
         if self._loading is not None and self._loading[1].done():
-            (version, future), self._loading = self._loading, None
+            (_, future), self._loading = self._loading, None
             try:
-                loaded = future.result()
-            except RegistryError as exc:
-                self._load_failed(version, exc)
+                _, loaded = future.result()
+            except _LoadFailed as exc:
+                self._load_failed(exc.version, exc.cause)
+            except Exception as exc:  # the alias unreadable: the current model keeps serving
+                log.error("model update not followed, version %s keeps serving: %s",
+                          self.current.ref.version if self.current else None, exc)
             else:
-                # Swapped between two batches: no record is scored by a half-loaded model, and
-                # the old model is released here (nothing else holds it).
-                self.current = loaded
-                if self.rule is not None:
-                    self.rule.on_champion(loaded.accuracy)  # a new champion starts from its holdout accuracy
-                self.swaps.append((loaded.ref.version, time.time()))
-                freeze_heap()  # the old model's cycles collected, the new one's objects set aside
-                self.metrics.model_version.set(loaded.ref.version)
-                self._publish_stats()
-                log.info("now serving %s version %s", loaded.ref.name, loaded.ref.version)
+                if loaded is not None:
+                    self._swap(loaded)
         # One load at a time; a newer update waits for the running load, never cancels it.
-        wanted, self._wanted = self._wanted, None
-        if wanted is not None and self._loading is None and wanted != (self.current.ref.version if self.current
-                                                                      else None):
-            log.info("model update: loading %s version %s", self.registry.model_name, wanted)
-            self._loading = (wanted, self._loader.submit(self.registry.load, wanted))
-        elif wanted is not None and self._loading is not None:
-            self._wanted = wanted
+        if self._loading is not None or self._announced is None:
+            return
+        announced, self._announced = self._announced, None
+        current = self.current.ref.version if self.current else None
+        self._loading = (announced.version, self._loader.submit(self._resolve_and_load, announced, current))
+
+    def _resolve_and_load(self, announced: ModelUpdate | None, current: int | None) -> tuple[int | None,
+                                                                                             LoadedModel | None]:
+        """On the loader's thread: the version the alias names now (the topic replays its history at
+        start, and a rollback made without Kafka is not on it), loaded unless it already serves."""
+        if announced is None:
+            ref = self.registry.champion()
+            wanted = ref.version if ref is not None else None
+        else:
+            wanted = follow_alias(self.registry, announced)
+        if wanted is None or wanted == current:
+            return wanted, None
+        log.info("model update: loading %s version %s", self.registry.model_name, wanted)
+        try:
+            return wanted, self.registry.load(wanted)
+        except Exception as exc:  # any failure to load leaves the current model serving
+            raise _LoadFailed(wanted, exc) from exc
+
+    def _swap(self, loaded: LoadedModel) -> None:
+        # Swapped between two batches: no record is scored by a half-loaded model, and
+        # the old model is released here (nothing else holds it).
+        self.current = loaded
+        if self.rule is not None:
+            self.rule.on_champion(loaded.accuracy)  # a new champion starts from its holdout accuracy
+        self.swaps.append((loaded.ref.version, time.time()))
+        freeze_heap()  # the old model's cycles collected, the new one's objects set aside
+        self.metrics.model_version.set(loaded.ref.version)
+        self._publish_stats()
+        log.info("now serving %s version %s", loaded.ref.name, loaded.ref.version)
 
     def _load_failed(self, version: int, exc: Exception) -> None:
         keeping = self.current.ref.version if self.current else None
         log.error("version %s failed to load, version %s keeps serving: %s", version, keeping, exc)
         self.load_failures.append((version, str(exc)))
         self.metrics.swap_failures.inc()
-        if self.ledger is not None:
-            self.ledger.append("failure", reason=f"scorer {self.instance}: version {version} failed to load: {exc}",
-                               model_name=self.registry.model_name, model_version=version)
+        reason = f"scorer {self.instance}: version {version} failed to load: {exc}"
+        self._records.submit(self._record_failure, reason, version)
+
+    def _record_failure(self, reason: str, version: int) -> None:
+        """Written to the ledger in every mode (the demo's scorer gets none handed to it: it opens
+        the home's), off the scoring thread: a locked or unreachable database waits there."""
+        try:
+            if self.ledger is None:
+                from driftctl.stores.ledger import Ledger
+
+                self.ledger = Ledger(self.settings.ledger_url)
+            self.ledger.append("failure", reason=reason, model_name=self.registry.model_name, model_version=version)
+        except Exception as exc:  # the failure is in the log; the scorer goes on
+            log.error("scorer %s: a failure not recorded in the ledger (%s): %s", self.instance, exc, reason)
 
     def _wait_for_champion(self, updates: ModelUpdates, consumer: KafkaConsumer) -> None:
-        """Join the group at once (a join takes seconds) but read nothing until a model serves."""
-        ref = self.registry.champion()
-        if ref is not None:
-            self._loading = (ref.version, self._loader.submit(self.registry.load, ref.version))
+        """Join the group at once (a join takes seconds) but read nothing until a model serves.
+        The alias is asked again every few seconds while the registry cannot say (MLflow away)."""
+        asked = time.monotonic()
+        self._loading = (0, self._loader.submit(self._resolve_and_load, None, None))
         while self.current is None and not self.stop.is_set():
             self._follow_updates(updates)
+            if self.current is None and self._loading is None and time.monotonic() - asked > 5.0:
+                asked = time.monotonic()
+                self._loading = (0, self._loader.submit(self._resolve_and_load, None, None))
             for tp, messages in consumer.poll(timeout_ms=100).items():
                 consumer.seek(tp, messages[0].offset)  # give back what arrived too early
             consumer.pause(*consumer.assignment())
@@ -207,6 +242,7 @@ class Scorer:
             updates.close()
             self.audit.close()
             self._loader.shutdown(wait=False, cancel_futures=True)
+            self._records.shutdown(wait=True)  # a failure being recorded is not dropped
 
     def process(self, batch: Batch, producer: KafkaProducer) -> None:
         """Score and learn from one polled batch; returns once every prediction is acknowledged."""
@@ -526,6 +562,12 @@ def _blend_winner(classes: list[Any], champion: list[float], online: dict[Any, f
 def _present(features: dict[str, Any]) -> dict[str, Any]:
     """The online learner sees missing values as absent features."""
     return {k: v for k, v in features.items() if v is not None}
+
+
+class _LoadFailed(Exception):
+    def __init__(self, version: int, cause: Exception):
+        super().__init__(f"version {version}: {cause}")
+        self.version, self.cause = version, cause
 
 
 def _plain(value: Any) -> Any:

@@ -163,9 +163,14 @@ def test_hot_swap_dead_letters_and_audit(stack, cli):
 
 
 def test_a_model_that_fails_to_load_leaves_the_champion_serving(stack):
+    """And the failure is in the ledger, for a scorer built as the demo's scorer process builds it
+    (serving.scorer.run_scorer_process: no ledger handed to it, the home's is opened)."""
+    from driftctl.stores.ledger import Ledger
+
     settings, bootstrap, registry = stack
     stop = threading.Event()
     scorer = Scorer(settings, bootstrap, registry, stop)
+    assert scorer.ledger is None
     thread = threading.Thread(target=scorer.run, daemon=True)
     thread.start()
     # Version 2's model file is altered after registration: its hash no longer matches.
@@ -182,6 +187,10 @@ def test_a_model_that_fails_to_load_leaves_the_champion_serving(stack):
     assert {p["model"]["version"] for p in got} == {1}
     assert [v for v, _ in scorer.load_failures] == [v2]
     assert "sha256" in scorer.load_failures[0][1]
+    ledger = Ledger(settings.ledger_url)  # the run ended: a failure being recorded was waited for
+    failures = [e for e in ledger.entries("failure") if e.model_version == v2]
+    assert len(failures) == 1 and "failed to load" in failures[0].reason and "sha256" in failures[0].reason
+    assert scorer.instance in failures[0].reason
 
 
 def serve(instance, settings):
