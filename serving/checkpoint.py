@@ -28,9 +28,13 @@ def save(path: Path, checkpoint: Checkpoint) -> None:
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     # pickle: River learners are plain Python objects; the file is our own, written here.
     payload = pickle.dumps(checkpoint, protocol=pickle.HIGHEST_PROTOCOL)
-    with open(tmp, "wb") as out:
-        out.write(MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as out:
+            out.write(MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+        os.replace(tmp, path)
+    except BaseException:  # disk full, say: no half-written file left taking the space
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load(path: Path) -> Checkpoint | None:

@@ -224,7 +224,10 @@ def serve(start_file: Path, checkpoint_path: Path, source: int, sink: int) -> No
         elif kind == b"C":  # everything handed over before it is in the checkpoint
             while backlog:
                 learn_one()
-            checkpoint.save(checkpoint_path, checkpoint.Checkpoint(learner, n_learned, dict(value)))
+            try:
+                checkpoint.save(checkpoint_path, checkpoint.Checkpoint(learner, n_learned, dict(value)))
+            except OSError as exc:  # disk full: the previous checkpoint stays, the learner goes on
+                failed("a checkpoint", exc)
 
 
 def main() -> None:

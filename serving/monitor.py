@@ -101,6 +101,10 @@ class Monitor:
         self._alias_ahead = False  # the champion was followed from the alias before its own update arrived
         self._reconcile_at: float | None = None  # when to try again to end an interrupted champion change
         self.recent: deque[dict] = deque(maxlen=settings.drift.data_window)  # newest features, for snapshots
+        self.faults = 0  # failures of its own stores (the ledger's database, MLflow): logged, never fatal
+        self.last_fault: str | None = None
+        self._unfollowed: ModelUpdate | None = None  # an update whose alias MLflow could not confirm yet
+        self._follow_at = 0.0
 
     @property
     def busy(self) -> bool:
@@ -111,8 +115,17 @@ class Monitor:
         the champion's recent accuracy (1 - the error detector's estimate) and the label-free
         `estimated_accuracy` of the served predictions, for status and plots."""
         rejected = {"rejected": self.invalid, "last_rejection": self.last_invalid} if self.invalid else {}
-        return {"index": self.telemetry_seen, "labelled": self.labelled, "busy": self.busy, **rejected,
+        faults = {"faults": self.faults, "last_fault": self.last_fault} if self.faults else {}
+        return {"index": self.telemetry_seen, "labelled": self.labelled, "busy": self.busy, **rejected, **faults,
                 **self.watch.vitals()}
+
+    def _fault(self, what: str, exc: Exception) -> None:
+        """A store failed under the monitor (ledger's database locked or full, MLflow away): logged,
+        counted and in its heartbeat for `status`; the record being handled is not blamed for it."""
+        self.faults += 1
+        self.last_fault = f"{what}: {reason_of(exc)}"
+        if self.faults <= 10 or self.faults % 100 == 0:
+            log.error("monitor: %s (%d store faults so far)", self.last_fault, self.faults)
 
     def run(self) -> None:
         updates = ModelUpdates(self.bootstrap, self.settings.kafka)
@@ -131,7 +144,11 @@ class Monitor:
                 if self._reconcile_at is not None and time.monotonic() > self._reconcile_at:
                     self._reconcile()
                 update = updates.poll()
+                if update is None and self._unfollowed is not None and time.monotonic() > self._follow_at:
+                    update, self._unfollowed = self._unfollowed, None  # MLflow could not say: asked again
                 wanted = follow_alias(self.registry, update) if update is not None else None
+                if update is not None and wanted is None:
+                    self._unfollowed, self._follow_at = update, time.monotonic() + 10.0
                 if update is not None and wanted is not None and (self.champion is None
                                                                   or wanted != self.champion.version):
                     if wanted == update.version:
@@ -155,7 +172,7 @@ class Monitor:
                     producer.flush()
                     commit_or_warn(consumer, "monitor")
         finally:
-            self.incidents.flush()
+            self._safely("incidents not flushed to the ledger", self.incidents.flush)
             heartbeat.stopped(records=self.telemetry_seen,
                               model_version=self.champion.version if self.champion else None)
             snapshots.close(self)
@@ -362,9 +379,9 @@ class Monitor:
                     "version": watch.version, "previous_version": watch.previous}
         incident = self._champion_incident
         if result.verdict is Verdict.KEEP:
-            self.ledger.append("decision", reason=result.reason, model_name=champion.name,
-                               model_version=watch.version,
-                               payload={"action": "keep", "probation": evidence, "incident": incident})
+            self._safely("probation verdict not recorded", self.ledger.append, "decision", reason=result.reason,
+                         model_name=champion.name, model_version=watch.version,
+                         payload={"action": "keep", "probation": evidence, "incident": incident})
             return
         log.warning("%s", result.reason)
         try:
@@ -373,9 +390,10 @@ class Monitor:
                                  evidence={"probation": evidence, "incident": incident})
         except Exception as exc:  # recorded; the monitor goes on (an operator can roll back by hand)
             log.error("automatic rollback to version %s failed: %s", watch.previous, exc)
-            self.ledger.append("failure", reason=f"automatic rollback to version {watch.previous} failed: {exc}",
-                               model_name=champion.name, model_version=watch.version,
-                               payload={"probation": evidence, "incident": incident})
+            self._safely("rollback failure not recorded", self.ledger.append, "failure",
+                         reason=f"automatic rollback to version {watch.previous} failed: {exc}",
+                         model_name=champion.name, model_version=watch.version,
+                         payload={"probation": evidence, "incident": incident})
             return
         self.rollbacks.append(rollback)
 
@@ -383,9 +401,18 @@ class Monitor:
         """Record the exact window of the newest labelled records: what a scheduled retrain learns from."""
         start = max(0, self.labelled - self.settings.retrain.scheduled_rows)
         window = self.window(start, self.labelled)
-        self.ledger.append("window", model_name=self.settings.mlflow.model_name,
-                           reason=f"latest {self.labelled - start} labelled records",
-                           payload={"window": window.model_dump(mode="json")})
+        # Not written (database locked or full): a scheduled retrain uses the previous one, and the next is due soon.
+        self._safely("training window not recorded", self.ledger.append, "window",
+                     model_name=self.settings.mlflow.model_name,
+                     reason=f"latest {self.labelled - start} labelled records",
+                     payload={"window": window.model_dump(mode="json")})
+
+    def _safely(self, what: str, write: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """A ledger write the monitor can go on without (a fault, logged), never a reason to stop."""
+        try:
+            write(*args, **kwargs)
+        except Exception as exc:
+            self._fault(what, exc)
 
     # -- decisions ----------------------------------------------------------------------
     def _emit(self, event: DriftEvent) -> DriftEvent:
@@ -393,15 +420,17 @@ class Monitor:
         self.events.append(event)
         assert self._producer is not None  # events come from messages, which only run() dispatches
         self._producer.send(self.topics.drift_events, key=self.name.encode(), value=event.to_json())
-        self.incidents.event(event)  # its own rows when it opens an incident, else folded into it
+        # Its own rows when it opens an incident, else folded into it; the event is on its topic either way.
+        self._safely("drift event not recorded in the ledger", self.incidents.event, event)
         return event
 
     def _act(self, decision: Decision) -> None:
         self.decisions.append(decision)
         if decision.action is Action.RETRAIN:
             self._incident_of[decision.id] = decision.incident
-        self.incidents.decision(decision, model_name=self.champion.name if self.champion else None,
-                                model_version=self.champion.version if self.champion else None)
+        self._safely("decision not recorded in the ledger", self.incidents.decision, decision,
+                     model_name=self.champion.name if self.champion else None,
+                     model_version=self.champion.version if self.champion else None)
         if decision.action is Action.RETRAIN:
             self._start_retrain(decision)
 
@@ -447,7 +476,7 @@ class Monitor:
             outcome = {"promoted": False, "error": str(exc)}
         self.outcomes.append(outcome)
         if self._retraining_incident is not None:  # what the incident folded while it trained, before its outcome
-            self.incidents.flush(self._retraining_incident)
+            self._safely("incident not flushed to the ledger", self.incidents.flush, self._retraining_incident)
         # The cooldown counts from the window's end, not from now (a worker may take long to
         # start), and a bootstrap (no champion replaced) starts none.
         self.watch.retrain_finished(promoted=bool(outcome.get("promoted")), labelled=self.labelled,

@@ -33,7 +33,7 @@ from serving.joiner import LabelJoiner
 from serving.kafka_io import SendFailed, commit_or_warn, make_group_consumer, make_producer, rewind, sent_or_raise
 from serving.learner import LearnerFailed, LearnerProcess
 from serving.metrics import ScorerMetrics
-from serving.updates import ModelUpdates, follow_alias
+from serving.updates import ModelUpdates
 from training.recipes import make_online_learner
 from training.registry import LoadedModel, Registry
 
@@ -84,12 +84,18 @@ class Scorer:
         self.send_failures = 0
         self._sends: list = []  # this batch's send futures: checked before its offsets are committed
         self.load_failures: list[tuple[int, str]] = []
+        self.audit_gaps = 0  # records scored whose audit lineage could not be written (their predictions carry it)
+        self.faults = 0  # failures of the stage's own stores (audit, checkpoint, registry): logged, not fatal
+        self.last_fault: str | None = None
         self.swaps: list[tuple[int, float]] = []  # (version, when it began serving) in this process
         self.joiner = LabelJoiner(serving.join_max_records, serving.join_max_age, max_bytes=serving.join_max_bytes)
         self.audit = AuditLog(settings.home / "audit.db", retention=serving.audit_retention)
         self._seen: dict[str, int] = {}  # "topic:partition" -> next offset, for checkpoints
         self._loading: tuple[int, Future[tuple[int | None, LoadedModel | None]]] | None = None
-        self._announced: ModelUpdate | None = None  # newest update not yet resolved against the alias
+        self._announced: ModelUpdate | None = None  # the newest update (a hint: the alias is read)
+        self._due = False  # the alias is to be read (and its version loaded) at the next chance
+        self._retry_at: float | None = None  # when to read the alias again after a failure
+        self._retries = 0
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
         self._records = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
         self._last_checkpoint = time.monotonic()
@@ -104,8 +110,11 @@ class Scorer:
         if stopped:
             self.heartbeat.stopped(records=self.scored, dead_letters=self.dead_letters, model_version=version)
         else:
+            extra: dict[str, Any] = {"last_rejection": self.last_dead_letter} if self.last_dead_letter else {}
+            if self.last_fault:
+                extra.update(faults=self.faults, last_fault=self.last_fault, audit_gaps=self.audit_gaps)
             self.heartbeat.beat(consumer, records=self.scored, dead_letters=self.dead_letters, model_version=version,
-                                extra={"last_rejection": self.last_dead_letter} if self.last_dead_letter else None)
+                                extra=extra or None)
 
     # -- hot swap ---------------------------------------------------------------------
     def _follow_updates(self, updates: ModelUpdates) -> None:
@@ -113,35 +122,48 @@ class Scorer:
         thread: an MLflow that is down or hung delays a swap, never the scoring of a batch."""
         update = updates.poll()
         if update is not None:
-            self._announced = update  # the newest; its version is a hint, the alias the truth
+            self._announced, self._due, self._retry_at = update, True, None  # a hint; the alias is the truth
         if self._loading is not None and self._loading[1].done():
-            (_, future), self._loading = self._loading, None
+            future, self._loading = self._loading[1], None
             try:
                 _, loaded = future.result()
             except _LoadFailed as exc:
                 self._load_failed(exc.version, exc.cause)
-            except Exception as exc:  # the alias unreadable: the current model keeps serving
-                log.error("model update not followed, version %s keeps serving: %s",
-                          self.current.ref.version if self.current else None, exc)
+                self._retry_later()
+            except Exception as exc:  # the alias unreadable (MLflow away): asked again later
+                keeping = self.current.ref.version if self.current else None
+                self._fault(f"model update not followed, version {keeping} keeps serving", exc)
+                self._retry_later()
             else:
+                self._retries = 0
                 if loaded is not None:
                     self._swap(loaded)
+        if self._retry_at is not None and time.monotonic() >= self._retry_at:
+            self._due, self._retry_at = True, None
         # One load at a time; a newer update waits for the running load, never cancels it.
-        if self._loading is not None or self._announced is None:
+        if self._loading is not None or not self._due:
             return
-        announced, self._announced = self._announced, None
+        self._due = False
         current = self.current.ref.version if self.current else None
-        self._loading = (announced.version, self._loader.submit(self._resolve_and_load, announced, current))
+        announced = self._announced
+        self._loading = (announced.version if announced else 0,
+                         self._loader.submit(self._resolve_and_load, announced, current))
+
+    def _retry_later(self) -> None:
+        """A registry that could not answer, or a load that failed, is tried again, less and less
+        often: once MLflow is back, the scorer follows the alias with no restart."""
+        self._retry_at = time.monotonic() + min(300.0, 5.0 * 2 ** self._retries)
+        self._retries += 1
 
     def _resolve_and_load(self, announced: ModelUpdate | None, current: int | None) -> tuple[int | None,
                                                                                              LoadedModel | None]:
         """On the loader's thread: the version the alias names now (the topic replays its history at
         start, and a rollback made without Kafka is not on it), loaded unless it already serves."""
-        if announced is None:
-            ref = self.registry.champion()
-            wanted = ref.version if ref is not None else None
-        else:
-            wanted = follow_alias(self.registry, announced)
+        ref = self.registry.champion()  # raises when MLflow cannot say: asked again later
+        wanted = ref.version if ref is not None else None
+        if announced is not None and wanted is not None and wanted != announced.version:
+            log.warning("model update names version %s but the champion alias points at %s: following the alias",
+                        announced.version, wanted)
         if wanted is None or wanted == current:
             return wanted, None
         log.info("model update: loading %s version %s", self.registry.model_name, wanted)
@@ -162,9 +184,19 @@ class Scorer:
         self._publish_stats()
         log.info("now serving %s version %s", loaded.ref.name, loaded.ref.version)
 
+    def _fault(self, what: str, exc: Exception) -> None:
+        """A store of the scorer's failed (disk full, database locked, MLflow away): logged, counted
+        and in the heartbeat for `status`; the champion keeps serving."""
+        self.faults += 1
+        self.last_fault = f"{what}: {reason_of(exc)}"
+        if self.faults <= 10 or self.faults % 100 == 0:
+            log.error("scorer %s: %s (%d store faults so far)", self.instance, self.last_fault, self.faults)
+
     def _load_failed(self, version: int, exc: Exception) -> None:
         keeping = self.current.ref.version if self.current else None
         log.error("version %s failed to load, version %s keeps serving: %s", version, keeping, exc)
+        if version in {v for v, _ in self.load_failures}:  # a retry of the same version: recorded once
+            return
         self.load_failures.append((version, str(exc)))
         self.metrics.swap_failures.inc()
         reason = f"scorer {self.instance}: version {version} failed to load: {exc}"
@@ -185,13 +217,9 @@ class Scorer:
     def _wait_for_champion(self, updates: ModelUpdates, consumer: KafkaConsumer) -> None:
         """Join the group at once (a join takes seconds) but read nothing until a model serves.
         The alias is asked again every few seconds while the registry cannot say (MLflow away)."""
-        asked = time.monotonic()
-        self._loading = (0, self._loader.submit(self._resolve_and_load, None, None))
+        self._due = True
         while self.current is None and not self.stop.is_set():
             self._follow_updates(updates)
-            if self.current is None and self._loading is None and time.monotonic() - asked > 5.0:
-                asked = time.monotonic()
-                self._loading = (0, self._loader.submit(self._resolve_and_load, None, None))
             for tp, messages in consumer.poll(timeout_ms=100).items():
                 consumer.seek(tp, messages[0].offset)  # give back what arrived too early
             consumer.pause(*consumer.assignment())
@@ -357,8 +385,12 @@ class Scorer:
             offsets.append(message.offset)
             ids.append(record["id"])
         for (topic_name, partition, source), (offsets, ids) in segments.items():
-            self.audit.record(scorer=self.instance, topic=topic_name, partition=partition, offsets=offsets,
-                              ids=ids, model=model, n_learned=n_learned, served_by=source)
+            try:
+                self.audit.record(scorer=self.instance, topic=topic_name, partition=partition, offsets=offsets,
+                                  ids=ids, model=model, n_learned=n_learned, served_by=source)
+            except Exception as exc:  # disk full, database locked: the prediction itself names its model
+                self.audit_gaps += len(offsets)
+                self._fault("audit not written", exc)
         for (_, record), features, outcome in zip(good, rows, outcomes, strict=True):
             try:
                 ready = self.joiner.add_record(record["id"], (features, outcome), len(message.value))
@@ -474,7 +506,11 @@ class Scorer:
 
     def _checkpoint(self, final: bool = False) -> None:
         if self._learner is None:  # inline, or nothing handed over yet: the serving state is the learner's
-            checkpoint.save(self.checkpoint_path, checkpoint.Checkpoint(self.online, self.n_learned, dict(self._seen)))
+            try:
+                checkpoint.save(self.checkpoint_path,
+                                checkpoint.Checkpoint(self.online, self.n_learned, dict(self._seen)))
+            except OSError as exc:  # disk full: the previous checkpoint stays; scoring goes on
+                self._fault("learner checkpoint not written", exc)
         elif final:  # written by the learner process after its last pairs, before it ends
             self.close_learner(dict(self._seen))
         else:

@@ -16,15 +16,16 @@ def readings(start: int, stop: int, *, drift_at: int, seed: int = 42) -> list[Re
 
 
 def produce(bootstrap: str, settings: Settings, batch: list[Reading], *, random_labels: bool = False,
-            seed: int = 0) -> list[tuple]:
-    """Send each reading's telemetry and label; return (t_part, t_off, l_part, l_off, ts) per reading."""
+            flip_labels: bool = False, seed: int = 0) -> list[tuple]:
+    """Send each reading's telemetry and label; return (t_part, t_off, l_part, l_off, ts) per reading.
+    `flip_labels`: every label inverted (a labelling job gone wrong)."""
     rng = random.Random(seed)
     topics = settings.kafka.topics
     producer = make_producer(bootstrap, settings.kafka)
     sent = []
     try:
         for r in batch:
-            label = rng.randint(0, 1) if random_labels else r.label
+            label = rng.randint(0, 1) if random_labels else 1 - r.label if flip_labels else r.label
             t = producer.send(topics.telemetry, key=r.device.encode(), value=encode_telemetry(r.record))
             lab = producer.send(topics.labels, key=r.device.encode(),
                                 value=encode_label(Label(id=r.record["id"], ts=r.record["ts"], label=label)))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -132,12 +133,14 @@ class Heartbeat:
     """A stage's heartbeat: call `beat()` on every loop turn; it writes at most once per interval.
 
     A failed write is logged and retried on the next interval: health is advisory, and
-    a stage never stops scoring because its heartbeat could not be written.
+    a stage never stops scoring because its heartbeat could not be written. With `background`
+    (the stages) the write runs on its own thread: a locked, full or hung database never holds
+    up the stage's loop, and a beat due while the previous write still waits is skipped.
     """
 
     def __init__(self, store: HealthStore | str | None, stage: str, *, bootstrap: str | None = None,
                  group_id: str | None = None, interval: float = 2.0, retention: float = 86_400.0,
-                 instance: str | None = None, clock: Callable[[], float] = time.time):
+                 instance: str | None = None, clock: Callable[[], float] = time.time, background: bool = False):
         self.store = store
         self.stage = stage
         self.bootstrap = bootstrap
@@ -149,6 +152,8 @@ class Heartbeat:
         self._last_at: float | None = None
         self._last_records = 0
         self._last_prune = 0.0
+        self.background = background
+        self._writing: threading.Thread | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, stage: str, bootstrap: str | None = None, group_id: str | None = None,
@@ -156,7 +161,7 @@ class Heartbeat:
         interval = settings.health.heartbeat_interval
         store = settings.ledger_url if interval > 0 else None  # opened on the first beat
         return cls(store, stage, bootstrap=bootstrap, group_id=group_id, interval=interval,
-                   retention=settings.health.retention, instance=instance)
+                   retention=settings.health.retention, instance=instance, background=True)
 
     def beat(self, consumer: KafkaConsumer | None = None, *, records: int, dead_letters: int = 0,
              model_version: int | None = None, extra: Callable[[], dict] | dict | None = None, state: str = "running",
@@ -168,30 +173,54 @@ class Heartbeat:
             return False
         elapsed = now - self._last_at if self._last_at is not None else None
         rps = (records - self._last_records) / elapsed if elapsed else 0.0
+        self._last_at, self._last_records = now, records
+        # The consumer and the stage's state are read here, on the stage's thread; only the write may wait.
         lag = consumer_lag(consumer) if consumer is not None else {}
         try:
-            if isinstance(self.store, str):
-                self.store = HealthStore(self.store)
             details = extra() if callable(extra) else (extra or {})
-            self.store.write(Beat(
-                at=now, stage=self.stage, instance=self.instance, state=state, records=int(records),
-                rps=round(max(rps, 0.0), 2), lag=sum(lag.values()) if consumer is not None else None,
-                lag_detail=lag, group_id=self.group_id, dead_letters=int(dead_letters),
-                model_version=model_version, bootstrap=self.bootstrap, extra=details))
-            if now - self._last_prune > 600:
-                self._last_prune = now
-                self.store.prune(now - self.retention)
         except Exception as exc:
             log.warning("heartbeat of %s not written: %s", self.stage, exc)
             return False
-        finally:
-            self._last_at, self._last_records = now, records
+        beat = Beat(at=now, stage=self.stage, instance=self.instance, state=state, records=int(records),
+                    rps=round(max(rps, 0.0), 2), lag=sum(lag.values()) if consumer is not None else None,
+                    lag_detail=lag, group_id=self.group_id, dead_letters=int(dead_letters),
+                    model_version=model_version, bootstrap=self.bootstrap, extra=details)
+        if not self.background:
+            return self._write(beat)
+        if self._writing is not None and self._writing.is_alive():
+            log.debug("heartbeat of %s skipped: the previous write still waits for the database", self.stage)
+            return False
+        self._writing = threading.Thread(target=self._write, args=(beat,), name=f"heartbeat-{self.stage}",
+                                         daemon=True)
+        self._writing.start()
+        return True
+
+    def _write(self, beat: Beat) -> bool:
+        try:
+            if isinstance(self.store, str):
+                self.store = HealthStore(self.store)
+            store = self.store
+            if store is None:
+                return False
+            store.write(beat)
+            if beat.at - self._last_prune > 600:
+                self._last_prune = beat.at
+                store.prune(beat.at - self.retention)
+        except Exception as exc:
+            log.warning("heartbeat of %s not written: %s", self.stage, exc)
+            return False
         return True
 
     def stopped(self, *, records: int, dead_letters: int = 0, model_version: int | None = None) -> None:
         """The last beat of a stage that ends on purpose: status says "stopped", not "no heartbeat"."""
+        if self._writing is not None:
+            self._writing.join(timeout=5.0)
         self.beat(None, records=records, dead_letters=dead_letters, model_version=model_version,
                   state="stopped", force=True)
+        if self._writing is not None:
+            self._writing.join(timeout=5.0)  # bounded: a stage ends even when its database hangs
+            if self._writing.is_alive():
+                return
         if isinstance(self.store, HealthStore):
             self.store.close()
 
