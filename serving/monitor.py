@@ -38,7 +38,7 @@ from serving.incidents import IncidentLog
 from serving.kafka_io import commit_or_warn, make_group_consumer, make_producer
 from serving.promotion import reconcile_if_free
 from serving.rollback import roll_back
-from serving.updates import ModelUpdates, follow_alias
+from serving.updates import ModelUpdates
 from serving.workspace import SnapshotRecorder
 from training.registry import ModelRef, Registry
 
@@ -103,8 +103,10 @@ class Monitor:
         self.recent: deque[dict] = deque(maxlen=settings.drift.data_window)  # newest features, for snapshots
         self.faults = 0  # failures of its own stores (the ledger's database, MLflow): logged, never fatal
         self.last_fault: str | None = None
-        self._unfollowed: ModelUpdate | None = None  # an update whose alias MLflow could not confirm yet
+        self._unfollowed: ModelUpdate | None = None  # the newest update whose alias is still to be read
         self._follow_at = 0.0
+        self._resolving: tuple[ModelUpdate, Future[ModelRef | None]] | None = None
+        self._resolver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alias")
 
     @property
     def busy(self) -> bool:
@@ -137,24 +139,20 @@ class Monitor:
         snapshots = SnapshotRecorder.from_settings(self.settings)
         try:
             self._reconcile()
-            ref = self.registry.champion()
+            ref = self._first_champion()
             if ref is not None:
                 self._on_champion(ref)
             while not self.stop.is_set():
                 if self._reconcile_at is not None and time.monotonic() > self._reconcile_at:
                     self._reconcile()
-                update = updates.poll()
-                if update is None and self._unfollowed is not None and time.monotonic() > self._follow_at:
-                    update, self._unfollowed = self._unfollowed, None  # MLflow could not say: asked again
-                wanted = follow_alias(self.registry, update) if update is not None else None
-                if update is not None and wanted is None:
-                    self._unfollowed, self._follow_at = update, time.monotonic() + 10.0
+                update, wanted, alias = self._followed(updates.poll())
                 if update is not None and wanted is not None and (self.champion is None
                                                                   or wanted != self.champion.version):
                     if wanted == update.version:
                         self._on_champion(ModelRef(update.name, wanted, update.run_id), update)
                     else:  # the alias moved elsewhere (a rollback without Kafka, or ahead of the topic)
-                        self._on_champion(self.registry.ref(wanted))
+                        assert alias is not None  # what the alias named when it was read
+                        self._on_champion(alias)
                         self._alias_ahead = True
                 elif update is not None and wanted == update.version and self._alias_ahead:
                     # The update of the version the alias was followed to: it names what it replaced.
@@ -181,8 +179,51 @@ class Monitor:
             producer.close()
             self._executor.shutdown(wait=True)
             self._loader.shutdown(wait=False, cancel_futures=True)
+            self._resolver.shutdown(wait=False, cancel_futures=True)
 
     # -- champion changes -------------------------------------------------------------
+    def _first_champion(self) -> ModelRef | None:
+        """The alias at start, asked again while MLflow cannot say: with no champion known the
+        monitor would train one of its own."""
+        while True:
+            try:
+                return self.registry.champion()
+            except Exception as exc:
+                self._fault("the champion alias cannot be read yet", exc)
+                if self.stop.wait(5.0):
+                    return None
+
+    def _followed(self, update: ModelUpdate | None) -> tuple[ModelUpdate | None, int | None, ModelRef | None]:
+        """An update with the version the alias names now (the topic is a hint), once read. The alias is
+        read on another thread: a hung MLflow delays following a change, never the detectors. One the
+        registry could not confirm is asked again every 10 s."""
+        if update is not None:
+            self._unfollowed, self._follow_at = update, 0.0
+        if self._resolving is None and self._unfollowed is not None and time.monotonic() >= self._follow_at:
+            pending, self._unfollowed = self._unfollowed, None
+            self._resolving = (pending, self._resolver.submit(self._read_alias, pending))
+        if self._resolving is None or not self._resolving[1].done():
+            return None, None, None
+        (done, future), self._resolving = self._resolving, None
+        alias = future.result()
+        if alias is None:
+            if self._unfollowed is None:
+                self._unfollowed, self._follow_at = done, time.monotonic() + 10.0
+            return None, None, None
+        return done, alias.version, alias
+
+    def _read_alias(self, update: ModelUpdate) -> ModelRef | None:
+        try:
+            ref = self.registry.champion()
+        except Exception as exc:
+            self._fault(f"model update for version {update.version} not followed yet: the registry cannot say "
+                        f"which version is champion", exc)
+            return None
+        if ref is not None and ref.version != update.version:
+            log.warning("model update names version %s but the champion alias points at %s: following the alias",
+                        update.version, ref.version)
+        return ref
+
     def _reconcile(self) -> None:
         """End a champion change a crash left half done (serving.promotion), so the alias, the
         ledger and the scorers agree; while a retrain or rollback holds the lease, try again later."""

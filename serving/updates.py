@@ -9,7 +9,6 @@ from kafka import TopicPartition
 from driftctl.messages import InvalidMessage, ModelUpdate
 from driftctl.settings import KafkaSettings
 from serving.kafka_io import make_producer, make_reader
-from training.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -48,20 +47,3 @@ def publish_update(bootstrap: str, kafka: KafkaSettings, update: ModelUpdate) ->
         future.get(timeout=bound)  # raises when the broker did not take it
     finally:
         producer.close()
-
-
-def follow_alias(registry: Registry, update: ModelUpdate) -> int | None:
-    """The champion version to serve after `update`: the one the registry's alias names
-    now (None if the registry cannot say; the current model keeps serving)."""
-    try:
-        ref = registry.champion()
-    except Exception as exc:
-        log.error("model update for version %s not followed: the registry cannot say which version is champion: %s",
-                  update.version, exc)
-        return None
-    if ref is None:
-        return None
-    if ref.version != update.version:
-        log.warning("model update names version %s but the champion alias points at %s: following the alias",
-                    update.version, ref.version)
-    return ref.version
