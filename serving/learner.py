@@ -64,7 +64,11 @@ class LearnerProcess:
         return self._child.pid if self._child is not None else None
 
     def _start(self, learner: Any, n_learned: int) -> None:
-        checkpoint.save(self.start_file, checkpoint.Checkpoint(learner, n_learned))
+        try:
+            checkpoint.save(self.start_file, checkpoint.Checkpoint(learner, n_learned))
+        except OSError as exc:  # disk full: no process to hand the state to (the scorer learns inline after 3)
+            self._child = None
+            raise LearnerFailed(f"the learner's starting state not written: {exc}") from exc
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         self._child = subprocess.Popen([sys.executable, "-m", "serving.learner", str(self.start_file),
                                         str(self.checkpoint_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -101,6 +105,12 @@ class LearnerProcess:
     def _write(self, kind: bytes, value: Any) -> None:
         if self._asked:  # an answer never collected (the scorer's batch failed in between): drop it
             self.answer()
+        if self._child is None:  # a restart that could not write its state (disk full): tried again now
+            saved = [c for c in (checkpoint.load(self.checkpoint_path), checkpoint.load(self.start_file)) if c]
+            if not saved:
+                raise LearnerFailed("no learner state to restart from")
+            start = max(saved, key=lambda c: c.n_learned)
+            self._start(start.learner, start.n_learned)
         child = self._child
         assert child is not None and child.stdin is not None
         payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)

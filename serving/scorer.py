@@ -319,9 +319,10 @@ class Scorer:
         # As-is when missing features are rejected (none is null; River does not change its input);
         # otherwise nulls are dropped (absent to the learner).
         as_is = serving.missing_features == "reject"
-        learner = self._learner_process() if self.learner_mode == "process" else None
-        if learner is not None:  # it predicts while the champion does
+        learner = None
+        if self.learner_mode == "process":  # it predicts while the champion does
             try:
+                learner = self._learner_process()
                 learner.ask(rows if as_is else [_present(f) for f in rows])
             except LearnerFailed as exc:
                 self._learner_failed(f"no predictions for {len(rows)} records", exc)

@@ -86,9 +86,32 @@ def assess_stage(latest: Beat, recent: list[Beat], *, now: float, rules: HealthS
         result.health = WARNING
         result.reason = f"dead letters: {dead / seen:.1%} of records (limit {rules.dead_letter_rate:.1%})"
         return result
+    faults = _store_faults(first, last, len(window) > 1)
+    if faults:
+        result.health, result.reason = WARNING, faults
+        return result
     lag_text = f", lag {latest.lag:,}" if latest.lag is not None else ""
     result.reason = f"{latest.rps:,.0f} records/s{lag_text}"
     return result
+
+
+def _store_faults(first: Beat, last: Beat, windowed: bool) -> str | None:
+    """A stage whose own stores failed within the window (ledger's database locked or full, MLflow
+    away, audit or checkpoint not written): it goes on scoring, and says so with the last fault.
+
+    >>> def beat(faults): return Beat(0, "scorer", "s", "running", 0, 0, None, {}, None, 0, 1, None,
+    ...                               {"faults": faults, "last_fault": "audit not written: disk full"})
+    >>> _store_faults(beat(2), beat(5), True)
+    'store faults: 3 in the window; last: audit not written: disk full'
+    >>> _store_faults(beat(5), beat(5), True) is None
+    True
+    """
+    extra = last.extra or {}
+    now_faults = int(extra.get("faults") or 0)
+    then = int((first.extra or {}).get("faults") or 0) if windowed else 0
+    if now_faults <= then:
+        return None
+    return f"store faults: {now_faults - then} in the window; last: {extra.get('last_fault')}"
 
 
 def _every_record_invalid(first: Beat, last: Beat, windowed: bool) -> str | None:

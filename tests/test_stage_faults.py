@@ -1,0 +1,258 @@
+"""Faults while the stages run: the ledger's database locked, the disk of the home full, MLflow's
+tracking server gone or hung. A scorer and a monitor run on the real broker (Tansu, started here),
+the real MLflow store and the ledger, from a copy of the home with champion v1 (tests/conftest.py
+`champion_v1`). For each fault: the scorer scores every record with the current champion, neither
+stage dies, both say what failed (counted, in the heartbeat, in the log), a retrain run by Prefect
+under the fault fails cleanly and leaves the champion serving, and once the fault is gone the
+stages go on with no restart. Goal: 0 records lost, 0 restarts."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from driftctl.runtime.broker import EmbeddedBroker, ensure_topics
+from driftctl.runtime.stack import configure_environment
+from driftctl.settings import Settings
+from driftctl.stores.heartbeats import HealthStore
+from driftctl.stores.ledger import Ledger
+from serving.kafka_io import read_topic
+from serving.monitor import Monitor
+from serving.scorer import Scorer
+from tests.streams import produce, readings, trigger, window
+from training.registry import Registry
+
+pytestmark = pytest.mark.integration
+
+NO_DRIFT = 10**9
+
+
+def wait_for(condition, timeout, what, *, alive=()):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        for thread in alive:
+            assert thread.is_alive(), f"{thread.name} stopped while waiting for {what()}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what()}"
+        time.sleep(0.1)
+
+
+def no_retrain(window, trigger):  # these streams do not drift: a retrain decision is a failure of the test
+    raise AssertionError(f"unexpected retrain decision {trigger.decision_id}: {trigger.reason}")
+
+
+class Stages:
+    """A scorer and a monitor in threads of this process, as `driftctl serve` and `driftctl monitor` run them."""
+
+    def __init__(self, settings: Settings, bootstrap: str):
+        self.settings, self.bootstrap = settings, bootstrap
+        self.stop = threading.Event()
+        self.scorer = Scorer(settings, bootstrap, Registry.from_settings(settings), self.stop,
+                             ledger=Ledger(settings.ledger_url))
+        self.monitor = Monitor(settings, bootstrap, Registry.from_settings(settings), Ledger(settings.ledger_url),
+                               no_retrain, self.stop)
+        self.threads = [threading.Thread(target=self.scorer.run, name="scorer", daemon=True),
+                        threading.Thread(target=self.monitor.run, name="monitor", daemon=True)]
+        self.seq = 4_000  # past what champion v1 learned from
+
+    def __enter__(self) -> Stages:
+        for thread in self.threads:
+            thread.start()
+        self.wait(lambda: self.serving() == (1, 1), 90)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=60)
+
+    def serving(self) -> tuple[int | None, int | None]:
+        scorer, monitor = self.scorer.current, self.monitor.champion
+        return (scorer.ref.version if scorer else None, monitor.version if monitor else None)
+
+    def state(self) -> str:
+        s, m = self.scorer, self.monitor
+        return (f"scorer: serves {self.serving()[0]}, scored {s.scored}, faults {s.faults} ({s.last_fault}), audit "
+                f"gaps {s.audit_gaps}; monitor: champion {self.serving()[1]}, labelled {m.labelled}, invalid "
+                f"{m.invalid} ({m.last_invalid}), faults {m.faults} ({m.last_fault})")
+
+    def wait(self, condition, timeout: float) -> None:
+        wait_for(condition, timeout, self.state, alive=self.threads)
+
+    def stream(self, n: int) -> tuple[list, list[tuple]]:
+        batch = readings(self.seq, self.seq + n, drift_at=NO_DRIFT, seed=3)
+        rows = produce(self.bootstrap, self.settings, batch)
+        self.seq += n
+        return batch, rows
+
+    def predictions(self, batch) -> dict[str, set[int]]:
+        """Every record of `batch` has a prediction (else this times out): the versions that scored each."""
+        wanted = {r.record["id"] for r in batch}
+        got: dict[str, set[int]] = {}
+        for message in read_topic(self.bootstrap, self.settings.kafka, self.settings.kafka.topics.predictions,
+                                  until=lambda ms: wanted <= {json.loads(m.value)["id"] for m in ms}, timeout=60):
+            value = json.loads(message.value)
+            got.setdefault(value["id"], set()).add(value["model"]["version"])
+        return {i: got[i] for i in wanted}
+
+    def alive(self) -> bool:
+        return all(thread.is_alive() for thread in self.threads)
+
+
+@pytest.fixture
+def broker():
+    with EmbeddedBroker() as running:
+        yield running.bootstrap_servers
+
+
+def start(champion_v1, home: Path, bootstrap: str, monkeypatch, **env: str) -> Settings:
+    champion_v1.copy_to(home)
+    monkeypatch.setenv("DRIFTCTL_HOME", str(home))
+    monkeypatch.setenv("DRIFTCTL_KAFKA__BOOTSTRAP_SERVERS", bootstrap)
+    monkeypatch.setenv("DRIFTCTL_KAFKA__TOPICS__MODEL_UPDATES", f"driftctl.model-updates.{uuid.uuid4().hex[:8]}")
+    monkeypatch.setenv("DRIFTCTL_HEALTH__HEARTBEAT_INTERVAL", "0.5")
+    monkeypatch.setenv("DRIFTCTL_RETRAIN__CHECKPOINT_EVERY", "250")  # the monitor writes windows to the ledger often
+    monkeypatch.setenv("DRIFTCTL_SERVING__CHECKPOINT_EVERY", "1")  # and the scorer its learner's checkpoint
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    configure_environment(settings)
+    ensure_topics(bootstrap, settings.kafka)
+    champion_v1.announce(bootstrap, settings)
+    return settings
+
+
+def retrain_under_fault(settings: Settings, bootstrap: str, rows: list[tuple]) -> BaseException:
+    """The real retrain flow, run by Prefect, under the fault: it must fail, not promote."""
+    from flows.retrain import retrain
+
+    try:
+        outcome = retrain(window=window(bootstrap, settings, rows), trigger=trigger(f"fault-{uuid.uuid4().hex[:6]}"))
+    except Exception as exc:
+        return exc
+    raise AssertionError(f"the retrain did not fail under the fault: {outcome}")
+
+
+def beats_since(settings: Settings, at: float, stage: str) -> list:
+    store = HealthStore(settings.ledger_url)
+    try:
+        return store.since(at, stage)
+    finally:
+        store.close()
+
+
+# -- the ledger's database locked -----------------------------------------------------------------
+
+def test_the_ledgers_database_locked(champion_v1, tmp_path, broker, monkeypatch):
+    """Another process holds the ledger's SQLite database in an exclusive transaction for longer than
+    a writer waits (30 s): heartbeats, windows and the flow's lease cannot be written meanwhile."""
+    settings = start(champion_v1, tmp_path / "home", broker, monkeypatch)
+    with Stages(settings, broker) as stages:
+        before = len(Ledger(settings.ledger_url).entries("window"))
+        lock = sqlite3.connect(settings.home / "ledger.db", timeout=0, isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")
+        locked_at = time.monotonic()
+        held = 40.0
+        failed: list[BaseException] = []
+        flow = threading.Thread(target=lambda: failed.append(retrain_under_fault(settings, broker, rows)),
+                                name="retrain", daemon=True)
+        try:
+            batch, rows = stages.stream(1_000)
+            flow.start()
+            # The scorer does not wait for the database: every record is scored while it is locked.
+            stages.wait(lambda: stages.scorer.scored >= 1_000, held - 5)
+            scored_in = time.monotonic() - locked_at
+            stages.wait(lambda: stages.monitor.faults >= 1, held - (time.monotonic() - locked_at))
+            time.sleep(max(0.0, held - (time.monotonic() - locked_at)))
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        released = time.time()
+        flow.join(timeout=60)
+        assert failed and "locked" in str(failed[0]), failed
+        stages.wait(lambda: stages.monitor.labelled >= 1_000, 60)
+        more, _ = stages.stream(250)
+        stages.wait(lambda: stages.monitor.labelled >= 1_250 and stages.scorer.scored >= 1_250, 60)
+        stages.wait(lambda: beats_since(settings, released, "scorer") and beats_since(settings, released, "monitor"),
+                    30)
+        predictions = stages.predictions(batch + more)
+        assert stages.alive()
+    print(f"\nledger locked {held:.0f} s: 1,000 records scored {scored_in:.1f} s into it; {stages.state()}")
+    assert set().union(*predictions.values()) == {1}  # every record scored (0 lost), by the champion
+    assert stages.monitor.invalid == 0  # the database's fault is not blamed on a record
+    assert "window not recorded" in stages.monitor.last_fault and "locked" in stages.monitor.last_fault
+    assert stages.scorer.faults == 0  # nothing of the scorer's waits on the ledger
+    ledger = Ledger(settings.ledger_url)
+    assert len(ledger.entries("window")) > before  # windows are written again once it is free
+    assert Registry.from_settings(settings).champion().version == 1
+    assert not ledger.entries("promotion")[1:]  # only v1's, from the template
+    last = beats_since(settings, released, "monitor")[-1]
+    assert last.extra.get("faults", 0) >= 1 and "locked" in last.extra["last_fault"]  # status can say so
+
+
+# -- disk full on the home -------------------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 MiB tmpfs for the home (needs root and mount rights; skipped elsewhere)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", str(mount)], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        pytest.skip(f"no tmpfs for a full disk here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Every free block of `disk` taken by one file (ENOSPC from the kernel, nothing simulated)."""
+    filler = disk / "filler"
+    chunk = b"\0" * (1 << 20)
+    with open(filler, "wb", buffering=0) as out:
+        for size in (1 << 20, 4096, 512):
+            with contextlib.suppress(OSError):
+                while True:
+                    out.write(chunk[:size])
+    return filler
+
+
+def test_disk_full_on_the_home(champion_v1, small_disk, broker, monkeypatch):
+    settings = start(champion_v1, small_disk / "home", broker, monkeypatch)
+    with Stages(settings, broker) as stages:
+        filler = fill(small_disk)
+        batch, rows = stages.stream(1_000)
+        stages.wait(lambda: stages.scorer.scored >= 1_000 and stages.monitor.labelled >= 1_000, 90)
+        stages.wait(lambda: stages.scorer.audit_gaps > 0 and stages.monitor.faults > 0, 30)
+        failure = retrain_under_fault(settings, broker, rows)
+        assert stages.serving() == (1, 1)
+        gaps = stages.scorer.audit_gaps
+        filler.unlink()  # space again
+        freed = time.time()
+        more, _ = stages.stream(500)
+        stages.wait(lambda: stages.scorer.scored >= 1_500 and stages.monitor.labelled >= 1_500, 90)
+        stages.wait(lambda: beats_since(settings, freed, "scorer") and beats_since(settings, freed, "monitor"), 30)
+        predictions = stages.predictions(batch + more)
+        assert stages.alive()
+    print(f"\ndisk full: the retrain failed with {type(failure).__name__}: {str(failure)[:200]}; {stages.state()}")
+    assert set().union(*predictions.values()) == {1}  # every record scored (0 lost), by the champion
+    assert stages.monitor.invalid == 0
+    assert stages.scorer.audit_gaps == gaps  # the audit is written again once there is space
+    full = ("full", "No space")
+    assert any(word in stages.scorer.last_fault for word in full), stages.scorer.last_fault
+    assert any(word in stages.monitor.last_fault for word in full), stages.monitor.last_fault
+    ledger = Ledger(settings.ledger_url)
+    assert [e.model_version for e in ledger.entries("promotion")] == [1]
+    assert Registry.from_settings(settings).champion().version == 1
+    windows = [e for e in ledger.entries("window") if e.at > freed]
+    assert windows  # the monitor writes its windows again
+    assert sum(1 for _ in (settings.home / "checkpoints").glob("*.tmp")) == 0  # no torn checkpoint left behind
