@@ -1,7 +1,9 @@
 """A TCP forwarder between Kafka clients and the embedded broker that can go away: every
 connection cut and the port closed, then listening again on the same port. For clients that
 is the broker restarting with its data kept (what a real Kafka cluster does); the embedded Tansu
-build stores only in memory, so restarting it would lose the records themselves."""
+build stores only in memory, so restarting it would lose the records themselves. It can also
+hang: the port accepts every connection and never answers (a server stuck, a network black hole).
+It forwards any TCP service (the MLflow tracking server too)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ class FaultProxy:
         self.port, self.target = port, target
         self._listener: socket.socket | None = None
         self._open: set[socket.socket] = set()
+        self._held: list[socket.socket] = []  # accepted while hung: never read, never answered
+        self.hung = False
         self._lock = threading.Lock()
 
     def start(self) -> FaultProxy:
@@ -32,6 +36,10 @@ class FaultProxy:
                 client, _ = listener.accept()
             except OSError:  # closed by stop()
                 return
+            if self.hung:
+                with self._lock:
+                    self._held.append(client)
+                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
                 upstream.settimeout(None)
@@ -59,6 +67,19 @@ class FaultProxy:
             sock.close()
             with self._lock:
                 self._open.discard(sock)
+
+    def hang(self) -> None:
+        """The server stops answering: connections open now are cut, new ones accepted and never served."""
+        self.hung = True
+        with self._lock:
+            cut = list(self._open)
+        self._close(*cut)
+
+    def unhang(self) -> None:
+        self.hung = False
+        with self._lock:
+            held, self._held = self._held, []
+        self._close(*held)
 
     def stop(self) -> None:
         """The broker goes away: the port closes and every connection is cut."""

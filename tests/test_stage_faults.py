@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -112,8 +115,9 @@ def broker():
         yield running.bootstrap_servers
 
 
-def start(champion_v1, home: Path, bootstrap: str, monkeypatch, **env: str) -> Settings:
-    champion_v1.copy_to(home)
+def start(champion_v1, home: Path, bootstrap: str, monkeypatch, *, copy: bool = True, **env: str) -> Settings:
+    if copy:
+        champion_v1.copy_to(home)
     monkeypatch.setenv("DRIFTCTL_HOME", str(home))
     monkeypatch.setenv("DRIFTCTL_KAFKA__BOOTSTRAP_SERVERS", bootstrap)
     monkeypatch.setenv("DRIFTCTL_KAFKA__TOPICS__MODEL_UPDATES", f"driftctl.model-updates.{uuid.uuid4().hex[:8]}")
@@ -193,7 +197,7 @@ def test_the_ledgers_database_locked(champion_v1, tmp_path, broker, monkeypatch)
     assert len(ledger.entries("window")) > before  # windows are written again once it is free
     assert Registry.from_settings(settings).champion().version == 1
     assert not ledger.entries("promotion")[1:]  # only v1's, from the template
-    last = beats_since(settings, released, "monitor")[-1]
+    last = [b for b in beats_since(settings, released, "monitor") if b.state == "running"][-1]
     assert last.extra.get("faults", 0) >= 1 and "locked" in last.extra["last_fault"]  # status can say so
 
 
@@ -256,3 +260,140 @@ def test_disk_full_on_the_home(champion_v1, small_disk, broker, monkeypatch):
     windows = [e for e in ledger.entries("window") if e.at > freed]
     assert windows  # the monitor writes its windows again
     assert sum(1 for _ in (settings.home / "checkpoints").glob("*.tmp")) == 0  # no torn checkpoint left behind
+
+
+# -- MLflow's tracking server gone, then hung -------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def mlflow_server(home: Path):
+    """`mlflow server` on the home's store, as `driftctl up` starts it."""
+    port = free_port()
+    with open(home / "mlflow-server.log", "wb") as log:
+        yield from _serve(home, port, log)
+
+
+def _serve(home: Path, port: int, log):
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+                               f"sqlite:///{home / 'mlflow.db'}", "--default-artifact-root", str(home / "mlartifacts"),
+                               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                              stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, (home / "mlflow-server.log").read_text()[-2000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the MLflow server did not start in 120 s"
+            time.sleep(0.5)
+        yield port
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def file_store(home: Path) -> Registry:
+    """The home's MLflow store read directly (the server's own database), whatever the environment says."""
+    from driftctl.settings import MlflowSettings
+
+    return Registry.from_settings(Settings(home=home, mlflow=MlflowSettings(tracking_uri=f"sqlite:///{home}/mlflow.db")))
+
+
+def register_v2(home: Path) -> int:
+    """A second version, registered (not promoted) in the home's store, as a retrain would have."""
+    import pandas as pd
+
+    from serving.synthetic import iot_stream
+    from training.datasets import to_frame
+    from training.evaluate import Evaluation
+    from training.recipes import make_classifier
+
+    registry = file_store(home)
+    batch = list(iot_stream(1_500, drift_at=NO_DRIFT, seed=5))
+    frame, labels = to_frame(r.record["features"] for r in batch), pd.Series([r.label for r in batch])
+    _, version = registry.record_candidate(
+        model=make_classifier().fit(frame, labels), frame=frame, labels=labels, params={}, tags={},
+        evaluation=Evaluation(0.9, 0.8, 0.01, 450, True, "a later retrain"), reference_rows=100,
+        training_seconds=0.0, promote=True)
+    return version
+
+
+def test_mlflows_server_gone_then_hung(champion_v1, tmp_path, broker, monkeypatch):
+    """The stages reach MLflow through its tracking server (a forwarder in between cuts it, then
+    makes it accept and never answer). A promotion of v2 is announced while it is away: the stages
+    keep scoring with v1, say why, and follow the alias to v2 once it answers again, unrestarted."""
+    from driftctl.messages import ModelUpdate
+    from serving.promotion import Change, Lease, change_champion
+    from tests.faultproxy import FaultProxy
+
+    home = tmp_path / "home"
+    champion_v1.copy_to(home)
+    v2 = register_v2(home)
+    proxy_port = free_port()
+    with mlflow_server(home) as port:
+        proxy = FaultProxy(proxy_port, ("127.0.0.1", port)).start()
+        # MLflow's client retries a refused or silent server for minutes by default; bounded here.
+        settings = start(champion_v1, home, broker, monkeypatch, copy=False,
+                         DRIFTCTL_MLFLOW__TRACKING_URI=f"http://127.0.0.1:{proxy_port}",
+                         MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="3")
+        try:
+            with Stages(settings, broker) as stages:
+                # The alias moves to v2 through the file store (the server's own database); then the server goes.
+                direct = file_store(home)
+                ledger = Ledger(settings.ledger_url)
+                proxy.stop()
+                gone_at = time.monotonic()
+                update = ModelUpdate(name=direct.model_name, version=v2, run_id=direct.ref(v2).run_id,
+                                     previous_version=1, reason="a later retrain")
+                lease = Lease(ledger, direct.model_name, "test", 60)
+                assert lease.acquire()
+                change_champion(Change("promotion", update, direct.ref(1), "a later retrain", {}, None),
+                                registry=direct, ledger=ledger, lease=lease, bootstrap=broker, kafka=settings.kafka)
+                lease.release()
+                gone, rows = stages.stream(500)
+                stages.wait(lambda: stages.scorer.scored >= 500 and stages.monitor.labelled >= 500, 60)
+                stages.wait(lambda: stages.scorer.faults and stages.monitor.faults, 60)
+                gone_failure = retrain_under_fault(settings, broker, rows)
+                assert stages.serving() == (1, 1)
+
+                proxy.start()  # back, but it never answers
+                proxy.hang()
+                hung, _ = stages.stream(500)
+                hung_at = time.monotonic()
+                stages.wait(lambda: stages.scorer.scored >= 1_000 and stages.monitor.labelled >= 1_000, 60)
+                scored_hung_in = time.monotonic() - hung_at
+                hung_failure = retrain_under_fault(settings, broker, rows)
+                assert stages.serving() == (1, 1)
+
+                proxy.unhang()  # answering again: the stages follow the alias with no restart
+                back_at = time.monotonic()
+                stages.wait(lambda: stages.serving() == (v2, v2), 90)
+                followed_in = time.monotonic() - back_at
+                after, _ = stages.stream(200)
+                predictions = stages.predictions(gone + hung + after)
+                assert stages.alive()
+        finally:
+            proxy.stop()
+    print(f"\nMLflow away {back_at - gone_at:.0f} s (gone, then hung): 1,000 records scored by v1 meanwhile "
+          f"(the hung half in {scored_hung_in:.1f} s); v2 followed {followed_in:.1f} s after it answered; "
+          f"retrains failed with {type(gone_failure).__name__} and {type(hung_failure).__name__}; {stages.state()}")
+    assert {v for r in gone + hung for v in predictions[r.record["id"]]} == {1}  # 0 lost, by the champion
+    assert {v for r in after for v in predictions[r.record["id"]]} == {v2}
+    assert stages.monitor.invalid == 0
+    assert "champion" in stages.scorer.last_fault and "champion" in stages.monitor.last_fault
+    assert [v for v, _ in stages.scorer.swaps] == [1, v2]
+    failures = [e for e in Ledger(settings.ledger_url).entries("failure") if "retrain failed" in (e.reason or "")]
+    assert len(failures) == 2  # both retrains recorded their failure; neither moved the alias
+    assert file_store(home).champion().version == v2

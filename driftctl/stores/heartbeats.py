@@ -154,6 +154,7 @@ class Heartbeat:
         self._last_prune = 0.0
         self.background = background
         self._writing: threading.Thread | None = None
+        self._failures = 0  # writes failed in a row: logged the first time, then every minute's worth
 
     @classmethod
     def from_settings(cls, settings: Settings, stage: str, bootstrap: str | None = None, group_id: str | None = None,
@@ -207,8 +208,13 @@ class Heartbeat:
                 self._last_prune = beat.at
                 store.prune(beat.at - self.retention)
         except Exception as exc:
-            log.warning("heartbeat of %s not written: %s", self.stage, exc)
+            self._failures += 1
+            if self._failures == 1 or self._failures % max(1, round(60 / max(self.interval, 0.1))) == 0:
+                log.warning("heartbeat of %s not written (%d in a row): %s", self.stage, self._failures, exc)
             return False
+        if self._failures:
+            log.warning("heartbeat of %s written again after %d failures", self.stage, self._failures)
+            self._failures = 0
         return True
 
     def stopped(self, *, records: int, dead_letters: int = 0, model_version: int | None = None) -> None:
