@@ -152,7 +152,7 @@ class Scorer:
     def _retry_later(self) -> None:
         """A registry that could not answer, or a load that failed, is tried again, less and less
         often: once MLflow is back, the scorer follows the alias with no restart."""
-        self._retry_at = time.monotonic() + min(60.0, 5.0 * 2 ** self._retries)
+        self._retry_at = time.monotonic() + min(30.0, 5.0 * 2 ** self._retries)
         self._retries += 1
 
     def _resolve_and_load(self, announced: ModelUpdate | None, current: int | None) -> tuple[int | None,
