@@ -91,7 +91,7 @@ class Scorer:
         self.joiner = LabelJoiner(serving.join_max_records, serving.join_max_age, max_bytes=serving.join_max_bytes)
         self.audit = AuditLog(settings.home / "audit.db", retention=serving.audit_retention)
         self._seen: dict[str, int] = {}  # "topic:partition" -> next offset, for checkpoints
-        self._loading: tuple[int, Future[tuple[int | None, LoadedModel | None]]] | None = None
+        self._loading: Future[tuple[int | None, LoadedModel | None]] | None = None  # the alias read, and its load
         self._announced: ModelUpdate | None = None  # the newest update (a hint: the alias is read)
         self._due = False  # the alias is to be read (and its version loaded) at the next chance
         self._retry_at: float | None = None  # when to read the alias again after a failure
@@ -123,8 +123,8 @@ class Scorer:
         update = updates.poll()
         if update is not None:
             self._announced, self._due, self._retry_at = update, True, None  # a hint; the alias is the truth
-        if self._loading is not None and self._loading[1].done():
-            future, self._loading = self._loading[1], None
+        if self._loading is not None and self._loading.done():
+            future, self._loading = self._loading, None
             try:
                 _, loaded = future.result()
             except _LoadFailed as exc:
@@ -145,9 +145,7 @@ class Scorer:
             return
         self._due = False
         current = self.current.ref.version if self.current else None
-        announced = self._announced
-        self._loading = (announced.version if announced else 0,
-                         self._loader.submit(self._resolve_and_load, announced, current))
+        self._loading = self._loader.submit(self._resolve_and_load, self._announced, current)
 
     def _retry_later(self) -> None:
         """A registry that could not answer, or a load that failed, is tried again, less and less
