@@ -88,9 +88,13 @@ def test_a_bad_promotion_by_the_real_flow_is_rolled_back_and_everything_agrees(c
             assert scorer.current.ref.version == 1 and monitor.champion.version == 1
 
             # 1. The labels go wrong. The monitor decides a retrain once enough of them are labelled.
+            def caught_up():  # scored and joined: the monitor judges a record once its prediction is in
+                return scorer.scored >= seq - 4_000 and monitor.labelled >= seq - 4_000
+
             for _ in range(10):
                 stream(300, flipped=True)
-                wait_for(lambda: monitor.labelled >= seq - 4_000 - 50, 60, state, alive=stages)
+                wait_for(caught_up, 90, state, alive=stages)
+                time.sleep(1.0)  # the last predictions joined
                 if any(d.action is Action.RETRAIN for d in monitor.decisions):
                     break
             assert any(d.action is Action.RETRAIN for d in monitor.decisions), state()
@@ -108,7 +112,8 @@ def test_a_bad_promotion_by_the_real_flow_is_rolled_back_and_everything_agrees(c
                 served_by_v2 += stream(100, flipped=False)
                 if monitor.rollbacks:
                     break
-                wait_for(lambda: monitor.rollbacks or monitor.labelled >= seq - 4_000 - 50, 60, state, alive=stages)
+                wait_for(lambda: monitor.rollbacks or caught_up(), 90, state, alive=stages)
+                time.sleep(1.0)
             wait_for(lambda: monitor.rollbacks, 60, state, alive=stages)
             wait_for(lambda: scorer.current.ref.version == 1 and monitor.champion.version == 1, 60, state,
                      alive=stages)

@@ -160,7 +160,7 @@ def test_the_ledgers_database_locked(champion_v1, tmp_path, broker, monkeypatch)
     settings = start(champion_v1, tmp_path / "home", broker, monkeypatch)
     with Stages(settings, broker) as stages:
         before = len(Ledger(settings.ledger_url).entries("window"))
-        lock = sqlite3.connect(settings.home / "ledger.db", timeout=0, isolation_level=None)
+        lock = sqlite3.connect(settings.home / "ledger.db", timeout=30, isolation_level=None)  # waits a beat out
         lock.execute("BEGIN EXCLUSIVE")
         locked_at = time.monotonic()
         held = 40.0
