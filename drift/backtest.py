@@ -38,7 +38,7 @@ the mean calibrated confidence of the served predictions) beside the realised `a
 >>> drift.incidents, drift.retrains, [p["index"] for p in drift.promotions], round(drift.accuracy, 2)
 (1, 1, [4515], 0.97)
 >>> drift.served, drift.estimated_accuracy
-({'champion': 3614, 'online': 1386, 'blend': 0}, 0.9882)
+({'champion': 3326, 'online': 1386, 'blend': 288}, 0.9882)
 
 The online learner (a renewing tree, `training.online.Renewing`) renewed itself soon after the
 change and served until the retrained champion was promoted; both detector events are one
