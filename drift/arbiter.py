@@ -82,6 +82,7 @@ class ServingRule:
         self._serving = 0
         self.switches = 0
         self.n_seen = 0
+        self.renewals = 0  # the online learner's renewals, as last heard (`on_renewals`)
 
     @property
     def serving(self) -> str:
@@ -139,6 +140,48 @@ class ServingRule:
         """
         self._recent[1] = float(accuracy)
         self.on_champion(None)
+
+    def on_renewals(self, renewals: int | None, accuracy: float | None) -> bool:
+        """The online learner's renewal count (`training.online.Renewing.renewals`; None: not
+        known) and recent `accuracy`, as last heard. On a change it renewed itself: it starts
+        from its own accuracy (`on_online`; None: unchanged). Returns whether it renewed."""
+        if renewals is None or renewals == self.renewals:
+            return False
+        self.renewals = renewals
+        if accuracy is not None:
+            self.on_online(accuracy)
+        return True
+
+    def on_label(self, outcomes: tuple[bool, bool | None, bool | None] | None, *, scored_renewals: int,
+                 renewals: int | None = None, accuracy: float | None = None) -> bool:
+        """The label of a record came and the online learner has learned it: the one call the live
+        scorer and the backtest make, so both handle a renewal alike.
+
+        `outcomes`: whether the champion, online learner and blend were right on it (None: scored by
+        another champion, so it says nothing of this one); `scored_renewals`: the learner's renewals
+        when the record was scored; `renewals` and `accuracy`: the learner's after learning the label
+        (None: not known yet, as when a learner process reports them with its next answers). The
+        online and blend outcomes count only if no renewal came between the record's scoring and
+        this label (the labels of records the old learner scored say nothing of the new one).
+        Returns whether the learner renewed (its calibration starts afresh too).
+
+        >>> rule = ServingRule(halflife=10)
+        >>> rule.on_label((False, False, False), scored_renewals=0, renewals=1, accuracy=0.9)  # renewed on it
+        True
+        >>> rule.serving, rule.renewals
+        ('online', 1)
+        >>> online = rule.recent["online"]
+        >>> rule.on_label((False, False, False), scored_renewals=0, renewals=1)  # the old learner scored it
+        False
+        >>> rule.recent["online"] == online, rule.n_seen   # the champion's outcome counted, not the online's
+        (True, 2)
+        """
+        fresh = scored_renewals == self.renewals  # the learner that scored it served until this label
+        renewed = self.on_renewals(renewals, accuracy)
+        if outcomes is not None:
+            champion, online, blended = outcomes
+            self.update(champion, online if fresh else None, blended if fresh else None)
+        return renewed
 
     def as_dict(self) -> dict[str, Any]:
         return {"serving": self.serving, "recent": {k: round(v, 4) for k, v in self.recent.items()},

@@ -38,7 +38,7 @@ the mean calibrated confidence of the served predictions) beside the realised `a
 >>> drift.incidents, drift.retrains, [p["index"] for p in drift.promotions], round(drift.accuracy, 2)
 (1, 1, [4515], 0.97)
 >>> drift.served, drift.estimated_accuracy
-({'champion': 3614, 'online': 1386, 'blend': 0}, 0.9882)
+({'champion': 3326, 'online': 1386, 'blend': 288}, 0.9882)
 
 The online learner (a renewing tree, `training.online.Renewing`) renewed itself soon after the
 change and served until the retrained champion was promoted; both detector events are one
@@ -55,6 +55,7 @@ The policy as it was before issue 10: the champion alone served, no accuracy-gap
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -305,6 +306,7 @@ class Backtest:
         self.online_always = kind == "online" or self.serve != "champion" or (
             self.watch is not None and self.watch.needs_online)
         self.labelled = 0
+        self._renewed_at: list[int] = []  # where the online learner renewed itself (training.online.Renewing)
         step = max(1, min(1000, n // 100))
         for t in range(n):
             x = self.records[t]
@@ -375,18 +377,29 @@ class Backtest:
         y = self.labels[j]
         self.labelled += 1
         kind = self.spec.kind
+        fresh = True  # record j was scored by the online learner serving now (no renewal since)
         if self.online_always or self.champion is None:
-            renewals = getattr(self.online, "renewals", 0)
+            renewed_at = self._renewed_at
+            scored = bisect.bisect_left(renewed_at, j)  # the learner's renewals when record j was scored
+            fresh = scored == len(renewed_at)
             self.online.learn_one(self.records[j], y)
-            if getattr(self.online, "renewals", 0) != renewals:
+            renewals = getattr(self.online, "renewals", 0)
+            if self.rule is not None:  # the live scorer's call (serving.scorer.Scorer._learn_one)
+                champion = self.champion
+                outcomes = ((self.champion_pred[j] == y, self.online_pred[j] == y, self.blend_pred[j] == y)
+                            if champion is not None and self.champion_version[j] == champion.version else None)
+                renewed = self.rule.on_label(outcomes, scored_renewals=scored, renewals=renewals,
+                                             accuracy=getattr(self.online, "accuracy", None))
+            else:
+                renewed = renewals != len(renewed_at)
+            if renewed:
+                renewed_at.append(t)
                 if self.watch is not None:
                     self.watch.online_renewed()
                 else:
                     self.estimate.reset("online")
                     self.estimate.reset("blend")
-                if self.rule is not None:
-                    self.rule.on_online(self.online.accuracy)  # type: ignore[attr-defined]  # a Renewing learner
-        self._calibrate(j, y)
+        self._calibrate(j, y, fresh)
         if self.champion is None:
             if self.labelled >= self.warmup:
                 self._bootstrap(t)
@@ -395,10 +408,6 @@ class Backtest:
             if self.champion_version[j] == self.champion.version:
                 champion_right = self.champion_pred[j] == y
                 online_right = self.online_pred[j] == y if self.online_always else None
-                if self.rule is not None:
-                    fresh = getattr(self.online, "fresh", True)  # scored by the learner serving now
-                    self.rule.update(champion_right, online_right is True if fresh else None,
-                                     self.blend_pred[j] == y if fresh else None)
                 outcome = Observation(champion_right=champion_right,
                                       online_right=online_right if self.watch.needs_online else None)
                 self._take(t, self.watch.observe(outcome, index=t, labelled=self.labelled, context={"label_of": j}))
@@ -418,12 +427,12 @@ class Backtest:
                                     reason=f"periodic: every {period} labelled records")
                 self._act(t, decision)
 
-    def _calibrate(self, j: int, y: Any) -> None:
+    def _calibrate(self, j: int, y: Any, fresh: bool) -> None:
         """The label of record `j` calibrates the confidence of every source that scored it (the
         estimate of a source that starts serving is then calibrated already)."""
         learn = self.estimate.learn
         champion_confidence, online, blended = self.confidence[0][j], self.confidence[1][j], self.confidence[2][j]
-        if not getattr(self.online, "fresh", True):
+        if not fresh:
             online = blended = None  # scored by the online learner before it renewed: says nothing of the new one
         if online is not None:
             learn("online", online, self.online_pred[j] == y)

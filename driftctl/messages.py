@@ -60,6 +60,7 @@ class ModelLineage(TypedDict):
 class OnlineLineage(TypedDict):
     prediction: Any  # the online learner's own prediction (None before it learned anything)
     n_learned: int  # labels it had learned from: the state that scored the record
+    renewals: NotRequired[int]  # times it had renewed itself (training.online.Renewing): a change is a new learner
 
 
 class SourcePosition(TypedDict):

@@ -161,7 +161,9 @@ class ServingSettings(BaseModel):
     serve: Literal["best", "champion", "online"] = Field(
         "best", description="which prediction is served: best = per record, the champion's, the online "
                             "learner's or their blend, whichever has the best recent labelled accuracy")
-    serve_halflife: int = Field(100, ge=1, description="labelled records over which recent accuracy halves its "
+    # 50 (was 100): after a drift serving leaves a stale champion sooner; on the stationary streams the
+    # accuracy is unchanged (benchmarks/results/decisions.md, round 5).
+    serve_halflife: int = Field(50, ge=1, description="labelled records over which recent accuracy halves its "
                                                        "weight (serve = best)")
     serve_margin: float = Field(0.01, ge=0, lt=1, description="lead in recent accuracy another model needs before "
                                                               "serving switches to it (hysteresis)")

@@ -107,6 +107,8 @@ class Monitor:
         self._follow_at = 0.0
         self._resolving: tuple[ModelUpdate, Future[ModelRef | None]] | None = None
         self._resolver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alias")
+        # Per scorer instance: its online learner's renewals, the most seen in its predictions' lineage.
+        self._renewals: OrderedDict[str, int] = OrderedDict()
 
     @property
     def busy(self) -> bool:
@@ -313,11 +315,15 @@ class Monitor:
             online = prediction.get("online")
             # The champion's own prediction (what it is judged on) may differ from the one served.
             champion = prediction.get("champion")
+            renewals = online.get("renewals") if online else None
+            scorer = str(prediction.get("scorer"))
+            if isinstance(renewals, int):
+                self._follow_renewals(scorer, renewals)
             slot = {"prediction": champion["prediction"] if champion else prediction["prediction"],
                     "version": prediction["model"]["version"],
                     "online": online.get("prediction") if online else None, "served": prediction["prediction"],
                     "served_by": prediction.get("served_by") or "champion",
-                    "confidence": prediction.get("confidence")}
+                    "confidence": prediction.get("confidence"), "scorer": scorer, "renewals": renewals}
             self.watch.served(slot["served_by"], slot["confidence"])  # the label-free accuracy estimate
             seq = self._pending.get(record_id, {}).get("seq")
             if seq is None or seq > self._trained_until:  # not a record the champion trained on
@@ -347,7 +353,8 @@ class Monitor:
                 self._act(decision)
         if "prediction" in state and not state.get("scored"):
             state["scored"] = True
-            self.watch.served_label(state["served_by"], state["confidence"], state["served"] == state["label"])
+            if not self._renewed_since(state):
+                self.watch.served_label(state["served_by"], state["confidence"], state["served"] == state["label"])
             in_sample = state.get("position", self._trained_until) < self._trained_until
             if self.champion is not None and state["version"] == self.champion.version and not in_sample:
                 online = state.get("online")
@@ -363,6 +370,28 @@ class Monitor:
             self._done[record_id] = None
             if len(self._done) > self.settings.serving.join_max_records:
                 self._done.popitem(last=False)
+
+    def _follow_renewals(self, scorer: str, renewals: int) -> None:
+        """A scorer's online learner renewed itself (`training.online.Renewing`; its predictions carry
+        the count): the label-free estimate's online and blend calibration start afresh, as in the
+        backtest. Counts only grow (a restarted scorer is a new instance): an older prediction read
+        late from another partition is no renewal."""
+        known = self._renewals.get(scorer)
+        if known is not None and renewals <= known:
+            return
+        self._renewals[scorer] = renewals
+        self._renewals.move_to_end(scorer)
+        if len(self._renewals) > 64:  # instances that ended long ago
+            self._renewals.popitem(last=False)
+        if known is not None:
+            self.watch.online_renewed()
+
+    def _renewed_since(self, state: dict) -> bool:
+        """Whether the online learner that scored this record (served by it or the blend) has renewed
+        since: its label says nothing of the learner serving now, so it calibrates nothing."""
+        renewals = state.get("renewals")
+        return (state["served_by"] != "champion" and renewals is not None
+                and renewals < self._renewals.get(state["scorer"], renewals))
 
     def _on_telemetry(self, value: Telemetry) -> None:
         self.telemetry_seen += 1

@@ -366,7 +366,7 @@ class Scorer:
             value: Prediction = {
                 "id": record["id"], "ts": record["ts"], "prediction": served,
                 "proba": dict(zip(keys, [round(p, 6) for p in row], strict=True)),
-                "model": model, "online": {"prediction": online, "n_learned": n_learned},
+                "model": model, "online": {"prediction": online, "n_learned": n_learned, "renewals": renewals},
                 "champion": {"prediction": champion}, "served": source, "served_by": source,
                 "confidence": round(float(confidence), 6), "scorer": instance,
                 "scored_at": now, "source": {"partition": message.partition, "offset": message.offset},
@@ -418,25 +418,31 @@ class Scorer:
         features, (version, champion, online, blended, renewals) = scored
         if self.settings.serving.missing_features != "reject":
             features = _present(features)
+        after: int | None = None  # the learner's renewals once it learned this label (None: not known yet)
+        accuracy = None
         if self.learner_mode == "process":
             self._to_learn.append((features, label))  # the child learns; its renewals come with its answers
         else:
             self.online.learn_one(features, label)
             self.n_learned += 1
-            self._on_renewals(getattr(self.online, "renewals", 0), getattr(self.online, "accuracy", None))
-        if self.rule is not None and self.current is not None and version == self.current.ref.version:
-            # A renewed online learner (training.online.Renewing) is judged by its own predictions only.
-            fresh = renewals == self._renewals
-            self.rule.update(champion == label, online == label if fresh else None,
-                             blended == label if fresh else None)
+            after, accuracy = getattr(self.online, "renewals", 0), getattr(self.online, "accuracy", None)
+        if self.rule is not None:
+            # The backtest's call (drift.backtest): a renewed online learner (training.online.Renewing)
+            # starts from its own accuracy and is judged by its own predictions only.
+            current = self.current
+            outcomes = ((champion == label, online == label, blended == label)
+                        if current is not None and version == current.ref.version else None)
+            self.rule.on_label(outcomes, scored_renewals=renewals, renewals=after, accuracy=accuracy)
+        if after is not None:
+            self._renewals = after
         self.n_joined += 1
 
     def _on_renewals(self, renewals: int, accuracy: float | None) -> None:
-        """The online learner renewed itself: the serving rule starts it from its own accuracy."""
-        if renewals != self._renewals:
-            self._renewals = renewals
-            if self.rule is not None and accuracy is not None:
-                self.rule.on_online(accuracy)
+        """The learner process answered with its renewals: the serving rule follows them, and the
+        predictions carry them (the monitor restarts the online calibration on a change)."""
+        self._renewals = renewals
+        if self.rule is not None:
+            self.rule.on_renewals(renewals, accuracy)
 
     def _online_probas(self, learner: LearnerProcess | None, rows: list[dict[str, Any]],
                        as_is: bool) -> list[dict[Any, float]]:
@@ -501,6 +507,9 @@ class Scorer:
             return
         self.online, self.n_learned, self._seen = saved.learner, saved.n_learned, dict(saved.offsets)
         self.restored_from = saved.n_learned
+        self._renewals = getattr(self.online, "renewals", 0)  # the restored learner is no renewal
+        if self.rule is not None:
+            self.rule.renewals = self._renewals
         log.warning("online learner restored from %s: n_learned=%s", self.checkpoint_path, saved.n_learned)
 
     def _checkpoint(self, final: bool = False) -> None:

@@ -47,6 +47,32 @@ def test_a_new_champion_starts_from_its_holdout_accuracy():
     assert rule.recent["champion"] == 0.95
 
 
+def test_one_call_per_label_follows_the_learners_renewals():
+    """`on_label`, as the scorer and the backtest call it: a renewal starts the online learner from
+    its own accuracy; labels of records the old learner scored judge the champion only; a learner
+    process's renewals come with its answers (`on_renewals`), its labels with none."""
+    rule = ServingRule(halflife=50)
+    for _ in range(300):  # after a change: champion and online learner wrong
+        assert not rule.on_label((False, False, False), scored_renewals=0, renewals=0, accuracy=0.1)
+    assert rule.serving == "champion" and rule.recent["online"] < 0.05
+    # The label that renewed it was scored by the learner serving until then: it counts, after the renewal.
+    assert rule.on_label((False, False, False), scored_renewals=0, renewals=1, accuracy=0.97)
+    assert rule.renewals == 1 and rule.serving == "online"
+    assert rule.recent["online"] == pytest.approx(0.97 * (1 - rule._alpha))
+    online = rule.recent["online"]
+    for _ in range(100):  # late labels of the old learner's predictions: they judge the champion only
+        assert not rule.on_label((False, False, False), scored_renewals=0, renewals=1, accuracy=0.2)
+    assert rule.recent["online"] == online and rule.serving == "online"
+    rule.on_label((False, True, True), scored_renewals=1)  # its own prediction: counted
+    assert rule.recent["online"] > online
+    # A learner process: the renewal is heard with its answers, the labels carry no count.
+    assert rule.on_renewals(2, 0.5) and not rule.on_renewals(2, 0.9) and not rule.on_renewals(None, 0.9)
+    assert rule.recent["online"] == 0.5
+    n = rule.n_seen
+    rule.on_label(None, scored_renewals=2)  # scored by an earlier champion: nothing to judge
+    assert rule.n_seen == n
+
+
 def test_rule_from_settings_and_bad_options():
     rule = ServingRule.from_settings(ServingSettings(serve_halflife=50, serve_margin=0.02))
     assert (rule.halflife, rule.margin) == (50, 0.02)
