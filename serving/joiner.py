@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -81,3 +82,61 @@ class LabelJoiner:
         while side and next(iter(side.values()))[0] < horizon:
             self.bytes -= side.popitem(last=False)[1][2]
             self.evicted_by_age += 1
+
+
+def share_of(record_id: str) -> float:
+    """Where an id falls in [0, 1): the same on every side of a join, in every process."""
+    return zlib.crc32(record_id.encode("utf-8", "surrogatepass")) / 4_294_967_296.0
+
+
+class Admission:
+    """Which new ids a bounded join keeps, so that it goes on joining when it overflows.
+
+    Evicting the oldest entry is right while a partner comes within what the join holds. Once
+    one side lags by more (a scorer far behind, labels later than the cap, one partition read far
+    ahead of another), every partner arrives for an entry just evicted and nothing joins again.
+    The join reports such a partner as a `near_miss`; at the end of a turnover of the join
+    (about `held` entries admitted) with near misses, the share of ids kept halves: the same
+    ids on every side (a hash of the id), so a kept record still meets its partner, and the join
+    holds a stretch of the stream twice as long. A turnover without one raises the share by a
+    quarter, back to every id. What is skipped is counted.
+
+    >>> gate = Admission(min_turn=4)
+    >>> all(gate.admits(f"r{i}", held=100) for i in range(10))
+    True
+    >>> gate.near_miss()
+    >>> [gate.admits(f"r{i}", held=2) for i in range(8)].count(True) < 8, gate.share
+    (True, 0.5)
+    """
+
+    def __init__(self, floor: float = 1 / 128, min_turn: int = 1_000):
+        self.floor = floor
+        self.min_turn = min_turn
+        self.share = 1.0
+        self.near_misses = 0  # partners that came for an entry already evicted
+        self.skipped = 0  # new ids not kept (outside the share)
+        self.lowered = 0  # times the share was halved
+        self._seen = 0
+        self._misses = 0
+
+    def near_miss(self) -> None:
+        self.near_misses += 1
+        self._misses += 1
+
+    def admits(self, record_id: str, held: int) -> bool:
+        """Whether to keep a new id; `held`: the entries the join holds now."""
+        self._seen += 1
+        if self._seen * self.share >= max(held, self.min_turn):
+            if self._misses:
+                self.share = max(self.floor, self.share / 2)
+                self.lowered += 1
+            elif self.share < 1.0:
+                self.share = min(1.0, self.share * 1.25)
+            self._seen = self._misses = 0
+        if self.share >= 1.0 or share_of(record_id) < self.share:
+            return True
+        self.skipped += 1
+        return False
+
+    def vitals(self) -> dict[str, float | int]:
+        return {"share": round(self.share, 4), "near_misses": self.near_misses, "skipped": self.skipped}
