@@ -47,6 +47,11 @@ class LabelJoiner:
         self.bytes = 0
         self.evicted_by_size = 0
         self.evicted_by_age = 0
+        # Ids evicted lately -> which side was kept ("record" or "label"): a partner that comes for
+        # one is a near miss, and is not kept either (it can join nothing). Bounded like each side.
+        self._evicted: OrderedDict[str, str] = OrderedDict()
+        self.admission = Admission()
+        self.orphans = 0  # partners that came after their entry was evicted
 
     def __len__(self) -> int:
         return len(self._records) + len(self._labels)
@@ -57,6 +62,8 @@ class LabelJoiner:
         if early is not None:
             self.bytes -= early[2]
             return features, early[1]
+        if self._missed(record_id, "label") or not self.admission.admits(record_id, len(self)):
+            return None
         self._records[record_id] = (self.clock(), features, size)
         self.bytes += size
         self._evict(self._records)
@@ -68,20 +75,57 @@ class LabelJoiner:
         if waiting is not None:
             self.bytes -= waiting[2]
             return waiting[1], label
+        if self._evicted.get(record_id) == "never":  # its record was dead-lettered
+            del self._evicted[record_id]
+            return None
+        if self._missed(record_id, "record") or not self.admission.admits(record_id, len(self)):
+            return None
         self._labels[record_id] = (self.clock(), label, size)
         self.bytes += size
         self._evict(self._labels)
         return None
 
+    def never(self, record_id: str) -> None:
+        """`record_id` will not be added (its record was dead-lettered): its label is dropped."""
+        early = self._labels.pop(record_id, None)
+        if early is not None:
+            self.bytes -= early[2]
+        else:
+            self._remember(record_id, "never")
+
+    def _missed(self, record_id: str, partner: str) -> bool:
+        """Whether `record_id`'s `partner` side was evicted lately (then this side is a near miss)."""
+        if self._evicted.get(record_id) != partner:
+            return False
+        del self._evicted[record_id]
+        self.orphans += 1
+        self.admission.near_miss()
+        return True
+
     def _evict(self, side: OrderedDict) -> None:
         max_bytes = self.max_bytes
+        kept = "record" if side is self._records else "label"
         while side and (len(side) > self.max_records or (max_bytes is not None and self.bytes > max_bytes)):
-            self.bytes -= side.popitem(last=False)[1][2]
+            record_id, (_, _, size) = side.popitem(last=False)
+            self.bytes -= size
             self.evicted_by_size += 1
+            if kept == "label":
+                # An early label pushed out: its record comes later than the join holds (the labels
+                # of dead-lettered records are dropped at once, see `never`), even when the ids
+                # evicted are no longer remembered.
+                self.admission.near_miss()
+            self._remember(record_id, kept)
         horizon = self.clock() - self.max_age
         while side and next(iter(side.values()))[0] < horizon:
-            self.bytes -= side.popitem(last=False)[1][2]
+            record_id, (_, _, size) = side.popitem(last=False)
+            self.bytes -= size
             self.evicted_by_age += 1
+            self._remember(record_id, kept)
+
+    def _remember(self, record_id: str, kept: str) -> None:
+        self._evicted[record_id] = kept
+        if len(self._evicted) > self.max_records:
+            self._evicted.popitem(last=False)
 
 
 def share_of(record_id: str) -> float:

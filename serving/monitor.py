@@ -250,10 +250,15 @@ class Monitor:
         slot: dict[str, Any]
         if topic == self.topics.telemetry:
             telemetry: Telemetry = decode_telemetry(message.value, self.settings.serving.max_message_bytes)
-            if self.schema is not None:  # what the scorers reject must not feed the detectors either
-                check_features(telemetry["features"], self.schema, self.settings.serving.missing_features,
-                               unseen="accept")
             record_id, side = telemetry["id"], TELEMETRY
+            if self.schema is not None:  # what the scorers reject must not feed the detectors either
+                try:
+                    check_features(telemetry["features"], self.schema, self.settings.serving.missing_features,
+                                   unseen="accept")
+                except InvalidRecord:
+                    if record_id not in self._pending:  # its label, when it comes, is not kept waiting for it
+                        self._finish(record_id, TELEMETRY)
+                    raise
             if self._seen_before(record_id, side):
                 return
             self._on_telemetry(telemetry)

@@ -116,3 +116,39 @@ def test_redelivered_sides_are_counted_once(tmp_path):
         mon._dispatch(topic, SimpleNamespace(partition=0, offset=0, value=value))
     assert (mon.telemetry_seen, mon.labelled, mon.joined_predictions) == (1, 1, 1)
     mon.ledger.close()
+
+
+def test_the_scorers_join_goes_on_learning_when_labels_lag_beyond_it():
+    """The scorer's learner join (serving.joiner.LabelJoiner): labels 3x its cap behind their
+    records joined none before; now a share of them, and the near misses are counted."""
+    from serving.joiner import LabelJoiner
+
+    joiner = LabelJoiner(max_records=CAP, clock=lambda: 0.0)
+    joined = []
+    for i in range(RECORDS + 3 * CAP):
+        if i < RECORDS:
+            joiner.add_record(f"r{i}", i)
+        if i >= 3 * CAP and joiner.add_label(f"r{i - 3 * CAP}", 1) is not None:
+            joined.append(i - 3 * CAP)
+    last_quarter = [i for i in joined if i >= 3 * RECORDS // 4]
+    assert len(last_quarter) > 0.05 * RECORDS / 4, len(joined)
+    assert joiner.admission.near_misses > 0 and joiner.orphans > 0 and len(joiner) <= 2 * CAP
+
+
+def test_the_labels_of_dead_lettered_records_wait_for_nothing():
+    """The scorer dead-letters invalid records: their labels would wait for a record that never
+    comes, and their eviction must not read as a lag (it would sample the valid records away)."""
+    from serving.joiner import LabelJoiner
+
+    joiner = LabelJoiner(max_records=CAP, clock=lambda: 0.0)
+    learned = 0
+    for i in range(RECORDS + 300):
+        if i < RECORDS:
+            if i % 2:
+                joiner.never(f"r{i}")  # half the stream is invalid
+            else:
+                joiner.add_record(f"r{i}", i)
+        if i >= 300:
+            learned += joiner.add_label(f"r{i - 300}", 1) is not None
+    assert learned == RECORDS // 2 and len(joiner) == 0
+    assert joiner.admission.share == 1.0 and joiner.admission.skipped == 0
