@@ -152,3 +152,4 @@ def test_the_labels_of_dead_lettered_records_wait_for_nothing():
             learned += joiner.add_label(f"r{i - 300}", 1) is not None
     assert learned == RECORDS // 2 and len(joiner) == 0
     assert joiner.admission.share == 1.0 and joiner.admission.skipped == 0
+
