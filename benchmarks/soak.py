@@ -246,7 +246,7 @@ def summarize(args: Any, settings: Any, samples: list[dict], sent: int, scorer: 
             done = s[key] + (s["dead_letters"] if key == "scored" else 0)
             q = min(3, done * 4 // max(1, args.records))
             rss = s["rss_kb"].get(stage, 0) / 1024
-            if rss and (peaks[q] is None or rss > peaks[q]):  # type: ignore[operator]
+            if rss and (peaks[q] is None or rss > peaks[q]):
                 peaks[q] = round(rss, 1)
         quarters[stage] = peaks
     ratios = {stage: (round(p[3] / p[1], 3) if p[1] and p[3] else None) for stage, p in quarters.items()}
