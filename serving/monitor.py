@@ -35,6 +35,7 @@ from driftctl.stores.ledger import Ledger
 from serving.codec import InvalidRecord, check_features, decode_label, decode_prediction, decode_telemetry
 from serving.deadletter import dead_letter, reason_of
 from serving.incidents import IncidentLog
+from serving.joiner import Admission
 from serving.kafka_io import commit_or_warn, make_group_consumer, make_producer
 from serving.promotion import reconcile_if_free
 from serving.rollback import roll_back
@@ -50,6 +51,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Retrain = Callable[[TrainingWindow, RetrainTrigger], dict]
+
+# The sides of a record the monitor joins, as bits; EVICTED marks an entry the join's caps dropped.
+TELEMETRY, LABEL, PREDICTION, EVICTED = 1, 2, 4, 8
 
 
 class Monitor:
@@ -78,7 +82,14 @@ class Monitor:
         self.outcomes: list[dict] = []
         self._pending: OrderedDict[str, dict] = OrderedDict()  # id -> what has arrived of it
         self._pending_bytes = 0  # the messages (as received) behind _pending, capped by serving.join_max_bytes
-        self._done: OrderedDict[str, None] = OrderedDict()  # ids fully joined, bounded like _pending
+        # Ids whose entry is finished (joined, not waited for, or evicted) -> the sides seen (bits
+        # below, EVICTED if the join dropped it): a side seen again is a redelivery, a new one after
+        # an eviction a near miss. Bounded like _pending.
+        self._done: OrderedDict[str, int] = OrderedDict()
+        self._admit = Admission()  # new ids, while a side lags beyond what the join holds
+        self._await = Admission()  # labelled records kept waiting for their prediction
+        self.join_evicted = 0  # entries the caps dropped before they joined
+        self.joined_predictions = 0  # labels joined to the prediction served
         # Per labelled record: telemetry (p, o), label (p, o), ts; the newest only (a sliding window).
         self._positions: deque[tuple] = deque(maxlen=settings.retrain.positions_kept)
         # Labelled positions below this were the champion's training data: its errors there are
@@ -121,7 +132,14 @@ class Monitor:
         rejected = {"rejected": self.invalid, "last_rejection": self.last_invalid} if self.invalid else {}
         faults = {"faults": self.faults, "last_fault": self.last_fault} if self.faults else {}
         return {"index": self.telemetry_seen, "labelled": self.labelled, "busy": self.busy, **rejected, **faults,
-                **self.watch.vitals()}
+                "join": self.join_vitals(), **self.watch.vitals()}
+
+    def join_vitals(self) -> dict[str, Any]:
+        """What the join holds and what it dropped: entries evicted by its caps, partners that came
+        after their entry was evicted, and the share of records it keeps while a side lags."""
+        return {"held": len(self._pending), "bytes": self._pending_bytes, "evicted": self.join_evicted,
+                "labelled_predictions": self.joined_predictions, "records": self._admit.vitals(),
+                "awaiting_prediction": self._await.vitals()}
 
     def _fault(self, what: str, exc: Exception) -> None:
         """A store failed under the monitor (ledger's database locked or full, MLflow away): logged,
@@ -287,30 +305,35 @@ class Monitor:
                                                       message.value, stage=f"monitor {self.name}"))
 
     def _dispatch(self, topic: str, message: Any) -> None:  # a kafka ConsumerRecord
-        # One branch per topic, so each decoded message keeps its own type. A record delivered
+        # One branch per topic, so each decoded message keeps its own type. A side delivered
         # again after a rejoin (at-least-once) was counted once already: it is skipped.
         slot: dict[str, Any]
         if topic == self.topics.telemetry:
             telemetry: Telemetry = decode_telemetry(message.value, self.settings.serving.max_message_bytes)
+            record_id, side = telemetry["id"], TELEMETRY
             if self.schema is not None:  # what the scorers reject must not feed the detectors either
-                check_features(telemetry["features"], self.schema, self.settings.serving.missing_features,
-                               unseen="accept")
-            record_id = telemetry["id"]
-            if record_id in self._done:
+                try:
+                    check_features(telemetry["features"], self.schema, self.settings.serving.missing_features,
+                                   unseen="accept")
+                except InvalidRecord:
+                    if record_id not in self._pending:  # its label, when it comes, is not kept waiting for it
+                        self._finish(record_id, TELEMETRY)
+                    raise
+            if self._seen_before(record_id, side):
                 return
             self._on_telemetry(telemetry)
             slot = {"telemetry": (message.partition, message.offset), "ts": telemetry["ts"],
                     "features": telemetry["features"], "seq": self.telemetry_seen}
         elif topic == self.topics.labels:
             label: Label = decode_label(message.value)
-            record_id = label["id"]
-            if record_id in self._done:
+            record_id, side = label["id"], LABEL
+            if self._seen_before(record_id, side):
                 return
             slot = {"label": label["label"], "label_at": (message.partition, message.offset)}
         else:
             prediction: Prediction = decode_prediction(message.value)
-            record_id = prediction["id"]
-            if record_id in self._done:
+            record_id, side = prediction["id"], PREDICTION
+            if self._seen_before(record_id, side):
                 return
             online = prediction.get("online")
             # The champion's own prediction (what it is judged on) may differ from the one served.
@@ -328,7 +351,24 @@ class Monitor:
             seq = self._pending.get(record_id, {}).get("seq")
             if seq is None or seq > self._trained_until:  # not a record the champion trained on
                 self._on_prediction(prediction)
-        state = self._pending.setdefault(record_id, {})
+        marker = self._done.get(record_id)
+        if marker is not None:  # its entry is finished: nothing left to join this side to
+            self._done[record_id] = marker | side
+            if marker & EVICTED:  # it came after its entry was evicted: the join holds too short a stretch
+                waiting_for_prediction = side == PREDICTION and marker & TELEMETRY and marker & LABEL
+                if waiting_for_prediction:
+                    self._await.near_miss()
+                elif side != PREDICTION:
+                    self._admit.near_miss()
+            return
+        state = self._pending.get(record_id)
+        if state is None:
+            held = len(self._pending)
+            # A prediction alone may belong to a record not kept waiting for it: the same share decides.
+            if not self._admit.admits(record_id, held) or (side == PREDICTION
+                                                            and not self._await.admits(record_id, held)):
+                return  # outside the share kept while a side lags (counted there)
+            state = self._pending[record_id] = {}
         state.update(slot)
         state["bytes"] = state.get("bytes", 0) + len(message.value)
         self._pending_bytes += len(message.value)
@@ -336,7 +376,31 @@ class Monitor:
         serving = self.settings.serving
         while self._pending and (len(self._pending) > serving.join_max_records
                                  or self._pending_bytes > serving.join_max_bytes):
-            self._pending_bytes -= self._pending.popitem(last=False)[1]["bytes"]
+            evicted_id, evicted = self._pending.popitem(last=False)
+            self._pending_bytes -= evicted["bytes"]
+            self.join_evicted += 1
+            sides = _sides(evicted)
+            # Evicted without telemetry that exists (it was labelled or scored): its telemetry came
+            # too early or too late to meet it, a near miss even when the ids evicted are no longer
+            # remembered. A prediction alone is most likely a scorer's far behind its label.
+            if sides == PREDICTION:
+                self._await.near_miss()
+            elif sides & LABEL and not sides & TELEMETRY:
+                self._admit.near_miss()
+            self._finish(evicted_id, sides | EVICTED)
+
+    def _seen_before(self, record_id: str, side: int) -> bool:
+        """Whether this side of the record was handled already (a redelivery)."""
+        marker = self._done.get(record_id)
+        if marker is not None:
+            return bool(marker & side)
+        state = self._pending.get(record_id)
+        return state is not None and bool(_sides(state) & side)
+
+    def _finish(self, record_id: str, marker: int) -> None:
+        self._done[record_id] = marker
+        if len(self._done) > self.settings.serving.join_max_records:
+            self._done.popitem(last=False)
 
     def _join(self, record_id: str, state: dict) -> None:
         if "label" not in state:
@@ -353,6 +417,7 @@ class Monitor:
                 self._act(decision)
         if "prediction" in state and not state.get("scored"):
             state["scored"] = True
+            self.joined_predictions += 1
             if not self._renewed_since(state):
                 self.watch.served_label(state["served_by"], state["confidence"], state["served"] == state["label"])
             in_sample = state.get("position", self._trained_until) < self._trained_until
@@ -367,9 +432,13 @@ class Monitor:
             if self.probation is not None and self.champion is not None and state["version"] == self.champion.version:
                 self._judge_probation(state)
             self._pending_bytes -= self._pending.pop(record_id, {}).get("bytes", 0)
-            self._done[record_id] = None
-            if len(self._done) > self.settings.serving.join_max_records:
-                self._done.popitem(last=False)
+            self._finish(record_id, TELEMETRY | LABEL | PREDICTION)
+        elif (state.get("positioned") and "prediction" not in state
+              and not self._await.admits(record_id, len(self._pending))):
+            # Labelled, its prediction far behind: not kept waiting (its prediction, when it comes,
+            # still feeds the prediction-drift and label-free checks).
+            self._pending_bytes -= self._pending.pop(record_id, {}).get("bytes", 0)
+            self._finish(record_id, TELEMETRY | LABEL)
 
     def _follow_renewals(self, scorer: str, renewals: int) -> None:
         """A scorer's online learner renewed itself (`training.online.Renewing`; its predictions carry
@@ -552,3 +621,7 @@ class Monitor:
         self.watch.retrain_finished(promoted=bool(outcome.get("promoted")), labelled=self.labelled,
                                     window_end=self._training_end, replaced=self._training_replaces)
 
+
+def _sides(state: dict) -> int:
+    return ((TELEMETRY if "telemetry" in state else 0) | (LABEL if "label" in state else 0)
+            | (PREDICTION if "prediction" in state else 0))

@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
@@ -390,7 +391,7 @@ class Scorer:
             except Exception as exc:  # disk full, database locked: the prediction itself names its model
                 self.audit_gaps += len(offsets)
                 self._fault("audit not written", exc)
-        for (_, record), features, outcome in zip(good, rows, outcomes, strict=True):
+        for (message, record), features, outcome in zip(good, rows, outcomes, strict=True):
             try:
                 ready = self.joiner.add_record(record["id"], (features, outcome), len(message.value))
                 if ready is not None:
@@ -493,6 +494,13 @@ class Scorer:
         log.warning("dead letter %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason)
         self._send(producer, self.topics.dead_letter, message.topic.encode(),
                    dead_letter(reason, message.topic, message.partition, message.offset, message.value))
+        if message.topic == self.topics.telemetry:  # its label, when it comes, waits for nothing
+            try:
+                record_id = orjson.loads(message.value).get("id")
+            except Exception:  # undecodable: its label waits until the caps drop it
+                record_id = None
+            if isinstance(record_id, str):
+                self.joiner.never(record_id)
 
     def _send(self, producer: KafkaProducer, topic: str, key: bytes | None, value: bytes) -> None:
         try:

@@ -1,0 +1,313 @@
+"""Soak: a long stream through the real stages, each in its own process, with its memory sampled.
+
+The embedded Tansu broker (a child of this process), the producer, one scorer (with its online
+learner's process) and the monitor (with the retrain flow run in-process, as `driftctl demo` does,
+and the local Prefect API server it starts) run the synthetic IoT stream, which drifts at
+`--drift-at`; the producer holds at the warm-up until the first champion serves, like the demo.
+Every `--every` seconds each stage's resident set (VmRSS of the stage's process and its
+descendants, from /proc) is read, with its progress. A stage's quarter is by its own progress
+(records sent, scored or read), so a stage that lags is judged on the same stretch of the stream.
+
+    nice -n 10 python benchmarks/soak.py --records 2000000 --rate 4000
+
+Writes benchmarks/results/soak.md and soak.json (`--out` elsewhere)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+MONITOR_FIELDS = ("telemetry", "labelled", "drift_events", "decisions", "retrains", "promotions", "rollbacks",
+                  "failed_retrains", "join_evicted", "join_skipped", "await_skipped", "near_misses",
+                  "await_near_misses", "labelled_predictions", "join_held", "busy", "alive")
+
+
+def rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found.extend(int(c) for c in f.read().split())
+    except OSError:
+        pass
+    return found
+
+
+def tree_rss_kb(pid: int) -> int:
+    """The process and all its descendants (the scorer's learner, the monitor's Prefect server)."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += rss_kb(p)
+        todo.extend(children(p))
+    return total
+
+
+# -- the stages, each the entry point of a spawned process -------------------------------------
+def producer_process(settings_json: str, bootstrap: str, records: int, rate: float, scorer: Any,
+                     shared: Any, stop: Any) -> None:
+    from driftctl.settings import Settings
+    from serving.kafka_io import make_producer
+    from serving.producer import publish
+    from serving.synthetic import iot_stream
+
+    settings = Settings(**json.loads(settings_json))
+    stream = settings.stream
+    producer = make_producer(bootstrap, settings.kafka)
+    hold_at = settings.drift.warmup + stream.label_delay
+    stopped = threading.Event()
+
+    def gate(seq: int) -> None:  # like the demo: nothing to score until the first champion
+        if seq != hold_at:
+            return
+        producer.flush()
+        deadline = time.monotonic() + 900
+        while scorer[3] == 0 and time.monotonic() < deadline and not stop.is_set():
+            time.sleep(0.2)
+
+    def on_record(n: int) -> None:
+        shared[0] = n
+        if n % 1000 == 0 and stop.is_set():
+            stopped.set()
+
+    sent = publish(producer, settings.kafka.topics,
+                   iot_stream(records, drift_at=stream.drift_at, devices=stream.devices, seed=stream.seed),
+                   rate=rate, label_delay=stream.label_delay, gate=gate, on_record=on_record, stop=stopped)
+    producer.close()
+    shared[0], shared[1] = sent, 1
+
+
+def monitor_process(settings_json: str, bootstrap: str, shared: Any, stop: Any) -> None:
+    from threadpoolctl import threadpool_limits
+
+    from driftctl.runtime.stack import configure_environment
+    from driftctl.settings import Settings
+
+    settings = Settings(**json.loads(settings_json))
+    configure_environment(settings)
+    threadpool_limits(limits=1, user_api="openmp")  # as the demo: the flow trains beside the stage
+    from driftctl.stores.ledger import Ledger
+    from flows.trigger import make_retrain
+    from serving.monitor import Monitor
+    from training.registry import Registry
+
+    halt = threading.Event()
+    monitor = Monitor(settings, bootstrap, Registry.from_settings(settings), Ledger(settings.ledger_url),
+                      make_retrain(settings), halt)
+    stage = threading.Thread(target=monitor.run, name="monitor", daemon=True)
+    stage.start()
+
+    def publish_stats() -> None:
+        join = monitor.join_vitals()
+        outcomes = list(monitor.outcomes)
+        values = {
+            "telemetry": monitor.telemetry_seen, "labelled": monitor.labelled,
+            "drift_events": len(monitor.events), "decisions": len(monitor.decisions), "retrains": len(outcomes),
+            "promotions": sum(1 for o in outcomes if o.get("promoted") and (o.get("version") or 0) > 1),
+            "rollbacks": len(monitor.rollbacks), "failed_retrains": sum(1 for o in outcomes if "error" in o),
+            "join_evicted": join["evicted"], "join_skipped": join["records"]["skipped"],
+            "await_skipped": join["awaiting_prediction"]["skipped"], "near_misses": join["records"]["near_misses"],
+            "await_near_misses": join["awaiting_prediction"]["near_misses"],
+            "labelled_predictions": join["labelled_predictions"], "join_held": join["held"],
+            "busy": int(monitor.busy), "alive": int(stage.is_alive()),
+        }
+        shared[:] = [int(values[name]) for name in MONITOR_FIELDS]
+
+    while stage.is_alive():
+        publish_stats()
+        if stop.is_set():
+            halt.set()
+        stage.join(timeout=0.5)
+    publish_stats()
+
+
+# -- the run -----------------------------------------------------------------------------
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=2_000_000)
+    parser.add_argument("--rate", type=float, default=4_000.0, help="records per second offered")
+    parser.add_argument("--drift-at", type=int, default=None, help="default: 55 %% of the records (third quarter)")
+    parser.add_argument("--every", type=float, default=1.0, help="seconds between RSS samples")
+    parser.add_argument("--drain", type=float, default=900.0,
+                        help="seconds the stages get to finish after the producer")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "soak.md")
+    args = parser.parse_args()
+
+    from driftctl.runtime.stack import configure_environment, kafka_stack
+    from driftctl.settings import Settings
+    from serving.scorer import run_scorer_process
+
+    home = Path(tempfile.mkdtemp(prefix="driftctl-soak-"))
+    settings = Settings(home=home)
+    settings.stream.records = args.records
+    settings.stream.drift_at = args.drift_at if args.drift_at is not None else int(args.records * 0.55)
+    configure_environment(settings)
+    spawn = multiprocessing.get_context("spawn")
+    settings_json = settings.model_dump_json()
+    started = time.monotonic()
+    samples: list[dict] = []
+    with kafka_stack(settings) as bootstrap:
+        broker_pids = children(os.getpid())
+        scorer_stats, scorer_stop = spawn.Array("q", 4), spawn.Event()  # scored, dead letters, learned, version
+        monitor_stats, monitor_stop = spawn.Array("q", len(MONITOR_FIELDS)), spawn.Event()
+        producer_stats, producer_stop = spawn.Array("q", 2), spawn.Event()  # sent, done
+        scorer = spawn.Process(target=run_scorer_process, name="scorer", daemon=True,
+                               args=(settings_json, bootstrap, scorer_stats, scorer_stop))
+        monitor = spawn.Process(target=monitor_process, name="monitor", daemon=True,
+                                args=(settings_json, bootstrap, monitor_stats, monitor_stop))
+        producer = spawn.Process(target=producer_process, name="producer", daemon=True,
+                                 args=(settings_json, bootstrap, args.records, args.rate, scorer_stats,
+                                       producer_stats, producer_stop))
+        scorer.start()
+        monitor.start()
+        producer.start()
+        stages = {"producer": producer, "scorer": scorer, "monitor": monitor}
+        produced_at: float | None = None
+        drained_at: float | None = None
+        error = None
+        try:
+            while True:
+                mon = dict(zip(MONITOR_FIELDS, monitor_stats[:], strict=True))
+                sample = {"t": round(time.monotonic() - started, 1), "sent": producer_stats[0],
+                          "scored": scorer_stats[0], "dead_letters": scorer_stats[1], "version": scorer_stats[3],
+                          "read": mon["telemetry"], "labelled": mon["labelled"],
+                          "rss_kb": {name: tree_rss_kb(p.pid) for name, p in stages.items() if p.pid},
+                          "own_rss_kb": {name: rss_kb(p.pid) for name, p in stages.items() if p.pid}}
+                sample["rss_kb"]["broker"] = sum(tree_rss_kb(p) for p in broker_pids)
+                samples.append(sample)
+                if len(samples) % 30 == 0:
+                    print(json.dumps({k: sample[k] for k in ("t", "sent", "scored", "read", "labelled", "version")}
+                                     | {"rss_mb": {k: v // 1024 for k, v in sample["rss_kb"].items()}},
+                                     ensure_ascii=False), flush=True)
+                dead = [name for name, p in stages.items() if not p.is_alive() and (name != "producer"
+                                                                                      or not producer_stats[1])]
+                if dead:
+                    error = f"stage exited: {dead}"
+                    break
+                if producer_stats[1] and produced_at is None:
+                    produced_at = time.monotonic()
+                if produced_at is not None:
+                    sent = producer_stats[0]
+                    if (scorer_stats[0] + scorer_stats[1] >= sent and mon["labelled"] >= sent
+                            and not mon["busy"]):
+                        # And the predictions joined to their labels (a grace: some never join).
+                        drained_at = drained_at or time.monotonic()
+                        if mon["join_held"] == 0 or time.monotonic() - drained_at > 60:
+                            break
+                    if time.monotonic() - produced_at > args.drain:
+                        error = f"not drained within {args.drain:.0f} s"
+                        break
+                time.sleep(args.every)
+        finally:
+            for stop in (producer_stop, scorer_stop, monitor_stop):
+                stop.set()
+            for p in stages.values():
+                p.join(timeout=60)
+                if p.is_alive():
+                    p.kill()
+        mon = dict(zip(MONITOR_FIELDS, monitor_stats[:], strict=True))
+    seconds = time.monotonic() - started
+    result = summarize(args, settings, samples, producer_stats[0], scorer_stats[:], mon, seconds, error,
+                       produced_at - started if produced_at else None)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps({**result, "samples": samples}, indent=1))
+    args.out.write_text(render(result))
+    print(json.dumps({k: v for k, v in result.items() if k != "quarters"}, indent=1))
+    print(render(result))
+
+
+def summarize(args: Any, settings: Any, samples: list[dict], sent: int, scorer: list[int], mon: dict,
+              seconds: float, error: str | None, produce_seconds: float | None) -> dict:
+    progress_of = {"producer": "sent", "broker": "sent", "scorer": "scored", "monitor": "read"}
+    quarters: dict[str, list[float | None]] = {}
+    for stage, key in progress_of.items():
+        peaks: list[float | None] = [None] * 4
+        for s in samples:
+            done = s[key] + (s["dead_letters"] if key == "scored" else 0)
+            q = min(3, done * 4 // max(1, args.records))
+            rss = s["rss_kb"].get(stage, 0) / 1024
+            if rss and (peaks[q] is None or rss > peaks[q]):
+                peaks[q] = round(rss, 1)
+        quarters[stage] = peaks
+    ratios = {stage: (round(p[3] / p[1], 3) if p[1] and p[3] else None) for stage, p in quarters.items()}
+    load = os.getloadavg()
+    scored, dead_letters = scorer[0], scorer[1]
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.machine(),
+        "cpus": os.cpu_count(), "load_at_end": [round(x, 2) for x in load],
+        "records": args.records, "rate_offered": args.rate, "drift_at": settings.stream.drift_at,
+        "label_delay": settings.stream.label_delay, "error": error,
+        "sent": sent, "scored": scored, "dead_letters": dead_letters,
+        "lost": max(0, sent - scored - dead_letters), "redelivered": max(0, scored + dead_letters - sent),
+        "final_version": scorer[3], "monitor": mon,
+        "seconds": round(seconds, 1), "produce_seconds": round(produce_seconds, 1) if produce_seconds else None,
+        "produce_rps": round(sent / produce_seconds, 1) if produce_seconds else None,
+        "end_to_end_rps": round(sent / seconds, 1),
+        "quarters_mb": quarters, "q4_over_q2": ratios,
+        "within_10pct": {stage: (r is not None and r <= 1.10) for stage, r in ratios.items()},
+    }
+
+
+def render(r: dict) -> str:
+    mon = r["monitor"]
+    lines = [
+        "# Soak: peak RSS per quarter of the stream", "",
+        f"{r['date']}, {r['machine']}, {r['cpus']} cores shared with other jobs; load average at the end "
+        f"{r['load_at_end']}.", "",
+        f"`nice -n 10 python benchmarks/soak.py --records {r['records']} --rate {r['rate_offered']:g}` "
+        f"(drift at record {r['drift_at']:,}, labels {r['label_delay']} records late).", "",
+        f"Result: {'**' + r['error'] + '**' if r['error'] else 'drained'}.", "",
+        "| stage | Q1 peak MB | Q2 peak MB | Q3 peak MB | Q4 peak MB | Q4 / Q2 | within 10 % |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for stage, peaks in r["quarters_mb"].items():
+        cells = " | ".join("-" if p is None else f"{p:.1f}" for p in peaks)
+        ratio = r["q4_over_q2"][stage]
+        criterion = "not a stage: in-memory log, grows with the data kept" if stage == "broker" else (
+            "yes" if r["within_10pct"][stage] else "**no**")
+        lines.append(f"| {stage} | {cells} | {'-' if ratio is None else f'{ratio:.3f}'} | {criterion} |")
+    lines += [
+        "", "| what | count |", "| --- | ---: |",
+        f"| records sent | {r['sent']:,} |", f"| scored | {r['scored']:,} |",
+        f"| dead-lettered | {r['dead_letters']:,} |",
+        f"| lost (sent - scored - dead-lettered; goal 0) | {r['lost']:,} |",
+        f"| scored more than once (at-least-once redelivery) | {r['redelivered']:,} |",
+        f"| monitor: telemetry read | {mon['telemetry']:,} |", f"| monitor: labelled | {mon['labelled']:,} |",
+        f"| monitor: labels joined to predictions | {mon['labelled_predictions']:,} |",
+        f"| monitor: join entries evicted by its caps | {mon['join_evicted']:,} |",
+        f"| monitor: ids skipped (join share below 1) | {mon['join_skipped']:,} |",
+        f"| monitor: labelled records not kept for their prediction | {mon['await_skipped']:,} |",
+        f"| monitor: near misses (records / predictions) | {mon['near_misses']:,} / {mon['await_near_misses']:,} |",
+        f"| drift events | {mon['drift_events']:,} |", f"| decisions | {mon['decisions']:,} |",
+        f"| retrains (bootstrap included) / failed | {mon['retrains']} / {mon['failed_retrains']} |",
+        f"| promotions after the bootstrap | {mon['promotions']} |", f"| rollbacks | {mon['rollbacks']} |",
+        f"| champion version served at the end | {r['final_version']} |",
+        f"| seconds (whole run) | {r['seconds']:,} |",
+        f"| producer records/s (offered {r['rate_offered']:g}) | {r['produce_rps']} |",
+        f"| end to end records/s (start to drained) | {r['end_to_end_rps']} |",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
