@@ -210,7 +210,11 @@ def id_like_columns(features: pd.DataFrame) -> list[str]:
 
 def _records(features: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as River-style dicts; a missing value is an absent key."""
-    rows = cast("list[dict[str, Any]]", features.to_dict("records"))  # `prepare` names columns with str
+    if all(dtype == np.float64 for dtype in features.dtypes):  # numbers only: the same dicts, built faster
+        columns = list(features.columns)
+        rows = [dict(zip(columns, row, strict=True)) for row in features.to_numpy().tolist()]
+    else:
+        rows = cast("list[dict[str, Any]]", features.to_dict("records"))  # `prepare` names columns with str
     gappy = [c for c in features.columns if features[c].isna().any()]
     if gappy:
         for row in rows:
