@@ -33,7 +33,6 @@ from typing import Any
 
 from river import tree
 from river.proba.gaussian import Gaussian
-from river.stats import Mean, Var
 from river.tree.nodes.branch import DTBranch
 from river.tree.nodes.htc_nodes import LeafNaiveBayesAdaptive
 from river.tree.split_criterion.info_gain_split_criterion import InfoGainSplitCriterion
@@ -252,18 +251,16 @@ class _Leaf(LeafNaiveBayesAdaptive):
 
     def update_splitters(self, x: dict[Any, Any], y: Any, w: float, nominal_attributes: Any) -> None:
         # HTLeaf.update_splitters, with a Gaussian splitter's update inline (GaussianSplitter.update,
-        # Gaussian.update, Var.update, Mean.update: the same operations in the same order).
+        # Gaussian.update, Var.update, Mean.update: the same operations in the same order; a
+        # Gaussian makes its own Var and Mean).
         splitters, disabled = self.splitters, self._disabled_attrs
         for att_id, att_val in x.items():
-            if att_id in disabled:
+            if disabled and att_id in disabled:
                 continue
             splitter = splitters.get(att_id)
-            if splitter is None:
-                super().update_splitters({att_id: att_val}, y, w, nominal_attributes)  # a new splitter
-                continue
             if type(splitter) is GaussianSplitter and att_val is not None:
                 dist = splitter._att_dist_per_class.get(y)
-                if type(dist) is Gaussian and type(dist._var) is Var and type(dist._var.mean) is Mean:
+                if type(dist) is Gaussian:
                     low, high = splitter._min_per_class, splitter._max_per_class
                     if att_val < low[y]:
                         low[y] = att_val
@@ -276,6 +273,9 @@ class _Leaf(LeafNaiveBayesAdaptive):
                     mean._mean += (w / mean.n) * (att_val - mean._mean)
                     var._S += w * (att_val - mean_old) * (att_val - mean._mean)
                     continue
+            elif splitter is None:
+                super().update_splitters({att_id: att_val}, y, w, nominal_attributes)  # a new splitter
+                continue
             splitter.update(att_val, y, w)
 
     def best_split_suggestions(self, criterion: Any, tree: Any) -> list[BranchFactory]:
