@@ -107,15 +107,16 @@ def naive_bayes(x: dict[Any, Any], stats: dict[Any, float], splitters: dict[Any,
     return votes
 
 
-# A class's Gaussian terms in a leaf: (feature, mean, -2 variance, half the log of the variance).
-_Terms = list[tuple[Any, float, float, float]]
+# A class's Gaussian terms in a leaf, in the order of the leaf's splitters: feature -> (mean,
+# -2 variance, half the log of the variance).
+_Terms = dict[Any, tuple[float, float, float]]
 _ABSENT = object()
 
 
 def _gaussian_terms(splitters: dict[Any, Any], class_index: Any) -> _Terms | None:
     """What `naive_bayes` reads of each feature's Gaussian for one class, computed once while the
     class learns nothing new (None: a splitter that is not a plain Gaussian one)."""
-    terms: _Terms = []
+    terms: _Terms = {}
     for att_idx, obs in splitters.items():
         if type(obs) is not GaussianSplitter:
             return None
@@ -129,7 +130,7 @@ def _gaussian_terms(splitters: dict[Any, Any], class_index: Any) -> _Terms | Non
         if n > var.ddof:
             variance = var._S / (n - var.ddof)
             if variance > 0.0:
-                terms.append((att_idx, var.mean._mean, -2.0 * variance, 0.5 * math.log(variance)))
+                terms[att_idx] = (var.mean._mean, -2.0 * variance, 0.5 * math.log(variance))
     return terms
 
 
@@ -188,7 +189,7 @@ class _Leaf(LeafNaiveBayesAdaptive):
         super().__init__(stats, depth, splitter, **kwargs)
         self._learned = 0  # labels learned: the memo holds only while this and the splitters are unchanged
         self._memo: tuple[dict[Any, Any], int, Any, dict[Any, float]] | None = None
-        self._terms: dict[Any, _Terms | None] = {}  # per class; a class's entry goes when it learns
+        self._terms: dict[Any, _Terms | None] = {}  # per class; kept up to date as the class learns
         self._terms_of: Any = self.splitters  # the splitters the terms were read from
 
     def _naive_bayes(self, x: dict[Any, Any]) -> dict[Any, float]:
@@ -221,7 +222,7 @@ class _Leaf(LeafNaiveBayesAdaptive):
             if terms is None:
                 return naive_bayes(x, stats, splitters)
             vote = log(class_weight / total_weight)
-            for att_idx, mean, minus_two_variance, half_log_variance in terms:  # type: ignore[union-attr]
+            for att_idx, (mean, minus_two_variance, half_log_variance) in terms.items():  # type: ignore[union-attr]
                 value = x.get(att_idx, _ABSENT)
                 if value is _ABSENT:
                     continue
@@ -247,13 +248,15 @@ class _Leaf(LeafNaiveBayesAdaptive):
                 self._nb_correct_weight += w
         super(LeafNaiveBayesAdaptive, self).learn_one(x, y, w=w, tree=tree)
         self._learned += 1
-        self._terms.pop(y, None)  # only class y's Gaussians changed
 
     def update_splitters(self, x: dict[Any, Any], y: Any, w: float, nominal_attributes: Any) -> None:
         # HTLeaf.update_splitters, with a Gaussian splitter's update inline (GaussianSplitter.update,
         # Gaussian.update, Var.update, Mean.update: the same operations in the same order; a
         # Gaussian makes its own Var and Mean).
         splitters, disabled = self.splitters, self._disabled_attrs
+        # Class y's naive Bayes terms follow its Gaussians; a term that appears or goes, or another
+        # kind of update, drops them (read again, in the splitters' order, when next needed).
+        terms = self._terms.get(y) if self._terms_of is splitters else None
         for att_id, att_val in x.items():
             if disabled and att_id in disabled:
                 continue
@@ -272,8 +275,19 @@ class _Leaf(LeafNaiveBayesAdaptive):
                     mean.n += w
                     mean._mean += (w / mean.n) * (att_val - mean._mean)
                     var._S += w * (att_val - mean_old) * (att_val - mean._mean)
+                    if terms is not None:
+                        n, ddof = mean.n, var.ddof
+                        variance = var._S / (n - ddof) if n > ddof else 0.0
+                        if variance > 0.0 and att_id in terms:
+                            terms[att_id] = (mean._mean, -2.0 * variance, 0.5 * math.log(variance))
+                        else:
+                            terms = None
+                            del self._terms[y]
                     continue
-            elif splitter is None:
+            if terms is not None:
+                terms = None
+                del self._terms[y]
+            if splitter is None:
                 super().update_splitters({att_id: att_val}, y, w, nominal_attributes)  # a new splitter
                 continue
             splitter.update(att_val, y, w)
