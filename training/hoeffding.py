@@ -134,8 +134,8 @@ def _gaussian_terms(splitters: dict[Any, Any], class_index: Any) -> _Terms | Non
     return terms
 
 
-def _best_gaussian_split(splitter: GaussianSplitter, criterion: InfoGainSplitCriterion, pre_split_dist: dict[Any, float],
-                         pre_entropy: float, att_idx: Any) -> BranchFactory:
+def _best_gaussian_split(splitter: GaussianSplitter, criterion: InfoGainSplitCriterion,
+                         pre_split_dist: dict[Any, float], pre_entropy: float, att_idx: Any) -> BranchFactory:
     """`GaussianSplitter.best_evaluated_split_suggestion` under information gain, the same operations
     in the same order, with what does not change between split points read once (each class's
     Gaussian, the entropy before the split, the sums of each side)."""
@@ -216,13 +216,13 @@ class _Leaf(LeafNaiveBayesAdaptive):
             if not class_weight > 0:
                 votes[class_index] = 0.0
                 continue
-            terms = cache.get(class_index, _ABSENT)
+            terms: Any = cache.get(class_index, _ABSENT)
             if terms is _ABSENT:
                 terms = cache[class_index] = _gaussian_terms(splitters, class_index)
             if terms is None:
                 return naive_bayes(x, stats, splitters)
             vote = log(class_weight / total_weight)
-            for att_idx, (mean, minus_two_variance, half_log_variance) in terms.items():  # type: ignore[union-attr]
+            for att_idx, (mean, minus_two_variance, half_log_variance) in terms.items():
                 value = x.get(att_idx, _ABSENT)
                 if value is _ABSENT:
                     continue
@@ -329,7 +329,7 @@ class HoeffdingTree(tree.HoeffdingTreeClassifier):
     def _leaf_of(self, x: dict[Any, Any]) -> Any:
         """`Branch.traverse(x, until_leaf=True)` from the root: a branch whose feature `x` lacks
         (or whose value it has not seen) sends it down its most travelled path."""
-        node = self._root
+        node: Any = self._root
         while _is_branch(node):
             try:
                 node = node.next(x)
@@ -337,7 +337,7 @@ class HoeffdingTree(tree.HoeffdingTreeClassifier):
                 _, node = node.most_common_path()
         return node
 
-    def predict_proba_one(self, x: dict[Any, Any]) -> dict[Any, float]:
+    def predict_proba_one(self, x: dict[Any, Any], **kwargs: Any) -> dict[Any, float]:
         # HoeffdingTreeClassifier.predict_proba_one with the sorted classes kept and the loop above.
         count, ordered = self._sorted_classes
         if count != len(self.classes):
@@ -353,11 +353,12 @@ class HoeffdingTree(tree.HoeffdingTreeClassifier):
         # `walk(x, until_leaf=False)` stops at a branch whose feature `x` lacks; that case and the
         # tree's bookkeeping are River's own code (`super().learn_one` on a copy of the path would
         # walk twice), so only the common path is written out here.
-        root = self._root
+        root: Any = self._root  # River types its nodes loosely
         if root is None or not _is_branch(root):
             super().learn_one(x, y, w=w)
             return
-        parent, node = None, root
+        parent: Any = None
+        node: Any = root
         while _is_branch(node):
             try:
                 child = node.next(x)
@@ -378,7 +379,7 @@ class HoeffdingTree(tree.HoeffdingTreeClassifier):
             else:
                 weight_seen = node.total_weight
                 if weight_seen - node.last_split_attempt_at >= self.grace_period:
-                    p_branch = parent.branch_no(x) if _is_branch(parent) else None
+                    p_branch: Any = parent.branch_no(x) if _is_branch(parent) else None
                     self._attempt_to_split(node, parent, p_branch)
                     node.last_split_attempt_at = weight_seen
         if self._train_weight_seen_by_model % self.memory_estimate_period == 0:
