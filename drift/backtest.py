@@ -362,7 +362,7 @@ class Backtest:
         between records, and then the block is dropped)."""
         assert self.champion is not None  # called only once a champion serves
         if self._cache is None or not self._cache_from <= t < self._cache_to:
-            end = min(t + 2000, len(self.records))
+            end = min(t + 5000, len(self.records))  # ~4 ms a call besides its rows: blocks of 5,000
             proba = self.champion.model.predict_proba(self.features.iloc[t:end])
             best = proba.argmax(axis=1)
             self._cache = [_plain(c) for c in np.asarray(self.champion.classes, dtype=object)[best]]
