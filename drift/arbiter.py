@@ -237,7 +237,8 @@ class AccuracyEstimate:
         self._maps[source] = [[0.0, 0.0] for _ in range(self.bins)]
 
     def _bin(self, confidence: float) -> int:
-        return min(self.bins - 1, max(0, int(confidence * self.bins)))
+        b = int(confidence * self.bins)  # min(bins - 1, max(0, b)), a few times per record
+        return b if 0 <= b < self.bins else 0 if b < 0 else self.bins - 1
 
     def expect(self, source: str, confidence: float) -> float:
         """The probability that a prediction served by `source` with this `confidence` is right."""

@@ -211,7 +211,11 @@ def id_like_columns(features: pd.DataFrame) -> list[str]:
 
 def _records(features: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as River-style dicts; a missing value is an absent key."""
-    rows = cast("list[dict[str, Any]]", features.to_dict("records"))  # `prepare` names columns with str
+    if all(dtype == np.float64 for dtype in features.dtypes):  # numbers only: the same dicts, built faster
+        columns = list(features.columns)
+        rows = [dict(zip(columns, row, strict=True)) for row in features.to_numpy().tolist()]
+    else:
+        rows = cast("list[dict[str, Any]]", features.to_dict("records"))  # `prepare` names columns with str
     gappy = [c for c in features.columns if features[c].isna().any()]
     if gappy:
         for row in rows:
@@ -360,7 +364,7 @@ class Backtest:
         between records, and then the block is dropped)."""
         assert self.champion is not None  # called only once a champion serves
         if self._cache is None or not self._cache_from <= t < self._cache_to:
-            end = min(t + 2000, len(self.records))
+            end = min(t + 5000, len(self.records))  # ~4 ms a call besides its rows: blocks of 5,000
             proba = self.champion.model.predict_proba(self.features.iloc[t:end])
             best = proba.argmax(axis=1)
             self._cache = [_plain(c) for c in np.asarray(self.champion.classes, dtype=object)[best]]

@@ -273,3 +273,35 @@ def test_window_ended_only_for_windowed_detectors(make, sample):
     detector, rng = make(), random.Random(4)
     ends = [i for i in range(1, 401) if detector.update(*sample(rng, False)).window_ended]
     assert ends == ([200, 400] if detector.windowed else [])
+
+
+def test_data_drift_evidence_is_scipys_ks_test_on_every_window():
+    """The KS statistic is computed without `ks_2samp`, and a clearly small one's p-value only
+    when the evidence is read: every number must still be scipy's."""
+    import numpy as np
+    from scipy import stats
+
+    from drift.detectors import DataDriftDetector
+
+    rng = np.random.default_rng(4)
+    reference = [{"a": float(v), "b": float(w)} for v, w in zip(rng.normal(size=800), rng.uniform(size=800),
+                                                                 strict=True)]
+    detector = DataDriftDetector(reference, window=400, alpha=0.001)
+    fired = 0
+    for window, shift in enumerate((0.0, 0.0, 0.4, 0.05, 1.0)):
+        rows = [{"a": float(v) + shift, "b": float(w)} for v, w in zip(rng.normal(size=400), rng.uniform(size=400),
+                                                                      strict=True)]
+        for row in rows:
+            detector.update(row)
+        fired += detector.drift_detected
+        evidence = detector.evidence
+        expected = {}
+        for name in ("a", "b"):
+            result = stats.ks_2samp([r[name] for r in reference], [r[name] for r in rows], method="asymp")
+            expected[name] = (float(result.statistic), float(result.pvalue))
+        got = {name: (d["statistic"], d["p_value"]) for name, d in evidence["features"].items()}
+        assert got == expected, window
+        assert evidence["statistic"] == min(p for _, p in expected.values())
+        assert evidence["drifted_features"] == sorted(n for n, (_, p) in expected.items() if p < 0.0005)
+        assert detector.drift_detected == bool(evidence["drifted_features"])
+    assert fired >= 2  # the shifted windows

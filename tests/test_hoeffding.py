@@ -72,3 +72,44 @@ def test_a_leaf_that_learned_computes_again():
         fast.learn_one(x, i % 3 == 0)  # the same record, learned again and again
         river.learn_one(x, i % 3 == 0)
         assert fast.predict_proba_one(x) == river.predict_proba_one(x)
+
+
+def _awkward_stream(seed: int, n: int):
+    """Split features often missing and categories first seen late: the paths where a record cannot
+    follow a branch (River sends it down the most travelled path, or grows a new branch)."""
+    rng = random.Random(seed)
+    for i in range(n):
+        x = {"a": rng.gauss(0, 1), "b": rng.random(), "colour": rng.choice("rgb" if i < n // 2 else "rgbkw")}
+        if rng.random() < 0.3:
+            del x["a"]
+        y = int(x.get("a", 0.0) + (1.0 if x["colour"] in "rk" else 0.0) + 0.5 * rng.gauss(0, 1) > 0.5)
+        yield x, y
+
+
+@pytest.mark.parametrize("options", [{}, {"remove_poor_attrs": True}, {"max_depth": 2},
+                                     {"binary_split": True}, {"split_criterion": "gini"}])
+def test_the_same_tree_on_missing_features_and_new_categories(options):
+    fast = HoeffdingTree(grace_period=30, **options)
+    river = tree.HoeffdingTreeClassifier(grace_period=30, **options)
+    for x, y in _awkward_stream(7, 4000):
+        assert fast.predict_proba_one(x) == river.predict_proba_one(x)
+        fast.learn_one(x, y)
+        river.learn_one(x, y)
+    assert fast.n_nodes == river.n_nodes >= 3  # it split
+
+
+def test_split_suggestions_match_rivers_on_every_leaf():
+    from river.tree.nodes.htc_nodes import LeafMajorityClass
+
+    grown = tree.HoeffdingTreeClassifier(grace_period=10 ** 9)  # never splits: a leaf that has seen a lot
+    fast_tree = HoeffdingTree(grace_period=10 ** 9)
+    for x, y in _stream(5, 3000, categorical=True, classes=3):
+        grown.learn_one(x, y)
+        fast_tree.learn_one(x, y)
+    criterion = grown._new_split_criterion()
+    mine = fast_tree._root.best_split_suggestions(criterion, fast_tree)
+    rivers = LeafMajorityClass.best_split_suggestions(grown._root, criterion, grown)
+    assert len(mine) == len(rivers) > 2
+    for a, b in zip(mine, rivers, strict=True):
+        assert (a.merit, a.feature, a.split_info, a.children_stats) == (b.merit, b.feature, b.split_info,
+                                                                        b.children_stats)

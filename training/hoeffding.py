@@ -33,11 +33,24 @@ from typing import Any
 
 from river import tree
 from river.proba.gaussian import Gaussian
-from river.stats import Mean, Var
+from river.tree.nodes.branch import DTBranch
 from river.tree.nodes.htc_nodes import LeafNaiveBayesAdaptive
+from river.tree.split_criterion.info_gain_split_criterion import InfoGainSplitCriterion
 from river.tree.splitter.gaussian_splitter import GaussianSplitter
+from river.tree.utils import BranchFactory
+from river.utils.math import norm_cdf
 
 _HALF_LOG_TAU = 0.5 * math.log(math.tau)  # as river.proba.gaussian
+_BRANCH_TYPES: dict[type, bool] = {}
+
+
+def _is_branch(node: Any) -> bool:
+    """isinstance(node, DTBranch), remembered per class (an ABC's isinstance is slow)."""
+    kind = type(node)
+    known = _BRANCH_TYPES.get(kind)
+    if known is None:
+        known = _BRANCH_TYPES[kind] = isinstance(node, DTBranch)
+    return known
 
 
 def naive_bayes(x: dict[Any, Any], stats: dict[Any, float], splitters: dict[Any, Any]) -> dict[Any, float]:
@@ -94,20 +107,133 @@ def naive_bayes(x: dict[Any, Any], stats: dict[Any, float], splitters: dict[Any,
     return votes
 
 
+# A class's Gaussian terms in a leaf, in the order of the leaf's splitters: feature -> (mean,
+# -2 variance, half the log of the variance).
+_Terms = dict[Any, tuple[float, float, float]]
+_ABSENT = object()
+
+
+def _gaussian_terms(splitters: dict[Any, Any], class_index: Any) -> _Terms | None:
+    """What `naive_bayes` reads of each feature's Gaussian for one class, computed once while the
+    class learns nothing new (None: a splitter that is not a plain Gaussian one)."""
+    terms: _Terms = {}
+    for att_idx, obs in splitters.items():
+        if type(obs) is not GaussianSplitter:
+            return None
+        dist = obs._att_dist_per_class.get(class_index)
+        if dist is None:
+            continue  # -inf: skipped, as River does
+        if type(dist) is not Gaussian:
+            return None
+        var = dist._var
+        n = var.mean.n
+        if n > var.ddof:
+            variance = var._S / (n - var.ddof)
+            if variance > 0.0:
+                terms[att_idx] = (var.mean._mean, -2.0 * variance, 0.5 * math.log(variance))
+    return terms
+
+
+def _best_gaussian_split(splitter: GaussianSplitter, criterion: InfoGainSplitCriterion,
+                         pre_split_dist: dict[Any, float], pre_entropy: float, att_idx: Any) -> BranchFactory:
+    """`GaussianSplitter.best_evaluated_split_suggestion` under information gain, the same operations
+    in the same order, with what does not change between split points read once (each class's
+    Gaussian, the entropy before the split, the sums of each side)."""
+    best = BranchFactory()
+    split_values = splitter._split_point_suggestions()
+    if not split_values:
+        return best
+    low, high = splitter._min_per_class, splitter._max_per_class
+    classes = []
+    for k, estimator in splitter._att_dist_per_class.items():
+        classes.append((k, low[k], high[k], estimator.n_samples, estimator.mu, estimator.sigma))
+    entropy_of = InfoGainSplitCriterion._compute_entropy_dict
+    min_fraction, inf = criterion.min_branch_fraction, math.inf
+    for split_value in split_values:
+        lhs: dict[Any, float] = {}
+        rhs: dict[Any, float] = {}
+        for k, lowest, highest, n, mu, sigma in classes:  # GaussianSplitter._class_dists_from_binary_split
+            if split_value < lowest:
+                rhs[k] = n
+            elif split_value >= highest:
+                lhs[k] = n
+            else:
+                try:  # Gaussian.cdf
+                    cdf = norm_cdf((split_value - mu) / sigma)
+                except ZeroDivisionError:
+                    cdf = 0.0
+                lhs[k] = cdf * n
+                rhs[k] = n - lhs[k]
+        # InfoGainSplitCriterion.merit_of_split: num_subsets_greater_than_frac, then the entropies.
+        left, right = sum(lhs.values()), sum(rhs.values())
+        total = 0.0
+        total += left
+        total += right
+        if not (total > 0 and left / total > min_fraction and right / total > min_fraction):
+            merit = -inf
+        else:
+            entropy = 0.0
+            entropy += left * entropy_of(lhs)
+            entropy += right * entropy_of(rhs)
+            merit = pre_entropy - entropy / total
+        if merit > best.merit:
+            best = BranchFactory(merit, att_idx, split_value, [lhs, rhs])
+    return best
+
+
 class _Leaf(LeafNaiveBayesAdaptive):
-    """A naive-Bayes-adaptive leaf that remembers its last naive Bayes prediction."""
+    """A naive-Bayes-adaptive leaf that remembers its last naive Bayes prediction, and per class
+    the Gaussian terms of its naive Bayes until the class learns again."""
 
     def __init__(self, stats: Any, depth: int, splitter: Any, **kwargs: Any):
         super().__init__(stats, depth, splitter, **kwargs)
         self._learned = 0  # labels learned: the memo holds only while this and the splitters are unchanged
         self._memo: tuple[dict[Any, Any], int, Any, dict[Any, float]] | None = None
+        self._terms: dict[Any, _Terms | None] = {}  # per class; kept up to date as the class learns
+        self._terms_of: Any = self.splitters  # the splitters the terms were read from
 
     def _naive_bayes(self, x: dict[Any, Any]) -> dict[Any, float]:
         memo = self._memo
         if memo is not None and memo[1] == self._learned and memo[2] is self.splitters and memo[0] == x:
             return memo[3]
-        votes = naive_bayes(x, self.stats, self.splitters)
+        votes = self._votes(x)
         self._memo = (dict(x), self._learned, self.splitters, votes)
+        return votes
+
+    def _votes(self, x: dict[Any, Any]) -> dict[Any, float]:
+        """`naive_bayes(x, self.stats, self.splitters)`, the same operations in the same order,
+        with each class's Gaussian terms read once while the class learns nothing."""
+        stats, splitters = self.stats, self.splitters
+        total_weight = sum(stats.values())
+        if not stats or total_weight == 0:
+            return {}
+        if self._terms_of is not splitters:
+            self._terms, self._terms_of = {}, splitters
+        cache = self._terms
+        votes: dict[Any, float] = {}
+        log, inf = math.log, math.inf
+        for class_index, class_weight in stats.items():
+            if not class_weight > 0:
+                votes[class_index] = 0.0
+                continue
+            terms: Any = cache.get(class_index, _ABSENT)
+            if terms is _ABSENT:
+                terms = cache[class_index] = _gaussian_terms(splitters, class_index)
+            if terms is None:
+                return naive_bayes(x, stats, splitters)
+            vote = log(class_weight / total_weight)
+            for att_idx, (mean, minus_two_variance, half_log_variance) in terms.items():
+                value = x.get(att_idx, _ABSENT)
+                if value is _ABSENT:
+                    continue
+                log_p = (value - mean) ** 2 / minus_two_variance - _HALF_LOG_TAU - half_log_variance
+                if log_p > -inf:
+                    vote += log_p
+            votes[class_index] = vote
+        max_ll = max(votes.values())
+        lse = max_ll + math.log(sum(math.exp(v - max_ll) for v in votes.values()))
+        for class_index in votes:
+            votes[class_index] = math.exp(votes[class_index] - lse)
         return votes
 
     def learn_one(self, x: dict[Any, Any], y: Any, *, w: float = 1.0, tree: Any = None) -> None:
@@ -125,18 +251,19 @@ class _Leaf(LeafNaiveBayesAdaptive):
 
     def update_splitters(self, x: dict[Any, Any], y: Any, w: float, nominal_attributes: Any) -> None:
         # HTLeaf.update_splitters, with a Gaussian splitter's update inline (GaussianSplitter.update,
-        # Gaussian.update, Var.update, Mean.update: the same operations in the same order).
+        # Gaussian.update, Var.update, Mean.update: the same operations in the same order; a
+        # Gaussian makes its own Var and Mean).
         splitters, disabled = self.splitters, self._disabled_attrs
+        # Class y's naive Bayes terms follow its Gaussians; a term that appears or goes, or another
+        # kind of update, drops them (read again, in the splitters' order, when next needed).
+        terms = self._terms.get(y) if self._terms_of is splitters else None
         for att_id, att_val in x.items():
-            if att_id in disabled:
+            if disabled and att_id in disabled:
                 continue
             splitter = splitters.get(att_id)
-            if splitter is None:
-                super().update_splitters({att_id: att_val}, y, w, nominal_attributes)  # a new splitter
-                continue
             if type(splitter) is GaussianSplitter and att_val is not None:
                 dist = splitter._att_dist_per_class.get(y)
-                if type(dist) is Gaussian and type(dist._var) is Var and type(dist._var.mean) is Mean:
+                if type(dist) is Gaussian:
                     low, high = splitter._min_per_class, splitter._max_per_class
                     if att_val < low[y]:
                         low[y] = att_val
@@ -148,8 +275,43 @@ class _Leaf(LeafNaiveBayesAdaptive):
                     mean.n += w
                     mean._mean += (w / mean.n) * (att_val - mean._mean)
                     var._S += w * (att_val - mean_old) * (att_val - mean._mean)
+                    if terms is not None:
+                        n, ddof = mean.n, var.ddof
+                        variance = var._S / (n - ddof) if n > ddof else 0.0
+                        if variance > 0.0 and att_id in terms:
+                            terms[att_id] = (mean._mean, -2.0 * variance, 0.5 * math.log(variance))
+                        else:
+                            terms = None
+                            del self._terms[y]
                     continue
+            if terms is not None:
+                terms = None
+                del self._terms[y]
+            if splitter is None:
+                super().update_splitters({att_id: att_val}, y, w, nominal_attributes)  # a new splitter
+                continue
             splitter.update(att_val, y, w)
+
+    def best_split_suggestions(self, criterion: Any, tree: Any) -> list[BranchFactory]:
+        # LeafMajorityClass.best_split_suggestions and HTLeaf's, with `_best_gaussian_split`.
+        maj_class = max(self.stats.values())
+        if maj_class and maj_class / self.total_weight > tree.max_share_to_split:
+            return [BranchFactory()]
+        suggestions = [BranchFactory()] if tree.merit_preprune else []
+        pre_split_dist = self.stats
+        fast = type(criterion) is InfoGainSplitCriterion
+        pre_entropy = criterion.compute_entropy(pre_split_dist) if fast else 0.0
+        for att_id, splitter in self.splitters.items():
+            if fast and type(splitter) is GaussianSplitter:
+                suggestions.append(_best_gaussian_split(splitter, criterion, pre_split_dist, pre_entropy, att_id))
+            else:
+                suggestions.append(splitter.best_evaluated_split_suggestion(criterion, pre_split_dist, att_id,
+                                                                            tree.binary_split))
+        return suggestions
+
+    def disable_attribute(self, att_id: Any) -> None:
+        super().disable_attribute(att_id)
+        self._terms = {}
 
     def prediction(self, x: dict[Any, Any], *, tree: Any = None) -> dict[Any, float]:
         if self.is_active() and self._nb_correct_weight >= self._mc_correct_weight:
@@ -159,7 +321,69 @@ class _Leaf(LeafNaiveBayesAdaptive):
 
 
 class HoeffdingTree(tree.HoeffdingTreeClassifier):
-    """`river.tree.HoeffdingTreeClassifier` with cheaper naive-Bayes-adaptive leaves (see the module)."""
+    """`river.tree.HoeffdingTreeClassifier` with cheaper naive-Bayes-adaptive leaves (see the module),
+    and a record's path down the tree found by a loop instead of River's chain of generators."""
+
+    _sorted_classes: tuple[int, list[Any]] = (0, [])  # (how many classes, them sorted): the set only grows
+
+    def _leaf_of(self, x: dict[Any, Any]) -> Any:
+        """`Branch.traverse(x, until_leaf=True)` from the root: a branch whose feature `x` lacks
+        (or whose value it has not seen) sends it down its most travelled path."""
+        node: Any = self._root
+        while _is_branch(node):
+            try:
+                node = node.next(x)
+            except KeyError:
+                _, node = node.most_common_path()
+        return node
+
+    def predict_proba_one(self, x: dict[Any, Any], **kwargs: Any) -> dict[Any, float]:
+        # HoeffdingTreeClassifier.predict_proba_one with the sorted classes kept and the loop above.
+        count, ordered = self._sorted_classes
+        if count != len(self.classes):
+            ordered = sorted(self.classes)
+            self._sorted_classes = (len(ordered), ordered)
+        proba = dict.fromkeys(ordered, 0.0)
+        if self._root is not None:
+            proba.update(self._leaf_of(x).prediction(x, tree=self))
+        return proba
+
+    def learn_one(self, x: dict[Any, Any], y: Any, *, w: float = 1.0) -> None:
+        # HoeffdingTreeClassifier.learn_one, with the walk to the leaf as a loop: River's
+        # `walk(x, until_leaf=False)` stops at a branch whose feature `x` lacks; that case and the
+        # tree's bookkeeping are River's own code (`super().learn_one` on a copy of the path would
+        # walk twice), so only the common path is written out here.
+        root: Any = self._root  # River types its nodes loosely
+        if root is None or not _is_branch(root):
+            super().learn_one(x, y, w=w)
+            return
+        parent: Any = None
+        node: Any = root
+        while _is_branch(node):
+            try:
+                child = node.next(x)
+            except KeyError:
+                break
+            parent, node = node, child
+        if _is_branch(node):  # a feature missing or a value unseen: River's handling
+            super().learn_one(x, y, w=w)
+            return
+        self.classes.add(y)
+        self._train_weight_seen_by_model += w
+        node.learn_one(x, y, w=w, tree=self)
+        if self._growth_allowed and node.is_active():
+            if node.depth >= self.max_depth:  # Max depth reached
+                node.deactivate()
+                self._n_active_leaves -= 1
+                self._n_inactive_leaves += 1
+            else:
+                weight_seen = node.total_weight
+                if weight_seen - node.last_split_attempt_at >= self.grace_period:
+                    p_branch: Any = parent.branch_no(x) if _is_branch(parent) else None
+                    self._attempt_to_split(node, parent, p_branch)
+                    node.last_split_attempt_at = weight_seen
+        if self._train_weight_seen_by_model % self.memory_estimate_period == 0:
+            self._estimate_model_size()
 
     def _new_leaf(self, initial_stats: Any = None, parent: Any = None) -> Any:
         if self._leaf_prediction != self._NAIVE_BAYES_ADAPTIVE:
