@@ -99,8 +99,8 @@ def run(records: int, batch_size: int, repeats: int, profile: str | None) -> dic
     import pandas as pd
     from threadpoolctl import threadpool_limits
 
-    from driftctl.settings import Settings
     from drift.watch import DriftWatch
+    from driftctl.settings import Settings
     from serving.monitor import Monitor
     from serving.scorer import Scorer, freeze_heap
     from serving.synthetic import iot_stream
@@ -133,7 +133,7 @@ def run(records: int, batch_size: int, repeats: int, profile: str | None) -> dic
     result: dict[str, Any] = {"records": sum(1 for t, _ in records if t == topics.telemetry),
                               "scorer_us": [], "monitor_us": []}
     for _ in range(repeats):
-        scorer = Scorer(settings, "unused:9092", None, threading.Event())  # type: ignore[arg-type]
+        scorer = Scorer(settings, "unused:9092", None, threading.Event())  # type: ignore[arg-type]  # no registry
         scorer.current = loaded
         scorer.start_learner()
         out = StandInProducer(topics.predictions)
@@ -152,18 +152,13 @@ def run(records: int, batch_size: int, repeats: int, profile: str | None) -> dic
         scorer.close_learner()
         scorer.audit.close()
         if profiler:
-            pstats.Stats(profiler).sort_stats(os.environ.get("SORT", "tottime")).print_stats(int(os.environ.get("TOP", "25")))
+            _print(profiler)
         # The monitor meets the predictions after their records (as it would, a poll later).
         from kafka.consumer.fetcher import ConsumerRecord
-        predictions = [(topics.predictions, ConsumerRecord(topics.predictions, 0, 0, i, 0, 0, k, v, [], None,
-                                                           len(k), len(v), -1))
+        predictions = [(topics.predictions,
+                        ConsumerRecord(topics.predictions, 0, 0, i, 0, 0, k, v, [], None, len(k), len(v), -1))
                        for i, (k, v) in enumerate(out.kept)]
-        stream, p = [], 0
-        for item in records:
-            stream.append(item)
-            if item[0] == topics.telemetry and p < len(predictions):
-                pass
-        # interleave: each prediction right after the 50th record that follows its telemetry
+        # Each prediction 50 telemetry records after its own (a poll later, as on the broker).
         merged: list[tuple[str, Any]] = []
         t = 0
         for item in records:
@@ -175,7 +170,8 @@ def run(records: int, batch_size: int, repeats: int, profile: str | None) -> dic
         merged.extend(predictions[max(t - 50, 0):])
         from driftctl.stores.ledger import Ledger
         ledger = Ledger(settings.ledger_url)
-        monitor = Monitor(settings, "unused:9092", None, ledger, lambda w, t: {}, threading.Event())  # type: ignore[arg-type]
+        monitor = Monitor(settings, "unused:9092", None, ledger,  # type: ignore[arg-type]
+                          lambda w, t: {}, threading.Event())
         monitor.champion = loaded.ref
         monitor.schema = schema
         monitor._producer = out  # type: ignore[assignment]
@@ -183,6 +179,7 @@ def run(records: int, batch_size: int, repeats: int, profile: str | None) -> dic
         monitor.watch.on_champion(loaded.ref.as_dict(), frame.head(500).to_dict("records"))
         gc.collect()
         profiler = cProfile.Profile() if profile == "monitor" else None
+        gc_time.clear()
         started = time.process_time()
         if profiler:
             profiler.enable()
@@ -191,11 +188,17 @@ def run(records: int, batch_size: int, repeats: int, profile: str | None) -> dic
         if profiler:
             profiler.disable()
         result["monitor_us"].append((time.process_time() - started) * 1e6 / result["records"])
+        result.setdefault("monitor_gc_us", []).append(sum(gc_time) * 1e6 / result["records"])
         ledger.close()
         if profiler:
-            pstats.Stats(profiler).sort_stats(os.environ.get("SORT", "tottime")).print_stats(int(os.environ.get("TOP", "25")))
+            _print(profiler)
         result["monitor_joined"] = monitor.labelled
     return result
+
+
+def _print(profiler: cProfile.Profile) -> None:
+    """The profile's top functions (SORT=cumulative, TOP=40 to change what is shown)."""
+    pstats.Stats(profiler).sort_stats(os.environ.get("SORT", "tottime")).print_stats(int(os.environ.get("TOP", "25")))
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ from driftctl.messages import (
 from driftctl.settings import Settings
 from driftctl.stores.heartbeats import Heartbeat
 from driftctl.stores.ledger import Ledger
-from serving.codec import InvalidRecord, check_features, decode_label, decode_prediction, decode_telemetry
+from serving.codec import InvalidRecord, decode_checked, decode_label, decode_prediction, decode_telemetry
 from serving.deadletter import dead_letter, reason_of
 from serving.incidents import IncidentLog
 from serving.kafka_io import commit_or_warn, make_group_consumer, make_producer
@@ -231,10 +231,13 @@ class Monitor:
         # again after a rejoin (at-least-once) was counted once already: it is skipped.
         slot: dict[str, Any]
         if topic == self.topics.telemetry:
-            telemetry: Telemetry = decode_telemetry(message.value, self.settings.serving.max_message_bytes)
+            serving = self.settings.serving
+            telemetry: Telemetry
             if self.schema is not None:  # what the scorers reject must not feed the detectors either
-                check_features(telemetry["features"], self.schema, self.settings.serving.missing_features,
-                               unseen="accept")
+                telemetry, _ = decode_checked(message.value, self.schema, serving.missing_features, unseen="accept",
+                                              max_bytes=serving.max_message_bytes)
+            else:
+                telemetry = decode_telemetry(message.value, serving.max_message_bytes)
             record_id = telemetry["id"]
             if record_id in self._done:
                 return
