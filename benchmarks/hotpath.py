@@ -224,7 +224,8 @@ def main() -> None:
             runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
     summary = {}
     for name, results in runs.items():
-        summary[name] = {stage: sorted(r[f"{stage}_us"][0] for r in results) for stage in ("scorer", "monitor")}
+        summary[name] = {stage: sorted(round(r[f"{stage}_us"][0], 2) for r in results)
+                         for stage in ("scorer", "monitor", "scorer_gc", "monitor_gc")}
     if "baseline" in summary:
         for stage in ("scorer", "monitor"):
             this, base = summary["this"][stage], summary["baseline"][stage]
