@@ -43,10 +43,11 @@ class StandInProducer:
     """Takes sends and acknowledges them at once; keeps the predictions for the monitor."""
 
     def __init__(self, keep: str) -> None:
-        self.keep, self.kept = keep, []
+        self.keep = keep
+        self.kept: list[tuple[bytes, bytes]] = []
 
     def send(self, topic: str, key: bytes | None = None, value: bytes | None = None) -> _Acked:
-        if topic == self.keep:
+        if topic == self.keep and key is not None and value is not None:
             self.kept.append((key, value))
         return _Acked()
 
@@ -93,7 +94,7 @@ def _batches(records: list[tuple[str, Any]], size: int) -> list[dict[Any, list[A
     return batches
 
 
-def run(records: int, batch_size: int, repeats: int, profile: str | None) -> dict[str, Any]:
+def run(n_records: int, batch_size: int, repeats: int, profile: str | None) -> dict[str, Any]:
     import gc
 
     import pandas as pd
@@ -128,7 +129,7 @@ def run(records: int, batch_size: int, repeats: int, profile: str | None) -> dic
     model = make_classifier().fit(frame, pd.Series([r.label for r in readings]))
     schema = FeatureSchema.from_frame(frame)
     loaded = LoadedModel(ModelRef("hotpath", 1, "run"), model, schema, 0.9, compile_verified(model, schema))
-    records = _records(records, topics)
+    records = _records(n_records, topics)
     batches = _batches(records, batch_size)
     result: dict[str, Any] = {"records": sum(1 for t, _ in records if t == topics.telemetry),
                               "scorer_us": [], "monitor_us": []}
@@ -170,13 +171,14 @@ def run(records: int, batch_size: int, repeats: int, profile: str | None) -> dic
         merged.extend(predictions[max(t - 50, 0):])
         from driftctl.stores.ledger import Ledger
         ledger = Ledger(settings.ledger_url)
-        monitor = Monitor(settings, "unused:9092", None, ledger,  # type: ignore[arg-type]
+        monitor = Monitor(settings, "unused:9092", None, ledger,  # type: ignore[arg-type]  # no registry
                           lambda w, t: {}, threading.Event())
         monitor.champion = loaded.ref
         monitor.schema = schema
-        monitor._producer = out  # type: ignore[assignment]
+        monitor._producer = out
         monitor.watch = DriftWatch(settings.drift)
-        monitor.watch.on_champion(loaded.ref.as_dict(), frame.head(500).to_dict("records"))
+        reference = [{str(k): v for k, v in row.items()} for row in frame.head(500).to_dict("records")]
+        monitor.watch.on_champion(loaded.ref.as_dict(), reference)
         gc.collect()
         profiler = cProfile.Profile() if profile == "monitor" else None
         gc_time.clear()

@@ -184,7 +184,7 @@ def decode_checked(raw: bytes | None, schema: FeatureSchema, missing: str = "rej
     if type(features) is dict and features and len(features) == len(names):
         checked: dict[str, Any] | None = {}
         for name in numeric:
-            number = features.get(name)
+            number: Any = features.get(name)
             kind = type(number)
             # (an int beyond 2**53 takes the two steps: one past a float's range is refused there)
             if (kind is float and -_INF < number < _INF) or (kind is int and -_EXACT <= number <= _EXACT):
