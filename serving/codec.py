@@ -171,6 +171,43 @@ def check_features(features: dict[str, Any], schema: FeatureSchema, missing: str
     return checked
 
 
+def decode_checked(raw: bytes | None, schema: FeatureSchema, missing: str = "reject", *, unseen: str = "reject",
+                   max_bytes: int | None = None) -> tuple[Telemetry, dict[str, Any]]:
+    """`decode_telemetry` then `check_features`, in one pass over the features when the record is
+    the common kind (every feature of the schema there, numbers finite, categories known): the
+    same record and checked features. Anything else takes the two steps, for the same reason."""
+    if raw is not None and max_bytes is not None and len(raw) > max_bytes:
+        raise InvalidRecord(f"oversized message: {len(raw)} bytes, limit {max_bytes}")
+    value = _decode_object(raw)
+    features = value.get("features")
+    numeric, names, categories_of = _compiled(schema)
+    if type(features) is dict and features and len(features) == len(names):
+        checked: dict[str, Any] | None = {}
+        for name in numeric:
+            number: Any = features.get(name)
+            kind = type(number)
+            # (an int beyond 2**53 takes the two steps: one past a float's range is refused there)
+            if (kind is float and -_INF < number < _INF) or (kind is int and -_EXACT <= number <= _EXACT):
+                checked[name] = number  # type: ignore[index]
+            else:
+                checked = None
+                break
+        if checked is not None:
+            for name, categories in categories_of:
+                category = features.get(name)
+                if type(category) is str and (unseen != "reject" or category in categories):
+                    checked[name] = category
+                else:
+                    checked = None
+                    break
+        if checked is not None and len(checked) == len(features):
+            return value, checked
+    # The uncommon record: both steps, each with its own reason.
+    record = decode_telemetry(raw, max_bytes)
+    return record, check_features(record["features"], schema, missing, unseen=unseen)
+
+
+_INF, _EXACT = math.inf, 1 << 53
 _schemas: dict[int, tuple[FeatureSchema, tuple[str, ...], frozenset[str], tuple[tuple[str, frozenset[str]], ...]]] = {}
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections import Counter as Tally
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 
@@ -23,6 +26,25 @@ class ScorerMetrics:
         self.join_evictions = Counter("driftctl_label_join_evictions", "Join state evicted before its label",
                                       ["why"], registry=r)
         self.port: int | None = None
+
+    def observe_latencies(self, acked: float, appended_ms: list[int]) -> None:
+        """Each record's latency (append to `acked`, never negative) into the histogram, as one
+        `observe` per record would count it, with one update per bucket: per record, `observe`'s
+        locks and bucket search were ~1 us of the scorer's CPU."""
+        histogram = self.latency
+        bounds = getattr(histogram, "_upper_bounds", None)
+        buckets, total = getattr(histogram, "_buckets", None), getattr(histogram, "_sum", None)
+        if not appended_ms:
+            return
+        latencies = [max(acked - ms / 1000.0, 0.0) for ms in appended_ms]
+        if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+            for latency in latencies:  # a prometheus_client laid out otherwise: its own API
+                histogram.observe(latency)
+            return
+        total.inc(sum(latencies))
+        # observe() counts a value in the first bucket whose bound is >= it (the buckets add up when read).
+        for index, count in Tally(bisect_left(bounds, latency) for latency in latencies).items():
+            buckets[index].inc(count)
 
     def serve(self, port: int) -> int:
         """Expose /metrics on loopback; port 0 picks a free one. Returns the port."""

@@ -93,3 +93,43 @@ def test_a_label_that_is_not_a_scalar_is_rejected(label):
 
     with pytest.raises(InvalidRecord):
         decode_label(b'{"id": "r", "ts": 1, "label": ' + label + b'}')
+
+
+_feature_values = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-2**70, 2**70),
+                            st.booleans(), st.none(), st.sampled_from(["nord", "süd", "west", ""]),
+                            st.lists(st.integers(), max_size=1))
+
+
+@given(st.dictionaries(st.sampled_from(["a", "b", "site", "z"]), _feature_values, max_size=4),
+       st.sampled_from(["reject", "impute"]), st.sampled_from(["reject", "accept"]))
+def test_decoding_and_checking_in_one_pass_is_the_two_steps(features, missing, unseen):
+    """The scorer's and monitor's one pass gives what decode_telemetry then check_features give:
+    the same record and features, or a rejection with the same reason."""
+    from serving.codec import decode_checked
+
+    raw = json.dumps({"id": "r", "ts": 1.0, "features": features}).encode()  # NaN and Infinity as Python writes them
+
+    def outcome(step):
+        try:
+            return step()
+        except InvalidRecord as exc:
+            return str(exc)
+
+    def two_steps():
+        record = decode_telemetry(raw)
+        return record, check_features(record["features"], SCHEMA, missing, unseen=unseen)
+
+    one = outcome(lambda: decode_checked(raw, SCHEMA, missing, unseen=unseen))
+    assert one == outcome(two_steps)
+    if not isinstance(one, str):
+        assert list(one[1]) == list(two_steps()[1])  # the same order of features too
+
+
+def test_one_pass_refuses_an_oversized_message():
+    from serving.codec import decode_checked
+
+    with pytest.raises(InvalidRecord, match="oversized"):
+        decode_checked(b'{"id": "r", "ts": 1, "features": {"a": 1.0, "b": 2.0, "site": "nord"}}', SCHEMA,
+                       max_bytes=10)
+    record, checked = decode_checked(b'{"id": "r", "ts": 1, "features": {"b": 2.0, "a": 1, "site": "nord"}}', SCHEMA)
+    assert checked == {"a": 1, "b": 2.0, "site": "nord"} and record["id"] == "r"

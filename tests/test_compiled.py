@@ -60,3 +60,35 @@ def test_the_blend_winner_is_the_one_blend_puts_first(online):
     mixed = blend(dict(zip(classes, champion, strict=True)), online)
     winner = max(mixed, key=mixed.__getitem__)
     assert _blend_winner(classes, champion, online) == (winner, mixed[winner])
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_the_trees_called_directly_give_the_estimators_own_probabilities(classes):
+    """The compiled champion calls the gradient boosting's trees itself (no per-call checks): the
+    same floats as the estimator's predict_proba and the pipeline's, binary and multiclass."""
+    frame, labels = frame_and_labels(n=900, seed=4)
+    if classes == 3:
+        labels = pd.Series([int(t > 22) + int(t > 18) for t in frame["t"]])
+    model = make_classifier().fit(frame, labels)
+    schema = FeatureSchema.from_frame(frame)
+    compiled = compile_verified(model, schema)
+    assert compiled is not None and compiled.trees is not None
+    rows = [*frame.to_dict("records"), *probe_rows(schema, n=200, seed=9),
+            {"t": None, "h": None, "fw": None, "site": None}]
+    x = compiled.transform(rows)
+    direct = compiled.predict_proba(rows)
+    assert direct.shape == (len(rows), classes)
+    np.testing.assert_array_equal(direct, compiled.estimator.predict_proba(x))
+    np.testing.assert_array_equal(direct, model.predict_proba(pd.DataFrame.from_records(rows, columns=schema.names)))
+
+
+def test_another_estimator_after_the_compiled_features_keeps_its_own_predict_proba():
+    frame, labels = frame_and_labels()
+    model = make_classifier().fit(frame, labels)
+    model.steps[-1] = ("model", LogisticRegression(max_iter=500).fit(model[:-1].transform(frame), labels))
+    schema = FeatureSchema.from_frame(frame)
+    compiled = compile_verified(model, schema)
+    assert compiled is not None and compiled.trees is None
+    rows = probe_rows(schema, n=50, seed=2)
+    np.testing.assert_array_equal(compiled.predict_proba(rows),
+                                  model.predict_proba(pd.DataFrame.from_records(rows, columns=schema.names)))

@@ -143,3 +143,37 @@ def test_the_process_reports_the_renewals_of_a_renewing_learner(tmp_path):
         assert process.renewals >= 1 and process.accuracy is not None and process.accuracy > 0.5
     finally:
         process.close(None)
+
+
+def test_a_scorer_removes_the_start_files_its_killed_predecessors_left(tmp_path):
+    """kill -9 leaves a scorer's learner start file behind (close never ran): the next scorer of
+    the same instance name removes those of dead processes, before it starts its own learner."""
+    import subprocess
+    import sys
+    import threading
+
+    from driftctl.settings import ServingSettings, Settings
+    from serving.scorer import Scorer
+
+    killed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    directory = tmp_path / "learner"
+    directory.mkdir()
+    stale = directory / f"edge-1-{killed.pid}-7f3a.start"  # an instance name with a dash in it
+    live = directory / f"edge-1-{os.getppid()}-1b2c.start"  # a running scorer's
+    other = directory / f"edge-2-{killed.pid}-9d9d.start"  # another instance's: not this scorer's to judge
+    for path in (stale, live, other):
+        checkpoint.save(path, checkpoint.Checkpoint(make_online_learner(0), 0))
+    settings = Settings(home=tmp_path, serving=ServingSettings(instance="edge-1"))
+    scorer = Scorer(settings, "unused:9092", None, threading.Event())
+    try:
+        scorer.start_learner()
+        assert not stale.exists()
+        assert live.exists() and other.exists()
+        own = scorer._learner.start_file
+        assert own.exists() and own.name.startswith(f"edge-1-{os.getpid()}-")
+    finally:
+        scorer.close_learner()
+        scorer.audit.close()
+    assert not own.exists()

@@ -231,3 +231,22 @@ def test_a_window_needs_labelled_records():
     with pytest.raises(ValueError, match="no labelled records"):
         TrainingWindow.from_positions([], bootstrap_servers="b", telemetry_topic="t", labels_topic="l",
                                       positions=(0, 0))
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 10**9), st.integers(0, 3), st.integers(0, 10**9),
+                          st.floats(0, 2e9)), min_size=1, max_size=60))
+def test_a_window_spans_each_partitions_smallest_to_largest_offset(rows):
+    window = TrainingWindow.from_positions(rows, bootstrap_servers="b", telemetry_topic="t", labels_topic="l",
+                                           positions=(5, 5 + len(rows)))
+
+    def spans(pairs):
+        out: dict[int, tuple[int, int]] = {}
+        for partition, offset in pairs:
+            low, high = out.get(partition, (offset, offset + 1))
+            out[partition] = (min(low, offset), max(high, offset + 1))
+        return out
+
+    assert window.telemetry == spans((r[0], r[1]) for r in rows)
+    assert window.labels == spans((r[2], r[3]) for r in rows)
+    assert (window.first_ts, window.last_ts) == (min(r[4] for r in rows), max(r[4] for r in rows))
+    assert window.positions == (5, 5 + len(rows))

@@ -286,3 +286,39 @@ def test_two_scorers_split_the_partitions_and_survive_losing_one(stack):
     b.send_signal(signal.SIGTERM)
     b.wait(30)
     assert len({p["id"] for p in got}) == 6000
+
+
+class _Node:
+    pass
+
+
+def test_a_swap_sets_aside_the_new_model_without_walking_the_frozen_heap():
+    """After a swap only what came since the last freeze is collected (a few ms, not a full walk):
+    a cycle already frozen waits for a full collection; a young one goes at once."""
+    import gc
+    import weakref
+
+    from serving.learner import YOUNG_COLLECTION_THRESHOLD
+    from serving.scorer import freeze_heap
+
+    threshold = gc.get_threshold()
+    try:
+        old = _Node()
+        old.self = old  # a cycle in the model being replaced
+        old_ref = weakref.ref(old)
+        freeze_heap()
+        frozen = gc.get_freeze_count()
+        del old
+        young = _Node()
+        young.self = young  # the load's garbage, made since the freeze
+        young_ref = weakref.ref(young)
+        del young
+        freeze_heap(full=False)
+        assert young_ref() is None and old_ref() is not None
+        assert gc.get_freeze_count() >= frozen  # nothing was unfrozen
+        assert gc.get_threshold()[0] == YOUNG_COLLECTION_THRESHOLD
+        freeze_heap(full=True)
+        assert old_ref() is None
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)

@@ -52,6 +52,8 @@ class CompiledPipeline:
         self.width = width
         self.estimator = estimator
         self.classes_ = estimator.classes_
+        # A histogram gradient boosting model's trees called directly (None: its predict_proba serves).
+        self.trees = _trees_of(estimator, width)
 
     def transform(self, rows: Sequence[dict[str, Any]]) -> np.ndarray:
         n, numeric = len(rows), self.numeric
@@ -76,7 +78,52 @@ class CompiledPipeline:
         return out
 
     def predict_proba(self, rows: Sequence[dict[str, Any]]) -> np.ndarray:
+        if self.trees is not None:
+            return self.trees.predict_proba(self.transform(rows))
         return np.asarray(self.estimator.predict_proba(self.transform(rows)))
+
+
+class _Trees:
+    """`HistGradientBoostingClassifier.predict_proba` on an array this module built, without the
+    per-call checks (validation, fitted check, the categories' bitsets: ~1.5 us a record at
+    500 rows, a fifth of the call): the same trees, summed in the same order, so the same floats."""
+
+    def __init__(self, estimator: Any) -> None:
+        self.predictors = estimator._predictors
+        self.baseline = estimator._baseline_prediction
+        self.k = estimator.n_trees_per_iteration_
+        self.loss = estimator._loss
+        self.known, self.index = estimator._bin_mapper.make_known_categories_bitsets()
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
+        # As `BaseHistGradientBoosting._raw_predict` and `_predict_iterations` do it.
+        raw = np.zeros((x.shape[0], self.k), dtype=self.baseline.dtype, order="F")
+        raw += self.baseline
+        threads = _openmp_effective_n_threads(None)  # honours threadpool_limits, as sklearn's call does
+        for trees in self.predictors:
+            for k, tree in enumerate(trees):
+                raw[:, k] += tree.predict(x, known_cat_bitsets=self.known, f_idx_map=self.index, n_threads=threads)
+        return np.asarray(self.loss.predict_proba(raw))
+
+
+def _trees_of(estimator: Any, width: int) -> _Trees | None:
+    """The direct path for a fitted HistGradientBoostingClassifier that takes the compiled array as
+    it is (no categorical columns of its own, no preprocessor); None for anything else. `verify`
+    still compares the whole compiled pipeline with the sklearn one before it serves."""
+    try:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        if (type(estimator) is not HistGradientBoostingClassifier or getattr(estimator, "_in_fit", False)
+                or getattr(estimator, "_preprocessor", None) is not None
+                or getattr(estimator, "is_categorical_", None) is not None
+                or getattr(estimator, "n_features_in_", None) != width):
+            return None
+        return _Trees(estimator)
+    except Exception as exc:  # a scikit-learn whose private attributes moved: its own predict_proba serves
+        log.info("champion's trees not called directly: %s: %s", type(exc).__name__, exc)
+        return None
 
 
 def compile_pipeline(model: Any) -> CompiledPipeline:

@@ -392,6 +392,9 @@ def monitor(home: Path | None = typer.Option(None, help="State directory (defaul
     stage = Monitor(settings, bootstrap, Registry.from_settings(settings), Ledger(settings.ledger_url),
                     make_retrain(settings), stop)
     console.print(f"monitor joining group {settings.kafka.monitor_group} at {bootstrap}", highlight=False)
+    from serving.scorer import freeze_heap
+
+    freeze_heap()  # this process is the monitor's: start-up's objects out of the collector's walks, as a scorer's
     stage.run()
 
 
