@@ -130,3 +130,92 @@ def rewind(consumer: KafkaConsumer, batch: dict[TopicPartition, list[ConsumerRec
                 consumer.seek(tp, messages[0].offset)
             except Exception as exc:  # partition revoked meanwhile: its new owner reads from the commit
                 logging.getLogger(__name__).warning("cannot rewind %s: %s", tp, exc)
+
+
+class PacedReader:
+    """Several topics read together, each by its own consumer, none far ahead of the others in time.
+
+    One consumer on several topics hands back a whole partition's fetch (100,000 records and more)
+    before the next, so a joiner of the topics sees one side run far ahead of the other (issue 11,
+    the soak: telemetry 470,000 records ahead of its labels). Pausing partitions fights
+    kafka-python's fetch buffer; here the caller decides: each turn reads at most `max_records`
+    from each topic whose last record (its Kafka timestamp: when it arrived) is not more than
+    `skew_ms` later than the last of a topic behind it. A topic holds the others back while it has
+    records left to read (position below the high watermark, or not yet assigned and fetched),
+    and no longer than `grace` seconds without delivering any (a group that cannot form, a
+    partition that cannot be fetched): a topic with nothing new holds no one back. Each
+    consumer commits its own offsets after the caller has handled what it returned
+    (at-least-once, as with one consumer)."""
+
+    def __init__(self, consumers: dict[str, KafkaConsumer], *, max_records: int, skew_ms: int,
+                 grace: float = 30.0, clock: Callable[[], float] = time.monotonic):
+        self.consumers = consumers
+        self.max_records = max_records
+        self.skew_ms = skew_ms
+        self.grace = grace
+        self.clock = clock
+        # Per topic, per partition: the timestamp of the last record read from it.
+        self._last: dict[str, dict[int, int]] = {t: {} for t in consumers}
+        self._empty_since: dict[str, float | None] = dict.fromkeys(consumers, clock())
+        self._read: set[str] = set()  # topics read since their last commit
+
+    def _pace(self, topic: str) -> float | None:
+        """Where `topic` holds the others: the earliest of its partitions with records left to read
+        (the last timestamp read from it, -inf before its first record), or None when it holds no
+        one (every partition read to its high watermark, or silent past the grace). Per partition:
+        one consumer reads a partition's fetch to its end before the next's."""
+        empty_since = self._empty_since[topic]
+        if empty_since is not None and self.clock() - empty_since > self.grace:
+            return None
+        consumer, last = self.consumers[topic], self._last[topic]
+        try:
+            assignment = consumer.assignment()
+            if not assignment:
+                return float("-inf")  # its group is still forming
+            left, started = [], False
+            for tp in assignment:
+                high, position = consumer.highwater(tp), consumer.position(tp, timeout_ms=0)
+                started = started or tp.partition in last or high is not None
+                if (high is None or position is None or position < high) and tp.partition in last:
+                    left.append(float(last[tp.partition]))
+        except Exception:  # a rebalance in progress: holds no one this turn
+            return None
+        if not started:
+            return float("-inf")  # nothing fetched yet: the others wait for its first records
+        return min(left, default=None)
+
+    def poll(self, timeout_ms: int) -> list[tuple[str, list[ConsumerRecord]]]:
+        """The next records of each topic due, in offset order per partition; waits up to
+        `timeout_ms` (on the topic furthest behind) only when none has any."""
+        paces = {t: self._pace(t) for t in self.consumers}
+        behind = min((p for p in paces.values() if p is not None), default=None)
+        due = [t for t, p in paces.items() if behind is None or p is None or p <= behind + self.skew_ms]
+        due.sort(key=lambda t: float("inf") if paces[t] is None else paces[t])  # type: ignore[arg-type,return-value]
+        out = [(t, self._take(t, 0)) for t in due]
+        if due and not any(records for _, records in out):
+            out = [(due[0], self._take(due[0], timeout_ms))]
+        return [(t, records) for t, records in out if records]
+
+    def _take(self, topic: str, timeout_ms: int) -> list[ConsumerRecord]:
+        batch = self.consumers[topic].poll(timeout_ms=timeout_ms, max_records=self.max_records)
+        records = [m for messages in batch.values() for m in messages]
+        if not records:
+            if self._empty_since[topic] is None:
+                self._empty_since[topic] = self.clock()
+            return records
+        self._empty_since[topic] = None
+        self._read.add(topic)
+        for tp, messages in batch.items():
+            if messages and messages[-1].timestamp is not None and messages[-1].timestamp >= 0:
+                self._last[topic][tp.partition] = messages[-1].timestamp
+        return records
+
+    def commit(self, what: str) -> None:
+        """Commit each consumer that returned records since its last commit."""
+        for topic in sorted(self._read):
+            commit_or_warn(self.consumers[topic], f"{what} ({topic})")
+        self._read.clear()
+
+    def close(self) -> None:
+        for consumer in self.consumers.values():
+            consumer.close()

@@ -36,7 +36,7 @@ from serving.codec import InvalidRecord, check_features, decode_label, decode_pr
 from serving.deadletter import dead_letter, reason_of
 from serving.incidents import IncidentLog
 from serving.joiner import Admission
-from serving.kafka_io import commit_or_warn, make_group_consumer, make_producer
+from serving.kafka_io import PacedReader, make_group_consumer, make_producer
 from serving.promotion import reconcile_if_free
 from serving.rollback import roll_back
 from serving.updates import ModelUpdates
@@ -54,6 +54,10 @@ Retrain = Callable[[TrainingWindow, RetrainTrigger], dict]
 
 # The sides of a record the monitor joins, as bits; EVICTED marks an entry the join's caps dropped.
 TELEMETRY, LABEL, PREDICTION, EVICTED = 1, 2, 4, 8
+# How far (Kafka time) one of the monitor's topics may be read ahead of the one furthest behind. None:
+# a backlog written in a burst packs thousands of records in a second; each turn reads at most
+# PACE_RECORDS of each topic due, which bounds the overshoot.
+PACE_SKEW_MS, PACE_RECORDS = 0, 1000
 
 
 class Monitor:
@@ -152,8 +156,17 @@ class Monitor:
     def run(self) -> None:
         updates = ModelUpdates(self.bootstrap, self.settings.kafka)
         producer = self._producer = make_producer(self.bootstrap, self.settings.kafka)
-        consumer = make_group_consumer(self.bootstrap, self.settings.kafka, self.settings.kafka.monitor_group)
-        consumer.subscribe([self.topics.telemetry, self.topics.labels, self.topics.predictions])
+        # A consumer per topic, read in step (serving.kafka_io.PacedReader): one consumer on the three
+        # ran one topic's backlog far past what the join holds. Each in a group of its own (members of
+        # one group with different topics were left unassigned by kafka-python's leader, which has no
+        # metadata for topics it does not read); telemetry keeps the monitor's group and its offsets.
+        group = self.settings.kafka.monitor_group
+        consumers = {}
+        for topic, suffix in ((self.topics.telemetry, ""), (self.topics.labels, ".labels"),
+                              (self.topics.predictions, ".predictions")):
+            consumers[topic] = make_group_consumer(self.bootstrap, self.settings.kafka, group + suffix)
+            consumers[topic].subscribe([topic])
+        reader = PacedReader(consumers, max_records=PACE_RECORDS, skew_ms=PACE_SKEW_MS)
         heartbeat = Heartbeat.from_settings(self.settings, "monitor", self.bootstrap,
                                             self.settings.kafka.monitor_group)
         snapshots = SnapshotRecorder.from_settings(self.settings)
@@ -178,23 +191,23 @@ class Monitor:
                     # The update of the version the alias was followed to: it names what it replaced.
                     self._on_champion(ModelRef(update.name, wanted, update.run_id), update)
                 self._collect_retrain()
-                batch = consumer.poll(timeout_ms=self.settings.serving.poll_timeout_ms, max_records=2000)
-                heartbeat.beat(consumer, records=self.telemetry_seen, extra=self.vitals, dead_letters=self.dead_letters,
+                batch = reader.poll(timeout_ms=self.settings.serving.poll_timeout_ms)
+                heartbeat.beat(list(consumers.values()), records=self.telemetry_seen, extra=self.vitals, dead_letters=self.dead_letters,
                                model_version=self.champion.version if self.champion else None)
                 snapshots.maybe_record(self)
-                for tp, messages in batch.items():
+                for topic, messages in batch:
                     for message in messages:
-                        self._dispatch_safely(tp.topic, message)
+                        self._dispatch_safely(topic, message)
                 self._maybe_bootstrap()
                 if batch:
                     producer.flush()
-                    commit_or_warn(consumer, "monitor")
+                    reader.commit("monitor")
         finally:
             self._safely("incidents not flushed to the ledger", self.incidents.flush)
             heartbeat.stopped(records=self.telemetry_seen,
                               model_version=self.champion.version if self.champion else None)
             snapshots.close(self)
-            consumer.close()
+            reader.close()
             updates.close()
             producer.close()
             self._executor.shutdown(wait=True)
