@@ -133,87 +133,101 @@ def rewind(consumer: KafkaConsumer, batch: dict[TopicPartition, list[ConsumerRec
 
 
 class PacedReader:
-    """Several topics read together, each by its own consumer, none far ahead of the others in time.
+    """Several topics read together, a consumer per partition, none far ahead of the others in time.
 
-    One consumer on several topics hands back a whole partition's fetch (100,000 records and more)
-    before the next, so a joiner of the topics sees one side run far ahead of the other (issue 11,
-    the soak: telemetry 470,000 records ahead of its labels). Pausing partitions fights
-    kafka-python's fetch buffer; here the caller decides: each turn reads at most `max_records`
-    from each topic whose last record (its Kafka timestamp: when it arrived) is not more than
-    `skew_ms` later than the last of a topic behind it. A topic holds the others back while it has
-    records left to read (position below the high watermark, or not yet assigned and fetched),
-    and no longer than `grace` seconds without delivering any (a group that cannot form, a
-    partition that cannot be fetched): a topic with nothing new holds no one back. Each
-    consumer commits its own offsets after the caller has handled what it returned
-    (at-least-once, as with one consumer)."""
+    One consumer hands back a whole partition's fetch (100,000 records and more) before the
+    next, so a joiner of the topics saw one side run far ahead of the other (issue 11, the soak:
+    telemetry 470,000 records ahead of its labels); a consumer per topic still drains its
+    partitions one after another, in another order than its partner's. Pausing partitions fights
+    kafka-python's fetch buffer (a 3.0.12 bug parks a paused partition's records for good). Here
+    each partition has its own consumer (assigned, committing to `group`) and the caller decides:
+    each turn reads at most `max_records` from each partition whose last record (its Kafka
+    timestamp: when it arrived) is not more than `skew_ms` later than the last of the partition
+    furthest behind. A partition holds the others back while it has records left to read
+    (position below its high watermark, or not fetched yet), and no longer than `grace` seconds
+    without delivering any (one that cannot be fetched). Each consumer commits its own offset
+    after the caller has handled what it returned (at-least-once). Partitions are read from the
+    topics' metadata at start; the consumers are in no group (one monitor reads them all)."""
 
-    def __init__(self, consumers: dict[str, KafkaConsumer], *, max_records: int, skew_ms: int,
-                 grace: float = 30.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, consumers: dict[TopicPartition, KafkaConsumer], *, max_records: int, skew_ms: int,
+                 grace: float = 10.0, clock: Callable[[], float] = time.monotonic):
         self.consumers = consumers
         self.max_records = max_records
         self.skew_ms = skew_ms
         self.grace = grace
         self.clock = clock
-        # Per topic, per partition: the timestamp of the last record read from it.
-        self._last: dict[str, dict[int, int]] = {t: {} for t in consumers}
-        self._empty_since: dict[str, float | None] = dict.fromkeys(consumers, clock())
-        self._read: set[str] = set()  # topics read since their last commit
+        self._last: dict[TopicPartition, int | None] = dict.fromkeys(consumers)  # last record's timestamp
+        self._empty_since: dict[TopicPartition, float | None] = dict.fromkeys(consumers, clock())
+        self._read: set[TopicPartition] = set()  # read since their last commit
 
-    def _pace(self, topic: str) -> float | None:
-        """Where `topic` holds the others: the earliest of its partitions with records left to read
-        (the last timestamp read from it, -inf before its first record), or None when it holds no
-        one (every partition read to its high watermark, or silent past the grace). Per partition:
-        one consumer reads a partition's fetch to its end before the next's."""
-        empty_since = self._empty_since[topic]
+    @classmethod
+    def open(cls, bootstrap: str, kafka: KafkaSettings, group: str, topics: list[str], *, max_records: int,
+             skew_ms: int, stop: Callable[[], bool] = lambda: False) -> PacedReader:
+        """A consumer per partition of `topics` (waiting for their metadata), each at `group`'s committed offset."""
+        probe = make_reader(bootstrap, kafka)
+        try:
+            partitions: list[TopicPartition] = []
+            for topic in topics:
+                found = probe.partitions_for_topic(topic)
+                while not found and not stop():
+                    logging.getLogger(__name__).warning("no partitions for %s yet: waiting", topic)
+                    time.sleep(1.0)
+                    found = probe.partitions_for_topic(topic)
+                partitions += [TopicPartition(topic, p) for p in sorted(found or ())]
+        finally:
+            probe.close()
+        consumers = {}
+        for tp in partitions:
+            consumer = make_group_consumer(bootstrap, kafka, group)
+            consumer.assign([tp])
+            consumers[tp] = consumer
+        return cls(consumers, max_records=max_records, skew_ms=skew_ms)
+
+    def _pace(self, tp: TopicPartition) -> float | None:
+        """Where `tp` holds the others: its last timestamp (-inf before its first record), or None
+        when it holds no one (read to its high watermark, or silent past the grace)."""
+        empty_since = self._empty_since[tp]
         if empty_since is not None and self.clock() - empty_since > self.grace:
             return None
-        consumer, last = self.consumers[topic], self._last[topic]
+        consumer, last = self.consumers[tp], self._last[tp]
         try:
-            assignment = consumer.assignment()
-            if not assignment:
-                return float("-inf")  # its group is still forming
-            left, started = [], False
-            for tp in assignment:
-                high, position = consumer.highwater(tp), consumer.position(tp, timeout_ms=0)
-                started = started or tp.partition in last or high is not None
-                if (high is None or position is None or position < high) and tp.partition in last:
-                    left.append(float(last[tp.partition]))
-        except Exception:  # a rebalance in progress: holds no one this turn
+            high, position = consumer.highwater(tp), consumer.position(tp, timeout_ms=0)
+        except Exception:
             return None
-        if not started:
-            return float("-inf")  # nothing fetched yet: the others wait for its first records
-        return min(left, default=None)
+        if high is not None and position is not None and position >= high:
+            return None
+        return float("-inf") if last is None else float(last)
 
     def poll(self, timeout_ms: int) -> list[tuple[str, list[ConsumerRecord]]]:
-        """The next records of each topic due, in offset order per partition; waits up to
-        `timeout_ms` (on the topic furthest behind) only when none has any."""
-        paces = {t: self._pace(t) for t in self.consumers}
+        """The next records of each partition due, in offset order; waits up to `timeout_ms` (on
+        the partition furthest behind) only when none has any."""
+        paces = {tp: self._pace(tp) for tp in self.consumers}
         behind = min((p for p in paces.values() if p is not None), default=None)
-        due = [t for t, p in paces.items() if behind is None or p is None or p <= behind + self.skew_ms]
-        due.sort(key=lambda t: float("inf") if paces[t] is None else paces[t])  # type: ignore[arg-type,return-value]
-        out = [(t, self._take(t, 0)) for t in due]
+        due = [tp for tp, p in paces.items() if behind is None or p is None or p <= behind + self.skew_ms]
+        due.sort(key=lambda tp: float("inf") if paces[tp] is None else paces[tp])  # type: ignore[arg-type,return-value]
+        out = [(tp, self._take(tp, 0)) for tp in due]
         if due and not any(records for _, records in out):
             out = [(due[0], self._take(due[0], timeout_ms))]
-        return [(t, records) for t, records in out if records]
+        return [(tp.topic, records) for tp, records in out if records]
 
-    def _take(self, topic: str, timeout_ms: int) -> list[ConsumerRecord]:
-        batch = self.consumers[topic].poll(timeout_ms=timeout_ms, max_records=self.max_records)
+    def _take(self, tp: TopicPartition, timeout_ms: int) -> list[ConsumerRecord]:
+        batch = self.consumers[tp].poll(timeout_ms=timeout_ms, max_records=self.max_records)
         records = [m for messages in batch.values() for m in messages]
         if not records:
-            if self._empty_since[topic] is None:
-                self._empty_since[topic] = self.clock()
+            if self._empty_since[tp] is None:
+                self._empty_since[tp] = self.clock()
             return records
-        self._empty_since[topic] = None
-        self._read.add(topic)
-        for tp, messages in batch.items():
-            if messages and messages[-1].timestamp is not None and messages[-1].timestamp >= 0:
-                self._last[topic][tp.partition] = messages[-1].timestamp
+        self._empty_since[tp] = None
+        self._read.add(tp)
+        stamp = records[-1].timestamp
+        if stamp is not None and stamp >= 0:
+            self._last[tp] = stamp
         return records
 
     def commit(self, what: str) -> None:
-        """Commit each consumer that returned records since its last commit."""
-        for topic in sorted(self._read):
-            commit_or_warn(self.consumers[topic], f"{what} ({topic})")
+        """Commit each partition read since its last commit."""
+        for tp in sorted(self._read):
+            commit_or_warn(self.consumers[tp], f"{what} ({tp.topic}[{tp.partition}])")
         self._read.clear()
 
     def close(self) -> None:

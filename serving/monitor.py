@@ -36,9 +36,9 @@ from serving.codec import InvalidRecord, check_features, decode_label, decode_pr
 from serving.deadletter import dead_letter, reason_of
 from serving.incidents import IncidentLog
 from serving.joiner import Admission
-from serving.kafka_io import PacedReader, make_group_consumer, make_producer
+from serving.kafka_io import PacedReader, make_producer
 from serving.promotion import reconcile_if_free
-from serving.rollback import roll_back
+from serving.rollback import RollbackBusy, RollbackSuperseded, roll_back
 from serving.updates import ModelUpdates
 from serving.workspace import SnapshotRecorder
 from training.registry import ModelRef, Registry
@@ -113,6 +113,8 @@ class Monitor:
         self._probation_rows: list[tuple] = []  # (features, champion correct, label)
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="previous-model")
         self.rollbacks: list = []
+        # An automatic rollback refused because a retrain held the lease: (arguments, when to try again).
+        self._rollback_due: tuple[dict, float] | None = None
         self._alias_ahead = False  # the champion was followed from the alias before its own update arrived
         self._reconcile_at: float | None = None  # when to try again to end an interrupted champion change
         self.recent: deque[dict] = deque(maxlen=settings.drift.data_window)  # newest features, for snapshots
@@ -156,17 +158,12 @@ class Monitor:
     def run(self) -> None:
         updates = ModelUpdates(self.bootstrap, self.settings.kafka)
         producer = self._producer = make_producer(self.bootstrap, self.settings.kafka)
-        # A consumer per topic, read in step (serving.kafka_io.PacedReader): one consumer on the three
-        # ran one topic's backlog far past what the join holds. Each in a group of its own (members of
-        # one group with different topics were left unassigned by kafka-python's leader, which has no
-        # metadata for topics it does not read); telemetry keeps the monitor's group and its offsets.
-        group = self.settings.kafka.monitor_group
-        consumers = {}
-        for topic, suffix in ((self.topics.telemetry, ""), (self.topics.labels, ".labels"),
-                              (self.topics.predictions, ".predictions")):
-            consumers[topic] = make_group_consumer(self.bootstrap, self.settings.kafka, group + suffix)
-            consumers[topic].subscribe([topic])
-        reader = PacedReader(consumers, max_records=PACE_RECORDS, skew_ms=PACE_SKEW_MS)
+        # A consumer per partition, read in step by Kafka time (serving.kafka_io.PacedReader): one
+        # consumer on the three topics ran one topic's backlog far past what the join holds.
+        reader = PacedReader.open(self.bootstrap, self.settings.kafka, self.settings.kafka.monitor_group,
+                                  [self.topics.telemetry, self.topics.labels, self.topics.predictions],
+                                  max_records=PACE_RECORDS, skew_ms=PACE_SKEW_MS, stop=self.stop.is_set)
+        consumers = reader.consumers
         heartbeat = Heartbeat.from_settings(self.settings, "monitor", self.bootstrap,
                                             self.settings.kafka.monitor_group)
         snapshots = SnapshotRecorder.from_settings(self.settings)
@@ -178,6 +175,8 @@ class Monitor:
             while not self.stop.is_set():
                 if self._reconcile_at is not None and time.monotonic() > self._reconcile_at:
                     self._reconcile()
+                if self._rollback_due is not None and time.monotonic() >= self._rollback_due[1]:
+                    self._roll_back(self._rollback_due[0])
                 update, wanted, alias = self._followed(updates.poll())
                 if update is not None and wanted is not None and (self.champion is None
                                                                   or wanted != self.champion.version):
@@ -271,6 +270,10 @@ class Monitor:
 
     def _on_champion(self, ref: ModelRef, update: ModelUpdate | None = None) -> None:
         log.info("monitor follows %s version %s", ref.name, ref.version)
+        if self._rollback_due is not None and self._rollback_due[0]["expect"] != ref.version:
+            log.warning("automatic rollback from version %s dropped: version %s is champion now",
+                        self._rollback_due[0]["expect"], ref.version)
+            self._rollback_due = None
         self.champion = ref
         self._alias_ahead = False
         self._champion_incident = self._incident_of.get((update.decision_id if update is not None else None) or "")
@@ -536,16 +539,31 @@ class Monitor:
                          payload={"action": "keep", "probation": evidence, "incident": incident})
             return
         log.warning("%s", result.reason)
+        self._roll_back({"to": watch.previous, "expect": watch.version, "reason": result.reason,
+                         "evidence": {"probation": evidence, "incident": incident}})
+
+    def _roll_back(self, decided: dict) -> None:
+        """The probation's rollback, against the version it judged (`expect`). Refused while a
+        retrain or rollback holds the lease: tried again every 10 s, until it moves the alias or
+        the champion is no longer that version (a newer promotion: dropped, logged)."""
+        self._rollback_due = None
+        name = self.champion.name if self.champion is not None else self.settings.mlflow.model_name
         try:
-            rollback = roll_back(self.settings, to=watch.previous, reason=result.reason, automatic=True,
+            rollback = roll_back(self.settings, to=decided["to"], reason=decided["reason"], automatic=True,
                                  bootstrap=self.bootstrap, registry=self.registry, ledger=self.ledger,
-                                 evidence={"probation": evidence, "incident": incident})
+                                 evidence=decided["evidence"], expect=decided["expect"])
+        except RollbackBusy as exc:
+            log.warning("automatic rollback to version %s waits: %s", decided["to"], exc)
+            self._rollback_due = (decided, time.monotonic() + 10.0)
+            return
+        except RollbackSuperseded as exc:
+            log.warning("automatic rollback to version %s dropped: %s", decided["to"], exc)
+            return
         except Exception as exc:  # recorded; the monitor goes on (an operator can roll back by hand)
-            log.error("automatic rollback to version %s failed: %s", watch.previous, exc)
+            log.error("automatic rollback to version %s failed: %s", decided["to"], exc)
             self._safely("rollback failure not recorded", self.ledger.append, "failure",
-                         reason=f"automatic rollback to version {watch.previous} failed: {exc}",
-                         model_name=champion.name, model_version=watch.version,
-                         payload={"probation": evidence, "incident": incident})
+                         reason=f"automatic rollback to version {decided['to']} failed: {exc}",
+                         model_name=name, model_version=decided["expect"], payload=decided["evidence"])
             return
         self.rollbacks.append(rollback)
 
