@@ -10,13 +10,15 @@ from __future__ import annotations
 import threading
 import time
 
+from kafka import TopicPartition
+
 from driftctl.messages import Label
 from driftctl.runtime.broker import EmbeddedBroker, ensure_topics
 from driftctl.runtime.stack import configure_environment
 from driftctl.settings import Settings
 from driftctl.stores.ledger import Ledger
 from serving.codec import encode_label, encode_telemetry
-from serving.kafka_io import make_producer
+from serving.kafka_io import make_group_consumer, make_producer
 from serving.monitor import Monitor
 from serving.synthetic import iot_stream
 from training.registry import Registry
@@ -69,4 +71,14 @@ def test_a_backlog_far_beyond_the_join_is_labelled(home):
             ledger.close()
         assert monitor.telemetry_seen == RECORDS, monitor.telemetry_seen
         assert monitor.labelled >= 0.98 * RECORDS, (monitor.labelled, monitor.join_vitals())
-        assert max(len(monitor._pending), 0) <= CAP
+        assert len(monitor._pending) <= CAP
+        # Every partition's offset committed to the monitor's group: a restart reads on from there.
+        group = make_group_consumer(bootstrap, settings.kafka, settings.kafka.monitor_group)
+        try:
+            committed = {}
+            for topic in (topics.telemetry, topics.labels):
+                partitions = [TopicPartition(topic, p) for p in group.partitions_for_topic(topic)]
+                committed[topic] = sum(group.committed(tp) or 0 for tp in partitions)
+        finally:
+            group.close()
+        assert committed == {topics.telemetry: RECORDS, topics.labels: RECORDS}, committed
