@@ -163,7 +163,7 @@ class Monitor:
         reader = PacedReader.open(self.bootstrap, self.settings.kafka, self.settings.kafka.monitor_group,
                                   [self.topics.telemetry, self.topics.labels, self.topics.predictions],
                                   max_records=PACE_RECORDS, skew_ms=PACE_SKEW_MS, stop=self.stop.is_set)
-        consumers = reader.consumers
+        consumers = list(reader.consumers.values())
         heartbeat = Heartbeat.from_settings(self.settings, "monitor", self.bootstrap,
                                             self.settings.kafka.monitor_group)
         snapshots = SnapshotRecorder.from_settings(self.settings)
@@ -191,7 +191,8 @@ class Monitor:
                     self._on_champion(ModelRef(update.name, wanted, update.run_id), update)
                 self._collect_retrain()
                 batch = reader.poll(timeout_ms=self.settings.serving.poll_timeout_ms)
-                heartbeat.beat(list(consumers.values()), records=self.telemetry_seen, extra=self.vitals, dead_letters=self.dead_letters,
+                heartbeat.beat(consumers, records=self.telemetry_seen, extra=self.vitals,
+                               dead_letters=self.dead_letters,
                                model_version=self.champion.version if self.champion else None)
                 snapshots.maybe_record(self)
                 for topic, messages in batch:
