@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError
 from kafka.producer.future import FutureRecordMetadata
@@ -145,8 +145,8 @@ class PacedReader:
     timestamp: when it arrived) is not more than `skew_ms` later than the last of the partition
     furthest behind. A partition holds the others back while it has records left to read
     (position below its high watermark, or not fetched yet), and no longer than `grace` seconds
-    without delivering any (one that cannot be fetched). Each consumer commits its own offset
-    after the caller has handled what it returned (at-least-once). Partitions are read from the
+    without delivering any (one that cannot be fetched). Offsets are committed after the caller
+    has handled what was returned (at-least-once). Partitions are read from the
     topics' metadata at start; the consumers are in no group (one monitor reads them all)."""
 
     def __init__(self, consumers: dict[TopicPartition, KafkaConsumer], *, max_records: int, skew_ms: int,
@@ -159,6 +159,7 @@ class PacedReader:
         self._last: dict[TopicPartition, int | None] = dict.fromkeys(consumers)  # last record's timestamp
         self._empty_since: dict[TopicPartition, float | None] = dict.fromkeys(consumers, clock())
         self._read: set[TopicPartition] = set()  # read since their last commit
+        self._next: dict[TopicPartition, int] = {}  # the offset after the last record handed out
 
     @classmethod
     def open(cls, bootstrap: str, kafka: KafkaSettings, group: str, topics: list[str], *, max_records: int,
@@ -219,15 +220,23 @@ class PacedReader:
             return records
         self._empty_since[tp] = None
         self._read.add(tp)
+        self._next[tp] = records[-1].offset + 1
         stamp = records[-1].timestamp
         if stamp is not None and stamp >= 0:
             self._last[tp] = stamp
         return records
 
     def commit(self, what: str) -> None:
-        """Commit each partition read since its last commit."""
-        for tp in sorted(self._read):
-            commit_or_warn(self.consumers[tp], f"{what} ({tp.topic}[{tp.partition}])")
+        """Commit, in one request, the offset after the last record handed out of each partition
+        read since the last commit (any of the consumers can: they are in no group)."""
+        if not self._read:
+            return
+        offsets = {tp: OffsetAndMetadata(self._next[tp], "", -1) for tp in self._read}
+        try:
+            next(iter(self.consumers.values())).commit(offsets=offsets)
+        except CommitFailedError as exc:  # read again after a restart (at-least-once)
+            logging.getLogger(__name__).warning("%s: commit refused: %s", what, exc)
+            return
         self._read.clear()
 
     def close(self) -> None:

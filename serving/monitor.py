@@ -57,7 +57,7 @@ TELEMETRY, LABEL, PREDICTION, EVICTED = 1, 2, 4, 8
 # How far (Kafka time) one of the monitor's topics may be read ahead of the one furthest behind. None:
 # a backlog written in a burst packs thousands of records in a second; each turn reads at most
 # PACE_RECORDS of each topic due, which bounds the overshoot.
-PACE_SKEW_MS, PACE_RECORDS = 0, 1000
+PACE_SKEW_MS, PACE_RECORDS = 0, 2000
 
 
 class Monitor:
