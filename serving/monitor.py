@@ -54,9 +54,11 @@ Retrain = Callable[[TrainingWindow, RetrainTrigger], dict]
 
 # The sides of a record the monitor joins, as bits; EVICTED marks an entry the join's caps dropped.
 TELEMETRY, LABEL, PREDICTION, EVICTED = 1, 2, 4, 8
-# How far (Kafka time) one of the monitor's topics may be read ahead of the one furthest behind. None:
-# a backlog written in a burst packs thousands of records in a second; each turn reads at most
-# PACE_RECORDS of each topic due, which bounds the overshoot.
+# How far (Kafka time) one of the monitor's partitions may be read ahead of the one furthest behind.
+# None: a backlog written in a burst packs thousands of records in a millisecond's timestamps. Each
+# turn reads at most PACE_RECORDS of each partition due, and no more than a tenth of what the join
+# holds (a step of one partition spans partitions-times as much of the stream), which bounds the
+# overshoot.
 PACE_SKEW_MS, PACE_RECORDS = 0, 2000
 
 
@@ -162,7 +164,8 @@ class Monitor:
         # consumer on the three topics ran one topic's backlog far past what the join holds.
         reader = PacedReader.open(self.bootstrap, self.settings.kafka, self.settings.kafka.monitor_group,
                                   [self.topics.telemetry, self.topics.labels, self.topics.predictions],
-                                  max_records=PACE_RECORDS, skew_ms=PACE_SKEW_MS, stop=self.stop.is_set)
+                                  max_records=max(1, min(PACE_RECORDS, self.settings.serving.join_max_records // 10)),
+                                  skew_ms=PACE_SKEW_MS, stop=self.stop.is_set)
         consumers = list(reader.consumers.values())
         heartbeat = Heartbeat.from_settings(self.settings, "monitor", self.bootstrap,
                                             self.settings.kafka.monitor_group)
