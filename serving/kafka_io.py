@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError
 from kafka.producer.future import FutureRecordMetadata
@@ -130,3 +130,115 @@ def rewind(consumer: KafkaConsumer, batch: dict[TopicPartition, list[ConsumerRec
                 consumer.seek(tp, messages[0].offset)
             except Exception as exc:  # partition revoked meanwhile: its new owner reads from the commit
                 logging.getLogger(__name__).warning("cannot rewind %s: %s", tp, exc)
+
+
+class PacedReader:
+    """Several topics read together, a consumer per partition, none far ahead of the others in time.
+
+    One consumer hands back a whole partition's fetch (100,000 records and more) before the
+    next, so a joiner of the topics saw one side run far ahead of the other (issue 11, the soak:
+    telemetry 470,000 records ahead of its labels); a consumer per topic still drains its
+    partitions one after another, in another order than its partner's. Pausing partitions fights
+    kafka-python's fetch buffer (a 3.0.12 bug parks a paused partition's records for good). Here
+    each partition has its own consumer (assigned, committing to `group`) and the caller decides:
+    each turn reads at most `max_records` from each partition whose last record (its Kafka
+    timestamp: when it arrived) is not more than `skew_ms` later than the last of the partition
+    furthest behind. A partition holds the others back while it has records left to read
+    (position below its high watermark, or not fetched yet), and no longer than `grace` seconds
+    without delivering any (one that cannot be fetched). Offsets are committed after the caller
+    has handled what was returned (at-least-once). Partitions are read from the
+    topics' metadata at start; the consumers are in no group (one monitor reads them all)."""
+
+    def __init__(self, consumers: dict[TopicPartition, KafkaConsumer], *, max_records: int, skew_ms: int,
+                 grace: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        self.consumers = consumers
+        self.max_records = max_records
+        self.skew_ms = skew_ms
+        self.grace = grace
+        self.clock = clock
+        self._last: dict[TopicPartition, int | None] = dict.fromkeys(consumers)  # last record's timestamp
+        self._empty_since: dict[TopicPartition, float | None] = dict.fromkeys(consumers, clock())
+        self._read: set[TopicPartition] = set()  # read since their last commit
+        self._next: dict[TopicPartition, int] = {}  # the offset after the last record handed out
+
+    @classmethod
+    def open(cls, bootstrap: str, kafka: KafkaSettings, group: str, topics: list[str], *, max_records: int,
+             skew_ms: int, stop: Callable[[], bool] = lambda: False) -> PacedReader:
+        """A consumer per partition of `topics` (waiting for their metadata), each at `group`'s committed offset."""
+        probe = make_reader(bootstrap, kafka)
+        try:
+            partitions: list[TopicPartition] = []
+            for topic in topics:
+                found = probe.partitions_for_topic(topic)
+                while not found and not stop():
+                    logging.getLogger(__name__).warning("no partitions for %s yet: waiting", topic)
+                    time.sleep(1.0)
+                    found = probe.partitions_for_topic(topic)
+                partitions += [TopicPartition(topic, p) for p in sorted(found or ())]
+        finally:
+            probe.close()
+        consumers = {}
+        for tp in partitions:
+            consumer = make_group_consumer(bootstrap, kafka, group)
+            consumer.assign([tp])
+            consumers[tp] = consumer
+        return cls(consumers, max_records=max_records, skew_ms=skew_ms)
+
+    def _pace(self, tp: TopicPartition) -> float | None:
+        """Where `tp` holds the others: its last timestamp (-inf before its first record), or None
+        when it holds no one (read to its high watermark, or silent past the grace)."""
+        empty_since = self._empty_since[tp]
+        if empty_since is not None and self.clock() - empty_since > self.grace:
+            return None
+        consumer, last = self.consumers[tp], self._last[tp]
+        try:
+            high, position = consumer.highwater(tp), consumer.position(tp, timeout_ms=0)
+        except Exception:
+            return None
+        if high is not None and position is not None and position >= high:
+            return None
+        return float("-inf") if last is None else float(last)
+
+    def poll(self, timeout_ms: int) -> list[tuple[str, list[ConsumerRecord]]]:
+        """The next records of each partition due, in offset order; waits up to `timeout_ms` (on
+        the partition furthest behind) only when none has any."""
+        paces = {tp: self._pace(tp) for tp in self.consumers}
+        behind = min((p for p in paces.values() if p is not None), default=None)
+        due = [tp for tp, p in paces.items() if behind is None or p is None or p <= behind + self.skew_ms]
+        due.sort(key=lambda tp: float("inf") if paces[tp] is None else paces[tp])  # type: ignore[arg-type,return-value]
+        out = [(tp, self._take(tp, 0)) for tp in due]
+        if due and not any(records for _, records in out):
+            out = [(due[0], self._take(due[0], timeout_ms))]
+        return [(tp.topic, records) for tp, records in out if records]
+
+    def _take(self, tp: TopicPartition, timeout_ms: int) -> list[ConsumerRecord]:
+        batch = self.consumers[tp].poll(timeout_ms=timeout_ms, max_records=self.max_records)
+        records = [m for messages in batch.values() for m in messages]
+        if not records:
+            if self._empty_since[tp] is None:
+                self._empty_since[tp] = self.clock()
+            return records
+        self._empty_since[tp] = None
+        self._read.add(tp)
+        self._next[tp] = records[-1].offset + 1
+        stamp = records[-1].timestamp
+        if stamp is not None and stamp >= 0:
+            self._last[tp] = stamp
+        return records
+
+    def commit(self, what: str) -> None:
+        """Commit, in one request, the offset after the last record handed out of each partition
+        read since the last commit (any of the consumers can: they are in no group)."""
+        if not self._read:
+            return
+        offsets = {tp: OffsetAndMetadata(self._next[tp], "", -1) for tp in self._read}
+        try:
+            next(iter(self.consumers.values())).commit(offsets=offsets)
+        except CommitFailedError as exc:  # read again after a restart (at-least-once)
+            logging.getLogger(__name__).warning("%s: commit refused: %s", what, exc)
+            return
+        self._read.clear()
+
+    def close(self) -> None:
+        for consumer in self.consumers.values():
+            consumer.close()

@@ -36,9 +36,9 @@ from serving.codec import InvalidRecord, check_features, decode_label, decode_pr
 from serving.deadletter import dead_letter, reason_of
 from serving.incidents import IncidentLog
 from serving.joiner import Admission
-from serving.kafka_io import commit_or_warn, make_group_consumer, make_producer
+from serving.kafka_io import PacedReader, make_producer
 from serving.promotion import reconcile_if_free
-from serving.rollback import roll_back
+from serving.rollback import RollbackBusy, RollbackSuperseded, roll_back
 from serving.updates import ModelUpdates
 from serving.workspace import SnapshotRecorder
 from training.registry import ModelRef, Registry
@@ -54,6 +54,12 @@ Retrain = Callable[[TrainingWindow, RetrainTrigger], dict]
 
 # The sides of a record the monitor joins, as bits; EVICTED marks an entry the join's caps dropped.
 TELEMETRY, LABEL, PREDICTION, EVICTED = 1, 2, 4, 8
+# How far (Kafka time) one of the monitor's partitions may be read ahead of the one furthest behind.
+# None: a backlog written in a burst packs thousands of records in a millisecond's timestamps. Each
+# turn reads at most PACE_RECORDS of each partition due, and no more than a tenth of what the join
+# holds (a step of one partition spans partitions-times as much of the stream), which bounds the
+# overshoot.
+PACE_SKEW_MS, PACE_RECORDS = 0, 2000
 
 
 class Monitor:
@@ -109,6 +115,8 @@ class Monitor:
         self._probation_rows: list[tuple] = []  # (features, champion correct, label)
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="previous-model")
         self.rollbacks: list = []
+        # An automatic rollback refused because a retrain held the lease: (arguments, when to try again).
+        self._rollback_due: tuple[dict, float] | None = None
         self._alias_ahead = False  # the champion was followed from the alias before its own update arrived
         self._reconcile_at: float | None = None  # when to try again to end an interrupted champion change
         self.recent: deque[dict] = deque(maxlen=settings.drift.data_window)  # newest features, for snapshots
@@ -152,8 +160,13 @@ class Monitor:
     def run(self) -> None:
         updates = ModelUpdates(self.bootstrap, self.settings.kafka)
         producer = self._producer = make_producer(self.bootstrap, self.settings.kafka)
-        consumer = make_group_consumer(self.bootstrap, self.settings.kafka, self.settings.kafka.monitor_group)
-        consumer.subscribe([self.topics.telemetry, self.topics.labels, self.topics.predictions])
+        # A consumer per partition, read in step by Kafka time (serving.kafka_io.PacedReader): one
+        # consumer on the three topics ran one topic's backlog far past what the join holds.
+        reader = PacedReader.open(self.bootstrap, self.settings.kafka, self.settings.kafka.monitor_group,
+                                  [self.topics.telemetry, self.topics.labels, self.topics.predictions],
+                                  max_records=max(1, min(PACE_RECORDS, self.settings.serving.join_max_records // 10)),
+                                  skew_ms=PACE_SKEW_MS, stop=self.stop.is_set)
+        consumers = list(reader.consumers.values())
         heartbeat = Heartbeat.from_settings(self.settings, "monitor", self.bootstrap,
                                             self.settings.kafka.monitor_group)
         snapshots = SnapshotRecorder.from_settings(self.settings)
@@ -165,6 +178,8 @@ class Monitor:
             while not self.stop.is_set():
                 if self._reconcile_at is not None and time.monotonic() > self._reconcile_at:
                     self._reconcile()
+                if self._rollback_due is not None and time.monotonic() >= self._rollback_due[1]:
+                    self._roll_back(self._rollback_due[0])
                 update, wanted, alias = self._followed(updates.poll())
                 if update is not None and wanted is not None and (self.champion is None
                                                                   or wanted != self.champion.version):
@@ -178,23 +193,24 @@ class Monitor:
                     # The update of the version the alias was followed to: it names what it replaced.
                     self._on_champion(ModelRef(update.name, wanted, update.run_id), update)
                 self._collect_retrain()
-                batch = consumer.poll(timeout_ms=self.settings.serving.poll_timeout_ms, max_records=2000)
-                heartbeat.beat(consumer, records=self.telemetry_seen, extra=self.vitals, dead_letters=self.dead_letters,
+                batch = reader.poll(timeout_ms=self.settings.serving.poll_timeout_ms)
+                heartbeat.beat(consumers, records=self.telemetry_seen, extra=self.vitals,
+                               dead_letters=self.dead_letters,
                                model_version=self.champion.version if self.champion else None)
                 snapshots.maybe_record(self)
-                for tp, messages in batch.items():
+                for topic, messages in batch:
                     for message in messages:
-                        self._dispatch_safely(tp.topic, message)
+                        self._dispatch_safely(topic, message)
                 self._maybe_bootstrap()
                 if batch:
                     producer.flush()
-                    commit_or_warn(consumer, "monitor")
+                    reader.commit("monitor")
         finally:
             self._safely("incidents not flushed to the ledger", self.incidents.flush)
             heartbeat.stopped(records=self.telemetry_seen,
                               model_version=self.champion.version if self.champion else None)
             snapshots.close(self)
-            consumer.close()
+            reader.close()
             updates.close()
             producer.close()
             self._executor.shutdown(wait=True)
@@ -258,6 +274,10 @@ class Monitor:
 
     def _on_champion(self, ref: ModelRef, update: ModelUpdate | None = None) -> None:
         log.info("monitor follows %s version %s", ref.name, ref.version)
+        if self._rollback_due is not None and self._rollback_due[0]["expect"] != ref.version:
+            log.warning("automatic rollback from version %s dropped: version %s is champion now",
+                        self._rollback_due[0]["expect"], ref.version)
+            self._rollback_due = None
         self.champion = ref
         self._alias_ahead = False
         self._champion_incident = self._incident_of.get((update.decision_id if update is not None else None) or "")
@@ -523,16 +543,31 @@ class Monitor:
                          payload={"action": "keep", "probation": evidence, "incident": incident})
             return
         log.warning("%s", result.reason)
+        self._roll_back({"to": watch.previous, "expect": watch.version, "reason": result.reason,
+                         "evidence": {"probation": evidence, "incident": incident}})
+
+    def _roll_back(self, decided: dict) -> None:
+        """The probation's rollback, against the version it judged (`expect`). Refused while a
+        retrain or rollback holds the lease: tried again every 10 s, until it moves the alias or
+        the champion is no longer that version (a newer promotion: dropped, logged)."""
+        self._rollback_due = None
+        name = self.champion.name if self.champion is not None else self.settings.mlflow.model_name
         try:
-            rollback = roll_back(self.settings, to=watch.previous, reason=result.reason, automatic=True,
+            rollback = roll_back(self.settings, to=decided["to"], reason=decided["reason"], automatic=True,
                                  bootstrap=self.bootstrap, registry=self.registry, ledger=self.ledger,
-                                 evidence={"probation": evidence, "incident": incident})
+                                 evidence=decided["evidence"], expect=decided["expect"])
+        except RollbackBusy as exc:
+            log.warning("automatic rollback to version %s waits: %s", decided["to"], exc)
+            self._rollback_due = (decided, time.monotonic() + 10.0)
+            return
+        except RollbackSuperseded as exc:
+            log.warning("automatic rollback to version %s dropped: %s", decided["to"], exc)
+            return
         except Exception as exc:  # recorded; the monitor goes on (an operator can roll back by hand)
-            log.error("automatic rollback to version %s failed: %s", watch.previous, exc)
+            log.error("automatic rollback to version %s failed: %s", decided["to"], exc)
             self._safely("rollback failure not recorded", self.ledger.append, "failure",
-                         reason=f"automatic rollback to version {watch.previous} failed: {exc}",
-                         model_name=champion.name, model_version=watch.version,
-                         payload={"probation": evidence, "incident": incident})
+                         reason=f"automatic rollback to version {decided['to']} failed: {exc}",
+                         model_name=name, model_version=decided["expect"], payload=decided["evidence"])
             return
         self.rollbacks.append(rollback)
 

@@ -18,6 +18,14 @@ class RollbackError(Exception):
     """No champion to roll back from, or no valid version to roll back to."""
 
 
+class RollbackBusy(RollbackError):
+    """A retrain or another rollback holds the lease: the same rollback may be tried again later."""
+
+
+class RollbackSuperseded(RollbackError):
+    """The champion is no longer the version the rollback was decided against."""
+
+
 @dataclass(frozen=True)
 class Rollback:
     name: str
@@ -44,11 +52,13 @@ def previous_version(ledger: Ledger, model_name: str, current: int) -> int | Non
 
 def roll_back(settings: Settings, *, to: int | None = None, reason: str | None = None, automatic: bool = False,
               bootstrap: str | None = None, registry: Registry | None = None, ledger: Ledger | None = None,
-              evidence: dict | None = None) -> Rollback:
+              evidence: dict | None = None, expect: int | None = None) -> Rollback:
     """Point `champion` at `to` (default: the version that served before the current one),
     record it, and announce it on the model-updates topic of `bootstrap` (default: the
     configured cluster; with none, the change is recorded and scorers pick it up at start).
-    Under the retrain lease, after ending any change a crash left half done (serving.promotion)."""
+    Under the retrain lease, after ending any change a crash left half done (serving.promotion).
+    `expect`: the version the rollback was decided against; if the alias names another by the
+    time the lease is held (a newer promotion), nothing moves (`RollbackSuperseded`)."""
     registry = registry or Registry.from_settings(settings)
     own_ledger = ledger is None
     ledger = ledger or Ledger(settings.ledger_url)
@@ -57,13 +67,16 @@ def roll_back(settings: Settings, *, to: int | None = None, reason: str | None =
     lease = Lease(ledger, registry.model_name, f"rollback/{uuid.uuid4().hex}", settings.retrain.lease_seconds)
     try:
         if not lease.acquire():
-            raise RollbackError(f"a retrain or rollback of {registry.model_name} is in flight "
+            raise RollbackBusy(f"a retrain or rollback of {registry.model_name} is in flight "
                                 f"({ledger.holder(lease.name) or 'just ended'}); try again when it ends")
         try:
             reconcile(registry=registry, ledger=ledger, bootstrap=bootstrap, kafka=settings.kafka)
             current = registry.champion()
             if current is None:
                 raise RollbackError(f"{registry.model_name} has no champion to roll back")
+            if expect is not None and current.version != expect:
+                raise RollbackSuperseded(f"{registry.model_name} version {current.version} is champion now, not "
+                                         f"version {expect} the rollback was decided against")
             target = to if to is not None else previous_version(ledger, registry.model_name, current.version)
             if target is None:
                 target = current.version - 1 if current.version > 1 else None

@@ -110,22 +110,23 @@ class HealthStore:
         self.engine.dispose()
 
 
-def consumer_lag(consumer: KafkaConsumer) -> dict[str, int]:
+def consumer_lag(consumer: KafkaConsumer | list[KafkaConsumer]) -> dict[str, int]:
     """Records behind per assigned topic-partition: highwater of the last fetch minus position.
 
     Partitions not fetched yet have no highwater and are left out. Approximate on Tansu
     (per-batch high watermarks: reads low by up to one batch)."""
     lag: dict[str, int] = {}
-    try:
-        for tp in consumer.assignment():
-            high = consumer.highwater(tp)
-            if high is None:
-                continue
-            position = consumer.position(tp, timeout_ms=50)
-            if position is not None:
-                lag[f"{tp.topic}[{tp.partition}]"] = max(0, high - position)
-    except Exception as exc:  # a rebalance in progress: no lag this beat
-        log.debug("no lag this beat: %s", exc)
+    for one in consumer if isinstance(consumer, list) else [consumer]:  # the monitor: one per topic
+        try:
+            for tp in one.assignment():
+                high = one.highwater(tp)
+                if high is None:
+                    continue
+                position = one.position(tp, timeout_ms=50)
+                if position is not None:
+                    lag[f"{tp.topic}[{tp.partition}]"] = max(0, high - position)
+        except Exception as exc:  # a rebalance in progress: no lag this beat
+            log.debug("no lag this beat: %s", exc)
     return lag
 
 
@@ -164,7 +165,7 @@ class Heartbeat:
         return cls(store, stage, bootstrap=bootstrap, group_id=group_id, interval=interval,
                    retention=settings.health.retention, instance=instance, background=True)
 
-    def beat(self, consumer: KafkaConsumer | None = None, *, records: int, dead_letters: int = 0,
+    def beat(self, consumer: KafkaConsumer | list[KafkaConsumer] | None = None, *, records: int, dead_letters: int = 0,
              model_version: int | None = None, extra: Callable[[], dict] | dict | None = None, state: str = "running",
              force: bool = False) -> bool:
         if self.store is None:
