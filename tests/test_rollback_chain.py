@@ -25,20 +25,12 @@ from serving.kafka_io import read_topic
 from serving.monitor import Monitor
 from serving.scorer import Scorer
 from tests.streams import produce, readings
+from tests.waiting import wait_for
 from training.registry import Registry
 
 pytestmark = pytest.mark.integration
 
 NO_DRIFT = 10**9  # the features keep their meaning: only the labels go wrong
-
-
-def wait_for(condition, timeout, what, *, alive=()):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        for thread in alive:
-            assert thread.is_alive(), f"{thread.name} stopped while waiting for {what()}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what()}"
-        time.sleep(0.1)
 
 
 def test_a_bad_promotion_by_the_real_flow_is_rolled_back_and_everything_agrees(champion_v1, home, monkeypatch):

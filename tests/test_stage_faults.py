@@ -32,20 +32,12 @@ from serving.kafka_io import read_topic
 from serving.monitor import Monitor
 from serving.scorer import Scorer
 from tests.streams import produce, readings, trigger, window
+from tests.waiting import wait_for
 from training.registry import Registry
 
 pytestmark = pytest.mark.integration
 
 NO_DRIFT = 10**9
-
-
-def wait_for(condition, timeout, what, *, alive=()):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        for thread in alive:
-            assert thread.is_alive(), f"{thread.name} stopped while waiting for {what()}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what()}"
-        time.sleep(0.1)
 
 
 def no_retrain(window, trigger):  # these streams do not drift: a retrain decision is a failure of the test

@@ -100,6 +100,12 @@ def naive_bayes(x: dict[Any, Any], stats: dict[Any, float], splitters: dict[Any,
             if log_p > -inf:
                 vote += log_p
         votes[class_index] = vote
+    return _normalised(votes)
+
+
+
+def _normalised(votes: dict[Any, float]) -> dict[Any, float]:
+    """Log votes to probabilities, as River's naive Bayes does (log-sum-exp, same operations)."""
     max_ll = max(votes.values())
     lse = max_ll + math.log(sum(math.exp(v - max_ll) for v in votes.values()))
     for class_index in votes:
@@ -230,11 +236,7 @@ class _Leaf(LeafNaiveBayesAdaptive):
                 if log_p > -inf:
                     vote += log_p
             votes[class_index] = vote
-        max_ll = max(votes.values())
-        lse = max_ll + math.log(sum(math.exp(v - max_ll) for v in votes.values()))
-        for class_index in votes:
-            votes[class_index] = math.exp(votes[class_index] - lse)
-        return votes
+        return _normalised(votes)
 
     def learn_one(self, x: dict[Any, Any], y: Any, *, w: float = 1.0, tree: Any = None) -> None:
         # LeafNaiveBayesAdaptive.learn_one, with the majority class's arg max read from the counts
