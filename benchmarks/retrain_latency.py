@@ -150,7 +150,20 @@ def served(settings, window, scorer, decision_id):
     if not outcome["promoted"]:
         raise RuntimeError(f"no promotion: {outcome}")
     return {"version": outcome["version"], "flow_s": round(recorded, 2),
-            "serving_s": round(wait_for_swap(scorer, outcome["version"], started), 2)}
+            "serving_s": round(wait_for_swap(scorer, outcome["version"], started), 2),
+            "to_running_s": to_running(settings.prefect.api_url, decision_id)}
+
+
+def to_running(api: str, decision_id: str) -> float | None:
+    """The flow run's time from created (by the trigger) to running, on the server's clock."""
+    import httpx
+
+    for run in httpx.post(f"{api}/flow_runs/filter", json={}, timeout=10).json():
+        trigger = run["parameters"].get("trigger")
+        if isinstance(trigger, dict) and trigger.get("decision_id") == decision_id and run.get("start_time"):
+            created, running = (datetime.fromisoformat(run[k]) for k in ("created", "start_time"))
+            return round((running - created).total_seconds(), 2)
+    return None
 
 
 def wait_until_idle(api: str, timeout: float = 600) -> None:
@@ -248,6 +261,11 @@ class served_stack:
 
 
 
+def _median_of(runs: list[dict], key: str) -> str:
+    found = [r[key] for r in runs if r.get(key) is not None]
+    return f"{statistics.median(found):.2f}" if found else "-"
+
+
 def write(out: Path, results: dict[str, list[dict]], repeats: int) -> None:
     lines = ["# Retrain latency: decision to promoted model serving", "",
              f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
@@ -258,15 +276,16 @@ def write(out: Path, results: dict[str, list[dict]], repeats: int) -> None:
              "served: the ledger holds the outcome)",
              "- goals (issue 12): median under 5 s in-process, under 10 s with a Prefect server and a served "
              "deployment", "",
-             "| path | runs | flow median s | serving median s | serving max s | each run (serving s) |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "| path | runs | flow median s | serving median s | serving max s | each run (serving s) "
+             "| created to running, median s |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for path, runs in results.items():
         if not runs:
             continue
         serving = [r["serving_s"] for r in runs]
         lines.append(f"| {path} | {len(runs)} | {statistics.median(r['flow_s'] for r in runs):.2f} | "
                      f"{statistics.median(serving):.2f} | {max(serving):.2f} | "
-                     f"{', '.join(f'{s:.2f}' for s in serving)} |")
+                     f"{', '.join(f'{s:.2f}' for s in serving)} | {_median_of(runs, 'to_running_s')} |")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -147,6 +147,7 @@ def _run(conn: socket.socket, fds: list[int], request: dict) -> int:
     from prefect.context import SettingsContext, get_settings_context
     from prefect.settings import Settings
 
+    sys.modules.pop("prefect.engine", None)  # run afresh as __main__, as `python -m` would (no runpy warning)
     try:
         # Prefect read its settings when the warm process imported it: read them from this run's environment.
         with SettingsContext(profile=get_settings_context().profile, settings=Settings()):

@@ -47,6 +47,7 @@ def test_the_command_runs_the_engine_in_a_fork_of_the_warm_process_or_by_itself(
         warm = _command(env)
         assert warm.returncode == 1, warm.stderr[-2000:]
         assert "Invalid flow run id" in warm.stderr  # the fork wrote to the command's stderr
+        assert "RuntimeWarning" not in warm.stderr, warm.stderr[-2000:]
         forks = [line for line in log.read_text().splitlines() if " in fork " in line]
         assert len(forks) == 1, log.read_text()[-2000:]
         assert server.poll() is None  # the warm process outlives its forks
