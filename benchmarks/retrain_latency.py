@@ -213,7 +213,7 @@ class served_stack:
         self._start(["server", "start", "--host", "127.0.0.1", "--port", str(port)],
                     {**base, **common, "PREFECT_HOME": str(self.home / "prefect-server"),
                      "PREFECT_UI_ENABLED": "false"})
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 300  # minutes on a loaded machine
         while True:
             try:
                 if httpx.get(f"{api}/health", timeout=2).status_code == 200:

@@ -432,6 +432,9 @@ def down(settings: Settings, timeout: float = 10.0) -> list[dict]:
             for pid, started in [*left, *_descendants(part.pid)]:
                 _signal(pid, started, signal.SIGKILL)
             _reap(part.pid)
+            gone_by = time.monotonic() + 5  # a killed process exits when the kernel gets to it (a loaded machine)
+            while time.monotonic() < gone_by and any(_start_time(pid) == started for pid, started in left):
+                time.sleep(0.05)
             stopped.append({"name": part.name, "pid": part.pid, "state": "killed" if left else "stopped",
                             "processes": len(members)})
     (settings.home / STATE).unlink(missing_ok=True)
