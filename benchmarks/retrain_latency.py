@@ -269,7 +269,7 @@ def _median_of(runs: list[dict], key: str) -> str:
 def write(out: Path, results: dict[str, list[dict]], repeats: int) -> None:
     lines = ["# Retrain latency: decision to promoted model serving", "",
              f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-             f"- machine: {machine()} (when it started)",
+             f"- machine: {machine()} (when the results were written)",
              f"- command: `PYTHONPATH=. python benchmarks/retrain_latency.py --repeats {repeats}`",
              "- clock: from the decision handed over (flow call / event emitted) to the scorer serving the "
              "new version; `flow` is until the flow's outcome is known (in-process: the call returns; "
