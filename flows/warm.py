@@ -129,7 +129,9 @@ def serve(preload: tuple[str, ...] = PRELOAD) -> None:
 def _run(conn: socket.socket, fds: list[int], request: dict) -> int:
     """In the fork: become the command's process, run `python -m prefect.engine`, report the code."""
     import atexit
+    import contextlib
     import runpy
+    import threading
 
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for target, fd in zip((0, 1, 2), fds, strict=True):
@@ -140,9 +142,22 @@ def _run(conn: socket.socket, fds: list[int], request: dict) -> int:
     os.chdir(request["cwd"])
     sys.argv = ["prefect.engine", *request["argv"]]
     conn.sendall(struct.pack("!i", os.getpid()))
-    code = [1]
+    code, reported = [1], threading.Event()
+
+    def report() -> None:
+        reported.set()
+        with contextlib.suppress(OSError):  # the command is gone
+            conn.sendall(struct.pack("!i", code[0]))
+
+    def orphaned() -> None:  # the command was killed outright (no signal to pass on): end as it did
+        with contextlib.suppress(OSError):
+            conn.recv(1)
+        if not reported.is_set():
+            os.kill(os.getpid(), signal.SIGTERM)
+
     # Registered before the engine registers its own (log and event flushes): runs after them.
-    atexit.register(lambda: conn.sendall(struct.pack("!i", code[0])))
+    atexit.register(report)
+    threading.Thread(target=orphaned, daemon=True, name="warm-command").start()
 
     from prefect.context import SettingsContext, get_settings_context
     from prefect.settings import Settings
