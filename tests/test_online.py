@@ -123,3 +123,11 @@ def test_renewing_eager_starts_plain_and_renews_with_an_eager_tree():
     assert eager_right[:4000] == plain_right[:4000]  # the same first tree, bit for bit
     assert eager.renewals >= 1 and type(eager.main).__name__ == "Maturing"
     assert sum(eager_right[5000:]) / 3000 > 0.85  # (a young eager tree is not always better: 0.86 vs 0.90 here)
+
+
+def test_contending_eager_has_an_eager_shadow_from_the_first_label():
+    learner = make_online_learner(0, "contending-eager-hoeffding-tree")
+    assert type(learner.shadow).__name__ == "Maturing" and learner.renewals == 0
+    rng = random.Random(5)
+    prequential(learner, stream(300, first, rng))
+    assert (learner.renewals, learner.shadow_seen) == (0, 300)  # it learned every label beside the main tree

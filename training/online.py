@@ -41,12 +41,13 @@ class Renewing:
 
     def __init__(self, make: Callable[[], Any], *, halflife: int = 100, long_halflife: int = 1000,
                  warn: float = 0.1, min_seen: int = 100, z: float = 3.0, patience: int = 2000,
-                 cache: int = 4096, make_shadow: Callable[[], Any] | None = None):
+                 cache: int = 4096, make_shadow: Callable[[], Any] | None = None, contend: bool = False):
         self.make = make
         # The learner started on a warning (default: `make`'s). A fresh one may be made to grow
         # faster than the first: it must learn the new concept within a few hundred labels.
         self.make_shadow = make_shadow or make
         self.main = make()
+        # contend: a shadow from the first label, so a learner that grows faster can win the warmup.
         self.shadow: Any = None
         self.fast_alpha = 1 - 0.5 ** (1 / halflife)
         self.slow_alpha = 1 - 0.5 ** (1 / long_halflife)
@@ -61,6 +62,8 @@ class Renewing:
         # renewed: a caller judging the learner by its served predictions should skip that one).
         self.fresh = True
         self._scored: dict[int, tuple[dict[Any, Any], Any]] = {}  # id(record) -> (record, main's prediction)
+        if contend:
+            self.shadow = self.make_shadow()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -34,7 +34,7 @@ def make_classifier(recipe: str = "gradient-boosting", *, random_state: int = 0)
 
 
 ONLINE_LEARNERS = ("hoeffding-tree", "renewing-hoeffding-tree", "eager-hoeffding-tree", "renewing-eager-hoeffding-tree",
-                   "hoeffding-adaptive-tree", "adaptive-random-forest-3",
+                   "contending-eager-hoeffding-tree", "hoeffding-adaptive-tree", "adaptive-random-forest-3",
                    "adaptive-random-forest-5", "bagging-hoeffding-tree-3", "logistic-regression",
                    "gaussian-naive-bayes")
 
@@ -80,7 +80,7 @@ def make_online_learner(seed: int = 0, kind: str = "hoeffding-tree") -> OnlineLe
         from training.online import Renewing
 
         return Renewing(partial(make_online_learner, seed, "hoeffding-tree"))
-    if kind == "renewing-eager-hoeffding-tree":
+    if kind in ("renewing-eager-hoeffding-tree", "contending-eager-hoeffding-tree"):
         # The renewing tree whose fresh trees (started on a warning) grow eagerly while young: the
         # first tree is the plain one (an eager start costs up to 2.5 points on noisy linear streams,
         # learners.md round 6), the ones that must learn a new concept fast are eager.
@@ -89,7 +89,8 @@ def make_online_learner(seed: int = 0, kind: str = "hoeffding-tree") -> OnlineLe
         from training.online import Renewing
 
         return Renewing(partial(make_online_learner, seed, "hoeffding-tree"),
-                        make_shadow=partial(make_online_learner, seed, "eager-hoeffding-tree"))
+                        make_shadow=partial(make_online_learner, seed, "eager-hoeffding-tree"),
+                        contend=kind.startswith("contending"))  # an eager tree contends from the first label
     if kind == "hoeffding-adaptive-tree":
         return tree.HoeffdingAdaptiveTreeClassifier(grace_period=100, seed=seed)
     if kind.startswith("adaptive-random-forest-"):
