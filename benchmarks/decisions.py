@@ -70,6 +70,10 @@ VARIANTS: dict[str, Variant] = {
     # Retrain after 500 labelled rows since a concept drift once the online learner has overtaken the champion.
     "after+early": ({"early_train_rows": 500}, {}),
     "after+early+regrow": ({"early_train_rows": 500, **REGROW}, {}),
+    # The renewing tree whose fresh trees split as ARF's member trees do while young (training.online.Maturing).
+    "after+eager-renewals": ({}, {"online_learner": "renewing-eager-hoeffding-tree"}),
+    # ... and an eager tree contends with the plain one from the first label (McNemar, as a renewal).
+    "after+eager-contend": ({}, {"online_learner": "contending-eager-hoeffding-tree"}),
 }
 
 

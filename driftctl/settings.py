@@ -169,7 +169,9 @@ class ServingSettings(BaseModel):
                                                               "serving switches to it (hysteresis)")
     # The renewing tree recovers from abrupt drift like ARF's background trees at ~1x a tree's cost
     # (benchmarks/results/learners.md, decisions.md).
-    online_learner: Literal["hoeffding-tree", "renewing-hoeffding-tree", "hoeffding-adaptive-tree"] = Field(
+    online_learner: Literal["hoeffding-tree", "renewing-hoeffding-tree", "eager-hoeffding-tree",
+                            "renewing-eager-hoeffding-tree", "contending-eager-hoeffding-tree",
+                            "hoeffding-adaptive-tree"] = Field(
         "renewing-hoeffding-tree", description="the online learner beside the champion (training.recipes)")
     missing_features: Literal["reject", "impute"] = "reject"
     max_message_bytes: int = Field(64 * 1024, ge=64)

@@ -96,3 +96,38 @@ def test_the_serving_rule_starts_a_renewed_learner_from_its_own_accuracy():
     assert rule.recent["online"] < 0.01
     rule.on_online(0.95)
     assert rule.serving == "online"
+
+
+def test_an_eager_young_tree_splits_sooner_then_matures():
+    """`Maturing` (the eager tree): ARF's member-tree split settings for its first labels, then the
+    plain tree's; it keeps them across a checkpoint."""
+    rng = random.Random(4)
+    data = list(stream(1500, first, rng))
+    eager, plain = make_online_learner(0, "eager-hoeffding-tree"), make_online_learner(0, "hoeffding-tree")
+    prequential(eager, data[:75]), prequential(plain, data[:75])
+    assert eager.tree.n_nodes > plain.n_nodes == 1  # split at 50 labels; the plain tree tries first at 100
+    assert (eager.tree.grace_period, eager.tree.delta) == (50, 0.01)
+    prequential(eager, data[75:])
+    assert (eager.tree.grace_period, eager.tree.delta) == (plain.grace_period, plain.delta)
+    copy = pickle.loads(pickle.dumps(eager))
+    x = {"a": 0.2, "b": 0.9, "c": 0.6}
+    assert copy.predict_proba_one(x) == eager.predict_proba_one(x) and copy.seen == eager.seen
+
+
+def test_renewing_eager_starts_plain_and_renews_with_an_eager_tree():
+    rng = random.Random(0)
+    data = [*stream(4000, first, rng), *stream(4000, second, rng)]
+    eager = make_online_learner(0, "renewing-eager-hoeffding-tree")
+    plain = make_online_learner(0, "renewing-hoeffding-tree")
+    eager_right, plain_right = prequential(eager, data), prequential(plain, data)
+    assert eager_right[:4000] == plain_right[:4000]  # the same first tree, bit for bit
+    assert eager.renewals >= 1 and type(eager.main).__name__ == "Maturing"
+    assert sum(eager_right[5000:]) / 3000 > 0.85  # (a young eager tree is not always better: 0.86 vs 0.90 here)
+
+
+def test_contending_eager_has_an_eager_shadow_from_the_first_label():
+    learner = make_online_learner(0, "contending-eager-hoeffding-tree")
+    assert type(learner.shadow).__name__ == "Maturing" and learner.renewals == 0
+    rng = random.Random(5)
+    prequential(learner, stream(300, first, rng))
+    assert (learner.renewals, learner.shadow_seen) == (0, 300)  # it learned every label beside the main tree

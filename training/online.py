@@ -41,9 +41,13 @@ class Renewing:
 
     def __init__(self, make: Callable[[], Any], *, halflife: int = 100, long_halflife: int = 1000,
                  warn: float = 0.1, min_seen: int = 100, z: float = 3.0, patience: int = 2000,
-                 cache: int = 4096):
+                 cache: int = 4096, make_shadow: Callable[[], Any] | None = None, contend: bool = False):
         self.make = make
+        # The learner started on a warning (default: `make`'s). A fresh one may be made to grow
+        # faster than the first: it must learn the new concept within a few hundred labels.
+        self.make_shadow = make_shadow or make
         self.main = make()
+        # contend: a shadow from the first label, so a learner that grows faster can win the warmup.
         self.shadow: Any = None
         self.fast_alpha = 1 - 0.5 ** (1 / halflife)
         self.slow_alpha = 1 - 0.5 ** (1 / long_halflife)
@@ -58,6 +62,8 @@ class Renewing:
         # renewed: a caller judging the learner by its served predictions should skip that one).
         self.fresh = True
         self._scored: dict[int, tuple[dict[Any, Any], Any]] = {}  # id(record) -> (record, main's prediction)
+        if contend:
+            self.shadow = self.make_shadow()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -115,6 +121,40 @@ class Renewing:
             if self.shadow_seen >= self.patience:
                 self.shadow = None
         elif self.seen >= self.settle and self.fast < self.slow - self.warn:
-            self.shadow = self.make()
+            self.shadow = self.make_shadow()
             self.shadow_seen = self.shadow_wins = self.main_wins = 0
         self.main.learn_one(x, y)
+
+
+class Maturing:
+    """A Hoeffding tree that grows eagerly while young, then as carefully as before.
+
+    For its first `young` labels the tree splits with ARF's member-tree settings (`grace_period`
+    and `delta`: a split attempt every 50 labels at confidence 0.99), so a fresh tree (the
+    warmup, or a renewal after a change) is a tree within a few hundred labels instead of one
+    leaf's naive Bayes; then it takes the `mature` settings, which keep a grown tree from
+    splitting on noise (always eager costs 1-1.5 points on the noisy linear streams).
+    """
+
+    def __init__(self, tree: Any, *, young: int = 1000, grace_period: int = 50, delta: float = 0.01):
+        self.tree = tree
+        self.mature = (tree.grace_period, tree.delta)
+        self.young = young
+        self.seen = 0
+        tree.grace_period, tree.delta = grace_period, delta
+        self.predict_proba_one = tree.predict_proba_one
+        self.predict_one = tree.predict_one
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("predict_proba_one", "predict_one")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.predict_proba_one = self.tree.predict_proba_one
+        self.predict_one = self.tree.predict_one
+
+    def learn_one(self, x: dict[Any, Any], y: Any) -> None:
+        self.tree.learn_one(x, y)
+        self.seen += 1
+        if self.seen == self.young:
+            self.tree.grace_period, self.tree.delta = self.mature

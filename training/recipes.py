@@ -33,7 +33,8 @@ def make_classifier(recipe: str = "gradient-boosting", *, random_state: int = 0)
     return Pipeline([("features", features), ("model", model)])
 
 
-ONLINE_LEARNERS = ("hoeffding-tree", "renewing-hoeffding-tree", "hoeffding-adaptive-tree", "adaptive-random-forest-3",
+ONLINE_LEARNERS = ("hoeffding-tree", "renewing-hoeffding-tree", "eager-hoeffding-tree", "renewing-eager-hoeffding-tree",
+                   "contending-eager-hoeffding-tree", "hoeffding-adaptive-tree", "adaptive-random-forest-3",
                    "adaptive-random-forest-5", "bagging-hoeffding-tree-3", "logistic-regression",
                    "gaussian-naive-bayes")
 
@@ -64,6 +65,14 @@ def make_online_learner(seed: int = 0, kind: str = "hoeffding-tree") -> OnlineLe
 
         fast: OnlineLearner = HoeffdingTree(grace_period=100)
         return fast
+    if kind == "eager-hoeffding-tree":
+        # The same tree, splitting as ARF's member trees do (river.forest.ARFClassifier's defaults: an
+        # attempt every 50 labels at confidence 0.99, not every 100 at 1 - 1e-7) for its first 1,000
+        # labels, then as the plain tree (training.online.Maturing).
+        from training.hoeffding import HoeffdingTree
+        from training.online import Maturing
+
+        return Maturing(HoeffdingTree(grace_period=100))
     if kind == "renewing-hoeffding-tree":
         # A fresh tree takes over after an abrupt change (training.online.Renewing).
         from functools import partial
@@ -71,6 +80,17 @@ def make_online_learner(seed: int = 0, kind: str = "hoeffding-tree") -> OnlineLe
         from training.online import Renewing
 
         return Renewing(partial(make_online_learner, seed, "hoeffding-tree"))
+    if kind in ("renewing-eager-hoeffding-tree", "contending-eager-hoeffding-tree"):
+        # The renewing tree whose fresh trees (started on a warning) grow eagerly while young: the
+        # first tree is the plain one (an eager start costs up to 2.5 points on noisy linear streams,
+        # learners.md round 6), the ones that must learn a new concept fast are eager.
+        from functools import partial
+
+        from training.online import Renewing
+
+        return Renewing(partial(make_online_learner, seed, "hoeffding-tree"),
+                        make_shadow=partial(make_online_learner, seed, "eager-hoeffding-tree"),
+                        contend=kind.startswith("contending"))  # an eager tree contends from the first label
     if kind == "hoeffding-adaptive-tree":
         return tree.HoeffdingAdaptiveTreeClassifier(grace_period=100, seed=seed)
     if kind.startswith("adaptive-random-forest-"):
