@@ -31,7 +31,7 @@ from driftctl.messages import (
 )
 from driftctl.settings import Settings
 from driftctl.stores.heartbeats import Heartbeat
-from driftctl.stores.ledger import Ledger
+from driftctl.stores.ledger import Backlog, Ledger
 from serving.codec import InvalidRecord, check_features, decode_label, decode_prediction, decode_telemetry
 from serving.deadletter import dead_letter, reason_of
 from serving.incidents import IncidentLog
@@ -68,8 +68,13 @@ class Monitor:
         self.settings = settings
         self.bootstrap = bootstrap
         self.registry = registry
-        self.ledger = ledger
-        self.incidents = IncidentLog(ledger)  # one drift, one incident: later events folded into it
+        self.ledger = ledger  # champion changes (under the lease) write to it directly
+        # Its own records (events, decisions, windows) wait in order while the database cannot take
+        # them: a locked or full ledger delays them, never the detectors, and loses none.
+        # Tried again 5 s after a failure, the spacing doubling to twice the busy timeout: a database that
+        # keeps failing holds the monitor at most a third of its time.
+        self.records = Backlog(ledger, self._fault, retry=5.0, retry_max=max(5.0, 2 * settings.ledger.busy_timeout))
+        self.incidents = IncidentLog(self.records)  # one drift, one incident: later events folded into it
         self.retrain = retrain
         self.stop = stop
         self.name = name
@@ -139,6 +144,8 @@ class Monitor:
         `estimated_accuracy` of the served predictions, for status and plots."""
         rejected = {"rejected": self.invalid, "last_rejection": self.last_invalid} if self.invalid else {}
         faults = {"faults": self.faults, "last_fault": self.last_fault} if self.faults else {}
+        if self.records.waiting or self.records.dropped:
+            faults |= {"ledger_waiting": self.records.waiting, "ledger_dropped": self.records.dropped}
         return {"index": self.telemetry_seen, "labelled": self.labelled, "busy": self.busy, **rejected, **faults,
                 "join": self.join_vitals(), **self.watch.vitals()}
 
@@ -193,6 +200,7 @@ class Monitor:
                     # The update of the version the alias was followed to: it names what it replaced.
                     self._on_champion(ModelRef(update.name, wanted, update.run_id), update)
                 self._collect_retrain()
+                self.records.flush()  # what waits for the ledger, when a try is due
                 batch = reader.poll(timeout_ms=self.settings.serving.poll_timeout_ms)
                 heartbeat.beat(consumers, records=self.telemetry_seen, extra=self.vitals,
                                dead_letters=self.dead_letters,
@@ -207,6 +215,8 @@ class Monitor:
                     reader.commit("monitor")
         finally:
             self._safely("incidents not flushed to the ledger", self.incidents.flush)
+            if not self.records.flush(now=True):
+                log.error("monitor stops with %d ledger entries not written", self.records.waiting)
             heartbeat.stopped(records=self.telemetry_seen,
                               model_version=self.champion.version if self.champion else None)
             snapshots.close(self)
@@ -538,9 +548,9 @@ class Monitor:
                     "version": watch.version, "previous_version": watch.previous}
         incident = self._champion_incident
         if result.verdict is Verdict.KEEP:
-            self._safely("probation verdict not recorded", self.ledger.append, "decision", reason=result.reason,
-                         model_name=champion.name, model_version=watch.version,
-                         payload={"action": "keep", "probation": evidence, "incident": incident})
+            self.records.append("decision", reason=result.reason, model_name=champion.name,
+                                model_version=watch.version,
+                                payload={"action": "keep", "probation": evidence, "incident": incident})
             return
         log.warning("%s", result.reason)
         self._roll_back({"to": watch.previous, "expect": watch.version, "reason": result.reason,
@@ -565,9 +575,8 @@ class Monitor:
             return
         except Exception as exc:  # recorded; the monitor goes on (an operator can roll back by hand)
             log.error("automatic rollback to version %s failed: %s", decided["to"], exc)
-            self._safely("rollback failure not recorded", self.ledger.append, "failure",
-                         reason=f"automatic rollback to version {decided['to']} failed: {exc}",
-                         model_name=name, model_version=decided["expect"], payload=decided["evidence"])
+            self.records.append("failure", reason=f"automatic rollback to version {decided['to']} failed: {exc}",
+                                model_name=name, model_version=decided["expect"], payload=decided["evidence"])
             return
         self.rollbacks.append(rollback)
 
@@ -575,11 +584,10 @@ class Monitor:
         """Record the exact window of the newest labelled records: what a scheduled retrain learns from."""
         start = max(0, self.labelled - self.settings.retrain.scheduled_rows)
         window = self.window(start, self.labelled)
-        # Not written (database locked or full): a scheduled retrain uses the previous one, and the next is due soon.
-        self._safely("training window not recorded", self.ledger.append, "window",
-                     model_name=self.settings.mlflow.model_name,
-                     reason=f"latest {self.labelled - start} labelled records",
-                     payload={"window": window.model_dump(mode="json")})
+        # Waits in order while the database is locked or full (a scheduled retrain uses the previous one meanwhile).
+        self.records.append("window", model_name=self.settings.mlflow.model_name,
+                            reason=f"latest {self.labelled - start} labelled records",
+                            payload={"window": window.model_dump(mode="json")})
 
     def _safely(self, what: str, write: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """A ledger write the monitor can go on without (a fault, logged), never a reason to stop."""

@@ -15,16 +15,17 @@ from sqlalchemy.exc import OperationalError
 CONNECT_TIMEOUT = 10  # seconds (libpq's minimum is 2)
 
 
-def open_engine(url: str) -> Engine:
-    """An engine for `url`: SQLite waits for a writer instead of failing at once and runs in
-    WAL mode, so readers (status, console) never block the stages; other databases are
-    pinged before a pooled connection is reused."""
+def open_engine(url: str, busy_timeout: float = 30.0) -> Engine:
+    """An engine for `url`: SQLite waits up to `busy_timeout` s for a writer (the setting
+    `ledger.busy_timeout`) instead of failing at once and runs in WAL mode, so readers (status,
+    console) never block the stages; other databases are pinged before a pooled connection is
+    reused."""
     options: dict[str, Any] = {"future": True}
     sqlite = url.startswith("sqlite")
     if sqlite:
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        options["connect_args"] = {"timeout": 30}
+        options["connect_args"] = {"timeout": busy_timeout}
     else:
         options["pool_pre_ping"] = True
         if url.startswith(("postgresql", "postgres")):
