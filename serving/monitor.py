@@ -60,6 +60,7 @@ TELEMETRY, LABEL, PREDICTION, EVICTED = 1, 2, 4, 8
 # holds (a step of one partition spans partitions-times as much of the stream), which bounds the
 # overshoot.
 PACE_SKEW_MS, PACE_RECORDS = 0, 2000
+BOOTSTRAP_RETRY = 30.0  # seconds between tries of a bootstrap retrain that failed
 
 
 class Monitor:
@@ -110,6 +111,7 @@ class Monitor:
         self._training_replaces = True  # whether that retrain may replace a champion (False: a bootstrap)
         self._retraining: Future | None = None
         self._retraining_incident: str | None = None
+        self._bootstrap_at = 0.0  # when a failed bootstrap may be tried again
         self._incident_of: dict[str, str | None] = {}  # decision id -> incident, for the probation's row
         self._champion_incident: str | None = None  # the incident whose retrain made the champion
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrain")
@@ -617,12 +619,22 @@ class Monitor:
             self._start_retrain(decision)
 
     def _maybe_bootstrap(self) -> None:
+        """Train the first champion once `warmup` records are labelled. A bootstrap that failed (the
+        flow's server slow to start on a loaded machine, MLflow away) is tried again every
+        BOOTSTRAP_RETRY s on the newest records: with no champion nothing is scored."""
         warmup = self.settings.drift.warmup
-        if self.champion is None and not self.busy and self.labelled >= warmup and not self.outcomes:
-            decision = Decision(action=Action.RETRAIN, window=(0, warmup),
-                                reason=f"bootstrap: no champion yet; training on the first {warmup} labelled records")
-            self.watch.retrain_started()
-            self._act(decision)
+        if self.champion is not None or self.busy or self.labelled < warmup:
+            return
+        if not self.outcomes:
+            window, which = (0, warmup), "first"
+        elif "error" in self.outcomes[-1] and time.monotonic() >= self._bootstrap_at:
+            window, which = (self.labelled - warmup, self.labelled), "newest"
+        else:
+            return
+        decision = Decision(action=Action.RETRAIN, window=window,
+                            reason=f"bootstrap: no champion yet; training on the {which} {warmup} labelled records")
+        self.watch.retrain_started()
+        self._act(decision)
 
     def window(self, start: int, end: int) -> TrainingWindow:
         base = self.labelled - len(self._positions)  # the position of the oldest one kept
@@ -657,6 +669,8 @@ class Monitor:
             log.error("retrain failed, champion unchanged: %s", exc)
             outcome = {"promoted": False, "error": str(exc)}
         self.outcomes.append(outcome)
+        if "error" in outcome and not self._training_replaces:
+            self._bootstrap_at = time.monotonic() + BOOTSTRAP_RETRY
         if self._retraining_incident is not None:  # what the incident folded while it trained, before its outcome
             self._safely("incident not flushed to the ledger", self.incidents.flush, self._retraining_incident)
         # The cooldown counts from the window's end, not from now (a worker may take long to

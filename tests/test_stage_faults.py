@@ -30,6 +30,7 @@ from driftctl.stores.heartbeats import HealthStore
 from driftctl.stores.ledger import Ledger
 from serving.kafka_io import read_topic
 from serving.monitor import Monitor
+from serving.promotion import lease_name
 from serving.scorer import Scorer
 from tests.streams import produce, readings, trigger, window
 from tests.waiting import wait_for
@@ -51,8 +52,8 @@ class Stages:
         self.settings, self.bootstrap = settings, bootstrap
         self.stop = threading.Event()
         self.scorer = Scorer(settings, bootstrap, Registry.from_settings(settings), self.stop,
-                             ledger=Ledger(settings.ledger_url))
-        self.monitor = Monitor(settings, bootstrap, Registry.from_settings(settings), Ledger(settings.ledger_url),
+                             ledger=Ledger.from_settings(settings))
+        self.monitor = Monitor(settings, bootstrap, Registry.from_settings(settings), Ledger.from_settings(settings),
                                no_retrain, self.stop)
         self.threads = [threading.Thread(target=self.scorer.run, name="scorer", daemon=True),
                         threading.Thread(target=self.monitor.run, name="monitor", daemon=True)]
@@ -200,6 +201,91 @@ def test_the_ledgers_database_locked(champion_v1, tmp_path, broker, monkeypatch)
     assert any(b.extra.get("faults", 0) >= 1 and "locked" in b.extra["last_fault"] for b in beats)  # status says so
 
 
+# -- the ledger on PostgreSQL, refused then hung ------------------------------------------------------
+
+@pytest.fixture
+def pg_database():
+    """A fresh database on the local PostgreSQL (or a throwaway server: tests/postgres.py), dropped after."""
+    import psycopg
+
+    from tests.postgres import postgres_server
+
+    with postgres_server() as (server, _):
+        name = f"driftctl_faults_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(server, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield server.rsplit("/", 1)[0] + f"/{name}"
+        finally:
+            with psycopg.connect(server, autocommit=True, connect_timeout=5) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def new_windows(ledger: Ledger, before: set[int]) -> list:
+    return sorted((e for e in ledger.entries("window") if e.id not in before), key=lambda e: e.id)
+
+
+def test_the_ledgers_postgresql_refused_then_hung(champion_v1, tmp_path, broker, monkeypatch, pg_database):
+    """The ledger on PostgreSQL, reached through a forwarder that goes away (connections refused),
+    then accepts connections and never answers: the stages score and label on, a retrain fails
+    cleanly under each, and every window the monitor made meanwhile is written, in order, once the
+    database answers again; no restart."""
+    from urllib.parse import urlsplit
+
+    from tests.faultproxy import FaultProxy
+
+    server = urlsplit(pg_database)
+    proxy = FaultProxy(free_port(), (server.hostname or "127.0.0.1", server.port or 5432)).start()
+    url = pg_database.replace(server.netloc.rsplit("@", 1)[-1], f"127.0.0.1:{proxy.port}")
+    # A write waits at most 2 s for a connection (libpq's least) and the monitor tries again every 5 s.
+    settings = start(champion_v1, tmp_path / "home", broker, monkeypatch, DRIFTCTL_LEDGER__URL=url,
+                     DRIFTCTL_LEDGER__BUSY_TIMEOUT="1")
+    ledger = Ledger(pg_database)  # the test's own view, around the forwarder
+    failures: list[BaseException] = []
+    try:
+        with Stages(settings, broker) as stages:
+            assert stages.monitor.ledger.engine.dialect.name == "postgresql"
+            before = {e.id for e in ledger.entries("window")}
+            proxy.stop()  # refused
+            refused, rows = stages.stream(500)
+            failures.append(retrain_under_fault(settings, broker, rows))
+            stages.wait(lambda: stages.scorer.scored >= 500 and stages.monitor.labelled >= 500
+                        and stages.monitor.records.waiting >= 2, 60)
+            proxy.start()  # back, but it never answers
+            proxy.hang()
+            hung, _ = stages.stream(500)
+            failures.append(retrain_under_fault(settings, broker, rows))
+            stages.wait(lambda: stages.scorer.scored >= 1_000 and stages.monitor.labelled >= 1_000
+                        and stages.monitor.records.waiting >= 4, 60)
+            waited = stages.monitor.records.waiting
+            # A write waits for a connection that never completes at most the busy timeout (2 s here).
+            stages.wait(lambda: "timeout" in (stages.monitor.last_fault or ""), 30)
+            assert not new_windows(ledger, before)  # nothing got through meanwhile
+            proxy.unhang()  # answering again
+            back = time.time()
+            after, _ = stages.stream(250)
+            stages.wait(lambda: stages.monitor.labelled >= 1_250 and stages.scorer.scored >= 1_250
+                        and not stages.monitor.records.waiting, 60)
+            stages.wait(lambda: beats_since(settings, back, "monitor"), 30)
+            predictions = stages.predictions(refused + hung + after)
+            assert stages.alive()
+    finally:
+        proxy.stop()
+    print(f"\nPostgreSQL refused then hung: {waited} windows waited; retrains failed with "
+          f"{[type(f).__name__ for f in failures]}; {stages.state()}")
+    assert set().union(*predictions.values()) == {1}  # every record scored (0 lost), by the champion
+    assert stages.monitor.invalid == 0 and stages.scorer.faults == 0
+    assert "refused" in str(failures[0]) and "timeout" in str(failures[1]), failures
+    windows = new_windows(ledger, before)  # nothing lost, in order, dated when made
+    assert [e.payload["window"]["positions"][1] for e in windows] == [250, 500, 750, 1_000, 1_250]
+    assert [e.at for e in windows] == sorted(e.at for e in windows) and windows[waited - 1].at < back
+    assert stages.monitor.records.dropped == 0 and stages.monitor.faults >= 2
+    assert Registry.from_settings(settings).champion().version == 1
+    assert not ledger.entries("promotion") and not ledger.entries("intent")  # neither flow moved anything
+    assert not ledger.holder(lease_name(settings.mlflow.model_name))  # no lease left behind
+    ledger.close()
+
+
 # -- disk full on the home -------------------------------------------------------------------------
 
 @pytest.fixture
@@ -242,15 +328,32 @@ def test_disk_full_on_the_home(champion_v1, small_disk, broker, monkeypatch):
         stages.wait(lambda: stages.scorer.audit_gaps > 0 and stages.monitor.faults > 0, 30)
         failure = retrain_under_fault(settings, broker, rows)
         assert stages.serving() == (1, 1)
-        gaps = stages.scorer.audit_gaps
         filler.unlink()  # space again
+        # A retrain that gets its lease, trains, and finds the disk full while it writes its MLflow
+        # artifacts (filled just before the model's): it fails, and nothing moves.
+        import mlflow.sklearn
+
+        log_model = mlflow.sklearn.log_model
+
+        def filling(*args, **kwargs):
+            fill(small_disk)
+            return log_model(*args, **kwargs)
+
+        monkeypatch.setattr(mlflow.sklearn, "log_model", filling)
+        mid_write = retrain_under_fault(settings, broker, rows)
+        monkeypatch.setattr(mlflow.sklearn, "log_model", log_model)
+        assert filler.exists()  # the flow reached its artifacts
+        assert stages.serving() == (1, 1)
+        filler.unlink()
+        gaps = stages.scorer.audit_gaps
         freed = time.time()
         more, _ = stages.stream(500)
         stages.wait(lambda: stages.scorer.scored >= 1_500 and stages.monitor.labelled >= 1_500, 90)
         stages.wait(lambda: beats_since(settings, freed, "scorer") and beats_since(settings, freed, "monitor"), 30)
         predictions = stages.predictions(batch + more)
         assert stages.alive()
-    print(f"\ndisk full: the retrain failed with {type(failure).__name__}: {str(failure)[:200]}; {stages.state()}")
+    print(f"\ndisk full: the retrain failed with {type(failure).__name__}: {str(failure)[:200]}; filled while it "
+          f"wrote its artifacts: {type(mid_write).__name__}: {str(mid_write)[:200]}; {stages.state()}")
     assert set().union(*predictions.values()) == {1}  # every record scored (0 lost), by the champion
     assert stages.monitor.invalid == 0
     assert stages.scorer.audit_gaps == gaps  # the audit is written again once there is space
@@ -259,6 +362,7 @@ def test_disk_full_on_the_home(champion_v1, small_disk, broker, monkeypatch):
     assert any(word in stages.monitor.last_fault for word in full), stages.monitor.last_fault
     ledger = Ledger(settings.ledger_url)
     assert [e.model_version for e in ledger.entries("promotion")] == [1]
+    assert not ledger.open_intents(settings.mlflow.model_name)  # alias and ledger agree: v1, nothing half done
     assert Registry.from_settings(settings).champion().version == 1
     windows = [e for e in ledger.entries("window") if e.at > freed]
     assert windows  # the monitor writes its windows again
