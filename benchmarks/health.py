@@ -33,7 +33,7 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="driftctl-bench-health-"))
     settings = Settings(home=home)
     home.mkdir(parents=True, exist_ok=True)
-    store = HealthStore(settings.ledger_url)
+    store = HealthStore.from_settings(settings)
 
     writes = []
     heart = Heartbeat(store, "scorer", interval=0.0, instance="bench")

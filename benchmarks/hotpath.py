@@ -170,7 +170,7 @@ def run(n_records: int, batch_size: int, repeats: int, profile: str | None) -> d
                     merged.append(predictions[t - 51])
         merged.extend(predictions[max(t - 50, 0):])
         from driftctl.stores.ledger import Ledger
-        ledger = Ledger(settings.ledger_url)
+        ledger = Ledger.from_settings(settings)
         monitor = Monitor(settings, "unused:9092", None, ledger,  # type: ignore[arg-type]  # no registry
                           lambda w, t: {}, threading.Event())
         monitor.champion = loaded.ref

@@ -112,7 +112,7 @@ def monitor_process(settings_json: str, bootstrap: str, shared: Any, stop: Any) 
     from training.registry import Registry
 
     halt = threading.Event()
-    monitor = Monitor(settings, bootstrap, Registry.from_settings(settings), Ledger(settings.ledger_url),
+    monitor = Monitor(settings, bootstrap, Registry.from_settings(settings), Ledger.from_settings(settings),
                       make_retrain(settings), halt)
     stage = threading.Thread(target=monitor.run, name="monitor", daemon=True)
     stage.start()

@@ -98,6 +98,10 @@ class RetrainSettings(BaseModel):
 class LedgerSettings(BaseModel):
     # Empty: sqlite:///<home>/ledger.db. Any SQLAlchemy URL works (postgresql://...).
     url: str = ""
+    busy_timeout: float = Field(30.0, gt=0, description="seconds a write waits for the database before it fails: "
+                                                         "SQLite, for another writer's lock; PostgreSQL, for a "
+                                                         "connection (2 to 10 s). The monitor keeps what failed "
+                                                         "and writes it later, in order")
 
 
 class StreamSettings(BaseModel):

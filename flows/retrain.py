@@ -219,7 +219,7 @@ def run_retrain(window: TrainingWindow, trigger: RetrainTrigger, settings: Setti
     try:
         check_cluster(window, settings)
     except ForeignCluster as exc:
-        ledger = Ledger(settings.ledger_url)
+        ledger = Ledger.from_settings(settings)
         try:
             ledger.append("failure", reason=f"retrain refused, champion unchanged: {exc}",
                           model_name=settings.mlflow.model_name, event_id=trigger.first_event,
@@ -231,7 +231,7 @@ def run_retrain(window: TrainingWindow, trigger: RetrainTrigger, settings: Setti
     logger = run_logger()
     decision_id = trigger.decision_id
     registry = Registry.from_settings(settings)
-    ledger = Ledger(settings.ledger_url)
+    ledger = Ledger.from_settings(settings)
     lease = Lease(ledger, registry.model_name, f"{decision_id}/{flow_run.get_id() or uuid.uuid4().hex}",
                   settings.retrain.lease_seconds)
     try:
@@ -327,7 +327,7 @@ def scheduled_retrain(reason: str = "scheduled retrain: a model's value has a ha
     """
     settings = Settings()
     run_logger().info("scheduled retrain: %s", reason)
-    ledger = Ledger(settings.ledger_url)
+    ledger = Ledger.from_settings(settings)
     model_name = settings.mlflow.model_name
     try:
         checkpoint = ledger.latest("window", model_name=model_name)

@@ -89,7 +89,7 @@ class DeploymentRetrain:
         emit_drift_detected(self.settings, window, trigger)
         self._last_emit = time.monotonic()
         deadline = time.monotonic() + self.settings.prefect.outcome_timeout
-        ledger = Ledger(self.settings.ledger_url)
+        ledger = Ledger.from_settings(self.settings)
         try:
             while time.monotonic() < deadline:
                 entry = ledger.outcome(decision_id)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from driftctl.messages import Action, Decision, DriftEvent
-from driftctl.stores.ledger import Ledger
+from driftctl.stores.ledger import Backlog, Ledger
 
 MAX_EVIDENCE = 100  # events per incident_update row; a storm is written in several rows
 KEEP = 64  # incidents remembered (an older one's late event opens a fresh row, which says so)
@@ -46,7 +46,8 @@ class _Incident:
 class IncidentLog:
     """The monitor's writer of drift events and decisions, one incident per drift."""
 
-    def __init__(self, ledger: Ledger, *, flush_seconds: float = 30.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, ledger: Ledger | Backlog, *, flush_seconds: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic):
         self.ledger = ledger
         self.flush_seconds = flush_seconds
         self.clock = clock

@@ -31,7 +31,7 @@ from driftctl.messages import (
 )
 from driftctl.settings import Settings
 from driftctl.stores.heartbeats import Heartbeat
-from driftctl.stores.ledger import Ledger
+from driftctl.stores.ledger import Backlog, Ledger
 from serving.codec import InvalidRecord, check_features, decode_label, decode_prediction, decode_telemetry
 from serving.deadletter import dead_letter, reason_of
 from serving.incidents import IncidentLog
@@ -60,6 +60,7 @@ TELEMETRY, LABEL, PREDICTION, EVICTED = 1, 2, 4, 8
 # holds (a step of one partition spans partitions-times as much of the stream), which bounds the
 # overshoot.
 PACE_SKEW_MS, PACE_RECORDS = 0, 2000
+BOOTSTRAP_RETRY = 30.0  # seconds between tries of a bootstrap retrain that failed
 
 
 class Monitor:
@@ -68,8 +69,13 @@ class Monitor:
         self.settings = settings
         self.bootstrap = bootstrap
         self.registry = registry
-        self.ledger = ledger
-        self.incidents = IncidentLog(ledger)  # one drift, one incident: later events folded into it
+        self.ledger = ledger  # champion changes (under the lease) write to it directly
+        # Its own records (events, decisions, windows) wait in order while the database cannot take
+        # them: a locked or full ledger delays them, never the detectors, and loses none.
+        # Tried again 5 s after a failure, the spacing doubling to twice the busy timeout: a database that
+        # keeps failing holds the monitor at most a third of its time.
+        self.records = Backlog(ledger, self._fault, retry=5.0, retry_max=max(5.0, 2 * settings.ledger.busy_timeout))
+        self.incidents = IncidentLog(self.records)  # one drift, one incident: later events folded into it
         self.retrain = retrain
         self.stop = stop
         self.name = name
@@ -105,6 +111,7 @@ class Monitor:
         self._training_replaces = True  # whether that retrain may replace a champion (False: a bootstrap)
         self._retraining: Future | None = None
         self._retraining_incident: str | None = None
+        self._bootstrap_at = 0.0  # when a failed bootstrap may be tried again
         self._incident_of: dict[str, str | None] = {}  # decision id -> incident, for the probation's row
         self._champion_incident: str | None = None  # the incident whose retrain made the champion
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrain")
@@ -139,6 +146,8 @@ class Monitor:
         `estimated_accuracy` of the served predictions, for status and plots."""
         rejected = {"rejected": self.invalid, "last_rejection": self.last_invalid} if self.invalid else {}
         faults = {"faults": self.faults, "last_fault": self.last_fault} if self.faults else {}
+        if self.records.waiting or self.records.dropped:
+            faults |= {"ledger_waiting": self.records.waiting, "ledger_dropped": self.records.dropped}
         return {"index": self.telemetry_seen, "labelled": self.labelled, "busy": self.busy, **rejected, **faults,
                 "join": self.join_vitals(), **self.watch.vitals()}
 
@@ -193,6 +202,7 @@ class Monitor:
                     # The update of the version the alias was followed to: it names what it replaced.
                     self._on_champion(ModelRef(update.name, wanted, update.run_id), update)
                 self._collect_retrain()
+                self.records.flush()  # what waits for the ledger, when a try is due
                 batch = reader.poll(timeout_ms=self.settings.serving.poll_timeout_ms)
                 heartbeat.beat(consumers, records=self.telemetry_seen, extra=self.vitals,
                                dead_letters=self.dead_letters,
@@ -207,6 +217,8 @@ class Monitor:
                     reader.commit("monitor")
         finally:
             self._safely("incidents not flushed to the ledger", self.incidents.flush)
+            if not self.records.flush(now=True):
+                log.error("monitor stops with %d ledger entries not written", self.records.waiting)
             heartbeat.stopped(records=self.telemetry_seen,
                               model_version=self.champion.version if self.champion else None)
             snapshots.close(self)
@@ -538,9 +550,9 @@ class Monitor:
                     "version": watch.version, "previous_version": watch.previous}
         incident = self._champion_incident
         if result.verdict is Verdict.KEEP:
-            self._safely("probation verdict not recorded", self.ledger.append, "decision", reason=result.reason,
-                         model_name=champion.name, model_version=watch.version,
-                         payload={"action": "keep", "probation": evidence, "incident": incident})
+            self.records.append("decision", reason=result.reason, model_name=champion.name,
+                                model_version=watch.version,
+                                payload={"action": "keep", "probation": evidence, "incident": incident})
             return
         log.warning("%s", result.reason)
         self._roll_back({"to": watch.previous, "expect": watch.version, "reason": result.reason,
@@ -565,9 +577,8 @@ class Monitor:
             return
         except Exception as exc:  # recorded; the monitor goes on (an operator can roll back by hand)
             log.error("automatic rollback to version %s failed: %s", decided["to"], exc)
-            self._safely("rollback failure not recorded", self.ledger.append, "failure",
-                         reason=f"automatic rollback to version {decided['to']} failed: {exc}",
-                         model_name=name, model_version=decided["expect"], payload=decided["evidence"])
+            self.records.append("failure", reason=f"automatic rollback to version {decided['to']} failed: {exc}",
+                                model_name=name, model_version=decided["expect"], payload=decided["evidence"])
             return
         self.rollbacks.append(rollback)
 
@@ -575,11 +586,10 @@ class Monitor:
         """Record the exact window of the newest labelled records: what a scheduled retrain learns from."""
         start = max(0, self.labelled - self.settings.retrain.scheduled_rows)
         window = self.window(start, self.labelled)
-        # Not written (database locked or full): a scheduled retrain uses the previous one, and the next is due soon.
-        self._safely("training window not recorded", self.ledger.append, "window",
-                     model_name=self.settings.mlflow.model_name,
-                     reason=f"latest {self.labelled - start} labelled records",
-                     payload={"window": window.model_dump(mode="json")})
+        # Waits in order while the database is locked or full (a scheduled retrain uses the previous one meanwhile).
+        self.records.append("window", model_name=self.settings.mlflow.model_name,
+                            reason=f"latest {self.labelled - start} labelled records",
+                            payload={"window": window.model_dump(mode="json")})
 
     def _safely(self, what: str, write: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """A ledger write the monitor can go on without (a fault, logged), never a reason to stop."""
@@ -609,12 +619,22 @@ class Monitor:
             self._start_retrain(decision)
 
     def _maybe_bootstrap(self) -> None:
+        """Train the first champion once `warmup` records are labelled. A bootstrap that failed (the
+        flow's server slow to start on a loaded machine, MLflow away) is tried again every
+        BOOTSTRAP_RETRY s on the newest records: with no champion nothing is scored."""
         warmup = self.settings.drift.warmup
-        if self.champion is None and not self.busy and self.labelled >= warmup and not self.outcomes:
-            decision = Decision(action=Action.RETRAIN, window=(0, warmup),
-                                reason=f"bootstrap: no champion yet; training on the first {warmup} labelled records")
-            self.watch.retrain_started()
-            self._act(decision)
+        if self.champion is not None or self.busy or self.labelled < warmup:
+            return
+        if not self.outcomes:
+            window, which = (0, warmup), "first"
+        elif "error" in self.outcomes[-1] and time.monotonic() >= self._bootstrap_at:
+            window, which = (self.labelled - warmup, self.labelled), "newest"
+        else:
+            return
+        decision = Decision(action=Action.RETRAIN, window=window,
+                            reason=f"bootstrap: no champion yet; training on the {which} {warmup} labelled records")
+        self.watch.retrain_started()
+        self._act(decision)
 
     def window(self, start: int, end: int) -> TrainingWindow:
         base = self.labelled - len(self._positions)  # the position of the oldest one kept
@@ -649,6 +669,8 @@ class Monitor:
             log.error("retrain failed, champion unchanged: %s", exc)
             outcome = {"promoted": False, "error": str(exc)}
         self.outcomes.append(outcome)
+        if "error" in outcome and not self._training_replaces:
+            self._bootstrap_at = time.monotonic() + BOOTSTRAP_RETRY
         if self._retraining_incident is not None:  # what the incident folded while it trained, before its outcome
             self._safely("incident not flushed to the ledger", self.incidents.flush, self._retraining_incident)
         # The cooldown counts from the window's end, not from now (a worker may take long to

@@ -61,7 +61,7 @@ def roll_back(settings: Settings, *, to: int | None = None, reason: str | None =
     time the lease is held (a newer promotion), nothing moves (`RollbackSuperseded`)."""
     registry = registry or Registry.from_settings(settings)
     own_ledger = ledger is None
-    ledger = ledger or Ledger(settings.ledger_url)
+    ledger = ledger or Ledger.from_settings(settings)
     bootstrap = bootstrap or settings.kafka.bootstrap_servers or None
     # The same lease as retrains: a rollback never interleaves with a promotion.
     lease = Lease(ledger, registry.model_name, f"rollback/{uuid.uuid4().hex}", settings.retrain.lease_seconds)

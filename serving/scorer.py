@@ -213,7 +213,7 @@ class Scorer:
             if self.ledger is None:
                 from driftctl.stores.ledger import Ledger
 
-                self.ledger = Ledger(self.settings.ledger_url)
+                self.ledger = Ledger.from_settings(self.settings)
             self.ledger.append("failure", reason=reason, model_name=self.registry.model_name, model_version=version)
         except Exception as exc:  # the failure is in the log; the scorer goes on
             log.error("scorer %s: a failure not recorded in the ledger (%s): %s", self.instance, exc, reason)

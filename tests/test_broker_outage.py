@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 import orjson
 import pytest
@@ -20,18 +19,12 @@ from serving.scorer import Scorer
 from tests.faultproxy import FaultProxy
 from tests.streams import produce, readings
 from tests.test_trust import fitted, register
+from tests.waiting import wait_for
 from training.registry import Registry
 
 pytestmark = pytest.mark.integration
 
 RECORDS = 6_000
-
-
-def wait_for(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what() if callable(what) else what}"
-        time.sleep(0.1)
 
 
 def test_the_broker_going_away_mid_batch_loses_no_record(home, caplog):

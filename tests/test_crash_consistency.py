@@ -27,6 +27,7 @@ from serving.scorer import Scorer
 from tests.crash_child import promote_v2
 from tests.homes import clone_home
 from tests.test_trust import fitted, register
+from tests.waiting import wait_for
 from training.registry import Registry
 
 pytestmark = pytest.mark.integration
@@ -61,13 +62,6 @@ def template(tmp_path_factory):
 def broker():
     with EmbeddedBroker() as running:
         yield running.bootstrap_servers
-
-
-def wait_for(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what() if callable(what) else what}"
-        time.sleep(0.1)
 
 
 # (kind, step where the process dies) -> the version every part must agree on afterwards.

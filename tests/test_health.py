@@ -178,3 +178,23 @@ def test_status_cli_with_mlflow_and_broker_down_says_unknown(home):
     assert report["health"] == UNKNOWN and report["champion"] is None
     assert report["broker"]["reachable"] is False
     assert [e.split(":")[0] for e in report["errors"]] == ["mlflow", "broker"]
+
+
+def test_a_stage_that_rejects_every_record_is_critical_and_says_why():
+    """A stream whose every record is invalid (a JSON boolean once was) must not look like a quiet
+    one: status (and the console, which shows the same assessment) says so, with the last reason."""
+    now = 2_000.0
+    why = "feature 'x' has type list"
+
+    def rejecting(at, dead):
+        return Beat(at=at, stage="scorer", instance="a", state="running", records=0, rps=0.0, lag=0,
+                    lag_detail={}, group_id="g", dead_letters=dead, model_version=1, bootstrap="127.0.0.1:1",
+                    extra={"last_rejection": why} if dead else {})
+
+    beats = [rejecting(now - 4, 0), rejecting(now - 2, 400), rejecting(now, 900)]
+    result = assess_stage(beats[-1], beats, now=now, rules=RULES, broker_reachable=True)
+    assert result.health == CRITICAL
+    assert result.reason == f"every record invalid: 900 rejected, none accepted; last reason: {why}"
+    some_good = [*beats[:-1], Beat(**{**beats[-1].__dict__, "records": 5})]
+    assert "every record invalid" not in (assess_stage(some_good[-1], some_good, now=now, rules=RULES,
+                                                       broker_reachable=True).reason or "")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-import time
 
 import pandas as pd
 import pytest
@@ -25,6 +24,7 @@ from serving.monitor import Monitor
 from serving.scorer import Scorer
 from serving.synthetic import iot_stream
 from tests.corpus.bad_inputs import LABELS, bad_inputs
+from tests.waiting import wait_for
 from training.datasets import to_frame
 from training.evaluate import Evaluation
 from training.recipes import make_classifier
@@ -53,13 +53,6 @@ def register_champion(registry: Registry) -> int:
         params={}, tags={}, reference_rows=200, training_seconds=0.0, promote=True)
     registry.move_champion(version, "test champion")
     return version
-
-
-def wait_for(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what() if callable(what) else what}"
-        time.sleep(0.2)
 
 
 def test_every_bad_input_is_dead_lettered_and_every_good_record_scored(home):

@@ -72,3 +72,45 @@ def test_a_scorer_at_start_follows_the_alias_not_the_topics_last_message(home):
         thread.join(30)
     assert scorer.current is not None and scorer.current.ref.version == v1
     assert [version for version, _ in scorer.swaps] == [v1]
+
+
+def test_a_held_lease_is_renewed_and_a_lost_one_moves_nothing(home):
+    """The lease outlives its time-to-live while its holder works (renewed by a thread); a holder
+    whose renewals stopped (a process frozen past it) and whose lease was taken over is fenced off:
+    the alias does not move and the intent it wrote is ended by a failure."""
+    from sqlalchemy import select
+
+    from driftctl.stores.ledger import leases
+    from serving.promotion import Change, ChangeFailed, Lease, change_champion
+    from tests.waiting import wait_for
+
+    settings = Settings()
+    configure_environment(settings)
+    registry = Registry.from_settings(settings)
+    model, frame, labels = fitted()
+    v1, v2 = register(registry, model, frame, labels), register(registry, model, frame, labels)
+    registry.move_champion(v1, "first", expected=None)
+    ledger = Ledger(settings.ledger_url)
+
+    def expires() -> float:
+        with ledger.engine.connect() as conn:
+            return conn.execute(select(leases.c.expires_at).where(leases.c.name == lease.name)).scalar_one()
+
+    try:
+        lease = Lease(ledger, registry.model_name, "a-slow-flow", 3.0)
+        assert lease.acquire()
+        first = expires()
+        wait_for(lambda: expires() > first, 30, "a renewal")  # every ttl / 3
+        assert not ledger.acquire(lease.name, "another", 3.0)  # held: renewed, not expired
+        lease._stop.set()  # its renewals stop; it expires and is taken over
+        wait_for(lambda: ledger.acquire(lease.name, "the-next-flow", 60.0), 30, "the lease expiring")
+        update = ModelUpdate(name=registry.model_name, version=v2, run_id=registry.ref(v2).run_id,
+                             previous_version=v1, reason="late")
+        with pytest.raises(ChangeFailed, match="LeaseLost"):
+            change_champion(Change("promotion", update, registry.ref(v1), "late", {}, None), registry=registry,
+                            ledger=ledger, lease=lease, bootstrap=None, kafka=settings.kafka)
+        assert registry.champion().version == v1
+        assert not ledger.open_intents(registry.model_name)
+        assert "LeaseLost" in ledger.entries("failure")[0].reason
+    finally:
+        ledger.close()

@@ -21,6 +21,7 @@ from serving.kafka_io import make_producer, read_topic
 from serving.producer import publish
 from serving.scorer import Scorer
 from serving.synthetic import iot_stream
+from tests.waiting import wait_for
 from training.datasets import to_frame
 from training.evaluate import Evaluation
 from training.recipes import make_classifier
@@ -209,14 +210,6 @@ def scored_by(settings):
         return {}
     finally:
         db.close()
-
-
-def wait_for(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def test_kill_9_and_restart_leaves_nothing_unscored_and_keeps_the_learner(stack):

@@ -30,6 +30,7 @@ from driftctl.stores.heartbeats import HealthStore
 from driftctl.stores.ledger import Ledger
 from serving.kafka_io import read_topic
 from serving.monitor import Monitor
+from serving.promotion import lease_name
 from serving.scorer import Scorer
 from tests.streams import produce, readings, trigger, window
 from tests.waiting import wait_for
@@ -51,8 +52,8 @@ class Stages:
         self.settings, self.bootstrap = settings, bootstrap
         self.stop = threading.Event()
         self.scorer = Scorer(settings, bootstrap, Registry.from_settings(settings), self.stop,
-                             ledger=Ledger(settings.ledger_url))
-        self.monitor = Monitor(settings, bootstrap, Registry.from_settings(settings), Ledger(settings.ledger_url),
+                             ledger=Ledger.from_settings(settings))
+        self.monitor = Monitor(settings, bootstrap, Registry.from_settings(settings), Ledger.from_settings(settings),
                                no_retrain, self.stop)
         self.threads = [threading.Thread(target=self.scorer.run, name="scorer", daemon=True),
                         threading.Thread(target=self.monitor.run, name="monitor", daemon=True)]
@@ -149,49 +150,140 @@ def beats_since(settings: Settings, at: float, stage: str) -> list:
 
 def test_the_ledgers_database_locked(champion_v1, tmp_path, broker, monkeypatch):
     """Another process holds the ledger's SQLite database in an exclusive transaction for longer than
-    a writer waits (30 s): heartbeats, windows and the flow's lease cannot be written meanwhile."""
-    settings = start(champion_v1, tmp_path / "home", broker, monkeypatch)
+    a writer waits (`ledger.busy_timeout`: 1 s here, 30 s by default): heartbeats, windows and the
+    flow's lease cannot be written meanwhile. The stages go on; the monitor's windows wait, in order,
+    and every one is written once the database is free."""
+    settings = start(champion_v1, tmp_path / "home", broker, monkeypatch, DRIFTCTL_LEDGER__BUSY_TIMEOUT="1")
     with Stages(settings, broker) as stages:
-        before = len(Ledger(settings.ledger_url).entries("window"))
+        ledger = Ledger(settings.ledger_url)
+        before = {e.id for e in ledger.entries("window")}
         lock = sqlite3.connect(settings.home / "ledger.db", timeout=30, isolation_level=None)  # waits a beat out
         lock.execute("BEGIN EXCLUSIVE")
         locked_at = time.monotonic()
-        held = 40.0
         failed: list[BaseException] = []
-        flow = threading.Thread(target=lambda: failed.append(retrain_under_fault(settings, broker, rows)),
-                                name="retrain", daemon=True)
         try:
             batch, rows = stages.stream(1_000)
+            flow = threading.Thread(target=lambda: failed.append(retrain_under_fault(settings, broker, rows)),
+                                    name="retrain", daemon=True)
             flow.start()
-            # The scorer does not wait for the database: every record is scored while it is locked.
-            stages.wait(lambda: stages.scorer.scored >= 1_000, held - 5)
-            scored_in = time.monotonic() - locked_at
-            stages.wait(lambda: stages.monitor.faults >= 1, held - (time.monotonic() - locked_at))
-            time.sleep(max(0.0, held - (time.monotonic() - locked_at)))
+            flow.join(timeout=90)  # it fails at its lease, under the lock
+            # Every record scored and labelled under the lock; the monitor's 4 windows (one per 250) wait.
+            stages.wait(lambda: stages.scorer.scored >= 1_000 and stages.monitor.labelled >= 1_000
+                        and stages.monitor.records.waiting >= 4, 60)
+            waited = stages.monitor.records.waiting
+            held = time.monotonic() - locked_at
         finally:
             lock.execute("ROLLBACK")
             lock.close()
         released = time.time()
-        flow.join(timeout=60)
         assert failed and "locked" in str(failed[0]), failed
-        stages.wait(lambda: stages.monitor.labelled >= 1_000, 60)
         more, _ = stages.stream(250)
-        stages.wait(lambda: stages.monitor.labelled >= 1_250 and stages.scorer.scored >= 1_250, 60)
+        stages.wait(lambda: stages.monitor.labelled >= 1_250 and stages.scorer.scored >= 1_250
+                    and not stages.monitor.records.waiting, 30)
         stages.wait(lambda: beats_since(settings, released, "scorer") and beats_since(settings, released, "monitor"),
                     30)
         predictions = stages.predictions(batch + more)
         assert stages.alive()
-    print(f"\nledger locked {held:.0f} s: 1,000 records scored {scored_in:.1f} s into it; {stages.state()}")
+    print(f"\nledger locked {held:.0f} s (busy timeout 1 s): {waited} windows waited; {stages.state()}")
     assert set().union(*predictions.values()) == {1}  # every record scored (0 lost), by the champion
     assert stages.monitor.invalid == 0  # the database's fault is not blamed on a record
-    assert "window not recorded" in stages.monitor.last_fault and "locked" in stages.monitor.last_fault
+    assert "window not recorded yet" in stages.monitor.last_fault and "locked" in stages.monitor.last_fault
     assert stages.scorer.faults == 0  # nothing of the scorer's waits on the ledger
-    ledger = Ledger(settings.ledger_url)
-    assert len(ledger.entries("window")) > before  # windows are written again once it is free
+    # Nothing lost, in order: a window per 250 labelled records, those made under the lock dated then.
+    windows = sorted((e for e in ledger.entries("window") if e.id not in before), key=lambda e: e.id)
+    assert [e.payload["window"]["positions"][1] for e in windows] == [250, 500, 750, 1_000, 1_250]
+    assert [e.at for e in windows] == sorted(e.at for e in windows)
+    assert all(e.at < released for e in windows[:waited])
+    assert stages.monitor.records.dropped == 0
     assert Registry.from_settings(settings).champion().version == 1
     assert not ledger.entries("promotion")[1:]  # only v1's, from the template
-    last = [b for b in beats_since(settings, released, "monitor") if b.state == "running"][-1]
-    assert last.extra.get("faults", 0) >= 1 and "locked" in last.extra["last_fault"]  # status can say so
+    beats = [b for b in beats_since(settings, released, "monitor") if b.state == "running"]
+    assert any(b.extra.get("faults", 0) >= 1 and "locked" in b.extra["last_fault"] for b in beats)  # status says so
+
+
+# -- the ledger on PostgreSQL, refused then hung ------------------------------------------------------
+
+@pytest.fixture
+def pg_database():
+    """A fresh database on the local PostgreSQL (or a throwaway server: tests/postgres.py), dropped after."""
+    import psycopg
+
+    from tests.postgres import postgres_server
+
+    with postgres_server() as (server, _):
+        name = f"driftctl_faults_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(server, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield server.rsplit("/", 1)[0] + f"/{name}"
+        finally:
+            with psycopg.connect(server, autocommit=True, connect_timeout=5) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def new_windows(ledger: Ledger, before: set[int]) -> list:
+    return sorted((e for e in ledger.entries("window") if e.id not in before), key=lambda e: e.id)
+
+
+def test_the_ledgers_postgresql_refused_then_hung(champion_v1, tmp_path, broker, monkeypatch, pg_database):
+    """The ledger on PostgreSQL, reached through a forwarder that goes away (connections refused),
+    then accepts connections and never answers: the stages score and label on, a retrain fails
+    cleanly under each, and every window the monitor made meanwhile is written, in order, once the
+    database answers again; no restart."""
+    from urllib.parse import urlsplit
+
+    from tests.faultproxy import FaultProxy
+
+    server = urlsplit(pg_database)
+    proxy = FaultProxy(free_port(), (server.hostname or "127.0.0.1", server.port or 5432)).start()
+    url = pg_database.replace(server.netloc.rsplit("@", 1)[-1], f"127.0.0.1:{proxy.port}")
+    # A write waits at most 2 s for a connection (libpq's least) and the monitor tries again every 5 s.
+    settings = start(champion_v1, tmp_path / "home", broker, monkeypatch, DRIFTCTL_LEDGER__URL=url,
+                     DRIFTCTL_LEDGER__BUSY_TIMEOUT="1")
+    ledger = Ledger(pg_database)  # the test's own view, around the forwarder
+    failures: list[BaseException] = []
+    try:
+        with Stages(settings, broker) as stages:
+            assert stages.monitor.ledger.engine.dialect.name == "postgresql"
+            before = {e.id for e in ledger.entries("window")}
+            proxy.stop()  # refused
+            refused, rows = stages.stream(500)
+            failures.append(retrain_under_fault(settings, broker, rows))
+            stages.wait(lambda: stages.scorer.scored >= 500 and stages.monitor.labelled >= 500
+                        and stages.monitor.records.waiting >= 2, 60)
+            proxy.start()  # back, but it never answers
+            proxy.hang()
+            hung, _ = stages.stream(500)
+            failures.append(retrain_under_fault(settings, broker, rows))
+            stages.wait(lambda: stages.scorer.scored >= 1_000 and stages.monitor.labelled >= 1_000
+                        and stages.monitor.records.waiting >= 4, 60)
+            waited = stages.monitor.records.waiting
+            # A write waits for a connection that never completes at most the busy timeout (2 s here).
+            stages.wait(lambda: "timeout" in (stages.monitor.last_fault or ""), 30)
+            assert not new_windows(ledger, before)  # nothing got through meanwhile
+            proxy.unhang()  # answering again
+            back = time.time()
+            after, _ = stages.stream(250)
+            stages.wait(lambda: stages.monitor.labelled >= 1_250 and stages.scorer.scored >= 1_250
+                        and not stages.monitor.records.waiting, 60)
+            stages.wait(lambda: beats_since(settings, back, "monitor"), 30)
+            predictions = stages.predictions(refused + hung + after)
+            assert stages.alive()
+    finally:
+        proxy.stop()
+    print(f"\nPostgreSQL refused then hung: {waited} windows waited; retrains failed with "
+          f"{[type(f).__name__ for f in failures]}; {stages.state()}")
+    assert set().union(*predictions.values()) == {1}  # every record scored (0 lost), by the champion
+    assert stages.monitor.invalid == 0 and stages.scorer.faults == 0
+    assert "refused" in str(failures[0]) and "timeout" in str(failures[1]), failures
+    windows = new_windows(ledger, before)  # nothing lost, in order, dated when made
+    assert [e.payload["window"]["positions"][1] for e in windows] == [250, 500, 750, 1_000, 1_250]
+    assert [e.at for e in windows] == sorted(e.at for e in windows) and windows[waited - 1].at < back
+    assert stages.monitor.records.dropped == 0 and stages.monitor.faults >= 2
+    assert Registry.from_settings(settings).champion().version == 1
+    assert not ledger.entries("promotion") and not ledger.entries("intent")  # neither flow moved anything
+    assert not ledger.holder(lease_name(settings.mlflow.model_name))  # no lease left behind
+    ledger.close()
 
 
 # -- disk full on the home -------------------------------------------------------------------------
@@ -236,15 +328,32 @@ def test_disk_full_on_the_home(champion_v1, small_disk, broker, monkeypatch):
         stages.wait(lambda: stages.scorer.audit_gaps > 0 and stages.monitor.faults > 0, 30)
         failure = retrain_under_fault(settings, broker, rows)
         assert stages.serving() == (1, 1)
-        gaps = stages.scorer.audit_gaps
         filler.unlink()  # space again
+        # A retrain that gets its lease, trains, and finds the disk full while it writes its MLflow
+        # artifacts (filled just before the model's): it fails, and nothing moves.
+        import mlflow.sklearn
+
+        log_model = mlflow.sklearn.log_model
+
+        def filling(*args, **kwargs):
+            fill(small_disk)
+            return log_model(*args, **kwargs)
+
+        monkeypatch.setattr(mlflow.sklearn, "log_model", filling)
+        mid_write = retrain_under_fault(settings, broker, rows)
+        monkeypatch.setattr(mlflow.sklearn, "log_model", log_model)
+        assert filler.exists()  # the flow reached its artifacts
+        assert stages.serving() == (1, 1)
+        filler.unlink()
+        gaps = stages.scorer.audit_gaps
         freed = time.time()
         more, _ = stages.stream(500)
         stages.wait(lambda: stages.scorer.scored >= 1_500 and stages.monitor.labelled >= 1_500, 90)
         stages.wait(lambda: beats_since(settings, freed, "scorer") and beats_since(settings, freed, "monitor"), 30)
         predictions = stages.predictions(batch + more)
         assert stages.alive()
-    print(f"\ndisk full: the retrain failed with {type(failure).__name__}: {str(failure)[:200]}; {stages.state()}")
+    print(f"\ndisk full: the retrain failed with {type(failure).__name__}: {str(failure)[:200]}; filled while it "
+          f"wrote its artifacts: {type(mid_write).__name__}: {str(mid_write)[:200]}; {stages.state()}")
     assert set().union(*predictions.values()) == {1}  # every record scored (0 lost), by the champion
     assert stages.monitor.invalid == 0
     assert stages.scorer.audit_gaps == gaps  # the audit is written again once there is space
@@ -253,6 +362,7 @@ def test_disk_full_on_the_home(champion_v1, small_disk, broker, monkeypatch):
     assert any(word in stages.monitor.last_fault for word in full), stages.monitor.last_fault
     ledger = Ledger(settings.ledger_url)
     assert [e.model_version for e in ledger.entries("promotion")] == [1]
+    assert not ledger.open_intents(settings.mlflow.model_name)  # alias and ledger agree: v1, nothing half done
     assert Registry.from_settings(settings).champion().version == 1
     windows = [e for e in ledger.entries("window") if e.at > freed]
     assert windows  # the monitor writes its windows again

@@ -22,6 +22,7 @@ from driftctl.runtime.broker import EmbeddedBroker, ensure_topics
 from driftctl.settings import Settings
 from driftctl.stores.heartbeats import HealthStore
 from driftctl.stores.ledger import Ledger
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,13 +69,6 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
-
-
-def wait_for(condition, timeout: float, what) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what() if callable(what) else what}"
-        time.sleep(0.2)
 
 
 def test_monitor_two_scorers_and_producer_started_together_on_a_fresh_home(tmp_path):

@@ -218,7 +218,7 @@ def sustained(settings: Settings, bootstrap: str, rate: float, seconds: float,
     stats, scorer_stop, sent = spawn.Array("q", 4), spawn.Event(), spawn.Value("q", 0)
     scorer = spawn.Process(target=run_scorer_process, name="bench-scorer", daemon=True,
                            args=(settings.model_dump_json(), bootstrap, stats, scorer_stop))
-    ledger = Ledger(settings.ledger_url)
+    ledger = Ledger.from_settings(settings)
     stop = threading.Event()
 
     def no_retrain(window: TrainingWindow, trigger: RetrainTrigger) -> dict:

@@ -367,7 +367,7 @@ def serve(
         console.print(f"metrics on http://127.0.0.1:{port}/metrics", highlight=False)
     stop = _stop_on_signals()
     scorer = Scorer(settings, bootstrap, Registry.from_settings(settings), stop,
-                    ledger=Ledger(settings.ledger_url), metrics=metrics)
+                    ledger=Ledger.from_settings(settings), metrics=metrics)
     console.print(f"scorer {scorer.instance} joining group {settings.kafka.scorer_group} at {bootstrap}",
                   highlight=False)
     scorer.run()
@@ -389,7 +389,7 @@ def monitor(home: Path | None = typer.Option(None, help="State directory (defaul
 
     bootstrap = _external_bootstrap(settings)
     stop = _stop_on_signals()
-    stage = Monitor(settings, bootstrap, Registry.from_settings(settings), Ledger(settings.ledger_url),
+    stage = Monitor(settings, bootstrap, Registry.from_settings(settings), Ledger.from_settings(settings),
                     make_retrain(settings), stop)
     console.print(f"monitor joining group {settings.kafka.monitor_group} at {bootstrap}", highlight=False)
     from serving.scorer import freeze_heap

@@ -78,7 +78,7 @@ def console_state(settings: Settings, now: float | None = None) -> dict[str, Any
 def _series_and_timeline(settings: Settings, now: float) -> tuple[dict[str, list], list[dict[str, Any]]]:
     series: dict[str, list] = {}
     timeline: list[dict[str, Any]] = []
-    store = HealthStore(settings.ledger_url)
+    store = HealthStore.from_settings(settings)
     try:
         for b in store.since(now - SERIES_SECONDS):
             if b.state != "running":
@@ -87,7 +87,7 @@ def _series_and_timeline(settings: Settings, now: float) -> tuple[dict[str, list
             series.setdefault(key, []).append([round(b.at, 2), b.rps, b.lag])
     finally:
         store.close()
-    ledger = Ledger(settings.ledger_url)
+    ledger = Ledger.from_settings(settings)
     try:
         for e in ledger.entries(limit=200):
             if e.kind == "intent":  # a champion change's bookkeeping: its promotion or rollback is shown

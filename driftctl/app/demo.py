@@ -111,7 +111,7 @@ def run_demo(settings: Settings, progress: Callable[[str, int, int], None] | Non
     started = time.monotonic()
     with kafka_stack(settings) as bootstrap:
         registry = Registry.from_settings(settings)
-        ledger = Ledger(settings.ledger_url)
+        ledger = Ledger.from_settings(settings)
         stop = threading.Event()
         monitor = Monitor(settings, bootstrap, registry, ledger, make_retrain(settings), stop)
         monitor_stage = _Stage("monitor", monitor.run)
@@ -280,7 +280,7 @@ def _decision_time(settings: Settings, version: int | None) -> float | None:
     names the decision (the trigger), and the decision's entry its time."""
     if version is None:
         return None
-    ledger = Ledger(settings.ledger_url)
+    ledger = Ledger.from_settings(settings)
     try:
         timeline = ledger.timeline()
     finally:
@@ -310,7 +310,7 @@ class _StackBeats:
     def __init__(self, settings: Settings):
         from driftctl.stores.heartbeats import HealthStore
 
-        self.store = HealthStore(settings.ledger_url)
+        self.store = HealthStore.from_settings(settings)
         self.read_at = 0.0
         self.scorers: list = []
         self.monitor: Beat | None = None
@@ -450,7 +450,7 @@ def run_served_demo(settings: Settings, progress: Callable[[str, int, int], None
 
     events = [DriftEvent.from_json(m.value) for m in read_topic(
         bootstrap, settings.kafka, settings.kafka.topics.drift_events, until=lambda got: False, timeout=10)]
-    ledger = Ledger(settings.ledger_url)
+    ledger = Ledger.from_settings(settings)
     try:
         outcomes = [{"promoted": e.kind == "promotion", "version": e.model_version, "run_id": e.payload.get("run_id"),
                      "kind": (e.payload.get("trigger") or {}).get("kind"), "reason": e.reason}

@@ -18,7 +18,7 @@ from driftctl.stores.ledger import OUTCOMES, Entry, Ledger
 
 
 def ledger_history(settings: Settings, *, limit: int | None = None, include_windows: bool = False) -> dict[str, Any]:
-    ledger = Ledger(settings.ledger_url)
+    ledger = Ledger.from_settings(settings)
     try:
         entries = ledger.timeline(include_windows=include_windows, limit=limit)
         aliases = ledger.alias_history(settings.mlflow.model_name)

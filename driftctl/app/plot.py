@@ -88,12 +88,12 @@ def from_live(settings: Settings) -> Timeline:
     if not settings.ledger.url and not (settings.home / "ledger.db").exists():
         raise PlotError(f"nothing to plot in {settings.home}: no ledger there "
                         "(run `driftctl demo` first, or pass a backtest JSON)")
-    store = HealthStore(settings.ledger_url)
+    store = HealthStore.from_settings(settings)
     try:
         beats = [b for b in store.since(0, stage="monitor") if (b.extra or {}).get("index") is not None]
     finally:
         store.close()
-    ledger = Ledger(settings.ledger_url)
+    ledger = Ledger.from_settings(settings)
     try:
         entries = list(reversed(ledger.entries(limit=10_000)))
     finally:

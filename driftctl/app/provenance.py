@@ -33,7 +33,7 @@ def version_provenance(settings: Settings, version: int | None = None) -> dict[s
                "context": {t.key: t.value for t in d.tags}.get("mlflow.data.context")}
               for d in (run.inputs.dataset_inputs if run.inputs else [])]
     artifacts = [a.path for a in registry.client.list_artifacts(run.info.run_id, "evidence")]
-    ledger = Ledger(settings.ledger_url)
+    ledger = Ledger.from_settings(settings)
     try:
         promotion = ledger.last_promotion(registry.model_name, version)
         served = [h for h in ledger.alias_history(registry.model_name) if h["version"] == version]

@@ -388,7 +388,7 @@ def _stages_beating(settings: Settings, launcher: _Launcher) -> bool:
     from driftctl.stores.heartbeats import HealthStore
 
     pids = {p.name: p.pid for p in launcher.parts}
-    store = HealthStore(settings.ledger_url)
+    store = HealthStore.from_settings(settings)
     try:
         beats = store.latest()
     finally:

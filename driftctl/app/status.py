@@ -159,12 +159,12 @@ def _champion_over_rest(uri: str, name: str, timeout: float) -> Champion | None:
 
 
 def _read_ledger(settings: Settings, now: float) -> tuple[list, list, list[Entry]]:
-    store = HealthStore(settings.ledger_url)
+    store = HealthStore.from_settings(settings)
     try:
         latest, recent = store.latest(), store.since(now - settings.health.lag_window)
     finally:
         store.close()
-    ledger = Ledger(settings.ledger_url)
+    ledger = Ledger.from_settings(settings)
     try:
         entries = ledger.entries(limit=2_000)
     finally:

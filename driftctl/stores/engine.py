@@ -12,25 +12,27 @@ from filelock import FileLock
 from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.exc import OperationalError
 
-CONNECT_TIMEOUT = 10  # seconds (libpq's minimum is 2)
+CONNECT_TIMEOUT = 10  # seconds at most (libpq's minimum is 2)
 
 
-def open_engine(url: str) -> Engine:
-    """An engine for `url`: SQLite waits for a writer instead of failing at once and runs in
-    WAL mode, so readers (status, console) never block the stages; other databases are
-    pinged before a pooled connection is reused."""
+def open_engine(url: str, busy_timeout: float = 30.0) -> Engine:
+    """An engine for `url`: SQLite waits up to `busy_timeout` s for a writer (the setting
+    `ledger.busy_timeout`) instead of failing at once and runs in WAL mode, so readers (status,
+    console) never block the stages; other databases are pinged before a pooled connection is
+    reused, and PostgreSQL's connection set-up waits at most the busy timeout (2–10 s)."""
     options: dict[str, Any] = {"future": True}
     sqlite = url.startswith("sqlite")
     if sqlite:
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        options["connect_args"] = {"timeout": 30}
+        options["connect_args"] = {"timeout": busy_timeout}
     else:
         options["pool_pre_ping"] = True
         if url.startswith(("postgresql", "postgres")):
             # libpq waits for ever on a server that accepts and never answers: bound the whole
-            # connection set-up (the stages retry; status and the console have their own deadline).
-            options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
+            # connection set-up by the busy timeout, within libpq's 2 s and 10 s (the stages retry;
+            # status and the console have their own deadline).
+            options["connect_args"] = {"connect_timeout": max(2, min(CONNECT_TIMEOUT, round(busy_timeout)))}
     engine = create_engine(url, **options)
     if sqlite:
         @event.listens_for(engine, "connect")

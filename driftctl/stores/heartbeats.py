@@ -76,10 +76,14 @@ class Beat:
 class HealthStore:
     """The heartbeat table, in the ledger's database."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, busy_timeout: float = 30.0):
         self.url = url
-        self.engine = open_engine(url)
+        self.engine = open_engine(url, busy_timeout)
         create_tables(self.engine, metadata)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HealthStore:
+        return cls(settings.ledger_url, busy_timeout=settings.ledger.busy_timeout)
 
     def write(self, beat: Beat) -> None:
         row = {k: v for k, v in asdict(beat).items() if k != "id"}
@@ -141,8 +145,10 @@ class Heartbeat:
 
     def __init__(self, store: HealthStore | str | None, stage: str, *, bootstrap: str | None = None,
                  group_id: str | None = None, interval: float = 2.0, retention: float = 86_400.0,
-                 instance: str | None = None, clock: Callable[[], float] = time.time, background: bool = False):
+                 instance: str | None = None, clock: Callable[[], float] = time.time, background: bool = False,
+                 busy_timeout: float = 30.0):
         self.store = store
+        self.busy_timeout = busy_timeout
         self.stage = stage
         self.bootstrap = bootstrap
         self.group_id = group_id
@@ -163,7 +169,8 @@ class Heartbeat:
         interval = settings.health.heartbeat_interval
         store = settings.ledger_url if interval > 0 else None  # opened on the first beat
         return cls(store, stage, bootstrap=bootstrap, group_id=group_id, interval=interval,
-                   retention=settings.health.retention, instance=instance, background=True)
+                   retention=settings.health.retention, instance=instance, background=True,
+                   busy_timeout=settings.ledger.busy_timeout)
 
     def beat(self, consumer: KafkaConsumer | list[KafkaConsumer] | None = None, *, records: int, dead_letters: int = 0,
              model_version: int | None = None, extra: Callable[[], dict] | dict | None = None, state: str = "running",
@@ -200,7 +207,7 @@ class Heartbeat:
     def _write(self, beat: Beat) -> bool:
         try:
             if isinstance(self.store, str):
-                self.store = HealthStore(self.store)
+                self.store = HealthStore(self.store, busy_timeout=self.busy_timeout)
             store = self.store
             if store is None:
                 return False

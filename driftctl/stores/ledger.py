@@ -7,7 +7,10 @@ version served when, and every decision with its reason, promoted or not.
 from __future__ import annotations
 
 import json
+import logging
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +30,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from driftctl.settings import mask_url
+from driftctl.settings import Settings, mask_url
 from driftctl.stores.engine import create_tables, open_engine
+
+log = logging.getLogger(__name__)
 
 metadata = MetaData()
 entries = Table(
@@ -89,9 +94,9 @@ class Entry:
 
 
 class Ledger:
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, busy_timeout: float = 30.0):
         self.url = url
-        self.engine = open_engine(url)
+        self.engine = open_engine(url, busy_timeout)
         try:
             create_tables(self.engine, metadata)  # stages starting together must not race on the schema
         except OperationalError as exc:
@@ -99,14 +104,20 @@ class Ledger:
             where = url.rsplit("@", 1)[-1]
             raise LedgerError(f"cannot open the ledger at {mask_url(where)}: {exc.orig}") from exc
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Ledger:
+        return cls(settings.ledger_url, busy_timeout=settings.ledger.busy_timeout)
+
     def append(self, kind: str, *, reason: str | None = None, model_name: str | None = None,
                model_version: int | None = None, event_id: str | None = None,
-               payload: dict[str, Any] | None = None) -> int:
+               payload: dict[str, Any] | None = None, at: float | None = None) -> int:
+        """Append one entry; `at` (default: now) is when it happened, for a write that had to wait."""
         if kind not in KINDS:
             raise ValueError(f"unknown ledger kind {kind!r}; valid kinds: {', '.join(KINDS)}")
         # Reasons often quote an exception, and a driver's message may quote its URL: masked.
-        row = {"at": time.time(), "kind": kind, "model_name": model_name, "model_version": model_version,
-               "event_id": event_id, "reason": None if reason is None else mask_url(reason),
+        row = {"at": time.time() if at is None else at, "kind": kind, "model_name": model_name,
+               "model_version": model_version, "event_id": event_id,
+               "reason": None if reason is None else mask_url(reason),
                "payload": json.loads(mask_url(json.dumps(payload or {}, default=str)))}
         with self.engine.begin() as conn:
             key = conn.execute(insert(entries).values(**row)).inserted_primary_key
@@ -226,3 +237,56 @@ class Ledger:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+class Backlog:
+    """A stage's ledger appends that wait, in order, while the database cannot take them (locked,
+    full, away): the stage goes on, and they are written oldest first, each with the time it was
+    made, once it can. While entries wait a new one queues behind them and the database is asked
+    again only every `retry` s (doubling to `retry_max`), so a stage waits at most one busy timeout
+    per try, not one per entry. Bounded: past `limit` waiting entries the oldest is dropped, counted.
+    A failed try is handed to `on_fault` (the stage counts and logs it); `append` never raises."""
+
+    def __init__(self, ledger: Ledger, on_fault: Callable[[str, Exception], None], *, limit: int = 10_000,
+                 retry: float = 5.0, retry_max: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self.ledger, self.on_fault, self.limit, self.clock = ledger, on_fault, limit, clock
+        self.retry, self.retry_max, self._spacing, self._next_try = retry, retry_max, retry, 0.0
+        self._waiting: deque[tuple[str, dict[str, Any]]] = deque()
+        self.written = 0
+        self.dropped = 0
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def append(self, kind: str, **fields: Any) -> None:
+        self._waiting.append((kind, {**fields, "at": fields.get("at") or time.time()}))
+        if len(self._waiting) > self.limit:
+            dropped, _ = self._waiting.popleft()
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.error("ledger backlog full (%d): %d entries dropped, the last a %s", self.limit, self.dropped,
+                          dropped)
+        self.flush()
+
+    def flush(self, *, now: bool = False) -> bool:
+        """Write what waits (only when a try is due, or `now`); True when nothing waits."""
+        if self._waiting and (now or self.clock() >= self._next_try):
+            while self._waiting:
+                kind, fields = self._waiting[0]
+                try:
+                    self.ledger.append(kind, **fields)
+                except OperationalError as exc:  # the database (locked, full, away): the entry waits
+                    self._next_try = self.clock() + self._spacing
+                    self._spacing = min(self._spacing * 2, self.retry_max)
+                    self.on_fault(f"{kind} not recorded yet ({len(self._waiting)} waiting)", exc)
+                    return False
+                except Exception as exc:  # the entry itself: retrying would block every later one
+                    self._waiting.popleft()
+                    self.dropped += 1
+                    self.on_fault(f"{kind} not recorded", exc)
+                    continue
+                self._waiting.popleft()
+                self.written += 1
+            self._spacing = self.retry
+        return not self._waiting

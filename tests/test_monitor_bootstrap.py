@@ -1,0 +1,66 @@
+"""A bootstrap retrain that fails (the flow's local server slow to start on a loaded machine) is
+tried again: with no champion nothing is scored, and before it was never asked for again. Fed
+through the monitor's own dispatch; a real ledger on SQLite; the retrain a function."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import wait
+from types import SimpleNamespace
+
+import serving.monitor
+from driftctl.messages import Label
+from driftctl.settings import Settings
+from driftctl.stores.ledger import Ledger
+from serving.codec import encode_label, encode_telemetry
+from serving.monitor import Monitor
+from serving.synthetic import iot_stream
+
+
+def test_a_failed_bootstrap_is_tried_again_on_the_newest_records(tmp_path, monkeypatch):
+    settings = Settings(home=tmp_path)
+    settings.drift.warmup = 200
+    asked: list[tuple[int, int]] = []
+
+    def retrain(window, trigger):
+        asked.append(window.positions)
+        if len(asked) == 1:
+            raise RuntimeError("the local Prefect API server did not answer within 90 s")
+        return {"promoted": True, "version": 1}
+
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    mon = Monitor(settings, "127.0.0.1:1", None, ledger, retrain, threading.Event())  # type: ignore[arg-type]
+    topics = settings.kafka.topics
+
+    def feed(records) -> None:
+        for r in records:
+            value = encode_telemetry(r.record)
+            mon._dispatch(topics.telemetry, SimpleNamespace(partition=0, offset=r.seq, value=value))
+            label = Label(id=r.record["id"], ts=r.record["ts"], label=r.label)
+            mon._dispatch(topics.labels, SimpleNamespace(partition=0, offset=r.seq, value=encode_label(label)))
+
+    def settle() -> None:
+        mon._maybe_bootstrap()
+        if mon._retraining is not None:
+            wait([mon._retraining], timeout=30)
+            mon._collect_retrain()
+
+    stream = list(iot_stream(700, drift_at=10**9))
+    feed(stream[:200])
+    settle()
+    assert asked == [(0, 200)] and "error" in mon.outcomes[-1]
+    feed(stream[200:500])
+    settle()
+    assert len(asked) == 1  # not at once: spaced by BOOTSTRAP_RETRY
+    monkeypatch.setattr(serving.monitor, "BOOTSTRAP_RETRY", 0.0)
+    mon._bootstrap_at = 0.0  # the spacing has passed
+    settle()
+    assert asked == [(0, 200), (300, 500)] and mon.outcomes[-1]["promoted"]
+    feed(stream[500:])
+    settle()
+    assert len(asked) == 2  # promoted: no third bootstrap while the champion is being followed
+    reasons = [e.reason for e in ledger.entries("decision")][::-1]
+    assert reasons == ["bootstrap: no champion yet; training on the first 200 labelled records",
+                       "bootstrap: no champion yet; training on the newest 200 labelled records"]
+    mon.records.flush(now=True)
+    ledger.close()
