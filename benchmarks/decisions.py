@@ -70,6 +70,9 @@ VARIANTS: dict[str, Variant] = {
     # Retrain after 500 labelled rows since a concept drift once the online learner has overtaken the champion.
     "after+early": ({"early_train_rows": 500}, {}),
     "after+early+regrow": ({"early_train_rows": 500, **REGROW}, {}),
+    # A new champion's first labels against its holdout accuracy (the blind spot of the error-rate ADWIN).
+    "after+holdout": ({"holdout_gap": True}, {}),
+    "after+holdout+archive": ({"holdout_gap": True, "archive": True}, {}),
 }
 
 
