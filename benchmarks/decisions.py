@@ -248,7 +248,9 @@ def render(all_rows: list[dict], streams: list[Stream], columns: list[str], args
             "off-by-default idea to them. serve: serve the best of "
             "champion, online learner and blend by recent labelled accuracy; regrow: retrain windows since the "
             "change (from ADWIN's cut), again each time the window doubles while challengers win; archive: "
-            "earlier champions compete 300 labelled records after a concept drift; covariate: a label-free "
+            "earlier champions compete 300 labelled records after a concept drift; holdout: a new champion's "
+            "first 1,000 labels tested against its holdout accuracy (the error-rate ADWIN's blind spot); "
+            "covariate: a label-free "
             "drift keeps the old rows and adds the new; gap: the accuracy-gap detector on; early: retrain 500 "
             "labelled records after a concept drift once the online learner leads the champion on them "
             "(McNemar); all: every idea but early.", "",
