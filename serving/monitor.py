@@ -607,7 +607,7 @@ class Monitor:
         champion on `rows`: a reinstatement to decide when it leads by `archive_margin`."""
         if not rows:
             return None
-        history = self.ledger.alias_history(champion.name)
+        history = self.ledger.alias_history(champion.name)  # oldest first
         archived = list(dict.fromkeys(h["version"] for h in reversed(history) if h["version"] != champion.version))
         labels = [label for _, label in rows]
 
@@ -618,11 +618,11 @@ class Monitor:
                 predictions = loaded.model.predict(frame)
             return sum(p == y for p, y in zip(predictions, labels, strict=True)) / len(labels)
 
-        current = accuracy(champion.version)
-        scores = [(accuracy(v), v) for v in archived[:10]]  # the ten newest, as the backtest keeps
-        if not scores:
+        if not archived:
             return None
-        best, version = max(scores)
+        current = accuracy(champion.version)
+        # The ten newest, as the backtest keeps; on a tie the oldest, as there.
+        best, version = max(((accuracy(v), v) for v in reversed(archived[:10])), key=lambda pair: pair[0])
         if best <= current + self.settings.drift.archive_margin:
             log.info("archive judged on %d labelled records: best version %s %.4f against champion %.4f",
                      len(rows), version, best, current)
