@@ -74,6 +74,9 @@ VARIANTS: dict[str, Variant] = {
     "after+eager-renewals": ({}, {"online_learner": "renewing-eager-hoeffding-tree"}),
     # ... and an eager tree contends with the plain one from the first label (McNemar, as a renewal).
     "after+eager-contend": ({}, {"online_learner": "contending-eager-hoeffding-tree"}),
+    # A new champion's first labels against its holdout accuracy (the blind spot of the error-rate ADWIN).
+    "after+holdout": ({"holdout_gap": True}, {}),
+    "after+holdout+archive": ({"holdout_gap": True, "archive": True}, {}),
 }
 
 
@@ -249,7 +252,9 @@ def render(all_rows: list[dict], streams: list[Stream], columns: list[str], args
             "off-by-default idea to them. serve: serve the best of "
             "champion, online learner and blend by recent labelled accuracy; regrow: retrain windows since the "
             "change (from ADWIN's cut), again each time the window doubles while challengers win; archive: "
-            "earlier champions compete 300 labelled records after a concept drift; covariate: a label-free "
+            "earlier champions compete 300 labelled records after a concept drift; holdout: a new champion's "
+            "first 1,000 labels tested against its holdout accuracy (the error-rate ADWIN's blind spot); "
+            "covariate: a label-free "
             "drift keeps the old rows and adds the new; gap: the accuracy-gap detector on; early: retrain 500 "
             "labelled records after a concept drift once the online learner leads the champion on them "
             "(McNemar); all: every idea but early.", "",

@@ -458,10 +458,11 @@ class Backtest:
                                      holdout_fraction=self.settings.holdout_fraction,
                                      margin=self.settings.promote_margin, random_state=self.seed)
         self._promote(t, challenge.model, version=1, window=(0, self.labelled),
-                      accuracy=challenge.evaluation.challenger_accuracy)
+                      accuracy=challenge.evaluation.challenger_accuracy, rows=challenge.evaluation.holdout_rows)
 
     def _promote(self, t: int, model: Any, *, version: int, window: tuple[int, int],
-                 accuracy: float | None = None) -> None:
+                 accuracy: float | None = None, rows: int | None = None) -> None:
+        """`model` serves from record `t`; `accuracy` on `rows` rows is what it was judged on."""
         if self.champion is not None and self.settings.archive:
             self.archive = [*[a for a in self.archive if a.version != self.champion.version][-9:], self.champion]
         self.champion = _Champion(model, version, list(model.classes_), list(self.features.columns), window)
@@ -472,7 +473,8 @@ class Backtest:
             # The reference is the newest rows the champion was trained on, as the registry stores it.
             start, end = window
             reference = self.records[max(start, end - self.settings.reference_rows):end]
-            self.watch.on_champion({"version": version}, reference, trained_on=window, labelled=self.labelled)
+            self.watch.on_champion({"version": version}, reference, trained_on=window, labelled=self.labelled,
+                                   holdout=(accuracy, rows))
         else:
             self.estimate.reset("champion")
 
@@ -499,7 +501,8 @@ class Backtest:
                                 "challenger_accuracy": best, "champion_accuracy": champion,
                                 "training_seconds": 0.0, "reinstated": True})
         self.decisions.append((t, Decision(action=Action.HOLD, reason=reason)))
-        self._promote(t, archived.model, version=archived.version, window=archived.window, accuracy=best)
+        self._promote(t, archived.model, version=archived.version, window=archived.window, accuracy=best,
+                      rows=end - start)
         self.watch.reinstated(labelled=self.labelled)
 
     def _next_version(self) -> int:
@@ -555,7 +558,7 @@ class Backtest:
                                         "champion_accuracy": evaluation.champion_accuracy,
                                         "training_seconds": round(challenge.seconds, 4)})
                 self._promote(t, challenge.model, version=version, window=(start, end),
-                              accuracy=evaluation.challenger_accuracy)
+                              accuracy=evaluation.challenger_accuracy, rows=evaluation.holdout_rows)
         self.decisions.append((t, Decision(action=Action.HOLD, reason=f"retrain finished: {outcome['reason']}",
                                            event_ids=decision.event_ids, window=decision.window)))
         if self.watch is not None:

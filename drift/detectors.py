@@ -563,6 +563,79 @@ class AccuracyGapDetector(DriftDetector[tuple[bool, bool]]):
             self._c += sign
 
 
+class HoldoutGapDetector(DriftDetector[bool]):
+    """The champion's live accuracy falls short of its holdout accuracy: a change between its
+    training window and its first labels, which the error-rate ADWIN cannot see (its baseline
+    is the champion's live errors, already of the new concept).
+
+    `start(accuracy, rows)` arms it for a new champion (its holdout accuracy on `rows` rows).
+    Over its first `horizon` labels it tests every `every` labels whether the live accuracy
+    is below the holdout's by at least `min_gap`, one-sided two-sample z test on both
+    proportions (the holdout is a sample too) at level `alpha`; it fires at most once per
+    champion. After the horizon ADWIN has a live baseline and the accuracy-gap detector runs.
+
+    >>> import random
+    >>> rng = random.Random(3)
+    >>> detector = HoldoutGapDetector(alpha=1e-5, min_gap=0.05)
+    >>> detector.start(0.93, 600)
+    >>> fired = [i for i in range(1000) if detector.update(rng.random() < 0.65).drift_detected]
+    >>> fired
+    [99]
+    >>> detector.start(0.93, 600)
+    >>> [i for i in range(1000) if detector.update(rng.random() < 0.92).drift_detected]
+    []
+    """
+
+    name = "holdout-gap"
+    kind = "concept"
+
+    def __init__(self, alpha: float = 1e-5, min_gap: float = 0.05, every: int = 50, horizon: int = 1000):
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+        if not 1 <= every <= horizon:
+            raise ValueError(f"every must be between 1 and horizon, got {every!r}")
+        self.alpha, self.min_gap, self.every, self.horizon = alpha, min_gap, every, horizon
+        self.z = float(stats.norm.isf(alpha))
+        self._reset()
+
+    def _reset(self) -> None:
+        super()._reset()
+        self.holdout: tuple[float, int] | None = None
+        self.right = 0
+
+    def start(self, accuracy: float | None, rows: int | None) -> None:
+        """A new champion serves, with this holdout accuracy on `rows` rows (None: unknown, silent)."""
+        self._reset()
+        if accuracy is not None and rows:
+            self.holdout = (float(accuracy), int(rows))
+
+    def read(self, observation: Observation) -> bool | None:
+        return observation.champion_right
+
+    def update(self, right: bool) -> Self:
+        self._drift_detected = False
+        if self.holdout is None:
+            return self
+        self.n_seen += 1
+        self.right += bool(right)
+        n = self.n_seen
+        if n % self.every or n > self.horizon:
+            return self
+        expected, rows = self.holdout
+        live = self.right / n
+        gap = expected - live
+        if gap < self.min_gap:
+            return self
+        spread = math.sqrt(expected * (1 - expected) / rows + max(live * (1 - live), 1 / n) / n)
+        if gap > self.z * spread:
+            self._drift_detected = True
+            self._evidence = {"statistic": gap / spread, "threshold": self.z, "test": "two-proportion-z-one-sided",
+                              "window": n, "live_accuracy": live, "holdout_accuracy": expected,
+                              "holdout_rows": rows, "gap": gap, "min_gap": self.min_gap, "alpha": self.alpha}
+            self.holdout = None  # once per champion
+        return self
+
+
 # A window's KS p-value costs ~0.5 ms through scipy when D is small (an exact series), and most
 # windows are like the reference. With n D^2 below 2.2 the p-value is at least 0.0154 for every
 # effective size n from 10 to 20,000 (scipy's `kstwo.sf`, checked on a grid), so under a

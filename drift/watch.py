@@ -45,6 +45,7 @@ from drift.detectors import (
     DataDriftDetector,
     DriftDetector,
     ErrorRateDetector,
+    HoldoutGapDetector,
     Observation,
     PredictionDriftDetector,
 )
@@ -84,8 +85,12 @@ class DriftWatch:
                                                  min_gap=settings.gap_min,
                                                  every=min(settings.gap_every, settings.gap_window))
                              if gap else None)
-        self._label_bank: list[DriftDetector[Any]] = [d for d in (self.error_detector, self.gap_detector)
-                                                      if d is not None]
+        # The holdout test shares the gap detector's level: both test every `gap_every` labels.
+        self.holdout_detector = (HoldoutGapDetector(alpha=self.levels.gap_alpha, min_gap=settings.gap_min / 2,
+                                                    every=settings.gap_every, horizon=settings.holdout_gap_labels)
+                                 if settings.holdout_gap else None)
+        self._label_bank: list[DriftDetector[Any]] = [
+            d for d in (self.error_detector, self.gap_detector, self.holdout_detector) if d is not None]
         self.data_detector: DataDriftDetector | None = None
         self.prediction_detector: PredictionDriftDetector | None = None
         self.model: dict[str, Any] = {}
@@ -98,8 +103,8 @@ class DriftWatch:
     @property
     def detectors(self) -> list[DriftDetector[Any]]:
         """The bank, in the order it is fed."""
-        bank: list[DriftDetector[Any] | None] = [self.error_detector, self.gap_detector, self.data_detector,
-                                                 self.prediction_detector]
+        bank: list[DriftDetector[Any] | None] = [self.error_detector, self.gap_detector, self.holdout_detector,
+                                                 self.data_detector, self.prediction_detector]
         return [d for d in bank if d is not None]
 
     @property
@@ -108,11 +113,13 @@ class DriftWatch:
         return self.gap_detector is not None
 
     def on_champion(self, model: Mapping[str, Any], reference: list[dict[str, Any]] | None, *,
-                    trained_on: tuple[int, int] | None = None, labelled: int = 0) -> None:
+                    trained_on: tuple[int, int] | None = None, labelled: int = 0,
+                    holdout: tuple[float | None, int | None] | None = None) -> None:
         """A new champion serves: detectors start afresh; features are judged against its
         training `reference` (None: data-drift checks pause, label-based detection goes on).
         `trained_on` (labelled positions, when known) lets a covariate drift keep its rows;
-        `labelled` is where it began serving (a change found later cannot start before it)."""
+        `labelled` is where it began serving (a change found later cannot start before it);
+        `holdout` its (accuracy, rows) on its holdout, which its first labels are tested against."""
         self.model = dict(model)
         self.trained_on = trained_on
         self.since = labelled
@@ -123,6 +130,8 @@ class DriftWatch:
         self._error_positions = []
         if self.gap_detector is not None:
             self.gap_detector.reset()
+        if self.holdout_detector is not None:
+            self.holdout_detector.start(*(holdout or (None, None)))
         s = self.settings
         self.prediction_detector = (PredictionDriftDetector(window=s.data_window, alpha=self.levels.data_alpha)
                                     if s.prediction_drift else None)

@@ -153,6 +153,10 @@ class DriftSettings(BaseModel):
                                          "a concept drift (instead of min_train_rows) once the online learner "
                                          "is significantly more accurate than the champion on them (the old "
                                          "concept is gone); None: off")
+    holdout_gap: bool = Field(False, description="test a new champion's first labels against its holdout "
+                                                 "accuracy: a change between its training window and its first "
+                                                 "labels is invisible to the error-rate ADWIN")
+    holdout_gap_labels: int = Field(1_000, ge=50, description="labels of a new champion the holdout test covers")
     archive: bool = Field(False, description="after a concept drift, earlier champions compete on the labelled "
                                              "records since the change; the best is reinstated without training")
     archive_probe: int = Field(300, ge=50, description="labelled records after the change the archive is judged on")

@@ -135,6 +135,12 @@ class Monitor:
         self._resolver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alias")
         # Per scorer instance: its online learner's renewals, the most seen in its predictions' lineage.
         self._renewals: OrderedDict[str, int] = OrderedDict()
+        # The archive (DriftSettings.archive): the newest labelled records (position, features, label),
+        # what archived champions are judged on after a concept drift, and the judgement in flight.
+        self._labelled_rows: deque[tuple[int, dict, Any]] = deque(maxlen=4 * settings.drift.archive_probe)
+        self._archive_judging: Future[dict | None] | None = None
+        self.reinstatements: list = []
+        self._reinstated: dict[int, tuple[float, int]] = {}  # version -> (accuracy, rows) it came back on
 
     @property
     def busy(self) -> bool:
@@ -203,6 +209,7 @@ class Monitor:
                     self._on_champion(ModelRef(update.name, wanted, update.run_id), update)
                 self._collect_retrain()
                 self.records.flush()  # what waits for the ledger, when a try is due
+                self._collect_archive()
                 batch = reader.poll(timeout_ms=self.settings.serving.poll_timeout_ms)
                 heartbeat.beat(consumers, records=self.telemetry_seen, extra=self.vitals,
                                dead_letters=self.dead_letters,
@@ -314,7 +321,13 @@ class Monitor:
             log.error("no training reference for %s version %s, data-drift checks paused: %s",
                       ref.name, ref.version, exc)
             reference = None
-        self.watch.on_champion(ref.as_dict(), reference)
+        holdout: tuple[float | None, int | None] | None = self._reinstated.pop(ref.version, None)
+        if holdout is None and self.settings.drift.holdout_gap:
+            try:
+                holdout = self.registry.holdout(ref.run_id)
+            except Exception as exc:  # unknown: the holdout test stays silent for this champion
+                log.error("no holdout accuracy for %s version %s: %s", ref.name, ref.version, exc)
+        self.watch.on_champion(ref.as_dict(), reference, holdout=holdout)
 
     # -- the join -----------------------------------------------------------------------
     def _dispatch_safely(self, topic: str, message: Any) -> None:
@@ -444,6 +457,8 @@ class Monitor:
             self.labelled += 1
             if self.labelled % self.settings.retrain.checkpoint_every == 0:
                 self._checkpoint()
+            if self.settings.drift.archive:
+                self._labelled_rows.append((state["position"], state["features"], state["label"]))
             decision = self.watch.on_labelled(self.labelled)
             if decision is not None:
                 self._act(decision)
@@ -459,6 +474,8 @@ class Monitor:
                                       online_right=None if online is None else online == state["label"])
                 self._take(self.watch.observe(outcome, index=self.telemetry_seen, labelled=self.labelled,
                                               context={"record_id": record_id}))
+        if self.settings.drift.archive and self.champion is not None:
+            self._maybe_judge_archive()
         if state.get("positioned") and state.get("scored"):
             # Label, features and prediction all here (in any order): judge the probation once.
             if self.probation is not None and self.champion is not None and state["version"] == self.champion.version:
@@ -581,6 +598,80 @@ class Monitor:
                                 model_name=name, model_version=decided["expect"], payload=decided["evidence"])
             return
         self.rollbacks.append(rollback)
+
+    # -- the archive: an earlier champion back when its concept returns ---------------------
+    def _maybe_judge_archive(self) -> None:
+        """Once `archive_probe` labelled records follow a concept drift (`DriftWatch.archive_due`,
+        as in the backtest), judge the archived champions on them, on the loader's thread."""
+        if self._archive_judging is not None:
+            return
+        probe = self.watch.archive_due(self.labelled)
+        if probe is None:
+            return
+        start, end = probe
+        rows = [(features, label) for position, features, label in self._labelled_rows if start <= position < end]
+        assert self.champion is not None  # the caller checks
+        self._archive_judging = self._loader.submit(self._judge_archive, self.champion, rows)
+
+    def _judge_archive(self, champion: ModelRef, rows: list[tuple[dict, Any]]) -> dict | None:
+        """The best archived version (served before, by the ledger's alias history) against the
+        champion on `rows`: a reinstatement to decide when it leads by `archive_margin`."""
+        if not rows:
+            return None
+        history = self.ledger.alias_history(champion.name)  # oldest first
+        archived = list(dict.fromkeys(h["version"] for h in reversed(history) if h["version"] != champion.version))
+        labels = [label for _, label in rows]
+
+        def accuracy(version: int) -> float:
+            loaded = self.registry.load(version)
+            frame = pd.DataFrame([features for features, _ in rows]).reindex(columns=loaded.features)
+            with threadpool_limits(limits=1, user_api="openmp"):
+                predictions = loaded.model.predict(frame)
+            return sum(p == y for p, y in zip(predictions, labels, strict=True)) / len(labels)
+
+        if not archived:
+            return None
+        current = accuracy(champion.version)
+        # The ten newest, as the backtest keeps; on a tie the oldest, as there.
+        best, version = max(((accuracy(v), v) for v in reversed(archived[:10])), key=lambda pair: pair[0])
+        if best <= current + self.settings.drift.archive_margin:
+            log.info("archive judged on %d labelled records: best version %s %.4f against champion %.4f",
+                     len(rows), version, best, current)
+            return None
+        return {"to": version, "expect": champion.version, "accuracy": best, "champion_accuracy": current,
+                "rows": len(rows)}
+
+    def _collect_archive(self) -> None:
+        if self._archive_judging is None or not self._archive_judging.done():
+            return
+        future, self._archive_judging = self._archive_judging, None
+        try:
+            verdict = future.result()
+        except Exception as exc:
+            log.error("archived champions not judged: %s", exc)
+            return
+        if verdict is None:
+            return
+        if self.busy:  # a retrain answers the drift already (its outcome would end the policy's wait twice)
+            log.warning("reinstatement of version %s dropped: a retrain is in flight", verdict["to"])
+            return
+        reason = (f"reinstated: archived version {verdict['to']} {verdict['accuracy']:.4f} against champion "
+                  f"{verdict['champion_accuracy']:.4f} on {verdict['rows']} labelled records since the change")
+        evidence = {"archive": verdict, "incident": self.watch.policy.open_incident}
+        try:
+            done = roll_back(self.settings, to=verdict["to"], reason=reason, automatic=True, bootstrap=self.bootstrap,
+                             registry=self.registry, ledger=self.ledger, evidence=evidence,
+                             expect=verdict["expect"], kind="reinstatement")
+        except (RollbackBusy, RollbackSuperseded) as exc:  # a retrain or newer change answers the drift
+            log.warning("reinstatement of version %s dropped: %s", verdict["to"], exc)
+            return
+        except Exception as exc:  # recorded; the pending retrain still answers the drift
+            log.error("reinstatement of version %s failed: %s", verdict["to"], exc)
+            return
+        log.warning("%s", reason)
+        self.reinstatements.append(done)
+        self._reinstated[verdict["to"]] = (verdict["accuracy"], verdict["rows"])
+        self.watch.reinstated(labelled=self.labelled)
 
     def _checkpoint(self) -> None:
         """Record the exact window of the newest labelled records: what a scheduled retrain learns from."""

@@ -5,7 +5,7 @@ automatic one) share.
 1. ``intent``: the ledger names the change (from, to, why, and the record to append);
 2. ``alias``: the model's lease is checked (fencing) and the alias moves, compare-and-set;
 3. ``announce``: the change goes out on the model-updates topic;
-4. ``record``: the ``promotion`` or ``rollback`` entry is appended, naming its intent.
+4. ``record``: the ``promotion``, ``rollback`` or ``reinstatement`` entry is appended, naming its intent.
 
 A process killed between two steps leaves an intent with no outcome. `reconcile`, run under
 the same lease when the monitor, the flow and the rollback command start, ends it: if the alias
@@ -30,7 +30,7 @@ from training.registry import ModelRef, Registry
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["promotion", "rollback"]
+Kind = Literal["promotion", "rollback", "reinstatement"]
 
 
 class LeaseBusy(Exception):

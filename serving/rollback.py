@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 from driftctl.messages import ModelUpdate
 from driftctl.settings import Settings
@@ -52,13 +53,16 @@ def previous_version(ledger: Ledger, model_name: str, current: int) -> int | Non
 
 def roll_back(settings: Settings, *, to: int | None = None, reason: str | None = None, automatic: bool = False,
               bootstrap: str | None = None, registry: Registry | None = None, ledger: Ledger | None = None,
-              evidence: dict | None = None, expect: int | None = None) -> Rollback:
+              evidence: dict | None = None, expect: int | None = None,
+              kind: Literal["rollback", "reinstatement"] = "rollback") -> Rollback:
     """Point `champion` at `to` (default: the version that served before the current one),
     record it, and announce it on the model-updates topic of `bootstrap` (default: the
     configured cluster; with none, the change is recorded and scorers pick it up at start).
     Under the retrain lease, after ending any change a crash left half done (serving.promotion).
     `expect`: the version the rollback was decided against; if the alias names another by the
-    time the lease is held (a newer promotion), nothing moves (`RollbackSuperseded`)."""
+    time the lease is held (a newer promotion), nothing moves (`RollbackSuperseded`).
+    `kind` "reinstatement": the monitor brings an archived champion back after a concept drift
+    (DriftSettings.archive); the same path, recorded as a reinstatement (no training)."""
     registry = registry or Registry.from_settings(settings)
     own_ledger = ledger is None
     ledger = ledger or Ledger.from_settings(settings)
@@ -93,7 +97,7 @@ def roll_back(settings: Settings, *, to: int | None = None, reason: str | None =
                                  previous_version=current.version)
             record = {"from_version": current.version, "to_version": target, "from_run_id": current.run_id,
                       "to_run_id": ref.run_id, "automatic": automatic, "evidence": evidence or {}}
-            entry = change_champion(Change("rollback", update, current, reason, record), registry=registry,
+            entry = change_champion(Change(kind, update, current, reason, record), registry=registry,
                                     ledger=ledger, lease=lease, bootstrap=bootstrap, kafka=settings.kafka)
         finally:
             lease.release()

@@ -163,3 +163,23 @@ def test_early_retrain_once_the_online_learner_has_overtaken_the_champion():
     # Off (the default): the full 1,500 rows even when the online learner leads.
     off = _retrain_windows(DriftSettings(**{**settings, "early_train_rows": None}), online_after=0.95)
     assert off[0][1] - off[0][0] == 1500
+
+
+def test_a_champion_wrong_from_its_first_label_is_caught_by_the_holdout_test_only():
+    """The blind spot of the error-rate ADWIN: the concept changed between the champion's training
+    window and its first labels, so its live errors have no better regime to compare with. The
+    holdout test (live accuracy against the holdout's, both samples) fires; ADWIN does not."""
+    def fired(settings, holdout):
+        watch = DriftWatch(DriftSettings(**QUIET, **settings))
+        watch.on_champion({"version": 1}, None, labelled=0, holdout=holdout)
+        rng, events = random.Random(1), []
+        for labelled in range(1, 2001):
+            step = watch.observe(Observation(champion_right=rng.random() < 0.65), index=labelled, labelled=labelled)
+            events += [(e.detector, labelled) for e in step.events]
+        return events
+
+    assert fired({}, (0.93, 600)) == []
+    assert fired({"holdout_gap": True}, None) == []  # no holdout known: silent
+    events = fired({"holdout_gap": True}, (0.93, 600))
+    assert [d for d, _ in events] == ["holdout-gap"] and events[0][1] <= 100
+    assert fired({"holdout_gap": True}, (0.66, 600)) == []  # as good as its holdout said: no alarm

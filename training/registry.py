@@ -156,6 +156,12 @@ class Registry:
         self._point_mlflow()
         return FeatureSchema.model_validate(mlflow.artifacts.load_dict(f"runs:/{run_id}/features.json")["schema"])
 
+    def holdout(self, run_id: str) -> tuple[float | None, int | None]:
+        """A run's challenger accuracy on its holdout and the holdout's rows (None: not logged)."""
+        metrics = self.client.get_run(run_id).data.metrics
+        rows = metrics.get("holdout_rows")
+        return metrics.get("challenger_accuracy"), None if rows is None else int(rows)
+
     def reference(self, run_id: str) -> list[dict[str, Any]]:
         """The champion's training reference rows, stored with its run."""
         self._point_mlflow()

@@ -29,7 +29,7 @@ from driftctl.app.history import incident_steps
 from driftctl.app.status import Probe, collect_status
 from driftctl.settings import Settings, mask_url
 from driftctl.stores.heartbeats import HealthStore
-from driftctl.stores.ledger import Ledger
+from driftctl.stores.ledger import ALIAS_MOVES, Ledger
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def _series_and_timeline(settings: Settings, now: float) -> tuple[dict[str, list
                 label = f"incident {e.payload.get('incident')} opened: {e.reason}"
             elif e.kind == "incident_update":
                 label = f"incident {e.payload.get('incident')}: {e.reason}"
-            elif e.kind in ("promotion", "rollback"):
+            elif e.kind in ALIAS_MOVES:
                 label = f"{e.kind} to version {e.model_version}: {e.reason}"
             else:
                 label = f"{e.kind}: {e.reason}"

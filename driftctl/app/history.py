@@ -81,7 +81,7 @@ def group_incidents(entries: list[Entry]) -> tuple[list[dict[str, Any]], list[En
             incident = incidents[key] = {
                 "id": key, "opened_at": entry.at, "updated_at": entry.at, "model_version": entry.model_version,
                 "opened_by": None, "events": 0, "by_detector": {}, "evidence": [], "decisions": [], "held": 0,
-                "retrains": [], "probation": None, "state": "open", "entries": []}
+                "retrains": [], "probation": None, "reinstated": None, "state": "open", "entries": []}
         incident["updated_at"] = entry.at
         incident["entries"].append(entry.id)
         payload = entry.payload or {}
@@ -112,6 +112,8 @@ def group_incidents(entries: list[Entry]) -> tuple[list[dict[str, Any]], list[En
             # The challenger-against-champion verdict says more than the trigger's reason repeated.
             retrain.update(outcome=entry.kind, version=entry.model_version, run_id=payload.get("run_id"),
                            reason=(payload.get("evaluation") or {}).get("reason") or entry.reason, outcome_at=entry.at)
+        elif entry.kind == "reinstatement":  # an archived champion back, no training (DriftSettings.archive)
+            incident["reinstated"] = {"at": entry.at, "version": entry.model_version, "reason": entry.reason}
         elif entry.kind == "rollback":
             incident["probation"] = {"verdict": "rollback", "at": entry.at, "reason": entry.reason,
                                      **((payload.get("evidence") or {}).get("probation") or {})}
@@ -129,6 +131,8 @@ def group_incidents(entries: list[Entry]) -> tuple[list[dict[str, Any]], list[En
 def incident_state(incident: dict[str, Any]) -> str:
     """Where an incident stands, in a few words: what its last step was."""
     probation = incident["probation"]
+    if incident.get("reinstated") is not None and (probation is None or probation["at"] < incident["reinstated"]["at"]):
+        return f"reinstated v{incident['reinstated']['version']} (no training)"
     if probation is not None:
         version = probation.get("version")
         if probation["verdict"] == "rollback":
@@ -180,6 +184,9 @@ def incident_steps(incident: dict[str, Any]) -> list[tuple[float | None, str, st
     if incident["held"]:
         steps.append((None, "folded", f"{incident['held']} later decision(s) on the folded events (holds, "
                                       "repeated alerts) while the drift was acted on"))
+    reinstated = incident.get("reinstated")
+    if reinstated is not None:
+        steps.append((reinstated["at"], f"reinstated v{reinstated['version']}", reinstated.get("reason") or "-"))
     probation = incident["probation"]
     if probation is not None:
         steps.append((probation["at"], f"probation {probation['verdict']}", probation.get("reason") or "-"))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from driftctl.stores.heartbeats import Beat, HealthStore
-from driftctl.stores.ledger import Ledger
+from driftctl.stores.ledger import ALIAS_MOVES, Ledger
 
 if TYPE_CHECKING:
     from driftctl.settings import Settings
@@ -118,7 +118,7 @@ def from_live(settings: Settings) -> Timeline:
             if e.payload.get("statistic") is not None and detector != "error-adwin":  # ADWIN's is not a level
                 timeline.statistics.setdefault(detector, []).append(
                     (int(e.payload["index"]), float(e.payload["statistic"]), _float(e.payload.get("threshold"))))
-        elif e.kind in ("promotion", "rollback"):
+        elif e.kind in ALIAS_MOVES:
             index = _index_at(beats, e.at)
             if index is not None:
                 timeline.promotions.append((index, e.model_version))

@@ -31,7 +31,7 @@ from driftctl.app.history import group_incidents, incidents_table
 from driftctl.settings import Settings, mask_url
 from driftctl.stores.engine import open_engine, sqlite_path
 from driftctl.stores.heartbeats import HealthStore
-from driftctl.stores.ledger import Entry, Ledger
+from driftctl.stores.ledger import ALIAS_MOVES, Entry, Ledger
 
 DETECTORS = ("error-adwin", "data-ks")  # drift.detectors ErrorRateDetector.name, DataDriftDetector.name
 
@@ -274,7 +274,7 @@ def collect_status(settings: Settings, now: float | None = None, decisions: int 
     report["lineage"] = [{"at": e.at, "kind": e.kind, "version": e.model_version, "reason": e.reason,
                           "event_id": e.event_id, "run_id": e.payload.get("run_id"),
                           "previous": (e.payload.get("previous") or {}).get("version")}
-                         for e in entries if e.kind in ("promotion", "rollback")]
+                         for e in entries if e.kind in ALIAS_MOVES]
     report["errors"] = [mask_url(e) for e in report["errors"]]  # a driver's message may quote the URL
     report["unknown"] = {part: mask_url(why) for part, why in report["unknown"].items()}
     return report

@@ -61,17 +61,18 @@ leases = Table(
 )
 
 KINDS = ("drift_event", "decision", "promotion", "rejection", "failure", "rollback", "window", "skipped",
-         "incident", "incident_update", "intent")
+         "incident", "incident_update", "intent", "reinstatement")
 # The kinds that open an incident (one per drift) and fold into it the events that fire while
 # the drift is already being acted on (serving.incidents).
 INCIDENT_KINDS = ("incident", "incident_update")
 # The kinds that end a retrain: one of them names each decision that ran.
 OUTCOMES = ("promotion", "rejection", "failure", "skipped")
-# The kinds that move the champion alias.
-ALIAS_MOVES = ("promotion", "rollback")
+# The kinds that move the champion alias (a reinstatement: an archived champion back after a
+# concept drift, without training).
+ALIAS_MOVES = ("promotion", "rollback", "reinstatement")
 # What ends an `intent` (a champion change written down before the alias moves, serving.promotion):
 # the move's record, or a failure that undid it; either names the intent in its payload.
-INTENT_OUTCOMES = ("promotion", "rollback", "failure")
+INTENT_OUTCOMES = ("promotion", "rollback", "reinstatement", "failure")
 
 
 class LedgerError(Exception):
