@@ -70,6 +70,13 @@ VARIANTS: dict[str, Variant] = {
     # Retrain after 500 labelled rows since a concept drift once the online learner has overtaken the champion.
     "after+early": ({"early_train_rows": 500}, {}),
     "after+early+regrow": ({"early_train_rows": 500, **REGROW}, {}),
+    # Round 6 (retrain windows that fit the drift): candidate windows judged on the newest holdout; a first
+    # retrain 500 labelled rows after a concept drift; regrow while it pays (the online learner leads).
+    "after+windows": ({"candidate_windows": True}, {}),
+    "after+first+stale": ({"first_train_rows": 500, "regrow": True, "regrow_when_stale": True}, {}),
+    "after+windows+first": ({"candidate_windows": True, "first_train_rows": 500}, {}),
+    "after+windows+first+stale": ({"candidate_windows": True, "first_train_rows": 500, "regrow": True,
+                                   "regrow_when_stale": True}, {}),
 }
 
 

@@ -149,6 +149,14 @@ class DriftSettings(BaseModel):
                                          "a concept drift (instead of min_train_rows) once the online learner "
                                          "is significantly more accurate than the champion on them (the old "
                                          "concept is gone); None: off")
+    candidate_windows: bool = Field(False, description="each retrain fits candidate windows (the policy's, its "
+                                    "newest half, and the champion's rows plus the new ones, at most "
+                                    "max_train_rows) judged on the same newest holdout; the best one challenges")
+    first_train_rows: int | None = Field(None, ge=100, description="after a concept drift, a first retrain at "
+                                         "this many labelled rows since the change, judged like any (a rejected "
+                                         "one waits for min_train_rows); None: off")
+    regrow_when_stale: bool = Field(False, description="with regrow: retrain again only once the online learner "
+                                    "has been more accurate than the champion over the last gap_window labels")
     archive: bool = Field(False, description="after a concept drift, earlier champions compete on the labelled "
                                              "records since the change; the best is reinstated without training")
     archive_probe: int = Field(300, ge=50, description="labelled records after the change the archive is judged on")

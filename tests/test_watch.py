@@ -163,3 +163,14 @@ def test_early_retrain_once_the_online_learner_has_overtaken_the_champion():
     # Off (the default): the full 1,500 rows even when the online learner leads.
     off = _retrain_windows(DriftSettings(**{**settings, "early_train_rows": None}), online_after=0.95)
     assert off[0][1] - off[0][0] == 1500
+
+
+def test_candidate_windows_ride_on_the_retrain_decision():
+    watch = DriftWatch(DriftSettings(**{**QUIET, "min_train_rows": 1000}, candidate_windows=True))
+    watch.on_champion({"version": 1}, None, trained_on=(0, 2000), labelled=2000)
+    decisions = []
+    replay(watch, drop_at(4000), 4000, start=2001, on_retrain=decisions.append)
+    start, end = decisions[0].window
+    # The policy's 1,000 rows since the change; the newest half of the 700 before its 300-row holdout
+    # (300 + 350); the champion's rows plus the new ones: a window that holds all three.
+    assert decisions[0].candidates == (1000, 650, end) and start == 0
