@@ -96,7 +96,8 @@ CACHE = Path(tempfile.gettempdir()) / "driftctl-decisions"
 
 def _cache_path(job: tuple[str, int, str, float]) -> Path | None:
     stream_name, delay, column, scale = job
-    variant = repr(VARIANTS.get(column, ""))  # a changed variant is a new key
+    # A changed variant is a new key, and so is a changed default: the settings it resolves to.
+    variant = repr(settings_of(VARIANTS[column])) if column in VARIANTS else ""
     if column not in BASELINES and not column.startswith("periodic:"):
         key = f"{stream_name}|{delay}|{column}|{scale}|{WARMUP}|{variant}"
     else:
