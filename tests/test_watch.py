@@ -6,7 +6,9 @@ from drift.watch import DriftWatch, Observation
 from driftctl.messages import Action
 from driftctl.settings import DriftSettings
 
-QUIET = {"accuracy_gap": False, "prediction_drift": False, "min_train_rows": 200, "cooldown": 0}
+# The policy's own window (candidate_windows widens a decision's window to hold its candidates).
+QUIET = {"accuracy_gap": False, "prediction_drift": False, "min_train_rows": 200, "cooldown": 0,
+         "candidate_windows": False}
 
 
 def replay(watch, accuracy, n, *, start=1, rng=None, promote=True, on_retrain=None):
@@ -166,7 +168,7 @@ def test_early_retrain_once_the_online_learner_has_overtaken_the_champion():
 
 
 def test_candidate_windows_ride_on_the_retrain_decision():
-    watch = DriftWatch(DriftSettings(**{**QUIET, "min_train_rows": 1000}, candidate_windows=True))
+    watch = DriftWatch(DriftSettings(**{**QUIET, "min_train_rows": 1000, "candidate_windows": True}))
     watch.on_champion({"version": 1}, None, trained_on=(0, 2000), labelled=2000)
     decisions = []
     replay(watch, drop_at(4000), 4000, start=2001, on_retrain=decisions.append)
