@@ -77,6 +77,13 @@ VARIANTS: dict[str, Variant] = {
     # A new champion's first labels against its holdout accuracy (the blind spot of the error-rate ADWIN).
     "after+holdout": ({"holdout_gap": True}, {}),
     "after+holdout+archive": ({"holdout_gap": True, "archive": True}, {}),
+    # Round 6 (retrain windows that fit the drift): candidate windows judged on the newest holdout; a first
+    # retrain 500 labelled rows after a concept drift; regrow while it pays (the online learner leads).
+    "after+windows": ({"candidate_windows": True}, {}),
+    "after+first+stale": ({"first_train_rows": 500, "regrow": True, "regrow_when_stale": True}, {}),
+    "after+windows+first": ({"candidate_windows": True, "first_train_rows": 500}, {}),
+    "after+windows+first+stale": ({"candidate_windows": True, "first_train_rows": 500, "regrow": True,
+                                   "regrow_when_stale": True}, {}),
 }
 
 
@@ -96,7 +103,8 @@ CACHE = Path(tempfile.gettempdir()) / "driftctl-decisions"
 
 def _cache_path(job: tuple[str, int, str, float]) -> Path | None:
     stream_name, delay, column, scale = job
-    variant = repr(VARIANTS.get(column, ""))  # a changed variant is a new key
+    # A changed variant is a new key, and so is a changed default: the settings it resolves to.
+    variant = repr(settings_of(VARIANTS[column])) if column in VARIANTS else ""
     if column not in BASELINES and not column.startswith("periodic:"):
         key = f"{stream_name}|{delay}|{column}|{scale}|{WARMUP}|{variant}"
     else:

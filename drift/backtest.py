@@ -540,7 +540,8 @@ class Backtest:
         try:
             challenge = train_challenger(frame, target, self.champion.model,
                                          holdout_fraction=self.settings.holdout_fraction,
-                                         margin=self.settings.promote_margin, random_state=self.seed)
+                                         margin=self.settings.promote_margin, random_state=self.seed,
+                                         tails=decision.candidates)
         except TooLittleData as exc:
             outcome = {"promoted": False, "reason": str(exc)}
         else:
@@ -550,6 +551,7 @@ class Backtest:
                        "challenger_accuracy": evaluation.challenger_accuracy,
                        "champion_accuracy": evaluation.champion_accuracy}
             if promoted:
+                start = end - challenge.rows  # another candidate window may have won
                 version = self._next_version()
                 self.promotions.append({"index": t, "version": version, "window": [start, end],
                                         "reason": evaluation.reason, "decision_reason": decision.reason,

@@ -47,7 +47,8 @@ class DriftPolicy:
     """
 
     def __init__(self, *, min_train_rows: int = 1500, data_persistence: int = 2, cooldown: int = 2000,
-                 regrow: bool = False, max_train_rows: int | None = None, early_train_rows: int | None = None):
+                 regrow: bool = False, max_train_rows: int | None = None, early_train_rows: int | None = None,
+                 first_train_rows: int | None = None, regrow_when_stale: bool = False):
         if min_train_rows < 1:
             raise ValueError(f"min_train_rows must be at least 1, got {min_train_rows!r}")
         if data_persistence < 1:
@@ -60,6 +61,8 @@ class DriftPolicy:
         self.regrow = regrow
         self.max_train_rows = max_train_rows
         self.early_train_rows = early_train_rows
+        self.first_train_rows = first_train_rows
+        self.regrow_when_stale = regrow_when_stale
         self._reset()
 
     def _reset(self) -> None:
@@ -76,6 +79,7 @@ class DriftPolicy:
         self.grow_at: int | None = None  # regrow: retrain again at this labelled position
         self.incident: str | None = None  # the drift being acted on (None: none yet)
         self.labelled = 0  # the newest labelled position seen
+        self.first_tried = False  # first_train_rows: the first retrain of this change was tried
 
     def engaged(self, labelled: int) -> bool:
         """Whether a drift is being acted on at labelled position `labelled`: collecting records
@@ -176,31 +180,37 @@ class DriftPolicy:
                         reason=(f"cooldown over; {reason} during it: collecting {self.min_train_rows} "
                                 f"labelled records from position {self.change_at}"))
 
-    def on_labelled(self, labelled: int, *, overtaken: bool = False) -> Decision | None:
+    def on_labelled(self, labelled: int, *, overtaken: bool = False, stale: bool = True) -> Decision | None:
         """Called as labelled records accrue; returns an alert when a drift deferred by the
         cooldown is released, and a retrain decision once enough labelled records exist:
         `min_train_rows` since the change, or `early_train_rows` after a concept drift when the
-        online learner has `overtaken` the champion on them (`DriftWatch` judges it)."""
+        online learner has `overtaken` the champion on them (`DriftWatch` judges it), or
+        `first_train_rows` after a concept drift (a first try, judged by the promotion gate). With
+        `regrow_when_stale` a regrow waits until the champion is `stale` (`DriftWatch` judges it)."""
         self.labelled = max(self.labelled, labelled)
         if self.deferred is not None and not self._blocked(labelled):
             return self._release_deferred()
         if self.in_flight:
             return None
         if self.change_at is None:
-            return self._grow(labelled)
+            return self._grow(labelled) if stale or not self.regrow_when_stale else None
         if self._blocked(labelled):
             return None
         rows = labelled - self.change_at
         early = (self.early_train_rows is not None and overtaken and self.concept and self.keep_from is None
                  and rows >= self.early_train_rows)
-        if rows < self.min_train_rows and not early:
+        first = (self.first_train_rows is not None and not self.first_tried and self.concept
+                 and self.keep_from is None and rows >= self.first_train_rows)
+        if rows < self.min_train_rows and not early and not first:
             return None
+        self.first_tried = self.first_tried or first
         start = self.change_at if self.keep_from is None else self.keep_from
         if self.max_train_rows is not None:
             start = max(start, labelled - self.max_train_rows)
         kept = "" if self.keep_from is None else ", the champion's rows kept (label-free drift)"
-        sooner = ("; early: the online learner has overtaken the champion since the change"
-                  if rows < self.min_train_rows else "")
+        sooner = ("" if rows >= self.min_train_rows else
+                  "; early: the online learner has overtaken the champion since the change" if early else
+                  f"; a first try after {rows} labelled rows")
         decision = Decision(
             action=Action.RETRAIN,
             reason=(f"drift confirmed by {len(self.pending_events)} event(s); retraining on "
@@ -243,6 +253,11 @@ class DriftPolicy:
         growing = self.change_at is None and self.grow_at is not None
         concept, begin = self.concept, self.window[0] if self.window else None
         self.in_flight = False
+        if (not promoted and concept and self.first_tried and self.window is not None and self.change_at is not None
+                and self.window[1] - self.change_at < self.min_train_rows):
+            self.window = None  # a first try lost: the change stands, collect on to min_train_rows
+            return
+        self.first_tried = False
         self.change_at = None
         self.pending_events = []
         self.data_streaks = {}

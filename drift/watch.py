@@ -34,6 +34,7 @@ says when the archived champions should be judged against the serving one (`arch
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,7 +75,11 @@ class DriftWatch:
         self.policy = DriftPolicy(min_train_rows=settings.min_train_rows,
                                   data_persistence=settings.data_persistence, cooldown=settings.cooldown,
                                   regrow=settings.regrow, max_train_rows=settings.max_train_rows if capped else None,
-                                  early_train_rows=settings.early_train_rows)
+                                  early_train_rows=settings.early_train_rows,
+                                  first_train_rows=settings.first_train_rows,
+                                  regrow_when_stale=settings.regrow_when_stale)
+        # regrow_when_stale: the last gap_window labels' outcomes, champion and online learner.
+        self._recent: deque[tuple[bool, bool]] = deque(maxlen=settings.gap_window)
         # Since the change the policy collects rows for: labelled records only the online learner /
         # only the champion got right (McNemar: has the online learner overtaken the champion?).
         self._online_only = self._champion_only = 0
@@ -126,6 +131,7 @@ class DriftWatch:
         self.probe = None
         self.estimate.reset("champion")
         self.estimate.reset("blend")
+        self._recent.clear()
         self.error_detector.reset()
         self._error_positions = []
         if self.gap_detector is not None:
@@ -153,6 +159,8 @@ class DriftWatch:
             self._error_positions.append(labelled)
             if self.settings.early_train_rows is not None and observation.online_right is not None:
                 self._count_overtake(observation.champion_right, observation.online_right, labelled)
+            if self.settings.regrow_when_stale and observation.online_right is not None:
+                self._recent.append((observation.champion_right, observation.online_right))
             bank = (self._label_bank if observation.features is None and observation.prediction is None
                     else self.detectors)
         for detector in bank:
@@ -219,11 +227,39 @@ class DriftWatch:
         wins, losses = self._online_only, self._champion_only
         return wins - losses > 3.0 * math.sqrt(wins + losses)
 
+    @property
+    def stale(self) -> bool:
+        """Whether the online learner was significantly more accurate than the champion over the last
+        `gap_window` labels the champion served (McNemar, z = 3): a retrain would likely pay."""
+        recent = self._recent
+        if len(recent) < (recent.maxlen or 0):
+            return False
+        wins = sum(online and not champion for champion, online in recent)
+        losses = sum(champion and not online for champion, online in recent)
+        return wins - losses > 3.0 * math.sqrt(wins + losses)
+
     def on_labelled(self, labelled: int) -> Decision | None:
         """Labelled records accrued: a retrain decision once enough follow a change (sooner with
         `early_train_rows` once the online learner has overtaken the champion since the change)."""
-        return self.policy.on_labelled(labelled, overtaken=self.settings.early_train_rows is not None
-                                       and self.overtaken)
+        decision = self.policy.on_labelled(labelled, overtaken=self.settings.early_train_rows is not None
+                                           and self.overtaken,
+                                           stale=not self.settings.regrow_when_stale or self.stale)
+        if decision is not None and decision.window is not None and self.settings.candidate_windows:
+            decision = self._candidates(decision)
+        return decision
+
+    def _candidates(self, decision: Decision) -> Decision:
+        """The decision's window, its newest half (of the rows before the holdout) and the champion's
+        rows plus the new ones (at most `max_train_rows`), as newest-row counts of a window that holds all."""
+        assert decision.window is not None  # called for retrain decisions only
+        start, end = decision.window
+        rows = end - start
+        holdout = round(rows * self.settings.holdout_fraction)
+        tails = [rows, holdout + (rows - holdout) // 2]
+        if self.trained_on is not None and self.trained_on[0] < start:
+            tails.append(min(end - self.trained_on[0], self.settings.max_train_rows))
+        tails = [t for k, t in enumerate(tails) if t not in tails[:k]]
+        return decision.model_copy(update={"window": (end - max(tails), end), "candidates": tuple(tails)})
 
     def archive_due(self, labelled: int) -> tuple[int, int] | None:
         """With `archive` on: once `archive_probe` labelled records follow a concept drift, the

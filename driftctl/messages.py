@@ -151,10 +151,16 @@ class ModelUpdate(Message):
     previous_version: int | None = None
     promoted_at: float = Field(default_factory=time.time)
     rollback: bool = False
+    # Labelled positions (the monitor's count) the new champion learned from: the retrain window's
+    # newest rows (DriftSettings.candidate_windows may pick fewer than the window); None: unknown.
+    trained_on: tuple[int, int] | None = None
 
     def to_json(self) -> bytes:
-        # A promotion never carried the `rollback` key: it is written only when true, as before.
-        return self.model_dump_json(exclude=None if self.rollback else {"rollback"}).encode()
+        # A promotion never carried the `rollback` key: it is written only when true, as before;
+        # `trained_on` only when known.
+        exclude = {k for k, absent in (("rollback", not self.rollback), ("trained_on", self.trained_on is None))
+                   if absent}
+        return self.model_dump_json(exclude=exclude or None).encode()
 
 
 class DriftEvent(Message):
@@ -190,6 +196,9 @@ class Decision(Message):
     window: tuple[int, int] | None = None
     at: float = Field(default_factory=time.time)
     incident: str | None = None  # the drift this decision acts on; None for a bootstrap or a schedule
+    # Candidate training windows, each the newest k rows of `window` (the first sets the holdout;
+    # `training.evaluate.train_challenger`); empty: the whole window.
+    candidates: tuple[int, ...] = ()
 
 
 class RetrainTrigger(Message):
@@ -203,6 +212,7 @@ class RetrainTrigger(Message):
     event_ids: tuple[str, ...] = ()
     evidence: tuple[DriftEvent, ...] = ()
     incident: str | None = None  # the drift it acts on; None for a bootstrap or a schedule
+    candidates: tuple[int, ...] = ()  # the decision's candidate windows (newest rows of the window)
 
     @property
     def first_event(self) -> str | None:

@@ -96,7 +96,9 @@ def load_champion(registry: Registry) -> LoadedModel | None:
 
 @task(cache_policy=NO_CACHE)
 def train_and_evaluate(frame: pd.DataFrame, target: pd.Series, champion: LoadedModel | None,
-                       settings: Settings) -> tuple[Any, Evaluation, float]:
+                       settings: Settings, tails: tuple[int, ...] = ()) -> tuple[Any, Evaluation, float, int]:
+    """The challenger, its verdict, its training time and the newest rows of `frame` it learned from
+    (`tails`: the decision's candidate windows, `DriftSettings.candidate_windows`)."""
     champion_model = None
     if champion is not None:
         champion_model = _Aligned(champion.model, champion.features)
@@ -105,9 +107,8 @@ def train_and_evaluate(frame: pd.DataFrame, target: pd.Series, champion: LoadedM
     with threadpool_limits(limits=1, user_api="openmp"):
         challenge = train_challenger(frame, target, champion_model, recipe=RECIPE,
                                      holdout_fraction=settings.drift.holdout_fraction,
-                                     margin=settings.drift.promote_margin)
-    challenger, evaluation, seconds = challenge.model, challenge.evaluation, challenge.seconds
-    return challenger, evaluation, seconds
+                                     margin=settings.drift.promote_margin, tails=tails)
+    return challenge.model, challenge.evaluation, challenge.seconds, challenge.rows
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
@@ -271,8 +272,10 @@ def _retrain_once(window: TrainingWindow, trigger: RetrainTrigger, settings: Set
         logger.info("window loaded: %d labelled rows from %s", len(frame), window.describe())
         provenance["previous"] = champion.ref.as_dict() if champion else None
         logger.info("champion: %s", f"version {champion.ref.version}" if champion else "none yet")
-        model, evaluation, seconds = train_and_evaluate(frame, target, champion, settings)
+        model, evaluation, seconds, rows = train_and_evaluate(frame, target, champion, settings, trigger.candidates)
         logger.info("challenger trained in %.1f s: %s", seconds, evaluation.reason)
+        # Another candidate window may have won: the model's rows (and reference) are the newest `rows`.
+        frame, target = frame.iloc[len(frame) - rows:], target.iloc[len(frame) - rows:]
         run_id, version = record_candidate(registry, model, frame, target, evaluation, window, trigger,
                                            seconds, settings)
         logger.info("recorded MLflow run %s%s", run_id, f", registered version {version}" if version else "")
@@ -294,7 +297,9 @@ def _retrain_once(window: TrainingWindow, trigger: RetrainTrigger, settings: Set
         assert version is not None  # a promoted challenger was registered
         update = ModelUpdate(name=registry.model_name, version=version, run_id=run_id, reason=reason,
                              event_ids=trigger.event_ids, decision_id=trigger.decision_id,
-                             previous_version=champion.ref.version if champion else None)
+                             previous_version=champion.ref.version if champion else None,
+                             trained_on=(max(window.positions[0], window.positions[1] - len(frame)),
+                                         window.positions[1]))
         promote(Change("promotion", update, champion.ref if champion else None, reason, provenance, event_id),
                 registry, ledger, lease, window.bootstrap_servers, settings)
         logger.info("promoted %s version %s: %s", registry.model_name, version, evaluation.reason)

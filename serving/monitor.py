@@ -327,7 +327,8 @@ class Monitor:
                 holdout = self.registry.holdout(ref.run_id)
             except Exception as exc:  # unknown: the holdout test stays silent for this champion
                 log.error("no holdout accuracy for %s version %s: %s", ref.name, ref.version, exc)
-        self.watch.on_champion(ref.as_dict(), reference, holdout=holdout)
+        trained_on = update.trained_on if update is not None and update.version == ref.version else None
+        self.watch.on_champion(ref.as_dict(), reference, holdout=holdout, trained_on=trained_on)
 
     # -- the join -----------------------------------------------------------------------
     def _dispatch_safely(self, topic: str, message: Any) -> None:
@@ -743,6 +744,7 @@ class Monitor:
         window = self.window(*decision.window)
         trigger = RetrainTrigger(decision_id=decision.id, event_ids=decision.event_ids, reason=decision.reason,
                                  kind="drift" if decision.event_ids else "bootstrap", incident=decision.incident,
+                                 candidates=decision.candidates,
                                  evidence=tuple(e for e in self.events if e.id in decision.event_ids))
         log.warning("retrain: %s", decision.reason)
         self._training_end = decision.window[1]

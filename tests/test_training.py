@@ -4,7 +4,7 @@ import pytest
 from sklearn.base import clone
 
 from training.datasets import TooLittleData, join_labelled, split_holdout, to_frame
-from training.evaluate import compare
+from training.evaluate import compare, train_challenger
 from training.recipes import RECIPES, make_classifier
 
 
@@ -67,3 +67,17 @@ def test_join_orders_by_event_time_and_drops_unlabelled():
     X, y, _ = join_labelled(records, {"a": 0, "b": 1})
     assert list(X["x"]) == [1, 2] and list(y) == [0, 1]
     assert list(to_frame([{"b": 1, "a": 2}]).columns) == ["a", "b"]
+
+
+def test_candidate_windows_are_judged_on_the_same_newest_holdout():
+    rng = np.random.default_rng(1)
+    x = pd.DataFrame({"a": rng.normal(size=1600), "b": rng.normal(size=1600)})
+    # The label's rule flips at row 1000: only the newest rows teach the current one.
+    y = pd.Series(np.where(np.arange(1600) < 1000, x["a"] > 0, x["a"] < 0).astype(int))
+    whole = train_challenger(x, y, None, holdout_fraction=0.3, margin=0.0)
+    assert whole.rows == 1600  # no candidates: the whole window
+    fit = train_challenger(x, y, None, holdout_fraction=0.3, margin=0.0, tails=(1600, 600))
+    # The holdout is 30% of the first window (480 rows, all after the flip); the 600 newest rows win.
+    assert fit.rows == 600 and fit.evaluation.holdout_rows == 480
+    assert fit.evaluation.challenger_accuracy > whole.evaluation.challenger_accuracy + 0.2
+    assert "newest 600 rows" in fit.evaluation.reason

@@ -6,7 +6,9 @@ from drift.watch import DriftWatch, Observation
 from driftctl.messages import Action
 from driftctl.settings import DriftSettings
 
-QUIET = {"accuracy_gap": False, "prediction_drift": False, "min_train_rows": 200, "cooldown": 0}
+# The policy's own window (candidate_windows widens a decision's window to hold its candidates).
+QUIET = {"accuracy_gap": False, "prediction_drift": False, "min_train_rows": 200, "cooldown": 0,
+         "candidate_windows": False}
 
 
 def replay(watch, accuracy, n, *, start=1, rng=None, promote=True, on_retrain=None):
@@ -183,3 +185,42 @@ def test_a_champion_wrong_from_its_first_label_is_caught_by_the_holdout_test_onl
     events = fired({"holdout_gap": True}, (0.93, 600))
     assert [d for d, _ in events] == ["holdout-gap"] and events[0][1] <= 100
     assert fired({"holdout_gap": True}, (0.66, 600)) == []  # as good as its holdout said: no alarm
+
+
+def test_candidate_windows_ride_on_the_retrain_decision():
+    watch = DriftWatch(DriftSettings(**{**QUIET, "min_train_rows": 1000, "candidate_windows": True}))
+    watch.on_champion({"version": 1}, None, trained_on=(0, 2000), labelled=2000)
+    decisions = []
+    replay(watch, drop_at(4000), 4000, start=2001, on_retrain=decisions.append)
+    start, end = decisions[0].window
+    # The policy's 1,000 rows since the change; the newest half of the 700 before its 300-row holdout
+    # (300 + 350); the champion's rows plus the new ones: a window that holds all three.
+    assert decisions[0].candidates == (1000, 650, end) and start == 0
+
+
+def test_a_first_try_that_loses_waits_for_min_train_rows():
+    # Not promoted: the first try at 300 rows since the change, then the full 1,500, then nothing more.
+    windows = _retrain_windows(DriftSettings(**{**QUIET, "min_train_rows": 1500, "first_train_rows": 300}),
+                               online_after=0.6)
+    assert [end - start for start, end in windows] == [300, 1500] and windows[0][0] == windows[1][0] >= 3000
+
+
+def test_regrow_when_stale_waits_for_the_online_learner_to_lead():
+    def windows(online):
+        watch = DriftWatch(DriftSettings(**QUIET, regrow=True, regrow_when_stale=True))
+        watch.on_champion({"version": 1}, None, trained_on=(0, 500), labelled=500)
+        rng, out = random.Random(5), []
+        for labelled in range(501, 6000):
+            step = watch.observe(Observation(champion_right=rng.random() < (0.95 if labelled < 3000 else 0.6),
+                                             online_right=rng.random() < online), index=labelled, labelled=labelled)
+            for decision in [*step.decisions, watch.on_labelled(labelled)]:
+                if decision is not None and decision.action is Action.RETRAIN:
+                    out.append(decision.window)
+                    watch.on_champion({"version": len(out) + 1}, None, trained_on=decision.window, labelled=labelled)
+                    watch.retrain_finished(promoted=True, labelled=labelled)
+        return out
+
+    # The champion stays at 0.6 after its retrain: regrow while an online learner at 0.9 leads it...
+    assert len(windows(0.9)) >= 3
+    # ...and not while the online learner is no better (the retrain after the drift only).
+    assert len(windows(0.6)) == 1
