@@ -420,6 +420,7 @@ class PredictionDriftDetector(DriftDetector[tuple[Any, float | None]]):
     def _reset(self) -> None:
         self._inner: DataDriftDetector | None = None
         self._buffer: list[dict[str, Any]] = []
+        self._served: list[tuple[Any, float | None]] = []  # this window's records, made rows when it ends
         if self.reference:
             self._inner = DataDriftDetector([self._row(p, s) for p, s in self.reference], window=self.window,
                                             alpha=self.alpha)
@@ -437,17 +438,24 @@ class PredictionDriftDetector(DriftDetector[tuple[Any, float | None]]):
 
     def update(self, x: tuple[Any, float | None]) -> Self:
         """`x` is what was served: (prediction, confidence or None)."""
-        prediction, score = x
         self.n_seen += 1
         self._drift_detected = False
-        row = self._row(prediction, score)
+        # Records are kept as they came and made rows once their window is full (the same rows,
+        # in the same order, a dict per record fewer while the window fills).
+        served = self._served
+        served.append(x)
+        if len(served) < self.window:
+            return self
+        rows = [self._row(prediction, score) for prediction, score in served]
+        self._served = []
         if self._inner is None:
-            self._buffer.append(row)
+            self._buffer.extend(rows)
             if len(self._buffer) >= self.window:
                 self._inner = DataDriftDetector(self._buffer, window=self.window, alpha=self.alpha)
                 self._buffer = []
             return self
-        self._inner.update(row)
+        for row in rows:
+            self._inner.update(row)
         if self._inner.drift_detected:
             self._drift_detected = True
             self._evidence = {**self._inner.evidence, "reference": "first window served" if not self.reference
@@ -519,12 +527,19 @@ class AccuracyGapDetector(DriftDetector[tuple[bool, bool]]):
         champion_right, online_right = x
         self.n_seen += 1
         self._drift_detected = False
-        pair = (bool(champion_right), bool(online_right))
-        if len(self._pairs) == self.window:
-            self._count(self._pairs[0], -1)
-        self._pairs.append(pair)
-        self._count(pair, +1)
-        if len(self._pairs) < self.window or self.n_seen % self.every:
+        champion, online = pair = (bool(champion_right), bool(online_right))
+        pairs = self._pairs
+        if len(pairs) == self.window:
+            self._count(pairs[0], -1)
+        pairs.append(pair)
+        # self._count(pair, +1), written out (once per labelled record)
+        self._champion_right += champion
+        self._online_right += online
+        if online and not champion:
+            self._b += 1
+        elif champion and not online:
+            self._c += 1
+        if len(pairs) < self.window or self.n_seen % self.every:
             return self
         n, b, c = len(self._pairs), self._b, self._c
         gap = (b - c) / n
