@@ -16,7 +16,9 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import numpy as np
@@ -226,12 +228,16 @@ class ErrorRateDetector(DriftDetector[bool]):
 
     def update(self, error: bool) -> Self:
         x = 1.0 if error else 0.0
-        width_before = self._adwin.width
-        total_before = self._adwin.estimation * width_before
-        self._adwin.update(x)
+        # ADWIN's width and estimation before the update, read from its helper (River's `width`
+        # and `estimation` properties, the same values and operations, four calls fewer a label).
+        adwin = self._adwin
+        helper = adwin._helper
+        width_before = helper.get_width()
+        total_before = (0.0 if width_before == 0 else helper.get_total() / width_before) * width_before
+        adwin.update(x)
         self.n_seen += 1
         self._drift_detected = False
-        if not self._adwin.drift_detected:
+        if not adwin._drift_detected:
             return self
         width, recent = int(self._adwin.width), float(self._adwin.estimation)
         dropped = width_before + 1 - width
@@ -327,8 +333,9 @@ class DataDriftDetector(DriftDetector[dict[str, Any]]):
         threshold = self.alpha / max(len(self.features), 1)
         per_feature: dict[str, dict[str, Any]] = {}
         pending: list[tuple[str, Any, Any]] = []
+        columns = _columns(rows, list(self._numeric))
         for name, ref in self._numeric.items():
-            values = _numbers([r.get(name) for r in rows])
+            values = _numbers(columns[name])
             if len(values) < 2:
                 continue
             statistic, n = ks_statistic(ref, values)
@@ -615,7 +622,18 @@ def ks_p_value(statistic: Any, n: Any) -> float:
     return float(np.clip(stats.kstwo.sf(statistic, n), 0, 1))
 
 
-def _numbers(values: list[Any]) -> np.ndarray:
+def _columns(rows: list[dict[str, Any]], names: list[str]) -> dict[str, Sequence[Any]]:
+    """Each named column of `rows`, None where a row lacks it: `[r.get(name) for r in rows]`
+    per name, in one pass through the rows when every row has every name."""
+    if len(names) > 1 and rows:
+        try:
+            return dict(zip(names, zip(*map(itemgetter(*names), rows), strict=True), strict=True))
+        except KeyError:
+            pass
+    return {name: [r.get(name) for r in rows] for name in names}
+
+
+def _numbers(values: Sequence[Any]) -> np.ndarray:
     """The finite numbers among `values` (None, NaN, infinities and non-numbers dropped)."""
     try:
         array = np.asarray(values, dtype=float)  # None becomes NaN

@@ -234,13 +234,20 @@ class _Leaf(LeafNaiveBayesAdaptive):
             if terms is None:
                 return naive_bayes(x, stats, splitters)
             vote = log(class_weight / total_weight)
-            for att_idx, (mean, minus_two_variance, half_log_variance) in terms.items():
-                value = get(att_idx, _ABSENT)
-                if value is _ABSENT:
-                    continue
-                log_p = (value - mean) ** 2 / minus_two_variance - half_log_tau - half_log_variance
-                if log_p > -inf:
-                    vote += log_p
+            try:  # x has every feature (the common case): subscripts, no `get` calls
+                for att_idx, (mean, minus_two_variance, half_log_variance) in terms.items():
+                    log_p = (x[att_idx] - mean) ** 2 / minus_two_variance - half_log_tau - half_log_variance
+                    if log_p > -inf:
+                        vote += log_p
+            except KeyError:  # a feature missing: the class's vote again, skipping it
+                vote = log(class_weight / total_weight)
+                for att_idx, (mean, minus_two_variance, half_log_variance) in terms.items():
+                    value = get(att_idx, _ABSENT)
+                    if value is _ABSENT:
+                        continue
+                    log_p = (value - mean) ** 2 / minus_two_variance - half_log_tau - half_log_variance
+                    if log_p > -inf:
+                        vote += log_p
             votes[class_index] = vote
         return _normalised(votes)
 
@@ -366,9 +373,9 @@ class HoeffdingTree(tree.HoeffdingTreeClassifier):
         node: Any = self._root
         while True:
             if type(node) is NumericBinaryBranch:  # NumericBinaryBranch.next, written out
-                value = x.get(node.feature, _ABSENT)
-                if value is not _ABSENT:
-                    node = node.children[0 if value <= node.threshold else 1]
+                feature = node.feature
+                if feature in x:
+                    node = node.children[0 if x[feature] <= node.threshold else 1]
                     continue
             elif not _is_branch(node):
                 return node
@@ -401,10 +408,10 @@ class HoeffdingTree(tree.HoeffdingTreeClassifier):
         node: Any = root
         while True:
             if type(node) is NumericBinaryBranch:  # NumericBinaryBranch.next, written out
-                value = x.get(node.feature, _ABSENT)
-                if value is _ABSENT:
+                feature = node.feature
+                if feature not in x:
                     break
-                parent, node = node, node.children[0 if value <= node.threshold else 1]
+                parent, node = node, node.children[0 if x[feature] <= node.threshold else 1]
                 continue
             if not _is_branch(node):
                 break
