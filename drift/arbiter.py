@@ -242,12 +242,16 @@ class AccuracyEstimate:
 
     def expect(self, source: str, confidence: float) -> float:
         """The probability that a prediction served by `source` with this `confidence` is right."""
-        n, accuracy = self._maps[source][self._bin(confidence)]
+        bins = self.bins
+        b = int(confidence * bins)  # self._bin(confidence), written out (a few times per record)
+        n, accuracy = self._maps[source][b if 0 <= b < bins else 0 if b < 0 else bins - 1]
         return (n * accuracy + self.prior * confidence) / (n + self.prior) if n else confidence
 
     def learn(self, source: str, confidence: float, right: bool) -> None:
         """A labelled record: `source` served (or would have served) it with `confidence`."""
-        cell = self._maps[source][self._bin(confidence)]
+        bins = self.bins
+        b = int(confidence * bins)  # self._bin(confidence), written out
+        cell = self._maps[source][b if 0 <= b < bins else 0 if b < 0 else bins - 1]
         if cell[0] < self.memory:
             cell[0] += 1.0
         cell[1] += (right - cell[1]) / cell[0]

@@ -16,7 +16,9 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import numpy as np
@@ -226,12 +228,16 @@ class ErrorRateDetector(DriftDetector[bool]):
 
     def update(self, error: bool) -> Self:
         x = 1.0 if error else 0.0
-        width_before = self._adwin.width
-        total_before = self._adwin.estimation * width_before
-        self._adwin.update(x)
+        # ADWIN's width and estimation before the update, read from its helper (River's `width`
+        # and `estimation` properties, the same values and operations, four calls fewer a label).
+        adwin = self._adwin
+        helper = adwin._helper
+        width_before = helper.get_width()
+        total_before = (0.0 if width_before == 0 else helper.get_total() / width_before) * width_before
+        adwin.update(x)
         self.n_seen += 1
         self._drift_detected = False
-        if not self._adwin.drift_detected:
+        if not adwin._drift_detected:
             return self
         width, recent = int(self._adwin.width), float(self._adwin.estimation)
         dropped = width_before + 1 - width
@@ -327,8 +333,9 @@ class DataDriftDetector(DriftDetector[dict[str, Any]]):
         threshold = self.alpha / max(len(self.features), 1)
         per_feature: dict[str, dict[str, Any]] = {}
         pending: list[tuple[str, Any, Any]] = []
+        columns = _columns(rows, list(self._numeric))
         for name, ref in self._numeric.items():
-            values = _numbers([r.get(name) for r in rows])
+            values = _numbers(columns[name])
             if len(values) < 2:
                 continue
             statistic, n = ks_statistic(ref, values)
@@ -420,6 +427,7 @@ class PredictionDriftDetector(DriftDetector[tuple[Any, float | None]]):
     def _reset(self) -> None:
         self._inner: DataDriftDetector | None = None
         self._buffer: list[dict[str, Any]] = []
+        self._served: list[tuple[Any, float | None]] = []  # this window's records, made rows when it ends
         if self.reference:
             self._inner = DataDriftDetector([self._row(p, s) for p, s in self.reference], window=self.window,
                                             alpha=self.alpha)
@@ -437,17 +445,24 @@ class PredictionDriftDetector(DriftDetector[tuple[Any, float | None]]):
 
     def update(self, x: tuple[Any, float | None]) -> Self:
         """`x` is what was served: (prediction, confidence or None)."""
-        prediction, score = x
         self.n_seen += 1
         self._drift_detected = False
-        row = self._row(prediction, score)
+        # Records are kept as they came and made rows once their window is full (the same rows,
+        # in the same order, a dict per record fewer while the window fills).
+        served = self._served
+        served.append(x)
+        if len(served) < self.window:
+            return self
+        rows = [self._row(prediction, score) for prediction, score in served]
+        self._served = []
         if self._inner is None:
-            self._buffer.append(row)
+            self._buffer.extend(rows)
             if len(self._buffer) >= self.window:
                 self._inner = DataDriftDetector(self._buffer, window=self.window, alpha=self.alpha)
                 self._buffer = []
             return self
-        self._inner.update(row)
+        for row in rows:
+            self._inner.update(row)
         if self._inner.drift_detected:
             self._drift_detected = True
             self._evidence = {**self._inner.evidence, "reference": "first window served" if not self.reference
@@ -519,12 +534,19 @@ class AccuracyGapDetector(DriftDetector[tuple[bool, bool]]):
         champion_right, online_right = x
         self.n_seen += 1
         self._drift_detected = False
-        pair = (bool(champion_right), bool(online_right))
-        if len(self._pairs) == self.window:
-            self._count(self._pairs[0], -1)
-        self._pairs.append(pair)
-        self._count(pair, +1)
-        if len(self._pairs) < self.window or self.n_seen % self.every:
+        champion, online = pair = (bool(champion_right), bool(online_right))
+        pairs = self._pairs
+        if len(pairs) == self.window:
+            self._count(pairs[0], -1)
+        pairs.append(pair)
+        # self._count(pair, +1), written out (once per labelled record)
+        self._champion_right += champion
+        self._online_right += online
+        if online and not champion:
+            self._b += 1
+        elif champion and not online:
+            self._c += 1
+        if len(pairs) < self.window or self.n_seen % self.every:
             return self
         n, b, c = len(self._pairs), self._b, self._c
         gap = (b - c) / n
@@ -673,7 +695,18 @@ def ks_p_value(statistic: Any, n: Any) -> float:
     return float(np.clip(stats.kstwo.sf(statistic, n), 0, 1))
 
 
-def _numbers(values: list[Any]) -> np.ndarray:
+def _columns(rows: list[dict[str, Any]], names: list[str]) -> dict[str, Sequence[Any]]:
+    """Each named column of `rows`, None where a row lacks it: `[r.get(name) for r in rows]`
+    per name, in one pass through the rows when every row has every name."""
+    if len(names) > 1 and rows:
+        try:
+            return dict(zip(names, zip(*map(itemgetter(*names), rows), strict=True), strict=True))
+        except KeyError:
+            pass
+    return {name: [r.get(name) for r in rows] for name in names}
+
+
+def _numbers(values: Sequence[Any]) -> np.ndarray:
     """The finite numbers among `values` (None, NaN, infinities and non-numbers dropped)."""
     try:
         array = np.asarray(values, dtype=float)  # None becomes NaN

@@ -33,12 +33,11 @@ from typing import Any
 
 from river import tree
 from river.proba.gaussian import Gaussian
-from river.tree.nodes.branch import DTBranch
+from river.tree.nodes.branch import DTBranch, NumericBinaryBranch
 from river.tree.nodes.htc_nodes import LeafNaiveBayesAdaptive
 from river.tree.split_criterion.info_gain_split_criterion import InfoGainSplitCriterion
 from river.tree.splitter.gaussian_splitter import GaussianSplitter
 from river.tree.utils import BranchFactory
-from river.utils.math import norm_cdf
 
 _HALF_LOG_TAU = 0.5 * math.log(math.tau)  # as river.proba.gaussian
 _BRANCH_TYPES: dict[type, bool] = {}
@@ -155,6 +154,7 @@ def _best_gaussian_split(splitter: GaussianSplitter, criterion: InfoGainSplitCri
         classes.append((k, low[k], high[k], estimator.n_samples, estimator.mu, estimator.sigma))
     entropy_of = InfoGainSplitCriterion._compute_entropy_dict
     min_fraction, inf = criterion.min_branch_fraction, math.inf
+    erf, sqrt2 = math.erf, math.sqrt(2.0)
     for split_value in split_values:
         lhs: dict[Any, float] = {}
         rhs: dict[Any, float] = {}
@@ -164,8 +164,8 @@ def _best_gaussian_split(splitter: GaussianSplitter, criterion: InfoGainSplitCri
             elif split_value >= highest:
                 lhs[k] = n
             else:
-                try:  # Gaussian.cdf
-                    cdf = norm_cdf((split_value - mu) / sigma)
+                try:  # Gaussian.cdf, river.utils.math.norm_cdf written out
+                    cdf = 0.5 * (1.0 + erf((split_value - mu) / sigma / sqrt2))
                 except ZeroDivisionError:
                     cdf = 0.0
                 lhs[k] = cdf * n
@@ -191,12 +191,18 @@ class _Leaf(LeafNaiveBayesAdaptive):
     """A naive-Bayes-adaptive leaf that remembers its last naive Bayes prediction, and per class
     the Gaussian terms of its naive Bayes until the class learns again."""
 
+    _rows_of: Any = None  # (a leaf pickled before `_rows` existed reads them afresh)
+
     def __init__(self, stats: Any, depth: int, splitter: Any, **kwargs: Any):
         super().__init__(stats, depth, splitter, **kwargs)
         self._learned = 0  # labels learned: the memo holds only while this and the splitters are unchanged
         self._memo: tuple[dict[Any, Any], int, Any, dict[Any, float]] | None = None
         self._terms: dict[Any, _Terms | None] = {}  # per class; kept up to date as the class learns
         self._terms_of: Any = self.splitters  # the splitters the terms were read from
+        # Per class: feature -> what a Gaussian splitter's update touches (the class's min and max
+        # maps, its Var, Mean and ddof), read once; valid while the splitters are these.
+        self._rows: dict[Any, dict[Any, tuple[Any, Any, Any, Any, float]]] = {}
+        self._rows_of: Any = self.splitters
 
     def _naive_bayes(self, x: dict[Any, Any]) -> dict[Any, float]:
         memo = self._memo
@@ -217,7 +223,7 @@ class _Leaf(LeafNaiveBayesAdaptive):
             self._terms, self._terms_of = {}, splitters
         cache = self._terms
         votes: dict[Any, float] = {}
-        log, inf = math.log, math.inf
+        log, inf, half_log_tau, get = math.log, math.inf, _HALF_LOG_TAU, x.get
         for class_index, class_weight in stats.items():
             if not class_weight > 0:
                 votes[class_index] = 0.0
@@ -228,71 +234,103 @@ class _Leaf(LeafNaiveBayesAdaptive):
             if terms is None:
                 return naive_bayes(x, stats, splitters)
             vote = log(class_weight / total_weight)
-            for att_idx, (mean, minus_two_variance, half_log_variance) in terms.items():
-                value = x.get(att_idx, _ABSENT)
-                if value is _ABSENT:
-                    continue
-                log_p = (value - mean) ** 2 / minus_two_variance - _HALF_LOG_TAU - half_log_variance
-                if log_p > -inf:
-                    vote += log_p
+            try:  # x has every feature (the common case): subscripts, no `get` calls
+                for att_idx, (mean, minus_two_variance, half_log_variance) in terms.items():
+                    log_p = (x[att_idx] - mean) ** 2 / minus_two_variance - half_log_tau - half_log_variance
+                    if log_p > -inf:
+                        vote += log_p
+            except KeyError:  # a feature missing: the class's vote again, skipping it
+                vote = log(class_weight / total_weight)
+                for att_idx, (mean, minus_two_variance, half_log_variance) in terms.items():
+                    value = get(att_idx, _ABSENT)
+                    if value is _ABSENT:
+                        continue
+                    log_p = (value - mean) ** 2 / minus_two_variance - half_log_tau - half_log_variance
+                    if log_p > -inf:
+                        vote += log_p
             votes[class_index] = vote
         return _normalised(votes)
 
     def learn_one(self, x: dict[Any, Any], y: Any, *, w: float = 1.0, tree: Any = None) -> None:
         # LeafNaiveBayesAdaptive.learn_one, with the majority class's arg max read from the counts
-        # (the normalised copy River makes has the same arg max) and the memoised naive Bayes.
-        if self.is_active():
-            stats = self.stats
+        # (the normalised copy River makes has the same arg max) and the memoised naive Bayes;
+        # then HTLeaf.learn_one written out (update_stats, then the splitters while active).
+        stats = self.stats
+        active = self.splitters is not None
+        if active:
             if len(stats) == 0 or max(stats, key=stats.__getitem__) == y:
                 self._mc_correct_weight += w
             nb_pred = self._naive_bayes(x)
             if len(nb_pred) > 0 and max(nb_pred, key=nb_pred.__getitem__) == y:
                 self._nb_correct_weight += w
-        super(LeafNaiveBayesAdaptive, self).learn_one(x, y, w=w, tree=tree)
+        try:
+            stats[y] += w
+        except KeyError:
+            stats[y] = w
+        if active:
+            self.update_splitters(x, y, w, tree.nominal_attributes)
         self._learned += 1
 
     def update_splitters(self, x: dict[Any, Any], y: Any, w: float, nominal_attributes: Any) -> None:
         # HTLeaf.update_splitters, with a Gaussian splitter's update inline (GaussianSplitter.update,
         # Gaussian.update, Var.update, Mean.update: the same operations in the same order; a
-        # Gaussian makes its own Var and Mean).
-        splitters, disabled = self.splitters, self._disabled_attrs
+        # Gaussian makes its own Var and Mean). What each feature's update touches is kept per
+        # class (`_rows`) once its Gaussian exists; features are independent, so a row per feature
+        # changes nothing of the order that matters.
+        splitters = self.splitters
+        if self._rows_of is not splitters:
+            self._rows, self._rows_of = {}, splitters
+        rows = self._rows.get(y)
+        if rows is None:
+            rows = self._rows[y] = {}
         # Class y's naive Bayes terms follow its Gaussians; a term that appears or goes, or another
         # kind of update, drops them (read again, in the splitters' order, when next needed).
         terms = self._terms.get(y) if self._terms_of is splitters else None
+        log = math.log
         for att_id, att_val in x.items():
-            if disabled and att_id in disabled:
+            row = rows.get(att_id)
+            if row is None or att_val is None:
+                if self._update_one(att_id, att_val, y, w, nominal_attributes, rows) and terms is not None:
+                    terms = None
+                    del self._terms[y]
                 continue
-            splitter = splitters.get(att_id)
-            if type(splitter) is GaussianSplitter and att_val is not None:
-                dist = splitter._att_dist_per_class.get(y)
-                if type(dist) is Gaussian:
-                    low, high = splitter._min_per_class, splitter._max_per_class
-                    if att_val < low[y]:
-                        low[y] = att_val
-                    if att_val > high[y]:
-                        high[y] = att_val
-                    var = dist._var
-                    mean = var.mean
-                    mean_old = mean._mean
-                    mean.n += w
-                    mean._mean += (w / mean.n) * (att_val - mean._mean)
-                    var._S += w * (att_val - mean_old) * (att_val - mean._mean)
-                    if terms is not None:
-                        n, ddof = mean.n, var.ddof
-                        variance = var._S / (n - ddof) if n > ddof else 0.0
-                        if variance > 0.0 and att_id in terms:
-                            terms[att_id] = (mean._mean, -2.0 * variance, 0.5 * math.log(variance))
-                        else:
-                            terms = None
-                            del self._terms[y]
-                    continue
+            low, high, var, mean, ddof = row
+            if att_val < low[y]:
+                low[y] = att_val
+            if att_val > high[y]:
+                high[y] = att_val
+            n = mean.n + w
+            mean.n = n
+            mean_old = mean._mean
+            mean_new = mean._mean = mean_old + (w / n) * (att_val - mean_old)
+            var._S += w * (att_val - mean_old) * (att_val - mean_new)
             if terms is not None:
-                terms = None
-                del self._terms[y]
-            if splitter is None:
-                super().update_splitters({att_id: att_val}, y, w, nominal_attributes)  # a new splitter
-                continue
-            splitter.update(att_val, y, w)
+                variance = var._S / (n - ddof) if n > ddof else 0.0
+                if variance > 0.0 and att_id in terms:
+                    terms[att_id] = (mean_new, -2.0 * variance, 0.5 * log(variance))
+                else:
+                    terms = None
+                    del self._terms[y]
+
+    def _update_one(self, att_id: Any, att_val: Any, y: Any, w: float, nominal_attributes: Any,
+                    rows: dict[Any, Any]) -> bool:
+        """One feature's update the rows do not cover (a disabled feature, a new splitter, a missing
+        value, a class new to the splitter, another kind of splitter). Returns whether class y's
+        naive Bayes terms must be dropped (any update but a Gaussian's own)."""
+        disabled = self._disabled_attrs
+        if disabled and att_id in disabled:
+            return False
+        splitter = self.splitters.get(att_id)
+        if splitter is None:
+            super().update_splitters({att_id: att_val}, y, w, nominal_attributes)  # a new splitter
+            return True
+        splitter.update(att_val, y, w)
+        if type(splitter) is GaussianSplitter and att_val is not None:
+            dist = splitter._att_dist_per_class.get(y)
+            if type(dist) is Gaussian:
+                var = dist._var
+                rows[att_id] = (splitter._min_per_class, splitter._max_per_class, var, var.mean, var.ddof)
+        return True
 
     def best_split_suggestions(self, criterion: Any, tree: Any) -> list[BranchFactory]:
         # LeafMajorityClass.best_split_suggestions and HTLeaf's, with `_best_gaussian_split`.
@@ -314,6 +352,7 @@ class _Leaf(LeafNaiveBayesAdaptive):
     def disable_attribute(self, att_id: Any) -> None:
         super().disable_attribute(att_id)
         self._terms = {}
+        self._rows = {}
 
     def prediction(self, x: dict[Any, Any], *, tree: Any = None) -> dict[Any, float]:
         if self.is_active() and self._nb_correct_weight >= self._mc_correct_weight:
@@ -332,12 +371,18 @@ class HoeffdingTree(tree.HoeffdingTreeClassifier):
         """`Branch.traverse(x, until_leaf=True)` from the root: a branch whose feature `x` lacks
         (or whose value it has not seen) sends it down its most travelled path."""
         node: Any = self._root
-        while _is_branch(node):
+        while True:
+            if type(node) is NumericBinaryBranch:  # NumericBinaryBranch.next, written out
+                feature = node.feature
+                if feature in x:
+                    node = node.children[0 if x[feature] <= node.threshold else 1]
+                    continue
+            elif not _is_branch(node):
+                return node
             try:
                 node = node.next(x)
             except KeyError:
                 _, node = node.most_common_path()
-        return node
 
     def predict_proba_one(self, x: dict[Any, Any], **kwargs: Any) -> dict[Any, float]:
         # HoeffdingTreeClassifier.predict_proba_one with the sorted classes kept and the loop above.
@@ -361,7 +406,15 @@ class HoeffdingTree(tree.HoeffdingTreeClassifier):
             return
         parent: Any = None
         node: Any = root
-        while _is_branch(node):
+        while True:
+            if type(node) is NumericBinaryBranch:  # NumericBinaryBranch.next, written out
+                feature = node.feature
+                if feature not in x:
+                    break
+                parent, node = node, node.children[0 if x[feature] <= node.threshold else 1]
+                continue
+            if not _is_branch(node):
+                break
             try:
                 child = node.next(x)
             except KeyError:
