@@ -77,6 +77,7 @@ VARIANTS: dict[str, Variant] = {
     # A new champion's first labels against its holdout accuracy (the blind spot of the error-rate ADWIN).
     "after+holdout": ({"holdout_gap": True}, {}),
     "after+holdout+archive": ({"holdout_gap": True, "archive": True}, {}),
+    "after+holdout+archive+first": ({"holdout_gap": True, "archive": True, "first_train_rows": 500}, {}),
     # Round 6 (retrain windows that fit the drift): candidate windows judged on the newest holdout; a first
     # retrain 500 labelled rows after a concept drift; regrow while it pays (the online learner leads).
     "after+windows": ({"candidate_windows": True}, {}),
