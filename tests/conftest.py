@@ -33,6 +33,8 @@ def pytest_sessionfinish(session, exitstatus):
     """Prefect's log and event workers send what they still hold before the process exits. The
     Prefect servers the tests started are gone by then, so each item waited out its retries and
     timeouts (the suite once sat ~17 min after its last test): what is left is dropped."""
+    if "prefect._internal.concurrency.services" not in sys.modules:
+        return  # Prefect never ran here (pytest-xdist's controller process)
     from prefect._internal.concurrency.services import _QueueServiceBase
 
     for service in list(_QueueServiceBase._instances.values()):
@@ -166,7 +168,9 @@ def demo_result(demo):
 
 def pytest_collection_modifyitems(config, items):
     """Tests that watch the shared demo live go first (it starts with them), then those that
-    read its result; the rest after, so nothing else runs in this process beside the demo."""
+    read its result; the rest after, so nothing else runs in this process beside the demo.
+    Under pytest-xdist (`--dist loadgroup`) the demo's tests are one group, run in this order
+    by one worker (one demo per session), and champion v1's are another (trained once)."""
     def rank(item) -> int:
         names = getattr(item, "fixturenames", ())
         if "demo_result" in names:
@@ -174,6 +178,11 @@ def pytest_collection_modifyitems(config, items):
         return 0 if "demo" in names else 2
 
     items.sort(key=rank)  # stable: file order within each group
+    for item in items:
+        if rank(item) < 2:
+            item.add_marker(pytest.mark.xdist_group("demo"))
+        elif "champion_v1" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("champion_v1"))
 
 
 # -- champion v1, trained once ----------------------------------------------------------------
