@@ -166,6 +166,7 @@ def demo_result(demo):
     return demo.settings, demo.finished()
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
     """Tests that watch the shared demo live go first (it starts with them), then those that
     read its result; the rest after, so nothing else runs in this process beside the demo.
