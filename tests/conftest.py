@@ -14,10 +14,12 @@ Expensive set-up is done once per session and shared where tests only read it:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -166,12 +168,19 @@ def demo_result(demo):
     return demo.settings, demo.finished()
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
+def _group(item) -> str | None:
+    """The shared session fixture a test needs, if any: its tests run in one pytest-xdist worker."""
+    names = getattr(item, "fixturenames", ())
+    if "demo" in names or "demo_result" in names:
+        return "demo"
+    return "champion_v1" if "champion_v1" in names else None
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests that watch the shared demo live go first (it starts with them), then those that
     read its result; the rest after, so nothing else runs in this process beside the demo.
-    Under pytest-xdist (`--dist loadgroup`) the demo's tests are one group, run in this order
-    by one worker (one demo per session), and champion v1's are another (trained once)."""
+    Under pytest-xdist each worker also writes down which tests share the demo or champion v1
+    (`pytest_xdist_make_scheduler` below keeps each set on one worker)."""
     def rank(item) -> int:
         names = getattr(item, "fixturenames", ())
         if "demo_result" in names:
@@ -179,11 +188,48 @@ def pytest_collection_modifyitems(config, items):
         return 0 if "demo" in names else 2
 
     items.sort(key=rank)  # stable: file order within each group
-    for item in items:
-        if rank(item) < 2:
-            item.add_marker(pytest.mark.xdist_group("demo"))
-        elif "champion_v1" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("champion_v1"))
+    groups_file = os.environ.get(GROUPS_FILE)
+    if groups_file and hasattr(config, "workerinput"):
+        groups = {item.nodeid: group for item in items if (group := _group(item))}
+        partial = Path(f"{groups_file}.{config.workerinput['workerid']}")
+        partial.write_text(json.dumps(groups))
+        partial.replace(groups_file)  # whole, whichever worker writes last (all collect the same)
+
+
+# pytest-xdist: a worker per core. Its own `xdist_group` marks no longer reach the scheduler
+# (pytest 9 derives node ids from `_id`; xdist 3.8 rewrites `_nodeid`), so the groups travel in
+# a file: the workers write it while collecting, before the controller schedules.
+GROUPS_FILE = "DRIFTCTL_TEST_XDIST_GROUPS"
+
+
+def pytest_configure(config):
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):  # xdist's controller
+        handle, path = tempfile.mkstemp(prefix="driftctl-xdist-groups-", suffix=".json")
+        os.close(handle)
+        os.environ[GROUPS_FILE] = path
+
+
+def pytest_unconfigure(config):
+    if not hasattr(config, "workerinput") and os.environ.get(GROUPS_FILE):
+        Path(os.environ.pop(GROUPS_FILE)).unlink(missing_ok=True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadgroup`: the demo's tests on one worker, in order (one demo per session),
+    champion v1's on one worker (trained once); every other test goes to whichever is free."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if not hasattr(self, "_groups"):
+                text = Path(os.environ[GROUPS_FILE]).read_text()
+                self._groups = json.loads(text) if text else {}
+            return self._groups.get(nodeid, nodeid)
+
+    return SharedFixtureGroups(config, log)
 
 
 # -- champion v1, trained once ----------------------------------------------------------------
