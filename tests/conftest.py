@@ -10,6 +10,8 @@ Expensive set-up is done once per session and shared where tests only read it:
   the first 2,000. Tests get a copy of that home (`tests/homes.py`), never the original.
 - `cli`: `driftctl ...` run in this process, for tests about a command's output, message
   and exit code; a few tests keep a real process for the no-traceback guarantee.
+The suite runs on two pytest-xdist workers (pyproject's addopts; `-n 0` for one process): the
+tests of the demo and those of champion v1 are each kept on one worker, so each is set up once.
 """
 
 from __future__ import annotations
