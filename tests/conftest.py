@@ -10,14 +10,18 @@ Expensive set-up is done once per session and shared where tests only read it:
   the first 2,000. Tests get a copy of that home (`tests/homes.py`), never the original.
 - `cli`: `driftctl ...` run in this process, for tests about a command's output, message
   and exit code; a few tests keep a real process for the no-traceback guarantee.
+The suite runs on two pytest-xdist workers (pyproject's addopts; `-n 0` for one process): the
+tests of the demo and those of champion v1 are each kept on one worker, so each is set up once.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -33,6 +37,8 @@ def pytest_sessionfinish(session, exitstatus):
     """Prefect's log and event workers send what they still hold before the process exits. The
     Prefect servers the tests started are gone by then, so each item waited out its retries and
     timeouts (the suite once sat ~17 min after its last test): what is left is dropped."""
+    if "prefect._internal.concurrency.services" not in sys.modules:
+        return  # Prefect never ran here (pytest-xdist's controller process)
     from prefect._internal.concurrency.services import _QueueServiceBase
 
     for service in list(_QueueServiceBase._instances.values()):
@@ -164,9 +170,19 @@ def demo_result(demo):
     return demo.settings, demo.finished()
 
 
+def _group(item) -> str | None:
+    """The shared session fixture a test needs, if any: its tests run in one pytest-xdist worker."""
+    names = getattr(item, "fixturenames", ())
+    if "demo" in names or "demo_result" in names:
+        return "demo"
+    return "champion_v1" if "champion_v1" in names else None
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests that watch the shared demo live go first (it starts with them), then those that
-    read its result; the rest after, so nothing else runs in this process beside the demo."""
+    read its result; the rest after, so nothing else runs in this process beside the demo.
+    Under pytest-xdist each worker also writes down which tests share the demo or champion v1
+    (`pytest_xdist_make_scheduler` below keeps each set on one worker)."""
     def rank(item) -> int:
         names = getattr(item, "fixturenames", ())
         if "demo_result" in names:
@@ -174,6 +190,48 @@ def pytest_collection_modifyitems(config, items):
         return 0 if "demo" in names else 2
 
     items.sort(key=rank)  # stable: file order within each group
+    groups_file = os.environ.get(GROUPS_FILE)
+    if groups_file and hasattr(config, "workerinput"):
+        groups = {item.nodeid: group for item in items if (group := _group(item))}
+        partial = Path(f"{groups_file}.{config.workerinput['workerid']}")
+        partial.write_text(json.dumps(groups))
+        partial.replace(groups_file)  # whole, whichever worker writes last (all collect the same)
+
+
+# pytest-xdist: a worker per core. Its own `xdist_group` marks no longer reach the scheduler
+# (pytest 9 derives node ids from `_id`; xdist 3.8 rewrites `_nodeid`), so the groups travel in
+# a file: the workers write it while collecting, before the controller schedules.
+GROUPS_FILE = "DRIFTCTL_TEST_XDIST_GROUPS"
+
+
+def pytest_configure(config):
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):  # xdist's controller
+        handle, path = tempfile.mkstemp(prefix="driftctl-xdist-groups-", suffix=".json")
+        os.close(handle)
+        os.environ[GROUPS_FILE] = path
+
+
+def pytest_unconfigure(config):
+    if not hasattr(config, "workerinput") and os.environ.get(GROUPS_FILE):
+        Path(os.environ.pop(GROUPS_FILE)).unlink(missing_ok=True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadgroup`: the demo's tests on one worker, in order (one demo per session),
+    champion v1's on one worker (trained once); every other test goes to whichever is free."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if not hasattr(self, "_groups"):
+                text = Path(os.environ[GROUPS_FILE]).read_text()
+                self._groups = json.loads(text) if text else {}
+            return self._groups.get(nodeid, nodeid)
+
+    return SharedFixtureGroups(config, log)
 
 
 # -- champion v1, trained once ----------------------------------------------------------------
