@@ -12,6 +12,7 @@ from drift.detectors import (
     AlarmLevels,
     DataDriftDetector,
     ErrorRateDetector,
+    HoldoutGapDetector,
     Observation,
     PredictionDriftDetector,
 )
@@ -38,6 +39,14 @@ def make_gap():
     return AccuracyGapDetector(window=200, alpha=1e-4, min_gap=0.05, every=20)
 
 
+def make_holdout():
+    # Armed for a champion whose holdout said 0.92 on 600 rows; a long horizon so that the
+    # contract's 2,000 records before a shift stay inside it (by default it watches 1,000 labels).
+    detector = HoldoutGapDetector(alpha=1e-4, min_gap=0.05, every=20, horizon=100_000)
+    detector.start(0.92, 600)
+    return detector
+
+
 # Each sampler returns the arguments of one `update(...)` call.
 def error_input(rng, shifted):
     return (rng.random() < (0.4 if shifted else 0.05),)
@@ -52,13 +61,17 @@ def prediction_input(rng, shifted):
     return ((prediction, rng.uniform(0.5, 0.8 if shifted else 1.0)),)
 
 
+def error_input_right(rng, shifted):  # the champion was right (the holdout test counts hits)
+    return (rng.random() < (0.6 if shifted else 0.9),)
+
+
 def gap_input(rng, shifted):
     return ((rng.random() < (0.6 if shifted else 0.9), rng.random() < 0.88),)
 
 
 DETECTORS = [(make_error, error_input), (make_data, data_input), (make_prediction, prediction_input),
-             (make_gap, gap_input)]
-IDS = ["error-adwin", "data-ks", "prediction-drift", "accuracy-gap"]
+             (make_gap, gap_input), (make_holdout, error_input_right)]
+IDS = ["error-adwin", "data-ks", "prediction-drift", "accuracy-gap", "holdout-gap"]
 
 
 def test_every_detector_is_under_contract():
