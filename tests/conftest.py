@@ -175,7 +175,16 @@ def _group(item) -> str | None:
     names = getattr(item, "fixturenames", ())
     if "demo" in names or "demo_result" in names:
         return "demo"
-    return "champion_v1" if "champion_v1" in names else None
+    if "champion_v1" in names:
+        return "champion_v1"
+    # A module's own module- or session-scoped fixture (a served stack, a shared home) is built once
+    # per worker that runs one of its tests: keep that module on one worker.
+    module = getattr(getattr(item, "module", None), "__name__", None)
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    if any(d.scope in ("module", "session") and getattr(d.func, "__module__", None) == module
+           for defs in definitions.values() for d in defs):
+        return item.nodeid.split("::")[0]
+    return None
 
 
 def pytest_collection_modifyitems(config, items):

@@ -308,7 +308,9 @@ def test_a_swap_sets_aside_the_new_model_without_walking_the_frozen_heap():
         del young
         freeze_heap(full=False)
         assert young_ref() is None and old_ref() is not None
-        assert gc.get_freeze_count() >= frozen  # nothing was unfrozen
+        # Nothing was unfrozen (that would empty the permanent generation); the test process's other
+        # threads (pytest-xdist's channel) may free a few frozen objects meanwhile.
+        assert gc.get_freeze_count() >= 0.99 * frozen
         assert gc.get_threshold()[0] == YOUNG_COLLECTION_THRESHOLD
         freeze_heap(full=True)
         assert old_ref() is None

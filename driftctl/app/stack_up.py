@@ -365,14 +365,25 @@ def _save(settings: Settings, stack: Stack) -> None:
 
 def _set_nightly_cron(api: str, cron: str) -> None:
     """Replace prefect.yaml's nightly schedule; Prefect drops the runs it had scheduled for the old one."""
-    found = httpx.post(f"{api}/deployments/filter",
-                       json={"deployments": {"name": {"any_": ["retrain-nightly"]}}}, timeout=10).json()
+    found = _prefect_call("POST", f"{api}/deployments/filter",
+                          json={"deployments": {"name": {"any_": ["retrain-nightly"]}}}).json()
     for deployment in found:
         for schedule in deployment.get("schedules") or []:
-            response = httpx.patch(f"{api}/deployments/{deployment['id']}/schedules/{schedule['id']}",
-                                   json={"schedule": {"cron": cron, "timezone": "UTC"}}, timeout=10)
+            response = _prefect_call("PATCH", f"{api}/deployments/{deployment['id']}/schedules/{schedule['id']}",
+                                     json={"schedule": {"cron": cron, "timezone": "UTC"}})
             if response.status_code >= 400:
                 raise StackError(f"retrain.nightly_cron {cron!r} was refused by Prefect: {response.text[:200]}")
+
+
+def _prefect_call(method: str, url: str, *, json: dict, attempts: int = 8) -> httpx.Response:
+    """Prefect's server answers 503 while its database is busy (the worker and the deploy write to it
+    at the same moment): that is worth a few tries a moment apart, not a failed `up`."""
+    for attempt in range(attempts - 1):
+        response = httpx.request(method, url, json=json, timeout=10)
+        if response.status_code not in (429, 503):
+            return response
+        time.sleep(0.5 * (attempt + 1))
+    return httpx.request(method, url, json=json, timeout=10)
 
 
 def _pool_ready(api: str) -> bool:
