@@ -19,6 +19,7 @@ Only the standard library is imported at the top: the command must start in mill
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -116,14 +117,27 @@ def serve(preload: tuple[str, ...] = PRELOAD) -> None:
             continue
         sys.stdout.flush()
         sys.stderr.flush()
+        server = os.getpid()
         pid = os.fork()
         if pid == 0:
             listener.close()
+            _end_with(server)
             sys.exit(_run(conn, fds, request))
         print(f"flow run {request['env'].get('PREFECT__FLOW_RUN_ID')} in fork {pid}", flush=True)
         for fd in fds:
             os.close(fd)
         conn.close()
+
+
+def _end_with(server: int) -> None:
+    """In the fork: end when the warm server ends (`driftctl down`, kill -9). A fork does not inherit
+    the server's parent-death signal, and one left flushing Prefect's logs to a stopped API lingered."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != server:  # the server ended before the signal was set
+        os._exit(1)
 
 
 def _run(conn: socket.socket, fds: list[int], request: dict) -> int:
