@@ -23,10 +23,8 @@ from driftctl.runtime.stack import configure_environment
 from driftctl.settings import Settings
 from driftctl.stores.ledger import Ledger
 from serving.kafka_io import read_topic
-from serving.monitor import Monitor
-from serving.scorer import Scorer
 from tests.streams import produce, readings
-from tests.waiting import wait_for
+from tests.waiting import start_stages, wait_for
 from training.datasets import to_frame
 from training.evaluate import Evaluation
 from training.recipes import make_classifier
@@ -75,12 +73,7 @@ def test_an_archived_champion_is_reinstated_when_its_concept_returns_and_the_sco
             raise AssertionError("a reinstatement needs no training")
 
         stop = threading.Event()
-        monitor = Monitor(settings, bootstrap, registry, ledger, no_retrain, stop)
-        scorer = Scorer(settings, bootstrap, Registry.from_settings(settings), stop, ledger=Ledger(settings.ledger_url))
-        stages = [threading.Thread(target=monitor.run, name="monitor", daemon=True),
-                  threading.Thread(target=scorer.run, name="scorer", daemon=True)]
-        for stage in stages:
-            stage.start()
+        monitor, scorer, stages = start_stages(settings, bootstrap, registry, ledger, no_retrain, stop)
 
         def state():
             return (f"labelled {monitor.labelled}, events {[e.detector for e in monitor.events]}, monitor champion "

@@ -22,10 +22,8 @@ from driftctl.settings import Settings
 from driftctl.stores.ledger import Ledger
 from flows.trigger import make_retrain
 from serving.kafka_io import read_topic
-from serving.monitor import Monitor
-from serving.scorer import Scorer
 from tests.streams import produce, readings
-from tests.waiting import wait_for
+from tests.waiting import start_stages, wait_for
 from training.registry import Registry
 
 pytestmark = pytest.mark.integration
@@ -52,12 +50,7 @@ def test_a_bad_promotion_by_the_real_flow_is_rolled_back_and_everything_agrees(c
 
         stop = threading.Event()
         retrain = make_retrain(settings)  # InProcessRetrain: the `retrain` flow, run by Prefect
-        monitor = Monitor(settings, bootstrap, registry, ledger, retrain, stop)
-        scorer = Scorer(settings, bootstrap, Registry.from_settings(settings), stop, ledger=Ledger(settings.ledger_url))
-        stages = [threading.Thread(target=monitor.run, name="monitor", daemon=True),
-                  threading.Thread(target=scorer.run, name="scorer", daemon=True)]
-        for stage in stages:
-            stage.start()
+        monitor, scorer, stages = start_stages(settings, bootstrap, registry, ledger, retrain, stop)
 
         def state():
             return (f"labelled {monitor.labelled}, events {[e.detector for e in monitor.events]}, decisions "

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
+
+from driftctl.stores.ledger import Ledger
+from serving.monitor import Monitor
+from serving.scorer import Scorer
+from training.registry import Registry
 
 
 def wait_for(condition, timeout, what, *, alive=()):
@@ -18,3 +24,15 @@ def wait_for(condition, timeout, what, *, alive=()):
 
 def _said(what) -> str:
     return what() if callable(what) else what
+
+
+def start_stages(settings, bootstrap, registry, ledger, retrain, stop):
+    """A monitor (with `retrain`) and a scorer on their own registry and ledger connections, each
+    running on a daemon thread: (monitor, scorer, threads)."""
+    monitor = Monitor(settings, bootstrap, registry, ledger, retrain, stop)
+    scorer = Scorer(settings, bootstrap, Registry.from_settings(settings), stop, ledger=Ledger(settings.ledger_url))
+    threads = [threading.Thread(target=monitor.run, name="monitor", daemon=True),
+               threading.Thread(target=scorer.run, name="scorer", daemon=True)]
+    for thread in threads:
+        thread.start()
+    return monitor, scorer, threads
