@@ -143,7 +143,6 @@ def _end_with(server: int) -> None:
 def _run(conn: socket.socket, fds: list[int], request: dict) -> int:
     """In the fork: become the command's process, run `python -m prefect.engine`, report the code."""
     import atexit
-    import contextlib
     import runpy
     import threading
 

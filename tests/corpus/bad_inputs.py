@@ -7,7 +7,9 @@ stream plus a JSON boolean (`alarm`), so a boolean feature is exercised on the h
 
 from __future__ import annotations
 
+import base64
 import json
+import random
 from dataclasses import dataclass
 
 TELEMETRY, LABELS = "telemetry", "labels"
@@ -91,6 +93,11 @@ def bad_inputs(oversized_bytes: int = 2 * 1024 * 1024) -> list[BadInput]:
         BadInput("non-ASCII unseen category", TELEMETRY, _with("bad-cat2", firmware="ファームウェア"),
                  "unseen category"),
         BadInput("oversized record (2 MiB)", TELEMETRY, _with("bad-big", firmware="x" * oversized_bytes),
+                 "oversized message"),
+        # Random text compresses little: even in a compressed batch it is over the consumers'
+        # fetch size (4 MiB), which must not block the partition behind it.
+        BadInput("record over the fetch size (6 MiB)", TELEMETRY,
+                 _with("bad-huge", firmware=base64.b64encode(random.Random(11).randbytes(4_718_592)).decode()),
                  "oversized message"),
         BadInput("label an object", LABELS, _label("bad-lobj", b'{"class": 1}'), "label has type dict"),
         BadInput("label a list", LABELS, _label("bad-llist", b"[0, 1]"), "label has type list"),
