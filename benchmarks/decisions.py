@@ -20,6 +20,7 @@ at 20,000 records/s or more on 100,000 rows x 10 features.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -102,10 +103,21 @@ BASELINES = ("static", "online", ARF)  # and periodic:N: they do not depend on D
 CACHE = Path(tempfile.gettempdir()) / "driftctl-decisions"
 
 
+@functools.cache
+def _code_version() -> str:
+    """A hash of the decision code (drift/, training/): rows cached by other code are not reused."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha1()
+    for path in sorted([*root.glob("drift/*.py"), *root.glob("training/*.py")]):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def _cache_path(job: tuple[str, int, str, float]) -> Path | None:
     stream_name, delay, column, scale = job
-    # A changed variant is a new key, and so is a changed default: the settings it resolves to.
-    variant = repr(settings_of(VARIANTS[column])) if column in VARIANTS else ""
+    # A changed variant is a new key, and so is a changed default (the settings it resolves to) or changed
+    # code; the baselines keep their rows across code changes (they use little of it: the recipe, the tree).
+    variant = f"{settings_of(VARIANTS[column])!r}|{_code_version()}" if column in VARIANTS else ""
     if column not in BASELINES and not column.startswith("periodic:"):
         key = f"{stream_name}|{delay}|{column}|{scale}|{WARMUP}|{variant}"
     else:
@@ -332,8 +344,9 @@ def main() -> None:
     parser.add_argument("--streams", default="", help="comma-separated substrings of stream names to keep")
     parser.add_argument("--columns", default="", help="comma-separated columns to run (default: all)")
     parser.add_argument("--no-speed", action="store_true")
-    parser.add_argument("--reuse", action="store_true", help="reuse cached baseline rows (static, periodic, "
-                        "ARF, online) of an earlier run at the same scale")
+    parser.add_argument("--reuse", action="store_true", help="reuse cached rows of an earlier run at the same "
+                        "scale: the baselines (static, periodic, ARF, online), and variants run with the same "
+                        "settings and the same drift/ and training/ code")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--render-only", action="store_true", help="write the report from cached rows only "
                         "(a run cut short, or rows run with --no-speed); implies --reuse; add --no-speed to skip "
