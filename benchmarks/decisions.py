@@ -85,6 +85,9 @@ VARIANTS: dict[str, Variant] = {
     "after+windows+first": ({"candidate_windows": True, "first_train_rows": 500}, {}),
     "after+windows+first+stale": ({"candidate_windows": True, "first_train_rows": 500, "regrow": True,
                                    "regrow_when_stale": True}, {}),
+    # Round 7 (the serving rule): the blend a log-linear pool learned from the labels (drift.arbiter.StackedBlend).
+    "after+stacked": ({}, {"serve_blend": "stacked"}),
+    "after+stacked-slow": ({}, {"serve_blend": "stacked", "serve_blend_rate": 0.02}),
 }
 
 

@@ -17,6 +17,7 @@ Pure: no IO, no clock.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, Self
 
@@ -35,6 +36,80 @@ def blend(champion: Mapping[Any, float], online: Mapping[Any, float]) -> dict[An
     for c, p in online.items():
         mixed[c] = mixed.get(c, 0.0) + 0.5 * p
     return mixed
+
+
+class StackedBlend:
+    """The blend as a learned log-linear pool of the two models (stacking, learned online).
+
+    A class scores `bias[c] + a * log p_champion(c) + b * log p_online(c)`; the softmax of the scores
+    is the blend. It starts as the product of the two (a = b = 1, no bias) and learns a, b and the
+    biases from each labelled record (a step of gradient descent on log-loss, `rate` scaled down by
+    the size of the record's log-probabilities, so an overconfident model cannot throw the weights).
+    Record by record it leans on the model that is right where they disagree and corrects a shifted
+    class prior, which a 50/50 average cannot; the serving rule still judges it as one source among
+    three, so a blend that learns too slowly after a drift (late labels) is not served.
+
+    >>> stack = StackedBlend(rate=0.5)
+    >>> stack.combine({0: 0.9, 1: 0.1}, {0: 0.2, 1: 0.8})[0]   # as the product: the champion's surer
+    0
+    >>> for _ in range(200):   # but the online learner is the one right where they disagree
+    ...     stack.learn(stack.combine({0: 0.9, 1: 0.1}, {0: 0.2, 1: 0.8})[2], 1)
+    >>> stack.combine({0: 0.9, 1: 0.1}, {0: 0.2, 1: 0.8})[0], stack.weights[1] > stack.weights[0]
+    (1, True)
+    """
+
+    def __init__(self, *, rate: float = 0.05, floor: float = 1e-4):
+        if not 0 < rate <= 1:
+            raise ValueError(f"rate must be in (0, 1], got {rate!r}")
+        self.rate = rate
+        self.floor = floor
+        self.weights = [1.0, 1.0]  # champion, online
+        self.bias: dict[Any, float] = {}
+
+    def _features(self, champion: Mapping[Any, float], online: Mapping[Any, float]) -> list[tuple[Any, float, float]]:
+        """Per class: its log-probability by each model (an online learner with nothing to say counts 0)."""
+        floor, log = self.floor, math.log
+        classes = list(champion) + [c for c in online if c not in champion]
+        cget, oget = champion.get, online.get
+        return [(c, log(max(floor, cget(c, 0.0))), log(max(floor, oget(c, 0.0))) if online else 0.0)
+                for c in classes]
+
+    def _softmax(self, features: list[tuple[Any, float, float]]) -> list[float]:
+        a, b = self.weights
+        get = self.bias.get
+        scores = [get(c, 0.0) + a * lc + b * lo for c, lc, lo in features]
+        top = max(scores)
+        exps = [math.exp(z - top) for z in scores]
+        total = sum(exps)
+        return [e / total for e in exps]
+
+    def combine(self, champion: Mapping[Any, float],
+                online: Mapping[Any, float]) -> tuple[Any, float, list[tuple[Any, float, float]]]:
+        """The blend's class, its probability, and the features `learn` takes once the label comes."""
+        features = self._features(champion, online)
+        probabilities = self._softmax(features)
+        best = max(range(len(features)), key=probabilities.__getitem__)
+        return features[best][0], probabilities[best], features
+
+    def learn(self, features: list[tuple[Any, float, float]], label: Any) -> None:
+        """One labelled record, with the features `combine` gave for it."""
+        if not features:
+            return
+        probabilities = self._softmax(features)
+        k = len(features)
+        mc = sum(lc for _, lc, _ in features) / k
+        mo = sum(lo for _, _, lo in features) / k
+        size = 1 + 4 / k * sum((lc - mc) ** 2 + (lo - mo) ** 2 for _, lc, lo in features)
+        step = self.rate / (1 + size / 10)
+        bias = self.bias
+        da = db = 0.0
+        for (c, lc, lo), p in zip(features, probabilities, strict=True):
+            g = step * ((c == label) - p)
+            bias[c] = bias.get(c, 0.0) + g
+            da += g * lc
+            db += g * lo
+        self.weights[0] += da
+        self.weights[1] += db
 
 
 class ServingRule:
@@ -61,7 +136,8 @@ class ServingRule:
     ValueError: halflife must be at least 1 labelled record, got 0
     """
 
-    def __init__(self, *, halflife: int = 200, margin: float = 0.01, start: float = 0.5):
+    def __init__(self, *, halflife: int = 200, margin: float = 0.01, start: float = 0.5,
+                 stacked: StackedBlend | None = None):
         if halflife < 1:
             raise ValueError(f"halflife must be at least 1 labelled record, got {halflife!r}")
         if not 0 <= margin < 1:
@@ -69,12 +145,28 @@ class ServingRule:
         self.halflife = halflife
         self.margin = margin
         self.start = start
+        self.stacked = stacked  # None: the blend is the 50/50 average (`blend`)
         self._reset()
 
     @classmethod
     def from_settings(cls, serving: Any) -> ServingRule:
-        """From `ServingSettings` (its `serve_halflife` and `serve_margin`)."""
-        return cls(halflife=serving.serve_halflife, margin=serving.serve_margin)
+        """From `ServingSettings` (its `serve_halflife`, `serve_margin` and `serve_blend`)."""
+        stacked = StackedBlend(rate=serving.serve_blend_rate) if serving.serve_blend == "stacked" else None
+        return cls(halflife=serving.serve_halflife, margin=serving.serve_margin, stacked=stacked)
+
+    def blend(self, champion: Mapping[Any, float], online: Mapping[Any, float]) -> tuple[Any, float, Any]:
+        """The blend's class, its probability, and what `learn_blend` takes with the record's label
+        (None for the 50/50 average, which learns nothing)."""
+        if self.stacked is not None:
+            return self.stacked.combine(champion, online)
+        mixed = blend(champion, online)
+        chosen = max(mixed, key=mixed.__getitem__)
+        return chosen, mixed[chosen], None
+
+    def learn_blend(self, features: Any, label: Any) -> None:
+        """The label of a record the blend scored (`features` from `blend`; None: nothing to learn)."""
+        if features is not None and self.stacked is not None:
+            self.stacked.learn(features, label)
 
     def _reset(self) -> None:
         self._alpha = 1 - 0.5 ** (1 / self.halflife)

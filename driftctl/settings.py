@@ -185,6 +185,11 @@ class ServingSettings(BaseModel):
                                                        "weight (serve = best)")
     serve_margin: float = Field(0.01, ge=0, lt=1, description="lead in recent accuracy another model needs before "
                                                               "serving switches to it (hysteresis)")
+    serve_blend: Literal["mean", "stacked"] = Field(
+        "mean", description="the blend of champion and online learner: mean = their probabilities averaged; "
+                            "stacked = a log-linear pool whose weights are learned from the labels "
+                            "(drift.arbiter.StackedBlend)")
+    serve_blend_rate: float = Field(0.05, gt=0, le=1, description="learning rate of the stacked blend")
     # The renewing tree recovers from abrupt drift like ARF's background trees at ~1x a tree's cost
     # (benchmarks/results/learners.md, decisions.md).
     online_learner: Literal["hoeffding-tree", "renewing-hoeffding-tree", "eager-hoeffding-tree",
