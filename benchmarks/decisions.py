@@ -87,7 +87,8 @@ VARIANTS: dict[str, Variant] = {
                                    "regrow_when_stale": True}, {}),
     # Round 7 (the serving rule): the blend a log-linear pool learned from the labels (drift.arbiter.StackedBlend).
     "after+stacked": ({}, {"serve_blend": "stacked"}),
-    "after+stacked-slow": ({}, {"serve_blend": "stacked", "serve_blend_rate": 0.02}),
+    "after+stacked-noshrink": ({}, {"serve_blend": "stacked", "serve_blend_shrink": 0.0}),
+    "after+stacked-slow": ({}, {"serve_blend": "stacked", "serve_blend_rate": 0.02, "serve_blend_shrink": 0.0}),
 }
 
 

@@ -43,11 +43,13 @@ class StackedBlend:
 
     A class scores `bias[c] + a * log p_champion(c) + b * log p_online(c)`; the softmax of the scores
     is the blend. It starts as the product of the two (a = b = 1, no bias) and learns a, b and the
-    biases from each labelled record (a step of gradient descent on log-loss, `rate` scaled down by
-    the size of the record's log-probabilities, so an overconfident model cannot throw the weights).
+    biases from each labelled record: a step of gradient descent on log-loss, `rate` scaled down by
+    the size of the record's log-probabilities (an overconfident model cannot throw the weights),
+    then a pull of `shrink` back towards the product (a memory of about 1 / shrink labels: what was
+    learned before a change fades, and late labels cannot hold it on a stale lesson).
     Record by record it leans on the model that is right where they disagree and corrects a shifted
     class prior, which a 50/50 average cannot; the serving rule still judges it as one source among
-    three, so a blend that learns too slowly after a drift (late labels) is not served.
+    three, so a blend that has learned the wrong lesson is not served for long.
 
     >>> stack = StackedBlend(rate=0.5)
     >>> stack.combine({0: 0.9, 1: 0.1}, {0: 0.2, 1: 0.8})[0]   # as the product: the champion's surer
@@ -58,58 +60,58 @@ class StackedBlend:
     (1, True)
     """
 
-    def __init__(self, *, rate: float = 0.05, floor: float = 1e-4):
+    def __init__(self, *, rate: float = 0.05, shrink: float = 0.005, floor: float = 1e-4):
         if not 0 < rate <= 1:
             raise ValueError(f"rate must be in (0, 1], got {rate!r}")
+        if not 0 <= shrink < 1:
+            raise ValueError(f"shrink must be in [0, 1), got {shrink!r}")
         self.rate = rate
+        self.shrink = shrink
         self.floor = floor
         self.weights = [1.0, 1.0]  # champion, online
         self.bias: dict[Any, float] = {}
 
-    def _features(self, champion: Mapping[Any, float], online: Mapping[Any, float]) -> list[tuple[Any, float, float]]:
-        """Per class: its log-probability by each model (an online learner with nothing to say counts 0)."""
-        floor, log = self.floor, math.log
-        classes = list(champion) + [c for c in online if c not in champion]
-        cget, oget = champion.get, online.get
-        return [(c, log(max(floor, cget(c, 0.0))), log(max(floor, oget(c, 0.0))) if online else 0.0)
-                for c in classes]
-
-    def _softmax(self, features: list[tuple[Any, float, float]]) -> list[float]:
+    def _exps(self, classes: list[Any], lc: list[float], lo: list[float]) -> list[float]:
+        """exp of each class's score, less the top score (the softmax without its division)."""
         a, b = self.weights
         get = self.bias.get
-        scores = [get(c, 0.0) + a * lc + b * lo for c, lc, lo in features]
+        scores = [get(c, 0.0) + a * x + b * z for c, x, z in zip(classes, lc, lo, strict=True)]
         top = max(scores)
-        exps = [math.exp(z - top) for z in scores]
-        total = sum(exps)
-        return [e / total for e in exps]
+        return [math.exp(z - top) for z in scores]
 
-    def combine(self, champion: Mapping[Any, float],
-                online: Mapping[Any, float]) -> tuple[Any, float, list[tuple[Any, float, float]]]:
-        """The blend's class, its probability, and the features `learn` takes once the label comes."""
-        features = self._features(champion, online)
-        probabilities = self._softmax(features)
-        best = max(range(len(features)), key=probabilities.__getitem__)
-        return features[best][0], probabilities[best], features
+    def combine(self, champion: Mapping[Any, float], online: Mapping[Any, float]) -> tuple[Any, float, Any]:
+        """The blend's class, its probability, and the record's features for `learn` (per class, its
+        log-probability by each model; an online learner with nothing to say counts 0)."""
+        floor, log = self.floor, math.log
+        classes = list(champion)
+        if online and not online.keys() <= champion.keys():
+            classes += [c for c in online if c not in champion]
+        cget, oget = champion.get, online.get
+        lc = [log(max(floor, cget(c, 0.0))) for c in classes]
+        lo = [log(max(floor, oget(c, 0.0))) for c in classes] if online else [0.0] * len(classes)
+        exps = self._exps(classes, lc, lo)
+        best = exps.index(1.0)  # the top score's class (the first of equals)
+        return classes[best], 1.0 / sum(exps), (classes, lc, lo)
 
-    def learn(self, features: list[tuple[Any, float, float]], label: Any) -> None:
+    def learn(self, features: Any, label: Any) -> None:
         """One labelled record, with the features `combine` gave for it."""
-        if not features:
-            return
-        probabilities = self._softmax(features)
-        k = len(features)
-        mc = sum(lc for _, lc, _ in features) / k
-        mo = sum(lo for _, _, lo in features) / k
-        size = 1 + 4 / k * sum((lc - mc) ** 2 + (lo - mo) ** 2 for _, lc, lo in features)
+        classes, lc, lo = features
+        exps = self._exps(classes, lc, lo)
+        total = sum(exps)
+        k = len(classes)
+        mc, mo = sum(lc) / k, sum(lo) / k
+        size = 1 + 4 / k * sum((x - mc) ** 2 + (z - mo) ** 2 for x, z in zip(lc, lo, strict=True))
         step = self.rate / (1 + size / 10)
+        keep = 1 - self.shrink
         bias = self.bias
         da = db = 0.0
-        for (c, lc, lo), p in zip(features, probabilities, strict=True):
-            g = step * ((c == label) - p)
-            bias[c] = bias.get(c, 0.0) + g
-            da += g * lc
-            db += g * lo
-        self.weights[0] += da
-        self.weights[1] += db
+        for c, x, z, e in zip(classes, lc, lo, exps, strict=True):
+            g = step * ((c == label) - e / total)
+            bias[c] = keep * (bias.get(c, 0.0) + g)
+            da += g * x
+            db += g * z
+        a, b = self.weights
+        self.weights = [1 + keep * (a + da - 1), 1 + keep * (b + db - 1)]
 
 
 class ServingRule:
@@ -151,7 +153,8 @@ class ServingRule:
     @classmethod
     def from_settings(cls, serving: Any) -> ServingRule:
         """From `ServingSettings` (its `serve_halflife`, `serve_margin` and `serve_blend`)."""
-        stacked = StackedBlend(rate=serving.serve_blend_rate) if serving.serve_blend == "stacked" else None
+        stacked = (StackedBlend(rate=serving.serve_blend_rate, shrink=serving.serve_blend_shrink)
+                   if serving.serve_blend == "stacked" else None)
         return cls(halflife=serving.serve_halflife, margin=serving.serve_margin, stacked=stacked)
 
     def blend(self, champion: Mapping[Any, float], online: Mapping[Any, float]) -> tuple[Any, float, Any]:

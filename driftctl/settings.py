@@ -190,6 +190,9 @@ class ServingSettings(BaseModel):
                             "stacked = a log-linear pool whose weights are learned from the labels "
                             "(drift.arbiter.StackedBlend)")
     serve_blend_rate: float = Field(0.05, gt=0, le=1, description="learning rate of the stacked blend")
+    serve_blend_shrink: float = Field(0.005, ge=0, lt=1, description="pull of the stacked blend's weights back to "
+                                                                     "the plain product per label (a memory of "
+                                                                     "about 1 / shrink labels)")
     # The renewing tree recovers from abrupt drift like ARF's background trees at ~1x a tree's cost
     # (benchmarks/results/learners.md, decisions.md).
     online_learner: Literal["hoeffding-tree", "renewing-hoeffding-tree", "eager-hoeffding-tree",

@@ -240,3 +240,20 @@ def test_the_default_online_learner_renews_and_serves_before_the_retrain(delay):
     assert ServingSettings().online_learner == "renewing-hoeffding-tree"
     assert renewing.served["online"] > plain.served["online"]
     assert renewing.accuracy > plain.accuracy + 0.03
+
+
+def test_a_stacked_blend_is_learned_and_judged_by_the_same_rule():
+    """`serve_blend = stacked`: the backtest asks the serving rule for the blend and teaches it each
+    label; the blend it serves is the learned one, judged with champion and online learner."""
+    from drift.backtest import Backtest
+
+    features, labels, _ = split(table(n=8000, drift_at=4000))
+    backtest = Backtest(features, labels, policy="drift", warmup=1000, settings=settings(), label_delay=100,
+                        serving=ServingSettings(serve_blend="stacked"))
+    result = backtest.run()
+    stacked = backtest.rule.stacked
+    assert stacked is not None and stacked.weights != [1.0, 1.0]  # learned from the labels
+    assert sum(result.served.values()) == len(features) - 1000
+    blended = [t for t in range(1000, len(features)) if backtest.served_by[t] == 2]
+    assert all(backtest.served[t] == backtest.blend_pred[t] for t in blended)
+    assert all(x is None for x in backtest.blend_x[:len(features) - 100])  # learned and let go once labelled
