@@ -13,7 +13,8 @@ Policies:
   to retrain and the challenger must beat the champion to be promoted. The online learner
   runs beside it and, as in the live scorer (`ServingSettings.serve`, default ``best``), each
   record is served by the champion, the online learner or their blend, whichever has the
-  best recent labelled accuracy (`drift.arbiter.ServingRule`).
+  best recent labelled accuracy (`drift.arbiter.ServingRule`); the blend is a log-linear pool of the
+  two learned from the labels (`ServingSettings.serve_blend`, `drift.arbiter.StackedBlend`).
 - ``static``: the warmup champion serves forever.
 - ``periodic:N``: every N labelled records a challenger is trained on the last N and
   judged against the champion with the same promotion decision.
@@ -36,9 +37,9 @@ the mean calibrated confidence of the served predictions) beside the realised `a
 >>> [(e["index"], e["detector"]) for e in drift.drift_events]
 [(3015, 'error-adwin'), (3199, 'accuracy-gap')]
 >>> drift.incidents, drift.retrains, [p["index"] for p in drift.promotions], round(drift.accuracy, 2)
-(1, 1, [4515], 0.97)
+(1, 1, [4515], 0.99)
 >>> drift.served, drift.estimated_accuracy
-({'champion': 3326, 'online': 1386, 'blend': 288}, 0.9882)
+({'champion': 3235, 'online': 1386, 'blend': 379}, 0.9868)
 
 The online learner (a renewing tree, `training.online.Renewing`) renewed itself soon after the
 change and served until the retrained champion was promoted; both detector events are one

@@ -191,7 +191,7 @@ def test_the_rule_serves_the_blend_its_settings_name():
     """`serve_blend = mean`: the rule's blend is `blend` (nothing to learn); `stacked`: the learned
     pool, which learns only from the records it scored."""
     champion, online = {0: 0.7, 1: 0.3}, {0: 0.2, 1: 0.8}
-    mean = ServingRule.from_settings(ServingSettings())
+    mean = ServingRule.from_settings(ServingSettings(serve_blend="mean"))
     assert mean.stacked is None
     chosen, p, features = mean.blend(champion, online)
     assert (chosen, p, features) == (1, blend(champion, online)[1], None)
