@@ -246,8 +246,9 @@ def test_the_default_online_learner_renews_and_serves_before_the_retrain(delay):
 
 
 def test_a_stacked_blend_is_learned_and_judged_by_the_same_rule():
-    """The stacked blend (`serve_blend`, the default): the backtest asks the serving rule for the blend and teaches it each
-    label; the blend it serves is the learned one, judged with champion and online learner."""
+    """The stacked blend (`serve_blend`, the default): the backtest asks the serving rule for the
+    blend and teaches it each label; the blend it serves is the learned one, judged with champion
+    and online learner."""
     from drift.backtest import Backtest
 
     features, labels, _ = split(table(n=8000, drift_at=4000))
