@@ -86,6 +86,12 @@ VARIANTS: dict[str, Variant] = {
     "after+windows+first": ({"candidate_windows": True, "first_train_rows": 500}, {}),
     "after+windows+first+stale": ({"candidate_windows": True, "first_train_rows": 500, "regrow": True,
                                    "regrow_when_stale": True}, {}),
+    # Round 7 (the serving rule): the blend is a log-linear pool learned from the labels (drift.arbiter.StackedBlend,
+    # now the default); `after+mean` is the 50/50 average (the default before), the others the pool without its
+    # pull back to the product, and slower.
+    "after+mean": ({}, {"serve_blend": "mean"}),
+    "after+stacked-noshrink": ({}, {"serve_blend": "stacked", "serve_blend_shrink": 0.0}),
+    "after+stacked-slow": ({}, {"serve_blend": "stacked", "serve_blend_rate": 0.02, "serve_blend_shrink": 0.0}),
 }
 
 

@@ -17,6 +17,7 @@ Pure: no IO, no clock.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, Self
 
@@ -35,6 +36,82 @@ def blend(champion: Mapping[Any, float], online: Mapping[Any, float]) -> dict[An
     for c, p in online.items():
         mixed[c] = mixed.get(c, 0.0) + 0.5 * p
     return mixed
+
+
+class StackedBlend:
+    """The blend as a learned log-linear pool of the two models (stacking, learned online).
+
+    A class scores `bias[c] + a * log p_champion(c) + b * log p_online(c)`; the softmax of the scores
+    is the blend. It starts as the product of the two (a = b = 1, no bias) and learns a, b and the
+    biases from each labelled record: a step of gradient descent on log-loss, `rate` scaled down by
+    the size of the record's log-probabilities (an overconfident model cannot throw the weights),
+    then a pull of `shrink` back towards the product (a memory of about 1 / shrink labels: what was
+    learned before a change fades, and late labels cannot hold it on a stale lesson).
+    Record by record it leans on the model that is right where they disagree and corrects a shifted
+    class prior, which a 50/50 average cannot; the serving rule still judges it as one source among
+    three, so a blend that has learned the wrong lesson is not served for long.
+
+    >>> stack = StackedBlend(rate=0.5)
+    >>> stack.combine({0: 0.9, 1: 0.1}, {0: 0.2, 1: 0.8})[0]   # as the product: the champion's surer
+    0
+    >>> for _ in range(200):   # but the online learner is the one right where they disagree
+    ...     stack.learn(stack.combine({0: 0.9, 1: 0.1}, {0: 0.2, 1: 0.8})[2], 1)
+    >>> stack.combine({0: 0.9, 1: 0.1}, {0: 0.2, 1: 0.8})[0], stack.weights[1] > stack.weights[0]
+    (1, True)
+    """
+
+    def __init__(self, *, rate: float = 0.05, shrink: float = 0.005, floor: float = 1e-4):
+        if not 0 < rate <= 1:
+            raise ValueError(f"rate must be in (0, 1], got {rate!r}")
+        if not 0 <= shrink < 1:
+            raise ValueError(f"shrink must be in [0, 1), got {shrink!r}")
+        self.rate = rate
+        self.shrink = shrink
+        self.floor = floor
+        self.weights = [1.0, 1.0]  # champion, online
+        self.bias: dict[Any, float] = {}
+
+    def _exps(self, classes: list[Any], lc: list[float], lo: list[float]) -> list[float]:
+        """exp of each class's score, less the top score (the softmax without its division)."""
+        a, b = self.weights
+        get = self.bias.get
+        scores = [get(c, 0.0) + a * x + b * z for c, x, z in zip(classes, lc, lo, strict=True)]
+        top = max(scores)
+        return [math.exp(z - top) for z in scores]
+
+    def combine(self, champion: Mapping[Any, float], online: Mapping[Any, float]) -> tuple[Any, float, Any]:
+        """The blend's class, its probability, and the record's features for `learn` (per class, its
+        log-probability by each model; an online learner with nothing to say counts 0)."""
+        floor, log = self.floor, math.log
+        classes = list(champion)
+        if online and not online.keys() <= champion.keys():
+            classes += [c for c in online if c not in champion]
+        cget, oget = champion.get, online.get
+        lc = [log(max(floor, cget(c, 0.0))) for c in classes]
+        lo = [log(max(floor, oget(c, 0.0))) for c in classes] if online else [0.0] * len(classes)
+        exps = self._exps(classes, lc, lo)
+        best = exps.index(1.0)  # the top score's class (the first of equals)
+        return classes[best], 1.0 / sum(exps), (classes, lc, lo)
+
+    def learn(self, features: Any, label: Any) -> None:
+        """One labelled record, with the features `combine` gave for it."""
+        classes, lc, lo = features
+        exps = self._exps(classes, lc, lo)
+        total = sum(exps)
+        k = len(classes)
+        mc, mo = sum(lc) / k, sum(lo) / k
+        size = 1 + 4 / k * sum((x - mc) ** 2 + (z - mo) ** 2 for x, z in zip(lc, lo, strict=True))
+        step = self.rate / (1 + size / 10)
+        keep = 1 - self.shrink
+        bias = self.bias
+        da = db = 0.0
+        for c, x, z, e in zip(classes, lc, lo, exps, strict=True):
+            g = step * ((c == label) - e / total)
+            bias[c] = keep * (bias.get(c, 0.0) + g)
+            da += g * x
+            db += g * z
+        a, b = self.weights
+        self.weights = [1 + keep * (a + da - 1), 1 + keep * (b + db - 1)]
 
 
 class ServingRule:
@@ -61,7 +138,8 @@ class ServingRule:
     ValueError: halflife must be at least 1 labelled record, got 0
     """
 
-    def __init__(self, *, halflife: int = 200, margin: float = 0.01, start: float = 0.5):
+    def __init__(self, *, halflife: int = 200, margin: float = 0.01, start: float = 0.5,
+                 stacked: StackedBlend | None = None):
         if halflife < 1:
             raise ValueError(f"halflife must be at least 1 labelled record, got {halflife!r}")
         if not 0 <= margin < 1:
@@ -69,12 +147,29 @@ class ServingRule:
         self.halflife = halflife
         self.margin = margin
         self.start = start
+        self.stacked = stacked  # None: the blend is the 50/50 average (`blend`)
         self._reset()
 
     @classmethod
     def from_settings(cls, serving: Any) -> ServingRule:
-        """From `ServingSettings` (its `serve_halflife` and `serve_margin`)."""
-        return cls(halflife=serving.serve_halflife, margin=serving.serve_margin)
+        """From `ServingSettings` (its `serve_halflife`, `serve_margin` and `serve_blend`)."""
+        stacked = (StackedBlend(rate=serving.serve_blend_rate, shrink=serving.serve_blend_shrink)
+                   if serving.serve_blend == "stacked" else None)
+        return cls(halflife=serving.serve_halflife, margin=serving.serve_margin, stacked=stacked)
+
+    def blend(self, champion: Mapping[Any, float], online: Mapping[Any, float]) -> tuple[Any, float, Any]:
+        """The blend's class, its probability, and what `learn_blend` takes with the record's label
+        (None for the 50/50 average, which learns nothing)."""
+        if self.stacked is not None:
+            return self.stacked.combine(champion, online)
+        mixed = blend(champion, online)
+        chosen = max(mixed, key=mixed.__getitem__)
+        return chosen, mixed[chosen], None
+
+    def learn_blend(self, features: Any, label: Any) -> None:
+        """The label of a record the blend scored (`features` from `blend`; None: nothing to learn)."""
+        if features is not None and self.stacked is not None:
+            self.stacked.learn(features, label)
 
     def _reset(self) -> None:
         self._alpha = 1 - 0.5 ** (1 / self.halflife)

@@ -185,6 +185,16 @@ class ServingSettings(BaseModel):
                                                        "weight (serve = best)")
     serve_margin: float = Field(0.01, ge=0, lt=1, description="lead in recent accuracy another model needs before "
                                                               "serving switches to it (hysteresis)")
+    # Stacked: +0.33 points over 28 drifting rows, 2 more accuracy goals, no row worse by more than 0.18,
+    # ~8 us more per record (benchmarks/results/round7-decserve.md).
+    serve_blend: Literal["mean", "stacked"] = Field(
+        "stacked", description="the blend of champion and online learner: mean = their probabilities averaged; "
+                            "stacked = a log-linear pool whose weights are learned from the labels "
+                            "(drift.arbiter.StackedBlend)")
+    serve_blend_rate: float = Field(0.05, gt=0, le=1, description="learning rate of the stacked blend")
+    serve_blend_shrink: float = Field(0.005, ge=0, lt=1, description="pull of the stacked blend's weights back to "
+                                                                     "the plain product per label (a memory of "
+                                                                     "about 1 / shrink labels)")
     # The renewing tree recovers from abrupt drift like ARF's background trees at ~1x a tree's cost
     # (benchmarks/results/learners.md, decisions.md).
     online_learner: Literal["hoeffding-tree", "renewing-hoeffding-tree", "eager-hoeffding-tree",

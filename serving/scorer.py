@@ -348,10 +348,11 @@ class Scorer:
         # online learner has nothing to say yet).
         chosen = self.rule.serving if self.rule is not None else serving.serve
         blending = self.rule is not None
+        learned_blend = self.rule.blend if self.rule is not None and self.rule.stacked is not None else None
         send, topic, instance = self._send, self.topics.predictions, self.instance
         # Audit rows per (topic, partition, source), and the (features, outcome) each record waits with for its label.
         segments: dict[tuple[str, int, str], tuple[list[int], list[str]]] = {}
-        waiting: list[tuple[str, tuple[dict[str, Any], tuple[int, Any, Any, Any, int]], int]] = []
+        waiting: list[tuple[str, tuple[dict[str, Any], tuple[int, Any, Any, Any, int, Any]], int]] = []
         renewals = self._renewals  # of the online learner that predicted this batch
         for (message, record), features, winner, row, online_proba in zip(good, rows, winners, probabilities.tolist(),
                                                                           online_probas, strict=True):
@@ -361,7 +362,11 @@ class Scorer:
                 source = chosen
             else:
                 online, source = None, "champion"
-            blended, blended_p = (_blend_winner(classes, row, online_proba) if blending else (None, 0.0))
+            learned = None  # what a learned blend (ServingSettings.serve_blend) takes with the label
+            if learned_blend is not None:
+                blended, blended_p, learned = learned_blend(dict(zip(classes, row, strict=True)), online_proba)
+            else:
+                blended, blended_p = (_blend_winner(classes, row, online_proba) if blending else (None, 0.0))
             confidence = (online_proba[online] if source == "online" else
                           blended_p if source == "blend" else row[winner])
             served = online if source == "online" else blended if source == "blend" else champion
@@ -369,7 +374,8 @@ class Scorer:
             offsets, ids = segments.setdefault((message.topic, message.partition, source), ([], []))
             offsets.append(message.offset)
             ids.append(record_id)
-            waiting.append((record_id, (features, (version, champion, online, blended, renewals)), len(message.value)))
+            waiting.append((record_id, (features, (version, champion, online, blended, renewals, learned)),
+                            len(message.value)))
             # A literal, not Prediction(...): the call form copies the keywords once more per record.
             value: Prediction = {
                 "id": record_id, "ts": record["ts"], "prediction": served,
@@ -418,8 +424,8 @@ class Scorer:
         self.metrics.join_evictions.labels("size").inc(self.joiner.evicted_by_size - before[0])
         self.metrics.join_evictions.labels("age").inc(self.joiner.evicted_by_age - before[1])
 
-    def _learn_one(self, scored: tuple[dict[str, Any], tuple[int, Any, Any, Any, int]], label: Any) -> None:
-        features, (version, champion, online, blended, renewals) = scored
+    def _learn_one(self, scored: tuple[dict[str, Any], tuple[int, Any, Any, Any, int, Any]], label: Any) -> None:
+        features, (version, champion, online, blended, renewals, learned) = scored
         if self.settings.serving.missing_features != "reject":
             features = _present(features)
         after: int | None = None  # the learner's renewals once it learned this label (None: not known yet)
@@ -437,6 +443,7 @@ class Scorer:
             outcomes = ((champion == label, online == label, blended == label)
                         if current is not None and version == current.ref.version else None)
             self.rule.on_label(outcomes, scored_renewals=renewals, renewals=after, accuracy=accuracy)
+            self.rule.learn_blend(learned, label)
         if after is not None:
             self._renewals = after
         self.n_joined += 1

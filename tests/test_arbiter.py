@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from drift.arbiter import SOURCES, AccuracyEstimate, ServingRule, blend
+from drift.arbiter import SOURCES, AccuracyEstimate, ServingRule, StackedBlend, blend
 from driftctl.settings import ServingSettings
 
 
@@ -118,3 +118,91 @@ def test_estimate_follows_a_covariate_shift_without_labels():
         estimate.served("champion", 0.97 if rng.random() < 0.2 else 0.55)
     assert before == pytest.approx(0.88, abs=0.03)
     assert estimate.estimated_accuracy == pytest.approx(0.63, abs=0.03)
+
+
+def disagreeing(rng, n, champion_right):
+    """Binary records on which champion and online learner disagree; the champion is right on a
+    share `champion_right` of them, and the more confident of the two half the time."""
+    for _ in range(n):
+        truth = rng.random() < 0.5
+        champion_says = truth if rng.random() < champion_right else not truth
+        sure, unsure = rng.uniform(0.75, 0.95), rng.uniform(0.55, 0.75)
+        c, o = (sure, unsure) if rng.random() < 0.5 else (unsure, sure)
+        yield ({champion_says: c, not champion_says: 1 - c}, {not champion_says: o, champion_says: 1 - o}, truth)
+
+
+def test_the_stacked_blend_learns_whom_to_follow_where_they_disagree():
+    """A 50/50 average follows whichever model is surer, so it is right half the time here; the
+    stacked blend learns that the online learner is right 3 times in 4 and follows it."""
+    rng = random.Random(3)
+    stack = StackedBlend(rate=0.05)
+    records = list(disagreeing(rng, 4000, champion_right=0.25))
+    right_mean = right_stacked = 0
+    for i, (champion, online, truth) in enumerate(records):
+        chosen, p, features = stack.combine(champion, online)
+        assert 0.5 <= p <= 1
+        mixed = blend(champion, online)
+        if i >= 2000:  # after learning
+            right_stacked += chosen == truth
+            right_mean += max(mixed, key=mixed.__getitem__) == truth
+        stack.learn(features, truth)
+    assert right_mean / 2000 < 0.6 < 0.7 < right_stacked / 2000
+    assert stack.weights[1] > stack.weights[0]
+
+
+def test_the_stacked_blend_corrects_a_shifted_class_prior_and_takes_any_classes():
+    """Both models say class "a" at 0.6, but "c" (only the online learner knows it) is the truth 3
+    times in 4: the classes' biases learn it. An online learner with nothing to say counts nothing."""
+    stack = StackedBlend(rate=0.1)
+    champion, online = {"a": 0.6, "b": 0.4}, {"a": 0.6, "b": 0.2, "c": 0.2}
+    assert stack.combine(champion, online)[0] == "a"
+    for i in range(2000):
+        stack.learn(stack.combine(champion, online)[2], "c" if i % 4 else "a")
+    assert stack.combine(champion, online)[0] == "c"
+    assert stack.combine(champion, {})[0] in {"a", "c"}  # the biases still count; no error on an empty side
+    with pytest.raises(ValueError, match="rate"):
+        StackedBlend(rate=0)
+    with pytest.raises(ValueError, match="shrink"):
+        StackedBlend(shrink=1)
+
+
+def test_the_stacked_blend_forgets_an_old_lesson():
+    """What the blend learned fades once the records stop teaching it (both models agree and are
+    right): the weights go back to the plain product, so a lesson learned before a change, or
+    from labels that came late, is not held for ever; without the pull they stay where they were."""
+    def learned_then_calm(shrink):
+        rng = random.Random(5)
+        stack = StackedBlend(rate=0.05, shrink=shrink)
+        for champion, online, truth in disagreeing(rng, 3000, champion_right=0.1):
+            stack.learn(stack.combine(champion, online)[2], truth)
+        lesson = list(stack.weights)
+        for i in range(1000):
+            truth = i % 2 == 0
+            stack.learn(stack.combine({truth: 0.99, not truth: 0.01}, {truth: 0.99, not truth: 0.01})[2], truth)
+        return lesson, stack.weights
+    lesson, calm = learned_then_calm(0.005)
+    assert lesson[1] - lesson[0] > 0.5  # it learned to follow the online learner
+    assert abs(calm[0] - 1) < 0.05 and abs(calm[1] - 1) < 0.05
+    lesson, calm = learned_then_calm(0.0)
+    assert calm[1] - calm[0] > 0.5
+
+
+def test_the_rule_serves_the_blend_its_settings_name():
+    """`serve_blend = mean`: the rule's blend is `blend` (nothing to learn); `stacked`: the learned
+    pool, which learns only from the records it scored."""
+    champion, online = {0: 0.7, 1: 0.3}, {0: 0.2, 1: 0.8}
+    mean = ServingRule.from_settings(ServingSettings(serve_blend="mean"))
+    assert mean.stacked is None
+    chosen, p, features = mean.blend(champion, online)
+    assert (chosen, p, features) == (1, blend(champion, online)[1], None)
+    mean.learn_blend(features, 0)  # nothing to learn: no error
+    stacked = ServingRule.from_settings(ServingSettings(serve_blend="stacked", serve_blend_rate=0.2,
+                                                        serve_blend_shrink=0.01))
+    assert stacked.stacked is not None and (stacked.stacked.rate, stacked.stacked.shrink) == (0.2, 0.01)
+    before = list(stacked.stacked.weights)
+    chosen, p, features = stacked.blend(champion, online)
+    assert chosen == 1 and p == pytest.approx(0.3 * 0.8 / (0.7 * 0.2 + 0.3 * 0.8))  # the product, normalised
+    stacked.learn_blend(None, 0)
+    assert stacked.stacked.weights == before
+    stacked.learn_blend(features, 0)
+    assert stacked.stacked.weights != before

@@ -231,12 +231,33 @@ def test_the_default_online_learner_renews_and_serves_before_the_retrain(delay):
     """The concept changes and the retrain waits for 3,000 labels: the plain Hoeffding tree keeps
     the old concept's splits, the default (renewing) tree restarts on the new concept and serves
     sooner; with labels 500 records late the serving rule starts it from its own accuracy
-    instead of judging it by the old tree's predictions still waiting for labels."""
+    instead of judging it by the old tree's predictions still waiting for labels. (The 50/50 blend:
+    with labels at once the stacked blend of the stale champion and the plain tree recovers as well.)"""
     features, labels = stagger()
     slow = DriftSettings(min_train_rows=3000, cooldown=500, accuracy_gap=False)
-    renewing = run_backtest(features, labels, policy="drift", warmup=1000, settings=slow, label_delay=delay)
+    mean = ServingSettings(serve_blend="mean")
+    renewing = run_backtest(features, labels, policy="drift", warmup=1000, settings=slow, label_delay=delay,
+                            serving=mean)
     plain = run_backtest(features, labels, policy="drift", warmup=1000, settings=slow, label_delay=delay,
-                         serving=ServingSettings(online_learner="hoeffding-tree"))
+                         serving=mean.model_copy(update={"online_learner": "hoeffding-tree"}))
     assert ServingSettings().online_learner == "renewing-hoeffding-tree"
     assert renewing.served["online"] > plain.served["online"]
     assert renewing.accuracy > plain.accuracy + 0.03
+
+
+def test_a_stacked_blend_is_learned_and_judged_by_the_same_rule():
+    """The stacked blend (`serve_blend`, the default): the backtest asks the serving rule for the
+    blend and teaches it each label; the blend it serves is the learned one, judged with champion
+    and online learner."""
+    from drift.backtest import Backtest
+
+    features, labels, _ = split(table(n=8000, drift_at=4000))
+    backtest = Backtest(features, labels, policy="drift", warmup=1000, settings=settings(), label_delay=100)
+    assert ServingSettings().serve_blend == "stacked"  # the default
+    result = backtest.run()
+    stacked = backtest.rule.stacked
+    assert stacked is not None and stacked.weights != [1.0, 1.0]  # learned from the labels
+    assert sum(result.served.values()) == len(features) - 1000
+    blended = [t for t in range(1000, len(features)) if backtest.served_by[t] == 2]
+    assert all(backtest.served[t] == backtest.blend_pred[t] for t in blended)
+    assert all(x is None for x in backtest.blend_x[:len(features) - 100])  # learned and let go once labelled

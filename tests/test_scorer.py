@@ -317,3 +317,25 @@ def test_a_swap_sets_aside_the_new_model_without_walking_the_frozen_heap():
     finally:
         gc.unfreeze()
         gc.set_threshold(*threshold)
+
+
+def test_a_stacked_blend_learns_from_the_labels_the_scorer_joins(stack):
+    """`serve_blend = stacked`: the scorer asks its serving rule for the blend of each record and
+    teaches it the record's label once joined (the rule the backtest replays)."""
+    settings, bootstrap, registry = stack
+    settings = settings.model_copy(update={"serving": settings.serving.model_copy(update={"serve_blend": "stacked"})})
+    stop = threading.Event()
+    scorer = Scorer(settings, bootstrap, registry, stop)
+    thread = threading.Thread(target=scorer.run, daemon=True)
+    thread.start()
+    producer = make_producer(bootstrap, settings.kafka)
+    publish(producer, settings.kafka.topics, iot_stream(1500, drift_at=10**9), rate=None, label_delay=100)
+    producer.close()
+    got = predictions(settings, bootstrap, 1500)
+    wait_for(lambda: scorer.n_joined >= 1000, 60, lambda: f"{scorer.n_joined} labels joined", alive=[thread])
+    stop.set()
+    thread.join(30)
+    assert scorer.rule is not None and scorer.rule.stacked is not None
+    assert scorer.rule.stacked.weights != [1.0, 1.0]  # it learned from the joined labels
+    assert {p["served_by"] for p in got} <= {"champion", "online", "blend"}
+    assert all(0 < p["confidence"] <= 1 for p in got)
