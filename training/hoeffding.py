@@ -355,7 +355,8 @@ class _Leaf(LeafNaiveBayesAdaptive):
         self._rows = {}
 
     def prediction(self, x: dict[Any, Any], *, tree: Any = None) -> dict[Any, float]:
-        if self.is_active() and self._nb_correct_weight >= self._mc_correct_weight:
+        splitters: Any = self.splitters  # None once deactivated
+        if splitters is not None and self._nb_correct_weight >= self._mc_correct_weight:  # is_active()
             return self._naive_bayes(x)
         result: dict[Any, float] = super(LeafNaiveBayesAdaptive, self).prediction(x)
         return result
@@ -377,7 +378,7 @@ class HoeffdingTree(tree.HoeffdingTreeClassifier):
                 if feature in x:
                     node = node.children[0 if x[feature] <= node.threshold else 1]
                     continue
-            elif not _is_branch(node):
+            elif type(node) is _Leaf or not _is_branch(node):
                 return node
             try:
                 node = node.next(x)
@@ -401,7 +402,7 @@ class HoeffdingTree(tree.HoeffdingTreeClassifier):
         # tree's bookkeeping are River's own code (`super().learn_one` on a copy of the path would
         # walk twice), so only the common path is written out here.
         root: Any = self._root  # River types its nodes loosely
-        if root is None or not _is_branch(root):
+        if root is None or type(root) is _Leaf or not _is_branch(root):
             super().learn_one(x, y, w=w)
             return
         parent: Any = None
@@ -413,27 +414,30 @@ class HoeffdingTree(tree.HoeffdingTreeClassifier):
                     break
                 parent, node = node, node.children[0 if x[feature] <= node.threshold else 1]
                 continue
-            if not _is_branch(node):
+            if type(node) is _Leaf or not _is_branch(node):
                 break
             try:
                 child = node.next(x)
             except KeyError:
                 break
             parent, node = node, child
-        if _is_branch(node):  # a feature missing or a value unseen: River's handling
+        ours = type(node) is _Leaf  # its properties are read directly (same values, fewer calls)
+        if not ours and _is_branch(node):  # a feature missing or a value unseen: River's handling
             super().learn_one(x, y, w=w)
             return
         self.classes.add(y)
         self._train_weight_seen_by_model += w
         node.learn_one(x, y, w=w, tree=self)
-        if self._growth_allowed and node.is_active():
+        if self._growth_allowed and (node.splitters is not None if ours else node.is_active()):
             if node.depth >= self.max_depth:  # Max depth reached
                 node.deactivate()
                 self._n_active_leaves -= 1
                 self._n_inactive_leaves += 1
             else:
-                weight_seen = node.total_weight
-                if weight_seen - node.last_split_attempt_at >= self.grace_period:
+                # total_weight and last_split_attempt_at, River's properties
+                weight_seen = sum(node.stats.values()) if ours else node.total_weight
+                last = node._last_split_attempt_at if ours else node.last_split_attempt_at
+                if weight_seen - last >= self.grace_period:
                     p_branch: Any = parent.branch_no(x) if _is_branch(parent) else None
                     self._attempt_to_split(node, parent, p_branch)
                     node.last_split_attempt_at = weight_seen
