@@ -313,16 +313,21 @@ class Backtest:
         self.labelled = 0
         self._renewed_at: list[int] = []  # where the online learner renewed itself (training.online.Renewing)
         self._needs_online = self.watch is not None and self.watch.needs_online
-        step = max(1, min(1000, n // 100))
+        every = max(1, min(1000, n // 100))
+        watch = self.watch
         for t in range(n):
             x = self.records[t]
             self._serve(t, x)
-            if self.watch is not None and self.champion is not None:
-                self._watch_record(t, x)
+            if watch is not None and self.champion is not None:  # the label-free detectors
+                step = watch.observe(Observation(features=x, prediction=self.champion_pred[t],
+                                                 score=self._confidence[t - self._cache_from]),
+                                     index=t, labelled=self.labelled)
+                if step.events or step.decisions:
+                    self._take(t, step)
             j = t - self.label_delay
             if j >= 0:
                 self._on_label(t, j)
-            if progress is not None and (t + 1) % step == 0:
+            if progress is not None and (t + 1) % every == 0:
                 progress(t + 1, n)
         if progress is not None:
             progress(n, n)
@@ -349,11 +354,11 @@ class Backtest:
         offset = t - self._cache_from
         self.champion_pred[t] = self.served[t] = self._cache[offset]
         self.champion_version[t] = champion.version
-        served: float | None = self._confidence[offset]
+        served: Any = self._confidence[offset]  # a float (Any: no cast call per record)
         confidence[0][t] = served
         rule = self.rule
         if rule is None:
-            self.expected[t] = self.estimate.served("champion", cast("float", served))
+            self.expected[t] = self.estimate.served("champion", served)
             return
         assert self._half is not None  # kept whenever a serving rule runs
         # blend(champion's, online's), written out: the champion's half-probabilities are the block's.
@@ -372,7 +377,7 @@ class Backtest:
         else:
             source = 0
         self.served_by[t] = source
-        self.expected[t] = self.estimate.served(SOURCES[source], cast("float", served))
+        self.expected[t] = self.estimate.served(SOURCES[source], served)
 
     def _champion_predict(self, t: int) -> None:
         """The champion's predictions from record `t` on, computed in blocks (a model only changes
@@ -527,15 +532,6 @@ class Backtest:
     def _next_version(self) -> int:
         assert self.champion is not None
         return max([self.champion.version, *(a.version for a in self.archive)]) + 1
-
-    def _watch_record(self, t: int, x: dict[str, Any]) -> None:
-        """Label-free detectors: the record's features and what the champion served."""
-        assert self.watch is not None  # the replay calls this only when a watch runs
-        served = Observation(features=x, prediction=self.champion_pred[t],
-                             score=self._confidence[t - self._cache_from])
-        step = self.watch.observe(served, index=t, labelled=self.labelled)
-        if step.events or step.decisions:
-            self._take(t, step)
 
     def _take(self, t: int, step: Step) -> None:
         for event in step.events:

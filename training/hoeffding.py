@@ -106,7 +106,8 @@ def naive_bayes(x: dict[Any, Any], stats: dict[Any, float], splitters: dict[Any,
 def _normalised(votes: dict[Any, float]) -> dict[Any, float]:
     """Log votes to probabilities, as River's naive Bayes does (log-sum-exp, same operations)."""
     max_ll = max(votes.values())
-    lse = max_ll + math.log(sum(math.exp(v - max_ll) for v in votes.values()))
+    # sum(exp(v - max_ll) for v in votes.values()), the same sum, without a generator's calls
+    lse = max_ll + math.log(sum(map(math.exp, map(max_ll.__rsub__, votes.values()))))
     for class_index in votes:
         votes[class_index] = math.exp(votes[class_index] - lse)
     return votes
