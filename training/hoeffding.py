@@ -40,6 +40,11 @@ from river.tree.splitter.gaussian_splitter import GaussianSplitter
 from river.tree.utils import BranchFactory
 
 _HALF_LOG_TAU = 0.5 * math.log(math.tau)  # as river.proba.gaussian
+_compiled: Any  # the per-record arithmetic compiled (training/_leaf.pyx, built by `pip install` when it can be)
+try:
+    from training import _leaf as _compiled
+except ImportError:
+    _compiled = None
 _BRANCH_TYPES: dict[type, bool] = {}
 
 
@@ -225,6 +230,7 @@ class _Leaf(LeafNaiveBayesAdaptive):
         cache = self._terms
         votes: dict[Any, float] = {}
         log, inf, half_log_tau, get = math.log, math.inf, _HALF_LOG_TAU, x.get
+        class_vote = _compiled.class_vote if _compiled is not None and type(x) is dict else None
         for class_index, class_weight in stats.items():
             if not class_weight > 0:
                 votes[class_index] = 0.0
@@ -236,10 +242,13 @@ class _Leaf(LeafNaiveBayesAdaptive):
                 return naive_bayes(x, stats, splitters)
             vote = log(class_weight / total_weight)
             try:  # x has every feature (the common case): subscripts, no `get` calls
-                for att_idx, (mean, minus_two_variance, half_log_variance) in terms.items():
-                    log_p = (x[att_idx] - mean) ** 2 / minus_two_variance - half_log_tau - half_log_variance
-                    if log_p > -inf:
-                        vote += log_p
+                if class_vote is not None:  # compiled: the loop below, the same operations
+                    vote = class_vote(vote, terms, x, half_log_tau)
+                else:
+                    for att_idx, (mean, minus_two_variance, half_log_variance) in terms.items():
+                        log_p = (x[att_idx] - mean) ** 2 / minus_two_variance - half_log_tau - half_log_variance
+                        if log_p > -inf:
+                            vote += log_p
             except KeyError:  # a feature missing: the class's vote again, skipping it
                 vote = log(class_weight / total_weight)
                 for att_idx, (mean, minus_two_variance, half_log_variance) in terms.items():
@@ -288,7 +297,15 @@ class _Leaf(LeafNaiveBayesAdaptive):
         # kind of update, drops them (read again, in the splitters' order, when next needed).
         terms = self._terms.get(y) if self._terms_of is splitters else None
         log = math.log
-        for att_id, att_val in x.items():
+        items: Any = x.items()
+        if _compiled is not None and type(w) is float and type(x) is dict:
+            # Compiled: the loop below for each float value with a row; the other features, after.
+            rest, keep = _compiled.update_rows(x, rows, y, w, terms)
+            if not keep and terms is not None:
+                terms = None
+                del self._terms[y]
+            items = [(att_id, x[att_id]) for att_id in rest]
+        for att_id, att_val in items:
             row = rows.get(att_id)
             if row is None or att_val is None:
                 if self._update_one(att_id, att_val, y, w, nominal_attributes, rows) and terms is not None:
