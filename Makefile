@@ -7,7 +7,8 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install demo test lint lock clean chromium postgresql
 
-$(STAMP): pyproject.toml constraints.txt
+# setup.py and the .pyx: a changed compiled module is built again (a stale one would shadow the edit).
+$(STAMP): pyproject.toml constraints.txt setup.py training/_leaf.pyx
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'

@@ -353,7 +353,10 @@ class AccuracyEstimate:
 
     def served(self, source: str, confidence: float) -> float:
         """A record served: its expected accuracy, also counted in `estimated_accuracy`."""
-        expected = self.expect(source, confidence)
+        bins = self.bins
+        b = int(confidence * bins)  # self.expect(source, confidence), written out (once per record)
+        n, accuracy = self._maps[source][b if 0 <= b < bins else 0 if b < 0 else bins - 1]
+        expected = (n * accuracy + self.prior * confidence) / (n + self.prior) if n else confidence
         recent = self._recent
         if len(recent) < self.window:
             recent.append(expected)

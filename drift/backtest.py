@@ -290,11 +290,12 @@ class Backtest:
         self.champion_version = [0] * n
         # Per record: who served (index in drift.arbiter.SOURCES), each source's confidence, and the
         # label-free estimate of the served prediction's accuracy (benchmarks read them per window).
-        self.served_by = np.zeros(n, dtype=np.int8)
+        self.served_by: Any = [0] * n  # a numpy array (int8) once the replay ends
         self.confidence: list[list[float | None]] = [[None] * n, [None] * n, [None] * n]
         self.expected: list[float | None] = [None] * n
         self._cache_from = self._cache_to = 0
-        self._cache: list[Any] | None = None
+        self._cache: list[Any] = []
+        self._confidence: list[float] = []
         self._proba: list[list[float]] | None = None  # the champion's probabilities (serve=best blends them)
         self.events: list[DriftEvent] = []
         self.event_index: dict[str, int] = {}
@@ -313,90 +314,109 @@ class Backtest:
             self.watch is not None and self.watch.needs_online)
         self.labelled = 0
         self._renewed_at: list[int] = []  # where the online learner renewed itself (training.online.Renewing)
-        step = max(1, min(1000, n // 100))
+        self._needs_online = self.watch is not None and self.watch.needs_online
+        every = max(1, min(1000, n // 100))
+        watch = self.watch
         for t in range(n):
             x = self.records[t]
             self._serve(t, x)
-            if self.watch is not None and self.champion is not None:
-                self._watch_record(t, x)
+            if watch is not None and self.champion is not None:  # the label-free detectors
+                step = watch.observe(Observation(features=x, prediction=self.champion_pred[t],
+                                                 score=self._confidence[t - self._cache_from]),
+                                     index=t, labelled=self.labelled)
+                if step.events or step.decisions:
+                    self._take(t, step)
             j = t - self.label_delay
             if j >= 0:
                 self._on_label(t, j)
-            if progress is not None and (t + 1) % step == 0:
+            if progress is not None and (t + 1) % every == 0:
                 progress(t + 1, n)
         if progress is not None:
             progress(n, n)
+        self.served_by = np.array(self.served_by, dtype=np.int8)
         seconds = time.perf_counter() - started
         return self._result(seconds, kind)
 
     def _serve(self, t: int, x: dict[str, Any]) -> None:
         proba = None
+        confidence = self.confidence
         if self.online_always or self.champion is None:
             proba = self.online.predict_proba_one(x)
             if proba:
                 online = max(proba, key=proba.__getitem__)
-                self.online_pred[t], self.confidence[1][t] = online, proba[online]
-        if self.champion is None or self.serve == "online":
+                self.online_pred[t], confidence[1][t] = online, proba[online]
+        champion = self.champion
+        if champion is None or self.serve == "online":
             self.served[t] = self.online_pred[t]
             self.served_by[t] = 1
             self.expected[t] = self.estimate.served("online", proba[self.online_pred[t]]) if proba else None
             return
-        self.champion_pred[t] = self.served[t] = self._champion_predict(t)
-        self.champion_version[t] = self.champion.version
+        if not self._cache_from <= t < self._cache_to:
+            self._champion_predict(t)
         offset = t - self._cache_from
-        confidence = self.confidence[0][t] = self._confidence[offset]
-        if self.rule is None:
-            self.expected[t] = self.estimate.served("champion", confidence)
+        self.champion_pred[t] = self.served[t] = self._cache[offset]
+        self.champion_version[t] = champion.version
+        served: Any = self._confidence[offset]  # a float (Any: no cast call per record)
+        confidence[0][t] = served
+        rule = self.rule
+        if rule is None:
+            self.expected[t] = self.estimate.served("champion", served)
             return
         assert self._proba is not None  # kept whenever a serving rule runs
-        chosen, blended, self.blend_x[t] = self.rule.blend(
-            dict(zip(self.champion.classes, self._proba[offset], strict=True)), proba or {})
-        self.blend_pred[t], self.confidence[2][t] = chosen, blended
-        source = self.served_by[t] = self.rule.serving_index
+        chosen, blended, self.blend_x[t] = rule.blend(
+            dict(zip(champion.classes, self._proba[offset], strict=True)), proba or {})
+        self.blend_pred[t] = chosen
+        confidence[2][t] = blended
+        source = rule.serving_index
         if source == 1 and proba:
-            self.served[t], confidence = self.online_pred[t], self.confidence[1][t]
+            self.served[t], served = self.online_pred[t], confidence[1][t]
         elif source == 2:
-            self.served[t], confidence = chosen, blended
+            self.served[t], served = chosen, blended
         else:
-            self.served_by[t] = 0
-        self.expected[t] = self.estimate.served(SOURCES[self.served_by[t]], confidence)
+            source = 0
+        self.served_by[t] = source
+        self.expected[t] = self.estimate.served(SOURCES[source], served)
 
-    def _champion_predict(self, t: int) -> Any:
-        """The champion's prediction for record `t`, computed in blocks (a model only changes
+    def _champion_predict(self, t: int) -> None:
+        """The champion's predictions from record `t` on, computed in blocks (a model only changes
         between records, and then the block is dropped)."""
         assert self.champion is not None  # called only once a champion serves
-        if self._cache is None or not self._cache_from <= t < self._cache_to:
-            end = min(t + 5000, len(self.records))  # ~4 ms a call besides its rows: blocks of 5,000
-            proba = self.champion.model.predict_proba(self.features.iloc[t:end])
-            best = proba.argmax(axis=1)
-            self._cache = [_plain(c) for c in np.asarray(self.champion.classes, dtype=object)[best]]
-            self._confidence = proba[np.arange(len(best)), best].tolist()
-            self._proba = proba.tolist() if self.rule is not None else None
-            self._cache_from, self._cache_to = t, end
-        return self._cache[t - self._cache_from]
+        end = min(t + 5000, len(self.records))  # ~4 ms a call besides its rows: blocks of 5,000
+        proba = self.champion.model.predict_proba(self.features.iloc[t:end])
+        best = proba.argmax(axis=1)
+        self._cache = [_plain(c) for c in np.asarray(self.champion.classes, dtype=object)[best]]
+        self._confidence = proba[np.arange(len(best)), best].tolist()
+        self._proba = proba.tolist() if self.rule is not None else None
+        self._cache_from, self._cache_to = t, end
 
     def _invalidate(self) -> None:
-        self._cache = None
+        self._cache, self._cache_from, self._cache_to = [], 0, 0
 
     def _on_label(self, t: int, j: int) -> None:
         """The label of record `j` arrives while record `t` is current."""
         y = self.labels[j]
         self.labelled += 1
         kind = self.spec.kind
+        champion = self.champion
+        # Whether the champion serving now scored record j, and who was right on it (once per label).
+        current = champion is not None and self.champion_version[j] == champion.version
+        champion_right = current and self.champion_pred[j] == y
         fresh = True  # record j was scored by the online learner serving now (no renewal since)
-        if self.online_always or self.champion is None:
+        if self.online_always or champion is None:
             renewed_at = self._renewed_at
             scored = bisect.bisect_left(renewed_at, j)  # the learner's renewals when record j was scored
             fresh = scored == len(renewed_at)
-            self.online.learn_one(self.records[j], y)
-            renewals = getattr(self.online, "renewals", 0)
-            if self.rule is not None:  # the live scorer's call (serving.scorer.Scorer._learn_one)
-                champion = self.champion
-                outcomes = ((self.champion_pred[j] == y, self.online_pred[j] == y, self.blend_pred[j] == y)
-                            if champion is not None and self.champion_version[j] == champion.version else None)
-                renewed = self.rule.on_label(outcomes, scored_renewals=scored, renewals=renewals,
-                                             accuracy=getattr(self.online, "accuracy", None))
-                self.rule.learn_blend(self.blend_x[j], y)
+            online = self.online
+            online.learn_one(self.records[j], y)
+            renewals = getattr(online, "renewals", 0)
+            rule = self.rule
+            if rule is not None:  # the live scorer's call (serving.scorer.Scorer._learn_one)
+                outcomes = ((champion_right, self.online_pred[j] == y, self.blend_pred[j] == y)
+                            if current else None)
+                # The learner's accuracy matters only on a renewal (`ServingRule.on_renewals`).
+                accuracy = getattr(online, "accuracy", None) if renewals != rule.renewals else None
+                renewed = rule.on_label(outcomes, scored_renewals=scored, renewals=renewals, accuracy=accuracy)
+                rule.learn_blend(self.blend_x[j], y)
                 self.blend_x[j] = None
             else:
                 renewed = renewals != len(renewed_at)
@@ -407,22 +427,36 @@ class Backtest:
                 else:
                     self.estimate.reset("online")
                     self.estimate.reset("blend")
-        self._calibrate(j, y, fresh)
-        if self.champion is None:
+        # Calibration: the label of record j calibrates the confidence of every source that scored it
+        # (the estimate of a source that starts serving is then calibrated already).
+        learn = self.estimate.learn
+        confidence = self.confidence
+        if fresh:  # scored by the online learner before it renewed: says nothing of the new one
+            online_confidence = confidence[1][j]
+            if online_confidence is not None:
+                learn("online", online_confidence, self.online_pred[j] == y)
+        champion_confidence = confidence[0][j]
+        if champion_confidence is not None and current:
+            learn("champion", champion_confidence, champion_right)
+            blended = confidence[2][j]
+            if blended is not None and fresh:
+                learn("blend", blended, self.blend_pred[j] == y)
+        if champion is None:
             if self.labelled >= self.warmup:
                 self._bootstrap(t)
             return
-        if self.watch is not None:
-            if self.champion_version[j] == self.champion.version:
-                champion_right = self.champion_pred[j] == y
-                online_right = self.online_pred[j] == y if self.online_always else None
-                outcome = Observation(champion_right=champion_right,
-                                      online_right=online_right if self.watch.needs_online else None)
-                self._take(t, self.watch.observe(outcome, index=t, labelled=self.labelled, context={"label_of": j}))
-            probe = self.watch.archive_due(self.labelled)
+        watch = self.watch
+        if watch is not None:
+            if current:
+                online_right = self.online_pred[j] == y if self.online_always and self._needs_online else None
+                step = watch.observe(Observation(champion_right=champion_right, online_right=online_right),
+                                     index=t, labelled=self.labelled, context={"label_of": j})
+                if step.events or step.decisions:
+                    self._take(t, step)
+            probe = watch.archive_due(self.labelled)
             if probe is not None:
                 self._judge_archive(t, probe)
-            decision = self.watch.on_labelled(self.labelled)
+            decision = watch.on_labelled(self.labelled)
             if decision is not None:
                 self._act(t, decision)
         elif kind == "periodic":
@@ -434,21 +468,6 @@ class Backtest:
                 decision = Decision(action=Action.RETRAIN, window=(start, self.labelled),
                                     reason=f"periodic: every {period} labelled records")
                 self._act(t, decision)
-
-    def _calibrate(self, j: int, y: Any, fresh: bool) -> None:
-        """The label of record `j` calibrates the confidence of every source that scored it (the
-        estimate of a source that starts serving is then calibrated already)."""
-        learn = self.estimate.learn
-        champion_confidence, online, blended = self.confidence[0][j], self.confidence[1][j], self.confidence[2][j]
-        if not fresh:
-            online = blended = None  # scored by the online learner before it renewed: says nothing of the new one
-        if online is not None:
-            learn("online", online, self.online_pred[j] == y)
-        champion = self.champion
-        if champion_confidence is not None and champion is not None and self.champion_version[j] == champion.version:
-            learn("champion", champion_confidence, self.champion_pred[j] == y)
-            if blended is not None:
-                learn("blend", blended, self.blend_pred[j] == y)
 
     def _bootstrap(self, t: int) -> None:
         decision = Decision(action=Action.RETRAIN, window=(0, self.labelled),
@@ -512,13 +531,6 @@ class Backtest:
     def _next_version(self) -> int:
         assert self.champion is not None
         return max([self.champion.version, *(a.version for a in self.archive)]) + 1
-
-    def _watch_record(self, t: int, x: dict[str, Any]) -> None:
-        """Label-free detectors: the record's features and what the champion served."""
-        assert self.watch is not None  # the replay calls this only when a watch runs
-        served = Observation(features=x, prediction=self.champion_pred[t],
-                             score=self._confidence[t - self._cache_from])
-        self._take(t, self.watch.observe(served, index=t, labelled=self.labelled))
 
     def _take(self, t: int, step: Step) -> None:
         for event in step.events:

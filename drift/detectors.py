@@ -536,10 +536,16 @@ class AccuracyGapDetector(DriftDetector[tuple[bool, bool]]):
         self._drift_detected = False
         champion, online = pair = (bool(champion_right), bool(online_right))
         pairs = self._pairs
-        if len(pairs) == self.window:
-            self._count(pairs[0], -1)
+        if len(pairs) == self.window:  # the oldest pair leaves the counts
+            dropped_champion, dropped_online = pairs[0]
+            self._champion_right -= dropped_champion
+            self._online_right -= dropped_online
+            if dropped_online and not dropped_champion:
+                self._b -= 1
+            elif dropped_champion and not dropped_online:
+                self._c -= 1
         pairs.append(pair)
-        # self._count(pair, +1), written out (once per labelled record)
+        # the new pair joins them
         self._champion_right += champion
         self._online_right += online
         if online and not champion:
@@ -574,15 +580,6 @@ class AccuracyGapDetector(DriftDetector[tuple[bool, bool]]):
             self._b = self._c = self._champion_right = self._online_right = 0
             self.latched = True
         return self
-
-    def _count(self, pair: tuple[bool, bool], sign: int) -> None:
-        champion, online = pair
-        self._champion_right += sign * champion
-        self._online_right += sign * online
-        if online and not champion:
-            self._b += sign
-        elif champion and not online:
-            self._c += sign
 
 
 class HoldoutGapDetector(DriftDetector[bool]):

@@ -98,6 +98,7 @@ class DriftWatch:
             d for d in (self.error_detector, self.gap_detector, self.holdout_detector) if d is not None]
         self.data_detector: DataDriftDetector | None = None
         self.prediction_detector: PredictionDriftDetector | None = None
+        self._record_bank: list[DriftDetector[Any]] = []  # the label-free detectors, in the order fed
         self.model: dict[str, Any] = {}
         self._error_positions: list[int] = []  # error-stream index -> labelled position
         self.trained_on: tuple[int, int] | None = None  # labelled positions the champion was trained on
@@ -143,6 +144,7 @@ class DriftWatch:
                                     if s.prediction_drift else None)
         self.data_detector = (DataDriftDetector(reference or [{}], window=s.data_window, alpha=self.levels.data_alpha)
                               if reference is not None else None)
+        self._record_bank = [d for d in (self.data_detector, self.prediction_detector) if d is not None]
 
     def observe(self, observation: Observation, *, index: int, labelled: int,
                 context: dict[str, Any] | None = None) -> Step:
@@ -154,7 +156,7 @@ class DriftWatch:
         # Only the detectors that watch what the observation holds (a backtest feeds two a record):
         # the others would read nothing and change nothing.
         if observation.champion_right is None:
-            bank = [d for d in (self.data_detector, self.prediction_detector) if d is not None]
+            bank = self._record_bank
         else:
             self._error_positions.append(labelled)
             if self.settings.early_train_rows is not None and observation.online_right is not None:
@@ -164,9 +166,13 @@ class DriftWatch:
             bank = (self._label_bank if observation.features is None and observation.prediction is None
                     else self.detectors)
         for detector in bank:
-            detector.observe(observation)
+            x = detector.read(observation)  # detector.observe(observation), its read kept for below
+            if x is None:
+                detector.observe(observation)
+            else:
+                detector.update(x)
             if detector.windowed:
-                if not detector.window_ended or detector.read(observation) is None:
+                if x is None or not detector.window_ended:
                     continue
                 event = self._event(detector, index, labelled, context) if detector.drift_detected else None
                 if event is not None:

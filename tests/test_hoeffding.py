@@ -5,7 +5,18 @@ import random
 import pytest
 from river import tree
 
+import training.hoeffding
 from training.hoeffding import HoeffdingTree, naive_bayes
+
+
+@pytest.fixture(autouse=True, params=["compiled", "python"])
+def arithmetic(request, monkeypatch):
+    """Every test runs on the compiled leaf arithmetic (training/_leaf.pyx, when built) and on Python's."""
+    if request.param == "python":
+        monkeypatch.setattr(training.hoeffding, "_compiled", None)
+    elif training.hoeffding._compiled is None:
+        pytest.skip("training._leaf is not built (no C compiler at install): Python's arithmetic only")
+    return request.param
 
 
 def _stream(seed: int, n: int, *, categorical: bool, classes: int):

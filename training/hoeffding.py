@@ -40,6 +40,11 @@ from river.tree.splitter.gaussian_splitter import GaussianSplitter
 from river.tree.utils import BranchFactory
 
 _HALF_LOG_TAU = 0.5 * math.log(math.tau)  # as river.proba.gaussian
+_compiled: Any  # the per-record arithmetic compiled (training/_leaf.pyx, built by `pip install` when it can be)
+try:
+    from training import _leaf as _compiled
+except ImportError:
+    _compiled = None
 _BRANCH_TYPES: dict[type, bool] = {}
 
 
@@ -106,7 +111,8 @@ def naive_bayes(x: dict[Any, Any], stats: dict[Any, float], splitters: dict[Any,
 def _normalised(votes: dict[Any, float]) -> dict[Any, float]:
     """Log votes to probabilities, as River's naive Bayes does (log-sum-exp, same operations)."""
     max_ll = max(votes.values())
-    lse = max_ll + math.log(sum(math.exp(v - max_ll) for v in votes.values()))
+    # sum(exp(v - max_ll) for v in votes.values()), the same sum, without a generator's calls
+    lse = max_ll + math.log(sum(map(math.exp, map(max_ll.__rsub__, votes.values()))))
     for class_index in votes:
         votes[class_index] = math.exp(votes[class_index] - lse)
     return votes
@@ -224,6 +230,7 @@ class _Leaf(LeafNaiveBayesAdaptive):
         cache = self._terms
         votes: dict[Any, float] = {}
         log, inf, half_log_tau, get = math.log, math.inf, _HALF_LOG_TAU, x.get
+        class_vote = _compiled.class_vote if _compiled is not None and type(x) is dict else None
         for class_index, class_weight in stats.items():
             if not class_weight > 0:
                 votes[class_index] = 0.0
@@ -235,10 +242,13 @@ class _Leaf(LeafNaiveBayesAdaptive):
                 return naive_bayes(x, stats, splitters)
             vote = log(class_weight / total_weight)
             try:  # x has every feature (the common case): subscripts, no `get` calls
-                for att_idx, (mean, minus_two_variance, half_log_variance) in terms.items():
-                    log_p = (x[att_idx] - mean) ** 2 / minus_two_variance - half_log_tau - half_log_variance
-                    if log_p > -inf:
-                        vote += log_p
+                if class_vote is not None:  # compiled: the loop below, the same operations
+                    vote = class_vote(vote, terms, x, half_log_tau)
+                else:
+                    for att_idx, (mean, minus_two_variance, half_log_variance) in terms.items():
+                        log_p = (x[att_idx] - mean) ** 2 / minus_two_variance - half_log_tau - half_log_variance
+                        if log_p > -inf:
+                            vote += log_p
             except KeyError:  # a feature missing: the class's vote again, skipping it
                 vote = log(class_weight / total_weight)
                 for att_idx, (mean, minus_two_variance, half_log_variance) in terms.items():
@@ -287,7 +297,15 @@ class _Leaf(LeafNaiveBayesAdaptive):
         # kind of update, drops them (read again, in the splitters' order, when next needed).
         terms = self._terms.get(y) if self._terms_of is splitters else None
         log = math.log
-        for att_id, att_val in x.items():
+        items: Any = x.items()
+        if _compiled is not None and type(w) is float and type(x) is dict:
+            # Compiled: the loop below for each float value with a row; the other features, after.
+            rest, keep = _compiled.update_rows(x, rows, y, w, terms)
+            if not keep and terms is not None:
+                terms = None
+                del self._terms[y]
+            items = [(att_id, x[att_id]) for att_id in rest]
+        for att_id, att_val in items:
             row = rows.get(att_id)
             if row is None or att_val is None:
                 if self._update_one(att_id, att_val, y, w, nominal_attributes, rows) and terms is not None:
@@ -355,7 +373,8 @@ class _Leaf(LeafNaiveBayesAdaptive):
         self._rows = {}
 
     def prediction(self, x: dict[Any, Any], *, tree: Any = None) -> dict[Any, float]:
-        if self.is_active() and self._nb_correct_weight >= self._mc_correct_weight:
+        splitters: Any = self.splitters  # None once deactivated
+        if splitters is not None and self._nb_correct_weight >= self._mc_correct_weight:  # is_active()
             return self._naive_bayes(x)
         result: dict[Any, float] = super(LeafNaiveBayesAdaptive, self).prediction(x)
         return result
@@ -377,7 +396,7 @@ class HoeffdingTree(tree.HoeffdingTreeClassifier):
                 if feature in x:
                     node = node.children[0 if x[feature] <= node.threshold else 1]
                     continue
-            elif not _is_branch(node):
+            elif type(node) is _Leaf or not _is_branch(node):
                 return node
             try:
                 node = node.next(x)
@@ -401,7 +420,7 @@ class HoeffdingTree(tree.HoeffdingTreeClassifier):
         # tree's bookkeeping are River's own code (`super().learn_one` on a copy of the path would
         # walk twice), so only the common path is written out here.
         root: Any = self._root  # River types its nodes loosely
-        if root is None or not _is_branch(root):
+        if root is None or type(root) is _Leaf or not _is_branch(root):
             super().learn_one(x, y, w=w)
             return
         parent: Any = None
@@ -413,27 +432,30 @@ class HoeffdingTree(tree.HoeffdingTreeClassifier):
                     break
                 parent, node = node, node.children[0 if x[feature] <= node.threshold else 1]
                 continue
-            if not _is_branch(node):
+            if type(node) is _Leaf or not _is_branch(node):
                 break
             try:
                 child = node.next(x)
             except KeyError:
                 break
             parent, node = node, child
-        if _is_branch(node):  # a feature missing or a value unseen: River's handling
+        ours = type(node) is _Leaf  # its properties are read directly (same values, fewer calls)
+        if not ours and _is_branch(node):  # a feature missing or a value unseen: River's handling
             super().learn_one(x, y, w=w)
             return
         self.classes.add(y)
         self._train_weight_seen_by_model += w
         node.learn_one(x, y, w=w, tree=self)
-        if self._growth_allowed and node.is_active():
+        if self._growth_allowed and (node.splitters is not None if ours else node.is_active()):
             if node.depth >= self.max_depth:  # Max depth reached
                 node.deactivate()
                 self._n_active_leaves -= 1
                 self._n_inactive_leaves += 1
             else:
-                weight_seen = node.total_weight
-                if weight_seen - node.last_split_attempt_at >= self.grace_period:
+                # total_weight and last_split_attempt_at, River's properties
+                weight_seen = sum(node.stats.values()) if ours else node.total_weight
+                last = node._last_split_attempt_at if ours else node.last_split_attempt_at
+                if weight_seen - last >= self.grace_period:
                     p_branch: Any = parent.branch_no(x) if _is_branch(parent) else None
                     self._attempt_to_split(node, parent, p_branch)
                     node.last_split_attempt_at = weight_seen

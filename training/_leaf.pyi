@@ -1,0 +1,6 @@
+from typing import Any
+
+def class_vote(vote: float, terms: dict[Any, tuple[float, float, float]], x: dict[Any, Any],
+               half_log_tau: float) -> float: ...
+def update_rows(x: dict[Any, Any], rows: dict[Any, Any], y: Any, w: float,
+                terms: dict[Any, tuple[float, float, float]] | None) -> tuple[list[Any], bool]: ...
