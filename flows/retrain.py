@@ -107,7 +107,8 @@ def train_and_evaluate(frame: pd.DataFrame, target: pd.Series, champion: LoadedM
     with threadpool_limits(limits=1, user_api="openmp"):
         challenge = train_challenger(frame, target, champion_model, recipe=RECIPE,
                                      holdout_fraction=settings.drift.holdout_fraction,
-                                     margin=settings.drift.promote_margin, tails=tails)
+                                     margin=settings.drift.promote_margin, tails=tails,
+                                     judge_iterations=settings.drift.candidate_judge_iterations)
     return challenge.model, challenge.evaluation, challenge.seconds, challenge.rows
 
 
