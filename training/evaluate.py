@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -111,10 +110,10 @@ def train_challenger(frame: pd.DataFrame, target: pd.Series, champion: Predictor
     if len(windows) == 1:
         challenger, rows = fit(first), first
     else:
-        # The candidates are fitted side by side (the fits release the GIL, and a retrain beside the
-        # monitor's threads waits on it less); the most accurate wins, the first on a tie. With
-        # `judge_iterations`, cheap fits rank them and only the winner is fitted in full.
-        with ThreadPoolExecutor(min(len(windows), os.cpu_count() or 1)) as pool:
+        # The candidates are fitted side by side, a thread each (the fits release the GIL; beside busy
+        # threads a fit mostly waits to take it back, and the waits overlap); the most accurate wins,
+        # the first on a tie. With `judge_iterations`, cheap fits rank them, the winner is fitted in full.
+        with ThreadPoolExecutor(len(windows)) as pool:
             models, scores = zip(*pool.map(judged, windows), strict=True)
         best = scores.index(max(scores))
         rows = windows[best]
