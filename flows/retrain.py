@@ -99,8 +99,8 @@ def load_champion(registry: Registry) -> LoadedModel | None:
 
 # A fit gives the GIL up and takes it back thousands of times (HistGradientBoosting's Cython loops);
 # beside busy threads (the monitor's, in-process) each take waits for the switch interval (5 ms by
-# default). Three candidate fits beside three busy threads: 18 s at 5 ms, 4-6 s at 0.5 ms
-# (benchmarks/results/round7-perf6.md).
+# default). The demo's three candidate fits beside three busy threads: 12-18 s at 5 ms, 4 s at 0.5 ms
+# (benchmarks/results/retrain_latency.md, 2026-11-27 perf6).
 TRAINING_SWITCH_INTERVAL = 0.0005
 
 
