@@ -82,6 +82,10 @@ VARIANTS: dict[str, Variant] = {
     # Round 6 (retrain windows that fit the drift): candidate windows judged on the newest holdout; a first
     # retrain 500 labelled rows after a concept drift; regrow while it pays (the online learner leads).
     "after+windows": ({"candidate_windows": True}, {}),
+    # Round 7 (speed): candidate windows judged by cheap fits (40, 20 or 10 iterations), the winner fitted in full.
+    "after+judge20": ({"candidate_judge_iterations": 20}, {}),
+    "after+judge10": ({"candidate_judge_iterations": 10}, {}),
+    "after+judge40": ({"candidate_judge_iterations": 40}, {}),
     "after+first+stale": ({"first_train_rows": 500, "regrow": True, "regrow_when_stale": True}, {}),
     "after+windows+first": ({"candidate_windows": True, "first_train_rows": 500}, {}),
     "after+windows+first+stale": ({"candidate_windows": True, "first_train_rows": 500, "regrow": True,

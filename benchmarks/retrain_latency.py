@@ -8,11 +8,14 @@ Two paths, on the real embedded stack (Tansu broker, MLflow on SQLite, a real sc
   (the warm engine's socket hidden for that run). The two alternate, in the same stack.
 
 The clock starts when the decision is handed over (flow call or event emitted) and stops
-when the scorer has loaded the new version and swapped to it. Every repeat promotes: the
-windows alternate between the two concepts of the synthetic stream, so each challenger
-beats the champion trained on the other one.
+when the scorer has loaded the new version and swapped to it. The stream is the demo's: a
+champion trained on the first `warmup` labelled records of 10,000, then blocks of
+`min_train_rows` whose labels are inverted every other block, so each challenger beats the
+champion trained on the block before. Each decision carries the candidate windows the
+monitor's would (`DriftSettings.candidate_windows`: since the change, its newest half, the
+champion's rows plus the new ones): the first one's wide candidate is the demo's 11,500 rows.
 
-    PYTHONPATH=. python benchmarks/retrain_latency.py [--repeats 3] [--no-served]
+    PYTHONPATH=. python benchmarks/retrain_latency.py [--repeats 3] [--no-served] [--no-cold]
 
 Writes benchmarks/results/retrain_latency.md (machine and date included).
 """
@@ -43,6 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-served", action="store_true", help="skip the Prefect server path")
+    parser.add_argument("--no-cold", action="store_true", help="served: only the warm engine's runs")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "retrain_latency.md")
     args = parser.parse_args()
 
@@ -61,13 +65,12 @@ def main() -> None:
     with EmbeddedBroker() as broker:
         bootstrap = broker.bootstrap_servers
         ensure_topics(bootstrap, settings.kafka)
-        windows = make_windows(bootstrap, settings)
-        scorer, stop = start_scorer(settings, bootstrap, windows)
+        modes = ("warm",) if args.no_cold else ("cold", "warm")
+        stream = Stream(bootstrap, settings, args.repeats * (1 + len(modes) * (not args.no_served)))
+        scorer, stop = start_scorer(settings, bootstrap)
         try:
-            concept = 1
             for i in range(args.repeats):
-                results["in-process"].append(in_process(settings, windows[concept], scorer, f"bench-local-{i}"))
-                concept = 1 - concept
+                results["in-process"].append(in_process(stream, scorer, f"bench-local-{i}"))
                 print(f"in-process {i}: {results['in-process'][-1]}", flush=True)
             if not args.no_served:
                 with served_stack(settings, bootstrap, home) as api:
@@ -75,33 +78,66 @@ def main() -> None:
                         update={"api_url": api})})
                     last = 0.0
                     for i in range(args.repeats):
-                        for mode in ("cold", "warm"):
+                        for mode in modes:
                             time.sleep(max(0.0, last + DEBOUNCE - time.monotonic()))
                             wait_until_idle(api)  # a run still rendering its report would cancel the next
                             last = time.monotonic()
                             with warm_engine(home, on=mode == "warm"):
                                 results[f"served {mode}"].append(
-                                    served(served_settings, windows[concept], scorer, f"bench-served-{mode}-{i}"))
-                            concept = 1 - concept
+                                    served(served_settings, stream, scorer, f"bench-served-{mode}-{i}"))
                             print(f"served {mode} {i}: {results[f'served {mode}'][-1]}", flush=True)
         finally:
             stop.set()
-    write(args.out, results, args.repeats)
+    write(args.out, results, f"--repeats {args.repeats}{' --no-cold' * args.no_cold}",
+          f"the monitor's candidate windows ({'on' if settings.drift.candidate_windows else 'off'}), judged by "
+          f"fits of {settings.drift.candidate_judge_iterations or 'all'} boosting iterations")
 
 
-def make_windows(bootstrap, settings):
-    """Window 0: the first concept; window 1: the second. Plus a bootstrap champion on 0."""
-    from flows.retrain import retrain
-    from tests.streams import produce, readings, trigger, window
+class Stream:
+    """The labelled stream on the broker and the decisions the monitor would take on it: the
+    first 10,000 records (the demo's drift point) with a champion on the first `warmup`, then
+    `blocks` blocks of `min_train_rows`, the labels inverted in every other one (a drift each)."""
 
-    before = produce(bootstrap, settings, readings(0, 1_500, drift_at=1_500))
-    after = produce(bootstrap, settings, readings(1_500, 3_000, drift_at=1_500))
-    windows = [window(bootstrap, settings, before), window(bootstrap, settings, after, start=1_500)]
-    retrain(window=windows[0], trigger=trigger("bench-bootstrap", kind="bootstrap"))  # also warms Prefect up
-    return windows
+    HISTORY = 10_000
+
+    def __init__(self, bootstrap, settings, blocks: int):
+        from flows.retrain import retrain
+        from tests.streams import produce, readings, trigger, window
+
+        self.bootstrap, self.settings, self.block = bootstrap, settings, settings.drift.min_train_rows
+        stream = readings(0, self.HISTORY + blocks * self.block, drift_at=10 ** 9)  # one concept
+        self.rows = produce(bootstrap, settings, stream[:self.HISTORY])
+        for k in range(blocks):
+            batch = stream[len(self.rows):len(self.rows) + self.block]
+            self.rows += produce(bootstrap, settings, batch, flip_labels=k % 2 == 0)
+        warmup = settings.drift.warmup
+        retrain(window=window(bootstrap, settings, self.rows[:warmup]),  # also warms Prefect up
+                trigger=trigger("bench-bootstrap", kind="bootstrap"))
+        self.trained_on, self.end = (0, warmup), self.HISTORY
+
+    def next_decision(self, decision_id: str):
+        """The window and trigger of the next block's retrain decision, as the monitor builds them."""
+        from drift.watch import DriftWatch
+        from driftctl.messages import Action, Decision
+        from tests.streams import trigger, window
+
+        self.end += self.block
+        decision = Decision(action=Action.RETRAIN, reason="bench", window=(self.end - self.block, self.end))
+        if self.settings.drift.candidate_windows:
+            watch = DriftWatch(self.settings.drift)
+            watch.trained_on = self.trained_on
+            decision = watch._candidates(decision)  # the monitor's own rule, not a copy of it
+        assert decision.window is not None
+        start, end = decision.window
+        return (window(self.bootstrap, self.settings, self.rows[start:end], start=start),
+                trigger(decision_id, kind="drift", candidates=decision.candidates))
+
+    def promoted(self, rows: int) -> None:
+        """The new champion learned from the newest `rows` of the decision's window."""
+        self.trained_on = (self.end - rows, self.end)
 
 
-def start_scorer(settings, bootstrap, windows):
+def start_scorer(settings, bootstrap):
     from serving.scorer import Scorer
     from training.registry import Registry
 
@@ -127,29 +163,33 @@ def wait_for_swap(scorer, version: int, started: float, timeout: float = 300) ->
         time.sleep(0.02)
 
 
-def in_process(settings, window, scorer, decision_id):
+def in_process(stream, scorer, decision_id):
     from flows.retrain import retrain
-    from tests.streams import trigger
 
+    window, trigger = stream.next_decision(decision_id)
     started = time.time()
-    outcome = retrain(window=window, trigger=trigger(decision_id, kind="drift"))
+    outcome = retrain(window=window, trigger=trigger)
     flow_done = time.time() - started
     if not outcome["promoted"]:
         raise RuntimeError(f"no promotion: {outcome['reason']}")
-    return {"version": outcome["version"], "flow_s": round(flow_done, 2),
+    stream.promoted(outcome["rows"])
+    return {"version": outcome["version"], "flow_s": round(flow_done, 2), "rows": outcome["rows"],
+            "training_s": round(outcome["training_seconds"], 2),
             "serving_s": round(wait_for_swap(scorer, outcome["version"], started), 2)}
 
 
-def served(settings, window, scorer, decision_id):
+def served(settings, stream, scorer, decision_id):
     from flows.trigger import DeploymentRetrain
-    from tests.streams import trigger
 
+    window, trigger = stream.next_decision(decision_id)
     started = time.time()
-    outcome = DeploymentRetrain(settings, poll_seconds=0.05)(window, trigger(decision_id, kind="drift"))
+    outcome = DeploymentRetrain(settings, poll_seconds=0.05)(window, trigger)
     recorded = time.time() - started
     if not outcome["promoted"]:
         raise RuntimeError(f"no promotion: {outcome}")
-    return {"version": outcome["version"], "flow_s": round(recorded, 2),
+    stream.promoted(outcome["rows"])
+    return {"version": outcome["version"], "flow_s": round(recorded, 2), "rows": outcome["rows"],
+            "training_s": round(outcome["training_seconds"], 2),
             "serving_s": round(wait_for_swap(scorer, outcome["version"], started), 2),
             "to_running_s": to_running(settings.prefect.api_url, decision_id)}
 
@@ -226,7 +266,8 @@ class served_stack:
         env = {**base, **common, "PREFECT_HOME": str(self.home / "prefect-client"), "PREFECT_API_URL": api,
                "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "5",
                "PYTHONPATH": str(ROOT), "DRIFTCTL_HOME": str(self.settings.home),
-               "DRIFTCTL_KAFKA__BOOTSTRAP_SERVERS": self.bootstrap}
+               "DRIFTCTL_KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,
+               **{k: v for k, v in os.environ.items() if k.startswith("DRIFTCTL_DRIFT__")}}  # the policy measured
         prefect = [sys.executable, "-m", "prefect"]
         from flows.warm import pool_template
 
@@ -266,26 +307,30 @@ def _median_of(runs: list[dict], key: str) -> str:
     return f"{statistics.median(found):.2f}" if found else "-"
 
 
-def write(out: Path, results: dict[str, list[dict]], repeats: int) -> None:
+def write(out: Path, results: dict[str, list[dict]], flags: str, decisions: str) -> None:
     lines = ["# Retrain latency: decision to promoted model serving", "",
              f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
              f"- machine: {machine()} (when the results were written)",
-             f"- command: `PYTHONPATH=. python benchmarks/retrain_latency.py --repeats {repeats}`",
+             f"- command: `PYTHONPATH=. python benchmarks/retrain_latency.py {flags}`",
              "- clock: from the decision handed over (flow call / event emitted) to the scorer serving the "
              "new version; `flow` is until the flow's outcome is known (in-process: the call returns; "
-             "served: the ledger holds the outcome)",
+             "served: the ledger holds the outcome); `train` is the flow's training time (candidates "
+             "judged, the challenger fitted; `train_challenger`), `rows` the winning window's",
+             f"- decisions: {decisions}",
              "- goals (issue 12): median under 5 s in-process, under 10 s with a Prefect server and a served "
              "deployment", "",
-             "| path | runs | flow median s | serving median s | serving max s | each run (serving s) "
-             "| created to running, median s |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "| path | runs | train median s | flow median s | serving median s | serving max s "
+             "| each run (serving s) | rows | created to running, median s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for path, runs in results.items():
         if not runs:
             continue
         serving = [r["serving_s"] for r in runs]
-        lines.append(f"| {path} | {len(runs)} | {statistics.median(r['flow_s'] for r in runs):.2f} | "
+        lines.append(f"| {path} | {len(runs)} | {_median_of(runs, 'training_s')} | "
+                     f"{statistics.median(r['flow_s'] for r in runs):.2f} | "
                      f"{statistics.median(serving):.2f} | {max(serving):.2f} | "
-                     f"{', '.join(f'{s:.2f}' for s in serving)} | {_median_of(runs, 'to_running_s')} |")
+                     f"{', '.join(f'{s:.2f}' for s in serving)} | {', '.join(str(r['rows']) for r in runs)} | "
+                     f"{_median_of(runs, 'to_running_s')} |")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

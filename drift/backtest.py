@@ -557,7 +557,8 @@ class Backtest:
             challenge = train_challenger(frame, target, self.champion.model,
                                          holdout_fraction=self.settings.holdout_fraction,
                                          margin=self.settings.promote_margin, random_state=self.seed,
-                                         tails=decision.candidates)
+                                         tails=decision.candidates,
+                                         judge_iterations=self.settings.candidate_judge_iterations)
         except TooLittleData as exc:
             outcome = {"promoted": False, "reason": str(exc)}
         else:

@@ -162,6 +162,9 @@ class DriftSettings(BaseModel):
     candidate_windows: bool = Field(True, description="each retrain fits candidate windows (the policy's, its "
                                     "newest half, and the champion's rows plus the new ones, at most "
                                     "max_train_rows) judged on the same newest holdout; the best one challenges")
+    candidate_judge_iterations: int = Field(0, ge=0, description="judge the candidate windows by fits of this many "
+                                            "boosting iterations and fit only the winner in full "
+                                            "(training.evaluate.train_challenger); 0: each in full")
     first_train_rows: int | None = Field(None, ge=100, description="after a concept drift, a first retrain at "
                                          "this many labelled rows since the change, judged like any (a rejected "
                                          "one waits for min_train_rows); None: off")

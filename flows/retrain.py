@@ -10,8 +10,11 @@ a lease in the ledger's database decides, across processes and machines.
 
 from __future__ import annotations
 
+import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
@@ -94,6 +97,24 @@ def load_champion(registry: Registry) -> LoadedModel | None:
     return registry.load(ref.version) if ref else None
 
 
+# A fit gives the GIL up and takes it back thousands of times (HistGradientBoosting's Cython loops);
+# beside busy threads (the monitor's, in-process) each take waits for the switch interval (5 ms by
+# default). The demo's three candidate fits beside three busy threads: 12-18 s at 5 ms, 4 s at 0.5 ms
+# (benchmarks/results/retrain_latency.md, 2026-11-27 perf6).
+TRAINING_SWITCH_INTERVAL = 0.0005
+
+
+@contextmanager
+def switch_interval(seconds: float) -> Iterator[None]:
+    """The interpreter's thread switch interval set for the block (it is process-wide), then restored."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(seconds)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
 @task(cache_policy=NO_CACHE)
 def train_and_evaluate(frame: pd.DataFrame, target: pd.Series, champion: LoadedModel | None,
                        settings: Settings, tails: tuple[int, ...] = ()) -> tuple[Any, Evaluation, float, int]:
@@ -104,10 +125,11 @@ def train_and_evaluate(frame: pd.DataFrame, target: pd.Series, champion: LoadedM
         champion_model = _Aligned(champion.model, champion.features)
     # One OpenMP thread: the flow shares its process with Prefect's and Kafka's GIL-bound
     # threads, and OpenMP workers spinning against them made a fit many times slower.
-    with threadpool_limits(limits=1, user_api="openmp"):
+    with threadpool_limits(limits=1, user_api="openmp"), switch_interval(TRAINING_SWITCH_INTERVAL):
         challenge = train_challenger(frame, target, champion_model, recipe=RECIPE,
                                      holdout_fraction=settings.drift.holdout_fraction,
-                                     margin=settings.drift.promote_margin, tails=tails)
+                                     margin=settings.drift.promote_margin, tails=tails,
+                                     judge_iterations=settings.drift.candidate_judge_iterations)
     return challenge.model, challenge.evaluation, challenge.seconds, challenge.rows
 
 

@@ -16,7 +16,7 @@ from driftctl.runtime.broker import ensure_topics
 from driftctl.runtime.stack import configure_environment
 from driftctl.settings import Settings
 from driftctl.stores.ledger import Ledger
-from flows.retrain import retrain, scheduled_retrain
+from flows.retrain import retrain, scheduled_retrain, switch_interval
 from serving.kafka_io import read_topic
 from serving.promotion import lease_name
 from tests.streams import produce, readings, trigger, window
@@ -242,3 +242,13 @@ def test_provenance_command_reads_every_item_back(stack):
     assert audit["deployment"]["served"][0]["undeployed_at"] is None
     assert "driftctl.deployed_at" in audit["deployment"]["version_tags"]
     assert any(path.endswith(".html") for path in audit["evidence_artifacts"])
+
+
+def test_training_shortens_the_switch_interval_and_restores_it():
+    import sys
+
+    before = sys.getswitchinterval()
+    with pytest.raises(RuntimeError), switch_interval(before / 10):
+        assert sys.getswitchinterval() == pytest.approx(before / 10)
+        raise RuntimeError("a failed fit")
+    assert sys.getswitchinterval() == before

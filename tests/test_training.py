@@ -81,3 +81,16 @@ def test_candidate_windows_are_judged_on_the_same_newest_holdout():
     assert fit.rows == 600 and fit.evaluation.holdout_rows == 480
     assert fit.evaluation.challenger_accuracy > whole.evaluation.challenger_accuracy + 0.2
     assert "newest 600 rows" in fit.evaluation.reason
+
+
+def test_cheap_judging_picks_the_same_window_and_fits_the_winner_in_full():
+    rng = np.random.default_rng(1)
+    x = pd.DataFrame({"a": rng.normal(size=1600), "b": rng.normal(size=1600)})
+    y = pd.Series(np.where(np.arange(1600) < 1000, x["a"] > 0, x["a"] < 0).astype(int))
+    full = train_challenger(x, y, None, holdout_fraction=0.3, margin=0.0, tails=(1600, 800, 600))
+    cheap = train_challenger(x, y, None, holdout_fraction=0.3, margin=0.0, tails=(1600, 800, 600),
+                             judge_iterations=5)
+    assert full.rows == cheap.rows == 600
+    # The winner is fitted in full before it faces the champion: the same verdict as full judging.
+    assert cheap.evaluation == full.evaluation
+    assert cheap.model.get_params()["model__max_iter"] == full.model.get_params()["model__max_iter"] == 100
