@@ -52,6 +52,7 @@ Variant = tuple[dict, dict]
 BEFORE: Variant = ({"accuracy_gap": False}, {"serve": "champion"})
 AFTER: Variant = ({}, {})  # the defaults: serve the best of champion/online/blend, accuracy gap on
 REGROW = {"regrow": True, "change_from_detector": True}
+RECUR = {"holdout_gap": True, "archive": True, "first_train_rows": 500}
 EVERYTHING = {**REGROW, "keep_old_on_covariate": True, "archive": True}
 # Ablations: each idea alone on top of the old policy, then the defaults without one and with the rest.
 VARIANTS: dict[str, Variant] = {
@@ -77,7 +78,14 @@ VARIANTS: dict[str, Variant] = {
     # A new champion's first labels against its holdout accuracy (the blind spot of the error-rate ADWIN).
     "after+holdout": ({"holdout_gap": True}, {}),
     "after+holdout+archive": ({"holdout_gap": True, "archive": True}, {}),
-    "after+holdout+archive+first": ({"holdout_gap": True, "archive": True, "first_train_rows": 500}, {}),
+    "after+holdout+archive+first": (RECUR, {}),
+    # Round 7 (decrecur): that combination made safe for recurring concepts: the first try is promoted only
+    # on a significant holdout win (McNemar, first_train_z); an archived champion returns only when it also
+    # beats the online learner significantly on the same records (archive_online_z).
+    "after+recur+fz2": ({**RECUR, "first_train_z": 2.0}, {}),
+    "after+recur+oz2": ({**RECUR, "archive_online_z": 2.0}, {}),
+    "after+recur+z2": ({**RECUR, "first_train_z": 2.0, "archive_online_z": 2.0}, {}),
+    "after+recur+z3": ({**RECUR, "first_train_z": 3.0, "archive_online_z": 3.0}, {}),
     # Round 6 (retrain windows that fit the drift): candidate windows judged on the newest holdout; a first
     # retrain 500 labelled rows after a concept drift; regrow while it pays (the online learner leads).
     "after+windows": ({"candidate_windows": True}, {}),
