@@ -86,6 +86,14 @@ VARIANTS: dict[str, Variant] = {
     "after+recur+oz2": ({**RECUR, "archive_online_z": 2.0}, {}),
     "after+recur+z2": ({**RECUR, "first_train_z": 2.0, "archive_online_z": 2.0}, {}),
     "after+recur+z3": ({**RECUR, "first_train_z": 3.0, "archive_online_z": 3.0}, {}),
+    # ... the early retrain (the online learner has overtaken the champion) instead of an unconditional first try,
+    "after+recur-early+z3": ({"holdout_gap": True, "archive": True, "early_train_rows": 500, "first_train_z": 3.0,
+                              "archive_online_z": 3.0}, {}),
+    # ... without the holdout test (the archive judged after ADWIN's or the gap detector's events only),
+    "after+archive+first+z3": ({"archive": True, "first_train_rows": 500, "first_train_z": 3.0,
+                                "archive_online_z": 3.0}, {}),
+    # ... and the archive alone, judged against the online learner too.
+    "after+archive+oz3": ({"archive": True, "archive_online_z": 3.0}, {}),
     # Round 6 (retrain windows that fit the drift): candidate windows judged on the newest holdout; a first
     # retrain 500 labelled rows after a concept drift; regrow while it pays (the online learner leads).
     "after+windows": ({"candidate_windows": True}, {}),

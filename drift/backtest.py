@@ -487,8 +487,8 @@ class Backtest:
         frame, y = self.features.iloc[start:end], np.asarray(self.labels[start:end], dtype=object)
 
         def right(model: Any) -> list[bool]:
-            right: list[bool] = (np.asarray(model.predict(frame), dtype=object) == y).tolist()
-            return right
+            outcomes: list[bool] = (np.asarray(model.predict(frame), dtype=object) == y).tolist()
+            return outcomes
 
         assert self.champion is not None and self.watch is not None  # probes follow a drift the watch saw
         verdict = self.watch.archive_verdict(range(start, end), right(self.champion.model),
