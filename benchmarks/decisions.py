@@ -94,6 +94,11 @@ VARIANTS: dict[str, Variant] = {
                                 "archive_online_z": 3.0}, {}),
     # ... and the archive alone, judged against the online learner too.
     "after+archive+oz3": ({"archive": True, "archive_online_z": 3.0}, {}),
+    "after+archive+oz3+early": ({"archive": True, "archive_online_z": 3.0, "early_train_rows": 500,
+                                 "first_train_z": 3.0}, {}),
+    "after+archive+oz3+holdout": ({"archive": True, "archive_online_z": 3.0, "holdout_gap": True}, {}),
+    "after+archive+first+z4": ({"archive": True, "first_train_rows": 500, "first_train_z": 4.0,
+                                "archive_online_z": 3.0}, {}),
     # Round 6 (retrain windows that fit the drift): candidate windows judged on the newest holdout; a first
     # retrain 500 labelled rows after a concept drift; regrow while it pays (the online learner leads).
     "after+windows": ({"candidate_windows": True}, {}),
