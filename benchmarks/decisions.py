@@ -99,6 +99,11 @@ VARIANTS: dict[str, Variant] = {
     "after+archive+oz3+holdout": ({"archive": True, "archive_online_z": 3.0, "holdout_gap": True}, {}),
     "after+archive+first+z4": ({"archive": True, "first_train_rows": 500, "first_train_z": 4.0,
                                 "archive_online_z": 3.0}, {}),
+    # ... and a first try that won is challenged once by the full window (first_then_full).
+    "after+archive+first+z4+full": ({"archive": True, "first_train_rows": 500, "first_train_z": 4.0,
+                                     "archive_online_z": 3.0, "first_then_full": True}, {}),
+    "after+archive+first+z3+full": ({"archive": True, "first_train_rows": 500, "first_train_z": 3.0,
+                                     "archive_online_z": 3.0, "first_then_full": True}, {}),
     # Round 6 (retrain windows that fit the drift): candidate windows judged on the newest holdout; a first
     # retrain 500 labelled rows after a concept drift; regrow while it pays (the online learner leads).
     "after+windows": ({"candidate_windows": True}, {}),

@@ -49,7 +49,7 @@ class DriftPolicy:
     def __init__(self, *, min_train_rows: int = 1500, data_persistence: int = 2, cooldown: int = 2000,
                  regrow: bool = False, max_train_rows: int | None = None, early_train_rows: int | None = None,
                  first_train_rows: int | None = None, regrow_when_stale: bool = False,
-                 first_train_z: float | None = None):
+                 first_train_z: float | None = None, first_then_full: bool = False):
         if min_train_rows < 1:
             raise ValueError(f"min_train_rows must be at least 1, got {min_train_rows!r}")
         if data_persistence < 1:
@@ -65,6 +65,7 @@ class DriftPolicy:
         self.first_train_rows = first_train_rows
         self.regrow_when_stale = regrow_when_stale
         self.first_train_z = first_train_z
+        self.first_then_full = first_then_full
         self._reset()
 
     def _reset(self) -> None:
@@ -258,8 +259,10 @@ class DriftPolicy:
         growing = self.change_at is None and self.grow_at is not None
         concept, begin = self.concept, self.window[0] if self.window else None
         self.in_flight = False
-        if (not promoted and concept and self.first_tried and self.window is not None and self.change_at is not None
-                and self.window[1] - self.change_at < self.min_train_rows):
+        change_at = self.change_at
+        first = (concept and self.first_tried and self.window is not None and change_at is not None
+                 and self.window[1] - change_at < self.min_train_rows)
+        if first and not promoted:
             self.window = None  # a first try lost: the change stands, collect on to min_train_rows
             return
         self.first_tried = False
@@ -282,6 +285,11 @@ class DriftPolicy:
             self.grow_from, self.grow_at = (None, None) if capped else (begin, begin + 2 * (labelled - begin))
         elif growing or not promoted:
             self.grow_from = self.grow_at = None
+        if first and self.first_then_full and not self.regrow:
+            # A first try won on few rows: once min_train_rows follow the change, the full window
+            # challenges it (a regrow, past the cooldown): at most two retrains per drift either way.
+            assert change_at is not None  # a first try follows a change
+            self.grow_from, self.grow_at = change_at, change_at + self.min_train_rows
 
     def on_reinstated(self, *, labelled: int) -> None:
         """An archived champion came back (no training): the pending change is answered."""

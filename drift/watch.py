@@ -78,7 +78,8 @@ class DriftWatch:
                                   early_train_rows=settings.early_train_rows,
                                   first_train_rows=settings.first_train_rows,
                                   regrow_when_stale=settings.regrow_when_stale,
-                                  first_train_z=settings.first_train_z)
+                                  first_train_z=settings.first_train_z,
+                                  first_then_full=settings.first_then_full)
         # regrow_when_stale: the last gap_window labels' outcomes, champion and online learner.
         self._recent: deque[tuple[bool, bool]] = deque(maxlen=settings.gap_window)
         # Since the change the policy collects rows for: labelled records only the online learner /

@@ -168,6 +168,8 @@ class DriftSettings(BaseModel):
     first_train_z: float | None = Field(None, gt=0, description="a retrain on fewer than min_train_rows rows "
                                         "(first try, early) is promoted only when it beats the champion "
                                         "significantly on its holdout (McNemar at this z); None: the margin alone")
+    first_then_full: bool = Field(False, description="a first try that won is challenged once more by the full "
+                                  "min_train_rows window since the change (at most two retrains per drift)")
     regrow_when_stale: bool = Field(False, description="with regrow: retrain again only once the online learner "
                                     "has been more accurate than the champion over the last gap_window labels")
     archive: bool = Field(False, description="after a concept drift, earlier champions compete on the labelled "
