@@ -262,3 +262,15 @@ def test_an_archived_champion_returns_only_when_it_also_beats_the_online_learner
     # retrain follows); the margin over the serving champion alone would have brought it back.
     kept = _archive_verdict(online_after=0.9)
     assert not kept["reinstate"] and kept["accuracy"] > kept["champion_accuracy"] + 0.05
+
+
+def test_a_first_try_that_won_is_challenged_once_by_the_full_window():
+    def windows(full):
+        watch = DriftWatch(DriftSettings(**{**QUIET, "min_train_rows": 1500, "cooldown": 2000}, first_train_rows=300,
+                                         first_then_full=full))
+        watch.on_champion({"version": 1}, None, labelled=0)
+        return replay(watch, drop_at(3000), 8000)  # every retrain promoted
+
+    first, full = windows(True)  # the full window since the same change, past the cooldown; then no more
+    assert full[0] == first[0] >= 3000 and full[1] - full[0] == 1500 and first[1] - first[0] == 300
+    assert len(windows(False)) == 1  # off: the first try's champion stays
