@@ -8,7 +8,7 @@ from driftctl.settings import DriftSettings
 
 # The policy's own window (candidate_windows widens a decision's window to hold its candidates).
 QUIET = {"accuracy_gap": False, "prediction_drift": False, "min_train_rows": 200, "cooldown": 0,
-         "candidate_windows": False}
+         "candidate_windows": False, "first_train_rows": None, "archive": False}
 
 
 def replay(watch, accuracy, n, *, start=1, rng=None, promote=True, on_retrain=None):
@@ -99,7 +99,7 @@ def test_covariate_drift_keeps_the_champions_rows():
 
 
 def test_archive_is_judged_once_after_a_concept_drift():
-    watch = DriftWatch(DriftSettings(**{**QUIET, "min_train_rows": 5000}, archive=True, archive_probe=100))
+    watch = DriftWatch(DriftSettings(**{**QUIET, "min_train_rows": 5000, "archive": True}, archive_probe=100))
     watch.on_champion({"version": 1}, None, trained_on=(0, 500), labelled=500)
     rng, due = random.Random(5), []
     for labelled in range(501, 6000):
@@ -228,7 +228,7 @@ def test_regrow_when_stale_waits_for_the_online_learner_to_lead():
 
 def test_a_first_try_must_win_significantly_and_a_full_retrain_by_the_margin():
     decisions = []
-    watch = DriftWatch(DriftSettings(**{**QUIET, "min_train_rows": 1500}, first_train_rows=300, first_train_z=3.0))
+    watch = DriftWatch(DriftSettings(**{**QUIET, "min_train_rows": 1500, "first_train_rows": 300}, first_train_z=3.0))
     watch.on_champion({"version": 1}, None, labelled=0)
     replay(watch, drop_at(3000), 6000, promote=False, on_retrain=decisions.append)
     assert [(d.window[1] - d.window[0], d.promote_z) for d in decisions] == [(300, 3.0), (1500, None)]
@@ -237,7 +237,7 @@ def test_a_first_try_must_win_significantly_and_a_full_retrain_by_the_margin():
 def _archive_verdict(online_after):
     """A concept drift at 3000; the online learner right with probability `online_after` after it.
     The archived champion (version 1) is right on 90% of the probe's records, the serving one on 60%."""
-    watch = DriftWatch(DriftSettings(**{**QUIET, "min_train_rows": 5000}, archive=True, archive_probe=200,
+    watch = DriftWatch(DriftSettings(**{**QUIET, "min_train_rows": 5000, "archive": True}, archive_probe=200,
                                      archive_online_z=3.0))
     watch.on_champion({"version": 2}, None, trained_on=(0, 500), labelled=500)
     rng = random.Random(7)
@@ -266,7 +266,7 @@ def test_an_archived_champion_returns_only_when_it_also_beats_the_online_learner
 
 def test_a_first_try_that_won_is_challenged_once_by_the_full_window():
     def windows(full):
-        watch = DriftWatch(DriftSettings(**{**QUIET, "min_train_rows": 1500, "cooldown": 2000}, first_train_rows=300,
+        watch = DriftWatch(DriftSettings(**{**QUIET, "min_train_rows": 1500, "cooldown": 2000, "first_train_rows": 300},
                                          first_then_full=full))
         watch.on_champion({"version": 1}, None, labelled=0)
         return replay(watch, drop_at(3000), 8000)  # every retrain promoted
