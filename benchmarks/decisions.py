@@ -49,7 +49,7 @@ ONLINE = f"online:{ServingSettings().online_learner}"
 # A variant of the drift policy: changes to DriftSettings and to ServingSettings defaults.
 Variant = tuple[dict, dict]
 # The policy as it was before issue 10: the champion served, no accuracy-gap detector.
-# (Round 7's defaults off too: the first try and the archive.)
+# (The first try and the archive pinned off, whatever the defaults.)
 BEFORE: Variant = ({"accuracy_gap": False, "first_train_rows": None, "archive": False}, {"serve": "champion"})
 AFTER: Variant = ({}, {})  # the defaults: serve the best of champion/online/blend, accuracy gap on
 REGROW = {"regrow": True, "change_from_detector": True}
@@ -83,7 +83,7 @@ VARIANTS: dict[str, Variant] = {
     "after+holdout": ({"holdout_gap": True}, {}),
     "after+holdout+archive": ({"holdout_gap": True, "archive": True}, {}),
     "after+holdout+archive+first": ({**ROUND6, **RECUR}, {}),
-    # Round 6's defaults (before round 7 turned on the first try, its gates and the archive).
+    # Round 6's defaults, pinned: the base round 7's variants were measured on (the defaults today).
     "round6": (ROUND6, {}),
     # Round 7 (decrecur): that combination made safe for recurring concepts: the first try is promoted only
     # on a significant holdout win (McNemar, first_train_z); an archived champion returns only when it also

@@ -36,20 +36,19 @@ the mean calibrated confidence of the served predictions) beside the realised `a
 >>> [(e["index"], e["detector"]) for e in drift.drift_events]
 [(3015, 'error-adwin'), (3199, 'accuracy-gap')]
 >>> drift.incidents, drift.retrains, [p["index"] for p in drift.promotions], round(drift.accuracy, 2)
-(1, 2, [3515], 0.97)
+(1, 1, [4515], 0.97)
 >>> drift.served, drift.estimated_accuracy
-({'champion': 4326, 'online': 386, 'blend': 288}, 0.9925)
+({'champion': 3326, 'online': 1386, 'blend': 288}, 0.9882)
 
 The online learner (a renewing tree, `training.online.Renewing`) renewed itself soon after the
-change and served until the first try (`DriftSettings.first_train_rows`: 500 labelled records
-after the change, promoted on a significant win) took over; the full window (1,500 records)
-challenged it once and lost. Both detector events are one incident.
+change and served until the retrained champion was promoted; both detector events are one
+incident.
 
 The policy as it was before issue 10: the champion alone served, no accuracy-gap detector:
 
 >>> from driftctl.settings import DriftSettings, ServingSettings
->>> before = DriftSettings(accuracy_gap=False, first_train_rows=None, archive=False)
->>> old = run_backtest(frame, pd.Series(y), warmup=1000, settings=before, serving=ServingSettings(serve="champion"))
+>>> old = run_backtest(frame, pd.Series(y), warmup=1000, settings=DriftSettings(accuracy_gap=False),
+...                    serving=ServingSettings(serve="champion"))
 >>> [(e["index"], e["detector"]) for e in old.drift_events], round(old.accuracy, 2)
 ([(3015, 'error-adwin')], 0.7)
 """
