@@ -50,9 +50,14 @@ ONLINE = f"online:{ServingSettings().online_learner}"
 # A variant of the drift policy: changes to DriftSettings and to ServingSettings defaults.
 Variant = tuple[dict, dict]
 # The policy as it was before issue 10: the champion served, no accuracy-gap detector.
-BEFORE: Variant = ({"accuracy_gap": False}, {"serve": "champion"})
+# (The first try and the archive pinned off, whatever the defaults.)
+BEFORE: Variant = ({"accuracy_gap": False, "first_train_rows": None, "archive": False}, {"serve": "champion"})
 AFTER: Variant = ({}, {})  # the defaults: serve the best of champion/online/blend, accuracy gap on
 REGROW = {"regrow": True, "change_from_detector": True}
+RECUR = {"holdout_gap": True, "archive": True, "first_train_rows": 500}
+# Round 7's variants are written against round 6's defaults (what they were measured on).
+ROUND6 = {"first_train_rows": None, "first_train_z": None, "first_then_full": False, "archive": False,
+          "archive_online_z": None}
 EVERYTHING = {**REGROW, "keep_old_on_covariate": True, "archive": True}
 # Ablations: each idea alone on top of the old policy, then the defaults without one and with the rest.
 VARIANTS: dict[str, Variant] = {
@@ -78,7 +83,34 @@ VARIANTS: dict[str, Variant] = {
     # A new champion's first labels against its holdout accuracy (the blind spot of the error-rate ADWIN).
     "after+holdout": ({"holdout_gap": True}, {}),
     "after+holdout+archive": ({"holdout_gap": True, "archive": True}, {}),
-    "after+holdout+archive+first": ({"holdout_gap": True, "archive": True, "first_train_rows": 500}, {}),
+    "after+holdout+archive+first": ({**ROUND6, **RECUR}, {}),
+    # Round 6's defaults, pinned: the base round 7's variants were measured on (the defaults today).
+    "round6": (ROUND6, {}),
+    # Round 7 (decrecur): that combination made safe for recurring concepts: the first try is promoted only
+    # on a significant holdout win (McNemar, first_train_z); an archived champion returns only when it also
+    # beats the online learner significantly on the same records (archive_online_z).
+    "after+recur+fz2": ({**ROUND6, **RECUR, "first_train_z": 2.0}, {}),
+    "after+recur+oz2": ({**ROUND6, **RECUR, "archive_online_z": 2.0}, {}),
+    "after+recur+z2": ({**ROUND6, **RECUR, "first_train_z": 2.0, "archive_online_z": 2.0}, {}),
+    "after+recur+z3": ({**ROUND6, **RECUR, "first_train_z": 3.0, "archive_online_z": 3.0}, {}),
+    # ... the early retrain (the online learner has overtaken the champion) instead of an unconditional first try,
+    "after+recur-early+z3": ({**ROUND6, "holdout_gap": True, "archive": True, "early_train_rows": 500,
+                              "first_train_z": 3.0, "archive_online_z": 3.0}, {}),
+    # ... without the holdout test (the archive judged after ADWIN's or the gap detector's events only),
+    "after+archive+first+z3": ({**ROUND6, "archive": True, "first_train_rows": 500, "first_train_z": 3.0,
+                                "archive_online_z": 3.0}, {}),
+    # ... and the archive alone, judged against the online learner too.
+    "after+archive+oz3": ({**ROUND6, "archive": True, "archive_online_z": 3.0}, {}),
+    "after+archive+oz3+early": ({**ROUND6, "archive": True, "archive_online_z": 3.0, "early_train_rows": 500,
+                                 "first_train_z": 3.0}, {}),
+    "after+archive+oz3+holdout": ({**ROUND6, "archive": True, "archive_online_z": 3.0, "holdout_gap": True}, {}),
+    "after+archive+first+z4": ({**ROUND6, "archive": True, "first_train_rows": 500, "first_train_z": 4.0,
+                                "archive_online_z": 3.0}, {}),
+    # ... and a first try that won is challenged once by the full window (first_then_full).
+    "after+archive+first+z4+full": ({**ROUND6, "archive": True, "first_train_rows": 500, "first_train_z": 4.0,
+                                     "archive_online_z": 3.0, "first_then_full": True}, {}),
+    "after+archive+first+z3+full": ({**ROUND6, "archive": True, "first_train_rows": 500, "first_train_z": 3.0,
+                                     "archive_online_z": 3.0, "first_then_full": True}, {}),
     # Round 6 (retrain windows that fit the drift): candidate windows judged on the newest holdout; a first
     # retrain 500 labelled rows after a concept drift; regrow while it pays (the online learner leads).
     "after+windows": ({"candidate_windows": True}, {}),

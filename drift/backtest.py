@@ -503,20 +503,24 @@ class Backtest:
 
     def _judge_archive(self, t: int, probe: tuple[int, int]) -> None:
         """Archived champions against the serving one on the labelled records since the change:
-        the best one comes back when it leads by `archive_margin` (no training, no retrain)."""
+        the best one comes back when `DriftWatch.archive_verdict` says so (no training, no retrain)."""
         if not self.archive:
             return
         start, end = probe
         frame, y = self.features.iloc[start:end], np.asarray(self.labels[start:end], dtype=object)
 
-        def accuracy(model: Any) -> float:
-            return float((np.asarray(model.predict(frame), dtype=object) == y).mean())
+        def right(model: Any) -> list[bool]:
+            outcomes: list[bool] = (np.asarray(model.predict(frame), dtype=object) == y).tolist()
+            return outcomes
 
         assert self.champion is not None and self.watch is not None  # probes follow a drift the watch saw
-        champion = accuracy(self.champion.model)
-        best, archived = max(((accuracy(a.model), a) for a in self.archive), key=lambda pair: pair[0])
-        if best <= champion + self.settings.archive_margin:
+        verdict = self.watch.archive_verdict(range(start, end), right(self.champion.model),
+                                             [(a.version, right(a.model)) for a in self.archive],
+                                             self.watch.probe_online)
+        if verdict is None or not verdict["reinstate"]:
             return
+        archived = next(a for a in self.archive if a.version == verdict["to"])
+        best, champion = verdict["accuracy"], verdict["champion_accuracy"]
         reason = (f"reinstated: archived version {archived.version} {best:.4f} against champion {champion:.4f} "
                   f"on {end - start} labelled records since the change")
         self.promotions.append({"index": t, "version": archived.version, "window": list(archived.window),
@@ -557,7 +561,7 @@ class Backtest:
             challenge = train_challenger(frame, target, self.champion.model,
                                          holdout_fraction=self.settings.holdout_fraction,
                                          margin=self.settings.promote_margin, random_state=self.seed,
-                                         tails=decision.candidates,
+                                         tails=decision.candidates, z=decision.promote_z,
                                          judge_iterations=self.settings.candidate_judge_iterations)
         except TooLittleData as exc:
             outcome = {"promoted": False, "reason": str(exc)}

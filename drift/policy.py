@@ -48,7 +48,8 @@ class DriftPolicy:
 
     def __init__(self, *, min_train_rows: int = 1500, data_persistence: int = 2, cooldown: int = 2000,
                  regrow: bool = False, max_train_rows: int | None = None, early_train_rows: int | None = None,
-                 first_train_rows: int | None = None, regrow_when_stale: bool = False):
+                 first_train_rows: int | None = None, regrow_when_stale: bool = False,
+                 first_train_z: float | None = None, first_then_full: bool = False):
         if min_train_rows < 1:
             raise ValueError(f"min_train_rows must be at least 1, got {min_train_rows!r}")
         if data_persistence < 1:
@@ -63,6 +64,8 @@ class DriftPolicy:
         self.early_train_rows = early_train_rows
         self.first_train_rows = first_train_rows
         self.regrow_when_stale = regrow_when_stale
+        self.first_train_z = first_train_z
+        self.first_then_full = first_then_full
         self._reset()
 
     def _reset(self) -> None:
@@ -185,7 +188,8 @@ class DriftPolicy:
         cooldown is released, and a retrain decision once enough labelled records exist:
         `min_train_rows` since the change, or `early_train_rows` after a concept drift when the
         online learner has `overtaken` the champion on them (`DriftWatch` judges it), or
-        `first_train_rows` after a concept drift (a first try, judged by the promotion gate). With
+        `first_train_rows` after a concept drift (a first try, judged by the promotion gate; with
+        `first_train_z` it must win significantly, `Decision.promote_z`). With
         `regrow_when_stale` a regrow waits until the champion is `stale` (`DriftWatch` judges it)."""
         self.labelled = max(self.labelled, labelled)
         if self.deferred is not None and not self._blocked(labelled):
@@ -217,6 +221,8 @@ class DriftPolicy:
                     f"{labelled - start} labelled records from position {start}{kept}{sooner}"),
             event_ids=tuple(self.pending_events),
             window=(start, labelled), incident=self.incident,
+            # A retrain on fewer rows than min_train_rows has a small holdout: it must win significantly.
+            promote_z=self.first_train_z if rows < self.min_train_rows else None,
         )
         self.in_flight = True
         self.window = decision.window
@@ -253,8 +259,10 @@ class DriftPolicy:
         growing = self.change_at is None and self.grow_at is not None
         concept, begin = self.concept, self.window[0] if self.window else None
         self.in_flight = False
-        if (not promoted and concept and self.first_tried and self.window is not None and self.change_at is not None
-                and self.window[1] - self.change_at < self.min_train_rows):
+        change_at = self.change_at
+        first = (concept and self.first_tried and self.window is not None and change_at is not None
+                 and self.window[1] - change_at < self.min_train_rows)
+        if first and not promoted:
             self.window = None  # a first try lost: the change stands, collect on to min_train_rows
             return
         self.first_tried = False
@@ -277,6 +285,11 @@ class DriftPolicy:
             self.grow_from, self.grow_at = (None, None) if capped else (begin, begin + 2 * (labelled - begin))
         elif growing or not promoted:
             self.grow_from = self.grow_at = None
+        if first and self.first_then_full and not self.regrow:
+            # A first try won on few rows: once min_train_rows follow the change, the full window
+            # challenges it (a regrow, past the cooldown): at most two retrains per drift either way.
+            assert change_at is not None  # a first try follows a change
+            self.grow_from, self.grow_at = change_at, change_at + self.min_train_rows
 
     def on_reinstated(self, *, labelled: int) -> None:
         """An archived champion came back (no training): the pending change is answered."""

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,7 +77,9 @@ class DriftWatch:
                                   regrow=settings.regrow, max_train_rows=settings.max_train_rows if capped else None,
                                   early_train_rows=settings.early_train_rows,
                                   first_train_rows=settings.first_train_rows,
-                                  regrow_when_stale=settings.regrow_when_stale)
+                                  regrow_when_stale=settings.regrow_when_stale,
+                                  first_train_z=settings.first_train_z,
+                                  first_then_full=settings.first_then_full)
         # regrow_when_stale: the last gap_window labels' outcomes, champion and online learner.
         self._recent: deque[tuple[bool, bool]] = deque(maxlen=settings.gap_window)
         # Since the change the policy collects rows for: labelled records only the online learner /
@@ -104,6 +106,10 @@ class DriftWatch:
         self.trained_on: tuple[int, int] | None = None  # labelled positions the champion was trained on
         self.since = 0  # labelled position at which the champion began serving
         self.probe: tuple[int, int] | None = None  # archive: (change at, judge at), labelled positions
+        # archive_online_z: the online learner's outcomes on the probe's records (position -> right), and
+        # those of the last probe that came due (what `archive_verdict` compares an archived champion with).
+        self._probe_online: dict[int, bool] = {}
+        self.probe_online: dict[int, bool] = {}
         self.estimate = AccuracyEstimate(window=settings.data_window)
 
     @property
@@ -130,6 +136,7 @@ class DriftWatch:
         self.trained_on = trained_on
         self.since = labelled
         self.probe = None
+        self._probe_online = {}
         self.estimate.reset("champion")
         self.estimate.reset("blend")
         self._recent.clear()
@@ -163,6 +170,9 @@ class DriftWatch:
                 self._count_overtake(observation.champion_right, observation.online_right, labelled)
             if self.settings.regrow_when_stale and observation.online_right is not None:
                 self._recent.append((observation.champion_right, observation.online_right))
+            probe = self.probe
+            if probe is not None and observation.online_right is not None and probe[0] < labelled <= probe[1]:
+                self._probe_online[labelled - 1] = observation.online_right  # the record at position labelled - 1
             bank = (self._label_bank if observation.features is None and observation.prediction is None
                     else self.detectors)
         for detector in bank:
@@ -190,6 +200,7 @@ class DriftWatch:
                     change_at = max(self.since, min(labelled, event.evidence["adwin_change_at_labelled"]))
                 if self.settings.archive and self.probe is None:
                     self.probe = (change_at, change_at + self.settings.archive_probe)
+                    self._probe_online = {}
                 decision = self.policy.on_event(event, change_at=change_at, labelled=labelled)
             else:
                 continue
@@ -273,7 +284,45 @@ class DriftWatch:
         if self.probe is None or labelled < self.probe[1]:
             return None
         start, self.probe = self.probe[0], None
+        self.probe_online, self._probe_online = self._probe_online, {}
         return start, labelled
+
+    def archive_verdict(self, positions: Sequence[int], champion: Sequence[bool],
+                        archived: Sequence[tuple[int, Sequence[bool]]],
+                        online: Mapping[int, bool] | None = None) -> dict[str, Any] | None:
+        """Judge archived champions (version, right or not per record) against the champion on the
+        probe's labelled records at `positions`. The best (the first on a tie) returns (`reinstate`)
+        when it leads the champion by `archive_margin` and, with `archive_online_z`, the online
+        learner significantly on the records `online` (position -> right, `probe_online`) holds
+        (McNemar): the online learner serves a drift anyway, so a champion no better than it would
+        only stand in the way of the retrain that follows. None: nothing to judge.
+
+        >>> watch = DriftWatch(DriftSettings(archive=True, archive_online_z=2.0))
+        >>> positions = range(100)
+        >>> old = [True] * 90 + [False] * 10
+        >>> watch.archive_verdict(positions, [False] * 100, [(1, old)])["reinstate"]
+        True
+        >>> online = {p: True for p in positions}  # the online learner had them all right
+        >>> verdict = watch.archive_verdict(positions, [False] * 100, [(1, old)], online)
+        >>> verdict["reinstate"], verdict["online_accuracy"]
+        (False, 1.0)
+        """
+        rows = len(positions)
+        if not archived or not rows:
+            return None
+        current = sum(champion) / rows
+        best, version, right = max(((sum(r) / rows, v, r) for v, r in archived), key=lambda item: item[0])
+        verdict: dict[str, Any] = {"to": version, "accuracy": best, "champion_accuracy": current, "rows": rows,
+                                   "reinstate": best > current + self.settings.archive_margin}
+        z = self.settings.archive_online_z
+        if verdict["reinstate"] and z is not None and online:
+            pairs = [(r, online[p]) for p, r in zip(positions, right, strict=True) if p in online]
+            if pairs:  # none: the online learner scored none of them, nothing to compare with
+                wins = sum(r and not o for r, o in pairs)
+                losses = sum(o and not r for r, o in pairs)
+                verdict["online_accuracy"] = sum(o for _, o in pairs) / len(pairs)
+                verdict["reinstate"] = wins - losses > z * math.sqrt(wins + losses)
+        return verdict
 
     def reinstated(self, *, labelled: int) -> None:
         """An archived champion came back without training: the pending change is answered

@@ -199,6 +199,9 @@ class Decision(Message):
     # Candidate training windows, each the newest k rows of `window` (the first sets the holdout;
     # `training.evaluate.train_challenger`); empty: the whole window.
     candidates: tuple[int, ...] = ()
+    # The challenger must beat the champion significantly on its holdout (McNemar at this z; a first
+    # try on few rows, `DriftSettings.first_train_z`); None: the accuracy margin alone.
+    promote_z: float | None = None
 
 
 class RetrainTrigger(Message):
@@ -213,6 +216,7 @@ class RetrainTrigger(Message):
     evidence: tuple[DriftEvent, ...] = ()
     incident: str | None = None  # the drift it acts on; None for a bootstrap or a schedule
     candidates: tuple[int, ...] = ()  # the decision's candidate windows (newest rows of the window)
+    promote_z: float | None = None  # the decision's significance for promotion (McNemar z), if any
 
     @property
     def first_event(self) -> str | None:

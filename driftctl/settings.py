@@ -168,12 +168,21 @@ class DriftSettings(BaseModel):
     first_train_rows: int | None = Field(None, ge=100, description="after a concept drift, a first retrain at "
                                          "this many labelled rows since the change, judged like any (a rejected "
                                          "one waits for min_train_rows); None: off")
+    first_train_z: float | None = Field(None, gt=0, description="a retrain on fewer than min_train_rows rows "
+                                        "(first try, early) is promoted only when it beats the champion "
+                                        "significantly on its holdout (McNemar at this z); None: the margin alone")
+    first_then_full: bool = Field(False, description="a first try that won is challenged once more by the full "
+                                  "min_train_rows window since the change (at most two retrains per drift)")
     regrow_when_stale: bool = Field(False, description="with regrow: retrain again only once the online learner "
                                     "has been more accurate than the champion over the last gap_window labels")
     archive: bool = Field(False, description="after a concept drift, earlier champions compete on the labelled "
                                              "records since the change; the best is reinstated without training")
     archive_probe: int = Field(300, ge=50, description="labelled records after the change the archive is judged on")
     archive_margin: float = Field(0.05, ge=0, lt=1, description="accuracy an archived champion must gain to return")
+    archive_online_z: float | None = Field(None, gt=0, description="an archived champion returns only when it "
+                                           "also beats the online learner on the same labelled records, "
+                                           "significantly (McNemar at this z): else the online learner serves "
+                                           "the drift better and a retrain follows; None: off")
 
 
 class ServingSettings(BaseModel):

@@ -117,7 +117,8 @@ def switch_interval(seconds: float) -> Iterator[None]:
 
 @task(cache_policy=NO_CACHE)
 def train_and_evaluate(frame: pd.DataFrame, target: pd.Series, champion: LoadedModel | None,
-                       settings: Settings, tails: tuple[int, ...] = ()) -> tuple[Any, Evaluation, float, int]:
+                       settings: Settings, tails: tuple[int, ...] = (),
+                       z: float | None = None) -> tuple[Any, Evaluation, float, int]:
     """The challenger, its verdict, its training time and the newest rows of `frame` it learned from
     (`tails`: the decision's candidate windows, `DriftSettings.candidate_windows`)."""
     champion_model = None
@@ -128,7 +129,7 @@ def train_and_evaluate(frame: pd.DataFrame, target: pd.Series, champion: LoadedM
     with threadpool_limits(limits=1, user_api="openmp"), switch_interval(TRAINING_SWITCH_INTERVAL):
         challenge = train_challenger(frame, target, champion_model, recipe=RECIPE,
                                      holdout_fraction=settings.drift.holdout_fraction,
-                                     margin=settings.drift.promote_margin, tails=tails,
+                                     margin=settings.drift.promote_margin, tails=tails, z=z,
                                      judge_iterations=settings.drift.candidate_judge_iterations)
     return challenge.model, challenge.evaluation, challenge.seconds, challenge.rows
 
@@ -294,7 +295,8 @@ def _retrain_once(window: TrainingWindow, trigger: RetrainTrigger, settings: Set
         logger.info("window loaded: %d labelled rows from %s", len(frame), window.describe())
         provenance["previous"] = champion.ref.as_dict() if champion else None
         logger.info("champion: %s", f"version {champion.ref.version}" if champion else "none yet")
-        model, evaluation, seconds, rows = train_and_evaluate(frame, target, champion, settings, trigger.candidates)
+        model, evaluation, seconds, rows = train_and_evaluate(frame, target, champion, settings, trigger.candidates,
+                                                            trigger.promote_z)
         logger.info("challenger trained in %.1f s: %s", seconds, evaluation.reason)
         # Another candidate window may have won: the model's rows (and reference) are the newest `rows`.
         frame, target = frame.iloc[len(frame) - rows:], target.iloc[len(frame) - rows:]

@@ -610,37 +610,41 @@ class Monitor:
         if probe is None:
             return
         start, end = probe
-        rows = [(features, label) for position, features, label in self._labelled_rows if start <= position < end]
+        rows = [row for row in self._labelled_rows if start <= row[0] < end]
         assert self.champion is not None  # the caller checks
-        self._archive_judging = self._loader.submit(self._judge_archive, self.champion, rows)
+        self._archive_judging = self._loader.submit(self._judge_archive, self.champion, rows,
+                                                    dict(self.watch.probe_online))
 
-    def _judge_archive(self, champion: ModelRef, rows: list[tuple[dict, Any]]) -> dict | None:
-        """The best archived version (served before, by the ledger's alias history) against the
-        champion on `rows`: a reinstatement to decide when it leads by `archive_margin`."""
+    def _judge_archive(self, champion: ModelRef, rows: list[tuple[int, dict, Any]],
+                       online: dict[int, bool]) -> dict | None:
+        """The archived versions (served before, by the ledger's alias history) against the champion
+        and the online learner (`online`: position -> right) on `rows` (position, features, label):
+        a reinstatement when `DriftWatch.archive_verdict` says so, as in the backtest."""
         if not rows:
             return None
         history = self.ledger.alias_history(champion.name)  # oldest first
         archived = list(dict.fromkeys(h["version"] for h in reversed(history) if h["version"] != champion.version))
-        labels = [label for _, label in rows]
+        labels = [label for _, _, label in rows]
 
-        def accuracy(version: int) -> float:
+        def right(version: int) -> list[bool]:
             loaded = self.registry.load(version)
-            frame = pd.DataFrame([features for features, _ in rows]).reindex(columns=loaded.features)
+            frame = pd.DataFrame([features for _, features, _ in rows]).reindex(columns=loaded.features)
             with threadpool_limits(limits=1, user_api="openmp"):
                 predictions = loaded.model.predict(frame)
-            return sum(p == y for p, y in zip(predictions, labels, strict=True)) / len(labels)
+            return [bool(p == y) for p, y in zip(predictions, labels, strict=True)]
 
         if not archived:
             return None
-        current = accuracy(champion.version)
         # The ten newest, as the backtest keeps; on a tie the oldest, as there.
-        best, version = max(((accuracy(v), v) for v in reversed(archived[:10])), key=lambda pair: pair[0])
-        if best <= current + self.settings.drift.archive_margin:
-            log.info("archive judged on %d labelled records: best version %s %.4f against champion %.4f",
-                     len(rows), version, best, current)
+        verdict = self.watch.archive_verdict([position for position, _, _ in rows], right(champion.version),
+                                             [(v, right(v)) for v in reversed(archived[:10])], online)
+        if verdict is None or not verdict.pop("reinstate"):
+            if verdict is not None:
+                log.info("archive judged on %d labelled records: best version %s %.4f against champion %.4f "
+                         "(online learner %s)", len(rows), verdict["to"], verdict["accuracy"],
+                         verdict["champion_accuracy"], verdict.get("online_accuracy"))
             return None
-        return {"to": version, "expect": champion.version, "accuracy": best, "champion_accuracy": current,
-                "rows": len(rows)}
+        return {**verdict, "expect": champion.version}
 
     def _collect_archive(self) -> None:
         if self._archive_judging is None or not self._archive_judging.done():
@@ -744,7 +748,7 @@ class Monitor:
         window = self.window(*decision.window)
         trigger = RetrainTrigger(decision_id=decision.id, event_ids=decision.event_ids, reason=decision.reason,
                                  kind="drift" if decision.event_ids else "bootstrap", incident=decision.incident,
-                                 candidates=decision.candidates,
+                                 candidates=decision.candidates, promote_z=decision.promote_z,
                                  evidence=tuple(e for e in self.events if e.id in decision.event_ids))
         log.warning("retrain: %s", decision.reason)
         self._training_end = decision.window[1]

@@ -61,10 +61,11 @@ drift_events = st.builds(DriftEvent, id=names, detector=names, kind=st.sampled_f
                          evidence=json_objects, model=json_objects, at=finite)
 decisions = st.builds(Decision, id=names, action=st.sampled_from(Action), reason=text,
                       event_ids=st.lists(names, max_size=3).map(tuple),
-                      window=st.none() | st.tuples(st.integers(0, 10**6), st.integers(0, 10**6)), at=finite)
+                      window=st.none() | st.tuples(st.integers(0, 10**6), st.integers(0, 10**6)), at=finite,
+                      promote_z=st.none() | st.floats(0.5, 5.0))
 triggers = st.builds(RetrainTrigger, decision_id=names, kind=st.sampled_from(["drift", "bootstrap", "schedule"]),
                      reason=text, event_ids=st.lists(names, max_size=3).map(tuple),
-                     evidence=st.lists(drift_events, max_size=2).map(tuple))
+                     evidence=st.lists(drift_events, max_size=2).map(tuple), promote_z=st.none() | st.floats(0.5, 5.0))
 spans = st.dictionaries(st.integers(0, 64), st.tuples(offsets, offsets), min_size=1, max_size=3)
 windows = st.builds(TrainingWindow, bootstrap_servers=names, telemetry_topic=names, labels_topic=names,
                     telemetry=spans, labels=spans, positions=st.tuples(offsets, offsets),
@@ -219,7 +220,7 @@ def test_a_trigger_as_the_monitor_wrote_it_before_is_read():
               "evidence": [event.model_dump(mode="json")]}
     trigger = RetrainTrigger.model_validate(before)
     assert trigger.evidence == (event,) and trigger.first_event == event.id
-    added = ("schema_version", "incident", "candidates")  # fields written since; None or empty here
+    added = ("schema_version", "incident", "candidates", "promote_z")  # fields written since; None or empty here
     assert {k: v for k, v in trigger.model_dump(mode="json").items() if k not in added} == before
 
 

@@ -61,6 +61,20 @@ def test_compare_promotes_only_beyond_the_margin():
     assert first.promote and first.champion_accuracy is None
 
 
+def test_compare_with_z_asks_for_a_significant_win():
+    # Holdout rows 0..99, all of class 1: the challenger is right on all, the champion on all but `misses`.
+    X, y = pd.DataFrame({"a": np.arange(100.0)}), pd.Series(np.ones(100, dtype=int))
+    ones = type("One", (), {"predict": lambda self, X: np.ones(len(X), dtype=int)})()
+
+    def champion(misses):
+        return type("Some", (), {"predict": lambda self, X: (X["a"].to_numpy() >= misses).astype(int)})()
+
+    lucky = compare(ones, champion(4), X, y, margin=0.01, z=3.0)  # 4 against 0: 4 > 3 * 2 fails
+    assert not lucky.promote and "McNemar 4 against 0" in lucky.reason
+    assert compare(ones, champion(4), X, y, margin=0.01).promote  # the margin alone takes it
+    assert compare(ones, champion(10), X, y, margin=0.01, z=3.0).promote  # 10 > 3 * sqrt(10)
+
+
 def test_join_orders_by_event_time_and_drops_unlabelled():
     records = [{"id": "b", "ts": 2.0, "features": {"x": 2}}, {"id": "a", "ts": 1.0, "features": {"x": 1}},
                {"id": "c", "ts": 3.0, "features": {"x": 3}}]

@@ -8,7 +8,7 @@ from driftctl.settings import DriftSettings
 
 # The policy's own window (candidate_windows widens a decision's window to hold its candidates).
 QUIET = {"accuracy_gap": False, "prediction_drift": False, "min_train_rows": 200, "cooldown": 0,
-         "candidate_windows": False}
+         "candidate_windows": False, "first_train_rows": None, "archive": False}
 
 
 def replay(watch, accuracy, n, *, start=1, rng=None, promote=True, on_retrain=None):
@@ -99,7 +99,7 @@ def test_covariate_drift_keeps_the_champions_rows():
 
 
 def test_archive_is_judged_once_after_a_concept_drift():
-    watch = DriftWatch(DriftSettings(**{**QUIET, "min_train_rows": 5000}, archive=True, archive_probe=100))
+    watch = DriftWatch(DriftSettings(**{**QUIET, "min_train_rows": 5000, "archive": True}, archive_probe=100))
     watch.on_champion({"version": 1}, None, trained_on=(0, 500), labelled=500)
     rng, due = random.Random(5), []
     for labelled in range(501, 6000):
@@ -224,3 +224,53 @@ def test_regrow_when_stale_waits_for_the_online_learner_to_lead():
     assert len(windows(0.9)) >= 3
     # ...and not while the online learner is no better (the retrain after the drift only).
     assert len(windows(0.6)) == 1
+
+
+def test_a_first_try_must_win_significantly_and_a_full_retrain_by_the_margin():
+    decisions = []
+    watch = DriftWatch(DriftSettings(**{**QUIET, "min_train_rows": 1500, "first_train_rows": 300}, first_train_z=3.0))
+    watch.on_champion({"version": 1}, None, labelled=0)
+    replay(watch, drop_at(3000), 6000, promote=False, on_retrain=decisions.append)
+    assert [(d.window[1] - d.window[0], d.promote_z) for d in decisions] == [(300, 3.0), (1500, None)]
+
+
+def _archive_verdict(online_after):
+    """A concept drift at 3000; the online learner right with probability `online_after` after it.
+    The archived champion (version 1) is right on 90% of the probe's records, the serving one on 60%."""
+    watch = DriftWatch(DriftSettings(**{**QUIET, "min_train_rows": 5000, "archive": True}, archive_probe=200,
+                                     archive_online_z=3.0))
+    watch.on_champion({"version": 2}, None, trained_on=(0, 500), labelled=500)
+    rng = random.Random(7)
+    for labelled in range(501, 6000):
+        champion = rng.random() < drop_at(3000)(labelled)
+        online = rng.random() < (0.95 if labelled < 3000 else online_after)
+        watch.observe(Observation(champion_right=champion, online_right=online), index=labelled, labelled=labelled)
+        probe = watch.archive_due(labelled)
+        if probe is not None:
+            positions = range(*probe)
+            archived = [rng.random() < 0.9 for _ in positions]
+            champion_right = [rng.random() < 0.6 for _ in positions]
+            assert set(watch.probe_online) == set(positions)  # the online learner's outcomes on the same records
+            return watch.archive_verdict(positions, champion_right, [(1, archived)], watch.probe_online)
+    raise AssertionError("no probe came due")
+
+
+def test_an_archived_champion_returns_only_when_it_also_beats_the_online_learner():
+    back = _archive_verdict(online_after=0.6)
+    assert back["reinstate"] and back["to"] == 1 and back["online_accuracy"] < 0.7
+    # The online learner as good as the archived champion on the same records: no reinstatement (a
+    # retrain follows); the margin over the serving champion alone would have brought it back.
+    kept = _archive_verdict(online_after=0.9)
+    assert not kept["reinstate"] and kept["accuracy"] > kept["champion_accuracy"] + 0.05
+
+
+def test_a_first_try_that_won_is_challenged_once_by_the_full_window():
+    def windows(full):
+        watch = DriftWatch(DriftSettings(**{**QUIET, "min_train_rows": 1500, "cooldown": 2000, "first_train_rows": 300},
+                                         first_then_full=full))
+        watch.on_champion({"version": 1}, None, labelled=0)
+        return replay(watch, drop_at(3000), 8000)  # every retrain promoted
+
+    first, full = windows(True)  # the full window since the same change, past the cooldown; then no more
+    assert full[0] == first[0] >= 3000 and full[1] - full[0] == 1500 and first[1] - first[0] == 300
+    assert len(windows(False)) == 1  # off: the first try's champion stays

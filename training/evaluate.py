@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,18 +35,29 @@ class Evaluation:
 
 
 def compare(challenger: Predictor, champion: Predictor | None, X_holdout: pd.DataFrame, y_holdout: pd.Series, *,
-            margin: float) -> Evaluation:
-    """`champion` may be None (no model serves yet): the challenger then wins by default."""
-    challenger_accuracy = float(accuracy_score(y_holdout, challenger.predict(X_holdout)))
+            margin: float, z: float | None = None) -> Evaluation:
+    """`champion` may be None (no model serves yet): the challenger then wins by default. With `z`
+    the challenger must also win significantly: McNemar on the holdout rows only one of them gets
+    right, wins - losses > z * sqrt(wins + losses) (a small holdout's lucky lead is not enough)."""
+    predicted = np.asarray(challenger.predict(X_holdout))
+    truth = np.asarray(y_holdout)
+    challenger_accuracy = float(accuracy_score(y_holdout, predicted))
     if champion is None:
         return Evaluation(challenger_accuracy, None, margin, len(y_holdout), True,
                           "no champion yet: the first model is promoted")
-    champion_accuracy = float(accuracy_score(y_holdout, np.asarray(champion.predict(X_holdout))))
+    served = np.asarray(champion.predict(X_holdout))
+    champion_accuracy = float(accuracy_score(y_holdout, served))
     gain = challenger_accuracy - champion_accuracy
     promote = gain > margin
+    test = ""
+    if z is not None:
+        wins = int(np.sum((predicted == truth) & (served != truth)))
+        losses = int(np.sum((served == truth) & (predicted != truth)))
+        promote = promote and wins - losses > z * math.sqrt(wins + losses)
+        test = f" and significantly (McNemar {wins} against {losses}, z {z:g})"
     verdict = "beats" if promote else "does not beat"
     reason = (f"challenger {challenger_accuracy:.4f} {verdict} champion {champion_accuracy:.4f} "
-              f"by more than {margin:.4f} on {len(y_holdout)} holdout rows")
+              f"by more than {margin:.4f}{test} on {len(y_holdout)} holdout rows")
     return Evaluation(challenger_accuracy, champion_accuracy, margin, len(y_holdout), promote, reason)
 
 
@@ -62,7 +74,8 @@ class Challenge:
 
 def train_challenger(frame: pd.DataFrame, target: pd.Series, champion: Predictor | None, *, holdout_fraction: float,
                      margin: float, recipe: str = "gradient-boosting", random_state: int = 0,
-                     tails: Sequence[int] = (), judge_iterations: int = 0) -> Challenge:
+                     tails: Sequence[int] = (), judge_iterations: int = 0,
+                     z: float | None = None) -> Challenge:
     """The one trainer and promotion decision, shared by the retrain flow and the backtest.
 
     Trains on the older rows of the window, judges challenger and champion on the newest
@@ -73,9 +86,10 @@ def train_challenger(frame: pd.DataFrame, target: pd.Series, champion: Predictor
     `tails` (`DriftSettings.candidate_windows`) names candidate windows, each the newest `k` rows
     of `frame`; the first is the window the policy chose and sets the holdout (`holdout_fraction`
     of it). Each candidate learns its rows older than that holdout, the most accurate on it
-    (the first on a tie) is the challenger. `judge_iterations` (`DriftSettings.candidate_judge_iterations`):
-    the candidates are judged by fits of that many boosting iterations (at a learning rate that
-    keeps the same total step) and only the winner is fitted in full; 0: each is fitted in full.
+    (the first on a tie) is the challenger: a fit per candidate, still one retrain. `judge_iterations`
+    (`DriftSettings.candidate_judge_iterations`): the candidates are judged by fits of that many boosting
+    iterations (at a learning rate that keeps the same total step) and only the winner is fitted in full;
+    0: each is fitted in full. `z`: the challenger must also win significantly (`compare`).
     """
     if not tails:
         tails = (len(frame),)
@@ -119,7 +133,7 @@ def train_challenger(frame: pd.DataFrame, target: pd.Series, champion: Predictor
         rows = windows[best]
         challenger = fit(rows) if judge_iterations else models[best]
     seconds = time.perf_counter() - started
-    evaluation = compare(challenger, champion, X_holdout, y_holdout, margin=margin)
+    evaluation = compare(challenger, champion, X_holdout, y_holdout, margin=margin, z=z)
     if rows != first:
         evaluation = replace(evaluation, reason=f"{evaluation.reason}; trained on the newest {rows} rows "
                                                 f"(the best of {len(tails)} windows)")
