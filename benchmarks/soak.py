@@ -98,9 +98,9 @@ def producer_process(settings_json: str, bootstrap: str, records: int, rate: flo
 
 
 def monitor_process(settings_json: str, bootstrap: str, shared: Any, stop: Any, trace: str | None = None) -> None:
-    from threadpoolctl import threadpool_limits
-
     import tracemalloc  # with --trace-dir: snapshots of the monitor, to find what grows (slow: a short run only)
+
+    from threadpoolctl import threadpool_limits
 
     from driftctl.runtime.stack import configure_environment
     from driftctl.settings import Settings

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import itertools
 import random
+import sys
 import threading
 import tracemalloc
 from collections import deque
@@ -99,7 +100,7 @@ def test_the_monitor_s_state_is_the_same_size_after_2n_records_as_after_n(tmp_pa
     (a real SQLite ledger); the caps set small, so that N fills them."""
     settings = Settings(home=tmp_path)
     settings.serving.join_max_records = 1_000
-    settings.retrain.positions_kept = 1_000
+    settings.retrain.positions_kept = settings.retrain.scheduled_rows = 1_000
     mon = monitor(settings, tmp_path)
     mon._producer = SimpleNamespace(send=lambda *a, **k: None)  # type: ignore[assignment]
     champion = ModelRef("m", 1, "r")
@@ -134,14 +135,19 @@ def test_the_monitor_s_state_is_the_same_size_after_2n_records_as_after_n(tmp_pa
     try:
         feed(n)
         gc.collect()
-        after_n = tracemalloc.get_traced_memory()[0]
+        after_n, map_n = tracemalloc.get_traced_memory()[0], sys.getsizeof(mon.watch._error_positions)
         feed(n)
         gc.collect()
-        after_2n = tracemalloc.get_traced_memory()[0]
+        after_2n, map_2n = tracemalloc.get_traced_memory()[0], sys.getsizeof(mon.watch._error_positions)
     finally:
         tracemalloc.stop()
     assert mon.labelled == 2_000 + 2 * n - 300 and mon.joined_predictions == mon.labelled
     assert len(mon._done) == 1_000 and len(mon._positions) == 1_000 and len(mon._pending) <= 301
-    # 2 bytes a record: a list or map gaining an entry per record costs 30-150.
-    assert after_2n - after_n < 2 * n, (after_n, after_2n)
+    # What may still grow: the watch's error-position map, 8 bytes a label while ADWIN's window
+    # widens (a stable stream like this one; cut back at each change), counted apart. Anything else
+    # gaining an object per record costs 30-150 bytes a record (the finished ids uncapped: ~150;
+    # the map as it was, a list of ints: 36). Left for noise, 8 bytes a record: windows still filling
+    # (the gap detector's 500 pairs), objects from free lists made before tracing (measured: ~3.5).
+    assert map_2n - map_n <= 9 * n
+    assert (after_2n - after_n) - (map_2n - map_n) < 8 * n, (after_n, after_2n, map_n, map_2n)
     mon.ledger.close()
