@@ -94,7 +94,10 @@ class Monitor:
         # them: a locked or full ledger delays them, never the detectors, and loses none.
         # Tried again 5 s after a failure, the spacing doubling to twice the busy timeout: a database that
         # keeps failing holds the monitor at most a third of its time.
-        self.records = Backlog(ledger, self._fault, retry=5.0, retry_max=max(5.0, 2 * settings.ledger.busy_timeout))
+        # Written on a worker thread: a database that accepts the connection and never answers held the
+        # loop (and every detector) for as long as the socket did.
+        self.records = Backlog(ledger, self._fault, retry=5.0, retry_max=max(5.0, 2 * settings.ledger.busy_timeout),
+                               background=True, stuck_after=max(10.0, 2 * settings.ledger.busy_timeout))
         self.incidents = IncidentLog(self.records)  # one drift, one incident: later events folded into it
         self.retrain = retrain
         self.stop = stop
