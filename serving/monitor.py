@@ -119,8 +119,9 @@ class Monitor:
         self._pending_bytes = 0  # the messages (as received) behind _pending, capped by serving.join_max_bytes
         # Ids whose entry is finished (joined, not waited for, or evicted) -> the sides seen (bits
         # below, EVICTED if the join dropped it): a side seen again is a redelivery, a new one after
-        # an eviction a near miss. Bounded like _pending.
-        self._done: OrderedDict[str, int] = OrderedDict()
+        # an eviction a near miss. Bounded like _pending, and keyed by the id's hash: an entry's size
+        # does not depend on the id's length (ids are the producer's, as long as a message allows).
+        self._done: OrderedDict[int, int] = OrderedDict()
         self._admit = Admission()  # new ids, while a side lags beyond what the join holds
         self._await = Admission()  # labelled records kept waiting for their prediction
         self.join_evicted = 0  # entries the caps dropped before they joined
@@ -424,9 +425,9 @@ class Monitor:
             seq = self._pending.get(record_id, {}).get("seq")
             if seq is None or seq > self._trained_until:  # not a record the champion trained on
                 self._on_prediction(prediction)
-        marker = self._done.get(record_id)
+        marker = self._done.get(hash(record_id))
         if marker is not None:  # its entry is finished: nothing left to join this side to
-            self._done[record_id] = marker | side
+            self._done[hash(record_id)] = marker | side
             if marker & EVICTED:  # it came after its entry was evicted: the join holds too short a stretch
                 waiting_for_prediction = side == PREDICTION and marker & TELEMETRY and marker & LABEL
                 if waiting_for_prediction:
@@ -464,14 +465,14 @@ class Monitor:
 
     def _seen_before(self, record_id: str, side: int) -> bool:
         """Whether this side of the record was handled already (a redelivery)."""
-        marker = self._done.get(record_id)
+        marker = self._done.get(hash(record_id))
         if marker is not None:
             return bool(marker & side)
         state = self._pending.get(record_id)
         return state is not None and bool(_sides(state) & side)
 
     def _finish(self, record_id: str, marker: int) -> None:
-        self._done[record_id] = marker
+        self._done[hash(record_id)] = marker
         if len(self._done) > self.settings.serving.join_max_records:
             self._done.popitem(last=False)
 
