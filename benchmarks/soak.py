@@ -97,7 +97,9 @@ def producer_process(settings_json: str, bootstrap: str, records: int, rate: flo
     shared[0], shared[1] = sent, 1
 
 
-def monitor_process(settings_json: str, bootstrap: str, shared: Any, stop: Any) -> None:
+def monitor_process(settings_json: str, bootstrap: str, shared: Any, stop: Any, trace: str | None = None) -> None:
+    import tracemalloc  # with --trace-dir: snapshots of the monitor, to find what grows (slow: a short run only)
+
     from threadpoolctl import threadpool_limits
 
     from driftctl.runtime.stack import configure_environment
@@ -133,8 +135,14 @@ def monitor_process(settings_json: str, bootstrap: str, shared: Any, stop: Any) 
         }
         shared[:] = [int(values[name]) for name in MONITOR_FIELDS]
 
+    dumped = 0.0
     while stage.is_alive():
         publish_stats()
+        if trace and not tracemalloc.is_tracing() and monitor.telemetry_seen > 5_000:  # imports done
+            tracemalloc.start(6)
+        if trace and tracemalloc.is_tracing() and time.monotonic() - dumped > 60:
+            dumped = time.monotonic()
+            tracemalloc.take_snapshot().dump(f"{trace}/monitor-{monitor.telemetry_seen:09d}.snapshot")
         if stop.is_set():
             halt.set()
         stage.join(timeout=0.5)
@@ -150,6 +158,8 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=1.0, help="seconds between RSS samples")
     parser.add_argument("--drain", type=float, default=900.0,
                         help="seconds the stages get to finish after the producer")
+    parser.add_argument("--trace-dir", type=Path, default=None,
+                        help="dump tracemalloc snapshots of the monitor there every 60 s (slows it)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "soak.md")
     args = parser.parse_args()
 
@@ -174,7 +184,8 @@ def main() -> None:
         scorer = spawn.Process(target=run_scorer_process, name="scorer", daemon=True,
                                args=(settings_json, bootstrap, scorer_stats, scorer_stop))
         monitor = spawn.Process(target=monitor_process, name="monitor", daemon=True,
-                                args=(settings_json, bootstrap, monitor_stats, monitor_stop))
+                                args=(settings_json, bootstrap, monitor_stats, monitor_stop,
+                                       str(args.trace_dir) if args.trace_dir else None))
         producer = spawn.Process(target=producer_process, name="producer", daemon=True,
                                  args=(settings_json, bootstrap, args.records, args.rate, scorer_stats,
                                        producer_stats, producer_stop))

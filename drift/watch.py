@@ -34,6 +34,7 @@ says when the archived champions should be judged against the serving one (`arch
 from __future__ import annotations
 
 import math
+from array import array
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -102,7 +103,11 @@ class DriftWatch:
         self.prediction_detector: PredictionDriftDetector | None = None
         self._record_bank: list[DriftDetector[Any]] = []  # the label-free detectors, in the order fed
         self.model: dict[str, Any] = {}
-        self._error_positions: list[int] = []  # error-stream index -> labelled position
+        # Error-stream index (from _error_base on) -> labelled position. ADWIN's cut is never older
+        # than its window, so the entries before the window are dropped: one per label would grow
+        # for as long as a champion serves (8 bytes each in an array, 36 in a list of ints).
+        self._error_positions = array("q")
+        self._error_base = 0
         self.trained_on: tuple[int, int] | None = None  # labelled positions the champion was trained on
         self.since = 0  # labelled position at which the champion began serving
         self.probe: tuple[int, int] | None = None  # archive: (change at, judge at), labelled positions
@@ -141,7 +146,7 @@ class DriftWatch:
         self.estimate.reset("blend")
         self._recent.clear()
         self.error_detector.reset()
-        self._error_positions = []
+        self._error_positions, self._error_base = array("q"), 0
         if self.gap_detector is not None:
             self.gap_detector.reset()
         if self.holdout_detector is not None:
@@ -166,6 +171,8 @@ class DriftWatch:
             bank = self._record_bank
         else:
             self._error_positions.append(labelled)
+            if not len(self._error_positions) & 1023:
+                self._trim_error_positions()
             if self.settings.early_train_rows is not None and observation.online_right is not None:
                 self._count_overtake(observation.champion_right, observation.online_right, labelled)
             if self.settings.regrow_when_stale and observation.online_right is not None:
@@ -208,6 +215,14 @@ class DriftWatch:
                 step.decisions.append(decision)
         return step
 
+    def _trim_error_positions(self) -> None:
+        """Drop the positions before ADWIN's window, once they are half of those kept: a later
+        cut (`n_seen - width`, the width growing by one a label at most) never reaches them."""
+        before = self.error_detector.n_seen - self.error_detector.width - self._error_base
+        if before * 2 > len(self._error_positions):
+            del self._error_positions[:before]
+            self._error_base += before
+
     def _event(self, detector: DriftDetector[Any], index: int, labelled: int,
                context: dict[str, Any] | None) -> DriftEvent:
         evidence = dict(detector.evidence)
@@ -218,7 +233,7 @@ class DriftWatch:
             window.update(labelled=evidence["window"], change_at_labelled=labelled)
             if detector is self.error_detector and self.error_detector.change_at is not None:
                 positions = self._error_positions
-                evidence["adwin_change_at_labelled"] = positions[min(self.error_detector.change_at,
+                evidence["adwin_change_at_labelled"] = positions[min(self.error_detector.change_at - self._error_base,
                                                                      len(positions) - 1)]
         else:
             window["records"] = evidence["window"]

@@ -19,6 +19,8 @@ class FaultProxy:
         self._open: set[socket.socket] = set()
         self._held: list[socket.socket] = []  # accepted while hung: never read, never answered
         self.hung = False
+        self._flowing = threading.Event()  # cleared by freeze(): bytes read are held, not passed on
+        self._flowing.set()
         self._lock = threading.Lock()
 
     def start(self) -> FaultProxy:
@@ -54,6 +56,7 @@ class FaultProxy:
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                self._flowing.wait()
                 sink.sendall(data)
         except OSError:
             pass
@@ -74,6 +77,14 @@ class FaultProxy:
         with self._lock:
             cut = list(self._open)
         self._close(*cut)
+
+    def freeze(self) -> None:
+        """The server stops answering without closing anything: open connections stay open and
+        their requests get no reply (nor do new connections'), until thaw() passes on what was held."""
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
 
     def unhang(self) -> None:
         self.hung = False

@@ -9,6 +9,7 @@ stages go on with no restart. Goal: 0 records lost, 0 restarts."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import socket
@@ -283,6 +284,70 @@ def test_the_ledgers_postgresql_refused_then_hung(champion_v1, tmp_path, broker,
     assert Registry.from_settings(settings).champion().version == 1
     assert not ledger.entries("promotion") and not ledger.entries("intent")  # neither flow moved anything
     assert not ledger.holder(lease_name(settings.mlflow.model_name))  # no lease left behind
+    ledger.close()
+
+
+def test_the_ledgers_postgresql_stops_answering_mid_connection(tmp_path, pg_database):
+    """PostgreSQL accepts the monitor's connection and then never answers (a server stuck, a network
+    black hole: nothing is closed, so no timeout of the driver fires). The monitor's ledger writes
+    run on a worker: its dispatch goes on at full speed, the windows wait, the write that hangs is
+    reported, and once the database answers every window is written, once, in order."""
+    from types import SimpleNamespace
+    from urllib.parse import urlsplit
+
+    from driftctl.messages import Label
+    from serving.codec import encode_label, encode_telemetry
+    from tests.faultproxy import FaultProxy
+    from tests.streams import readings
+
+    server = urlsplit(pg_database)
+    proxy = FaultProxy(free_port(), (server.hostname or "127.0.0.1", server.port or 5432)).start()
+    url = pg_database.replace(server.netloc.rsplit("@", 1)[-1], f"127.0.0.1:{proxy.port}")
+    settings = Settings(home=tmp_path)
+    settings.retrain.checkpoint_every = 250
+    settings.ledger.busy_timeout = 1.0  # a write that has not answered in 10 s is reported (at least 10 s)
+    ledger = Ledger(url, busy_timeout=1.0)
+    mon = Monitor(settings, "127.0.0.1:1", None, ledger, no_retrain, threading.Event())  # type: ignore[arg-type]
+    records = iter(readings(0, 1_000, drift_at=NO_DRIFT, seed=3))
+    topics = settings.kafka.topics
+    slowest = [0.0]
+
+    def feed(n: int) -> None:
+        for r in itertools.islice(records, n):
+            for topic, value in ((topics.telemetry, encode_telemetry(r.record)),
+                                 (topics.labels, encode_label(Label(id=r.record["id"], ts=r.record["ts"],
+                                                                    label=r.label)))):
+                started = time.monotonic()
+                mon._dispatch(topic, SimpleNamespace(partition=0, offset=r.seq, value=value))
+                mon.records.flush()  # as the poll loop does each turn
+                slowest[0] = max(slowest[0], time.monotonic() - started)
+
+    mine = Ledger(pg_database)  # the test's own view, around the forwarder
+    try:
+        feed(500)
+        wait_for(lambda: mon.records.flush() and mon.records.written == 2, 30, lambda: str(mon.records.__dict__))
+        proxy.freeze()
+        frozen_at = time.monotonic()
+        fed = threading.Thread(target=feed, args=(500,), daemon=True)
+        fed.start()
+        fed.join(timeout=15)
+        fed_in = time.monotonic() - frozen_at
+        assert not fed.is_alive(), f"the monitor's dispatch waits for the database ({mon.records.waiting} waiting)"
+        assert mon.records.waiting == 2 and mon.records.writing and mon.labelled == 1_000
+        wait_for(lambda: not mon.records.flush() and "not answered" in (mon.last_fault or ""), 30,
+                 lambda: f"last fault {mon.last_fault}")
+        assert not [e for e in mine.entries("window") if e.payload["window"]["positions"][1] > 500]
+        proxy.thaw()
+        wait_for(lambda: mon.records.flush(), 60, lambda: f"{mon.records.waiting} waiting, {mon.last_fault}")
+    finally:
+        proxy.thaw()
+        proxy.stop()
+    windows = sorted(mine.entries("window"), key=lambda e: e.id)
+    print(f"\nPostgreSQL silent mid-connection: 500 records dispatched in {fed_in:.2f} s, slowest message "
+          f"{slowest[0] * 1000:.0f} ms; faults: {mon.faults} ({mon.last_fault})")
+    assert [e.payload["window"]["positions"][1] for e in windows] == [250, 500, 750, 1_000]  # each once, in order
+    assert slowest[0] < 1.0 and mon.records.dropped == 0 and mon.records.written == 4
+    mine.close()
     ledger.close()
 
 

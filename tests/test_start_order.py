@@ -171,3 +171,58 @@ def test_kill_9_of_a_stage_leaves_no_orphan(tmp_path):
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
+
+
+def test_kill_9_of_the_warm_engine_ends_its_flow_fork(tmp_path):
+    """The warm engine (flows/warm.py) runs each flow in a fork of itself. A fork does not inherit a
+    parent-death signal, and one left flushing Prefect's logs to a stopped API outlived its stack:
+    `_end_with` sets PR_SET_PDEATHSIG in the fork. Here the fork's engine waits on a Prefect API that
+    accepts connections and never answers (a flow run busy for as long as it likes); the warm server
+    is killed with SIGKILL; the fork must end with it."""
+    import socket
+    import uuid
+
+    from flows.warm import SOCKET
+
+    silent = socket.socket()  # listens, never accepts: every request waits
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    home = tmp_path / "home"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DRIFTCTL_", "PREFECT_"))}
+    env = {**base, "PYTHONPATH": str(ROOT), "DRIFTCTL_HOME": str(home), "PREFECT_HOME": str(home / "prefect"),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_API_URL": f"http://127.0.0.1:{silent.getsockname()[1]}/api"}
+    home.mkdir()
+    log = tmp_path / "warm.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen([sys.executable, "-c", "from flows.warm import serve; serve(('prefect.engine',))"],
+                                  env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    command = None
+    forks: list[int] = []
+    try:
+        wait_for(lambda: (home / SOCKET).exists() or server.poll() is not None, 90, "the warm engine listening")
+        assert server.poll() is None, log.read_text()[-2000:]
+        command = subprocess.Popen([sys.executable, "-m", "flows.warm", str(uuid.uuid4())], env=env, cwd=ROOT,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+        def fork() -> list[int]:
+            forks[:] = [int(line.rsplit(" ", 1)[1]) for line in log.read_text().splitlines() if " in fork " in line]
+            return forks
+
+        wait_for(fork, 60, lambda: f"a fork of the warm engine; log: {log.read_text()[-1500:]}")
+        time.sleep(2.0)
+        assert alive(forks[0]) and command.poll() is None  # the flow's engine waits on the silent API
+        server.send_signal(signal.SIGKILL)
+        server.wait(10)
+        wait_for(lambda: not alive(forks[0]), 10,
+                 lambda: "the fork outlived the warm engine: "
+                         + Path(f"/proc/{forks[0]}/cmdline").read_text().replace("\0", " ")[:120])
+    finally:
+        for pid in forks:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        for proc in (server, command):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        silent.close()

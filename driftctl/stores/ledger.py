@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -246,13 +247,25 @@ class Backlog:
     made, once it can. While entries wait a new one queues behind them and the database is asked
     again only every `retry` s (doubling to `retry_max`), so a stage waits at most one busy timeout
     per try, not one per entry. Bounded: past `limit` waiting entries the oldest is dropped, counted.
-    A failed try is handed to `on_fault` (the stage counts and logs it); `append` never raises."""
+    A failed try is handed to `on_fault` (the stage counts and logs it); `append` never raises.
+
+    With `background`, the writes run on a worker thread and the stage never waits for them: a
+    database that accepts the connection and then never answers (a PostgreSQL stuck, a black hole)
+    held the monitor's loop for as long as the socket did. A write that has not answered within
+    `stuck_after` s is reported once; no second write starts while it is out (its outcome decides
+    whether its entry is written or tried again, so nothing is written twice)."""
 
     def __init__(self, ledger: Ledger, on_fault: Callable[[str, Exception], None], *, limit: int = 10_000,
-                 retry: float = 5.0, retry_max: float = 60.0, clock: Callable[[], float] = time.monotonic):
+                 retry: float = 5.0, retry_max: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 background: bool = False, stuck_after: float = 30.0):
         self.ledger, self.on_fault, self.limit, self.clock = ledger, on_fault, limit, clock
         self.retry, self.retry_max, self._spacing, self._next_try = retry, retry_max, retry, 0.0
         self._waiting: deque[tuple[str, dict[str, Any]]] = deque()
+        self._lock = threading.Lock()  # the worker pops what it wrote; the stage drops the oldest past `limit`
+        self.background, self.stuck_after = background, stuck_after
+        self._worker: threading.Thread | None = None
+        self._worker_since = 0.0
+        self._stuck_reported = False
         self.written = 0
         self.dropped = 0
 
@@ -260,10 +273,15 @@ class Backlog:
     def waiting(self) -> int:
         return len(self._waiting)
 
+    @property
+    def writing(self) -> bool:
+        return self._worker is not None and self._worker.is_alive()
+
     def append(self, kind: str, **fields: Any) -> None:
         self._waiting.append((kind, {**fields, "at": fields.get("at") or time.time()}))
         if len(self._waiting) > self.limit:
-            dropped, _ = self._waiting.popleft()
+            with self._lock:
+                dropped, _ = self._waiting.popleft()
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.error("ledger backlog full (%d): %d entries dropped, the last a %s", self.limit, self.dropped,
@@ -271,23 +289,55 @@ class Backlog:
         self.flush()
 
     def flush(self, *, now: bool = False) -> bool:
-        """Write what waits (only when a try is due, or `now`); True when nothing waits."""
+        """Write what waits (only when a try is due, or `now`); True when nothing waits. In the
+        background: starts the worker when a try is due (`now`: and waits for it, at most
+        `stuck_after` s)."""
+        if not self.background:
+            if self._waiting and (now or self.clock() >= self._next_try):
+                self._write()
+            return not self._waiting
+        if self.writing:
+            assert self._worker is not None
+            if now:
+                self._worker.join(self.stuck_after)
+            if self.writing:
+                if not self._stuck_reported and self.clock() - self._worker_since > self.stuck_after:
+                    self._stuck_reported = True
+                    self.on_fault(f"ledger write not answered ({len(self._waiting)} waiting)",
+                                  TimeoutError(f"the database has not answered for {self.stuck_after:g} s"))
+                return False
         if self._waiting and (now or self.clock() >= self._next_try):
-            while self._waiting:
-                kind, fields = self._waiting[0]
-                try:
-                    self.ledger.append(kind, **fields)
-                except OperationalError as exc:  # the database (locked, full, away): the entry waits
-                    self._next_try = self.clock() + self._spacing
-                    self._spacing = min(self._spacing * 2, self.retry_max)
-                    self.on_fault(f"{kind} not recorded yet ({len(self._waiting)} waiting)", exc)
-                    return False
-                except Exception as exc:  # the entry itself: retrying would block every later one
-                    self._waiting.popleft()
-                    self.dropped += 1
-                    self.on_fault(f"{kind} not recorded", exc)
-                    continue
-                self._waiting.popleft()
-                self.written += 1
-            self._spacing = self.retry
+            self._worker_since, self._stuck_reported = self.clock(), False
+            self._worker = threading.Thread(target=self._write, name="ledger-backlog", daemon=True)
+            self._worker.start()
+            if now:
+                self._worker.join(self.stuck_after)
         return not self._waiting
+
+    def _write(self) -> None:
+        while self._waiting:
+            entry = self._waiting[0]
+            kind, fields = entry
+            try:
+                self.ledger.append(kind, **fields)
+            except OperationalError as exc:  # the database (locked, full, away): the entry waits
+                self._next_try = self.clock() + self._spacing
+                self._spacing = min(self._spacing * 2, self.retry_max)
+                self.on_fault(f"{kind} not recorded yet ({len(self._waiting)} waiting)", exc)
+                return
+            except Exception as exc:  # the entry itself: retrying would block every later one
+                self._pop(entry)
+                self.dropped += 1
+                self.on_fault(f"{kind} not recorded", exc)
+                continue
+            if not self._pop(entry):  # dropped past `limit` while it was written: written after all
+                self.dropped -= 1
+            self.written += 1
+        self._spacing = self.retry
+
+    def _pop(self, entry: tuple[str, dict[str, Any]]) -> bool:
+        with self._lock:
+            if self._waiting and self._waiting[0] is entry:
+                self._waiting.popleft()
+                return True
+            return False
