@@ -184,7 +184,7 @@ def test_archive_reinstates_an_earlier_champion_without_training():
     archived = run_backtest(frame, pd.Series(y), warmup=1000, settings=DriftSettings(**quick, archive=True),
                             serving=ServingSettings(serve="champion"))
     assert any(p.get("reinstated") for p in archived.promotions)
-    plain = run_backtest(frame, pd.Series(y), warmup=1000, settings=DriftSettings(**quick),
+    plain = run_backtest(frame, pd.Series(y), warmup=1000, settings=DriftSettings(**quick, archive=False),
                          serving=ServingSettings(serve="champion"))
     assert archived.retrains < plain.retrains
 

@@ -52,6 +52,8 @@ def test_an_archived_champion_is_reinstated_when_its_concept_returns_and_the_sco
     monkeypatch.setenv("DRIFTCTL_DRIFT__HOLDOUT_GAP", "true")
     monkeypatch.setenv("DRIFTCTL_DRIFT__ARCHIVE_PROBE", "60")
     monkeypatch.setenv("DRIFTCTL_DRIFT__MIN_TRAIN_ROWS", "100000")  # no retrain: the archive answers
+    # The online learner knows the true concept all along here: judged against it too, v1 would stay archived.
+    monkeypatch.setenv("DRIFTCTL_DRIFT__ARCHIVE_ONLINE_Z", "null")
     monkeypatch.setenv("DRIFTCTL_SERVING__SERVE", "champion")
     monkeypatch.setenv("DRIFTCTL_SERVING__LEARNER", "inline")
     champion_v1.copy_to(home)
