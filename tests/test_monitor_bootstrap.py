@@ -59,8 +59,8 @@ def test_a_failed_bootstrap_is_tried_again_on_the_newest_records(tmp_path, monke
     feed(stream[500:])
     settle()
     assert len(asked) == 2  # promoted: no third bootstrap while the champion is being followed
+    assert mon.records.flush(now=True)  # the monitor writes its ledger entries on a worker thread
     reasons = [e.reason for e in ledger.entries("decision")][::-1]
     assert reasons == ["bootstrap: no champion yet; training on the first 200 labelled records",
                        "bootstrap: no champion yet; training on the newest 200 labelled records"]
-    mon.records.flush(now=True)
     ledger.close()
