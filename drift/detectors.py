@@ -109,6 +109,10 @@ class Observation:
     online_right: bool | None = None  # ... and the online learner?
 
 
+# River's ADWIN keeps its window in a private helper; read directly, it saves four calls a label.
+ADWIN_HELPER = hasattr(ADWIN(), "_helper")
+
+
 class DriftDetector(ABC, Generic[X]):
     """The contract every detector keeps, in the shape of River's `DriftDetector`.
 
@@ -229,15 +233,20 @@ class ErrorRateDetector(DriftDetector[bool]):
     def update(self, error: bool) -> Self:
         x = 1.0 if error else 0.0
         # ADWIN's width and estimation before the update, read from its helper (River's `width`
-        # and `estimation` properties, the same values and operations, four calls fewer a label).
+        # and `estimation` properties, the same values and operations, four calls fewer a label);
+        # a River without that private helper gets the public properties.
         adwin = self._adwin
-        helper = adwin._helper
-        width_before = helper.get_width()
-        total_before = (0.0 if width_before == 0 else helper.get_total() / width_before) * width_before
+        helper = adwin._helper if ADWIN_HELPER else None
+        if helper is not None:
+            width_before = helper.get_width()
+            total_before = (0.0 if width_before == 0 else helper.get_total() / width_before) * width_before
+        else:
+            width_before = int(adwin.width)
+            total_before = float(adwin.estimation) * width_before
         adwin.update(x)
         self.n_seen += 1
         self._drift_detected = False
-        if not adwin._drift_detected:
+        if not adwin.drift_detected:
             return self
         width, recent = int(self._adwin.width), float(self._adwin.estimation)
         dropped = width_before + 1 - width

@@ -349,6 +349,7 @@ class Scorer:
         chosen = self.rule.serving if self.rule is not None else serving.serve
         blending = self.rule is not None
         learned_blend = self.rule.blend if self.rule is not None and self.rule.stacked is not None else None
+        learned_size = 3 * 56 + (8 + 2 * 32) * len(classes)
         send, topic, instance = self._send, self.topics.predictions, self.instance
         # Audit rows per (topic, partition, source), and the (features, outcome) each record waits with for its label.
         segments: dict[tuple[str, int, str], tuple[list[int], list[str]]] = {}
@@ -374,8 +375,10 @@ class Scorer:
             offsets, ids = segments.setdefault((message.topic, message.partition, source), ([], []))
             offsets.append(message.offset)
             ids.append(record_id)
+            # The join's byte cap counts what the record waits with: its message, and the learned blend's inputs
+            # (three lists: the classes, and two of log-probabilities, a float object and a pointer per class).
             waiting.append((record_id, (features, (version, champion, online, blended, renewals, learned)),
-                            len(message.value)))
+                            len(message.value) + (learned_size if learned is not None else 0)))
             # A literal, not Prediction(...): the call form copies the keywords once more per record.
             value: Prediction = {
                 "id": record_id, "ts": record["ts"], "prediction": served,

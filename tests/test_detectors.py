@@ -318,3 +318,19 @@ def test_data_drift_evidence_is_scipys_ks_test_on_every_window():
         assert evidence["drifted_features"] == sorted(n for n, (_, p) in expected.items() if p < 0.0005)
         assert detector.drift_detected == bool(evidence["drifted_features"])
     assert fired >= 2  # the shifted windows
+
+
+def test_error_detector_without_rivers_private_helper_detects_the_same(monkeypatch):
+    """The fast path reads ADWIN's private helper; a River without it must give the same detections."""
+    import drift.detectors
+
+    def run():
+        detector, rng, fired = ErrorRateDetector(delta=0.002), random.Random(7), []
+        for i in range(6000):
+            if detector.update(rng.random() < (0.1 if i < 3000 else 0.4)).drift_detected:
+                fired.append((i, detector.change_at))
+        return fired
+
+    fast = run()
+    monkeypatch.setattr(drift.detectors, "ADWIN_HELPER", False)  # as if River had no such helper
+    assert fast and run() == fast

@@ -339,3 +339,47 @@ def test_a_stacked_blend_learns_from_the_labels_the_scorer_joins(stack):
     assert scorer.rule.stacked.weights != [1.0, 1.0]  # it learned from the joined labels
     assert {p["served_by"] for p in got} <= {"champion", "online", "blend"}
     assert all(0 < p["confidence"] <= 1 for p in got)
+
+
+@pytest.mark.parametrize("serve_blend", ["stacked", "mean"])
+def test_the_join_counts_the_learned_blends_inputs_in_its_bytes(tmp_path, monkeypatch, serve_blend):
+    """No broker: `Scorer.process` on recorded telemetry whose labels have not come (the learner inline:
+    its process cannot start). What each record waits with counts against `join_max_bytes`: its message,
+    and with a learned blend its inputs too."""
+    from collections import namedtuple
+
+    from kafka import TopicPartition
+    from threadpoolctl import threadpool_limits
+
+    from serving.codec import encode_telemetry
+    from training.datasets import FeatureSchema
+    from training.registry import LoadedModel, ModelRef
+
+    readings = list(iot_stream(1500, drift_at=10**9, seed=3))
+    frame = to_frame(r.record["features"] for r in readings[:1000])
+    with threadpool_limits(1):  # OpenMP threads spinning on a busy machine make a small fit take minutes
+        model = make_classifier().fit(frame, pd.Series([r.label for r in readings[:1000]]))
+    settings = Settings(home=tmp_path)
+    settings = settings.model_copy(update={"serving": settings.serving.model_copy(update={"serve_blend": serve_blend})})
+    scorer = Scorer(settings, "unused:9092", None, threading.Event())
+    scorer.current = LoadedModel(ModelRef("m", 1, "run"), model, FeatureSchema.from_frame(frame))
+    message = namedtuple("Message", "topic partition offset timestamp key value")
+    topic = settings.kafka.topics.telemetry
+    batch = [message(topic, 0, i, 0, b"k", encode_telemetry(r.record)) for i, r in enumerate(readings[1000:], 1000)]
+
+    class Producer:
+        def send(self, topic, key=None, value=None):
+            return type("Acked", (), {"is_done": True, "failed": lambda self: False})()
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    scorer.process({TopicPartition(topic, 0): batch}, Producer())
+    scorer.close_learner()
+    received = sum(len(m.value) for m in batch)
+    assert len(scorer.joiner) == len(batch)
+    if serve_blend == "stacked":
+        assert scorer.joiner.bytes > received + 100 * len(batch)  # three lists a record, not free
+    else:
+        assert scorer.joiner.bytes == received  # the 50/50 blend keeps nothing more
