@@ -52,3 +52,11 @@ def test_status_without_broker_or_champion(home, cli):
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["champion"] is None and report["health"] == "unknown"
+
+
+def test_help_is_text_only():
+    """click probes its output stream with b"": the CLI's masking stream must refuse bytes as a text
+    stream does, or the probe's repr lands in the help (it printed b''b'\\n')."""
+    done = driftctl("backtest", "--help")
+    assert done.returncode == 0, done.stderr
+    assert "--label-delay" in done.stdout and "b'" not in done.stdout + done.stderr

@@ -676,6 +676,8 @@ class _MaskedStream:
         self._stream = stream
 
     def write(self, text: str) -> int:
+        if not isinstance(text, str):  # as a text stream does: click probes with b"" to tell text from binary
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         self._stream.write(mask_url(text))
         return len(text)
 
