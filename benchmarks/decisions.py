@@ -128,6 +128,10 @@ VARIANTS: dict[str, Variant] = {
     "after+mean": ({}, {"serve_blend": "mean"}),
     "after+stacked-noshrink": ({}, {"serve_blend": "stacked", "serve_blend_shrink": 0.0}),
     "after+stacked-slow": ({}, {"serve_blend": "stacked", "serve_blend_rate": 0.02, "serve_blend_shrink": 0.0}),
+    # Round 8 (decgap): the bootstrap under late labels (drift.policy.Bootstrap): a provisional champion on the
+    # labels already in once `warmup` records are scored (early_champion_rows), or none (the online learner alone).
+    "after+early-champion": ({"early_champion_rows": 500}, {}),
+    "after-early-champion": ({"early_champion_rows": None}, {}),
 }
 
 
@@ -164,6 +168,9 @@ def _cache_path(job: tuple[str, int, str, float]) -> Path | None:
         key = f"{stream_name}|{delay}|{column}|{scale}|{WARMUP}|{variant}"
     else:
         key = f"{stream_name}|{delay}|{column}|{scale}|{WARMUP}|{LEARNER}"
+        early = DriftSettings().early_champion_rows
+        if delay and early is not None and column != "online" and not column.startswith("online:"):
+            key += f"|early{early}"  # the champion policies' bootstrap (drift.policy.Bootstrap) under late labels
     key = hashlib.sha1(key.encode()).hexdigest()[:16]
     return CACHE / f"{key}.json"
 
@@ -386,6 +393,7 @@ def main() -> None:
     parser.add_argument("--streams", default="", help="comma-separated substrings of stream names to keep")
     parser.add_argument("--columns", default="", help="comma-separated columns to run (default: all)")
     parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument("--delays", default="", help="comma-separated label delays to run (default: 0,500)")
     parser.add_argument("--reuse", action="store_true", help="reuse cached rows of an earlier run at the same "
                         "scale: the baselines (static, periodic, ARF, online), and variants run with the same "
                         "settings and the same drift/ and training/ code")
@@ -409,7 +417,8 @@ def main() -> None:
                                          ONLINE, "online", "+serve", "+gap", ARF])}
     main = {"after", "before", "static", ONLINE, "online", *(f"periodic:{p}" for p in PERIODS)}
     rank = {s.name: k for k, s in enumerate(streams)}
-    jobs = sorted(((s.name, d, c, scale) for s in streams for d in DELAYS for c in columns),
+    delays = [int(d) for d in args.delays.split(",")] if args.delays else DELAYS
+    jobs = sorted(((s.name, d, c, scale) for s in streams for d in delays for c in columns),
                   key=lambda j: (0 if j[2] in main else 1 if j[2] == ARF else 2, j[1], rank[j[0]],
                                  order.get(j[2], len(order))))
     if args.render_only:

@@ -68,6 +68,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from drift.arbiter import SOURCES, AccuracyEstimate, ServingRule
+from drift.policy import Bootstrap
 from drift.watch import DriftWatch, Observation, Step
 from driftctl.messages import Action, Decision, DriftEvent
 from driftctl.settings import DriftSettings, ServingSettings
@@ -304,6 +305,10 @@ class Backtest:
         self.retrains = 0
         # The same engine as the live monitor; the other policies only replay a schedule.
         self.watch = DriftWatch(s) if kind == "drift" else None
+        # Every champion policy bootstraps alike (with labels late, a provisional champion first).
+        self.bootstrap = Bootstrap(warmup=self.warmup, early_rows=s.early_champion_rows)
+        if self.watch is not None:
+            self.watch.bootstrap = self.bootstrap  # the backtest's warmup may differ from the settings'
         self.estimate = self.watch.estimate if self.watch is not None else AccuracyEstimate(window=s.data_window)
         # The same serving rule as the live scorer: the drift policy serves the best of champion, online
         # learner and blend (serve=best), or the one `serve` names; the other policies serve their model.
@@ -441,10 +446,19 @@ class Backtest:
             blended = confidence[2][j]
             if blended is not None and fresh:
                 learn("blend", blended, self.blend_pred[j] == y)
-        if champion is None:
+        if kind == "online":
             if self.labelled >= self.warmup:
-                self._bootstrap(t)
+                self.decisions.append((t, Decision(action=Action.RETRAIN, window=(0, self.labelled),
+                                                   reason=f"bootstrap: no champion yet; training on the first "
+                                                          f"{self.labelled} labelled records")))
             return
+        if not self.bootstrap.done:  # the first champion (with labels late, a provisional one first)
+            boot = self.bootstrap.due(scored=t + 1, labelled=self.labelled)
+            if boot is not None:
+                self._bootstrap(t, boot)
+                return
+            if champion is None:
+                return
         watch = self.watch
         if watch is not None:
             if current:
@@ -469,24 +483,30 @@ class Backtest:
                                     reason=f"periodic: every {period} labelled records")
                 self._act(t, decision)
 
-    def _bootstrap(self, t: int) -> None:
-        decision = Decision(action=Action.RETRAIN, window=(0, self.labelled),
-                            reason=f"bootstrap: no champion yet; training on the first {self.labelled} "
-                                   "labelled records")
+    def _bootstrap(self, t: int, decision: Decision) -> None:
+        """A bootstrap fit (`drift.policy.Bootstrap`): promoted without a gate, as every champion policy's."""
         self.decisions.append((t, decision))
-        if self.spec.kind == "online":
+        assert decision.window is not None  # bootstrap decisions carry their window
+        start, end = decision.window
+        try:
+            challenge = train_challenger(self.features.iloc[start:end], pd.Series(self.labels[start:end]), None,
+                                         holdout_fraction=self.settings.holdout_fraction,
+                                         margin=self.settings.promote_margin, random_state=self.seed)
+        except TooLittleData:
+            if self.bootstrap.in_flight != "early":
+                raise
+            self.bootstrap.finished(promoted=False)  # the full v1 comes when its labels are in
             return
-        frame = self.features.iloc[: self.labelled]
-        challenge = train_challenger(frame, pd.Series(self.labels[: self.labelled]), None,
-                                     holdout_fraction=self.settings.holdout_fraction,
-                                     margin=self.settings.promote_margin, random_state=self.seed)
-        self._promote(t, challenge.model, version=1, window=(0, self.labelled),
+        version = 1 if self.champion is None else self._next_version()
+        self._promote(t, challenge.model, version=version, window=(start, end), archive=False,
                       accuracy=challenge.evaluation.challenger_accuracy, rows=challenge.evaluation.holdout_rows)
+        self.bootstrap.finished(promoted=True)
 
     def _promote(self, t: int, model: Any, *, version: int, window: tuple[int, int],
-                 accuracy: float | None = None, rows: int | None = None) -> None:
-        """`model` serves from record `t`; `accuracy` on `rows` rows is what it was judged on."""
-        if self.champion is not None and self.settings.archive:
+                 accuracy: float | None = None, rows: int | None = None, archive: bool = True) -> None:
+        """`model` serves from record `t`; `accuracy` on `rows` rows is what it was judged on. The
+        champion it replaces is archived unless `archive` is False (a provisional one)."""
+        if self.champion is not None and self.settings.archive and archive:
             self.archive = [*[a for a in self.archive if a.version != self.champion.version][-9:], self.champion]
         self.champion = _Champion(model, version, list(model.classes_), list(self.features.columns), window)
         self._invalidate()

@@ -51,7 +51,7 @@ from drift.detectors import (
     Observation,
     PredictionDriftDetector,
 )
-from drift.policy import DriftPolicy
+from drift.policy import Bootstrap, DriftPolicy
 from driftctl.messages import Action, Decision, DriftEvent
 from driftctl.settings import DriftSettings
 
@@ -81,6 +81,7 @@ class DriftWatch:
                                   regrow_when_stale=settings.regrow_when_stale,
                                   first_train_z=settings.first_train_z,
                                   first_then_full=settings.first_then_full)
+        self.bootstrap = Bootstrap.from_settings(settings)  # the first champion (late labels: a provisional one)
         # regrow_when_stale: the last gap_window labels' outcomes, champion and online learner.
         self._recent: deque[tuple[bool, bool]] = deque(maxlen=settings.gap_window)
         # Since the change the policy collects rows for: labelled records only the online learner /

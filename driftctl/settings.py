@@ -118,6 +118,10 @@ class StreamSettings(BaseModel):
 
 class DriftSettings(BaseModel):
     warmup: int = Field(2_000, ge=100, description="labelled records that train champion v1")
+    early_champion_rows: int | None = Field(500, ge=100, description="labels late: once warmup records are "
+                                            "scored, a provisional champion learns the labels already in (at "
+                                            "least this many) until v1's are all in (drift.policy.Bootstrap); "
+                                            "None: the online learner serves alone until then")
     false_alarms_per_million: float = Field(
         1.0, gt=0, description="error control: expected false alarms per 1,000,000 records of a stationary "
                                "stream, all detectors together (each gets an equal share, union bound)")
