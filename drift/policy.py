@@ -371,6 +371,13 @@ class Bootstrap:
                         reason=f"bootstrap: {scored} records scored but labels are late; a provisional champion "
                                f"on the {labelled} labelled so far, until the first {warmup} are in")
 
+    def again(self, labelled: int) -> Decision:
+        """The full v1 once more, on the newest `warmup` labelled records (a live fit that failed:
+        the oldest records may be gone by the time it is tried again)."""
+        self.in_flight = "full"
+        return Decision(action=Action.RETRAIN, window=(labelled - self.warmup, labelled),
+                        reason=f"bootstrap: no champion yet; training on the newest {self.warmup} labelled records")
+
     def finished(self, *, promoted: bool) -> None:
         """The bootstrap retrain ended. A failed full v1 is asked for again by the next `due`; a
         failed provisional one is not (the full v1 comes soon anyway)."""
