@@ -132,6 +132,11 @@ VARIANTS: dict[str, Variant] = {
     # labels already in once `warmup` records are scored (early_champion_rows), or none (the online learner alone).
     "after+early-champion": ({"early_champion_rows": 500}, {}),
     "after-early-champion": ({"early_champion_rows": None}, {}),
+    # ... and a first try 500 labelled rows after a concept drift only when the champion and the online learner
+    # are both 0.10 (gap_min) below the champion's holdout accuracy on them (first_train_gap), then the full window.
+    "after+first-gap": ({"first_train_rows": 500, "first_train_gap": 0.10, "first_then_full": True}, {}),
+    "after+first-gap-z4": ({"first_train_rows": 500, "first_train_gap": 0.10, "first_then_full": True,
+                            "first_train_z": 4.0}, {}),
 }
 
 

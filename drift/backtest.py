@@ -497,6 +497,16 @@ class Backtest:
                 raise
             self.bootstrap.finished(promoted=False)  # the full v1 comes when its labels are in
             return
+        if self.rule is not None and self.champion is None:
+            # The rule has judged no source yet (no champion scored a labelled record, and the first one's
+            # labels come `label_delay` records late): the online learner starts from its prequential
+            # accuracy on the champion's holdout rows, the champion from its own, so the first choice between
+            # them is informed. (Live, nothing is scored before the first champion: nothing to start from.)
+            held = round((end - start) * self.settings.holdout_fraction)
+            online = [self.online_pred[j] == self.labels[j] for j in range(end - held, end)
+                      if self.online_pred[j] is not None]
+            if online:
+                self.rule.on_online(sum(online) / len(online))
         version = 1 if self.champion is None else self._next_version()
         self._promote(t, challenge.model, version=version, window=(start, end), archive=False,
                       accuracy=challenge.evaluation.challenger_accuracy, rows=challenge.evaluation.holdout_rows)

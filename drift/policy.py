@@ -188,13 +188,15 @@ class DriftPolicy:
                         reason=(f"cooldown over; {reason} during it: collecting {self.min_train_rows} "
                                 f"labelled records from position {self.change_at}"))
 
-    def on_labelled(self, labelled: int, *, overtaken: bool = False, stale: bool = True) -> Decision | None:
+    def on_labelled(self, labelled: int, *, overtaken: bool = False, stale: bool = True,
+                    first: bool = True) -> Decision | None:
         """Called as labelled records accrue; returns an alert when a drift deferred by the
         cooldown is released, and a retrain decision once enough labelled records exist:
         `min_train_rows` since the change, or `early_train_rows` after a concept drift when the
         online learner has `overtaken` the champion on them (`DriftWatch` judges it), or
         `first_train_rows` after a concept drift (a first try, judged by the promotion gate; with
-        `first_train_z` it must win significantly, `Decision.promote_z`). With
+        `first_train_z` it must win significantly, `Decision.promote_z`; only when `first` holds: with
+        `first_train_gap`, `DriftWatch` judges whether the change hurt enough). With
         `regrow_when_stale` a regrow waits until the champion is `stale` (`DriftWatch` judges it)."""
         self.labelled = max(self.labelled, labelled)
         if self.deferred is not None and not self._blocked(labelled):
@@ -208,7 +210,7 @@ class DriftPolicy:
         rows = labelled - self.change_at
         early = (self.early_train_rows is not None and overtaken and self.concept and self.keep_from is None
                  and rows >= self.early_train_rows)
-        first = (self.first_train_rows is not None and not self.first_tried and self.concept
+        first = (self.first_train_rows is not None and first and not self.first_tried and self.concept
                  and self.keep_from is None and rows >= self.first_train_rows)
         if rows < self.min_train_rows and not early and not first:
             return None

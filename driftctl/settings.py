@@ -175,6 +175,10 @@ class DriftSettings(BaseModel):
     first_train_z: float | None = Field(None, gt=0, description="a retrain on fewer than min_train_rows rows "
                                         "(first try, early) is promoted only when it beats the champion "
                                         "significantly on its holdout (McNemar at this z); None: the margin alone")
+    first_train_gap: float | None = Field(None, gt=0, lt=1, description="with first_train_rows: the first try "
+                                          "only when, on the labels since the change, the champion and the online "
+                                          "learner are both this far below the champion's holdout accuracy "
+                                          "(DriftWatch.fallen); None: always")
     first_then_full: bool = Field(False, description="a first try that won is challenged once more by the full "
                                   "min_train_rows window since the change (at most two retrains per drift)")
     regrow_when_stale: bool = Field(False, description="with regrow: retrain again only once the online learner "

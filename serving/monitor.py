@@ -353,7 +353,7 @@ class Monitor:
                       ref.name, ref.version, exc)
             reference = None
         holdout: tuple[float | None, int | None] | None = self._reinstated.pop(ref.version, None)
-        if holdout is None and self.settings.drift.holdout_gap:
+        if holdout is None and (self.settings.drift.holdout_gap or self.settings.drift.first_train_gap is not None):
             try:
                 holdout = self.registry.holdout(ref.run_id)
             except Exception as exc:  # unknown: the holdout test stays silent for this champion
