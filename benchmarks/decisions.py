@@ -57,7 +57,7 @@ REGROW = {"regrow": True, "change_from_detector": True}
 RECUR = {"holdout_gap": True, "archive": True, "first_train_rows": 500}
 # Round 7's variants are written against round 6's defaults (what they were measured on).
 ROUND6 = {"first_train_rows": None, "first_train_z": None, "first_then_full": False, "archive": False,
-          "archive_online_z": None}
+          "archive_online_z": None, "first_train_gap": None, "early_champion_rows": None}
 EVERYTHING = {**REGROW, "keep_old_on_covariate": True, "archive": True}
 # Ablations: each idea alone on top of the old policy, then the defaults without one and with the rest.
 VARIANTS: dict[str, Variant] = {
@@ -132,6 +132,8 @@ VARIANTS: dict[str, Variant] = {
     # labels already in once `warmup` records are scored (early_champion_rows), or none (the online learner alone).
     "after+early-champion": ({"early_champion_rows": 500}, {}),
     "after-early-champion": ({"early_champion_rows": None}, {}),
+    # Round 8's defaults without the gated first try (the provisional bootstrap champion alone).
+    "after-first-gap": ({"first_train_rows": None, "first_train_gap": None, "first_then_full": False}, {}),
     # ... and a first try 500 labelled rows after a concept drift only when the champion and the online learner
     # are both 0.10 (gap_min) below the champion's holdout accuracy on them (first_train_gap), then the full window.
     "after+first-gap": ({"first_train_rows": 500, "first_train_gap": 0.10, "first_then_full": True}, {}),

@@ -74,6 +74,7 @@ def run(job):
     name, delay, policy, variant = job
     os.nice(10 - os.getpriority(os.PRIO_PROCESS, 0)) if os.getpriority(os.PRIO_PROCESS, 0) < 10 else None
     X, y = STREAMS[name]()
+    X = X.astype({c: float for c in X.columns if X[c].dtype == bool})  # Mixed's booleans: numbers
     result = Backtest(X, y, policy=policy, settings=DriftSettings(**VARIANTS[variant]), warmup=WARMUP,
                       label_delay=delay).run()
     return job, result.accuracy, result.retrains
@@ -83,8 +84,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--baselines", action="store_true", help="static, periodic at 500/1,250/2,500 labelled "
+                        "records (the decision benchmark's periods at this length) and ARF, under the new bootstrap")
     args = parser.parse_args()
     variants = args.variants.split(",")
+    if args.baselines:
+        return baselines(args.workers)
     jobs = [(s, d, "drift", v) for s in STREAMS for d in (0, 500) for v in variants]
     jobs += [(s, 500, "static", v) for s in STREAMS for v in variants[:2]]
     results = {}
@@ -100,6 +105,16 @@ def main() -> None:
             cells = [results.get((s, d, policy, v)) for v in variants]
             print(f"| {s} | {d} | {policy} | " + " | ".join(f"{a:.4f} ({r})" if a is not None else "-"
                                                            for a, r in (c or (None, None) for c in cells)) + " |")
+
+
+BASELINES = ("static", "periodic:500", "periodic:1250", "periodic:2500", "online:adaptive-random-forest-5")
+
+
+def baselines(workers: int) -> None:
+    jobs = [(s, d, policy, "new bootstrap (default)") for s in STREAMS for d in (0, 500) for policy in BASELINES]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        for job, accuracy, retrains in pool.imap_unordered(run, jobs):
+            print(job, f"{accuracy:.4f} ({retrains})", flush=True)
 
 
 if __name__ == "__main__":

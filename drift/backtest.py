@@ -37,19 +37,22 @@ the mean calibrated confidence of the served predictions) beside the realised `a
 >>> [(e["index"], e["detector"]) for e in drift.drift_events]
 [(3015, 'error-adwin'), (3199, 'accuracy-gap')]
 >>> drift.incidents, drift.retrains, [p["index"] for p in drift.promotions], round(drift.accuracy, 2)
-(1, 1, [4515], 0.99)
+(1, 2, [3515], 0.99)
 >>> drift.served, drift.estimated_accuracy
-({'champion': 3235, 'online': 1386, 'blend': 379}, 0.9868)
+({'champion': 4235, 'online': 674, 'blend': 91}, 0.9909)
 
 The online learner (a renewing tree, `training.online.Renewing`) renewed itself soon after the
 change and served until the retrained champion was promoted; both detector events are one
-incident.
+incident. The champion and the online learner both fell well below the champion's holdout
+accuracy after the change (`DriftSettings.first_train_gap`), so a first try on the 500 labelled
+rows since it was trained and promoted; the full window (`min_train_rows`) then challenged it and
+lost: two retrains, one promotion.
 
 The policy as it was before issue 10: the champion alone served, no accuracy-gap detector:
 
 >>> from driftctl.settings import DriftSettings, ServingSettings
->>> old = run_backtest(frame, pd.Series(y), warmup=1000, settings=DriftSettings(accuracy_gap=False),
-...                    serving=ServingSettings(serve="champion"))
+>>> before = DriftSettings(accuracy_gap=False, first_train_rows=None, archive=False)
+>>> old = run_backtest(frame, pd.Series(y), warmup=1000, settings=before, serving=ServingSettings(serve="champion"))
 >>> [(e["index"], e["detector"]) for e in old.drift_events], round(old.accuracy, 2)
 ([(3015, 'error-adwin')], 0.7)
 """

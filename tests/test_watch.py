@@ -8,7 +8,8 @@ from driftctl.settings import DriftSettings
 
 # The policy's own window (candidate_windows widens a decision's window to hold its candidates).
 QUIET = {"accuracy_gap": False, "prediction_drift": False, "min_train_rows": 200, "cooldown": 0,
-         "candidate_windows": False, "first_train_rows": None, "archive": False}
+         "candidate_windows": False, "first_train_rows": None, "first_train_gap": None, "first_then_full": False,
+         "archive": False}
 
 
 def replay(watch, accuracy, n, *, start=1, rng=None, promote=True, on_retrain=None):
@@ -278,8 +279,8 @@ def test_an_archived_champion_returns_only_when_it_also_beats_the_online_learner
 
 def test_a_first_try_that_won_is_challenged_once_by_the_full_window():
     def windows(full):
-        watch = DriftWatch(DriftSettings(**{**QUIET, "min_train_rows": 1500, "cooldown": 2000, "first_train_rows": 300},
-                                         first_then_full=full))
+        watch = DriftWatch(DriftSettings(**{**QUIET, "min_train_rows": 1500, "cooldown": 2000, "first_train_rows": 300,
+                                            "first_then_full": full}))
         watch.on_champion({"version": 1}, None, labelled=0)
         return replay(watch, drop_at(3000), 8000)  # every retrain promoted
 
