@@ -19,7 +19,7 @@ from drift.backtest import Backtest
 from driftctl.settings import DriftSettings
 
 N, WARMUP = 10_000, 2_000
-OLD = {"early_champion_rows": None}  # the bootstrap before this round
+OLD: dict[str, object] = {"early_champion_rows": None}  # the bootstrap before this round
 
 
 def _sine():
@@ -57,7 +57,7 @@ def _stagger():
                         (synth.STAGGER(classification_function=0, seed=34), 10 ** 9)]), N)
 
 
-def _friedman():  # regression generator made a classification: y above its median (a covariate-free task)
+def _friedman():  # a regression generator made a classification: y above its median
     rows = list(itertools.islice(synth.FriedmanDrift(drift_type="gra", position=(4_000, 7_000), seed=35), N))
     cut = sorted(y for _, y in rows)[N // 2]
     return take(((x, int(y > cut)) for x, y in rows), N)
@@ -66,13 +66,14 @@ def _friedman():  # regression generator made a classification: y above its medi
 STREAMS = {"Sine 0→2 @5k": _sine, "Mixed 0→1 @4k": _mixed, "LED 0→7 drifting features @6k": _led,
            "Waveform (stationary)": _waveform, "Agrawal 3→7 @3.5k": _agrawal, "SEA 2→1 gradual @6k": _sea,
            "STAGGER 1→0 @3k": _stagger, "Friedman gradual @4k-7k (y > median)": _friedman}
-VARIANTS = {"old bootstrap": OLD, "new bootstrap (default)": {},
+VARIANTS: dict[str, dict[str, object]] = {"old bootstrap": OLD, "new bootstrap (default)": {},
             "+first-gap": {"first_train_rows": 500, "first_train_gap": 0.10, "first_then_full": True}}
 
 
 def run(job):
     name, delay, policy, variant = job
-    os.nice(10 - os.getpriority(os.PRIO_PROCESS, 0)) if os.getpriority(os.PRIO_PROCESS, 0) < 10 else None
+    if os.getpriority(os.PRIO_PROCESS, 0) < 10:
+        os.nice(10 - os.getpriority(os.PRIO_PROCESS, 0))
     X, y = STREAMS[name]()
     X = X.astype({c: float for c in X.columns if X[c].dtype == bool})  # Mixed's booleans: numbers
     result = Backtest(X, y, policy=policy, settings=DriftSettings(**VARIANTS[variant]), warmup=WARMUP,
