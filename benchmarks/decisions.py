@@ -58,7 +58,7 @@ RECUR = {"holdout_gap": True, "archive": True, "first_train_rows": 500}
 # Round 7's variants are written against round 6's decision defaults (what they were measured on). Their
 # serving follows today's defaults (the learned blend): decisions.md's round-7 notes measured them so.
 ROUND6 = {"first_train_rows": None, "first_train_z": None, "first_then_full": False, "archive": False,
-          "archive_online_z": None}
+          "archive_online_z": None, "first_train_gap": None, "early_champion_rows": None}
 EVERYTHING = {**REGROW, "keep_old_on_covariate": True, "archive": True}
 # Ablations: each idea alone on top of the old policy, then the defaults without one and with the rest.
 VARIANTS: dict[str, Variant] = {
@@ -129,6 +129,17 @@ VARIANTS: dict[str, Variant] = {
     "after+mean": ({}, {"serve_blend": "mean"}),
     "after+stacked-noshrink": ({}, {"serve_blend": "stacked", "serve_blend_shrink": 0.0}),
     "after+stacked-slow": ({}, {"serve_blend": "stacked", "serve_blend_rate": 0.02, "serve_blend_shrink": 0.0}),
+    # Round 8 (decgap): the bootstrap under late labels (drift.policy.Bootstrap): a provisional champion on the
+    # labels already in once `warmup` records are scored (early_champion_rows), or none (the online learner alone).
+    "after+early-champion": ({"early_champion_rows": 500}, {}),
+    "after-early-champion": ({"early_champion_rows": None}, {}),
+    # Round 8's defaults without the gated first try (the provisional bootstrap champion alone).
+    "after-first-gap": ({"first_train_rows": None, "first_train_gap": None, "first_then_full": False}, {}),
+    # ... and a first try 500 labelled rows after a concept drift only when the champion and the online learner
+    # are both 0.10 (gap_min) below the champion's holdout accuracy on them (first_train_gap), then the full window.
+    "after+first-gap": ({"first_train_rows": 500, "first_train_gap": 0.10, "first_then_full": True}, {}),
+    "after+first-gap-z4": ({"first_train_rows": 500, "first_train_gap": 0.10, "first_then_full": True,
+                            "first_train_z": 4.0}, {}),
 }
 
 
@@ -165,6 +176,9 @@ def _cache_path(job: tuple[str, int, str, float]) -> Path | None:
         key = f"{stream_name}|{delay}|{column}|{scale}|{WARMUP}|{variant}"
     else:
         key = f"{stream_name}|{delay}|{column}|{scale}|{WARMUP}|{LEARNER}"
+        early = DriftSettings().early_champion_rows
+        if delay and early is not None and column != "online" and not column.startswith("online:"):
+            key += f"|early{early}"  # the champion policies' bootstrap (drift.policy.Bootstrap) under late labels
     key = hashlib.sha1(key.encode()).hexdigest()[:16]
     return CACHE / f"{key}.json"
 
@@ -387,6 +401,7 @@ def main() -> None:
     parser.add_argument("--streams", default="", help="comma-separated substrings of stream names to keep")
     parser.add_argument("--columns", default="", help="comma-separated columns to run (default: all)")
     parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument("--delays", default="", help="comma-separated label delays to run (default: 0,500)")
     parser.add_argument("--reuse", action="store_true", help="reuse cached rows of an earlier run at the same "
                         "scale: the baselines (static, periodic, ARF, online), and variants run with the same "
                         "settings and the same drift/ and training/ code")
@@ -410,7 +425,8 @@ def main() -> None:
                                          ONLINE, "online", "+serve", "+gap", ARF])}
     main = {"after", "before", "static", ONLINE, "online", *(f"periodic:{p}" for p in PERIODS)}
     rank = {s.name: k for k, s in enumerate(streams)}
-    jobs = sorted(((s.name, d, c, scale) for s in streams for d in DELAYS for c in columns),
+    delays = [int(d) for d in args.delays.split(",")] if args.delays else DELAYS
+    jobs = sorted(((s.name, d, c, scale) for s in streams for d in delays for c in columns),
                   key=lambda j: (0 if j[2] in main else 1 if j[2] == ARF else 2, j[1], rank[j[0]],
                                  order.get(j[2], len(order))))
     if args.render_only:

@@ -37,19 +37,22 @@ the mean calibrated confidence of the served predictions) beside the realised `a
 >>> [(e["index"], e["detector"]) for e in drift.drift_events]
 [(3015, 'error-adwin'), (3199, 'accuracy-gap')]
 >>> drift.incidents, drift.retrains, [p["index"] for p in drift.promotions], round(drift.accuracy, 2)
-(1, 1, [4515], 0.99)
+(1, 2, [3515], 0.99)
 >>> drift.served, drift.estimated_accuracy
-({'champion': 3235, 'online': 1386, 'blend': 379}, 0.9868)
+({'champion': 4235, 'online': 674, 'blend': 91}, 0.9909)
 
 The online learner (a renewing tree, `training.online.Renewing`) renewed itself soon after the
 change and served until the retrained champion was promoted; both detector events are one
-incident.
+incident. The champion and the online learner both fell well below the champion's holdout
+accuracy after the change (`DriftSettings.first_train_gap`), so a first try on the 500 labelled
+rows since it was trained and promoted; the full window (`min_train_rows`) then challenged it and
+lost: two retrains, one promotion.
 
 The policy as it was before issue 10: the champion alone served, no accuracy-gap detector:
 
 >>> from driftctl.settings import DriftSettings, ServingSettings
->>> old = run_backtest(frame, pd.Series(y), warmup=1000, settings=DriftSettings(accuracy_gap=False),
-...                    serving=ServingSettings(serve="champion"))
+>>> before = DriftSettings(accuracy_gap=False, first_train_rows=None, archive=False)
+>>> old = run_backtest(frame, pd.Series(y), warmup=1000, settings=before, serving=ServingSettings(serve="champion"))
 >>> [(e["index"], e["detector"]) for e in old.drift_events], round(old.accuracy, 2)
 ([(3015, 'error-adwin')], 0.7)
 """
@@ -68,6 +71,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from drift.arbiter import SOURCES, AccuracyEstimate, ServingRule
+from drift.policy import Bootstrap
 from drift.watch import DriftWatch, Observation, Step
 from driftctl.messages import Action, Decision, DriftEvent
 from driftctl.settings import DriftSettings, ServingSettings
@@ -304,6 +308,10 @@ class Backtest:
         self.retrains = 0
         # The same engine as the live monitor; the other policies only replay a schedule.
         self.watch = DriftWatch(s) if kind == "drift" else None
+        # Every champion policy bootstraps alike (with labels late, a provisional champion first).
+        self.bootstrap = Bootstrap(warmup=self.warmup, early_rows=s.early_champion_rows)
+        if self.watch is not None:
+            self.watch.bootstrap = self.bootstrap  # the backtest's warmup may differ from the settings'
         self.estimate = self.watch.estimate if self.watch is not None else AccuracyEstimate(window=s.data_window)
         # The same serving rule as the live scorer: the drift policy serves the best of champion, online
         # learner and blend (serve=best), or the one `serve` names; the other policies serve their model.
@@ -441,10 +449,19 @@ class Backtest:
             blended = confidence[2][j]
             if blended is not None and fresh:
                 learn("blend", blended, self.blend_pred[j] == y)
-        if champion is None:
+        if kind == "online":
             if self.labelled >= self.warmup:
-                self._bootstrap(t)
+                self.decisions.append((t, Decision(action=Action.RETRAIN, window=(0, self.labelled),
+                                                   reason=f"bootstrap: no champion yet; training on the first "
+                                                          f"{self.labelled} labelled records")))
             return
+        if not self.bootstrap.done:  # the first champion (with labels late, a provisional one first)
+            boot = self.bootstrap.due(scored=t + 1, labelled=self.labelled)
+            if boot is not None:
+                self._bootstrap(t, boot)
+                return
+            if champion is None:
+                return
         watch = self.watch
         if watch is not None:
             if current:
@@ -469,24 +486,40 @@ class Backtest:
                                     reason=f"periodic: every {period} labelled records")
                 self._act(t, decision)
 
-    def _bootstrap(self, t: int) -> None:
-        decision = Decision(action=Action.RETRAIN, window=(0, self.labelled),
-                            reason=f"bootstrap: no champion yet; training on the first {self.labelled} "
-                                   "labelled records")
+    def _bootstrap(self, t: int, decision: Decision) -> None:
+        """A bootstrap fit (`drift.policy.Bootstrap`): promoted without a gate, as every champion policy's."""
         self.decisions.append((t, decision))
-        if self.spec.kind == "online":
+        assert decision.window is not None  # bootstrap decisions carry their window
+        start, end = decision.window
+        try:
+            challenge = train_challenger(self.features.iloc[start:end], pd.Series(self.labels[start:end]), None,
+                                         holdout_fraction=self.settings.holdout_fraction,
+                                         margin=self.settings.promote_margin, random_state=self.seed)
+        except TooLittleData:
+            if self.bootstrap.in_flight != "early":
+                raise
+            self.bootstrap.finished(promoted=False)  # the full v1 comes when its labels are in
             return
-        frame = self.features.iloc[: self.labelled]
-        challenge = train_challenger(frame, pd.Series(self.labels[: self.labelled]), None,
-                                     holdout_fraction=self.settings.holdout_fraction,
-                                     margin=self.settings.promote_margin, random_state=self.seed)
-        self._promote(t, challenge.model, version=1, window=(0, self.labelled),
+        if self.rule is not None and self.champion is None:
+            # The rule has judged no source yet (no champion scored a labelled record, and the first one's
+            # labels come `label_delay` records late): the online learner starts from its prequential
+            # accuracy on the champion's holdout rows, the champion from its own, so the first choice between
+            # them is informed. (Live, nothing is scored before the first champion: nothing to start from.)
+            held = round((end - start) * self.settings.holdout_fraction)
+            online = [self.online_pred[j] == self.labels[j] for j in range(end - held, end)
+                      if self.online_pred[j] is not None]
+            if online:
+                self.rule.on_online(sum(online) / len(online))
+        version = 1 if self.champion is None else self._next_version()
+        self._promote(t, challenge.model, version=version, window=(start, end), archive=False,
                       accuracy=challenge.evaluation.challenger_accuracy, rows=challenge.evaluation.holdout_rows)
+        self.bootstrap.finished(promoted=True)
 
     def _promote(self, t: int, model: Any, *, version: int, window: tuple[int, int],
-                 accuracy: float | None = None, rows: int | None = None) -> None:
-        """`model` serves from record `t`; `accuracy` on `rows` rows is what it was judged on."""
-        if self.champion is not None and self.settings.archive:
+                 accuracy: float | None = None, rows: int | None = None, archive: bool = True) -> None:
+        """`model` serves from record `t`; `accuracy` on `rows` rows is what it was judged on. The
+        champion it replaces is archived unless `archive` is False (a provisional one)."""
+        if self.champion is not None and self.settings.archive and archive:
             self.archive = [*[a for a in self.archive if a.version != self.champion.version][-9:], self.champion]
         self.champion = _Champion(model, version, list(model.classes_), list(self.features.columns), window)
         self._invalidate()

@@ -21,7 +21,12 @@ label-free (covariate) drift, keep the champion's rows and add the new ones (`ke
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from driftctl.messages import Action, Decision, DriftEvent, new_id
+
+if TYPE_CHECKING:
+    from driftctl.settings import DriftSettings
 
 
 class DriftPolicy:
@@ -183,13 +188,15 @@ class DriftPolicy:
                         reason=(f"cooldown over; {reason} during it: collecting {self.min_train_rows} "
                                 f"labelled records from position {self.change_at}"))
 
-    def on_labelled(self, labelled: int, *, overtaken: bool = False, stale: bool = True) -> Decision | None:
+    def on_labelled(self, labelled: int, *, overtaken: bool = False, stale: bool = True,
+                    first: bool = True) -> Decision | None:
         """Called as labelled records accrue; returns an alert when a drift deferred by the
         cooldown is released, and a retrain decision once enough labelled records exist:
         `min_train_rows` since the change, or `early_train_rows` after a concept drift when the
         online learner has `overtaken` the champion on them (`DriftWatch` judges it), or
         `first_train_rows` after a concept drift (a first try, judged by the promotion gate; with
-        `first_train_z` it must win significantly, `Decision.promote_z`). With
+        `first_train_z` it must win significantly, `Decision.promote_z`; only when `first` holds: with
+        `first_train_gap`, `DriftWatch` judges whether the change hurt enough). With
         `regrow_when_stale` a regrow waits until the champion is `stale` (`DriftWatch` judges it)."""
         self.labelled = max(self.labelled, labelled)
         if self.deferred is not None and not self._blocked(labelled):
@@ -203,7 +210,7 @@ class DriftPolicy:
         rows = labelled - self.change_at
         early = (self.early_train_rows is not None and overtaken and self.concept and self.keep_from is None
                  and rows >= self.early_train_rows)
-        first = (self.first_train_rows is not None and not self.first_tried and self.concept
+        first = (self.first_train_rows is not None and first and not self.first_tried and self.concept
                  and self.keep_from is None and rows >= self.first_train_rows)
         if rows < self.min_train_rows and not early and not first:
             return None
@@ -295,3 +302,89 @@ class DriftPolicy:
         """An archived champion came back (no training): the pending change is answered."""
         self.on_retrain_finished(promoted=True, labelled=labelled)
         self.grow_from = self.grow_at = None
+
+
+class Bootstrap:
+    """The first champion, aware of late labels: what to train before any drift can be watched.
+
+    Without a champion every record is served by the online learner alone. Champion v1 learns the
+    first `warmup` labelled records, but with labels `delay` records late they are all in only once
+    `warmup + delay` records were scored. With `early_rows` set, a provisional champion is trained
+    on the labels already in once `warmup` records were scored (at least `early_rows` of them, and
+    at least a tenth of the warmup still to come: a briefer stand-in would not pay for its fit); the
+    full v1 replaces it, unconditionally, when the `warmup`-th label arrives. Both fits are the
+    bootstrap, not retrains: no drift asked for them, and every champion policy of a backtest (static,
+    periodic, drift) makes the same ones. Positions count records scored and labels arrived.
+
+    >>> boot = Bootstrap(warmup=2000, early_rows=500)
+    >>> boot.due(scored=1999, labelled=1499) is None  # warmup records not scored yet
+    True
+    >>> first = boot.due(scored=2000, labelled=1500)
+    >>> first.window, boot.in_flight
+    ((0, 1500), 'early')
+    >>> boot.finished(promoted=True)
+    >>> boot.provisional
+    True
+    >>> boot.due(scored=2400, labelled=1900) is None
+    True
+    >>> full = boot.due(scored=2500, labelled=2000)
+    >>> full.window, boot.in_flight
+    ((0, 2000), 'full')
+    >>> boot.finished(promoted=True)
+    >>> boot.done, boot.provisional, boot.due(scored=9000, labelled=8500) is None
+    (True, False, True)
+
+    Labels at once (or nearly): the full v1 only, as without `early_rows`.
+
+    >>> boot = Bootstrap(warmup=2000, early_rows=500)
+    >>> boot.due(scored=2000, labelled=1900) is None, boot.due(scored=2001, labelled=2000).window
+    (True, (0, 2000))
+    """
+
+    def __init__(self, *, warmup: int, early_rows: int | None = None):
+        self.warmup = warmup
+        self.early_rows = early_rows
+        self.provisional = False  # the champion serving is the early one (the full v1 still to come)
+        self.tried_early = False
+        self.in_flight: str | None = None  # "early" or "full" while that fit runs
+        self.done = False  # the full v1 was promoted
+
+    @classmethod
+    def from_settings(cls, settings: DriftSettings) -> Bootstrap:
+        return cls(warmup=settings.warmup, early_rows=settings.early_champion_rows)
+
+    def due(self, *, scored: int, labelled: int) -> Decision | None:
+        """The bootstrap retrain to start now, if any (the caller trains it and calls `finished`)."""
+        if self.done or self.in_flight is not None:
+            return None
+        warmup = self.warmup
+        if labelled >= warmup:
+            self.in_flight = "full"
+            return Decision(action=Action.RETRAIN, window=(0, warmup),
+                            reason=(f"bootstrap: the first {warmup} labelled records are in; they replace the "
+                                    "provisional champion") if self.provisional else
+                                   f"bootstrap: no champion yet; training on the first {warmup} labelled records")
+        early = self.early_rows
+        if (early is None or self.tried_early or scored < warmup or labelled < early
+                or warmup - labelled < warmup // 10):
+            return None
+        self.in_flight, self.tried_early = "early", True
+        return Decision(action=Action.RETRAIN, window=(0, labelled),
+                        reason=f"bootstrap: {scored} records scored but labels are late; a provisional champion "
+                               f"on the {labelled} labelled so far, until the first {warmup} are in")
+
+    def again(self, labelled: int) -> Decision:
+        """The full v1 once more, on the newest `warmup` labelled records (a live fit that failed:
+        the oldest records may be gone by the time it is tried again)."""
+        self.in_flight = "full"
+        return Decision(action=Action.RETRAIN, window=(labelled - self.warmup, labelled),
+                        reason=f"bootstrap: no champion yet; training on the newest {self.warmup} labelled records")
+
+    def finished(self, *, promoted: bool) -> None:
+        """The bootstrap retrain ended. A failed full v1 is asked for again by the next `due`; a
+        failed provisional one is not (the full v1 comes soon anyway)."""
+        fit, self.in_flight = self.in_flight, None
+        if fit == "early":
+            self.provisional = promoted
+        elif fit == "full" and promoted:
+            self.done, self.provisional = True, False

@@ -51,7 +51,7 @@ from drift.detectors import (
     Observation,
     PredictionDriftDetector,
 )
-from drift.policy import DriftPolicy
+from drift.policy import Bootstrap, DriftPolicy
 from driftctl.messages import Action, Decision, DriftEvent
 from driftctl.settings import DriftSettings
 
@@ -81,12 +81,18 @@ class DriftWatch:
                                   regrow_when_stale=settings.regrow_when_stale,
                                   first_train_z=settings.first_train_z,
                                   first_then_full=settings.first_then_full)
+        self.bootstrap = Bootstrap.from_settings(settings)  # the first champion (late labels: a provisional one)
         # regrow_when_stale: the last gap_window labels' outcomes, champion and online learner.
         self._recent: deque[tuple[bool, bool]] = deque(maxlen=settings.gap_window)
         # Since the change the policy collects rows for: labelled records only the online learner /
         # only the champion got right (McNemar: has the online learner overtaken the champion?).
         self._online_only = self._champion_only = 0
         self._overtake_from: int | None = None
+        # first_train_gap: since that change, labels seen, the champion's right, the online learner's scored
+        # and right; and the holdout accuracy of the champion serving (what it was promoted on).
+        self._fall_from: int | None = None
+        self._fall = [0, 0, 0, 0]
+        self._promised: float | None = None
         gap = settings.accuracy_gap if accuracy_gap is None else accuracy_gap
         self.error_detector = ErrorRateDetector(delta=self.levels.error_delta)
         self.gap_detector = (AccuracyGapDetector(window=settings.gap_window, alpha=self.levels.gap_alpha,
@@ -138,6 +144,7 @@ class DriftWatch:
         `labelled` is where it began serving (a change found later cannot start before it);
         `holdout` its (accuracy, rows) on its holdout, which its first labels are tested against."""
         self.model = dict(model)
+        self._promised = holdout[0] if holdout is not None else None  # first_train_gap: the level it promised
         self.trained_on = trained_on
         self.since = labelled
         self.probe = None
@@ -175,6 +182,8 @@ class DriftWatch:
                 self._trim_error_positions()
             if self.settings.early_train_rows is not None and observation.online_right is not None:
                 self._count_overtake(observation.champion_right, observation.online_right, labelled)
+            if self.settings.first_train_gap is not None:
+                self._count_fall(observation.champion_right, observation.online_right, labelled)
             if self.settings.regrow_when_stale and observation.online_right is not None:
                 self._recent.append((observation.champion_right, observation.online_right))
             probe = self.probe
@@ -250,6 +259,30 @@ class DriftWatch:
             self._online_only += online_right and not champion_right
             self._champion_only += champion_right and not online_right
 
+    def _count_fall(self, champion_right: bool, online_right: bool | None, labelled: int) -> None:
+        change_at = self.policy.change_at
+        if change_at != self._fall_from:  # a new change (or none): count afresh from it
+            self._fall_from, self._fall = change_at, [0, 0, 0, 0]
+        if change_at is not None and labelled > change_at:
+            fall = self._fall
+            fall[0] += 1
+            fall[1] += champion_right
+            if online_right is not None:
+                fall[2] += 1
+                fall[3] += online_right
+
+    @property
+    def fallen(self) -> bool:
+        """Whether, on the labelled records since the change being collected for, the champion and the
+        online learner are both `first_train_gap` or more below the accuracy the champion was promoted
+        on (its holdout's): neither serves the new concept, so a first try on few rows may pay."""
+        gap, promised = self.settings.first_train_gap, self._promised
+        if gap is None or promised is None or self.policy.change_at is None or self.policy.change_at != self._fall_from:
+            return False
+        seen, champion, scored, online = self._fall
+        best = max(champion / seen if seen else 1.0, online / scored if scored else 0.0)
+        return best < promised - gap
+
     @property
     def overtaken(self) -> bool:
         """Whether the online learner is significantly more accurate than the champion on the
@@ -275,6 +308,7 @@ class DriftWatch:
         `early_train_rows` once the online learner has overtaken the champion since the change)."""
         decision = self.policy.on_labelled(labelled, overtaken=self.settings.early_train_rows is not None
                                            and self.overtaken,
+                                           first=self.settings.first_train_gap is None or self.fallen,
                                            stale=not self.settings.regrow_when_stale or self.stale)
         if decision is not None and decision.window is not None and self.settings.candidate_windows:
             decision = self._candidates(decision)

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
@@ -295,8 +296,16 @@ def _retrain_once(window: TrainingWindow, trigger: RetrainTrigger, settings: Set
         logger.info("window loaded: %d labelled rows from %s", len(frame), window.describe())
         provenance["previous"] = champion.ref.as_dict() if champion else None
         logger.info("champion: %s", f"version {champion.ref.version}" if champion else "none yet")
-        model, evaluation, seconds, rows = train_and_evaluate(frame, target, champion, settings, trigger.candidates,
-                                                            trigger.promote_z)
+        # A bootstrap is promoted without a gate: the only champion it can replace is the provisional one
+        # trained on fewer of the same first records (drift.policy.Bootstrap).
+        bootstrap = trigger.kind == "bootstrap"
+        model, evaluation, seconds, rows = train_and_evaluate(frame, target, None if bootstrap else champion, settings,
+                                                            trigger.candidates, trigger.promote_z)
+        if bootstrap and champion is not None:
+            evaluation = replace(evaluation, reason=f"bootstrap: replaces the provisional version "
+                                                    f"{champion.ref.version} (challenger "
+                                                    f"{evaluation.challenger_accuracy:.4f} on "
+                                                    f"{evaluation.holdout_rows} holdout rows)")
         logger.info("challenger trained in %.1f s: %s", seconds, evaluation.reason)
         # Another candidate window may have won: the model's rows (and reference) are the newest `rows`.
         frame, target = frame.iloc[len(frame) - rows:], target.iloc[len(frame) - rows:]

@@ -136,6 +136,9 @@ class Monitor:
         self._retraining: Future | None = None
         self._retraining_incident: str | None = None
         self._bootstrap_at = 0.0  # when a failed bootstrap may be tried again
+        self._bootstrap_failed = False  # the last full bootstrap fit failed: tried again on the newest records
+        self._bootstrapping = False  # the retrain being started is a bootstrap fit (drift.policy.Bootstrap)
+        self._provisional: set[int] = set()  # provisional bootstrap champions: never archived champions
         self._incident_of: dict[str, str | None] = {}  # decision id -> incident, for the probation's row
         self._champion_incident: str | None = None  # the incident whose retrain made the champion
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrain")
@@ -350,7 +353,7 @@ class Monitor:
                       ref.name, ref.version, exc)
             reference = None
         holdout: tuple[float | None, int | None] | None = self._reinstated.pop(ref.version, None)
-        if holdout is None and self.settings.drift.holdout_gap:
+        if holdout is None and (self.settings.drift.holdout_gap or self.settings.drift.first_train_gap is not None):
             try:
                 holdout = self.registry.holdout(ref.run_id)
             except Exception as exc:  # unknown: the holdout test stays silent for this champion
@@ -651,7 +654,8 @@ class Monitor:
         if not rows:
             return None
         history = self.ledger.alias_history(champion.name)  # oldest first
-        archived = list(dict.fromkeys(h["version"] for h in reversed(history) if h["version"] != champion.version))
+        archived = list(dict.fromkeys(h["version"] for h in reversed(history)
+                                      if h["version"] != champion.version and h["version"] not in self._provisional))
         labels = [label for _, _, label in rows]
 
         def right(version: int) -> list[bool]:
@@ -743,20 +747,27 @@ class Monitor:
             self._start_retrain(decision)
 
     def _maybe_bootstrap(self) -> None:
-        """Train the first champion once `warmup` records are labelled. A bootstrap that failed (the
-        flow's server slow to start on a loaded machine, MLflow away) is tried again every
-        BOOTSTRAP_RETRY s on the newest records: with no champion nothing is scored."""
-        warmup = self.settings.drift.warmup
-        if self.champion is not None or self.busy or self.labelled < warmup:
+        """Train the first champion when `drift.policy.Bootstrap` says so, as the backtest does: once
+        `warmup` records are labelled, and with labels late a provisional one before, on the labels in
+        once `warmup` records were seen. A bootstrap that failed (the flow's server slow to start on a
+        loaded machine, MLflow away) is tried again every BOOTSTRAP_RETRY s on the newest records:
+        with no champion nothing is scored."""
+        boot = self.watch.bootstrap
+        if self.busy or boot.done:
             return
-        if not self.outcomes:
-            window, which = (0, warmup), "first"
-        elif "error" in self.outcomes[-1] and time.monotonic() >= self._bootstrap_at:
-            window, which = (self.labelled - warmup, self.labelled), "newest"
+        if self.champion is not None and not boot.provisional:
+            boot.done = True  # a champion serves already (the registry's at start): nothing to bootstrap
+            return
+        decision: Decision | None
+        if self._bootstrap_failed:
+            if self.labelled < self.settings.drift.warmup or time.monotonic() < self._bootstrap_at:
+                return
+            decision = boot.again(self.labelled)
         else:
-            return
-        decision = Decision(action=Action.RETRAIN, window=window,
-                            reason=f"bootstrap: no champion yet; training on the {which} {warmup} labelled records")
+            decision = boot.due(scored=self.telemetry_seen, labelled=self.labelled)
+            if decision is None:
+                return
+        self._bootstrapping = True
         self.watch.retrain_started()
         self._act(decision)
 
@@ -774,13 +785,14 @@ class Monitor:
     def _start_retrain(self, decision: Decision) -> None:
         assert decision.window is not None  # every RETRAIN decision carries the window to learn from
         window = self.window(*decision.window)
+        bootstrap, self._bootstrapping = self._bootstrapping, False
         trigger = RetrainTrigger(decision_id=decision.id, event_ids=decision.event_ids, reason=decision.reason,
-                                 kind="drift" if decision.event_ids else "bootstrap", incident=decision.incident,
+                                 kind="bootstrap" if bootstrap else "drift", incident=decision.incident,
                                  candidates=decision.candidates, promote_z=decision.promote_z,
                                  evidence=tuple(e for e in self.events if e.id in decision.event_ids))
         log.warning("retrain: %s", decision.reason)
         self._training_end = decision.window[1]
-        self._training_replaces = self.champion is not None
+        self._training_replaces = not bootstrap  # a bootstrap replaces no champion but a provisional one
         self._retraining_incident = decision.incident
         self._retraining = self._executor.submit(self.retrain, window, trigger)
 
@@ -794,8 +806,15 @@ class Monitor:
             log.error("retrain failed, champion unchanged: %s", exc)
             outcome = {"promoted": False, "error": str(exc)}
         self.outcomes.append(outcome)
-        if "error" in outcome and not self._training_replaces:
-            self._bootstrap_at = time.monotonic() + BOOTSTRAP_RETRY
+        boot = self.watch.bootstrap
+        if boot.in_flight is not None:  # a bootstrap fit ended
+            full = boot.in_flight == "full"
+            if outcome.get("promoted") and not full and isinstance(outcome.get("version"), int):
+                self._provisional.add(outcome["version"])
+            boot.finished(promoted=bool(outcome.get("promoted")))
+            self._bootstrap_failed = full and not outcome.get("promoted")
+            if self._bootstrap_failed:
+                self._bootstrap_at = time.monotonic() + BOOTSTRAP_RETRY
         if self._retraining_incident is not None:  # what the incident folded while it trained, before its outcome
             self._safely("incident not flushed to the ledger", self.incidents.flush, self._retraining_incident)
         # The cooldown counts from the window's end, not from now (a worker may take long to

@@ -37,7 +37,8 @@ def split(frame):
 
 
 def settings():
-    return DriftSettings(min_train_rows=600, cooldown=500)
+    # The first try (first_train_rows, on by default) is below min_train_rows here: off, these tests are about the rest.
+    return DriftSettings(min_train_rows=600, cooldown=500, first_train_rows=None)
 
 
 def test_drift_beats_static_on_a_drifting_stream():
@@ -68,7 +69,8 @@ def test_label_delay_delays_detection_and_training():
     late = run_backtest(features, labels, policy="drift", warmup=1000, label_delay=300, settings=settings())
     first = lambda r: r.drift_events[0]["index"]  # noqa: E731
     assert first(late) >= first(prompt) + 250
-    assert late.decisions[0]["index"] == 1000 + 300 - 1  # the champion trains when the warmup labels are in
+    # A provisional champion once the warmup records are scored, v1 when their labels are in.
+    assert [d["index"] for d in late.decisions[:2]] == [1000 - 1, 1000 + 300 - 1]
     assert late.accuracy < prompt.accuracy
 
 
@@ -261,3 +263,26 @@ def test_a_stacked_blend_is_learned_and_judged_by_the_same_rule():
     blended = [t for t in range(1000, len(features)) if backtest.served_by[t] == 2]
     assert all(backtest.served[t] == backtest.blend_pred[t] for t in blended)
     assert all(x is None for x in backtest.blend_x[:len(features) - 100])  # learned and let go once labelled
+
+
+def test_labels_late_a_provisional_champion_serves_until_the_warmup_labels_are_in():
+    """`drift.policy.Bootstrap`: with labels 400 records late, once 1,000 records are scored a provisional
+    champion learns the 600 labels in and serves until the 1,000th label brings the full v1; static and
+    drift make the same two bootstrap fits and count neither as a retrain. Labels at once: the v1 alone."""
+    from drift.backtest import Backtest
+
+    features, labels, _ = split(table(drift_at=10**9))
+    for policy in ("static", "drift"):
+        late = {rows: Backtest(features, labels, policy=policy, warmup=1000, label_delay=400,
+                               settings=settings().model_copy(update={"early_champion_rows": rows}))
+                for rows in (500, None)}
+        results = {rows: backtest.run() for rows, backtest in late.items()}
+        boots = [(d["index"], d["window"]) for d in results[500].decisions if d["reason"].startswith("bootstrap")]
+        assert boots == [(999, [0, 600]), (1399, [0, 1000])]
+        assert results[500].retrains == results[None].retrains == 0
+        gap = slice(1000, 1400)
+        assert (late[None].served_by[gap] == 1).all()  # the online learner alone, before
+        assert late[500].right[gap].mean() > late[None].right[gap].mean() + 0.2
+    prompt = run_backtest(features, labels, policy="static", warmup=1000, settings=settings())
+    boots = [(d["index"], d["window"]) for d in prompt.decisions if d["reason"].startswith("bootstrap")]
+    assert boots == [(999, [0, 1000])]

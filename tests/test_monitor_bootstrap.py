@@ -64,3 +64,55 @@ def test_a_failed_bootstrap_is_tried_again_on_the_newest_records(tmp_path, monke
     assert reasons == ["bootstrap: no champion yet; training on the first 200 labelled records",
                        "bootstrap: no champion yet; training on the newest 200 labelled records"]
     ledger.close()
+
+
+def test_labels_late_a_provisional_champion_then_the_full_v1(tmp_path):
+    """`drift.policy.Bootstrap` live: once `warmup` records are seen with their labels late, a
+    provisional champion on the labels in; the full v1 when the first `warmup` labels are in. Both
+    are bootstrap triggers (promoted without a gate) and neither starts a cooldown."""
+    settings = Settings(home=tmp_path)
+    settings.drift.warmup = 200
+    settings.drift.early_champion_rows = 100
+    asked: list[tuple[tuple[int, int], str]] = []
+
+    def retrain(window, trigger):
+        asked.append((window.positions, trigger.kind))
+        return {"promoted": True, "version": len(asked)}
+
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    mon = Monitor(settings, "127.0.0.1:1", None, ledger, retrain, threading.Event())  # type: ignore[arg-type]
+    topics = settings.kafka.topics
+    stream = list(iot_stream(400, drift_at=10**9))
+
+    def feed(telemetry, labels) -> None:
+        for r in telemetry:
+            value = encode_telemetry(r.record)
+            mon._dispatch(topics.telemetry, SimpleNamespace(partition=0, offset=r.seq, value=value))
+        for r in labels:
+            label = encode_label(Label(id=r.record["id"], ts=r.record["ts"], label=r.label))
+            mon._dispatch(topics.labels, SimpleNamespace(partition=0, offset=r.seq, value=label))
+
+    def settle() -> None:
+        mon._maybe_bootstrap()
+        if mon._retraining is not None:
+            wait([mon._retraining], timeout=30)
+            mon._collect_retrain()
+
+    feed(stream[:199], stream[:120])
+    settle()
+    assert asked == []  # fewer than warmup records seen: no champion yet
+    feed(stream[199:260], [])
+    settle()
+    assert asked == [((0, 120), "bootstrap")]
+    assert mon.watch.bootstrap.provisional
+    feed(stream[260:300], stream[120:199])
+    settle()
+    assert len(asked) == 1  # the full v1 waits for its 200th label
+    feed([], stream[199:260])
+    settle()
+    assert asked == [((0, 120), "bootstrap"), ((0, 200), "bootstrap")]
+    assert mon.watch.bootstrap.done and mon.watch.policy.cooldown_until == 0
+    feed(stream[300:], stream[260:])
+    settle()
+    assert len(asked) == 2
+    ledger.close()

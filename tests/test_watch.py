@@ -8,7 +8,8 @@ from driftctl.settings import DriftSettings
 
 # The policy's own window (candidate_windows widens a decision's window to hold its candidates).
 QUIET = {"accuracy_gap": False, "prediction_drift": False, "min_train_rows": 200, "cooldown": 0,
-         "candidate_windows": False, "first_train_rows": None, "archive": False}
+         "candidate_windows": False, "first_train_rows": None, "first_train_gap": None, "first_then_full": False,
+         "archive": False}
 
 
 def replay(watch, accuracy, n, *, start=1, rng=None, promote=True, on_retrain=None):
@@ -136,11 +137,11 @@ def test_a_renewed_online_learner_starts_from_its_raw_confidence():
     assert watch.estimate.expect("champion", 0.9) > 0.95  # the champion's map is kept
 
 
-def _retrain_windows(settings, online_after):
+def _retrain_windows(settings, online_after, holdout=None):
     """Champion right 95% of the time, then 60% from labelled record 3000; the online learner right
     with probability `online_after` after the change (as the champion before). Retrains not promoted."""
     watch = DriftWatch(settings)
-    watch.on_champion({"version": 1}, None, labelled=0)
+    watch.on_champion({"version": 1}, None, labelled=0, holdout=holdout)
     rng, windows = random.Random(3), []
     for labelled in range(1, 6000):
         champion = rng.random() < (0.95 if labelled < 3000 else 0.6)
@@ -205,6 +206,18 @@ def test_a_first_try_that_loses_waits_for_min_train_rows():
     assert [end - start for start, end in windows] == [300, 1500] and windows[0][0] == windows[1][0] >= 3000
 
 
+def test_a_gated_first_try_only_when_champion_and_online_learner_both_fell():
+    """first_train_gap: the first try at 300 rows only when, on the labels since the change, the champion
+    and the online learner are both 0.10 below the champion's holdout accuracy (0.95); else 1,500 rows."""
+    settings = DriftSettings(**{**QUIET, "min_train_rows": 1500, "first_train_rows": 300, "first_train_gap": 0.1})
+    fell = _retrain_windows(settings, online_after=0.6, holdout=(0.95, 600))
+    assert [end - start for start, end in fell] == [300, 1500]  # the first try lost: the full window follows
+    online_serves = _retrain_windows(settings, online_after=0.95, holdout=(0.95, 600))
+    assert [end - start for start, end in online_serves] == [1500]
+    unknown = _retrain_windows(settings, online_after=0.6)  # no holdout accuracy known: no first try
+    assert [end - start for start, end in unknown] == [1500]
+
+
 def test_regrow_when_stale_waits_for_the_online_learner_to_lead():
     def windows(online):
         watch = DriftWatch(DriftSettings(**QUIET, regrow=True, regrow_when_stale=True))
@@ -266,8 +279,8 @@ def test_an_archived_champion_returns_only_when_it_also_beats_the_online_learner
 
 def test_a_first_try_that_won_is_challenged_once_by_the_full_window():
     def windows(full):
-        watch = DriftWatch(DriftSettings(**{**QUIET, "min_train_rows": 1500, "cooldown": 2000, "first_train_rows": 300},
-                                         first_then_full=full))
+        watch = DriftWatch(DriftSettings(**{**QUIET, "min_train_rows": 1500, "cooldown": 2000, "first_train_rows": 300,
+                                            "first_then_full": full}))
         watch.on_champion({"version": 1}, None, labelled=0)
         return replay(watch, drop_at(3000), 8000)  # every retrain promoted
 
