@@ -128,6 +128,14 @@ VARIANTS: dict[str, Variant] = {
     "after+mean": ({}, {"serve_blend": "mean"}),
     "after+stacked-noshrink": ({}, {"serve_blend": "stacked", "serve_blend_shrink": 0.0}),
     "after+stacked-slow": ({}, {"serve_blend": "stacked", "serve_blend_rate": 0.02, "serve_blend_shrink": 0.0}),
+    # Round 8 (decinc): a champion that answered a concept drift and then decays well below its holdout
+    # accuracy on its own labels is retrained at once on the newest rows (the drift goes on).
+    "after+refresh": ({"refresh": "decay"}, {}),
+    # ... or when a concept detector fires on it (cooldown or not).
+    "after+refresh-event": ({"refresh": "event"}, {}),
+    # The archive judged every 100 labelled records after the change (up to archive_probe), not once at 300.
+    "after+archive-every100": ({"archive_every": 100}, {}),
+    "after+archive-every50": ({"archive_every": 50}, {}),
 }
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from statistics import NormalDist
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -80,9 +81,15 @@ class DriftWatch:
                                   first_train_rows=settings.first_train_rows,
                                   regrow_when_stale=settings.regrow_when_stale,
                                   first_train_z=settings.first_train_z,
-                                  first_then_full=settings.first_then_full)
+                                  first_then_full=settings.first_then_full, refresh=settings.refresh)
         # regrow_when_stale: the last gap_window labels' outcomes, champion and online learner.
         self._recent: deque[tuple[bool, bool]] = deque(maxlen=settings.gap_window)
+        # refresh: the champion's last gap_window outcomes (and how many right), against its holdout accuracy.
+        self._own: deque[bool] = deque(maxlen=settings.gap_window)
+        self._own_right = 0
+        self._holdout: tuple[float, int] | None = None
+        self._born: bool | None = None  # whether its first gap_window labels were decayed already (stale at birth)
+        self._decay_z = float(NormalDist().inv_cdf(1 - self.levels.gap_alpha))
         # Since the change the policy collects rows for: labelled records only the online learner /
         # only the champion got right (McNemar: has the online learner overtaken the champion?).
         self._online_only = self._champion_only = 0
@@ -115,6 +122,7 @@ class DriftWatch:
         # those of the last probe that came due (what `archive_verdict` compares an archived champion with).
         self._probe_online: dict[int, bool] = {}
         self.probe_online: dict[int, bool] = {}
+        self._probe_next = 0  # archive_every: the labelled position of the probe's next look
         self.estimate = AccuracyEstimate(window=settings.data_window)
 
     @property
@@ -145,6 +153,10 @@ class DriftWatch:
         self.estimate.reset("champion")
         self.estimate.reset("blend")
         self._recent.clear()
+        self._own.clear()
+        self._own_right = 0
+        self._born = None
+        self._holdout = (float(holdout[0]), int(holdout[1])) if holdout and holdout[0] is not None and holdout[1] else None
         self.error_detector.reset()
         self._error_positions, self._error_base = array("q"), 0
         if self.gap_detector is not None:
@@ -175,6 +187,14 @@ class DriftWatch:
                 self._trim_error_positions()
             if self.settings.early_train_rows is not None and observation.online_right is not None:
                 self._count_overtake(observation.champion_right, observation.online_right, labelled)
+            if self.settings.refresh:
+                own = self._own
+                if len(own) == own.maxlen:
+                    self._own_right -= own[0]
+                own.append(observation.champion_right)
+                self._own_right += observation.champion_right
+                if self._born is None and len(own) == own.maxlen:
+                    self._born = self._decayed()
             if self.settings.regrow_when_stale and observation.online_right is not None:
                 self._recent.append((observation.champion_right, observation.online_right))
             probe = self.probe
@@ -207,6 +227,7 @@ class DriftWatch:
                     change_at = max(self.since, min(labelled, event.evidence["adwin_change_at_labelled"]))
                 if self.settings.archive and self.probe is None:
                     self.probe = (change_at, change_at + self.settings.archive_probe)
+                    self._probe_next = change_at + (self.settings.archive_every or self.settings.archive_probe)
                     self._probe_online = {}
                 decision = self.policy.on_event(event, change_at=change_at, labelled=labelled)
             else:
@@ -270,12 +291,35 @@ class DriftWatch:
         losses = sum(champion and not online for champion, online in recent)
         return wins - losses > 3.0 * math.sqrt(wins + losses)
 
+    @property
+    def decayed(self) -> bool:
+        """Whether the champion's accuracy over its last `gap_window` labels is below its holdout accuracy
+        by at least `gap_min`, significantly (two-proportion z test at the accuracy-gap detector's level),
+        having not been so over its first `gap_window` labels: it decayed as it aged. A champion stale
+        from its first labels (labels later than the drift moves) would be replaced by one as stale."""
+        return self._born is False and self._decayed()
+
+    def _decayed(self) -> bool:
+        own, holdout = self._own, self._holdout
+        if holdout is None or len(own) < (own.maxlen or 0):
+            return False
+        expected, rows = holdout
+        n = len(own)
+        live = self._own_right / n
+        gap = expected - live
+        if gap < self.settings.gap_min:
+            return False
+        spread = math.sqrt(expected * (1 - expected) / rows + max(live * (1 - live), 1 / n) / n)
+        return gap > self._decay_z * spread
+
     def on_labelled(self, labelled: int) -> Decision | None:
         """Labelled records accrued: a retrain decision once enough follow a change (sooner with
         `early_train_rows` once the online learner has overtaken the champion since the change)."""
         decision = self.policy.on_labelled(labelled, overtaken=self.settings.early_train_rows is not None
                                            and self.overtaken,
-                                           stale=not self.settings.regrow_when_stale or self.stale)
+                                           stale=not self.settings.regrow_when_stale or self.stale,
+                                           decayed=self.settings.refresh == "decay"
+                                           and labelled % self.settings.gap_every == 0 and self.decayed)
         if decision is not None and decision.window is not None and self.settings.candidate_windows:
             decision = self._candidates(decision)
         return decision
@@ -295,11 +339,18 @@ class DriftWatch:
 
     def archive_due(self, labelled: int) -> tuple[int, int] | None:
         """With `archive` on: once `archive_probe` labelled records follow a concept drift, the
-        window (start, end) of labelled positions to judge the archived champions on (once)."""
-        if self.probe is None or labelled < self.probe[1]:
+        window (start, end) of labelled positions to judge the archived champions on (once); with
+        `archive_every`, also every that many labelled records before (each look sees all the rows
+        since the change: a concept that clearly returns comes back sooner)."""
+        if self.probe is None or labelled < min(self._probe_next, self.probe[1]):
             return None
-        start, self.probe = self.probe[0], None
-        self.probe_online, self._probe_online = self._probe_online, {}
+        start = self.probe[0]
+        if labelled >= self.probe[1]:  # the last look
+            self.probe = None
+            self.probe_online, self._probe_online = self._probe_online, {}
+        else:
+            self.probe_online = dict(self._probe_online)
+            self._probe_next = labelled + (self.settings.archive_every or self.settings.archive_probe)
         return start, labelled
 
     def archive_verdict(self, positions: Sequence[int], champion: Sequence[bool],
