@@ -88,7 +88,11 @@ class DriftWatch:
         self._own: deque[bool] = deque(maxlen=settings.gap_window)
         self._own_right = 0
         self._holdout: tuple[float, int] | None = None
-        self._born: bool | None = None  # whether its first gap_window labels were decayed already (stale at birth)
+        # Over its first gap_window labels: how many the online learner got right, and whether the champion
+        # got more right (None: not judged yet): a champion no better than the online learner when new would
+        # be replaced by one as useless (labels later than the drift moves).
+        self._born_online = 0
+        self._born: bool | None = None
         self._decay_z = float(NormalDist().inv_cdf(1 - self.levels.gap_alpha))
         # Since the change the policy collects rows for: labelled records only the online learner /
         # only the champion got right (McNemar: has the online learner overtaken the champion?).
@@ -155,7 +159,7 @@ class DriftWatch:
         self._recent.clear()
         self._own.clear()
         self._own_right = 0
-        self._born = None
+        self._born, self._born_online = None, 0
         self._holdout = (float(holdout[0]), int(holdout[1])) if holdout and holdout[0] is not None and holdout[1] else None
         self.error_detector.reset()
         self._error_positions, self._error_base = array("q"), 0
@@ -193,8 +197,10 @@ class DriftWatch:
                     self._own_right -= own[0]
                 own.append(observation.champion_right)
                 self._own_right += observation.champion_right
-                if self._born is None and len(own) == own.maxlen:
-                    self._born = self._decayed()
+                if self._born is None:
+                    self._born_online += bool(observation.online_right)
+                    if len(own) == own.maxlen:
+                        self._born = self._own_right > self._born_online
             if self.settings.regrow_when_stale and observation.online_right is not None:
                 self._recent.append((observation.champion_right, observation.online_right))
             probe = self.probe
@@ -295,9 +301,9 @@ class DriftWatch:
     def decayed(self) -> bool:
         """Whether the champion's accuracy over its last `gap_window` labels is below its holdout accuracy
         by at least `gap_min`, significantly (two-proportion z test at the accuracy-gap detector's level),
-        having not been so over its first `gap_window` labels: it decayed as it aged. A champion stale
-        from its first labels (labels later than the drift moves) would be replaced by one as stale."""
-        return self._born is False and self._decayed()
+        having been more accurate than the online learner over its first `gap_window` labels: a new
+        champion paid then, so a fresh one likely pays now."""
+        return bool(self._born) and self._decayed()
 
     def _decayed(self) -> bool:
         own, holdout = self._own, self._holdout
