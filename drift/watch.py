@@ -35,10 +35,10 @@ from __future__ import annotations
 
 import math
 from array import array
-from statistics import NormalDist
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Any
 
 from drift.arbiter import AccuracyEstimate
@@ -160,7 +160,8 @@ class DriftWatch:
         self._own.clear()
         self._own_right = 0
         self._born, self._born_online = None, 0
-        self._holdout = (float(holdout[0]), int(holdout[1])) if holdout and holdout[0] is not None and holdout[1] else None
+        accuracy, rows = holdout or (None, None)
+        self._holdout = (float(accuracy), int(rows)) if accuracy is not None and rows else None
         self.error_detector.reset()
         self._error_positions, self._error_base = array("q"), 0
         if self.gap_detector is not None:

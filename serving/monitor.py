@@ -350,10 +350,10 @@ class Monitor:
                       ref.name, ref.version, exc)
             reference = None
         holdout: tuple[float | None, int | None] | None = self._reinstated.pop(ref.version, None)
-        if holdout is None and self.settings.drift.holdout_gap:
+        if holdout is None and (self.settings.drift.holdout_gap or self.settings.drift.refresh is not None):
             try:
                 holdout = self.registry.holdout(ref.run_id)
-            except Exception as exc:  # unknown: the holdout test stays silent for this champion
+            except Exception as exc:  # unknown: the holdout and refresh tests stay silent for this champion
                 log.error("no holdout accuracy for %s version %s: %s", ref.name, ref.version, exc)
         trained_on = update.trained_on if update is not None and update.version == ref.version else None
         self.watch.on_champion(ref.as_dict(), reference, holdout=holdout, trained_on=trained_on)
