@@ -136,6 +136,11 @@ VARIANTS: dict[str, Variant] = {
     # The archive judged every 100 labelled records after the change (up to archive_probe), not once at 300.
     "after+archive-every100": ({"archive_every": 100}, {}),
     "after+archive-every50": ({"archive_every": 50}, {}),
+    # An archived champion far below its own holdout accuracy comes back as a stopgap: the retrain still follows.
+    "after+archive-every100+stopgap": ({"archive_every": 100, "archive_stopgap": True}, {}),
+    "after+first+z4+full+every100+stopgap": ({"first_train_rows": 500, "first_train_z": 4.0, "first_then_full": True,
+                                              "archive_every": 100, "archive_stopgap": True}, {}),
+    "after+first+z4+full": ({"first_train_rows": 500, "first_train_z": 4.0, "first_then_full": True}, {}),
 }
 
 

@@ -362,13 +362,17 @@ class DriftWatch:
 
     def archive_verdict(self, positions: Sequence[int], champion: Sequence[bool],
                         archived: Sequence[tuple[int, Sequence[bool]]],
-                        online: Mapping[int, bool] | None = None) -> dict[str, Any] | None:
+                        online: Mapping[int, bool] | None = None,
+                        holdouts: Mapping[int, float | None] | None = None) -> dict[str, Any] | None:
         """Judge archived champions (version, right or not per record) against the champion on the
         probe's labelled records at `positions`. The best (the first on a tie) returns (`reinstate`)
         when it leads the champion by `archive_margin` and, with `archive_online_z`, the online
         learner significantly on the records `online` (position -> right, `probe_online`) holds
         (McNemar): the online learner serves a drift anyway, so a champion no better than it would
-        only stand in the way of the retrain that follows. None: nothing to judge.
+        only stand in the way of the retrain that follows. With `holdouts` (version -> its holdout
+        accuracy when trained), `answers` says whether it is about as accurate on the probe as then
+        (within `archive_margin`): its concept returned. Else it is a stopgap, and with
+        `archive_stopgap` the change stays pending (`reinstated(answers=False)`). None: nothing to judge.
 
         >>> watch = DriftWatch(DriftSettings(archive=True, archive_online_z=2.0))
         >>> positions = range(100)
@@ -395,12 +399,19 @@ class DriftWatch:
                 losses = sum(o and not r for r, o in pairs)
                 verdict["online_accuracy"] = sum(o for _, o in pairs) / len(pairs)
                 verdict["reinstate"] = wins - losses > z * math.sqrt(wins + losses)
+        holdout = (holdouts or {}).get(version)
+        if holdout is not None:
+            verdict["answers"] = best >= holdout - self.settings.archive_margin
         return verdict
 
-    def reinstated(self, *, labelled: int) -> None:
+    def reinstated(self, *, labelled: int, answers: bool = True) -> None:
         """An archived champion came back without training: the pending change is answered
-        (call `on_champion` for it as for any champion)."""
-        self.policy.on_reinstated(labelled=labelled)
+        (call `on_champion` for it as for any champion), unless with `archive_stopgap` it does not
+        `answer` it (far below its own holdout accuracy): then it serves until the retrain."""
+        if answers or not self.settings.archive_stopgap:
+            self.policy.on_reinstated(labelled=labelled)
+        else:
+            self.policy.refreshable = False
 
     # -- the label-free accuracy estimate ------------------------------------------------------
     def served(self, source: str, confidence: float | None) -> float | None:

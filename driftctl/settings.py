@@ -190,6 +190,9 @@ class DriftSettings(BaseModel):
     archive_every: int | None = Field(None, ge=10, description="judge the archive also every this many labelled "
                                       "records after the change, before archive_probe (a reinstatement needs "
                                       "the margin and the online test on the rows so far); None: once")
+    archive_stopgap: bool = Field(False, description="an archived champion far below its own holdout accuracy on "
+                                  "the probe (by more than archive_margin) comes back as a stopgap: the change "
+                                  "stays pending and the retrain follows")
     archive_margin: float = Field(0.05, ge=0, lt=1, description="accuracy an archived champion must gain to return")
     archive_online_z: float | None = Field(3.0, gt=0, description="an archived champion returns only when it "
                                            "also beats the online learner on the same labelled records, "

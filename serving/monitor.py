@@ -653,9 +653,11 @@ class Monitor:
         history = self.ledger.alias_history(champion.name)  # oldest first
         archived = list(dict.fromkeys(h["version"] for h in reversed(history) if h["version"] != champion.version))
         labels = [label for _, _, label in rows]
+        holdouts: dict[int, float | None] = {}  # version -> its holdout accuracy when trained
 
         def right(version: int) -> list[bool]:
             loaded = self.registry.load(version)
+            holdouts[version] = loaded.accuracy
             frame = pd.DataFrame([features for _, features, _ in rows]).reindex(columns=loaded.features)
             with threadpool_limits(limits=1, user_api="openmp"):
                 predictions = loaded.model.predict(frame)
@@ -665,7 +667,7 @@ class Monitor:
             return None
         # The ten newest, as the backtest keeps; on a tie the oldest, as there.
         verdict = self.watch.archive_verdict([position for position, _, _ in rows], right(champion.version),
-                                             [(v, right(v)) for v in reversed(archived[:10])], online)
+                                             [(v, right(v)) for v in reversed(archived[:10])], online, holdouts)
         if verdict is None or not verdict.pop("reinstate"):
             if verdict is not None:
                 log.info("archive judged on %d labelled records: best version %s %.4f against champion %.4f "
@@ -704,7 +706,7 @@ class Monitor:
         log.warning("%s", reason)
         self.reinstatements.append(done)
         self._reinstated[verdict["to"]] = (verdict["accuracy"], verdict["rows"])
-        self.watch.reinstated(labelled=self.labelled)
+        self.watch.reinstated(labelled=self.labelled, answers=verdict.get("answers", True))
 
     def _checkpoint(self) -> None:
         """Record the exact window of the newest labelled records: what a scheduled retrain learns from."""

@@ -328,3 +328,34 @@ def test_a_champion_that_decays_after_a_concept_drift_is_refreshed_on_the_newest
     assert off[0] == windows[0] and off[1][1] - off[0][1] >= 2000 and len(off) < len(windows)
     # The champion no better than the online learner when new: a fresh one would not pay either.
     assert _refresh_windows(online_accuracy=0.97) == off
+
+
+def test_an_archived_champion_far_below_its_holdout_is_a_stopgap_and_the_retrain_still_follows():
+    def retrains(stopgap):
+        watch = DriftWatch(DriftSettings(**{**QUIET, "min_train_rows": 1000, "archive": True}, archive_probe=200,
+                                         archive_stopgap=stopgap))
+        watch.on_champion({"version": 2}, None, trained_on=(0, 500), labelled=500)
+        rng, windows, verdicts = random.Random(7), [], []
+        for labelled in range(501, 6000):
+            watch.observe(Observation(champion_right=rng.random() < drop_at(3000)(labelled)), index=labelled,
+                          labelled=labelled)
+            probe = watch.archive_due(labelled)
+            if probe is not None:
+                positions = range(*probe)
+                archived = [rng.random() < 0.7 for _ in positions]  # better than the champion, far below 0.95
+                verdict = watch.archive_verdict(positions, [rng.random() < 0.5 for _ in positions], [(1, archived)],
+                                                None, {1: 0.95})
+                verdicts.append(verdict)
+                assert verdict["reinstate"] and not verdict["answers"]
+                watch.on_champion({"version": 1}, None, labelled=labelled)
+                watch.reinstated(labelled=labelled, answers=verdict["answers"])
+            decision = watch.on_labelled(labelled)
+            if decision is not None and decision.action is Action.RETRAIN:
+                windows.append(decision.window)
+                watch.retrain_finished(promoted=False, labelled=labelled)
+        assert len(verdicts) == 1
+        return windows
+
+    assert retrains(False) == []  # the reinstatement answered the change
+    (start, end), = retrains(True)  # a stopgap: the retrain since the change follows as planned
+    assert start >= 3000 and end - start == 1000
