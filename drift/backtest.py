@@ -161,6 +161,7 @@ class _Champion:
     classes: list[Any]
     features: list[str]
     window: tuple[int, int] = (0, 0)  # labelled positions it was trained on
+    holdout: float | None = None  # its holdout accuracy when it was trained
 
 
 def prepare(frame: pd.DataFrame, target: str, *, drop: Sequence[str] = (), time_col: str | None = None,
@@ -521,7 +522,7 @@ class Backtest:
         champion it replaces is archived unless `archive` is False (a provisional one)."""
         if self.champion is not None and self.settings.archive and archive:
             self.archive = [*[a for a in self.archive if a.version != self.champion.version][-9:], self.champion]
-        self.champion = _Champion(model, version, list(model.classes_), list(self.features.columns), window)
+        self.champion = _Champion(model, version, list(model.classes_), list(self.features.columns), window, accuracy)
         self._invalidate()
         if self.rule is not None:
             self.rule.on_champion(accuracy)  # a new champion starts from its holdout accuracy
@@ -549,7 +550,7 @@ class Backtest:
         assert self.champion is not None and self.watch is not None  # probes follow a drift the watch saw
         verdict = self.watch.archive_verdict(range(start, end), right(self.champion.model),
                                              [(a.version, right(a.model)) for a in self.archive],
-                                             self.watch.probe_online)
+                                             self.watch.probe_online, {a.version: a.holdout for a in self.archive})
         if verdict is None or not verdict["reinstate"]:
             return
         archived = next(a for a in self.archive if a.version == verdict["to"])
@@ -563,7 +564,8 @@ class Backtest:
         self.decisions.append((t, Decision(action=Action.HOLD, reason=reason)))
         self._promote(t, archived.model, version=archived.version, window=archived.window, accuracy=best,
                       rows=end - start)
-        self.watch.reinstated(labelled=self.labelled)
+        self.champion.holdout = archived.holdout
+        self.watch.reinstated(labelled=self.labelled, answers=verdict.get("answers", True))
 
     def _next_version(self) -> int:
         assert self.champion is not None

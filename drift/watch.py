@@ -38,6 +38,7 @@ from array import array
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Any
 
 from drift.arbiter import AccuracyEstimate
@@ -80,10 +81,20 @@ class DriftWatch:
                                   first_train_rows=settings.first_train_rows,
                                   regrow_when_stale=settings.regrow_when_stale,
                                   first_train_z=settings.first_train_z,
-                                  first_then_full=settings.first_then_full)
+                                  first_then_full=settings.first_then_full, refresh=settings.refresh)
         self.bootstrap = Bootstrap.from_settings(settings)  # the first champion (late labels: a provisional one)
         # regrow_when_stale: the last gap_window labels' outcomes, champion and online learner.
         self._recent: deque[tuple[bool, bool]] = deque(maxlen=settings.gap_window)
+        # refresh: the champion's last gap_window outcomes (and how many right), against its holdout accuracy.
+        self._own: deque[bool] = deque(maxlen=settings.gap_window)
+        self._own_right = 0
+        self._holdout: tuple[float, int] | None = None
+        # Over its first gap_window labels: how many the online learner got right, and whether the champion
+        # got more right (None: not judged yet): a champion no better than the online learner when new would
+        # be replaced by one as useless (labels later than the drift moves).
+        self._born_online = 0
+        self._born: bool | None = None
+        self._decay_z = float(NormalDist().inv_cdf(1 - self.levels.gap_alpha))
         # Since the change the policy collects rows for: labelled records only the online learner /
         # only the champion got right (McNemar: has the online learner overtaken the champion?).
         self._online_only = self._champion_only = 0
@@ -121,6 +132,7 @@ class DriftWatch:
         # those of the last probe that came due (what `archive_verdict` compares an archived champion with).
         self._probe_online: dict[int, bool] = {}
         self.probe_online: dict[int, bool] = {}
+        self._probe_next = 0  # archive_every: the labelled position of the probe's next look
         self.estimate = AccuracyEstimate(window=settings.data_window)
 
     @property
@@ -152,6 +164,11 @@ class DriftWatch:
         self.estimate.reset("champion")
         self.estimate.reset("blend")
         self._recent.clear()
+        self._own.clear()
+        self._own_right = 0
+        self._born, self._born_online = None, 0
+        accuracy, rows = holdout or (None, None)
+        self._holdout = (float(accuracy), int(rows)) if accuracy is not None and rows else None
         self.error_detector.reset()
         self._error_positions, self._error_base = array("q"), 0
         if self.gap_detector is not None:
@@ -184,6 +201,16 @@ class DriftWatch:
                 self._count_overtake(observation.champion_right, observation.online_right, labelled)
             if self.settings.first_train_gap is not None:
                 self._count_fall(observation.champion_right, observation.online_right, labelled)
+            if self.settings.refresh:
+                own = self._own
+                if len(own) == own.maxlen:
+                    self._own_right -= own[0]
+                own.append(observation.champion_right)
+                self._own_right += observation.champion_right
+                if self._born is None:
+                    self._born_online += bool(observation.online_right)
+                    if len(own) == own.maxlen:
+                        self._born = self._own_right > self._born_online
             if self.settings.regrow_when_stale and observation.online_right is not None:
                 self._recent.append((observation.champion_right, observation.online_right))
             probe = self.probe
@@ -216,6 +243,7 @@ class DriftWatch:
                     change_at = max(self.since, min(labelled, event.evidence["adwin_change_at_labelled"]))
                 if self.settings.archive and self.probe is None:
                     self.probe = (change_at, change_at + self.settings.archive_probe)
+                    self._probe_next = change_at + (self.settings.archive_every or self.settings.archive_probe)
                     self._probe_online = {}
                 decision = self.policy.on_event(event, change_at=change_at, labelled=labelled)
             else:
@@ -303,13 +331,36 @@ class DriftWatch:
         losses = sum(champion and not online for champion, online in recent)
         return wins - losses > 3.0 * math.sqrt(wins + losses)
 
+    @property
+    def decayed(self) -> bool:
+        """Whether the champion's accuracy over its last `gap_window` labels is below its holdout accuracy
+        by at least `gap_min`, significantly (two-proportion z test at the accuracy-gap detector's level),
+        having been more accurate than the online learner over its first `gap_window` labels: a new
+        champion paid then, so a fresh one likely pays now."""
+        return bool(self._born) and self._decayed()
+
+    def _decayed(self) -> bool:
+        own, holdout = self._own, self._holdout
+        if holdout is None or len(own) < (own.maxlen or 0):
+            return False
+        expected, rows = holdout
+        n = len(own)
+        live = self._own_right / n
+        gap = expected - live
+        if gap < self.settings.gap_min:
+            return False
+        spread = math.sqrt(expected * (1 - expected) / rows + max(live * (1 - live), 1 / n) / n)
+        return gap > self._decay_z * spread
+
     def on_labelled(self, labelled: int) -> Decision | None:
         """Labelled records accrued: a retrain decision once enough follow a change (sooner with
         `early_train_rows` once the online learner has overtaken the champion since the change)."""
         decision = self.policy.on_labelled(labelled, overtaken=self.settings.early_train_rows is not None
                                            and self.overtaken,
                                            first=self.settings.first_train_gap is None or self.fallen,
-                                           stale=not self.settings.regrow_when_stale or self.stale)
+                                           stale=not self.settings.regrow_when_stale or self.stale,
+                                           decayed=self.settings.refresh == "decay"
+                                           and labelled % self.settings.gap_every == 0 and self.decayed)
         if decision is not None and decision.window is not None and self.settings.candidate_windows:
             decision = self._candidates(decision)
         return decision
@@ -329,22 +380,33 @@ class DriftWatch:
 
     def archive_due(self, labelled: int) -> tuple[int, int] | None:
         """With `archive` on: once `archive_probe` labelled records follow a concept drift, the
-        window (start, end) of labelled positions to judge the archived champions on (once)."""
-        if self.probe is None or labelled < self.probe[1]:
+        window (start, end) of labelled positions to judge the archived champions on (once); with
+        `archive_every`, also every that many labelled records before (each look sees all the rows
+        since the change: a concept that clearly returns comes back sooner)."""
+        if self.probe is None or labelled < min(self._probe_next, self.probe[1]):
             return None
-        start, self.probe = self.probe[0], None
-        self.probe_online, self._probe_online = self._probe_online, {}
+        start = self.probe[0]
+        if labelled >= self.probe[1]:  # the last look
+            self.probe = None
+            self.probe_online, self._probe_online = self._probe_online, {}
+        else:
+            self.probe_online = dict(self._probe_online)
+            self._probe_next = labelled + (self.settings.archive_every or self.settings.archive_probe)
         return start, labelled
 
     def archive_verdict(self, positions: Sequence[int], champion: Sequence[bool],
                         archived: Sequence[tuple[int, Sequence[bool]]],
-                        online: Mapping[int, bool] | None = None) -> dict[str, Any] | None:
+                        online: Mapping[int, bool] | None = None,
+                        holdouts: Mapping[int, float | None] | None = None) -> dict[str, Any] | None:
         """Judge archived champions (version, right or not per record) against the champion on the
         probe's labelled records at `positions`. The best (the first on a tie) returns (`reinstate`)
         when it leads the champion by `archive_margin` and, with `archive_online_z`, the online
         learner significantly on the records `online` (position -> right, `probe_online`) holds
         (McNemar): the online learner serves a drift anyway, so a champion no better than it would
-        only stand in the way of the retrain that follows. None: nothing to judge.
+        only stand in the way of the retrain that follows. With `holdouts` (version -> its holdout
+        accuracy when trained), `answers` says whether it is about as accurate on the probe as then
+        (within `archive_margin`): its concept returned. Else it is a stopgap, and with
+        `archive_stopgap` the change stays pending (`reinstated(answers=False)`). None: nothing to judge.
 
         >>> watch = DriftWatch(DriftSettings(archive=True, archive_online_z=2.0))
         >>> positions = range(100)
@@ -371,12 +433,19 @@ class DriftWatch:
                 losses = sum(o and not r for r, o in pairs)
                 verdict["online_accuracy"] = sum(o for _, o in pairs) / len(pairs)
                 verdict["reinstate"] = wins - losses > z * math.sqrt(wins + losses)
+        holdout = (holdouts or {}).get(version)
+        if holdout is not None:
+            verdict["answers"] = best >= holdout - self.settings.archive_margin
         return verdict
 
-    def reinstated(self, *, labelled: int) -> None:
+    def reinstated(self, *, labelled: int, answers: bool = True) -> None:
         """An archived champion came back without training: the pending change is answered
-        (call `on_champion` for it as for any champion)."""
-        self.policy.on_reinstated(labelled=labelled)
+        (call `on_champion` for it as for any champion), unless with `archive_stopgap` it does not
+        `answer` it (far below its own holdout accuracy): then it serves until the retrain."""
+        if answers or not self.settings.archive_stopgap:
+            self.policy.on_reinstated(labelled=labelled)
+        else:
+            self.policy.refreshable = False
 
     # -- the label-free accuracy estimate ------------------------------------------------------
     def served(self, source: str, confidence: float | None) -> float | None:

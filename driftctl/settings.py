@@ -187,12 +187,24 @@ class DriftSettings(BaseModel):
                                   "min_train_rows window since the change (at most two retrains per drift)")
     regrow_when_stale: bool = Field(False, description="with regrow: retrain again only once the online learner "
                                     "has been more accurate than the champion over the last gap_window labels")
+    refresh: Literal["decay", "event"] | None = Field(
+        None, description="the drift goes on after a retrain: a champion that answered a concept drift is retrained "
+                          "at once on the newest min_train_rows rows, cooldown or not, when its accuracy on its last "
+                          "gap_window labels fell below its holdout accuracy by gap_min, significantly, having been "
+                          "within it on its first ones (decay), or when a concept detector fires on it (event); "
+                          "None: off")
     # On with archive_online_z (round 7, benchmarks/results/round7-decrecur.md and decisions.md): on top of the
     # learned blend, +0.33 points mean over the 28 drifting rows, no row lower, 18 of 28 accuracy goals (was
     # 17), no retrain added (a reinstatement trains nothing), 0 stationary alarms.
     archive: bool = Field(True, description="after a concept drift, earlier champions compete on the labelled "
                                              "records since the change; the best is reinstated without training")
     archive_probe: int = Field(300, ge=50, description="labelled records after the change the archive is judged on")
+    archive_every: int | None = Field(None, ge=10, description="judge the archive also every this many labelled "
+                                      "records after the change, before archive_probe (a reinstatement needs "
+                                      "the margin and the online test on the rows so far); None: once")
+    archive_stopgap: bool = Field(False, description="an archived champion far below its own holdout accuracy on "
+                                  "the probe (by more than archive_margin) comes back as a stopgap: the change "
+                                  "stays pending and the retrain follows")
     archive_margin: float = Field(0.05, ge=0, lt=1, description="accuracy an archived champion must gain to return")
     archive_online_z: float | None = Field(3.0, gt=0, description="an archived champion returns only when it "
                                            "also beats the online learner on the same labelled records, "

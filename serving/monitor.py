@@ -353,10 +353,12 @@ class Monitor:
                       ref.name, ref.version, exc)
             reference = None
         holdout: tuple[float | None, int | None] | None = self._reinstated.pop(ref.version, None)
-        if holdout is None and (self.settings.drift.holdout_gap or self.settings.drift.first_train_gap is not None):
+        options = self.settings.drift
+        wanted = options.holdout_gap or options.first_train_gap is not None or options.refresh is not None
+        if holdout is None and wanted:
             try:
                 holdout = self.registry.holdout(ref.run_id)
-            except Exception as exc:  # unknown: the holdout test stays silent for this champion
+            except Exception as exc:  # unknown: the holdout and refresh tests stay silent for this champion
                 log.error("no holdout accuracy for %s version %s: %s", ref.name, ref.version, exc)
         trained_on = update.trained_on if update is not None and update.version == ref.version else None
         self.watch.on_champion(ref.as_dict(), reference, holdout=holdout, trained_on=trained_on)
@@ -657,9 +659,11 @@ class Monitor:
         archived = list(dict.fromkeys(h["version"] for h in reversed(history)
                                       if h["version"] != champion.version and h["version"] not in self._provisional))
         labels = [label for _, _, label in rows]
+        holdouts: dict[int, float | None] = {}  # version -> its holdout accuracy when trained
 
         def right(version: int) -> list[bool]:
             loaded = self.registry.load(version)
+            holdouts[version] = loaded.accuracy
             frame = pd.DataFrame([features for _, features, _ in rows]).reindex(columns=loaded.features)
             with threadpool_limits(limits=1, user_api="openmp"):
                 predictions = loaded.model.predict(frame)
@@ -669,7 +673,7 @@ class Monitor:
             return None
         # The ten newest, as the backtest keeps; on a tie the oldest, as there.
         verdict = self.watch.archive_verdict([position for position, _, _ in rows], right(champion.version),
-                                             [(v, right(v)) for v in reversed(archived[:10])], online)
+                                             [(v, right(v)) for v in reversed(archived[:10])], online, holdouts)
         if verdict is None or not verdict.pop("reinstate"):
             if verdict is not None:
                 log.info("archive judged on %d labelled records: best version %s %.4f against champion %.4f "
@@ -708,7 +712,7 @@ class Monitor:
         log.warning("%s", reason)
         self.reinstatements.append(done)
         self._reinstated[verdict["to"]] = (verdict["accuracy"], verdict["rows"])
-        self.watch.reinstated(labelled=self.labelled)
+        self.watch.reinstated(labelled=self.labelled, answers=verdict.get("answers", True))
 
     def _checkpoint(self) -> None:
         """Record the exact window of the newest labelled records: what a scheduled retrain learns from."""

@@ -287,3 +287,88 @@ def test_a_first_try_that_won_is_challenged_once_by_the_full_window():
     first, full = windows(True)  # the full window since the same change, past the cooldown; then no more
     assert full[0] == first[0] >= 3000 and full[1] - full[0] == 1500 and first[1] - first[0] == 300
     assert len(windows(False)) == 1  # off: the first try's champion stays
+
+
+def test_the_archive_is_looked_at_every_archive_every_labels_until_the_probe_ends():
+    def looks(every):
+        watch = DriftWatch(DriftSettings(**{**QUIET, "min_train_rows": 5000, "archive": True}, archive_probe=300,
+                                         archive_every=every))
+        watch.on_champion({"version": 1}, None, trained_on=(0, 500), labelled=500)
+        rng, due = random.Random(5), []
+        for labelled in range(501, 6000):
+            right = rng.random() < drop_at(3000)(labelled)
+            online = rng.random() < 0.8
+            watch.observe(Observation(champion_right=right, online_right=online), index=labelled, labelled=labelled)
+            probe = watch.archive_due(labelled)
+            if probe is not None:
+                assert set(watch.probe_online) == set(range(*probe))  # every look holds all the rows so far
+                due.append(probe)
+        return due
+
+    once, every = looks(None), looks(100)
+    assert [end - start for start, end in once] == [300]
+    assert [end - start for start, end in every] == [100, 200, 300]
+    assert {start for start, _ in every} == {once[0][0]}  # all from the change
+
+
+def _refresh_windows(online_accuracy, refresh="decay"):
+    """A concept drift at 3000 answered by a retrain; the new champion (holdout 0.9) decays steadily from
+    0.9 as the world keeps moving; the online learner at `online_accuracy`. Returns the retrain windows."""
+    watch = DriftWatch(DriftSettings(**{**QUIET, "min_train_rows": 1000, "cooldown": 2000}, refresh=refresh))
+    watch.on_champion({"version": 1}, None, labelled=0, holdout=(0.95, 500))
+    rng, windows, born = random.Random(11), [], [0]
+    for labelled in range(1, 9000):
+        age = labelled - born[0]
+        accuracy = 0.95 if labelled < 3000 else 0.6 if len(windows) == 0 else max(0.5, 0.9 - age / 2500)
+        step = watch.observe(Observation(champion_right=rng.random() < accuracy,
+                                         online_right=rng.random() < online_accuracy), index=labelled,
+                             labelled=labelled)
+        for decision in [*step.decisions, watch.on_labelled(labelled)]:
+            if decision is not None and decision.action is Action.RETRAIN:
+                windows.append(decision.window)
+                born[0] = labelled
+                watch.on_champion({"version": len(windows) + 1}, None, trained_on=decision.window,
+                                  labelled=labelled, holdout=(0.9, 300))
+                watch.retrain_finished(promoted=True, labelled=labelled)
+    return windows
+
+
+def test_a_champion_that_decays_after_a_concept_drift_is_refreshed_on_the_newest_rows():
+    windows = _refresh_windows(online_accuracy=0.75)
+    assert windows[0][0] >= 3000  # the concept drift's retrain, then a refresh within its cooldown
+    assert windows[1][1] - windows[0][1] < 2000 and windows[1][1] - windows[1][0] == 1000  # the newest rows
+    off = _refresh_windows(online_accuracy=0.75, refresh=None)  # the cooldown's pace
+    assert off[0] == windows[0] and off[1][1] - off[0][1] >= 2000 and len(off) < len(windows)
+    # The champion no better than the online learner when new: a fresh one would not pay either.
+    assert _refresh_windows(online_accuracy=0.97) == off
+
+
+def test_an_archived_champion_far_below_its_holdout_is_a_stopgap_and_the_retrain_still_follows():
+    def retrains(stopgap):
+        watch = DriftWatch(DriftSettings(**{**QUIET, "min_train_rows": 1000, "archive": True}, archive_probe=200,
+                                         archive_stopgap=stopgap))
+        watch.on_champion({"version": 2}, None, trained_on=(0, 500), labelled=500)
+        rng, windows, verdicts = random.Random(7), [], []
+        for labelled in range(501, 6000):
+            watch.observe(Observation(champion_right=rng.random() < drop_at(3000)(labelled)), index=labelled,
+                          labelled=labelled)
+            probe = watch.archive_due(labelled)
+            if probe is not None:
+                positions = range(*probe)
+                archived = [rng.random() < 0.7 for _ in positions]  # better than the champion, far below 0.95
+                verdict = watch.archive_verdict(positions, [rng.random() < 0.5 for _ in positions], [(1, archived)],
+                                                None, {1: 0.95})
+                verdicts.append(verdict)
+                assert verdict["reinstate"] and not verdict["answers"]
+                watch.on_champion({"version": 1}, None, labelled=labelled)
+                watch.reinstated(labelled=labelled, answers=verdict["answers"])
+            decision = watch.on_labelled(labelled)
+            if decision is not None and decision.action is Action.RETRAIN:
+                windows.append(decision.window)
+                watch.retrain_finished(promoted=False, labelled=labelled)
+        assert len(verdicts) == 1
+        return windows
+
+    assert retrains(False) == []  # the reinstatement answered the change
+    (start, end), = retrains(True)  # a stopgap: the retrain since the change follows as planned
+    assert start >= 3000 and end - start == 1000
