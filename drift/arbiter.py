@@ -86,6 +86,9 @@ class StackedBlend:
         classes = list(champion)
         if online and not online.keys() <= champion.keys():
             classes += [c for c in online if c not in champion]
+        elif len(classes) == 2:
+            c0, c1 = classes
+            return self.combine_pair(c0, c1, champion[c0], champion[c1], online)
         cget, oget = champion.get, online.get
         lc = [log(max(floor, cget(c, 0.0))) for c in classes]
         lo = [log(max(floor, oget(c, 0.0))) for c in classes] if online else [0.0] * len(classes)
@@ -95,6 +98,9 @@ class StackedBlend:
 
     def learn(self, features: Any, label: Any) -> None:
         """One labelled record, with the features `combine` gave for it."""
+        if len(features) != 3:
+            self._learn_pair(features, label)
+            return
         classes, lc, lo = features
         exps = self._exps(classes, lc, lo)
         total = sum(exps)
@@ -111,6 +117,56 @@ class StackedBlend:
             da += g * x
             db += g * z
         a, b = self.weights
+        self.weights = [1 + keep * (a + da - 1), 1 + keep * (b + db - 1)]
+
+
+    # Two classes (the common case): `combine` and `learn` written out for them, the same operations in
+    # the same order, without the lists and loops. What `combine` computed is reused by `learn` when
+    # nothing was learned in between (labels without delay).
+
+    def combine_pair(self, c0: Any, c1: Any, p0: float, p1: float,
+                     online: Mapping[Any, float]) -> tuple[Any, float, Any]:
+        """`combine({c0: p0, c1: p1}, online)` for an `online` with no other class."""
+        floor, log, exp = self.floor, math.log, math.exp
+        x0 = log(p0 if p0 > floor else floor)  # log(max(floor, p0))
+        x1 = log(p1 if p1 > floor else floor)
+        if online:
+            oget = online.get
+            z0, z1 = oget(c0, 0.0), oget(c1, 0.0)
+            z0, z1 = log(z0 if z0 > floor else floor), log(z1 if z1 > floor else floor)
+        else:
+            z0 = z1 = 0.0
+        weights = self.weights
+        a, b = weights
+        get = self.bias.get
+        s0 = get(c0, 0.0) + a * x0 + b * z0
+        s1 = get(c1, 0.0) + a * x1 + b * z1
+        top = s1 if s1 > s0 else s0  # max(s0, s1)
+        e0, e1 = exp(s0 - top), exp(s1 - top)
+        best = c0 if e0 == 1.0 else c1 if e1 == 1.0 else [e0, e1].index(1.0)  # [e0, e1].index(1.0)
+        return best, 1.0 / (e0 + e1), (c0, c1, x0, x1, z0, z1, weights, e0, e1)
+
+    def _learn_pair(self, features: Any, label: Any) -> None:
+        c0, c1, x0, x1, z0, z1, weights, e0, e1 = features
+        a, b = self.weights
+        bias = self.bias
+        if weights is not self.weights:  # learned since `combine`: its exps are stale
+            get = bias.get
+            s0 = get(c0, 0.0) + a * x0 + b * z0
+            s1 = get(c1, 0.0) + a * x1 + b * z1
+            top = s1 if s1 > s0 else s0
+            e0, e1 = math.exp(s0 - top), math.exp(s1 - top)
+        total = e0 + e1
+        mc, mo = (x0 + x1) / 2, (z0 + z1) / 2
+        size = 1 + 4 / 2 * (((x0 - mc) ** 2 + (z0 - mo) ** 2) + ((x1 - mc) ** 2 + (z1 - mo) ** 2))
+        step = self.rate / (1 + size / 10)
+        keep = 1 - self.shrink
+        g0 = step * ((c0 == label) - e0 / total)
+        bias[c0] = keep * (bias.get(c0, 0.0) + g0)
+        g1 = step * ((c1 == label) - e1 / total)
+        bias[c1] = keep * (bias.get(c1, 0.0) + g1)
+        da = 0.0 + g0 * x0 + g1 * x1
+        db = 0.0 + g0 * z0 + g1 * z1
         self.weights = [1 + keep * (a + da - 1), 1 + keep * (b + db - 1)]
 
 

@@ -488,7 +488,9 @@ class Backtest:
         """`model` serves from record `t`; `accuracy` on `rows` rows is what it was judged on."""
         if self.champion is not None and self.settings.archive:
             self.archive = [*[a for a in self.archive if a.version != self.champion.version][-9:], self.champion]
-        self.champion = _Champion(model, version, list(model.classes_), list(self.features.columns), window)
+        # Plain Python classes (not numpy scalars): the blend computes in Python floats, the same values.
+        self.champion = _Champion(model, version, [_plain(c) for c in model.classes_], list(self.features.columns),
+                                  window)
         self._invalidate()
         if self.rule is not None:
             self.rule.on_champion(accuracy)  # a new champion starts from its holdout accuracy
