@@ -96,37 +96,11 @@ class StackedBlend:
         best = exps.index(1.0)  # the top score's class (the first of equals)
         return classes[best], 1.0 / sum(exps), (classes, lc, lo)
 
-    def learn(self, features: Any, label: Any) -> None:
-        """One labelled record, with the features `combine` gave for it."""
-        if len(features) != 3:
-            self._learn_pair(features, label)
-            return
-        classes, lc, lo = features
-        exps = self._exps(classes, lc, lo)
-        total = sum(exps)
-        k = len(classes)
-        mc, mo = sum(lc) / k, sum(lo) / k
-        size = 1 + 4 / k * sum((x - mc) ** 2 + (z - mo) ** 2 for x, z in zip(lc, lo, strict=True))
-        step = self.rate / (1 + size / 10)
-        keep = 1 - self.shrink
-        bias = self.bias
-        da = db = 0.0
-        for c, x, z, e in zip(classes, lc, lo, exps, strict=True):
-            g = step * ((c == label) - e / total)
-            bias[c] = keep * (bias.get(c, 0.0) + g)
-            da += g * x
-            db += g * z
-        a, b = self.weights
-        self.weights = [1 + keep * (a + da - 1), 1 + keep * (b + db - 1)]
-
-
-    # Two classes (the common case): `combine` and `learn` written out for them, the same operations in
-    # the same order, without the lists and loops. What `combine` computed is reused by `learn` when
-    # nothing was learned in between (labels without delay).
-
     def combine_pair(self, c0: Any, c1: Any, p0: float, p1: float,
                      online: Mapping[Any, float]) -> tuple[Any, float, Any]:
-        """`combine({c0: p0, c1: p1}, online)` for an `online` with no other class."""
+        """`combine({c0: p0, c1: p1}, online)` for an `online` with no other class: written out for two
+        classes (the common case), the same operations in the same order, without lists and loops. What
+        it computed is reused by `learn` when nothing was learned in between (labels without delay)."""
         floor, log, exp = self.floor, math.log, math.exp
         x0 = log(p0 if p0 > floor else floor)  # log(max(floor, p0))
         x1 = log(p1 if p1 > floor else floor)
@@ -143,14 +117,19 @@ class StackedBlend:
         s1 = get(c1, 0.0) + a * x1 + b * z1
         top = s1 if s1 > s0 else s0  # max(s0, s1)
         e0, e1 = exp(s0 - top), exp(s1 - top)
-        best = c0 if e0 == 1.0 else c1 if e1 == 1.0 else [e0, e1].index(1.0)  # [e0, e1].index(1.0)
+        best = c0 if e0 == 1.0 else c1 if e1 == 1.0 else [e0, e1].index(1.0)  # (raises as `combine`)
         return best, 1.0 / (e0 + e1), (c0, c1, x0, x1, z0, z1, weights, e0, e1)
 
-    def _learn_pair(self, features: Any, label: Any) -> None:
+    def learn(self, features: Any, label: Any) -> None:
+        """One labelled record, with the features `combine` gave for it."""
+        if len(features) == 3:
+            self._learn_classes(features, label)
+            return
+        # Two classes (`combine_pair`): `_learn_classes` written out for them, the same operations.
         c0, c1, x0, x1, z0, z1, weights, e0, e1 = features
         a, b = self.weights
         bias = self.bias
-        if weights is not self.weights:  # learned since `combine`: its exps are stale
+        if weights is not self.weights:  # learned since `combine_pair`: its exps are stale
             get = bias.get
             s0 = get(c0, 0.0) + a * x0 + b * z0
             s1 = get(c1, 0.0) + a * x1 + b * z1
@@ -167,6 +146,25 @@ class StackedBlend:
         bias[c1] = keep * (bias.get(c1, 0.0) + g1)
         da = 0.0 + g0 * x0 + g1 * x1
         db = 0.0 + g0 * z0 + g1 * z1
+        self.weights = [1 + keep * (a + da - 1), 1 + keep * (b + db - 1)]
+
+    def _learn_classes(self, features: Any, label: Any) -> None:
+        classes, lc, lo = features
+        exps = self._exps(classes, lc, lo)
+        total = sum(exps)
+        k = len(classes)
+        mc, mo = sum(lc) / k, sum(lo) / k
+        size = 1 + 4 / k * sum((x - mc) ** 2 + (z - mo) ** 2 for x, z in zip(lc, lo, strict=True))
+        step = self.rate / (1 + size / 10)
+        keep = 1 - self.shrink
+        bias = self.bias
+        da = db = 0.0
+        for c, x, z, e in zip(classes, lc, lo, exps, strict=True):
+            g = step * ((c == label) - e / total)
+            bias[c] = keep * (bias.get(c, 0.0) + g)
+            da += g * x
+            db += g * z
+        a, b = self.weights
         self.weights = [1 + keep * (a + da - 1), 1 + keep * (b + db - 1)]
 
 
@@ -230,7 +228,7 @@ class ServingRule:
     def _reset(self) -> None:
         self._alpha = 1 - 0.5 ** (1 / self.halflife)
         self._recent = [self.start, self.start, self.start]  # champion, online, blend
-        self._serving = 0
+        self.serving_index = 0  # the source serving, as its position in SOURCES (0 champion, 1 online, 2 blend)
         self.switches = 0
         self.n_seen = 0
         self.renewals = 0  # the online learner's renewals, as last heard (`on_renewals`)
@@ -238,12 +236,7 @@ class ServingRule:
     @property
     def serving(self) -> str:
         """The source that serves the next records: champion, online or blend."""
-        return SOURCES[self._serving]
-
-    @property
-    def serving_index(self) -> int:
-        """`serving` as its position in `SOURCES` (0 champion, 1 online, 2 blend)."""
-        return self._serving
+        return SOURCES[self.serving_index]
 
     @property
     def recent(self) -> dict[str, float]:
@@ -261,8 +254,8 @@ class ServingRule:
             recent[2] += a * (blend_right - recent[2])
         self.n_seen += 1
         best = 0 if recent[0] >= recent[1] and recent[0] >= recent[2] else 1 if recent[1] >= recent[2] else 2
-        if best != self._serving and recent[best] > recent[self._serving] + self.margin:
-            self._serving = best
+        if best != self.serving_index and recent[best] > recent[self.serving_index] + self.margin:
+            self.serving_index = best
             self.switches += 1
         return self
 
@@ -274,9 +267,9 @@ class ServingRule:
             recent[0] = float(accuracy)
         recent[2] = (recent[0] + recent[1]) / 2
         best = max(range(3), key=recent.__getitem__)
-        if best != self._serving:
+        if best != self.serving_index:
             self.switches += 1
-        self._serving = best
+        self.serving_index = best
 
     def on_online(self, accuracy: float) -> None:
         """The online learner renewed itself (`training.online.Renewing`): it starts from its own

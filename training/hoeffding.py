@@ -226,7 +226,7 @@ class _Leaf(LeafNaiveBayesAdaptive):
             if self._terms_of is not splitters:
                 self._terms, self._terms_of = {}, splitters
             # Compiled: all of it while every class's terms are cached and x has every feature.
-            compiled = _compiled.votes(stats, self._terms, x, _HALF_LOG_TAU)
+            compiled: dict[Any, float] | None = _compiled.votes(stats, self._terms, x, _HALF_LOG_TAU)
             if compiled is not None:
                 return compiled
         total_weight = sum(stats.values())
