@@ -86,6 +86,9 @@ class StackedBlend:
         classes = list(champion)
         if online and not online.keys() <= champion.keys():
             classes += [c for c in online if c not in champion]
+        elif len(classes) == 2:
+            c0, c1 = classes
+            return self.combine_pair(c0, c1, champion[c0], champion[c1], online)
         cget, oget = champion.get, online.get
         lc = [log(max(floor, cget(c, 0.0))) for c in classes]
         lo = [log(max(floor, oget(c, 0.0))) for c in classes] if online else [0.0] * len(classes)
@@ -93,8 +96,59 @@ class StackedBlend:
         best = exps.index(1.0)  # the top score's class (the first of equals)
         return classes[best], 1.0 / sum(exps), (classes, lc, lo)
 
+    def combine_pair(self, c0: Any, c1: Any, p0: float, p1: float,
+                     online: Mapping[Any, float]) -> tuple[Any, float, Any]:
+        """`combine({c0: p0, c1: p1}, online)` for an `online` with no other class: written out for two
+        classes (the common case), the same operations in the same order, without lists and loops. What
+        it computed is reused by `learn` when nothing was learned in between (labels without delay)."""
+        floor, log, exp = self.floor, math.log, math.exp
+        x0 = log(p0 if p0 > floor else floor)  # log(max(floor, p0))
+        x1 = log(p1 if p1 > floor else floor)
+        if online:
+            oget = online.get
+            z0, z1 = oget(c0, 0.0), oget(c1, 0.0)
+            z0, z1 = log(z0 if z0 > floor else floor), log(z1 if z1 > floor else floor)
+        else:
+            z0 = z1 = 0.0
+        weights = self.weights
+        a, b = weights
+        get = self.bias.get
+        s0 = get(c0, 0.0) + a * x0 + b * z0
+        s1 = get(c1, 0.0) + a * x1 + b * z1
+        top = s1 if s1 > s0 else s0  # max(s0, s1)
+        e0, e1 = exp(s0 - top), exp(s1 - top)
+        best = c0 if e0 == 1.0 else c1 if e1 == 1.0 else [e0, e1].index(1.0)  # (raises as `combine`)
+        return best, 1.0 / (e0 + e1), (c0, c1, x0, x1, z0, z1, weights, e0, e1)
+
     def learn(self, features: Any, label: Any) -> None:
         """One labelled record, with the features `combine` gave for it."""
+        if len(features) == 3:
+            self._learn_classes(features, label)
+            return
+        # Two classes (`combine_pair`): `_learn_classes` written out for them, the same operations.
+        c0, c1, x0, x1, z0, z1, weights, e0, e1 = features
+        a, b = self.weights
+        bias = self.bias
+        if weights is not self.weights:  # learned since `combine_pair`: its exps are stale
+            get = bias.get
+            s0 = get(c0, 0.0) + a * x0 + b * z0
+            s1 = get(c1, 0.0) + a * x1 + b * z1
+            top = s1 if s1 > s0 else s0
+            e0, e1 = math.exp(s0 - top), math.exp(s1 - top)
+        total = e0 + e1
+        mc, mo = (x0 + x1) / 2, (z0 + z1) / 2
+        size = 1 + 4 / 2 * (((x0 - mc) ** 2 + (z0 - mo) ** 2) + ((x1 - mc) ** 2 + (z1 - mo) ** 2))
+        step = self.rate / (1 + size / 10)
+        keep = 1 - self.shrink
+        g0 = step * ((c0 == label) - e0 / total)
+        bias[c0] = keep * (bias.get(c0, 0.0) + g0)
+        g1 = step * ((c1 == label) - e1 / total)
+        bias[c1] = keep * (bias.get(c1, 0.0) + g1)
+        da = 0.0 + g0 * x0 + g1 * x1
+        db = 0.0 + g0 * z0 + g1 * z1
+        self.weights = [1 + keep * (a + da - 1), 1 + keep * (b + db - 1)]
+
+    def _learn_classes(self, features: Any, label: Any) -> None:
         classes, lc, lo = features
         exps = self._exps(classes, lc, lo)
         total = sum(exps)
@@ -174,7 +228,7 @@ class ServingRule:
     def _reset(self) -> None:
         self._alpha = 1 - 0.5 ** (1 / self.halflife)
         self._recent = [self.start, self.start, self.start]  # champion, online, blend
-        self._serving = 0
+        self.serving_index = 0  # the source serving, as its position in SOURCES (0 champion, 1 online, 2 blend)
         self.switches = 0
         self.n_seen = 0
         self.renewals = 0  # the online learner's renewals, as last heard (`on_renewals`)
@@ -182,12 +236,7 @@ class ServingRule:
     @property
     def serving(self) -> str:
         """The source that serves the next records: champion, online or blend."""
-        return SOURCES[self._serving]
-
-    @property
-    def serving_index(self) -> int:
-        """`serving` as its position in `SOURCES` (0 champion, 1 online, 2 blend)."""
-        return self._serving
+        return SOURCES[self.serving_index]
 
     @property
     def recent(self) -> dict[str, float]:
@@ -205,8 +254,8 @@ class ServingRule:
             recent[2] += a * (blend_right - recent[2])
         self.n_seen += 1
         best = 0 if recent[0] >= recent[1] and recent[0] >= recent[2] else 1 if recent[1] >= recent[2] else 2
-        if best != self._serving and recent[best] > recent[self._serving] + self.margin:
-            self._serving = best
+        if best != self.serving_index and recent[best] > recent[self.serving_index] + self.margin:
+            self.serving_index = best
             self.switches += 1
         return self
 
@@ -218,9 +267,9 @@ class ServingRule:
             recent[0] = float(accuracy)
         recent[2] = (recent[0] + recent[1]) / 2
         best = max(range(3), key=recent.__getitem__)
-        if best != self._serving:
+        if best != self.serving_index:
             self.switches += 1
-        self._serving = best
+        self.serving_index = best
 
     def on_online(self, accuracy: float) -> None:
         """The online learner renewed itself (`training.online.Renewing`): it starts from its own

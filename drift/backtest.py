@@ -302,6 +302,7 @@ class Backtest:
         self._cache: list[Any] = []
         self._confidence: list[float] = []
         self._proba: list[list[float]] | None = None  # the champion's probabilities (serve=best blends them)
+        self._pair: Any = None  # the champion's two classes (a keys view) and StackedBlend.combine_pair
         self.events: list[DriftEvent] = []
         self.event_index: dict[str, int] = {}
         self.decisions: list[tuple[int, Decision]] = []
@@ -372,8 +373,13 @@ class Backtest:
             self.expected[t] = self.estimate.served("champion", served)
             return
         assert self._proba is not None  # kept whenever a serving rule runs
-        chosen, blended, self.blend_x[t] = rule.blend(
-            dict(zip(champion.classes, self._proba[offset], strict=True)), proba or {})
+        pair = self._pair
+        if pair is not None and (not proba or proba.keys() <= pair[0]):  # `StackedBlend.combine`'s own test
+            (c0, c1), (p0, p1) = champion.classes, self._proba[offset]
+            chosen, blended, self.blend_x[t] = pair[1](c0, c1, p0, p1, proba)
+        else:
+            chosen, blended, self.blend_x[t] = rule.blend(
+                dict(zip(champion.classes, self._proba[offset], strict=True)), proba or {})
         self.blend_pred[t] = chosen
         confidence[2][t] = blended
         source = rule.serving_index
@@ -396,6 +402,9 @@ class Backtest:
         self._cache = [_plain(c) for c in np.asarray(self.champion.classes, dtype=object)[best]]
         self._confidence = proba[np.arange(len(best)), best].tolist()
         self._proba = proba.tolist() if self.rule is not None else None
+        classes, stacked = self.champion.classes, self.rule.stacked if self.rule is not None else None
+        # Two classes: the stacked blend's two-class path, called directly (no dict per record).
+        self._pair = (dict.fromkeys(classes).keys(), stacked.combine_pair) if stacked and len(classes) == 2 else None
         self._cache_from, self._cache_to = t, end
 
     def _invalidate(self) -> None:
@@ -425,8 +434,10 @@ class Backtest:
                 # The learner's accuracy matters only on a renewal (`ServingRule.on_renewals`).
                 accuracy = getattr(online, "accuracy", None) if renewals != rule.renewals else None
                 renewed = rule.on_label(outcomes, scored_renewals=scored, renewals=renewals, accuracy=accuracy)
-                rule.learn_blend(self.blend_x[j], y)
-                self.blend_x[j] = None
+                features = self.blend_x[j]
+                if features is not None:  # rule.learn_blend(features, y)
+                    rule.stacked.learn(features, y)  # type: ignore[union-attr]  # only a stacked blend gives any
+                    self.blend_x[j] = None
             else:
                 renewed = renewals != len(renewed_at)
             if renewed:
@@ -522,7 +533,9 @@ class Backtest:
         champion it replaces is archived unless `archive` is False (a provisional one)."""
         if self.champion is not None and self.settings.archive and archive:
             self.archive = [*[a for a in self.archive if a.version != self.champion.version][-9:], self.champion]
-        self.champion = _Champion(model, version, list(model.classes_), list(self.features.columns), window, accuracy)
+        # Plain Python classes (not numpy scalars): the blend computes in Python floats, the same values.
+        self.champion = _Champion(model, version, [_plain(c) for c in model.classes_], list(self.features.columns),
+                                  window, accuracy)
         self._invalidate()
         if self.rule is not None:
             self.rule.on_champion(accuracy)  # a new champion starts from its holdout accuracy

@@ -1,5 +1,6 @@
 """The serving rule and the label-free accuracy estimate (`drift.arbiter`): pure, no broker."""
 
+import math
 import pickle
 import random
 
@@ -206,3 +207,30 @@ def test_the_rule_serves_the_blend_its_settings_name():
     assert stacked.stacked.weights == before
     stacked.learn_blend(features, 0)
     assert stacked.stacked.weights != before
+
+
+def test_the_two_class_path_is_the_general_one_bit_for_bit():
+    """`combine` and `learn` take a shortcut for two classes: the same classes, probabilities and
+    weights as the general lists and loops, to the last bit, with labels late or at once (`learn`
+    reuses `combine`'s exponentials only while nothing was learned in between), an online learner
+    with nothing to say, and probabilities below the floor."""
+    rng = random.Random(11)
+    fast, general = StackedBlend(rate=0.2, shrink=0.01), StackedBlend(rate=0.2, shrink=0.01)
+    pending: list = []
+    for i in range(3000):
+        p, q = rng.choice([rng.random(), 0.0, 1.0, 1e-6]), rng.random()
+        champion, online = {"no": p, "yes": 1 - p}, ({"yes": q, "no": 1 - q} if i % 7 else {})
+        chosen, prob, features = fast.combine(champion, online)
+        assert len(features) != 3  # the shortcut ran
+        classes = ["no", "yes"]  # `combine`'s general lists, by hand
+        lc = [math.log(max(general.floor, champion[c])) for c in classes]
+        lo = [math.log(max(general.floor, online.get(c, 0.0))) for c in classes] if online else [0.0, 0.0]
+        exps = general._exps(classes, lc, lo)
+        assert (chosen, prob) == (classes[exps.index(1.0)], 1.0 / sum(exps))
+        pending.append((features, (classes, lc, lo), rng.choice(classes)))
+        while pending and (rng.random() < 0.5 or len(pending) > 20):  # labels at once or up to 20 late
+            learned, lists, label = pending.pop(0)
+            fast.learn(learned, label)
+            general.learn(lists, label)
+            assert fast.weights == general.weights and fast.bias == general.bias
+    assert fast.weights != [1.0, 1.0]

@@ -2,7 +2,7 @@
 """The per-record arithmetic of `training.hoeffding._Leaf` compiled: the same IEEE operations in
 the same order (libm's `pow` and `log`, as CPython's float `**` and `math.log` call them)."""
 
-from libc.math cimport log, pow, INFINITY, isinf
+from libc.math cimport exp, log, pow, INFINITY, isinf
 
 cdef double _square(double d) except? -1.0:
     # CPython's float ** 2.0: libm's pow (not d * d, which may round differently), OverflowError on overflow
@@ -54,3 +54,51 @@ def update_rows(dict x, dict rows, y, double w, terms):
             else:
                 keep = False
     return rest, keep
+
+
+cdef object _ABSENT = object()
+
+
+def votes(dict stats, dict cache, dict x, double half_log_tau):
+    """`_Leaf._votes` and `_normalised` for a leaf whose classes all have their Gaussian terms cached
+    and a record with every feature; None otherwise (nothing changed: the Python path runs)."""
+    cdef double total_weight = 0.0, class_weight, ratio, vote, log_p, max_ll = 0.0, lse, acc
+    cdef dict out = {}
+    cdef tuple t
+    cdef bint first = True
+    for value in stats.values():  # sum(stats.values()): left to right (a float's 0 + w is w)
+        total_weight += <double>value
+    if not stats or total_weight == 0:
+        return {}
+    for class_index, value in stats.items():
+        class_weight = <double>value
+        if not class_weight > 0:
+            out[class_index] = 0.0
+            continue
+        terms = cache.get(class_index, _ABSENT)
+        if terms is _ABSENT or terms is None:
+            return None
+        ratio = class_weight / total_weight
+        if not ratio > 0:  # math.log raises on 0 (and returns nan on nan): the Python path says so
+            return None
+        vote = log(ratio)
+        for att_idx, t in (<dict>terms).items():
+            item = x.get(att_idx, _ABSENT)
+            if item is _ABSENT:
+                return None
+            log_p = _square(<double>item - <double>t[0]) / <double>t[1] - half_log_tau - <double>t[2]
+            if log_p > -INFINITY:
+                vote += log_p
+        out[class_index] = vote
+    # _normalised: max (the first of equals; nan as Python's max), log-sum-exp, then each exp
+    for value in out.values():
+        if first or <double>value > max_ll:
+            max_ll = <double>value
+            first = False
+    acc = 0.0
+    for value in out.values():
+        acc += exp(<double>value - max_ll)
+    lse = max_ll + log(acc)
+    for class_index, value in out.items():
+        out[class_index] = exp(<double>value - lse)
+    return out

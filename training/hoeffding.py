@@ -222,6 +222,13 @@ class _Leaf(LeafNaiveBayesAdaptive):
         """`naive_bayes(x, self.stats, self.splitters)`, the same operations in the same order,
         with each class's Gaussian terms read once while the class learns nothing."""
         stats, splitters = self.stats, self.splitters
+        if _compiled is not None and type(x) is dict and type(stats) is dict:
+            if self._terms_of is not splitters:
+                self._terms, self._terms_of = {}, splitters
+            # Compiled: all of it while every class's terms are cached and x has every feature.
+            compiled: dict[Any, float] | None = _compiled.votes(stats, self._terms, x, _HALF_LOG_TAU)
+            if compiled is not None:
+                return compiled
         total_weight = sum(stats.values())
         if not stats or total_weight == 0:
             return {}
