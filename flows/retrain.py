@@ -91,10 +91,22 @@ def load_window(window: TrainingWindow, settings: Settings, schema: FeatureSchem
     return frame, target
 
 
+# The challenger this process registered last, by registry and model. In the warm retrain process
+# (flows.trigger.ChildProcessRetrain) the next retrain's champion is mostly the one the previous retrain
+# promoted: reused, not downloaded, hashed and deserialized again (a second or more beside busy stages).
+_registered: dict[tuple[str, str], LoadedModel] = {}
+
+
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
 def load_champion(registry: Registry) -> LoadedModel | None:
+    """The champion the alias names now. Not compiled: the flow scores frames with the pipeline."""
     ref = registry.champion()
-    return registry.load(ref.version) if ref else None
+    if ref is None:
+        return None
+    kept = _registered.get((registry.tracking_uri, registry.model_name))
+    if kept is not None and kept.ref == ref:  # the same version of the same run: what the alias names
+        return kept
+    return registry.load(ref.version, compiled=False)
 
 
 # A fit gives the GIL up and takes it back thousands of times (HistGradientBoosting's Cython loops);
@@ -188,10 +200,15 @@ def record_candidate(registry: Registry, model: Any, frame: pd.DataFrame, target
               **{f"model.{k}": v for k, v in model.named_steps["model"].get_params().items()}}
     documents = {"evidence/trigger.json": trigger.model_dump(mode="json"),
                  "evidence/window.json": window.model_dump(mode="json")}
-    return registry.record_candidate(model=model, frame=frame, labels=target, evaluation=evaluation, params=params,
-                                     tags=tags, reference_rows=settings.drift.reference_rows,
-                                     training_seconds=seconds, promote=evaluation.promote,
-                                     documents=documents, description=version_description(trigger, evaluation))
+    run_id, version = registry.record_candidate(
+        model=model, frame=frame, labels=target, evaluation=evaluation, params=params, tags=tags,
+        reference_rows=settings.drift.reference_rows, training_seconds=seconds, promote=evaluation.promote,
+        documents=documents, description=version_description(trigger, evaluation))
+    if version is not None:  # what Registry.load would give back (the schema and accuracy it logged)
+        _registered[(registry.tracking_uri, registry.model_name)] = LoadedModel(
+            ModelRef(registry.model_name, version, run_id), model, FeatureSchema.from_frame(frame),
+            evaluation.challenger_accuracy)
+    return run_id, version
 
 
 @task(cache_policy=NO_CACHE)
