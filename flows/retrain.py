@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -72,23 +73,32 @@ def load_window(window: TrainingWindow, settings: Settings, schema: FeatureSchem
     """The window's labelled records. With the champion's `schema`, a record its scorers
     reject (an extra key, a type change) never becomes training data: one such record
     would otherwise add a column to the next champion."""
-    records, labels = [], {}
-    for message in read_ranges(window.bootstrap_servers, settings.kafka, window.telemetry_topic, window.telemetry):
-        try:
-            record = decode_telemetry(message.value, settings.serving.max_message_bytes)
-            if schema is not None:
-                check_features(record["features"], schema, settings.serving.missing_features, unseen="accept")
-            records.append(record)
-        except Exception:  # any failure on one message: already dead-lettered by the scorer, never fatal here
-            continue
+    # The labels are read on a second consumer meanwhile: each read waits on the broker as much as it decodes.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="window-labels") as pool:
+        labels = pool.submit(_window_labels, window, settings)
+        records = []
+        for message in read_ranges(window.bootstrap_servers, settings.kafka, window.telemetry_topic,
+                                   window.telemetry):
+            try:
+                record = decode_telemetry(message.value, settings.serving.max_message_bytes)
+                if schema is not None:
+                    check_features(record["features"], schema, settings.serving.missing_features, unseen="accept")
+                records.append(record)
+            except Exception:  # any failure on one message: already dead-lettered by the scorer, never fatal here
+                continue
+        frame, target, _ = join_labelled(records, labels.result())
+    return frame, target
+
+
+def _window_labels(window: TrainingWindow, settings: Settings) -> dict[Any, Any]:
+    labels: dict[Any, Any] = {}
     for message in read_ranges(window.bootstrap_servers, settings.kafka, window.labels_topic, window.labels):
         try:
             value = decode_label(message.value)
         except Exception:
             continue
         labels[value["id"]] = value["label"]
-    frame, target, _ = join_labelled(records, labels)
-    return frame, target
+    return labels
 
 
 # The challenger this process registered last, by registry and model. In the warm retrain process

@@ -154,9 +154,9 @@ class ChildProcessRetrain(InProcessRetrain):
     imports; it dies with the monitor (kill -9 included: an in-flight retrain ends there, as on a
     thread, and the next one reconciles what it left), and is started again if it died."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, flow: str = "flows.retrain:retrain"):
         super().__init__(settings)
-        self.settings = settings
+        self.settings, self.flow = settings, flow  # `flow`: module:name, imported in the child
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
         self._start()
@@ -168,7 +168,8 @@ class ChildProcessRetrain(InProcessRetrain):
         context = multiprocessing.get_context("spawn")
         ours, theirs = context.Pipe()
         # daemon: ended at the monitor's normal exit; PR_SET_PDEATHSIG (set in the child) covers a kill.
-        process = context.Process(target=serve_retrains, args=(theirs, os.getpid()), name="retrain", daemon=True)
+        process = context.Process(target=serve_retrains, args=(theirs, os.getpid(), self.flow), name="retrain",
+                                  daemon=True)
         process.start()
         theirs.close()
         self._process, self._conn = process, ours
@@ -220,12 +221,14 @@ class ChildProcessRetrain(InProcessRetrain):
         super().close()
 
 
-def serve_retrains(conn: Connection, parent: int) -> None:
+def serve_retrains(conn: Connection, parent: int, flow: str = "flows.retrain:retrain") -> None:
     """The child's loop: one (API URL, window, trigger) at a time, answered with (True, outcome)
     or (False, the exception), until the monitor closes the pipe or dies."""
+    import contextlib
     import ctypes
     import os
     import signal
+    import sys
 
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the monitor
     if os.getppid() != parent:  # it died before the line above
@@ -233,9 +236,12 @@ def serve_retrains(conn: Connection, parent: int) -> None:
     from driftctl.runtime.logs import quiet_libraries
 
     quiet_libraries()
+    import importlib
+
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.retrain import retrain  # the imports a retrain would otherwise wait for (seconds)
+    module, name = flow.split(":")
+    retrain = getattr(importlib.import_module(module), name)  # the imports a retrain would otherwise wait for
 
     while True:
         try:
@@ -252,3 +258,8 @@ def serve_retrains(conn: Connection, parent: int) -> None:
         except Exception as exc:  # not picklable: its text
             conn.send((False, RuntimeError(f"{type(answer[1]).__name__}: {answer[1]}" if not answer[0]
                                            else f"retrain outcome not sent: {exc}")))
+        if "drift.report" not in sys.modules:
+            # Evidently (seconds of imports) for the next retrain's report, imported now while this process
+            # is idle: after an announcement it would compete with the scorers loading the new champion.
+            with contextlib.suppress(Exception):
+                import drift.report  # noqa: F401

@@ -243,9 +243,10 @@ class Registry:
     def set_champion(self, version: int) -> None:
         self.client.set_registered_model_alias(self.model_name, CHAMPION, str(version))
 
-    def move_champion(self, version: int, reason: str, *, expected: int | object | None = ...) -> ModelRef | None:
-        """Point the champion alias at `version`; tag when it was deployed and when the one
-        it replaces was undeployed. Returns the replaced champion (None if there was none).
+    def move_champion(self, version: int, reason: str, *, expected: int | object | None = ...,
+                      tag: bool = True) -> ModelRef | None:
+        """Point the champion alias at `version`; with `tag`, `tag_deployment` too. Returns the
+        replaced champion (None if there was none).
 
         With `expected` (the champion version the caller decided against, None for none) the
         move is compare-and-set: refused if the alias moved meanwhile; a retry of a move that
@@ -260,14 +261,20 @@ class Registry:
             elif current != expected:
                 raise RegistryError(f"the champion alias of {self.model_name} moved meanwhile: expected version "
                                     f"{expected}, found {current}; not moved to {version}")
-        now = iso_time(time.time())
         self.set_champion(version)
+        if tag:
+            self.tag_deployment(version, previous, reason)
+        return previous
+
+    def tag_deployment(self, version: int, previous: ModelRef | None, reason: str) -> None:
+        """When `version` was deployed and why, and when the one it replaced was undeployed: what the
+        MLflow UI shows (the ledger is the record). Three writes, so a promotion tags after announcing."""
+        now = iso_time(time.time())
         self.client.set_model_version_tag(self.model_name, str(version), "driftctl.deployed_at", now)
         self.client.set_model_version_tag(self.model_name, str(version), "driftctl.deployed_reason",
                                           mask_url(reason)[:5000])
         if previous is not None and previous.version != version:
             self.client.set_model_version_tag(self.model_name, str(previous.version), "driftctl.undeployed_at", now)
-        return previous
 
     def restore_champion(self, previous: ModelRef | None) -> None:
         """Undo a move whose announcement failed: the alias goes back to `previous`."""
