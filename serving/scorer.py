@@ -35,7 +35,6 @@ from serving.kafka_io import SendFailed, commit_or_warn, make_group_consumer, ma
 from serving.learner import YOUNG_COLLECTION_THRESHOLD, LearnerFailed, LearnerProcess, remove_stale_start_files
 from serving.metrics import ScorerMetrics
 from serving.updates import ModelUpdates
-from training.compiled import compile_verified
 from training.recipes import make_online_learner
 from training.registry import LoadedModel, Registry
 
@@ -171,7 +170,7 @@ class Scorer:
             return wanted, None
         log.info("model update: loading %s version %s", self.registry.model_name, wanted)
         try:
-            return wanted, self.registry.load(wanted, compiled=False)  # compiled once it serves (_swap)
+            return wanted, self.registry.load(wanted)
         except Exception as exc:  # any failure to load leaves the current model serving
             raise _LoadFailed(wanted, exc) from exc
 
@@ -188,9 +187,6 @@ class Scorer:
         self.metrics.model_version.set(loaded.ref.version)
         self._publish_stats()
         log.info("now serving %s version %s", loaded.ref.name, loaded.ref.version)
-        # The dict-row pipeline is compiled and verified on the loader's thread while the pipeline serves (the
-        # same predictions, verified): the swap does not wait for it. A newer load queues behind it.
-        self._loader.submit(_compile, loaded)
 
     def _fault(self, what: str, exc: Exception) -> None:
         """A store of the scorer's failed (disk full, database locked, MLflow away): logged, counted
@@ -619,10 +615,6 @@ def freeze_heap(full: bool = True) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])
-
-
-def _compile(loaded: LoadedModel) -> None:
-    loaded.compiled = compile_verified(loaded.model, loaded.schema)  # one assignment: a batch sees None or it
 
 
 def _blend_winner(classes: list[Any], champion: list[float], online: dict[Any, float]) -> tuple[Any, float]:
