@@ -88,6 +88,8 @@ class RetrainSettings(BaseModel):
     probation_rows: int = Field(500, ge=10, description="labelled records after a promotion judged for auto-rollback")
     rollback_margin: float = Field(0.02, ge=0, description="accuracy the previous champion must lead by to roll back")
     auto_rollback: bool = True
+    child_process: bool = Field(True, description="without a Prefect server, run the retrain flow in a warm child "
+                                                  "process of the monitor, not beside its threads (the GIL)")
     nightly_cron: str = Field("", description="cron (UTC) `driftctl up` gives the retrain-nightly deployment; "
                                              "empty keeps prefect.yaml's")
     positions_kept: int = Field(50_000, ge=1_000, description="the monitor's newest labelled positions kept for "

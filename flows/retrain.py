@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
@@ -73,29 +74,50 @@ def load_window(window: TrainingWindow, settings: Settings, schema: FeatureSchem
     """The window's labelled records. With the champion's `schema`, a record its scorers
     reject (an extra key, a type change) never becomes training data: one such record
     would otherwise add a column to the next champion."""
-    records, labels = [], {}
-    for message in read_ranges(window.bootstrap_servers, settings.kafka, window.telemetry_topic, window.telemetry):
-        try:
-            record = decode_telemetry(message.value, settings.serving.max_message_bytes)
-            if schema is not None:
-                check_features(record["features"], schema, settings.serving.missing_features, unseen="accept")
-            records.append(record)
-        except Exception:  # any failure on one message: already dead-lettered by the scorer, never fatal here
-            continue
+    # The labels are read on a second consumer meanwhile: each read waits on the broker as much as it decodes.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="window-labels") as pool:
+        labels = pool.submit(_window_labels, window, settings)
+        records = []
+        for message in read_ranges(window.bootstrap_servers, settings.kafka, window.telemetry_topic,
+                                   window.telemetry):
+            try:
+                record = decode_telemetry(message.value, settings.serving.max_message_bytes)
+                if schema is not None:
+                    check_features(record["features"], schema, settings.serving.missing_features, unseen="accept")
+                records.append(record)
+            except Exception:  # any failure on one message: already dead-lettered by the scorer, never fatal here
+                continue
+        frame, target, _ = join_labelled(records, labels.result())
+    return frame, target
+
+
+def _window_labels(window: TrainingWindow, settings: Settings) -> dict[Any, Any]:
+    labels: dict[Any, Any] = {}
     for message in read_ranges(window.bootstrap_servers, settings.kafka, window.labels_topic, window.labels):
         try:
             value = decode_label(message.value)
         except Exception:
             continue
         labels[value["id"]] = value["label"]
-    frame, target, _ = join_labelled(records, labels)
-    return frame, target
+    return labels
+
+
+# The challenger this process registered last, by registry and model. In the warm retrain process
+# (flows.trigger.ChildProcessRetrain) the next retrain's champion is mostly the one the previous retrain
+# promoted: reused, not downloaded, hashed and deserialized again (a second or more beside busy stages).
+_registered: dict[tuple[str, str], LoadedModel] = {}
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
 def load_champion(registry: Registry) -> LoadedModel | None:
+    """The champion the alias names now. Not compiled: the flow scores frames with the pipeline."""
     ref = registry.champion()
-    return registry.load(ref.version) if ref else None
+    if ref is None:
+        return None
+    kept = _registered.get((registry.tracking_uri, registry.model_name))
+    if kept is not None and kept.ref == ref:  # the same version of the same run: what the alias names
+        return kept
+    return registry.load(ref.version, compiled=False)
 
 
 # A fit gives the GIL up and takes it back thousands of times (HistGradientBoosting's Cython loops);
@@ -189,10 +211,15 @@ def record_candidate(registry: Registry, model: Any, frame: pd.DataFrame, target
               **{f"model.{k}": v for k, v in model.named_steps["model"].get_params().items()}}
     documents = {"evidence/trigger.json": trigger.model_dump(mode="json"),
                  "evidence/window.json": window.model_dump(mode="json")}
-    return registry.record_candidate(model=model, frame=frame, labels=target, evaluation=evaluation, params=params,
-                                     tags=tags, reference_rows=settings.drift.reference_rows,
-                                     training_seconds=seconds, promote=evaluation.promote,
-                                     documents=documents, description=version_description(trigger, evaluation))
+    run_id, version = registry.record_candidate(
+        model=model, frame=frame, labels=target, evaluation=evaluation, params=params, tags=tags,
+        reference_rows=settings.drift.reference_rows, training_seconds=seconds, promote=evaluation.promote,
+        documents=documents, description=version_description(trigger, evaluation))
+    if version is not None:  # what Registry.load would give back (the schema and accuracy it logged)
+        _registered[(registry.tracking_uri, registry.model_name)] = LoadedModel(
+            ModelRef(registry.model_name, version, run_id), model, FeatureSchema.from_frame(frame),
+            evaluation.challenger_accuracy)
+    return run_id, version
 
 
 @task(cache_policy=NO_CACHE)

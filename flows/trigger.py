@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from driftctl.messages import RetrainTrigger, TrainingWindow
 from driftctl.settings import Settings
 from driftctl.stores.ledger import Ledger
 
 if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
+
     from prefect.events.schemas.events import Event
 
 Retrain = Callable[[TrainingWindow, RetrainTrigger], dict]
@@ -107,9 +110,13 @@ class DeploymentRetrain:
 
 
 def make_retrain(settings: Settings) -> Retrain:
-    """In-process flow calls by default; the event path when `prefect.api_url` is set."""
+    """Without `prefect.api_url`, flow calls against a local API: in a warm child process
+    (`retrain.child_process`, the default) or on the monitor's own retrain thread; with it,
+    the event path."""
     if settings.prefect.api_url:
         return DeploymentRetrain(settings)
+    if settings.retrain.child_process:
+        return ChildProcessRetrain(settings)
     return InProcessRetrain(settings)
 
 
@@ -133,3 +140,125 @@ class InProcessRetrain:
 
     def close(self) -> None:
         self.api.stop()
+
+
+class RetrainProcessDied(Exception):
+    """The retrain's child process ended before the flow did."""
+
+
+class ChildProcessRetrain(InProcessRetrain):
+    """The same flow calls, run in a warm child process. In the monitor's process the flow shared
+    the GIL with the monitor's busy threads (the stream's readers, the producer in the demo): every
+    part of it (the window's decode, the fits, MLflow's registration) ran several times slower than
+    alone. The child imports the flow once, when the monitor starts, so a retrain does not pay the
+    imports; it dies with the monitor (kill -9 included: an in-flight retrain ends there, as on a
+    thread, and the next one reconciles what it left), and is started again if it died."""
+
+    def __init__(self, settings: Settings, flow: str = "flows.retrain:retrain"):
+        super().__init__(settings)
+        self.settings, self.flow = settings, flow  # `flow`: module:name, imported in the child
+        self._process: BaseProcess | None = None
+        self._conn: Connection | None = None
+        self._start()
+
+    def _start(self) -> None:
+        import multiprocessing
+        import os
+
+        context = multiprocessing.get_context("spawn")
+        ours, theirs = context.Pipe()
+        # daemon: ended at the monitor's normal exit; PR_SET_PDEATHSIG (set in the child) covers a kill.
+        process = context.Process(target=serve_retrains, args=(theirs, os.getpid(), self.flow), name="retrain",
+                                  daemon=True)
+        process.start()
+        theirs.close()
+        self._process, self._conn = process, ours
+
+    def __call__(self, window: TrainingWindow, trigger: RetrainTrigger) -> dict:
+        if self._process is None or self._conn is None or not self._process.is_alive():
+            self._start()
+        assert self._process is not None and self._conn is not None
+        try:
+            self._conn.send((self.api.api_url(), window, trigger))
+            ok, value = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            process, self._process = self._process, None
+            process.join(timeout=5)
+            raise RetrainProcessDied(self._died(trigger, process.exitcode)) from exc
+        if ok:
+            return value
+        raise value
+
+    def _died(self, trigger: RetrainTrigger, code: int | None) -> str:
+        """Recorded as the decision's failure; its lease is released (the flow's holder names the
+        decision), so the next retrain need not wait for it to expire. A change the child left half
+        done is ended by the next retrain's reconcile, under the lease."""
+        from serving.promotion import lease_name
+
+        name = self.settings.mlflow.model_name
+        reason = (f"retrain failed: its process exited with code {code} before the flow ended; an interrupted "
+                  f"champion change is ended by the next retrain")
+        ledger = Ledger.from_settings(self.settings)
+        try:
+            holder = ledger.holder(lease_name(name))
+            if holder is not None and holder.startswith(f"{trigger.decision_id}/"):
+                ledger.release(lease_name(name), holder)
+            ledger.append("failure", reason=reason, model_name=name, event_id=trigger.first_event,
+                          payload={"trigger": trigger.model_dump(mode="json")})
+        except Exception as exc:  # the monitor logs the failure either way
+            reason += f" (not recorded in the ledger: {exc})"
+        finally:
+            ledger.close()
+        return reason
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()  # the child reads the end of its pipe and exits
+        if self._process is not None:
+            self._process.join(timeout=10)
+            if self._process.is_alive():
+                self._process.kill()
+        super().close()
+
+
+def serve_retrains(conn: Connection, parent: int, flow: str = "flows.retrain:retrain") -> None:
+    """The child's loop: one (API URL, window, trigger) at a time, answered with (True, outcome)
+    or (False, the exception), until the monitor closes the pipe or dies."""
+    import contextlib
+    import ctypes
+    import os
+    import signal
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the monitor
+    if os.getppid() != parent:  # it died before the line above
+        return
+    from driftctl.runtime.logs import quiet_libraries
+
+    quiet_libraries()
+    import importlib
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    module, name = flow.split(":")
+    retrain = getattr(importlib.import_module(module), name)  # the imports a retrain would otherwise wait for
+    # Evidently too (seconds of CPU), for the report after a promotion: imported then, it competed with the scorers
+    # loading the new champion; imported mid-stream after the first retrain, tests/test_loop.py twice saw a drift
+    # event named before the drift at load 20 (main passed). Here, before the first retrain: the bootstrap waits.
+    with contextlib.suppress(Exception):
+        import drift.report  # noqa: F401
+
+    while True:
+        try:
+            api_url, window, trigger = conn.recv()
+        except EOFError:
+            return
+        try:
+            with temporary_settings({PREFECT_API_URL: api_url}):
+                answer: tuple[bool, Any] = (True, retrain(window=window, trigger=trigger))
+        except Exception as exc:  # handed to the monitor, as a flow call in its process would raise it
+            answer = (False, exc)
+        try:
+            conn.send(answer)
+        except Exception as exc:  # not picklable: its text
+            conn.send((False, RuntimeError(f"{type(answer[1]).__name__}: {answer[1]}" if not answer[0]
+                                           else f"retrain outcome not sent: {exc}")))

@@ -142,8 +142,8 @@ def change_champion(change: Change, *, registry: Registry, ledger: Ledger, lease
     moved = False
     try:
         lease.check()
-        registry.move_champion(change.version, change.reason,
-                               expected=change.expected.version if change.expected else None)
+        replaced = registry.move_champion(change.version, change.reason,
+                                          expected=change.expected.version if change.expected else None, tag=False)
         moved = True
         faults.step(f"{step}:alias")
         published = False
@@ -159,6 +159,8 @@ def change_champion(change: Change, *, registry: Registry, ledger: Ledger, lease
                       model_version=change.expected.version if change.expected else None,
                       event_id=change.event_id, payload={**change.record, "intent": intent, "notes": notes})
         raise ChangeFailed(f"{type(exc).__name__}: {exc}" + (f" ({'; '.join(notes)})" if notes else "")) from exc
+    # The version's deployment tags after the announcement (scorers load meanwhile); the change stands without them.
+    _tag(registry, change, replaced)
     entry = ledger.append(change.kind, reason=change.reason, model_name=name, model_version=change.version,
                           event_id=change.event_id,
                           payload={**change.record, "intent": intent, "published": published})
@@ -188,6 +190,7 @@ def reconcile(*, registry: Registry, ledger: Ledger, bootstrap: str | None, kafk
                               payload={**change.record, "intent": intent.id, "notes": [note]})
                 done.append(f"intent {intent.id} undone ({note})")
                 continue
+            _tag(registry, change, change.expected)
             ledger.append(change.kind, reason=change.reason, model_name=registry.model_name,
                           model_version=change.version, event_id=change.event_id,
                           payload={**change.record, "intent": intent.id, "published": published,
@@ -220,6 +223,13 @@ def reconcile_if_free(*, registry: Registry, ledger: Ledger, bootstrap: str | No
         return reconcile(registry=registry, ledger=ledger, bootstrap=bootstrap, kafka=kafka)
     finally:
         lease.release()
+
+
+def _tag(registry: Registry, change: Change, replaced: ModelRef | None) -> None:
+    try:
+        registry.tag_deployment(change.version, replaced, change.reason)
+    except Exception as exc:  # MLflow's UI misses a date; the alias, the ledger and the scorers agree
+        log.warning("%s to version %s: deployment tags not written: %s", change.kind, change.version, exc)
 
 
 def _announce(bootstrap: str, kafka: KafkaSettings, update: ModelUpdate, attempts: int = 3) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import mlflow
 import pandas as pd
+from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -130,8 +131,9 @@ class Registry:
     def version_tags(self, version: int) -> dict[str, str]:
         return dict(self.client.get_model_version(self.model_name, str(version)).tags)
 
-    def load(self, version: int) -> LoadedModel:
-        """Load exactly this registry version, never 'latest'."""
+    def load(self, version: int, *, compiled: bool = True) -> LoadedModel:
+        """Load exactly this registry version, never 'latest'. `compiled=False`: without the dict-row
+        pipeline (seconds of verification a scorer needs and a caller that only predicts frames does not)."""
         self._point_mlflow()
         try:
             details = self.client.get_model_version(self.model_name, str(version))
@@ -149,7 +151,7 @@ class Registry:
             raise RegistryError(f"cannot load {self.model_name} version {version}: {exc}") from exc
         # Compiled and checked here, on the loader's thread: the scorer swaps in a model ready to serve.
         return LoadedModel(ModelRef(self.model_name, int(version), run_id_of(details)), model, schema, accuracy,
-                           compile_verified(model, schema))
+                           compile_verified(model, schema) if compiled else None)
 
     def schema(self, run_id: str) -> FeatureSchema:
         """The feature schema a run's model was trained on (what scorers check records against)."""
@@ -181,17 +183,22 @@ class Registry:
         from mlflow.data.pandas_dataset import from_pandas  # what mlflow.data.from_pandas names
 
         self._point_mlflow()
-        with mlflow.start_run(experiment_id=self.experiment_id(), run_name=tags.get("driftctl.decision_id")) as run:
-            mlflow.log_params(params)
+        # Every MLflow write is a commit (tens of ms on SQLite): the run's tags go with its creation,
+        # its params and metrics in one batch, the version's tags with the version.
+        tags = {key: mask_url(value) for key, value in
+                {**tags, "driftctl.promote": str(promote), "driftctl.evaluation": evaluation.reason,
+                 "driftctl.training_data_hash": content_hash(frame, labels)}.items()}
+        with mlflow.start_run(experiment_id=self.experiment_id(), run_name=tags.get("driftctl.decision_id"),
+                              tags=tags) as run:
+            run_id = run.info.run_id
             metrics = {"challenger_accuracy": evaluation.challenger_accuracy,
                        "holdout_rows": evaluation.holdout_rows, "training_rows": len(frame),
                        "training_seconds": training_seconds}
             if evaluation.champion_accuracy is not None:
                 metrics["champion_accuracy"] = evaluation.champion_accuracy
-            mlflow.log_metrics(metrics)
-            mlflow.set_tags({key: mask_url(value) for key, value in
-                             {**tags, "driftctl.promote": str(promote), "driftctl.evaluation": evaluation.reason,
-                              "driftctl.training_data_hash": content_hash(frame, labels)}.items()})
+            self.client.log_batch(run_id, metrics=[Metric(k, float(v), int(time.time() * 1000), 0)
+                                                   for k, v in metrics.items()],
+                                  params=[Param(k, str(v)) for k, v in params.items()])
             dataset = from_pandas(frame.assign(label=labels.values), targets="label",
                                   name=tags.get("driftctl.window", "training-window"))
             mlflow.log_input(dataset, context="training")
@@ -211,20 +218,19 @@ class Registry:
                 skops_trusted_types=list(ALLOWED_TYPES),
                 # Explicit requirements: inferring them re-imports the model in a subprocess (seconds).
                 pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
-                registered_model_name=self.model_name if promote else None,
                 signature=_signature(model, frame),
             )
-            run_id = run.info.run_id
         if not promote:
             return run_id, None
-        version = int(info.registered_model_version)
-        # The hash of exactly what a scorer will download; it is checked at every load.
+        # Registered with its tags in one write (they were one write each).
+        version = int(mlflow.register_model(info.model_uri, self.model_name, tags=tags).version)
+        # The hash of exactly what a scorer will download (MLflow writes the version into it); it is
+        # checked at every load.
         with tempfile.TemporaryDirectory(prefix="driftctl-model-") as tmp:
             local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{self.model_name}/{version}",
                                                         dst_path=tmp)
             sha256 = artifact_sha256(Path(local))
-        for key, value in {**tags, HASH_TAG: sha256}.items():
-            self.client.set_model_version_tag(self.model_name, str(version), key, mask_url(value))
+        self.client.set_model_version_tag(self.model_name, str(version), HASH_TAG, sha256)
         if description:
             self.client.update_model_version(self.model_name, str(version), description=mask_url(description))
         self.client.set_tag(run_id, HASH_TAG, sha256)
@@ -237,9 +243,10 @@ class Registry:
     def set_champion(self, version: int) -> None:
         self.client.set_registered_model_alias(self.model_name, CHAMPION, str(version))
 
-    def move_champion(self, version: int, reason: str, *, expected: int | object | None = ...) -> ModelRef | None:
-        """Point the champion alias at `version`; tag when it was deployed and when the one
-        it replaces was undeployed. Returns the replaced champion (None if there was none).
+    def move_champion(self, version: int, reason: str, *, expected: int | object | None = ...,
+                      tag: bool = True) -> ModelRef | None:
+        """Point the champion alias at `version`; with `tag`, `tag_deployment` too. Returns the
+        replaced champion (None if there was none).
 
         With `expected` (the champion version the caller decided against, None for none) the
         move is compare-and-set: refused if the alias moved meanwhile; a retry of a move that
@@ -254,14 +261,20 @@ class Registry:
             elif current != expected:
                 raise RegistryError(f"the champion alias of {self.model_name} moved meanwhile: expected version "
                                     f"{expected}, found {current}; not moved to {version}")
-        now = iso_time(time.time())
         self.set_champion(version)
+        if tag:
+            self.tag_deployment(version, previous, reason)
+        return previous
+
+    def tag_deployment(self, version: int, previous: ModelRef | None, reason: str) -> None:
+        """When `version` was deployed and why, and when the one it replaced was undeployed: what the
+        MLflow UI shows (the ledger is the record). Three writes, so a promotion tags after announcing."""
+        now = iso_time(time.time())
         self.client.set_model_version_tag(self.model_name, str(version), "driftctl.deployed_at", now)
         self.client.set_model_version_tag(self.model_name, str(version), "driftctl.deployed_reason",
                                           mask_url(reason)[:5000])
         if previous is not None and previous.version != version:
             self.client.set_model_version_tag(self.model_name, str(previous.version), "driftctl.undeployed_at", now)
-        return previous
 
     def restore_champion(self, previous: ModelRef | None) -> None:
         """Undo a move whose announcement failed: the alias goes back to `previous`."""
