@@ -97,7 +97,86 @@ def producer_process(settings_json: str, bootstrap: str, records: int, rate: flo
     shared[0], shared[1] = sent, 1
 
 
-def monitor_process(settings_json: str, bootstrap: str, shared: Any, stop: Any, trace: str | None = None) -> None:
+def memory_profile(pid: int | str = "self") -> dict[str, int]:
+    """Resident KB by kind of mapping (/proc/PID/smaps): the C heap, anonymous maps (glibc's other
+    arenas, mmapped blocks, thread stacks), files (shared libraries), and the rest."""
+    kinds: dict[str, int] = {}
+    kind = "other"
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                head = line.split(None, 6)
+                if "-" in head[0] and ":" not in head[0]:  # a mapping's first line: range perms offset dev inode [path]
+                    path = head[5].strip() if len(head) > 5 else ""
+                    kind = ("heap" if path == "[heap]" else "anon" if not path else "stack" if path == "[stack]"
+                            else "file" if path.startswith("/") else "other")
+                elif head[0] == "Rss:":
+                    kinds[kind] = kinds.get(kind, 0) + int(head[1])
+    except OSError:
+        pass
+    return kinds
+
+
+def mallinfo() -> dict[str, int]:
+    """glibc's mallinfo2: arena (bytes from brk), hblkhd (mmapped blocks), uordblks (in use),
+    fordblks (free in the arenas). Empty elsewhere than glibc >= 2.33."""
+    import ctypes
+
+    class Info(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                          "fsmblks", "uordblks", "fordblks", "keepcost")]
+    try:
+        fn = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return {}
+    fn.restype = Info
+    info = fn()
+    return {name: getattr(info, name) // 1024 for name in ("arena", "hblkhd", "uordblks", "fordblks")}
+
+
+def pymalloc_stats() -> dict[str, int]:
+    """Python's small-object allocator (sys._debugmallocstats, which writes to the C stderr):
+    its arenas in use and the bytes in used and free blocks, in KB."""
+    import sys
+
+    wanted = {"# arenas allocated current": "arenas", "# bytes in allocated blocks": "allocated_kb",
+              "# bytes in available blocks": "available_kb", "# bytes in unused pools": "unused_pools_kb"}
+    with tempfile.TemporaryFile("w+") as f:
+        saved = os.dup(2)
+        try:
+            sys.stderr.flush()
+            os.dup2(f.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        f.seek(0)
+        found = {}
+        for line in f:
+            name, _, value = line.partition("=")
+            key = wanted.get(name.strip())
+            if key:
+                number = int(value.strip().replace(",", ""))
+                found[key] = number if key == "arenas" else number // 1024
+    return found
+
+
+def monitor_sizes(monitor: Any) -> dict[str, int]:
+    """The lengths of the monitor's containers (what could grow per record or per event)."""
+    import sys
+
+    watch = monitor.watch
+    sizes = {"pending": len(monitor._pending), "pending_bytes": monitor._pending_bytes, "done": len(monitor._done),
+             "positions": len(monitor._positions), "labelled_rows": len(monitor._labelled_rows),
+             "events": len(monitor.events), "decisions": len(monitor.decisions), "outcomes": len(monitor.outcomes),
+             "incident_of": len(monitor._incident_of), "error_positions": len(watch._error_positions),
+             "probe_online": len(watch._probe_online), "blocks": sys.getallocatedblocks(),
+             "threads": threading.active_count()}
+    return sizes
+
+
+def monitor_process(settings_json: str, bootstrap: str, shared: Any, stop: Any, trace: str | None = None,
+                    mem_log: str | None = None) -> None:
     import tracemalloc  # with --trace-dir: snapshots of the monitor, to find what grows (slow: a short run only)
 
     from threadpoolctl import threadpool_limits
@@ -135,8 +214,16 @@ def monitor_process(settings_json: str, bootstrap: str, shared: Any, stop: Any, 
         }
         shared[:] = [int(values[name]) for name in MONITOR_FIELDS]
 
-    dumped = 0.0
+    dumped = logged = 0.0
     while stage.is_alive():
+        if mem_log and time.monotonic() - logged > 30:
+            logged = time.monotonic()
+            line = {"t": round(time.time()), "read": monitor.telemetry_seen, "rss": rss_kb(os.getpid()),
+                    "smaps": memory_profile(), "malloc": mallinfo(), "sizes": monitor_sizes(monitor),
+                    "pymalloc": pymalloc_stats()}
+            with open(mem_log, "a") as f:
+                f.write(json.dumps(line) + "\n")
+
         publish_stats()
         if trace and not tracemalloc.is_tracing() and monitor.telemetry_seen > 5_000:  # imports done
             tracemalloc.start(6)
@@ -160,6 +247,10 @@ def main() -> None:
                         help="seconds the stages get to finish after the producer")
     parser.add_argument("--trace-dir", type=Path, default=None,
                         help="dump tracemalloc snapshots of the monitor there every 60 s (slows it)")
+    parser.add_argument("--monitor-malloc", action="store_true",
+                        help="the monitor's Python objects from the C library's malloc (PYTHONMALLOC=malloc)")
+    parser.add_argument("--mem-log", type=Path, default=None,
+                        help="append the monitor's memory by kind (smaps, malloc, its containers) there every 30 s")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "soak.md")
     args = parser.parse_args()
 
@@ -185,12 +276,16 @@ def main() -> None:
                                args=(settings_json, bootstrap, scorer_stats, scorer_stop))
         monitor = spawn.Process(target=monitor_process, name="monitor", daemon=True,
                                 args=(settings_json, bootstrap, monitor_stats, monitor_stop,
-                                       str(args.trace_dir) if args.trace_dir else None))
+                                       str(args.trace_dir) if args.trace_dir else None,
+                                       str(args.mem_log) if args.mem_log else None))
         producer = spawn.Process(target=producer_process, name="producer", daemon=True,
                                  args=(settings_json, bootstrap, args.records, args.rate, scorer_stats,
                                        producer_stats, producer_stop))
         scorer.start()
+        if args.monitor_malloc:  # a spawned process inherits the environment at its start
+            os.environ["PYTHONMALLOC"] = "malloc"
         monitor.start()
+        os.environ.pop("PYTHONMALLOC", None)
         producer.start()
         stages = {"producer": producer, "scorer": scorer, "monitor": monitor}
         produced_at: float | None = None
@@ -241,8 +336,9 @@ def main() -> None:
     result = summarize(args, settings, samples, producer_stats[0], scorer_stats[:], mon, seconds, error,
                        produced_at - started if produced_at else None)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    # `--out x.json` wrote the table over the samples (run 5's soak_2m.json): the table goes to x.md then.
     args.out.with_suffix(".json").write_text(json.dumps({**result, "samples": samples}, indent=1))
-    args.out.write_text(render(result))
+    args.out.with_suffix(".md").write_text(render(result))
     print(json.dumps({k: v for k, v in result.items() if k != "quarters"}, indent=1))
     print(render(result))
 

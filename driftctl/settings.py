@@ -249,6 +249,9 @@ class ServingSettings(BaseModel):
                                                                      "to join late labels, in each scorer and in "
                                                                      "the monitor; the oldest go first")
     join_max_age: float = Field(3_600.0, gt=0, description="seconds a record waits for its label")
+    monitor_history: int = Field(1_000, ge=1, description="drift events, decisions, retrain outcomes and rollbacks "
+                                                          "the monitor keeps in memory, the newest (the ledger has "
+                                                          "them all): a drift that lasts fires an event a window")
     checkpoint_every: float = Field(10.0, gt=0, description="seconds between online-learner checkpoints")
     audit_retention: float | None = Field(30 * 86_400.0, gt=0, description="seconds the audit log keeps which model "
                                                                       "scored each record (whole files age out); "

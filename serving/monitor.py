@@ -4,11 +4,11 @@ lets the policy decide; starts the retrain it asks for (one at a time)."""
 from __future__ import annotations
 
 import ctypes
-import itertools
 import logging
 import os
 import threading
 import time
+from array import array
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -81,6 +81,27 @@ def release_freed_memory() -> None:
 
 
 _malloc_trim: Any = None
+# glibc's mallopt parameters, and what the monitor sets them to (`tune_allocator`).
+M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8
+ARENAS, MMAP_THRESHOLD = 2, 256 * 1024
+
+
+def tune_allocator() -> None:
+    """Bound the C heap's fragmentation for a process that runs for days: at most ARENAS malloc
+    arenas (glibc makes up to 8 per core, one per thread that allocates: the monitor has ~20
+    threads), and blocks of MMAP_THRESHOLD bytes and more (fetch buffers, join tables, data
+    frames, model arrays) mapped on their own and unmapped when freed, instead of glibc's
+    threshold that rises with each such block freed and then carves them from the arenas.
+    A variable the user set (MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_) wins. Elsewhere than
+    glibc: nothing."""
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        mallopt(M_ARENA_MAX, ARENAS)
+    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 class Monitor:
@@ -112,22 +133,27 @@ class Monitor:
         self.invalid = 0  # telemetry and labels it could not use (the scorers dead-letter those)
         self.last_invalid: str | None = None
         self.dead_letters = 0  # what the monitor itself dead-lettered: bad predictions, failures on one message
-        self.events: list[DriftEvent] = []
-        self.decisions: list[Decision] = []
-        self.outcomes: list[dict] = []
+        # The newest only (serving.monitor_history): a drift that lasts fires an event every data window.
+        history = settings.serving.monitor_history
+        self.events: deque[DriftEvent] = deque(maxlen=history)
+        self.decisions: deque[Decision] = deque(maxlen=history)
+        self.outcomes: deque[dict] = deque(maxlen=history)
         self._pending: OrderedDict[str, dict] = OrderedDict()  # id -> what has arrived of it
         self._pending_bytes = 0  # the messages (as received) behind _pending, capped by serving.join_max_bytes
         # Ids whose entry is finished (joined, not waited for, or evicted) -> the sides seen (bits
         # below, EVICTED if the join dropped it): a side seen again is a redelivery, a new one after
         # an eviction a near miss. Bounded like _pending, and keyed by the id's hash: an entry's size
         # does not depend on the id's length (ids are the producer's, as long as a message allows).
-        self._done: OrderedDict[int, int] = OrderedDict()
+        # A dict and the order of its keys (an OrderedDict adds a linked node per entry and a table of
+        # them: one long-lived object more per record, ~13 MB more at 200,000).
+        self._done: dict[int, int] = {}
+        self._done_order: deque[int] = deque()
         self._admit = Admission()  # new ids, while a side lags beyond what the join holds
         self._await = Admission()  # labelled records kept waiting for their prediction
         self.join_evicted = 0  # entries the caps dropped before they joined
         self.joined_predictions = 0  # labels joined to the prediction served
         # Per labelled record: telemetry (p, o), label (p, o), ts; the newest only (a sliding window).
-        self._positions: deque[tuple] = deque(maxlen=settings.retrain.positions_kept)
+        self._positions = PositionRing(settings.retrain.positions_kept)
         # Labelled positions below this were the champion's training data: its errors there are
         # in-sample (near zero) and would make the out-of-sample error rate look like a rise.
         self._trained_until = 0
@@ -148,7 +174,7 @@ class Monitor:
         self._previous_model: Future | None = None
         self._probation_rows: list[tuple] = []  # (features, champion correct, label)
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="previous-model")
-        self.rollbacks: list = []
+        self.rollbacks: deque = deque(maxlen=history)
         # An automatic rollback refused because a retrain held the lease: (arguments, when to try again).
         self._rollback_due: tuple[dict, float] | None = None
         self._alias_ahead = False  # the champion was followed from the alias before its own update arrived
@@ -166,7 +192,7 @@ class Monitor:
         # what archived champions are judged on after a concept drift, and the judgement in flight.
         self._labelled_rows: deque[tuple[int, dict, Any]] = deque(maxlen=4 * settings.drift.archive_probe)
         self._archive_judging: Future[dict | None] | None = None
-        self.reinstatements: list = []
+        self.reinstatements: deque = deque(maxlen=history)
         self._reinstated: dict[int, tuple[float, int]] = {}  # version -> (accuracy, rows) it came back on
 
     @property
@@ -200,6 +226,7 @@ class Monitor:
             log.error("monitor: %s (%d store faults so far)", self.last_fault, self.faults)
 
     def run(self) -> None:
+        tune_allocator()  # before the threads below allocate
         updates = ModelUpdates(self.bootstrap, self.settings.kafka)
         producer = self._producer = make_producer(self.bootstrap, self.settings.kafka)
         # A consumer per partition, read in step by Kafka time (serving.kafka_io.PacedReader): one
@@ -477,9 +504,12 @@ class Monitor:
         return state is not None and bool(_sides(state) & side)
 
     def _finish(self, record_id: str, marker: int) -> None:
-        self._done[hash(record_id)] = marker
+        key = hash(record_id)
+        if key not in self._done:
+            self._done_order.append(key)
+        self._done[key] = marker
         if len(self._done) > self.settings.serving.join_max_records:
-            self._done.popitem(last=False)
+            del self._done[self._done_order.popleft()]
 
     def _join(self, record_id: str, state: dict) -> None:
         if "label" not in state:
@@ -487,7 +517,8 @@ class Monitor:
         if "telemetry" in state and not state.get("positioned"):
             state["positioned"] = True
             state["position"] = self.labelled
-            self._positions.append((*state["telemetry"], *state["label_at"], state["ts"]))
+            (t_partition, t_offset), (l_partition, l_offset) = state["telemetry"], state["label_at"]
+            self._positions.append(t_partition, t_offset, l_partition, l_offset, state["ts"])
             self.labelled += 1
             if self.labelled % self.settings.retrain.checkpoint_every == 0:
                 self._checkpoint()
@@ -744,6 +775,8 @@ class Monitor:
         self.decisions.append(decision)
         if decision.action is Action.RETRAIN:
             self._incident_of[decision.id] = decision.incident
+            if len(self._incident_of) > self.settings.serving.monitor_history:
+                del self._incident_of[next(iter(self._incident_of))]
         self._safely("decision not recorded in the ledger", self.incidents.decision, decision,
                      model_name=self.champion.name if self.champion else None,
                      model_version=self.champion.version if self.champion else None)
@@ -781,7 +814,7 @@ class Monitor:
             log.warning("window %d-%d: positions before %d are no longer kept (retrain.positions_kept=%d); "
                         "the window starts there", start, end, base, self.settings.retrain.positions_kept)
             start = base
-        rows = list(itertools.islice(self._positions, start - base, end - base))
+        rows = self._positions.rows(start - base, end - base)
         return TrainingWindow.from_positions(rows, bootstrap_servers=self.bootstrap,
                                              telemetry_topic=self.topics.telemetry, labels_topic=self.topics.labels,
                                              positions=(start, end))
@@ -825,6 +858,40 @@ class Monitor:
         # start), and a bootstrap (no champion replaced) starts none.
         self.watch.retrain_finished(promoted=bool(outcome.get("promoted")), labelled=self.labelled,
                                     window_end=self._training_end, replaced=self._training_replaces)
+
+
+class PositionRing:
+    """The newest `size` labelled positions (telemetry partition and offset, label partition and
+    offset, ts) in columns of machine numbers, overwritten in a ring. A deque of tuples held five
+    Python objects a record for 50,000 records: long-lived objects made one by one among the
+    short-lived ones pin the allocator's arenas, and the monitor's memory crept up with them."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._ints = [array("q", bytes(8 * size)) for _ in range(4)]
+        self._ts = array("d", bytes(8 * size))
+        self._count = 0  # appended so far; the newest is at (_count - 1) % size
+
+    def __len__(self) -> int:
+        return min(self._count, self.size)
+
+    def append(self, t_partition: int, t_offset: int, l_partition: int, l_offset: int, ts: float) -> None:
+        i = self._count % self.size
+        t_parts, t_offs, l_parts, l_offs = self._ints
+        t_parts[i], t_offs[i], l_parts[i], l_offs[i], self._ts[i] = t_partition, t_offset, l_partition, l_offset, ts
+        self._count += 1
+
+    def rows(self, start: int, end: int) -> list[tuple[int, int, int, int, float]]:
+        """Rows [start, end) of those kept, oldest first (as `list(deque)[start:end]`)."""
+        kept = len(self)
+        start, end = max(0, start), min(end, kept)
+        oldest = self._count - kept
+        t_parts, t_offs, l_parts, l_offs = self._ints
+        rows = []
+        for j in range(start, end):
+            i = (oldest + j) % self.size
+            rows.append((t_parts[i], t_offs[i], l_parts[i], l_offs[i], self._ts[i]))
+        return rows
 
 
 def _sides(state: dict) -> int:

@@ -151,3 +151,46 @@ def test_the_monitor_s_state_is_the_same_size_after_2n_records_as_after_n(tmp_pa
     assert map_2n - map_n <= 9 * n
     assert (after_2n - after_n) - (map_2n - map_n) < 8 * n, (after_n, after_2n, map_n, map_2n)
     mon.ledger.close()
+
+
+def test_a_drift_that_lasts_keeps_only_the_newest_events_and_decisions(tmp_path):
+    """Features far from the champion's reference for the whole stream: the data-drift check fires
+    every window, for as long as the drift lasts. The monitor keeps the newest
+    `serving.monitor_history` events and decisions (the ledger has them all), not one per window."""
+    settings = Settings(home=tmp_path)
+    settings.serving.monitor_history = 5
+    mon = monitor(settings, tmp_path)
+    sent: list = []
+    mon._producer = SimpleNamespace(send=lambda topic, **k: sent.append(topic))  # type: ignore[assignment]
+    champion = ModelRef("m", 1, "r")
+    mon.champion = champion
+    mon.watch.on_champion(champion.as_dict(), [r.record["features"] for r in iot_stream(1_000, drift_at=10**9,
+                                                                                       seed=7)])
+    window = settings.drift.data_window
+    for r in iot_stream(20 * window, drift_at=0):  # drifted from the first record on
+        mon._dispatch(settings.kafka.topics.telemetry, message(r.seq, encode_telemetry(r.record)))
+    fired = sent.count(settings.kafka.topics.drift_events)
+    assert fired >= 15  # an event (nearly) every window, each sent on its topic
+    assert len(mon.events) == 5 and len(mon.decisions) <= 5
+    assert mon.events[-1].index == max(e.index for e in mon.events) > 15 * window  # the newest kept
+    mon._executor.shutdown(wait=True)
+    mon.records.flush(now=True)
+    mon.ledger.close()
+
+
+def test_the_position_ring_gives_the_rows_a_deque_of_tuples_gave():
+    """The labelled positions are kept in columns of machine numbers (no Python object per record);
+    any span of the newest kept reads as it did from a deque of tuples, across the ring's wrap."""
+    from serving.monitor import PositionRing
+
+    ring, reference, rng = PositionRing(1_000), deque(maxlen=1_000), random.Random(5)
+    for n in range(3_517):
+        row = (n % 3, 10_000_000_000 + n, n % 2, 7 * n, 1_795_798_611.25 + n)
+        ring.append(*row)
+        reference.append(row)
+        if n % 97 == 0 or n > 3_500:
+            start = rng.randrange(0, len(reference))
+            end = rng.randrange(start, len(reference) + 1)
+            assert len(ring) == len(reference)
+            assert ring.rows(start, end) == list(itertools.islice(reference, start, end))
+    assert ring.rows(0, 10_000) == list(reference)

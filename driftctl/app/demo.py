@@ -8,7 +8,7 @@ import multiprocessing
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -201,10 +201,13 @@ def run_demo(settings: Settings, progress: Callable[[str, int, int], None] | Non
 
 
 class _Watched(Protocol):
-    """What `summarize` reads of a monitor: a live `Monitor`, or `_Observed` for a served stack."""
+    """What `summarize` reads of a monitor: a live `Monitor` (its newest, serving.monitor_history), or
+    `_Observed` for a served stack."""
 
-    events: list[DriftEvent]
-    outcomes: list[dict[str, Any]]
+    @property
+    def events(self) -> Sequence[DriftEvent]: ...
+    @property
+    def outcomes(self) -> Sequence[dict[str, Any]]: ...
 
 
 def summarize(settings: Settings, sent: int, predictions: list[Prediction], monitor: _Watched, dead_letters: int,
@@ -269,7 +272,7 @@ def summarize(settings: Settings, sent: int, predictions: list[Prediction], moni
                                and math.isfinite(first_served) else None),
         records_on_stale_champion=(sum(1 for p in by_id.values() if p["model"]["version"] != promoted_version
                                        and (p.get("scored_at") or 0.0) >= first.at) if first else None),
-        outcomes=monitor.outcomes,
+        outcomes=list(monitor.outcomes),
         incidents=len({e.incident for e in monitor.events if e.incident is not None}),
         prediction_log=predictions,
     )
