@@ -150,6 +150,8 @@ VARIANTS: dict[str, Variant] = {
     "after+archive-every50": ({"archive_every": 50}, {}),
     # An archived champion far below its own holdout accuracy comes back as a stopgap: the retrain still follows.
     "after+archive-every100+stopgap": ({"archive_every": 100, "archive_stopgap": True}, {}),
+    # Round 8's defaults without the sequential archive and the stopgap (the lead turned them on with the first try).
+    "after-archive-every": ({"archive_every": None, "archive_stopgap": False}, {}),
     "after+first+z4+full+every100+stopgap": ({"first_train_rows": 500, "first_train_z": 4.0, "first_then_full": True,
                                               "archive_every": 100, "archive_stopgap": True}, {}),
     "after+first+z4+full": ({"first_train_rows": 500, "first_train_z": 4.0, "first_then_full": True}, {}),
