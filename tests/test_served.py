@@ -31,7 +31,10 @@ MODEL = "driftctl-classifier"
 # Small windows so that the loop turns in minutes, not the demo's 30,000 records.
 TUNING = {"DRIFTCTL_DRIFT__WARMUP": "1000", "DRIFTCTL_DRIFT__MIN_TRAIN_ROWS": "1000",
           "DRIFTCTL_RETRAIN__SCHEDULED_ROWS": "1000", "DRIFTCTL_RETRAIN__CHECKPOINT_EVERY": "500",
-          "DRIFTCTL_EVIDENTLY__SNAPSHOT_INTERVAL": "5"}
+          "DRIFTCTL_EVIDENTLY__SNAPSHOT_INTERVAL": "5",
+          # This test is about the served path: one bootstrap fit and one drift retrain, each a deployment run
+          # (the provisional champion and the first try, on by default, would make two of each).
+          "DRIFTCTL_DRIFT__EARLY_CHAMPION_ROWS": "null", "DRIFTCTL_DRIFT__FIRST_TRAIN_ROWS": "null"}
 
 
 # The nightly schedule half a day away, so that it never fires during the test (prefect.yaml's
