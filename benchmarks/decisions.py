@@ -8,8 +8,10 @@ on public streams, with labels at once and 500 records late.
 Every policy runs through `drift.backtest.Backtest` (prequential: test, then learn when the
 label arrives `delay` records later), so all of them see labels equally late, ARF included
 (`online:adaptive-random-forest-5`, as in the detection benchmark). Accuracy is over the records
-after the warmup (2,000 labelled records train the first champion); a retrain is a challenger
-trained after that one (an archived champion reinstated is not a retrain: it costs no training).
+after the warmup (2,000 labelled records train the first champion; with labels late, every champion
+policy serves a provisional one trained on the labels already in from record 2,000 until then); a
+retrain is a challenger trained after that one (an archived champion reinstated is not a retrain:
+it costs no training).
 
 Goals (issue 10): on every drifting stream the drift policy's accuracy is at least the best of
 static, periodic and ARF minus 0.002, with at most a third of the best periodic policy's
