@@ -217,6 +217,7 @@ class RetrainTrigger(Message):
     incident: str | None = None  # the drift it acts on; None for a bootstrap or a schedule
     candidates: tuple[int, ...] = ()  # the decision's candidate windows (newest rows of the window)
     promote_z: float | None = None  # the decision's significance for promotion (McNemar z), if any
+    provisional: bool = False  # a bootstrap's stand-in while the warmup's labels are late (drift.policy.Bootstrap)
 
     @property
     def first_event(self) -> str | None:

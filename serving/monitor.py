@@ -793,8 +793,13 @@ class Monitor:
         if self.busy or boot.done:
             return
         if self.champion is not None and not boot.provisional:
-            boot.done = True  # a champion serves already (the registry's at start): nothing to bootstrap
-            return
+            if boot.tried_early or not self._serves_provisional(self.champion):
+                boot.done = True  # a champion serves already (the registry's at start): nothing to bootstrap
+                return
+            # Restarted while a provisional champion served (the ledger says so): the full v1 is still owed,
+            # and the provisional version stays out of the archive.
+            boot.provisional = boot.tried_early = True
+            self._provisional.add(self.champion.version)
         decision: Decision | None
         if self._bootstrap_failed:
             if self.labelled < self.settings.drift.warmup or time.monotonic() < self._bootstrap_at:
@@ -807,6 +812,17 @@ class Monitor:
         self._bootstrapping = True
         self.watch.retrain_started()
         self._act(decision)
+
+    def _serves_provisional(self, champion: ModelRef) -> bool:
+        """Whether `champion` was promoted as a provisional bootstrap champion (its promotion's trigger in
+        the ledger; unknown counts as no: the champion then serves until a drift replaces it)."""
+        try:
+            entry = self.ledger.last_promotion(champion.name, champion.version)
+        except Exception as exc:
+            log.error("could not read the promotion of %s version %s: %s", champion.name, champion.version, exc)
+            return False
+        trigger = (entry.payload or {}).get("trigger") if entry is not None else None
+        return bool(isinstance(trigger, dict) and trigger.get("provisional"))
 
     def window(self, start: int, end: int) -> TrainingWindow:
         base = self.labelled - len(self._positions)  # the position of the oldest one kept
@@ -826,6 +842,7 @@ class Monitor:
         trigger = RetrainTrigger(decision_id=decision.id, event_ids=decision.event_ids, reason=decision.reason,
                                  kind="bootstrap" if bootstrap else "drift", incident=decision.incident,
                                  candidates=decision.candidates, promote_z=decision.promote_z,
+                                 provisional=bootstrap and self.watch.bootstrap.in_flight == "early",
                                  evidence=tuple(e for e in self.events if e.id in decision.event_ids))
         log.warning("retrain: %s", decision.reason)
         self._training_end = decision.window[1]

@@ -220,7 +220,7 @@ def test_a_trigger_as_the_monitor_wrote_it_before_is_read():
               "evidence": [event.model_dump(mode="json")]}
     trigger = RetrainTrigger.model_validate(before)
     assert trigger.evidence == (event,) and trigger.first_event == event.id
-    added = ("schema_version", "incident", "candidates", "promote_z")  # fields written since; None or empty here
+    added = ("schema_version", "incident", "candidates", "promote_z", "provisional")  # written since: unset here
     assert {k: v for k, v in trigger.model_dump(mode="json").items() if k not in added} == before
 
 

@@ -116,3 +116,50 @@ def test_labels_late_a_provisional_champion_then_the_full_v1(tmp_path):
     settle()
     assert len(asked) == 2
     ledger.close()
+
+
+def test_restarted_while_a_provisional_champion_serves_the_full_v1_still_comes(tmp_path):
+    """A monitor restarted while the provisional champion served reads its promotion in the ledger
+    (the trigger says `provisional`) and still trains the full v1; a champion promoted by any other
+    trigger is left serving."""
+    from driftctl.messages import RetrainTrigger
+    from training.registry import ModelRef
+
+    settings = Settings(home=tmp_path)
+    settings.drift.warmup = 200
+    settings.drift.early_champion_rows = 100
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    name = settings.mlflow.model_name
+    for version, provisional in ((1, True), (2, False)):
+        trigger = RetrainTrigger(kind="bootstrap", reason="bootstrap", provisional=provisional)
+        ledger.append("promotion", reason="promoted", model_name=name, model_version=version,
+                      payload={"trigger": trigger.model_dump(mode="json")})
+    topics = settings.kafka.topics
+    stream = list(iot_stream(300, drift_at=10**9))
+
+    def restarted(version: int) -> tuple[Monitor, list]:
+        asked: list = []
+
+        def retrain(window, trigger):
+            asked.append((window.positions, trigger.kind, trigger.provisional))
+            return {"promoted": True, "version": 3}
+
+        mon = Monitor(settings, "127.0.0.1:1", None, ledger, retrain, threading.Event())  # type: ignore[arg-type]
+        mon.champion = ModelRef(name, version, "run")
+        for r in stream:
+            telemetry = encode_telemetry(r.record)
+            mon._dispatch(topics.telemetry, SimpleNamespace(partition=0, offset=r.seq, value=telemetry))
+            label = encode_label(Label(id=r.record["id"], ts=r.record["ts"], label=r.label))
+            mon._dispatch(topics.labels, SimpleNamespace(partition=0, offset=r.seq, value=label))
+            mon._maybe_bootstrap()
+            if mon._retraining is not None:
+                wait([mon._retraining], timeout=30)
+                mon._collect_retrain()
+        return mon, asked
+
+    mon, asked = restarted(1)
+    assert asked == [((0, 200), "bootstrap", False)]  # the full v1, owed since before the restart
+    assert mon.watch.bootstrap.done and 1 in mon._provisional
+    mon, asked = restarted(2)
+    assert asked == [] and mon.watch.bootstrap.done
+    ledger.close()
