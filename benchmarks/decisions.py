@@ -142,11 +142,6 @@ VARIANTS: dict[str, Variant] = {
     "after+first-gap": ({"first_train_rows": 500, "first_train_gap": 0.10, "first_then_full": True}, {}),
     "after+first-gap-z4": ({"first_train_rows": 500, "first_train_gap": 0.10, "first_then_full": True,
                             "first_train_z": 4.0}, {}),
-    # Round 8 (decinc): a champion that answered a concept drift and then decays well below its holdout
-    # accuracy on its own labels is retrained at once on the newest rows (the drift goes on).
-    "after+refresh": ({"refresh": "decay"}, {}),
-    # ... or when a concept detector fires on it (cooldown or not).
-    "after+refresh-event": ({"refresh": "event"}, {}),
     # The archive judged every 100 labelled records after the change (up to archive_probe), not once at 300.
     "after+archive-every100": ({"archive_every": 100}, {}),
     "after+archive-every50": ({"archive_every": 50}, {}),

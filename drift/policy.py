@@ -54,7 +54,7 @@ class DriftPolicy:
     def __init__(self, *, min_train_rows: int = 1500, data_persistence: int = 2, cooldown: int = 2000,
                  regrow: bool = False, max_train_rows: int | None = None, early_train_rows: int | None = None,
                  first_train_rows: int | None = None, regrow_when_stale: bool = False,
-                 first_train_z: float | None = None, first_then_full: bool = False, refresh: str | None = None):
+                 first_train_z: float | None = None, first_then_full: bool = False):
         if min_train_rows < 1:
             raise ValueError(f"min_train_rows must be at least 1, got {min_train_rows!r}")
         if data_persistence < 1:
@@ -71,7 +71,6 @@ class DriftPolicy:
         self.regrow_when_stale = regrow_when_stale
         self.first_train_z = first_train_z
         self.first_then_full = first_then_full
-        self.refresh = refresh
         self._reset()
 
     def _reset(self) -> None:
@@ -89,9 +88,6 @@ class DriftPolicy:
         self.incident: str | None = None  # the drift being acted on (None: none yet)
         self.labelled = 0  # the newest labelled position seen
         self.first_tried = False  # first_train_rows: the first retrain of this change was tried
-        self.refreshable = False  # refresh: the champion answered a concept drift (or a refresh)
-        self.refreshing = False  # refresh: the retrain in flight is one
-        self.refresh_due = False  # refresh == "event": a concept detector fired on a refreshable champion
 
     def engaged(self, labelled: int) -> bool:
         """Whether a drift is being acted on at labelled position `labelled`: collecting records
@@ -132,8 +128,6 @@ class DriftPolicy:
         label-free event `keep_from` (when given) is where the retrain window starts instead:
         a covariate shift keeps the old rows and adds the new."""
         incident = self._adopt(event, labelled)
-        if event.kind == "concept" and self.refresh == "event" and self.refreshable and not self.in_flight:
-            self.refresh_due = True  # answered by the next on_labelled, cooldown or not
         blocked = self._blocked(labelled)
         if blocked:
             if not self.in_flight:  # cooling down: keep it for when the cooldown ends
@@ -195,7 +189,7 @@ class DriftPolicy:
                                 f"labelled records from position {self.change_at}"))
 
     def on_labelled(self, labelled: int, *, overtaken: bool = False, stale: bool = True,
-                    first: bool = True, decayed: bool = False) -> Decision | None:
+                    first: bool = True) -> Decision | None:
         """Called as labelled records accrue; returns an alert when a drift deferred by the
         cooldown is released, and a retrain decision once enough labelled records exist:
         `min_train_rows` since the change, or `early_train_rows` after a concept drift when the
@@ -203,16 +197,12 @@ class DriftPolicy:
         `first_train_rows` after a concept drift (a first try, judged by the promotion gate; with
         `first_train_z` it must win significantly, `Decision.promote_z`; only when `first` holds: with
         `first_train_gap`, `DriftWatch` judges whether the change hurt enough). With
-        `regrow_when_stale` a regrow waits until the champion is `stale` (`DriftWatch` judges it).
-        With `refresh`, a champion that answered a concept drift and has `decayed` (`DriftWatch`
-        judges it) is retrained at once on the newest `min_train_rows` rows, cooldown or not."""
+        `regrow_when_stale` a regrow waits until the champion is `stale` (`DriftWatch` judges it)."""
         self.labelled = max(self.labelled, labelled)
-        if self.in_flight:
-            return None
-        if self.refresh is not None and (decayed or self.refresh_due) and self.refreshable:
-            return self._refresh(labelled)
         if self.deferred is not None and not self._blocked(labelled):
             return self._release_deferred()
+        if self.in_flight:
+            return None
         if self.change_at is None:
             return self._grow(labelled) if stale or not self.regrow_when_stale else None
         if self._blocked(labelled):
@@ -245,21 +235,6 @@ class DriftPolicy:
         self.window = decision.window
         return decision
 
-    def _refresh(self, labelled: int) -> Decision:
-        """The world kept moving after the last retrain: its champion fell well below its holdout
-        accuracy on its own labels. Retrain on the newest rows now; pending events are answered too."""
-        events = [*self.pending_events, *(self.deferred[0] if self.deferred else [])]
-        start = max(0, labelled - self.min_train_rows)
-        decision = Decision(action=Action.RETRAIN, window=(start, labelled), incident=self.incident,
-                            event_ids=tuple(events),
-                            reason=(f"refresh: the champion has decayed well below its holdout accuracy on its own "
-                                    f"labels (the drift goes on); retraining on the newest {labelled - start} "
-                                    "labelled records"))
-        self.in_flight = self.refreshing = True
-        self.refresh_due = False
-        self.window = decision.window
-        return decision
-
     def _grow(self, labelled: int) -> Decision | None:
         """Regrow: the champion trained on the rows since a change; once that window has doubled,
         train again on all of it (at most `max_train_rows`)."""
@@ -288,17 +263,12 @@ class DriftPolicy:
         >>> policy.cooldown_until
         0
         """
-        refreshing, self.refreshing = self.refreshing, False
-        growing = self.change_at is None and self.grow_at is not None and not refreshing
+        growing = self.change_at is None and self.grow_at is not None
         concept, begin = self.concept, self.window[0] if self.window else None
         self.in_flight = False
-        if promoted:
-            self.refreshable = concept or refreshing or (growing and self.refreshable)
-        elif refreshing:
-            self.refreshable = False  # a refresh lost: retraining on the newest rows does not pay now
         change_at = self.change_at
         first = (concept and self.first_tried and self.window is not None and change_at is not None
-                 and self.window[1] - change_at < self.min_train_rows and not refreshing)
+                 and self.window[1] - change_at < self.min_train_rows)
         if first and not promoted:
             self.window = None  # a first try lost: the change stands, collect on to min_train_rows
             return
@@ -332,7 +302,6 @@ class DriftPolicy:
         """An archived champion came back (no training): the pending change is answered."""
         self.on_retrain_finished(promoted=True, labelled=labelled)
         self.grow_from = self.grow_at = None
-        self.refreshable = False  # its holdout accuracy is the probe's, not a training window's
 
 
 class Bootstrap:

@@ -38,7 +38,6 @@ from array import array
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from statistics import NormalDist
 from typing import Any
 
 from drift.arbiter import AccuracyEstimate
@@ -81,20 +80,10 @@ class DriftWatch:
                                   first_train_rows=settings.first_train_rows,
                                   regrow_when_stale=settings.regrow_when_stale,
                                   first_train_z=settings.first_train_z,
-                                  first_then_full=settings.first_then_full, refresh=settings.refresh)
+                                  first_then_full=settings.first_then_full)
         self.bootstrap = Bootstrap.from_settings(settings)  # the first champion (late labels: a provisional one)
         # regrow_when_stale: the last gap_window labels' outcomes, champion and online learner.
         self._recent: deque[tuple[bool, bool]] = deque(maxlen=settings.gap_window)
-        # refresh: the champion's last gap_window outcomes (and how many right), against its holdout accuracy.
-        self._own: deque[bool] = deque(maxlen=settings.gap_window)
-        self._own_right = 0
-        self._holdout: tuple[float, int] | None = None
-        # Over its first gap_window labels: how many the online learner got right, and whether the champion
-        # got more right (None: not judged yet): a champion no better than the online learner when new would
-        # be replaced by one as useless (labels later than the drift moves).
-        self._born_online = 0
-        self._born: bool | None = None
-        self._decay_z = float(NormalDist().inv_cdf(1 - self.levels.gap_alpha))
         # Since the change the policy collects rows for: labelled records only the online learner /
         # only the champion got right (McNemar: has the online learner overtaken the champion?).
         self._online_only = self._champion_only = 0
@@ -164,11 +153,6 @@ class DriftWatch:
         self.estimate.reset("champion")
         self.estimate.reset("blend")
         self._recent.clear()
-        self._own.clear()
-        self._own_right = 0
-        self._born, self._born_online = None, 0
-        accuracy, rows = holdout or (None, None)
-        self._holdout = (float(accuracy), int(rows)) if accuracy is not None and rows else None
         self.error_detector.reset()
         self._error_positions, self._error_base = array("q"), 0
         if self.gap_detector is not None:
@@ -201,16 +185,6 @@ class DriftWatch:
                 self._count_overtake(observation.champion_right, observation.online_right, labelled)
             if self.settings.first_train_gap is not None:
                 self._count_fall(observation.champion_right, observation.online_right, labelled)
-            if self.settings.refresh:
-                own = self._own
-                if len(own) == own.maxlen:
-                    self._own_right -= own[0]
-                own.append(observation.champion_right)
-                self._own_right += observation.champion_right
-                if self._born is None:
-                    self._born_online += bool(observation.online_right)
-                    if len(own) == own.maxlen:
-                        self._born = self._own_right > self._born_online
             if self.settings.regrow_when_stale and observation.online_right is not None:
                 self._recent.append((observation.champion_right, observation.online_right))
             probe = self.probe
@@ -331,36 +305,13 @@ class DriftWatch:
         losses = sum(champion and not online for champion, online in recent)
         return wins - losses > 3.0 * math.sqrt(wins + losses)
 
-    @property
-    def decayed(self) -> bool:
-        """Whether the champion's accuracy over its last `gap_window` labels is below its holdout accuracy
-        by at least `gap_min`, significantly (two-proportion z test at the accuracy-gap detector's level),
-        having been more accurate than the online learner over its first `gap_window` labels: a new
-        champion paid then, so a fresh one likely pays now."""
-        return bool(self._born) and self._decayed()
-
-    def _decayed(self) -> bool:
-        own, holdout = self._own, self._holdout
-        if holdout is None or len(own) < (own.maxlen or 0):
-            return False
-        expected, rows = holdout
-        n = len(own)
-        live = self._own_right / n
-        gap = expected - live
-        if gap < self.settings.gap_min:
-            return False
-        spread = math.sqrt(expected * (1 - expected) / rows + max(live * (1 - live), 1 / n) / n)
-        return gap > self._decay_z * spread
-
     def on_labelled(self, labelled: int) -> Decision | None:
         """Labelled records accrued: a retrain decision once enough follow a change (sooner with
         `early_train_rows` once the online learner has overtaken the champion since the change)."""
         decision = self.policy.on_labelled(labelled, overtaken=self.settings.early_train_rows is not None
                                            and self.overtaken,
                                            first=self.settings.first_train_gap is None or self.fallen,
-                                           stale=not self.settings.regrow_when_stale or self.stale,
-                                           decayed=self.settings.refresh == "decay"
-                                           and labelled % self.settings.gap_every == 0 and self.decayed)
+                                           stale=not self.settings.regrow_when_stale or self.stale)
         if decision is not None and decision.window is not None and self.settings.candidate_windows:
             decision = self._candidates(decision)
         return decision
@@ -444,8 +395,6 @@ class DriftWatch:
         `answer` it (far below its own holdout accuracy): then it serves until the retrain."""
         if answers or not self.settings.archive_stopgap:
             self.policy.on_reinstated(labelled=labelled)
-        else:
-            self.policy.refreshable = False
 
     # -- the label-free accuracy estimate ------------------------------------------------------
     def served(self, source: str, confidence: float | None) -> float | None:

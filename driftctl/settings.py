@@ -189,12 +189,6 @@ class DriftSettings(BaseModel):
                                   "min_train_rows window since the change (at most two retrains per drift)")
     regrow_when_stale: bool = Field(False, description="with regrow: retrain again only once the online learner "
                                     "has been more accurate than the champion over the last gap_window labels")
-    refresh: Literal["decay", "event"] | None = Field(
-        None, description="the drift goes on after a retrain: a champion that answered a concept drift is retrained "
-                          "at once on the newest min_train_rows rows, cooldown or not, when its accuracy on its last "
-                          "gap_window labels fell below its holdout accuracy by gap_min, significantly, having been "
-                          "within it on its first ones (decay), or when a concept detector fires on it (event); "
-                          "None: off")
     # On with archive_online_z (round 7, benchmarks/results/round7-decrecur.md and decisions.md): on top of the
     # learned blend, +0.33 points mean over the 28 drifting rows, no row lower, 18 of 28 accuracy goals (was
     # 17), no retrain added (a reinstatement trains nothing), 0 stationary alarms.

@@ -381,11 +381,10 @@ class Monitor:
             reference = None
         holdout: tuple[float | None, int | None] | None = self._reinstated.pop(ref.version, None)
         options = self.settings.drift
-        wanted = options.holdout_gap or options.first_train_gap is not None or options.refresh is not None
-        if holdout is None and wanted:
+        if holdout is None and (options.holdout_gap or options.first_train_gap is not None):
             try:
                 holdout = self.registry.holdout(ref.run_id)
-            except Exception as exc:  # unknown: the holdout and refresh tests stay silent for this champion
+            except Exception as exc:  # unknown: the holdout and first-try tests stay silent for this champion
                 log.error("no holdout accuracy for %s version %s: %s", ref.name, ref.version, exc)
         trained_on = update.trained_on if update is not None and update.version == ref.version else None
         self.watch.on_champion(ref.as_dict(), reference, holdout=holdout, trained_on=trained_on)

@@ -311,38 +311,6 @@ def test_the_archive_is_looked_at_every_archive_every_labels_until_the_probe_end
     assert {start for start, _ in every} == {once[0][0]}  # all from the change
 
 
-def _refresh_windows(online_accuracy, refresh="decay"):
-    """A concept drift at 3000 answered by a retrain; the new champion (holdout 0.9) decays steadily from
-    0.9 as the world keeps moving; the online learner at `online_accuracy`. Returns the retrain windows."""
-    watch = DriftWatch(DriftSettings(**{**QUIET, "min_train_rows": 1000, "cooldown": 2000}, refresh=refresh))
-    watch.on_champion({"version": 1}, None, labelled=0, holdout=(0.95, 500))
-    rng, windows, born = random.Random(11), [], [0]
-    for labelled in range(1, 9000):
-        age = labelled - born[0]
-        accuracy = 0.95 if labelled < 3000 else 0.6 if len(windows) == 0 else max(0.5, 0.9 - age / 2500)
-        step = watch.observe(Observation(champion_right=rng.random() < accuracy,
-                                         online_right=rng.random() < online_accuracy), index=labelled,
-                             labelled=labelled)
-        for decision in [*step.decisions, watch.on_labelled(labelled)]:
-            if decision is not None and decision.action is Action.RETRAIN:
-                windows.append(decision.window)
-                born[0] = labelled
-                watch.on_champion({"version": len(windows) + 1}, None, trained_on=decision.window,
-                                  labelled=labelled, holdout=(0.9, 300))
-                watch.retrain_finished(promoted=True, labelled=labelled)
-    return windows
-
-
-def test_a_champion_that_decays_after_a_concept_drift_is_refreshed_on_the_newest_rows():
-    windows = _refresh_windows(online_accuracy=0.75)
-    assert windows[0][0] >= 3000  # the concept drift's retrain, then a refresh within its cooldown
-    assert windows[1][1] - windows[0][1] < 2000 and windows[1][1] - windows[1][0] == 1000  # the newest rows
-    off = _refresh_windows(online_accuracy=0.75, refresh=None)  # the cooldown's pace
-    assert off[0] == windows[0] and off[1][1] - off[0][1] >= 2000 and len(off) < len(windows)
-    # The champion no better than the online learner when new: a fresh one would not pay either.
-    assert _refresh_windows(online_accuracy=0.97) == off
-
-
 def test_an_archived_champion_far_below_its_holdout_is_a_stopgap_and_the_retrain_still_follows():
     def retrains(stopgap):
         watch = DriftWatch(DriftSettings(**{**QUIET, "min_train_rows": 1000, "archive": True}, archive_probe=200,
