@@ -225,11 +225,12 @@ def serve_retrains(conn: Connection, parent: int, flow: str = "flows.retrain:ret
     """The child's loop: one (API URL, window, trigger) at a time, answered with (True, outcome)
     or (False, the exception), until the monitor closes the pipe or dies."""
     import contextlib
-    import ctypes
     import os
     import signal
 
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the monitor
+    from driftctl.runtime.broker import die_with_parent
+
+    die_with_parent(signal.SIGKILL)  # die with the monitor
     if os.getppid() != parent:  # it died before the line above
         return
     from driftctl.runtime.logs import quiet_libraries

@@ -132,10 +132,9 @@ def serve(preload: tuple[str, ...] = PRELOAD) -> None:
 def _end_with(server: int) -> None:
     """In the fork: end when the warm server ends (`driftctl down`, kill -9). A fork does not inherit
     the server's parent-death signal, and one left flushing Prefect's logs to a stopped API lingered."""
-    import ctypes
+    from driftctl.runtime.broker import die_with_parent
 
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    die_with_parent(signal.SIGKILL)
     if os.getppid() != server:  # the server ended before the signal was set
         os._exit(1)
 

@@ -376,7 +376,7 @@ class Scorer:
             offsets.append(message.offset)
             ids.append(record_id)
             # The join's byte cap counts what the record waits with: its message, and the learned blend's inputs
-            # (three lists: the classes, and two of log-probabilities, a float object and a pointer per class).
+            # (about a float object and a few pointers per class, and their containers; StackedBlend.combine).
             waiting.append((record_id, (features, (version, champion, online, blended, renewals, learned)),
                             len(message.value) + (learned_size if learned is not None else 0)))
             # A literal, not Prediction(...): the call form copies the keywords once more per record.

@@ -30,11 +30,12 @@ def free_loopback_port() -> int:
         return sock.getsockname()[1]
 
 
-def die_with_parent() -> None:
-    """For Popen's preexec_fn. Linux: the child gets SIGTERM if its parent dies, even by
-    kill -9, so no broker (or test server) is left orphaned."""
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """For Popen's preexec_fn, or called first thing in a child. Linux: the calling process gets
+    `sig` if its parent dies, even by kill -9, so no broker, test server or helper process is left
+    orphaned. (A parent that died before the call is not covered: check `os.getppid()` after it.)"""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, sig)  # PR_SET_PDEATHSIG
 
 
 class EmbeddedBroker:
