@@ -165,11 +165,13 @@ def run_demo(settings: Settings, progress: Callable[[str, int, int], None] | Non
             return max((o["version"] for o in list(monitor.outcomes) if o.get("promoted")
                         and isinstance(o.get("version"), int)), default=0)
 
-        def served(full: bool) -> bool:
-            """A champion serves (`full`: the full bootstrap champion, the provisional one replaced)."""
+        def ready(full: bool) -> bool:
+            """A champion serves (`full`: the full bootstrap champion, the provisional one replaced); or,
+            for the provisional one, its fit ended without one (the full one follows the warmup's labels)."""
+            boot = monitor.watch.bootstrap
             if not full:
-                return scorer_stats[3] != 0
-            return monitor.watch.bootstrap.done and scorer_stats[3] == newest_promoted()
+                return scorer_stats[3] != 0 or (boot.tried_early and boot.in_flight is None and not boot.provisional)
+            return boot.done and scorer_stats[3] == newest_promoted()
 
         def gate(seq: int) -> None:
             if seq not in holds:
@@ -178,14 +180,12 @@ def run_demo(settings: Settings, progress: Callable[[str, int, int], None] | Non
             producer.flush()
             progress("training the champion" if full else "training a provisional", 0, 1)
             deadline = time.monotonic() + 300
-            while not served(full):
+            while not ready(full):
                 check()
                 producer_beat.beat(records=seq)
-                failed = [o["error"] for o in list(monitor.outcomes) if "error" in o]
-                if failed:
-                    raise DemoError(f"training the first champion failed: {failed[0]}")
-                if time.monotonic() > deadline:
-                    raise DemoError("no bootstrap champion within 300 s")
+                if time.monotonic() > deadline:  # a failed full fit is tried again (serving.monitor)
+                    failed = [o["error"] for o in list(monitor.outcomes) if "error" in o]
+                    raise DemoError("no bootstrap champion within 300 s" + (f": {failed[-1]}" if failed else ""))
                 time.sleep(0.1)
             if full:
                 serving.append(scorer_stats[3])
@@ -332,6 +332,15 @@ def summarize(settings: Settings, sent: int, predictions: list[Prediction], moni
     )
 
 
+def _failed(settings: Settings) -> bool:
+    """Whether a retrain failed (the ledger's `failure` entries)."""
+    ledger = Ledger.from_settings(settings)
+    try:
+        return bool(ledger.entries("failure"))
+    finally:
+        ledger.close()
+
+
 def _scored_by(version: int | None, seq: int, p: Prediction) -> bool:
     return version is not None and p["model"]["version"] == version
 
@@ -474,8 +483,11 @@ def run_served_demo(settings: Settings, progress: Callable[[str, int, int], None
         producer.flush()
         progress("training the champion" if seq == holds[-1] else "training a provisional", 0, 1)
         deadline = time.monotonic() + 600  # a deployment run: the worker starts a process for it
-        # The full bootstrap champion replaces the provisional one, if there was one.
+        # The full bootstrap champion replaces the provisional one, if there was one; a provisional fit
+        # that failed leaves the online learner serving until the full one.
         while beats.refresh().version in (0, *serving):
+            if seq != holds[-1] and _failed(settings):
+                return
             producer_beat.beat(records=seq)
             if time.monotonic() > deadline:
                 raise DemoError(f"no bootstrap champion served within 600 s (see {settings.home / 'logs'})")
