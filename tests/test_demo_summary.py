@@ -24,16 +24,18 @@ def test_the_summary_names_each_retrain_and_times_the_drifts_first_promotion(tmp
                         drift=DriftSettings(warmup=200, min_train_rows=300, first_train_rows=100))
     ledger = Ledger(settings.ledger_url)
 
-    def retrain(version: int, decision: str, decided: int, window: tuple[int, int], **trigger) -> None:
+    def retrain(version: int, decision: str, decided: int, window: tuple[int, int], rows: int | None = None,
+                **trigger) -> None:
         ledger.append("decision", payload={"id": decision, "action": "retrain", "at": _at(decided)})
         ledger.append("promotion", model_version=version, payload={
-            "run_id": f"run-{version}", "window": {"positions": list(window)},
+            "run_id": f"run-{version}", "window": {"positions": list(window)}, "evaluation": {"rows": rows},
             "trigger": {"decision_id": decision, "kind": "drift", **trigger}})
 
     retrain(1, "d1", 0, (0, 150), kind="bootstrap", provisional=True)
     retrain(2, "d2", 0, (0, 200), kind="bootstrap")
     retrain(3, "d3", 600, (520, 640), incident="i1")  # a first try: fewer rows than min_train_rows
-    retrain(4, "d4", 750, (520, 820), incident="i1")  # the full window
+    # The full window, 300 rows since the change, and the champion's rows as another candidate: 200 won.
+    retrain(4, "d4", 750, (0, 820), incident="i1", candidates=[300, 200, 820], rows=200)
     ledger.close()
 
     def version(seq: int) -> int:
@@ -52,8 +54,8 @@ def test_the_summary_names_each_retrain_and_times_the_drifts_first_promotion(tmp
 
     assert [(s["role"], s["version"], s["rows"]) for s in result.bootstrap] == [("provisional", 1, 150),
                                                                               ("bootstrap", 2, 200)]
-    assert [(s["role"], s["version"], s["served"]) for s in result.retrains] == [("first try", 3, 150),
-                                                                               ("full window", 4, 200)]
+    assert [(s["role"], s["version"], s["rows"], s["served"]) for s in result.retrains] == [
+        ("first try", 3, 120, 150), ("full window", 4, 200, 200)]
     assert (result.champion_before_drift, result.champion_after_drift, result.retrain_run_id) == (2, 4, "run-4")
     assert result.accuracy_before_drift == 1.0 and result.accuracy_after_drift == 0.0
     assert result.accuracy_after_promotion == 1.0 and result.detected_at == 520

@@ -363,8 +363,11 @@ def _ledger_steps(settings: Settings) -> tuple[list[dict[str, Any]], dict[str, f
         elif entry.kind in ("promotion", "rejection", "reinstatement"):
             trigger = payload.get("trigger") or {}
             positions = (payload.get("window") or {}).get("positions")
-            rows = positions[1] - positions[0] if positions else None
-            steps.append({"role": _role(settings, entry.kind, trigger, rows), "version": entry.model_version,
+            # The policy's own window is the first candidate (the others: its newest half, the champion's
+            # rows plus the new ones; DriftWatch._candidates); the rows learned from, the one that won.
+            candidates = trigger.get("candidates") or ([positions[1] - positions[0]] if positions else [None])
+            rows = (payload.get("evaluation") or {}).get("rows") or candidates[0]
+            steps.append({"role": _role(settings, entry.kind, trigger, candidates[0]), "version": entry.model_version,
                           "promoted": entry.kind != "rejection", "rows": rows, "run_id": payload.get("run_id"),
                           "decision_id": trigger.get("decision_id"), "reason": entry.reason, "at": entry.at})
     return steps, decided
