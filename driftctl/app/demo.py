@@ -479,6 +479,7 @@ def run_served_demo(settings: Settings, progress: Callable[[str, int, int], None
     holds = bootstrap_holds(settings)
     serving: list[int] = []  # the provisional champion's version, if any, then the full one's and each after
     swapped_at: list[int] = []  # the record where each after the full bootstrap champion began to serve
+    booted: list[bool] = []  # the full bootstrap champion serves
 
     def gate(seq: int) -> None:
         if seq not in holds:
@@ -496,6 +497,8 @@ def run_served_demo(settings: Settings, progress: Callable[[str, int, int], None
                 raise DemoError(f"no bootstrap champion served within 600 s (see {settings.home / 'logs'})")
             time.sleep(0.5)
         serving.append(beats.version)
+        if seq == holds[-1]:
+            booted.append(True)
 
     def on_record(n: int) -> None:
         producer_beat.beat(records=n)
@@ -506,7 +509,7 @@ def run_served_demo(settings: Settings, progress: Callable[[str, int, int], None
 
     def keep_going(sent: int) -> bool:
         version = beats.refresh().version
-        if len(serving) == len(holds) and version not in (0, serving[-1]):
+        if booted and version not in (0, serving[-1]):
             serving.append(version)
             swapped_at.append(sent)
         if sent < stream.records:
