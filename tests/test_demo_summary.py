@@ -35,7 +35,7 @@ def test_the_summary_names_each_retrain_and_times_the_drifts_first_promotion(tmp
     retrain(2, "d2", 0, (0, 200), kind="bootstrap")
     retrain(3, "d3", 600, (520, 640), incident="i1")  # a first try: fewer rows than min_train_rows
     # The full window, 300 rows since the change, and the champion's rows as another candidate: 200 won.
-    retrain(4, "d4", 750, (0, 820), incident="i1", candidates=[300, 200, 820], rows=200)
+    retrain(4, "d4", 760, (0, 820), incident="i1", candidates=[300, 200, 820], rows=200)
     ledger.close()
 
     def version(seq: int) -> int:
@@ -48,8 +48,9 @@ def test_the_summary_names_each_retrain_and_times_the_drifts_first_promotion(tmp
         predictions.append({"id": r.record["id"], "model": model,
                             "scored_at": _at(r.seq), "prediction": right, "champion": {"prediction": right},
                             "online": {"prediction": r.label}})
-    event = SimpleNamespace(id="e1", detector="error-adwin", kind="concept", statistic=1.0, threshold=0.5,
-                            incident="i1", at=_at(520), window={"record_id": predictions[520]["id"]})
+    # Fired at record 520 while the scorer, lagging, was at record 400 (the monitor reads the telemetry itself).
+    event = SimpleNamespace(id="e1", detector="data-ks", kind="data", statistic=1.0, threshold=0.5,
+                            incident="i1", at=_at(400), window={"record_id": predictions[520]["id"]})
     result = summarize(settings, 1000, predictions, _Observed([event], []), 0, 1.0)
 
     assert [(s["role"], s["version"], s["rows"]) for s in result.bootstrap] == [("provisional", 1, 150),
@@ -61,5 +62,6 @@ def test_the_summary_names_each_retrain_and_times_the_drifts_first_promotion(tmp
     assert result.accuracy_after_promotion == 1.0 and result.detected_at == 520
     # From the first try's decision (record 600) to the first record it scored (650), not the full window's.
     assert result.decision_to_serving_s == 0.5
-    # What v1 and v2 scored from the detection (520) until the first try served (650).
+    # What v1 and v2 scored from the detection (record 520) until the first try served (650); by the clock
+    # (from record 400 on) the records before the drift the scorer was late with would count too.
     assert result.records_on_stale_champion == 130

@@ -63,7 +63,7 @@ class DemoResult:
     seconds: float
     # The drift's first retrain decision that was promoted, to the first record its version scored.
     decision_to_serving_s: float | None = None
-    # Records the bootstrap champions scored after the drift was detected (all of them when none was replaced).
+    # Records from the detection on (stream position) the bootstrap champions scored (all when none was replaced).
     records_on_stale_champion: int | None = None
     outcomes: list[dict] = field(default_factory=list)
     incidents: int = 0  # drifts acted on (the events of one drift fold into one incident)
@@ -324,8 +324,10 @@ def summarize(settings: Settings, sent: int, predictions: list[Prediction], moni
         seconds=round(seconds, 1),
         decision_to_serving_s=(round(first_served - decided_at, 2) if decided_at is not None
                                and math.isfinite(first_served) else None),
-        records_on_stale_champion=(sum(1 for p in by_id.values() if p["model"]["version"] in stale
-                                       and (p.get("scored_at") or 0.0) >= first.at) if first else None),
+        # By stream position, not the clock: a scorer that lags scores records from before the drift after
+        # the detection, and those are not the drift's cost.
+        records_on_stale_champion=(sum(1 for i, p in by_id.items() if p["model"]["version"] in stale
+                                       and truth[i][0] >= detected_at) if detected_at is not None else None),
         outcomes=list(monitor.outcomes),
         incidents=len({e.incident for e in monitor.events if e.incident is not None}),
         prediction_log=predictions,
