@@ -132,7 +132,7 @@ def _print_demo(r: DemoResult, home: Path) -> None:
     table.add_row("served accuracy after drift (before promotion)", _pct(r.served_accuracy_after_drift))
     table.add_row("drift's retrain decision to its first promotion serving",
                   f"{r.decision_to_serving_s:.1f} s" if r.decision_to_serving_s is not None else "-")
-    table.add_row("records the stale champion scored after detection",
+    table.add_row("records from the detection on the stale champion scored",
                   f"{r.records_on_stale_champion:,}" if r.records_on_stale_champion is not None else "-")
     table.add_row("wall time", f"{r.seconds:.1f} s")
     console.print(table)
