@@ -334,11 +334,11 @@ def summarize(settings: Settings, sent: int, predictions: list[Prediction], moni
     )
 
 
-def _failed(settings: Settings) -> bool:
-    """Whether a retrain failed (the ledger's `failure` entries)."""
+def _has(settings: Settings, kind: str) -> bool:
+    """Whether the ledger has an entry of `kind` (a `failure`: a retrain failed)."""
     ledger = Ledger.from_settings(settings)
     try:
-        return bool(ledger.entries("failure"))
+        return bool(ledger.entries(kind, limit=1))
     finally:
         ledger.close()
 
@@ -490,10 +490,14 @@ def run_served_demo(settings: Settings, progress: Callable[[str, int, int], None
         progress("training the champion" if seq == holds[-1] else "training a provisional", 0, 1)
         deadline = time.monotonic() + 600  # a deployment run: the worker starts a process for it
         # The full bootstrap champion replaces the provisional one, if there was one; a provisional fit
-        # that failed leaves the online learner serving until the full one.
+        # that failed (in the ledger, or the monitor busy and then idle with no champion) leaves the online
+        # learner serving until the full one.
+        busy = False
         while beats.refresh().version in (0, *serving):
-            if seq != holds[-1] and _failed(settings):
-                return
+            if seq != holds[-1]:
+                was_busy, busy = busy, bool(beats.vitals().get("busy"))
+                if (was_busy and not busy and not _has(settings, "promotion")) or _has(settings, "failure"):
+                    return
             producer_beat.beat(records=seq)
             if time.monotonic() > deadline:
                 raise DemoError(f"no bootstrap champion served within 600 s (see {settings.home / 'logs'})")
