@@ -36,6 +36,7 @@ def test_the_summary_names_each_retrain_and_times_the_drifts_first_promotion(tmp
     retrain(3, "d3", 600, (520, 640), incident="i1")  # a first try: fewer rows than min_train_rows
     # The full window, 300 rows since the change, and the champion's rows as another candidate: 200 won.
     retrain(4, "d4", 760, (0, 820), incident="i1", candidates=[300, 200, 820], rows=200)
+    ledger.append("rejection", payload={"trigger": {"decision_id": "d5", "kind": "drift", "incident": "i2"}})
     ledger.close()
 
     def version(seq: int) -> int:
@@ -55,6 +56,7 @@ def test_the_summary_names_each_retrain_and_times_the_drifts_first_promotion(tmp
 
     assert [(s["role"], s["version"], s["rows"]) for s in result.bootstrap] == [("provisional", 1, 150),
                                                                               ("bootstrap", 2, 200)]
+    # The drift's incident only: a later one's rejected challenger (i2) is not its story.
     assert [(s["role"], s["version"], s["rows"], s["served"]) for s in result.retrains] == [
         ("first try", 3, 120, 150), ("full window", 4, 200, 200)]
     assert (result.champion_before_drift, result.champion_after_drift, result.retrain_run_id) == (2, 4, "run-4")

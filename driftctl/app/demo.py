@@ -50,9 +50,9 @@ class DemoResult:
     # Each: role ("provisional", "bootstrap"; "first try", "full window", "reinstated", "scheduled"), version,
     # promoted, rows it learned from, run_id, decision_id, reason, records it scored and their accuracy.
     bootstrap: list[dict]
-    retrains: list[dict]  # the retrains and reinstatements after the drift was detected, in order
+    retrains: list[dict]  # the retrains and reinstatements of the drift's incident, in order
     champion_before_drift: int | None  # the full bootstrap champion (the provisional one's successor)
-    champion_after_drift: int | None  # what serves once the drift is answered (None: nothing promoted)
+    champion_after_drift: int | None  # what the drift's incident promoted last (None: nothing)
     retrain_run_id: str | None  # the run of champion_after_drift
     versions_served: list[int]
     accuracy_before_drift: float | None  # champion_before_drift's own predictions before the drift
@@ -285,7 +285,9 @@ def summarize(settings: Settings, sent: int, predictions: list[Prediction], moni
         step["served"] = sum(1 for p in by_id.values() if version is not None and p["model"]["version"] == version)
         step["accuracy"] = accuracy(partial(_scored_by, version))
     bootstrap = [s for s in steps if s["role"] in ("provisional", "bootstrap")]
-    retrains = [s for s in steps if s not in bootstrap and first is not None and s["at"] >= first.at]
+    # The drift's incident (a later one, e.g. a false alarm, is another story); by time, events with none.
+    retrains = [s for s in steps if s not in bootstrap and first is not None and s["at"] >= first.at
+                and (first.incident is None or s["incident"] == first.incident)]
     stale = {s["version"] for s in bootstrap if s["promoted"]}  # the champions the drift made stale
     full = [s["version"] for s in bootstrap if s["promoted"] and s["role"] == "bootstrap"]
     champion_before = full[-1] if full else None
@@ -371,7 +373,8 @@ def _ledger_steps(settings: Settings) -> tuple[list[dict[str, Any]], dict[str, f
             rows = (payload.get("evaluation") or {}).get("rows") or candidates[0]
             steps.append({"role": _role(settings, entry.kind, trigger, candidates[0]), "version": entry.model_version,
                           "promoted": entry.kind != "rejection", "rows": rows, "run_id": payload.get("run_id"),
-                          "decision_id": trigger.get("decision_id"), "reason": entry.reason, "at": entry.at})
+                          "decision_id": trigger.get("decision_id"), "reason": entry.reason, "at": entry.at,
+                          "incident": trigger.get("incident") or payload.get("incident")})
     return steps, decided
 
 
