@@ -1,9 +1,10 @@
 """Round 9 (declag): the serving rule judging the stacked blend by its current weights (`serve_blend_now`),
 checked on River streams that are not in benchmarks/streams.py (none of them chose anything). 10,000
-records each, warmup 2,000, label delays 0 and 500; the drift policy with the defaults and with the option
-(and, with --variants, the holdout test: `+holdout`). Recurring and stationary rows are there because
-serving can only lose where it leaves a source that was right, and the holdout test where it replaces a
-champion that would have been right again, or fires where nothing changed.
+records each, warmup 2,000, label delays 0 and 500; the drift policy without the option (`old`) and
+with it (`blend-now`, the default now); with --variants, also the holdout test (`old+holdout`).
+Recurring and stationary rows are there because serving can only lose where it leaves a source that
+was right, and the holdout test where it replaces a champion that would have been right again, or
+fires where nothing changed.
 
     PYTHONPATH=. python benchmarks/heldout_declag.py [--workers 2]
 """
@@ -54,7 +55,8 @@ STREAMS = {**DECGAP, "Agrawal 4→8 @2.3k": _agrawal_soon, "Sine 1/3 recurring e
            "STAGGER 2→1 @2.7k": _stagger_soon}
 STATIONARY = ("Waveform (stationary)", "Hyperplane (stationary)")
 VARIANTS: dict[str, tuple[dict[str, object], dict[str, object]]] = {
-    "defaults": ({}, {}), "+blend-now": ({}, {"serve_blend_now": True}), "+holdout": ({"holdout_gap": True}, {})}
+    "old": ({}, {"serve_blend_now": False}), "blend-now": ({}, {"serve_blend_now": True}),  # the default since round 9
+    "old+holdout": ({"holdout_gap": True}, {"serve_blend_now": False})}
 
 
 def run(job):
@@ -73,7 +75,7 @@ def run(job):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--variants", default="defaults,+blend-now")
+    parser.add_argument("--variants", default="old,blend-now")
     parser.add_argument("--delays", default="0,500")
     args = parser.parse_args()
     variants = args.variants.split(",")
