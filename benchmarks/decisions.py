@@ -152,6 +152,10 @@ VARIANTS: dict[str, Variant] = {
     "after+first+z4+full+every100+stopgap": ({"first_train_rows": 500, "first_train_z": 4.0, "first_then_full": True,
                                               "archive_every": 100, "archive_stopgap": True}, {}),
     "after+first+z4+full": ({"first_train_rows": 500, "first_train_z": 4.0, "first_then_full": True}, {}),
+    # Round 9 (declag), labels late: the serving rule judges the stacked blend by the class its current weights give
+    # (`after+holdout` above, measured again: a champion wrong from its first labels, a blind spot of late labels).
+    "after+blend-now": ({}, {"serve_blend_now": True}),
+    "after-blend-now": ({}, {"serve_blend_now": False}),  # the default before round 9
 }
 
 

@@ -433,8 +433,9 @@ class Backtest:
                             if current else None)
                 # The learner's accuracy matters only on a renewal (`ServingRule.on_renewals`).
                 accuracy = getattr(online, "accuracy", None) if renewals != rule.renewals else None
-                renewed = rule.on_label(outcomes, scored_renewals=scored, renewals=renewals, accuracy=accuracy)
                 features = self.blend_x[j]
+                renewed = rule.on_label(outcomes, scored_renewals=scored, renewals=renewals, accuracy=accuracy,
+                                        blend_features=features, label=y)
                 if features is not None:  # rule.learn_blend(features, y)
                     rule.stacked.learn(features, y)  # type: ignore[union-attr]  # only a stacked blend gives any
                     self.blend_x[j] = None

@@ -445,7 +445,8 @@ class Scorer:
             current = self.current
             outcomes = ((champion == label, online == label, blended == label)
                         if current is not None and version == current.ref.version else None)
-            self.rule.on_label(outcomes, scored_renewals=renewals, renewals=after, accuracy=accuracy)
+            self.rule.on_label(outcomes, scored_renewals=renewals, renewals=after, accuracy=accuracy,
+                               blend_features=learned, label=label)
             self.rule.learn_blend(learned, label)
         if after is not None:
             self._renewals = after
