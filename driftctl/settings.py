@@ -248,9 +248,9 @@ class ServingSettings(BaseModel):
     missing_features: Literal["reject", "impute"] = "reject"
     max_message_bytes: int = Field(64 * 1024, ge=64)
     join_max_records: int = Field(200_000, ge=1, description="records (or early labels) kept to join late labels")
-    join_max_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="bytes (of the messages as received) kept "
-                                                                     "to join late labels, in each scorer and in "
-                                                                     "the monitor; the oldest go first")
+    join_max_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="bytes kept to join late labels: in each "
+                                                                     "scorer the messages as received, in the "
+                                                                     "monitor its entries' memory; the oldest go first")
     join_max_age: float = Field(3_600.0, gt=0, description="seconds a record waits for its label")
     monitor_history: int = Field(1_000, ge=1, description="drift events, decisions, retrain outcomes and rollbacks "
                                                           "the monitor keeps in memory, the newest (the ledger has "
