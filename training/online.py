@@ -177,26 +177,43 @@ class Linear:
         self.weights: dict[Any, dict[Any, float]] = {}  # class -> feature (or (feature, text)) -> weight
         self.bias: dict[Any, float] = {}
 
-    def _features(self, x: dict[Any, Any]) -> dict[Any, float]:
+    def _features(self, x: dict[Any, Any], learn: bool) -> list[tuple[Any, float]]:
+        """x standardised (after its running statistics learn x, if `learn`: a value then stays
+        within sqrt(n) of 0 while the statistics are young)."""
         stats = self.stats
-        z: dict[Any, float] = {}
+        if learn:
+            self.n += 1
+        n = self.n
+        z = []
         for k, v in x.items():
-            if isinstance(v, str):
-                z[(k, v)] = 1.0
-            elif v is not None:
-                s = stats.get(k)
-                z[k] = (v - s[0]) * s[2] if s is not None else 0.0
+            if type(v) is str:
+                z.append(((k, v), 1.0))
+                continue
+            if v is None:
+                continue
+            s = stats.get(k)
+            if learn:  # Welford's running mean and variance
+                if s is None:
+                    s = stats[k] = [0.0, 0.0, 0.0]
+                d = v - s[0]
+                s[0] += d / n
+                s[1] += d * (v - s[0])
+                s[2] = 1.0 / math.sqrt(s[1] / n) if s[1] > 0 else 0.0
+            elif s is None:
+                continue
+            z.append((k, (v - s[0]) * s[2]))
         return z
 
-    def _scores(self, z: dict[Any, float]) -> dict[Any, float]:
+    def _scores(self, z: list[tuple[Any, float]]) -> dict[Any, float]:
         """P(class) against the rest, for each class with its own weights."""
         out = {}
+        exp = math.exp
         for c, w in self.weights.items():
             s = self.bias[c]
-            for k, v in z.items():
-                if k in w:
-                    s += w[k] * v
-            out[c] = 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, s))))
+            get = w.get
+            for k, v in z:
+                s += get(k, 0.0) * v
+            out[c] = 1.0 / (1.0 + exp(-max(-30.0, min(30.0, s))))
         return out
 
     def _proba(self, scores: dict[Any, float]) -> dict[Any, float]:
@@ -210,17 +227,17 @@ class Linear:
         return {c: scores[c] / total for c in classes}
 
     def predict_proba_one(self, x: dict[Any, Any]) -> dict[Any, float]:
-        return self._proba(self._scores(self._features(x))) if self.classes else {}
+        return self._proba(self._scores(self._features(x, False))) if self.classes else {}
 
     def predict_one(self, x: dict[Any, Any]) -> Any:
         proba = self.predict_proba_one(x)
         return max(proba, key=proba.__getitem__) if proba else None
 
     def learn_one(self, x: dict[Any, Any], y: Any) -> Any:
-        """Learns (x, y); returns what it predicted for x before learning it. The gradient is taken
-        at that prediction (one pass), then the running statistics learn x."""
+        """Learns (x, y); returns what it predicted for x before learning y (one pass gives the
+        prediction and the gradient)."""
         classes = self.classes
-        z = self._features(x)
+        z = self._features(x, True)
         scores = self._scores(z)
         proba = self._proba(scores) if classes else {}
         predicted = max(proba, key=proba.__getitem__) if proba else None
@@ -235,19 +252,9 @@ class Linear:
             step = rate * (p - (y == c))
             self.bias[c] -= step
             w = self.weights[c]
-            for k, v in z.items():
-                w[k] = w.get(k, 0.0) - step * v
-        self.n += 1
-        n, stats = self.n, self.stats
-        for k, v in x.items():  # Welford's running mean and variance
-            if v is not None and not isinstance(v, str):
-                s = stats.get(k)
-                if s is None:
-                    s = stats[k] = [0.0, 0.0, 0.0]
-                d = v - s[0]
-                s[0] += d / n
-                s[1] += d * (v - s[0])
-                s[2] = 1.0 / math.sqrt(s[1] / n) if s[1] > 0 else 0.0
+            get = w.get
+            for k, v in z:
+                w[k] = get(k, 0.0) - step * v
         return predicted
 
 
