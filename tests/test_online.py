@@ -183,3 +183,23 @@ def test_linear_learns_several_classes_and_text():
     assert sorted(model.classes) == ["high-blue", "high-red", "low", "mid"]
     assert sum(right[2000:]) / 1000 > 0.7
     assert model.predict_one({"a": 0.1, "colour": "red"}) == "low"
+
+
+def test_the_compiled_linear_arithmetic_is_the_python_arithmetic():
+    import training.online as online
+
+    if online._compiled is None:
+        return  # not built: only the Python path runs
+    rng = random.Random(10)
+    data = [({"a": rng.gauss(0, 3), "b": rng.randint(0, 9), "c": rng.choice(["x", "y"])}, rng.choice("pqr"))
+            for _ in range(500)]
+    models = []
+    for compiled in (online._compiled, None):
+        saved, online._compiled = online._compiled, compiled
+        try:
+            model = online.Linear()
+            predictions = [(model.predict_proba_one(x), model.learn_one(x, y)) for x, y in data]
+        finally:
+            online._compiled = saved
+        models.append((predictions, model.weights, model.bias, model.stats))
+    assert models[0] == models[1]

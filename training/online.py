@@ -36,6 +36,13 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+_compiled: Any  # Linear's per-record arithmetic compiled (training/_leaf.pyx), when it was built
+try:
+    from training import _leaf as _compiled
+    _compiled.linear_step  # noqa: B018 (an older build lacks it)
+except (ImportError, AttributeError):
+    _compiled = None
+
 
 class Renewing:
     """Wraps an online learner made by `make`; see the module docstring."""
@@ -184,6 +191,9 @@ class Linear:
         if learn:
             self.n += 1
         n = self.n
+        if _compiled is not None:
+            features: list[tuple[Any, float]] = _compiled.linear_features(x, stats, n, learn)
+            return features
         z = []
         for k, v in x.items():
             if type(v) is str:
@@ -207,6 +217,10 @@ class Linear:
     def _scores(self, z: list[tuple[Any, float]]) -> dict[Any, float]:
         """P(class) against the rest, for each class with its own weights."""
         out = {}
+        if _compiled is not None:
+            for c, w in self.weights.items():
+                out[c] = _compiled.linear_score(w, self.bias[c], z)
+            return out
         exp = math.exp
         for c, w in self.weights.items():
             s = self.bias[c]
@@ -252,6 +266,9 @@ class Linear:
             step = rate * (p - (y == c))
             self.bias[c] -= step
             w = self.weights[c]
+            if _compiled is not None:
+                _compiled.linear_step(w, z, step)
+                continue
             get = w.get
             for k, v in z:
                 w[k] = get(k, 0.0) - step * v
