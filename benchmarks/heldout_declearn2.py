@@ -71,9 +71,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--learners", default=",".join(LEARNERS))
+    parser.add_argument("--policies", default="drift,alone")
     args = parser.parse_args()
-    learners = args.learners.split(",")
-    jobs = [(s, d, p, lr) for s in STREAMS for d in (0, 500) for p in ("drift", "alone") for lr in learners]
+    learners, policies = args.learners.split(","), args.policies.split(",")
+    jobs = [(s, d, p, lr) for d in (0, 500) for s in STREAMS for p in policies for lr in learners]
     results = {}
     with multiprocessing.get_context("fork").Pool(args.workers) as pool:
         for job, accuracy, retrains in pool.imap_unordered(run, jobs):
@@ -84,7 +85,7 @@ def main() -> None:
     print("| --- | ---: | --- |" + " ---: |" * len(learners))
     for s in STREAMS:
         for d in (0, 500):
-            for p in ("drift", "alone"):
+            for p in policies:
                 cells = [results[(s, d, p, lr)] for lr in learners]
                 print(f"| {s} | {d} | {p} | " + " | ".join(f"{a:.4f} ({r})" for a, r in cells) + " |")
 
