@@ -52,7 +52,8 @@ def _random_tree():
 STREAMS = {**DECGAP, "Hyperplane mag 0.01": _hyperplane_fast, "Hyperplane mag 0.0001": _hyperplane_slow,
            "RandomRBF → RBFDrift (other seeds, 6 features) @4k": _rbf_drift,
            "RBFDrift 3 classes (slow)": _rbf_drift_3, "RandomTree 47→49 @5k": _random_tree}
-LEARNERS = ("renewing-hoeffding-tree", "renewing-tree-linear", "renewing-quick-tree-linear", "renewing-quick-hoeffding-tree")
+LEARNERS = ("renewing-hoeffding-tree", "renewing-tree-linear", "renewing-quick-tree-linear",
+            "renewing-quick-hoeffding-tree")
 
 
 def run(job):

@@ -178,7 +178,8 @@ def test_linear_learns_several_classes_and_text():
     right = []
     for _ in range(3000):
         x = {"a": rng.random(), "colour": rng.choice(["red", "blue"])}
-        y = "low" if x["a"] < 0.33 else "mid" if x["a"] < 0.66 else ("high-red" if x["colour"] == "red" else "high-blue")
+        high = "high-red" if x["colour"] == "red" else "high-blue"
+        y = "low" if x["a"] < 0.33 else "mid" if x["a"] < 0.66 else high
         right.append(model.learn_one(x, y) == y)
     assert sorted(model.classes) == ["high-blue", "high-red", "low", "mid"]
     assert sum(right[2000:]) / 1000 > 0.7
@@ -191,8 +192,8 @@ def test_the_compiled_linear_arithmetic_is_the_python_arithmetic():
     if online._compiled is None:
         return  # not built: only the Python path runs
     rng = random.Random(10)
-    data = [({"a": rng.gauss(0, 3), "b": rng.randint(0, 9), "c": rng.choice(["x", "y"])}, rng.choice("pqr"))
-            for _ in range(500)]
+    data = [({"a": rng.gauss(0, 3), "b": rng.randint(0, 9), "c": rng.choice(["x", "y"])},
+             rng.choice("pqr")) for _ in range(500)]
     models = []
     for compiled in (online._compiled, None):
         saved, online._compiled = online._compiled, compiled
