@@ -109,6 +109,9 @@ class Observation:
     online_right: bool | None = None  # ... and the online learner?
 
 
+NOTHING = Observation()  # an observation that holds nothing: `observe(NOTHING)` clears a detector's flag
+
+
 # River's ADWIN keeps its window in a private helper; read directly, it saves four calls a label.
 ADWIN_HELPER = hasattr(ADWIN(), "_helper")
 
