@@ -548,23 +548,26 @@ class AccuracyGapDetector(DriftDetector[tuple[bool, bool]]):
         self._drift_detected = False
         champion, online = pair = (bool(champion_right), bool(online_right))
         pairs = self._pairs
-        if len(pairs) == self.window:  # the oldest pair leaves the counts
-            dropped_champion, dropped_online = pairs[0]
-            self._champion_right -= dropped_champion
-            self._online_right -= dropped_online
-            if dropped_online and not dropped_champion:
-                self._b -= 1
-            elif dropped_champion and not dropped_online:
-                self._c -= 1
+        window = self.window
+        dropped = pairs[0] if len(pairs) == window else None  # the oldest pair leaves the counts
         pairs.append(pair)
-        # the new pair joins them
-        self._champion_right += champion
-        self._online_right += online
-        if online and not champion:
-            self._b += 1
-        elif champion and not online:
-            self._c += 1
-        if len(pairs) < self.window or self.n_seen % self.every:
+        if dropped != pair:  # (the same pair leaving and joining changes no count: the common case)
+            if dropped is not None:
+                dropped_champion, dropped_online = dropped
+                self._champion_right -= dropped_champion
+                self._online_right -= dropped_online
+                if dropped_online and not dropped_champion:
+                    self._b -= 1
+                elif dropped_champion and not dropped_online:
+                    self._c -= 1
+            # the new pair joins them
+            self._champion_right += champion
+            self._online_right += online
+            if online and not champion:
+                self._b += 1
+            elif champion and not online:
+                self._c += 1
+        if len(pairs) < window or self.n_seen % self.every:
             return self
         n, b, c = len(self._pairs), self._b, self._c
         gap = (b - c) / n
