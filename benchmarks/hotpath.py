@@ -94,7 +94,8 @@ def _batches(records: list[tuple[str, Any]], size: int) -> list[dict[Any, list[A
     return batches
 
 
-def run(n_records: int, batch_size: int, repeats: int, profile: str | None, scorer_only: bool = False) -> dict[str, Any]:
+def run(n_records: int, batch_size: int, repeats: int, profile: str | None,
+        scorer_only: bool = False) -> dict[str, Any]:
     import gc
 
     import pandas as pd

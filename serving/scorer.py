@@ -371,6 +371,7 @@ class Scorer:
         champion_keys = dict.fromkeys(classes).keys()
         learned_size = 3 * 56 + (8 + 2 * 32) * len(classes)
         sends, psend, topic, instance = self._sends, producer.send, self.topics.predictions, self.instance
+        encode = encode_prediction
         # Audit rows per (topic, partition, source), and the (features, outcome) each record waits with for its label.
         segments: dict[tuple[str, int, str], tuple[list[int], list[str]]] = {}
         segment: tuple[str, int, str] | None = None
@@ -425,7 +426,7 @@ class Scorer:
                 "scored_at": now, "source": {"partition": partition, "offset": offset},
             }
             try:
-                payload = orjson.dumps(value)  # serving.codec.encode_prediction
+                payload = encode(value)
             except Exception as exc:
                 self._dead_letter(producer, reason_of(exc), message)
                 continue
