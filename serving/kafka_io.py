@@ -116,7 +116,7 @@ def sent_or_raise(futures: list[FutureRecordMetadata]) -> None:
 
     `flush()` returns when every send is done, failed ones included; committing then would
     skip the records whose output was lost."""
-    failed = [f for f in futures if not f.is_done or f.exception is not None]  # (f.failed(), without the call)
+    failed = [f for f in futures if not f.is_done or f.failed()]
     if failed:
         first = failed[0].exception if failed[0].is_done else "not acknowledged"
         raise SendFailed(f"{len(failed)} of {len(futures)} sends failed ({first})")
