@@ -115,8 +115,9 @@ def decode_label(raw: bytes | None) -> Label:
     except Exception:
         value = None
     if type(value) is dict:
-        record_id, ts, label = value.get("id"), value.get("ts"), value.get("label")
-        kind = type(label)
+        record_id, ts = value.get("id"), value.get("ts")
+        label: Any = value.get("label")
+        kind: type = type(label)
         if (type(record_id) is str and record_id
                 and ((type(ts) is float and -_INF < ts < _INF) or (type(ts) is int and -_EXACT <= ts <= _EXACT))
                 and value.get("schema_version", RECORD_VERSION) == RECORD_VERSION
