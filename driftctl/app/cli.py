@@ -99,14 +99,6 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def _step(step: dict) -> str:
-    """One retrain of the demo's story: version, rows, outcome, and what the version served."""
-    rows = f" on {step['rows']:,} rows" if step.get("rows") else ""
-    if not step["promoted"]:
-        return f"challenger{rows} rejected"
-    return f"v{step['version']}{rows}, served {step['served']:,} records ({_pct(step['accuracy'])})"
-
-
 def _print_demo(r: DemoResult, home: Path) -> None:
     table = Table(title="driftctl demo", show_header=False, title_justify="left")
     table.add_row("records scored", f"{r.predictions:,} of {r.records:,} ({r.duplicates} duplicates, "
@@ -118,21 +110,17 @@ def _print_demo(r: DemoResult, home: Path) -> None:
     else:
         table.add_row("drift detected at", "not detected")
     table.add_row("drift incidents", f"{r.incidents} ({len(r.drift_events)} drift events folded into them)")
-    for step in r.bootstrap:
-        table.add_row(f"{step['role']} champion", _step(step))
-    for step in r.retrains:
-        table.add_row(f"drift retrain: {step['role']}" if step["role"] != "reinstated" else "drift: reinstated",
-                      _step(step))
-    table.add_row("serving after the drift", (f"v{r.champion_after_drift} (run {r.retrain_run_id})"
-                                              if r.champion_after_drift else "the bootstrap champion (none promoted)"))
-    table.add_row("bootstrap champion accuracy before drift", _pct(r.accuracy_before_drift))
-    table.add_row("bootstrap champion accuracy after drift", _pct(r.accuracy_after_drift))
-    table.add_row("champion accuracy after the drift's retrains", _pct(r.accuracy_after_promotion))
+    table.add_row("retrain run", r.retrain_run_id or "-")
+    table.add_row("promoted version", str(r.promoted_version) if r.promoted_version else "none")
+    table.add_row("versions served", ", ".join(map(str, r.versions_served)))
+    table.add_row("champion accuracy before drift", _pct(r.accuracy_before_drift))
+    table.add_row("champion accuracy after drift", _pct(r.accuracy_after_drift))
+    table.add_row("champion accuracy after promotion", _pct(r.accuracy_after_promotion))
     table.add_row("online learner accuracy after drift", _pct(r.online_accuracy_after_drift))
     table.add_row("served accuracy after drift (before promotion)", _pct(r.served_accuracy_after_drift))
-    table.add_row("drift's retrain decision to its first promotion serving",
+    table.add_row("retrain decision to the new version serving",
                   f"{r.decision_to_serving_s:.1f} s" if r.decision_to_serving_s is not None else "-")
-    table.add_row("records from the detection on the stale champion scored",
+    table.add_row("records the stale champion scored after detection",
                   f"{r.records_on_stale_champion:,}" if r.records_on_stale_champion is not None else "-")
     table.add_row("wall time", f"{r.seconds:.1f} s")
     console.print(table)

@@ -10,12 +10,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from threadpoolctl import threadpool_limits
 
-from drift.policy import Bootstrap
 from driftctl.messages import Prediction
 from driftctl.runtime.stack import configure_environment, kafka_stack
 from driftctl.settings import Settings
@@ -34,10 +32,6 @@ class DemoError(Exception):
 
 @dataclass
 class DemoResult:
-    """What the demo did, in the ledger's terms: the bootstrap champions (a provisional one while the
-    warmup's labels are late, then the full one), the drift incident's retrains (a first try on few
-    rows, the full window since the change), and what each served."""
-
     records: int
     drift_at: int
     predictions: int
@@ -47,23 +41,18 @@ class DemoResult:
     detector: str | None
     detection_delay: int | None
     drift_events: list[dict]
-    # Each: role ("provisional", "bootstrap"; "first try", "full window", "reinstated", "scheduled"), version,
-    # promoted, rows it learned from, run_id, decision_id, reason, records it scored and their accuracy.
-    bootstrap: list[dict]
-    retrains: list[dict]  # the retrains and reinstatements of the drift's incident, in order
-    champion_before_drift: int | None  # the full bootstrap champion (the provisional one's successor)
-    champion_after_drift: int | None  # what the drift's incident promoted last (None: nothing)
-    retrain_run_id: str | None  # the run of champion_after_drift
+    retrain_run_id: str | None
+    promoted_version: int | None
     versions_served: list[int]
-    accuracy_before_drift: float | None  # champion_before_drift's own predictions before the drift
-    accuracy_after_drift: float | None  # the bootstrap champions' own predictions after the drift
-    accuracy_after_promotion: float | None  # champion_after_drift's own predictions
+    accuracy_before_drift: float | None
+    accuracy_after_drift: float | None
+    accuracy_after_promotion: float | None
     online_accuracy_after_drift: float | None
-    served_accuracy_after_drift: float | None  # what was served (serve=best) while a bootstrap champion served
+    served_accuracy_after_drift: float | None  # what was served (serve=best: champion, online or blend)
     seconds: float
-    # The drift's first retrain decision that was promoted, to the first record its version scored.
+    # Retrain decision to the first record scored by the promoted version (None: nothing promoted).
     decision_to_serving_s: float | None = None
-    # Records from the detection on (stream position) the bootstrap champions scored (all when none was replaced).
+    # Records the replaced champion scored after the drift was detected (all of them when none was promoted).
     records_on_stale_champion: int | None = None
     outcomes: list[dict] = field(default_factory=list)
     incidents: int = 0  # drifts acted on (the events of one drift fold into one incident)
@@ -100,20 +89,18 @@ def fresh_home(settings: Settings) -> None:
             path.unlink()
 
 
-def bootstrap_holds(settings: Settings) -> tuple[int, ...]:
-    """Where the demo's stream waits for a bootstrap champion to serve. Its stream is compressed (1,000
-    records/s while a fit takes seconds), so it holds while each bootstrap fit the policy makes trains:
-    with labels late, the provisional champion once `warmup` records are scored (drift.policy.Bootstrap),
-    then the full one once the warmup's labels are in. A live stream does not wait: the online learner
-    serves alone until the first champion."""
-    warmup, delay = settings.drift.warmup, settings.stream.label_delay
-    boot = Bootstrap.from_settings(settings.drift)
-    boot.due(scored=warmup, labelled=max(0, warmup - delay))
-    return (warmup, warmup + delay) if boot.in_flight == "early" else (warmup + delay,)
+def _one_retrain_per_drift(settings: Settings) -> Settings:
+    """The demo tells one drift's story: its stream is held until champion v1 is in (no record waits for a
+    provisional stand-in), and one retrain answers the drift (the first try on fewer rows, on by default,
+    would promote twice). Options a user set stay as set."""
+    drift = settings.drift
+    off = {name: None for name in ("early_champion_rows", "first_train_rows") if name not in drift.model_fields_set}
+    return settings.model_copy(update={"drift": drift.model_copy(update=off)}) if off else settings
 
 
 def run_demo(settings: Settings, progress: Callable[[str, int, int], None] | None = None) -> DemoResult:
     progress = progress or (lambda phase, done, total: None)
+    settings = _one_retrain_per_drift(settings)
     configure_environment(settings)
     if not settings.kafka.bootstrap_servers and not settings.mlflow.tracking_uri and not settings.ledger.url:
         fresh_home(settings)
@@ -152,59 +139,43 @@ def run_demo(settings: Settings, progress: Callable[[str, int, int], None] | Non
 
         producer = make_producer(bootstrap, settings.kafka)
         producer_beat = Heartbeat.from_settings(settings, "producer", bootstrap)
-        holds = bootstrap_holds(settings)
-        serving: list[int] = []  # the full bootstrap champion's version, then each that served after it
-        swapped_at: list[int] = []  # the record where each after it began to serve
+        hold_at = settings.drift.warmup + stream.label_delay
 
         def on_record(n: int, total: int) -> None:
             producer_beat.beat(records=n)
             if n % 250 == 0:
                 progress("streaming", n, total)
 
-        def newest_promoted() -> int:
-            return max((o["version"] for o in list(monitor.outcomes) if o.get("promoted")
-                        and isinstance(o.get("version"), int)), default=0)
-
-        def ready(full: bool) -> bool:
-            """A champion serves (`full`: the full bootstrap champion, the provisional one replaced); or,
-            for the provisional one, its fit ended without one (the full one follows the warmup's labels)."""
-            boot = monitor.watch.bootstrap
-            if not full:
-                return scorer_stats[3] != 0 or (boot.tried_early and boot.in_flight is None and not boot.provisional)
-            return boot.done and scorer_stats[3] == newest_promoted()
-
         def gate(seq: int) -> None:
-            if seq not in holds:
+            if seq != hold_at:
                 return
-            full = seq == holds[-1]
             producer.flush()
-            progress("training the champion" if full else "training a provisional", 0, 1)
+            progress("training champion v1", 0, 1)
             deadline = time.monotonic() + 300
-            while not ready(full):
+            while scorer_stats[3] == 0:
                 check()
                 producer_beat.beat(records=seq)
-                if time.monotonic() > deadline:  # a failed full fit is tried again (serving.monitor)
-                    failed = [o["error"] for o in list(monitor.outcomes) if "error" in o]
-                    raise DemoError("no bootstrap champion within 300 s" + (f": {failed[-1]}" if failed else ""))
+                failed = [o["error"] for o in monitor.outcomes if "error" in o]
+                if failed:
+                    raise DemoError(f"training the first champion failed: {failed[0]}")
+                if time.monotonic() > deadline:
+                    raise DemoError("no first champion within 300 s")
                 time.sleep(0.1)
-            if full:
-                serving.append(scorer_stats[3])
+
+        swapped_at: list[int] = []
 
         def keep_going(sent: int) -> bool:
-            """A live stream does not stop mid-incident: past `records`, go on while a retrain is pending
-            or running (the first try's full window included), and until the newest champion has served
-            a few thousand records."""
-            if serving and scorer_stats[3] != serving[-1]:
-                serving.append(scorer_stats[3])
+            """A live stream does not stop mid-retrain: past `records`, go on while a retrain is
+            pending or running, and until the new champion has served a few thousand records."""
+            if scorer_stats[3] > 1 and not swapped_at:
                 swapped_at.append(sent)
             if sent < stream.records:
                 return True
             if sent >= 3 * stream.records:
                 return False
-            policy = monitor.watch.policy
-            if monitor.busy or policy.change_at is not None or policy.grow_at is not None:
-                return True
-            return bool(swapped_at) and sent < swapped_at[-1] + stream.after_promotion
+            if swapped_at:
+                return sent < swapped_at[0] + stream.after_promotion
+            return monitor.busy or monitor.watch.policy.change_at is not None
 
         scorer.start()
         monitor_stage.start()
@@ -255,6 +226,8 @@ def summarize(settings: Settings, sent: int, predictions: list[Prediction], moni
     truth = {r.record["id"]: (r.seq, r.label) for r in
              iot_stream(sent, drift_at=stream.drift_at, devices=stream.devices, seed=stream.seed)}
     by_id = {p["id"]: p for p in predictions}
+    promoted = [o for o in monitor.outcomes if o.get("promoted") and (o.get("version") or 0) > 1]
+    promoted_version = promoted[0]["version"] if promoted else None
 
     def accuracy(select: Callable[[int, Prediction], bool], served: bool = False) -> float | None:
         """The champion's own predictions (or, `served`, those served) right among the selected."""
@@ -278,25 +251,9 @@ def summarize(settings: Settings, sent: int, predictions: list[Prediction], moni
     after = [e for e in monitor.events if (seq := position(e)) is not None and seq >= stream.drift_at]
     first = after[0] if after else None
     detected_at = truth[first.window["record_id"]][0] if first else None
-
-    steps, decided = _ledger_steps(settings)
-    for step in steps:  # what each version served, and how well its own predictions did
-        version: int | None = step["version"]
-        step["served"] = sum(1 for p in by_id.values() if version is not None and p["model"]["version"] == version)
-        step["accuracy"] = accuracy(partial(_scored_by, version))
-    bootstrap = [s for s in steps if s["role"] in ("provisional", "bootstrap")]
-    # The drift's incident (a later one, e.g. a false alarm, is another story); by time, events with none.
-    retrains = [s for s in steps if s not in bootstrap and first is not None and s["at"] >= first.at
-                and (first.incident is None or s["incident"] == first.incident)]
-    stale = {s["version"] for s in bootstrap if s["promoted"]}  # the champions the drift made stale
-    full = [s["version"] for s in bootstrap if s["promoted"] and s["role"] == "bootstrap"]
-    champion_before = full[-1] if full else None
-    answered = [s for s in retrains if s["promoted"]]
-    champion_after = answered[-1]["version"] if answered else None
-    first_served = (min((p.get("scored_at") or math.inf for p in by_id.values()
-                         if p["model"]["version"] == answered[0]["version"]), default=math.inf)
-                    if answered else math.inf)
-    decided_at = decided.get(answered[0]["decision_id"], answered[0]["at"]) if answered else None
+    decided_at = _decision_time(settings, promoted_version)
+    first_served = min((p.get("scored_at") or math.inf for p in by_id.values()
+                        if p["model"]["version"] == promoted_version), default=math.inf)
     return DemoResult(
         records=sent,
         drift_at=stream.drift_at,
@@ -309,89 +266,45 @@ def summarize(settings: Settings, sent: int, predictions: list[Prediction], moni
         drift_events=[{"id": e.id, "detector": e.detector, "kind": e.kind,
                        "record": position(e),
                        "statistic": e.statistic, "threshold": e.threshold} for e in monitor.events],
-        bootstrap=[_public(s) for s in bootstrap],
-        retrains=[_public(s) for s in retrains],
-        champion_before_drift=champion_before,
-        champion_after_drift=champion_after,
-        retrain_run_id=answered[-1]["run_id"] if answered else None,
+        retrain_run_id=promoted[0]["run_id"] if promoted else None,
+        promoted_version=promoted_version,
         versions_served=sorted({p["model"]["version"] for p in by_id.values()}),
         accuracy_before_drift=accuracy(lambda seq, p: warmup_end <= seq < stream.drift_at
-                                       and p["model"]["version"] == champion_before),
-        accuracy_after_drift=accuracy(lambda seq, p: seq >= stream.drift_at and p["model"]["version"] in stale),
-        accuracy_after_promotion=accuracy(lambda seq, p: champion_after is not None
-                                          and p["model"]["version"] == champion_after),
+                                       and p["model"]["version"] == 1),
+        accuracy_after_drift=accuracy(lambda seq, p: seq >= stream.drift_at and p["model"]["version"] == 1),
+        accuracy_after_promotion=accuracy(lambda seq, p: promoted_version is not None
+                                          and p["model"]["version"] == promoted_version),
         online_accuracy_after_drift=online_accuracy(lambda seq, p: seq >= stream.drift_at),
-        served_accuracy_after_drift=accuracy(lambda seq, p: seq >= stream.drift_at and p["model"]["version"] in stale,
+        served_accuracy_after_drift=accuracy(lambda seq, p: seq >= stream.drift_at and p["model"]["version"] == 1,
                                              served=True),
         seconds=round(seconds, 1),
         decision_to_serving_s=(round(first_served - decided_at, 2) if decided_at is not None
                                and math.isfinite(first_served) else None),
-        # By stream position, not the clock: a scorer that lags scores records from before the drift after
-        # the detection, and those are not the drift's cost.
-        records_on_stale_champion=(sum(1 for i, p in by_id.items() if p["model"]["version"] in stale
-                                       and truth[i][0] >= detected_at) if detected_at is not None else None),
+        records_on_stale_champion=(sum(1 for p in by_id.values() if p["model"]["version"] != promoted_version
+                                       and (p.get("scored_at") or 0.0) >= first.at) if first else None),
         outcomes=list(monitor.outcomes),
         incidents=len({e.incident for e in monitor.events if e.incident is not None}),
         prediction_log=predictions,
     )
 
 
-def _has(settings: Settings, kind: str) -> bool:
-    """Whether the ledger has an entry of `kind` (a `failure`: a retrain failed)."""
-    ledger = Ledger.from_settings(settings)
-    try:
-        return bool(ledger.entries(kind, limit=1))
-    finally:
-        ledger.close()
-
-
-def _scored_by(version: int | None, seq: int, p: Prediction) -> bool:
-    return version is not None and p["model"]["version"] == version
-
-
-def _ledger_steps(settings: Settings) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """The champion's changes and the challengers rejected, from the ledger, in order, each with its role;
-    and when each decision was taken (a promotion names its decision in its trigger)."""
+def _decision_time(settings: Settings, version: int | None) -> float | None:
+    """When the decision to retrain that promoted `version` was taken, from the ledger: its promotion
+    names the decision (the trigger), and the decision's entry its time."""
+    if version is None:
+        return None
     ledger = Ledger.from_settings(settings)
     try:
         timeline = ledger.timeline()
     finally:
         ledger.close()
-    decided: dict[str, float] = {}
-    steps: list[dict[str, Any]] = []
+    promotion = next((e for e in timeline if e.kind == "promotion" and e.model_version == version), None)
+    decision_id = ((promotion.payload.get("trigger") or {}).get("decision_id") if promotion else None)
     for entry in timeline:
-        payload = entry.payload or {}
-        if entry.kind == "decision" and payload.get("id"):
-            at = payload.get("at")
-            decided[payload["id"]] = float(at) if isinstance(at, (int, float)) else entry.at
-        elif entry.kind in ("promotion", "rejection", "reinstatement"):
-            trigger = payload.get("trigger") or {}
-            positions = (payload.get("window") or {}).get("positions")
-            # The policy's own window is the first candidate (the others: its newest half, the champion's
-            # rows plus the new ones; DriftWatch._candidates); the rows learned from, the one that won.
-            candidates = trigger.get("candidates") or ([positions[1] - positions[0]] if positions else [None])
-            rows = (payload.get("evaluation") or {}).get("rows") or candidates[0]
-            steps.append({"role": _role(settings, entry.kind, trigger, candidates[0]), "version": entry.model_version,
-                          "promoted": entry.kind != "rejection", "rows": rows, "run_id": payload.get("run_id"),
-                          "decision_id": trigger.get("decision_id"), "reason": entry.reason, "at": entry.at,
-                          "incident": trigger.get("incident") or payload.get("incident")})
-    return steps, decided
-
-
-def _role(settings: Settings, kind: str, trigger: dict[str, Any], rows: int | None) -> str:
-    """What a retrain was for, in the policy's terms (drift.policy.Bootstrap, DriftPolicy.on_labelled)."""
-    if kind == "reinstatement":
-        return "reinstated"  # an archived champion back, no training
-    if trigger.get("kind") == "bootstrap":
-        return "provisional" if trigger.get("provisional") else "bootstrap"
-    if trigger.get("kind") == "schedule":
-        return "scheduled"
-    # A retrain on fewer rows than min_train_rows since the change is its first try; the full window follows.
-    return "first try" if rows is not None and rows < settings.drift.min_train_rows else "full window"
-
-
-def _public(step: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in step.items() if k != "at"}
+        if entry.kind == "decision" and decision_id is not None and entry.payload.get("id") == decision_id:
+            at = entry.payload.get("at")
+            return float(at) if isinstance(at, (int, float)) else entry.at
+    return None
 
 
 # -- `driftctl demo --served`: the same demo on the stack of `driftctl up` ----------------------
@@ -455,6 +368,7 @@ def run_served_demo(settings: Settings, progress: Callable[[str, int, int], None
     from driftctl.app.stack_up import running_stack, up
 
     progress = progress or (lambda phase, done, total: None)
+    settings = _one_retrain_per_drift(settings)
     configure_environment(settings)
     started = time.monotonic()
     stack = running_stack(settings)
@@ -481,33 +395,22 @@ def run_served_demo(settings: Settings, progress: Callable[[str, int, int], None
     beats = _StackBeats(settings)
     producer = make_producer(bootstrap, settings.kafka)
     producer_beat = Heartbeat.from_settings(settings, "producer", bootstrap)
-    holds = bootstrap_holds(settings)
-    serving: list[int] = []  # the provisional champion's version, if any, then the full one's and each after
-    swapped_at: list[int] = []  # the record where each after the full bootstrap champion began to serve
-    booted: list[bool] = []  # the full bootstrap champion serves
+    hold_at = settings.drift.warmup + stream.label_delay
+    swapped_at: list[int] = []
+    first_version: list[int] = []
 
     def gate(seq: int) -> None:
-        if seq not in holds:
+        if seq != hold_at:
             return
         producer.flush()
-        progress("training the champion" if seq == holds[-1] else "training a provisional", 0, 1)
+        progress("training champion v1", 0, 1)
         deadline = time.monotonic() + 600  # a deployment run: the worker starts a process for it
-        # The full bootstrap champion replaces the provisional one, if there was one; a provisional fit
-        # that failed (in the ledger, or the monitor busy and then idle with no champion) leaves the online
-        # learner serving until the full one.
-        busy = False
-        while beats.refresh().version in (0, *serving):
-            if seq != holds[-1]:
-                was_busy, busy = busy, bool(beats.vitals().get("busy"))
-                if (was_busy and not busy and not _has(settings, "promotion")) or _has(settings, "failure"):
-                    return
+        while not beats.refresh().version:
             producer_beat.beat(records=seq)
             if time.monotonic() > deadline:
-                raise DemoError(f"no bootstrap champion served within 600 s (see {settings.home / 'logs'})")
+                raise DemoError(f"no first champion served within 600 s (see {settings.home / 'logs'})")
             time.sleep(0.5)
-        serving.append(beats.version)
-        if seq == holds[-1]:
-            booted.append(True)
+        first_version.append(beats.version)
 
     def on_record(n: int) -> None:
         producer_beat.beat(records=n)
@@ -518,8 +421,7 @@ def run_served_demo(settings: Settings, progress: Callable[[str, int, int], None
 
     def keep_going(sent: int) -> bool:
         version = beats.refresh().version
-        if booted and version not in (0, serving[-1]):
-            serving.append(version)
+        if first_version and version > first_version[0] and not swapped_at:
             swapped_at.append(sent)
         if sent < stream.records:
             return True
@@ -528,10 +430,10 @@ def run_served_demo(settings: Settings, progress: Callable[[str, int, int], None
             ended_at.append(time.monotonic())
         if time.monotonic() - ended_at[0] > 900:
             return False
+        if swapped_at:
+            return sent < swapped_at[0] + stream.after_promotion
         vitals = beats.vitals()
-        if vitals.get("busy") or vitals.get("incident"):
-            return True
-        return bool(swapped_at) and sent < swapped_at[-1] + stream.after_promotion
+        return bool(vitals.get("busy") or vitals.get("incident"))
 
     try:
         sent = publish(producer, settings.kafka.topics,
