@@ -83,6 +83,11 @@ VARIANTS: dict[str, Variant] = {
     "after+eager-renewals": ({}, {"online_learner": "renewing-eager-hoeffding-tree"}),
     # ... and an eager tree contends with the plain one from the first label (McNemar, as a renewal).
     "after+eager-contend": ({}, {"online_learner": "contending-eager-hoeffding-tree"}),
+    # Round 9 (benchmarks/results/round9-declearn2.md): trees that always split as ARF's members do, a
+    # logistic regression beside the tree (the better of the two lately serves), and both.
+    "after+quick": ({}, {"online_learner": "renewing-quick-hoeffding-tree"}),
+    "after+linear": ({}, {"online_learner": "renewing-tree-linear"}),
+    "after+quick-linear": ({}, {"online_learner": "renewing-quick-tree-linear"}),
     # A new champion's first labels against its holdout accuracy (the blind spot of the error-rate ADWIN).
     "after+holdout": ({"holdout_gap": True}, {}),
     "after+holdout+archive": ({"holdout_gap": True, "archive": True}, {}),
@@ -152,6 +157,10 @@ VARIANTS: dict[str, Variant] = {
     "after+first+z4+full+every100+stopgap": ({"first_train_rows": 500, "first_train_z": 4.0, "first_then_full": True,
                                               "archive_every": 100, "archive_stopgap": True}, {}),
     "after+first+z4+full": ({"first_train_rows": 500, "first_train_z": 4.0, "first_then_full": True}, {}),
+    # Round 9 (declag), labels late: the serving rule judges the stacked blend by the class its current weights give
+    # (`after+holdout` above, measured again: a champion wrong from its first labels, a blind spot of late labels).
+    "after+blend-now": ({}, {"serve_blend_now": True}),
+    "after-blend-now": ({}, {"serve_blend_now": False}),  # the default before round 9
 }
 
 

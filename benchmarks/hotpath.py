@@ -94,7 +94,8 @@ def _batches(records: list[tuple[str, Any]], size: int) -> list[dict[Any, list[A
     return batches
 
 
-def run(n_records: int, batch_size: int, repeats: int, profile: str | None) -> dict[str, Any]:
+def run(n_records: int, batch_size: int, repeats: int, profile: str | None,
+        scorer_only: bool = False) -> dict[str, Any]:
     import gc
 
     import pandas as pd
@@ -154,6 +155,8 @@ def run(n_records: int, batch_size: int, repeats: int, profile: str | None) -> d
         scorer.audit.close()
         if profiler:
             _print(profiler)
+        if scorer_only:
+            continue
         # The monitor meets the predictions after their records (as it would, a poll later).
         from kafka.consumer.fetcher import ConsumerRecord
         predictions = [(topics.predictions,
@@ -209,11 +212,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", choices=["scorer", "monitor"])
+    parser.add_argument("--scorer-only", action="store_true", help="measure the scorer only (no monitor)")
     parser.add_argument("--baseline", help="another tree to run interleaved (its PYTHONPATH)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child or args.profile:
-        print(json.dumps(run(args.records, args.batch, args.repeats, args.profile)))
+        print(json.dumps(run(args.records, args.batch, args.repeats, args.profile, args.scorer_only)))
         return
     trees = {"this": os.getcwd(), **({"baseline": args.baseline} if args.baseline else {})}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
@@ -221,15 +225,17 @@ def main() -> None:
         for name, tree in trees.items():  # interleaved: both see the same machine state
             env = {**os.environ, "PYTHONPATH": tree}
             done = subprocess.run([sys.executable, __file__, "--child", "--records", str(args.records),
-                                   "--batch", str(args.batch), "--repeats", "1"],
+                                   "--batch", str(args.batch), "--repeats", "1",
+                                   *(["--scorer-only"] if args.scorer_only else [])],
                                   env=env, cwd=tree, capture_output=True, text=True, check=True)
             runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
     summary = {}
+    stages = ["scorer"] if args.scorer_only else ["scorer", "monitor"]
     for name, results in runs.items():
         summary[name] = {stage: sorted(round(r[f"{stage}_us"][0], 2) for r in results)
-                         for stage in ("scorer", "monitor", "scorer_gc", "monitor_gc")}
+                         for stage in stages + [f"{s}_gc" for s in stages]}
     if "baseline" in summary:
-        for stage in ("scorer", "monitor"):
+        for stage in stages:
             this, base = summary["this"][stage], summary["baseline"][stage]
             summary[f"{stage}_ratio_median"] = round(base[len(base) // 2] / this[len(this) // 2], 3)
     print(json.dumps({"load_average": os.getloadavg(), **summary}, indent=1))

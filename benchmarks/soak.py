@@ -28,7 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 MONITOR_FIELDS = ("telemetry", "labelled", "drift_events", "decisions", "retrains", "promotions", "rollbacks",
                   "failed_retrains", "join_evicted", "join_skipped", "await_skipped", "near_misses",
-                  "await_near_misses", "labelled_predictions", "join_held", "busy", "alive")
+                  "await_near_misses", "labelled_predictions", "join_held", "busy", "alive", "retrain_pid")
 
 
 def rss_kb(pid: int) -> int:
@@ -193,8 +193,9 @@ def monitor_process(settings_json: str, bootstrap: str, shared: Any, stop: Any, 
     from training.registry import Registry
 
     halt = threading.Event()
+    retrain = make_retrain(settings)
     monitor = Monitor(settings, bootstrap, Registry.from_settings(settings), Ledger.from_settings(settings),
-                      make_retrain(settings), halt)
+                      retrain, halt)
     stage = threading.Thread(target=monitor.run, name="monitor", daemon=True)
     stage.start()
 
@@ -211,6 +212,8 @@ def monitor_process(settings_json: str, bootstrap: str, shared: Any, stop: Any, 
             "await_near_misses": join["awaiting_prediction"]["near_misses"],
             "labelled_predictions": join["labelled_predictions"], "join_held": join["held"],
             "busy": int(monitor.busy), "alive": int(stage.is_alive()),
+            # The warm retrain process (retrain.child_process), sampled on its own as well.
+            "retrain_pid": getattr(getattr(retrain, "_process", None), "pid", None) or 0,
         }
         shared[:] = [int(values[name]) for name in MONITOR_FIELDS]
 
@@ -274,7 +277,9 @@ def main() -> None:
         producer_stats, producer_stop = spawn.Array("q", 2), spawn.Event()  # sent, done
         scorer = spawn.Process(target=run_scorer_process, name="scorer", daemon=True,
                                args=(settings_json, bootstrap, scorer_stats, scorer_stop))
-        monitor = spawn.Process(target=monitor_process, name="monitor", daemon=True,
+        # Not a daemon: a daemonic process may not start children, and the monitor's retrain runs in
+        # one (retrain.child_process); the `finally` below ends it.
+        monitor = spawn.Process(target=monitor_process, name="monitor", daemon=False,
                                 args=(settings_json, bootstrap, monitor_stats, monitor_stop,
                                        str(args.trace_dir) if args.trace_dir else None,
                                        str(args.mem_log) if args.mem_log else None))
@@ -300,6 +305,8 @@ def main() -> None:
                           "rss_kb": {name: tree_rss_kb(p.pid) for name, p in stages.items() if p.pid},
                           "own_rss_kb": {name: rss_kb(p.pid) for name, p in stages.items() if p.pid}}
                 sample["rss_kb"]["broker"] = sum(tree_rss_kb(p) for p in broker_pids)
+                if mon["retrain_pid"]:  # inside the monitor's tree too; shown on its own
+                    sample["rss_kb"]["retrain"] = tree_rss_kb(mon["retrain_pid"])
                 samples.append(sample)
                 if len(samples) % 30 == 0:
                     print(json.dumps({k: sample[k] for k in ("t", "sent", "scored", "read", "labelled", "version")}
@@ -345,7 +352,7 @@ def main() -> None:
 
 def summarize(args: Any, settings: Any, samples: list[dict], sent: int, scorer: list[int], mon: dict,
               seconds: float, error: str | None, produce_seconds: float | None) -> dict:
-    progress_of = {"producer": "sent", "broker": "sent", "scorer": "scored", "monitor": "read"}
+    progress_of = {"producer": "sent", "broker": "sent", "scorer": "scored", "monitor": "read", "retrain": "read"}
     quarters: dict[str, list[float | None]] = {}
     for stage, key in progress_of.items():
         peaks: list[float | None] = [None] * 4
@@ -392,6 +399,8 @@ def render(r: dict) -> str:
         ratio = r["q4_over_q2"][stage]
         criterion = "not a stage: in-memory log, grows with the data kept" if stage == "broker" else (
             "yes" if r["within_10pct"][stage] else "**no**")
+        if stage == "retrain":
+            criterion += " (the monitor's retrain process, counted in the monitor's row too)"
         lines.append(f"| {stage} | {cells} | {'-' if ratio is None else f'{ratio:.3f}'} | {criterion} |")
     lines += [
         "", "| what | count |", "| --- | ---: |",

@@ -148,6 +148,18 @@ class StackedBlend:
         db = 0.0 + g0 * z0 + g1 * z1
         self.weights = [1 + keep * (a + da - 1), 1 + keep * (b + db - 1)]
 
+    def predict(self, features: Any) -> Any:
+        """The class the blend would give now, with its current weights, for the record whose features
+        `combine` gave (labels late: the class it gave then was chosen by older weights)."""
+        a, b = self.weights
+        get = self.bias.get
+        if len(features) == 3:
+            classes, lc, lo = features
+            return classes[self._exps(classes, lc, lo).index(1.0)]
+        c0, c1, x0, x1, z0, z1 = features[:6]
+        s0, s1 = get(c0, 0.0) + a * x0 + b * z0, get(c1, 0.0) + a * x1 + b * z1
+        return c0 if s0 >= s1 or math.exp(s0 - s1) == 1.0 else c1  # `combine_pair`'s choice, ties and all
+
     def _learn_classes(self, features: Any, label: Any) -> None:
         classes, lc, lo = features
         exps = self._exps(classes, lc, lo)
@@ -193,7 +205,7 @@ class ServingRule:
     """
 
     def __init__(self, *, halflife: int = 200, margin: float = 0.01, start: float = 0.5,
-                 stacked: StackedBlend | None = None):
+                 stacked: StackedBlend | None = None, blend_now: bool = False):
         if halflife < 1:
             raise ValueError(f"halflife must be at least 1 labelled record, got {halflife!r}")
         if not 0 <= margin < 1:
@@ -202,6 +214,7 @@ class ServingRule:
         self.margin = margin
         self.start = start
         self.stacked = stacked  # None: the blend is the 50/50 average (`blend`)
+        self.blend_now = blend_now  # judge the stacked blend by the class its current weights give (`on_label`)
         self._reset()
 
     @classmethod
@@ -209,7 +222,8 @@ class ServingRule:
         """From `ServingSettings` (its `serve_halflife`, `serve_margin` and `serve_blend`)."""
         stacked = (StackedBlend(rate=serving.serve_blend_rate, shrink=serving.serve_blend_shrink)
                    if serving.serve_blend == "stacked" else None)
-        return cls(halflife=serving.serve_halflife, margin=serving.serve_margin, stacked=stacked)
+        return cls(halflife=serving.serve_halflife, margin=serving.serve_margin, stacked=stacked,
+                   blend_now=serving.serve_blend_now)
 
     def blend(self, champion: Mapping[Any, float], online: Mapping[Any, float]) -> tuple[Any, float, Any]:
         """The blend's class, its probability, and what `learn_blend` takes with the record's label
@@ -297,7 +311,8 @@ class ServingRule:
         return True
 
     def on_label(self, outcomes: tuple[bool, bool | None, bool | None] | None, *, scored_renewals: int,
-                 renewals: int | None = None, accuracy: float | None = None) -> bool:
+                 renewals: int | None = None, accuracy: float | None = None,
+                 blend_features: Any = None, label: Any = None) -> bool:
         """The label of a record came and the online learner has learned it: the one call the live
         scorer and the backtest make, so both handle a renewal alike.
 
@@ -307,7 +322,10 @@ class ServingRule:
         (None: not known yet, as when a learner process reports them with its next answers). The
         online and blend outcomes count only if no renewal came between the record's scoring and
         this label (the labels of records the old learner scored say nothing of the new one).
-        Returns whether the learner renewed (its calibration starts afresh too).
+        Returns whether the learner renewed (its calibration starts afresh too). With `blend_now`, the
+        stacked blend is judged by the class its current weights give for the record (`blend_features`,
+        from `blend`, and its `label`): with labels late, the class it served was chosen by weights that
+        had not seen the newest labels, and after a change the pool learns faster than that shows.
 
         >>> rule = ServingRule(halflife=10)
         >>> rule.on_label((False, False, False), scored_renewals=0, renewals=1, accuracy=0.9)  # renewed on it
@@ -324,6 +342,8 @@ class ServingRule:
         renewed = self.on_renewals(renewals, accuracy)
         if outcomes is not None:
             champion, online, blended = outcomes
+            if self.blend_now and blend_features is not None and self.stacked is not None:
+                blended = self.stacked.predict(blend_features) == label
             self.update(champion, online if fresh else None, blended if fresh else None)
         return renewed
 

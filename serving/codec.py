@@ -110,6 +110,20 @@ def decode_telemetry(raw: bytes | None, max_bytes: int | None = None) -> Telemet
 
 
 def decode_label(raw: bytes | None) -> Label:
+    try:  # the common label (as `_decode_object` and the checks below see it) in one pass
+        value = _loads(raw)  # type: ignore[arg-type]
+    except Exception:
+        value = None
+    if type(value) is dict:
+        record_id, ts = value.get("id"), value.get("ts")
+        label: Any = value.get("label")
+        kind: type = type(label)
+        if (type(record_id) is str and record_id
+                and ((type(ts) is float and -_INF < ts < _INF) or (type(ts) is int and -_EXACT <= ts <= _EXACT))
+                and value.get("schema_version", RECORD_VERSION) == RECORD_VERSION
+                and ((kind is int and -_EXACT <= label <= _EXACT) or kind is bool
+                     or (kind is str and len(label) <= MAX_LABEL_CHARS) or (kind is float and -_INF < label < _INF))):
+            return value  # type: ignore[return-value]
     value = _decode_object(raw)
     label = value.get("label")
     if label is None:
@@ -178,7 +192,20 @@ def decode_checked(raw: bytes | None, schema: FeatureSchema, missing: str = "rej
     same record and checked features. Anything else takes the two steps, for the same reason."""
     if raw is not None and max_bytes is not None and len(raw) > max_bytes:
         raise InvalidRecord(f"oversized message: {len(raw)} bytes, limit {max_bytes}")
-    value = _decode_object(raw)
+    # `_decode_object`'s checks inline for the common record (an id, a float or exact int ts, no other
+    # version); anything else is decoded again there, for its reason.
+    try:
+        value = _loads(raw)  # type: ignore[arg-type]
+    except Exception:
+        value = None
+    if type(value) is dict:
+        record_id, ts = value.get("id"), value.get("ts")
+        if not (type(record_id) is str and record_id
+                and ((type(ts) is float and -_INF < ts < _INF) or (type(ts) is int and -_EXACT <= ts <= _EXACT))
+                and value.get("schema_version", RECORD_VERSION) == RECORD_VERSION):
+            value = _decode_object(raw)
+    else:
+        value = _decode_object(raw)
     features = value.get("features")
     numeric, names, categories_of = _compiled(schema)
     if type(features) is dict and features and len(features) == len(names):
@@ -208,6 +235,7 @@ def decode_checked(raw: bytes | None, schema: FeatureSchema, missing: str = "rej
 
 
 _INF, _EXACT = math.inf, 1 << 53
+_loads = orjson.loads
 _schemas: dict[int, tuple[FeatureSchema, tuple[str, ...], frozenset[str], tuple[tuple[str, frozenset[str]], ...]]] = {}
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections import Counter as Tally
-
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 
@@ -36,15 +34,18 @@ class ScorerMetrics:
         buckets, total = getattr(histogram, "_buckets", None), getattr(histogram, "_sum", None)
         if not appended_ms:
             return
-        latencies = [max(acked - ms / 1000.0, 0.0) for ms in appended_ms]
+        # (one array per batch: per record, a list and bisect's call were ~0.5 us of the scorer's CPU)
+        values = np.maximum(acked - np.asarray(appended_ms, dtype=np.float64) / 1000.0, 0.0)
         if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
-            for latency in latencies:  # a prometheus_client laid out otherwise: its own API
+            for latency in values.tolist():  # a prometheus_client laid out otherwise: its own API
                 histogram.observe(latency)
             return
-        total.inc(sum(latencies))
-        # observe() counts a value in the first bucket whose bound is >= it (the buckets add up when read).
-        for index, count in Tally(bisect_left(bounds, latency) for latency in latencies).items():
-            buckets[index].inc(count)
+        total.inc(float(values.sum()))
+        # observe() counts a value in the first bucket whose bound is >= it (the buckets add up when read):
+        # bisect_left's index, as searchsorted's "left" side.
+        counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(buckets))
+        for index in np.flatnonzero(counts).tolist():
+            buckets[index].inc(int(counts[index]))
 
     def serve(self, port: int) -> int:
         """Expose /metrics on loopback; port 0 picks a free one. Returns the port."""

@@ -63,6 +63,10 @@ TELEMETRY, LABEL, PREDICTION, EVICTED = 1, 2, 4, 8
 PACE_SKEW_MS, PACE_RECORDS = 0, 2000
 BOOTSTRAP_RETRY = 30.0  # seconds between tries of a bootstrap retrain that failed
 TRIM_EVERY = 60.0  # seconds between giving the C heap's free pages back (release_freed_memory)
+# What the join counts for an entry besides its telemetry as received (the entry's dict, its id,
+# the ordered map's node, positions and small values; a label's or prediction's message adds its own
+# size until the entry is compacted): its memory, not just the messages', is what join_max_bytes caps.
+ENTRY_BYTES = 500  # measured: ~490 for a labelled record waiting, ~560 for telemetry alone (tracemalloc)
 
 
 def release_freed_memory() -> None:
@@ -427,8 +431,10 @@ class Monitor:
             if self._seen_before(record_id, side):
                 return
             self._on_telemetry(telemetry)
+            # The message as received, not its decoded features (~3 times the memory): a record may
+            # wait long for its label or prediction; its features are decoded again when they are used.
             slot = {"telemetry": (message.partition, message.offset), "ts": telemetry["ts"],
-                    "features": telemetry["features"], "seq": self.telemetry_seen}
+                    "raw": message.value, "seq": self.telemetry_seen}
         elif topic == self.topics.labels:
             label: Label = decode_label(message.value)
             record_id, side = label["id"], LABEL
@@ -475,8 +481,9 @@ class Monitor:
                 return  # outside the share kept while a side lags (counted there)
             state = self._pending[record_id] = {}
         state.update(slot)
-        state["bytes"] = state.get("bytes", 0) + len(message.value)
-        self._pending_bytes += len(message.value)
+        size = len(message.value) + (0 if "bytes" in state else ENTRY_BYTES)
+        state["bytes"] = state.get("bytes", 0) + size
+        self._pending_bytes += size
         self._join(record_id, state)
         serving = self.settings.serving
         while self._pending and (len(self._pending) > serving.join_max_records
@@ -513,8 +520,7 @@ class Monitor:
     def _join(self, record_id: str, state: dict) -> None:
         if "label" not in state:
             return
-        if "telemetry" in state and not state.get("positioned"):
-            state["positioned"] = True
+        if "telemetry" in state and "position" not in state:
             state["position"] = self.labelled
             (t_partition, t_offset), (l_partition, l_offset) = state["telemetry"], state["label_at"]
             self._positions.append(t_partition, t_offset, l_partition, l_offset, state["ts"])
@@ -522,7 +528,7 @@ class Monitor:
             if self.labelled % self.settings.retrain.checkpoint_every == 0:
                 self._checkpoint()
             if self.settings.drift.archive:
-                self._labelled_rows.append((state["position"], state["features"], state["label"]))
+                self._labelled_rows.append((state["position"], _features(state), state["label"]))
             decision = self.watch.on_labelled(self.labelled)
             if decision is not None:
                 self._act(decision)
@@ -540,18 +546,26 @@ class Monitor:
                                               context={"record_id": record_id}))
         if self.settings.drift.archive and self.champion is not None:
             self._maybe_judge_archive()
-        if state.get("positioned") and state.get("scored"):
+        if "position" in state and state.get("scored"):
             # Label, features and prediction all here (in any order): judge the probation once.
             if self.probation is not None and self.champion is not None and state["version"] == self.champion.version:
                 self._judge_probation(state)
             self._pending_bytes -= self._pending.pop(record_id, {}).get("bytes", 0)
             self._finish(record_id, TELEMETRY | LABEL | PREDICTION)
-        elif (state.get("positioned") and "prediction" not in state
-              and not self._await.admits(record_id, len(self._pending))):
-            # Labelled, its prediction far behind: not kept waiting (its prediction, when it comes,
-            # still feeds the prediction-drift and label-free checks).
-            self._pending_bytes -= self._pending.pop(record_id, {}).get("bytes", 0)
-            self._finish(record_id, TELEMETRY | LABEL)
+        elif "position" in state and "prediction" not in state:
+            if not self._await.admits(record_id, len(self._pending)):
+                # Labelled, its prediction far behind: not kept waiting (its prediction, when it comes,
+                # still feeds the prediction-drift and label-free checks).
+                self._pending_bytes -= self._pending.pop(record_id, {}).get("bytes", 0)
+                self._finish(record_id, TELEMETRY | LABEL)
+            elif "label_at" in state:
+                # Waits for its prediction (a scorer behind, the long wait): only what that join
+                # reads, in a dict of five keys (its table's smallest size); the label's message and
+                # the positions are not held. The cap counts what is held.
+                compact = {"raw": state["raw"], "label": state["label"], "position": state["position"],
+                           "seq": state["seq"], "bytes": ENTRY_BYTES + len(state["raw"])}
+                self._pending_bytes += compact["bytes"] - state["bytes"]
+                self._pending[record_id] = compact
 
     def _follow_renewals(self, scorer: str, renewals: int) -> None:
         """A scorer's online learner renewed itself (`training.online.Renewing`; its predictions carry
@@ -606,7 +620,7 @@ class Monitor:
         # _join calls this only with a probation running and a champion set.
         probation, champion = self.probation, self.champion
         assert probation is not None and champion is not None
-        self._probation_rows.append((state["features"], state["prediction"] == state["label"], state["label"]))
+        self._probation_rows.append((_features(state), state["prediction"] == state["label"], state["label"]))
         if len(self._probation_rows) < probation.rows:
             return
         if self._previous_model is None or not self._previous_model.done():
@@ -911,5 +925,11 @@ class PositionRing:
 
 
 def _sides(state: dict) -> int:
-    return ((TELEMETRY if "telemetry" in state else 0) | (LABEL if "label" in state else 0)
+    positioned = "position" in state  # telemetry and label joined (a compact entry keeps neither's position)
+    return ((TELEMETRY if positioned or "telemetry" in state else 0) | (LABEL if "label" in state else 0)
             | (PREDICTION if "prediction" in state else 0))
+
+
+def _features(state: dict) -> dict[str, Any]:
+    """The features of a joined entry, decoded again from its telemetry as received (checked when it came)."""
+    return decode_telemetry(state["raw"])["features"]

@@ -305,19 +305,20 @@ class Scorer:
         assert self.current is not None  # nothing is read before a champion serves
         serving = self.settings.serving
         schema, missing, max_bytes = self.current.schema, serving.missing_features, serving.max_message_bytes
-        good, rows = [], []
+        good, records, rows = [], [], []  # the messages that decoded, their records and checked features
+        decode = decode_checked
         for message in messages:
             try:
-                record, features = decode_checked(message.value, schema, missing, max_bytes=max_bytes)
+                record, features = decode(message.value, schema, missing, max_bytes=max_bytes)
             except Exception as exc:  # any failure on one message is its dead letter, never the stage's end
                 self._dead_letter(producer, reason_of(exc), message)
                 continue
-            good.append((message, record))
+            good.append(message)
+            records.append(record)
             rows.append(features)
         if not good:
             return []
         current = self.current
-        model = current.ref.as_dict()
         # As-is when missing features are rejected (none is null; River does not change its input);
         # otherwise nulls are dropped (absent to the learner).
         as_is = serving.missing_features == "reject"
@@ -336,27 +337,50 @@ class Scorer:
             probabilities = None
         online_probas = self._online_probas(learner, rows, as_is)
         if probabilities is None:
-            good, rows, probabilities, online_probas = self._predict_each(producer, good, rows, online_probas)
+            good, records, rows, probabilities, online_probas = self._predict_each(producer, good, records, rows,
+                                                                                   online_probas)
             if not good:
                 return []
-        probabilities = np.asarray(probabilities)
+        self._serve(good, records, rows, np.asarray(probabilities), online_probas, producer)
+        return [m.timestamp for m in good]
+
+    def _serve(self, good: list[ConsumerRecord], records: list[Any], rows: list[dict[str, Any]],
+               probabilities: np.ndarray, online_probas: list[dict[Any, float]], producer: KafkaProducer) -> None:
+        """Each scored record's served prediction sent, its audit lineage written, and the record
+        handed to the join to wait for its label. Per record only what differs between records is
+        made: the batch's lineage, its champion's classes and its serving choice are made once."""
+        current = self.current
+        assert current is not None
         classes = [_plain(c) for c in current.model.classes_]
         keys = [str(c) for c in classes]
+        pair = len(classes) == 2
+        c0, c1 = (classes[0], classes[1]) if pair else (None, None)
+        k0, k1 = (keys[0], keys[1]) if pair else ("", "")
+        champions = [{"prediction": c} for c in classes]  # the "champion" lineage of each class (shared)
         winners = probabilities.argmax(axis=1).tolist()
         n_learned, now, version = self.n_learned, time.time(), current.ref.version
+        model = current.ref.as_dict()
         # Labels are learned between batches, so one source serves the whole batch (champion where the
         # online learner has nothing to say yet).
-        chosen = self.rule.serving if self.rule is not None else serving.serve
-        blending = self.rule is not None
-        learned_blend = self.rule.blend if self.rule is not None and self.rule.stacked is not None else None
+        rule = self.rule
+        chosen = rule.serving if rule is not None else self.settings.serving.serve
+        stacked = rule.stacked if rule is not None else None
+        # The stacked blend's two-class path called directly, as the backtest does (drift.backtest), for an
+        # online learner with no class the champion lacks: what `rule.blend` would call, without the dict.
+        combine_pair = stacked.combine_pair if stacked is not None and pair else None
+        champion_keys = dict.fromkeys(classes).keys()
         learned_size = 3 * 56 + (8 + 2 * 32) * len(classes)
-        send, topic, instance = self._send, self.topics.predictions, self.instance
+        sends, psend, topic, instance = self._sends, producer.send, self.topics.predictions, self.instance
+        encode = encode_prediction
         # Audit rows per (topic, partition, source), and the (features, outcome) each record waits with for its label.
         segments: dict[tuple[str, int, str], tuple[list[int], list[str]]] = {}
+        segment: tuple[str, int, str] | None = None
+        offsets: list[int] = []
+        ids: list[str] = []
         waiting: list[tuple[str, tuple[dict[str, Any], tuple[int, Any, Any, Any, int, Any]], int]] = []
         renewals = self._renewals  # of the online learner that predicted this batch
-        for (message, record), features, winner, row, online_proba in zip(good, rows, winners, probabilities.tolist(),
-                                                                          online_probas, strict=True):
+        for message, record, features, winner, row, online_proba in zip(
+                good, records, rows, winners, probabilities.tolist(), online_probas, strict=True):
             champion = classes[winner]
             if online_proba:
                 online = _plain(max(online_proba, key=online_proba.__getitem__))
@@ -364,16 +388,28 @@ class Scorer:
             else:
                 online, source = None, "champion"
             learned = None  # what a learned blend (ServingSettings.serve_blend) takes with the label
-            if learned_blend is not None:
-                blended, blended_p, learned = learned_blend(dict(zip(classes, row, strict=True)), online_proba)
+            if stacked is not None:
+                if combine_pair is not None and (not online_proba or online_proba.keys() <= champion_keys):
+                    blended, blended_p, learned = combine_pair(c0, c1, row[0], row[1], online_proba)
+                else:
+                    blended, blended_p, learned = rule.blend(dict(zip(classes, row, strict=True)),  # type: ignore[union-attr]
+                                                             online_proba)
+            elif rule is not None:
+                blended, blended_p = _blend_winner(classes, row, online_proba)
             else:
-                blended, blended_p = (_blend_winner(classes, row, online_proba) if blending else (None, 0.0))
-            confidence = (online_proba[online] if source == "online" else
-                          blended_p if source == "blend" else row[winner])
-            served = online if source == "online" else blended if source == "blend" else champion
+                blended, blended_p = None, 0.0
+            if source == "champion":
+                served, confidence = champion, row[winner]
+            elif source == "blend":
+                served, confidence = blended, blended_p
+            else:
+                served, confidence = online, online_proba[online]
             record_id = record["id"]
-            offsets, ids = segments.setdefault((message.topic, message.partition, source), ([], []))
-            offsets.append(message.offset)
+            partition, offset = message.partition, message.offset
+            if segment is None or partition != segment[1] or source != segment[2] or message.topic != segment[0]:
+                segment = (message.topic, partition, source)
+                offsets, ids = segments.setdefault(segment, ([], []))
+            offsets.append(offset)
             ids.append(record_id)
             # The join's byte cap counts what the record waits with: its message, and the learned blend's inputs
             # (about a float object and a few pointers per class, and their containers; StackedBlend.combine).
@@ -382,21 +418,25 @@ class Scorer:
             # A literal, not Prediction(...): the call form copies the keywords once more per record.
             value: Prediction = {
                 "id": record_id, "ts": record["ts"], "prediction": served,
-                "proba": dict(zip(keys, [round(p, 6) for p in row], strict=True)),
+                "proba": ({k0: round(row[0], 6), k1: round(row[1], 6)} if pair else
+                          dict(zip(keys, [round(p, 6) for p in row], strict=True))),
                 "model": model, "online": {"prediction": online, "n_learned": n_learned, "renewals": renewals},
-                "champion": {"prediction": champion}, "served": source, "served_by": source,
+                "champion": champions[winner], "served": source, "served_by": source,
                 "confidence": round(float(confidence), 6), "scorer": instance,
-                "scored_at": now, "source": {"partition": message.partition, "offset": message.offset},
+                "scored_at": now, "source": {"partition": partition, "offset": offset},
             }
             try:
-                payload = encode_prediction(value)
+                payload = encode(value)
             except Exception as exc:
                 self._dead_letter(producer, reason_of(exc), message)
                 continue
-            send(producer, topic, message.key, payload)
+            try:
+                sends.append(psend(topic, key=message.key, value=payload))
+            except Exception as exc:  # buffer full, metadata unavailable: the batch is read again
+                raise SendFailed(f"send to {topic} failed: {type(exc).__name__}: {exc}") from exc
         for (topic_name, partition, source), (offsets, ids) in segments.items():
             try:
-                self.audit.record(scorer=self.instance, topic=topic_name, partition=partition, offsets=offsets,
+                self.audit.record(scorer=instance, topic=topic_name, partition=partition, offsets=offsets,
                                   ids=ids, model=model, n_learned=n_learned, served_by=source)
             except Exception as exc:  # disk full, database locked: the prediction itself names its model
                 self.audit_gaps += len(offsets)
@@ -412,20 +452,22 @@ class Scorer:
                 log.warning("not learned from %s: %s", safe_text(record_id, 80), reason_of(exc))
         self.scored += len(good)
         self.metrics.records.inc(len(good))
-        return [m.timestamp for m, _ in good]
 
     def _learn(self, messages: list[ConsumerRecord], producer: KafkaProducer) -> None:
-        before = (self.joiner.evicted_by_size, self.joiner.evicted_by_age)
+        joiner = self.joiner
+        before = (joiner.evicted_by_size, joiner.evicted_by_age)
+        add_label, learn_one = joiner.add_label, self._learn_one
         for message in messages:
+            raw = message.value
             try:
-                value = decode_label(message.value)
-                ready = self.joiner.add_label(value["id"], value["label"], len(message.value))
+                value = decode_label(raw)
+                ready = add_label(value["id"], value["label"], len(raw))
                 if ready is not None:
-                    self._learn_one(*ready)
+                    learn_one(*ready)
             except Exception as exc:
                 self._dead_letter(producer, reason_of(exc), message)
-        self.metrics.join_evictions.labels("size").inc(self.joiner.evicted_by_size - before[0])
-        self.metrics.join_evictions.labels("age").inc(self.joiner.evicted_by_age - before[1])
+        self.metrics.join_evictions.labels("size").inc(joiner.evicted_by_size - before[0])
+        self.metrics.join_evictions.labels("age").inc(joiner.evicted_by_age - before[1])
 
     def _learn_one(self, scored: tuple[dict[str, Any], tuple[int, Any, Any, Any, int, Any]], label: Any) -> None:
         features, (version, champion, online, blended, renewals, learned) = scored
@@ -439,14 +481,17 @@ class Scorer:
             self.online.learn_one(features, label)
             self.n_learned += 1
             after, accuracy = getattr(self.online, "renewals", 0), getattr(self.online, "accuracy", None)
-        if self.rule is not None:
+        rule = self.rule
+        if rule is not None:
             # The backtest's call (drift.backtest): a renewed online learner (training.online.Renewing)
             # starts from its own accuracy and is judged by its own predictions only.
             current = self.current
             outcomes = ((champion == label, online == label, blended == label)
                         if current is not None and version == current.ref.version else None)
-            self.rule.on_label(outcomes, scored_renewals=renewals, renewals=after, accuracy=accuracy)
-            self.rule.learn_blend(learned, label)
+            rule.on_label(outcomes, scored_renewals=renewals, renewals=after, accuracy=accuracy,
+                          blend_features=learned, label=label)
+            if learned is not None and rule.stacked is not None:  # rule.learn_blend(learned, label), as the backtest
+                rule.stacked.learn(learned, label)
         if after is not None:
             self._renewals = after
         self.n_joined += 1
@@ -481,23 +526,24 @@ class Scorer:
                 answers.append({})
         return answers
 
-    def _predict_each(self, producer: KafkaProducer, good: list[Any], rows: list[Any],
-                      online: list[dict[Any, float]]) -> tuple[list, list, list, list]:
+    def _predict_each(self, producer: KafkaProducer, good: list[Any], records: list[Any], rows: list[Any],
+                      online: list[dict[Any, float]]) -> tuple[list, list, list, list, list]:
         """The batch's predict failed: predict record by record, dead-lettering those that fail."""
         current = self.current
         assert current is not None  # called by _score, which runs only once a champion serves
-        kept, kept_rows, probabilities, kept_online = [], [], [], []
-        for item, features, proba in zip(good, rows, online, strict=True):
+        kept, kept_records, kept_rows, probabilities, kept_online = [], [], [], [], []
+        for message, record, features, proba in zip(good, records, rows, online, strict=True):
             try:
                 frame = pd.DataFrame.from_records([features], columns=current.features)
                 probabilities.append(current.model.predict_proba(frame)[0])
             except Exception as exc:
-                self._dead_letter(producer, reason_of(exc), item[0])
+                self._dead_letter(producer, reason_of(exc), message)
                 continue
-            kept.append(item)
+            kept.append(message)
+            kept_records.append(record)
             kept_rows.append(features)
             kept_online.append(proba)
-        return kept, kept_rows, probabilities, kept_online
+        return kept, kept_records, kept_rows, probabilities, kept_online
 
     def _dead_letter(self, producer: KafkaProducer, reason: str, message: ConsumerRecord) -> None:
         reason = safe_text(reason)

@@ -234,3 +234,26 @@ def test_the_two_class_path_is_the_general_one_bit_for_bit():
             general.learn(lists, label)
             assert fast.weights == general.weights and fast.bias == general.bias
     assert fast.weights != [1.0, 1.0]
+
+
+def test_with_labels_late_the_blend_is_judged_by_its_current_weights():
+    """`serve_blend_now`: a label judges the stacked blend by the class its weights give now for that record,
+    not the class it served when the record was scored (with labels late, before the pool learned the change)."""
+    champion, online = {0: 0.9, 1: 0.1}, {0: 0.8, 1: 0.2}
+    stacked = StackedBlend(rate=0.5)
+    served, _, features = stacked.combine(champion, online)
+    for _ in range(300):  # the labels since: both models are wrong here, the pool learns to say 1
+        stacked.learn(stacked.combine(champion, online)[2], 1)
+    assert served == 0 and stacked.predict(features) == 1 == stacked.combine(champion, online)[0]
+    multi = stacked.combine({0: 0.9, 1: 0.05, 2: 0.05}, {0: 0.8, 1: 0.1, 2: 0.1})[2]
+    assert stacked.predict(multi) == stacked.combine({0: 0.9, 1: 0.05, 2: 0.05}, {0: 0.8, 1: 0.1, 2: 0.1})[0]
+
+    def blend_after(now):
+        rule = ServingRule.from_settings(ServingSettings(serve_blend_now=now))
+        rule.stacked = stacked
+        for _ in range(50):  # the records were scored when the blend said 0: their served class was wrong
+            rule.on_label((False, False, served == 1), scored_renewals=0, blend_features=features, label=1)
+        return rule.serving, rule.recent["blend"]
+
+    assert blend_after(True) == ("blend", pytest.approx(1 - 0.5 * 0.5 ** (50 / 50)))
+    assert blend_after(False) == ("champion", pytest.approx(0.5 * 0.5 ** (50 / 50)))

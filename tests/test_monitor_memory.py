@@ -194,3 +194,43 @@ def test_the_position_ring_gives_the_rows_a_deque_of_tuples_gave():
             assert len(ring) == len(reference)
             assert ring.rows(start, end) == list(itertools.islice(reference, start, end))
     assert ring.rows(0, 10_000) == list(reference)
+
+
+def test_a_record_waiting_in_the_join_is_compact_and_counted_as_held(tmp_path):
+    """A scorer far behind leaves labelled records waiting for their prediction (~100,000 in the
+    2M soak). Each held its decoded features and a dict of ten keys: ~1 KB of Python objects where
+    join_max_bytes counted its ~0.2 KB of messages. Now it holds its telemetry as received (decoded
+    again when joined) in a dict of five keys, and the cap counts the entry, not just its messages.
+    The features decoded at the join are those of the telemetry."""
+    settings = Settings(home=tmp_path)
+    mon = monitor(settings, tmp_path)
+    mon.watch.observe = lambda *a, **k: SimpleNamespace(events=(), decisions=())  # the detectors' windows apart
+    mon.champion = ModelRef("m", 1, "r")
+    topics = settings.kafka.topics
+    warm, n = 2_000, 3_000  # the warm-up fills what is bounded anyway (the archive's rows, the recent window)
+    readings = list(iot_stream(warm + n, drift_at=10**9))
+    for r in readings[:warm]:
+        mon._dispatch(topics.telemetry, message(r.seq, encode_telemetry(r.record)))
+        mon._dispatch(topics.labels, message(r.seq, encode_label(Label(id=r.record["id"], ts=r.record["ts"],
+                                                                       label=r.label))))
+    gc.collect()
+    tracemalloc.start()
+    before, counted = tracemalloc.get_traced_memory()[0], mon._pending_bytes
+    for r in readings[warm:]:  # bytes of their own size, as the consumer's (orjson's own keep a 4 KB buffer)
+        mon._dispatch(topics.telemetry, message(r.seq, bytes(memoryview(encode_telemetry(r.record)))))
+        mon._dispatch(topics.labels, message(r.seq, bytes(memoryview(encode_label(
+            Label(id=r.record["id"], ts=r.record["ts"], label=r.label))))))
+    gc.collect()
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert len(mon._pending) == warm + n and mon.labelled == warm + n
+    assert held < 1.25 * (mon._pending_bytes - counted)  # was ~4.9 times what the cap counted
+    assert held / n < 750  # was ~990 bytes a record
+    last = readings[-1]
+    assert mon._labelled_rows[-1] == (warm + n - 1, last.record["features"], last.label)
+    for r in readings:  # the predictions come: every waiting record joins
+        prediction = {"id": r.record["id"], "ts": r.record["ts"], "prediction": r.label, "proba": {str(r.label): 1.0},
+                      "model": {"name": "m", "version": 1, "run_id": "r"}, "scored_at": r.record["ts"]}
+        mon._dispatch(topics.predictions, message(r.seq, encode_prediction(prediction)))  # type: ignore[arg-type]
+    assert mon.joined_predictions == warm + n and not mon._pending and mon._pending_bytes == 0
+    mon.ledger.close()
