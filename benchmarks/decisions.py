@@ -83,6 +83,11 @@ VARIANTS: dict[str, Variant] = {
     "after+eager-renewals": ({}, {"online_learner": "renewing-eager-hoeffding-tree"}),
     # ... and an eager tree contends with the plain one from the first label (McNemar, as a renewal).
     "after+eager-contend": ({}, {"online_learner": "contending-eager-hoeffding-tree"}),
+    # Round 9 (benchmarks/results/round9-declearn2.md): trees that always split as ARF's members do, a
+    # logistic regression beside the tree (the better of the two lately serves), and both.
+    "after+quick": ({}, {"online_learner": "renewing-quick-hoeffding-tree"}),
+    "after+linear": ({}, {"online_learner": "renewing-tree-linear"}),
+    "after+quick-linear": ({}, {"online_learner": "renewing-quick-tree-linear"}),
     # A new champion's first labels against its holdout accuracy (the blind spot of the error-rate ADWIN).
     "after+holdout": ({"holdout_gap": True}, {}),
     "after+holdout+archive": ({"holdout_gap": True, "archive": True}, {}),

@@ -131,3 +131,76 @@ def test_contending_eager_has_an_eager_shadow_from_the_first_label():
     rng = random.Random(5)
     prequential(learner, stream(300, first, rng))
     assert (learner.renewals, learner.shadow_seen) == (0, 300)  # it learned every label beside the main tree
+
+
+def sloped(x):
+    return int(x["a"] + x["b"] + x["c"] > 1.5)
+
+
+def test_a_quick_renewing_tree_keeps_splitting_as_arf_members_do():
+    """renewing-quick-hoeffding-tree: every tree (not only a young one) tries a split every 50 labels
+    at confidence 0.99, and a renewal makes another such tree."""
+    rng = random.Random(6)
+    data = [*stream(3000, first, rng), *stream(3000, second, rng)]
+    quick = make_online_learner(0, "renewing-quick-hoeffding-tree")
+    prequential(quick, data)
+    assert quick.renewals >= 1
+    assert (quick.main.grace_period, quick.main.delta) == (50, 0.01)
+
+
+def test_the_linear_partner_serves_where_the_boundary_slopes_and_survives_a_checkpoint():
+    rng = random.Random(7)
+    data = list(stream(6000, sloped, rng))
+    tree_only = make_online_learner(0, "renewing-hoeffding-tree")
+    with_linear = make_online_learner(0, "renewing-tree-linear")
+    tree_right, both_right = prequential(tree_only, data), prequential(with_linear, data)
+    assert sum(both_right[2000:]) > sum(tree_right[2000:]) + 100  # the tree approximates the slope in steps
+    assert with_linear.linear_accuracy > with_linear.inner.fast and with_linear.accuracy > 0.95
+    copy = pickle.loads(pickle.dumps(with_linear))
+    x = {"a": 0.6, "b": 0.4, "c": 0.1}
+    assert copy.predict_proba_one(x) == with_linear.predict_proba_one(x)
+    assert copy.renewals == with_linear.renewals
+
+
+def test_the_tree_serves_where_the_linear_model_cannot():
+    rng = random.Random(8)
+    band = list(stream(4000, lambda x: int(0.3 < x["a"] < 0.7), rng))
+    learner = make_online_learner(0, "renewing-tree-linear")
+    right = prequential(learner, band)
+    assert learner.inner.fast > learner.linear_accuracy and sum(right[2000:]) / 2000 > 0.9
+
+
+def test_linear_learns_several_classes_and_text():
+    from training.online import Linear
+
+    rng = random.Random(9)
+    model = Linear()
+    right = []
+    for _ in range(3000):
+        x = {"a": rng.random(), "colour": rng.choice(["red", "blue"])}
+        high = "high-red" if x["colour"] == "red" else "high-blue"
+        y = "low" if x["a"] < 0.33 else "mid" if x["a"] < 0.66 else high
+        right.append(model.learn_one(x, y) == y)
+    assert sorted(model.classes) == ["high-blue", "high-red", "low", "mid"]
+    assert sum(right[2000:]) / 1000 > 0.7
+    assert model.predict_one({"a": 0.1, "colour": "red"}) == "low"
+
+
+def test_the_compiled_linear_arithmetic_is_the_python_arithmetic():
+    import training.online as online
+
+    if online._compiled is None:
+        return  # not built: only the Python path runs
+    rng = random.Random(10)
+    data = [({"a": rng.gauss(0, 3), "b": rng.randint(0, 9), "c": rng.choice(["x", "y"])},
+             rng.choice("pqr")) for _ in range(500)]
+    models = []
+    for compiled in (online._compiled, None):
+        saved, online._compiled = online._compiled, compiled
+        try:
+            model = online.Linear()
+            predictions = [(model.predict_proba_one(x), model.learn_one(x, y)) for x, y in data]
+        finally:
+            online._compiled = saved
+        models.append((predictions, model.weights, model.bias, model.stats))
+    assert models[0] == models[1]

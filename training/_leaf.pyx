@@ -102,3 +102,56 @@ def votes(dict stats, dict cache, dict x, double half_log_tau):
     for class_index, value in out.items():
         out[class_index] = exp(<double>value - lse)
     return out
+
+
+# -- training.online.Linear: the same IEEE operations in the same order as its pure-Python path --
+
+from libc.math cimport sqrt
+
+
+def linear_features(dict x, dict stats, double n, bint learn):
+    """`Linear._features`: x standardised, after Welford's update of its running statistics if `learn`."""
+    cdef list z = []
+    cdef list s
+    cdef double v, d, mean, m2
+    for k, val in x.items():
+        if type(val) is str:
+            z.append(((k, val), 1.0))
+            continue
+        if val is None:
+            continue
+        s = stats.get(k)
+        if learn:
+            if s is None:
+                s = [0.0, 0.0, 0.0]
+                stats[k] = s
+            v = <double>val
+            mean = <double>s[0]
+            d = v - mean
+            mean = mean + d / n
+            m2 = <double>s[1] + d * (v - mean)
+            s[0] = mean
+            s[1] = m2
+            s[2] = 1.0 / sqrt(m2 / n) if m2 > 0 else 0.0
+        elif s is None:
+            continue
+        z.append((k, (<double>val - <double>s[0]) * <double>s[2]))
+    return z
+
+
+def linear_score(dict w, double s, list z):
+    """P(class) of one weight vector: the logistic of its clipped score."""
+    cdef tuple t
+    for t in z:
+        s = s + <double>w.get(t[0], 0.0) * <double>t[1]
+    s = s if s < 30.0 else 30.0
+    s = s if s > -30.0 else -30.0
+    return 1.0 / (1.0 + exp(-s))
+
+
+def linear_step(dict w, list z, double step):
+    """One SGD step of one weight vector."""
+    cdef tuple t
+    for t in z:
+        k = t[0]
+        w[k] = <double>w.get(k, 0.0) - step * <double>t[1]

@@ -32,8 +32,16 @@ True
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
+
+_compiled: Any  # Linear's per-record arithmetic compiled (training/_leaf.pyx), when it was built
+try:
+    from training import _leaf as _compiled
+    _compiled.linear_step  # noqa: B018 (an older build lacks it)
+except (ImportError, AttributeError):
+    _compiled = None
 
 
 class Renewing:
@@ -158,3 +166,152 @@ class Maturing:
         self.seen += 1
         if self.seen == self.young:
             self.tree.grace_period, self.tree.delta = self.mature
+
+
+class Linear:
+    """Logistic regression learned online: numbers standardised by their running mean and
+    deviation, text one-hot, one weight vector per class against the rest (one for two classes),
+    plain SGD at `rate` (river.linear_model.LogisticRegression's defaults). Cheap, and right where
+    a tree is slow: a class boundary that is a sloping line (SEA, Hyperplane) takes a tree many
+    splits to approximate.
+    """
+
+    def __init__(self, rate: float = 0.01):
+        self.rate = rate
+        self.n = 0
+        self.stats: dict[Any, list[float]] = {}  # feature -> [mean, sum of squared deviations, 1 / deviation]
+        self.classes: list[Any] = []
+        self.weights: dict[Any, dict[Any, float]] = {}  # class -> feature (or (feature, text)) -> weight
+        self.bias: dict[Any, float] = {}
+
+    def _features(self, x: dict[Any, Any], learn: bool) -> list[tuple[Any, float]]:
+        """x standardised (after its running statistics learn x, if `learn`: a value then stays
+        within sqrt(n) of 0 while the statistics are young)."""
+        stats = self.stats
+        if learn:
+            self.n += 1
+        n = self.n
+        if _compiled is not None:
+            features: list[tuple[Any, float]] = _compiled.linear_features(x, stats, n, learn)
+            return features
+        z = []
+        for k, v in x.items():
+            if type(v) is str:
+                z.append(((k, v), 1.0))
+                continue
+            if v is None:
+                continue
+            s = stats.get(k)
+            if learn:  # Welford's running mean and variance
+                if s is None:
+                    s = stats[k] = [0.0, 0.0, 0.0]
+                d = v - s[0]
+                s[0] += d / n
+                s[1] += d * (v - s[0])
+                s[2] = 1.0 / math.sqrt(s[1] / n) if s[1] > 0 else 0.0
+            elif s is None:
+                continue
+            z.append((k, (v - s[0]) * s[2]))
+        return z
+
+    def _scores(self, z: list[tuple[Any, float]]) -> dict[Any, float]:
+        """P(class) against the rest, for each class with its own weights."""
+        out = {}
+        if _compiled is not None:
+            for c, w in self.weights.items():
+                out[c] = _compiled.linear_score(w, self.bias[c], z)
+            return out
+        exp = math.exp
+        for c, w in self.weights.items():
+            s = self.bias[c]
+            get = w.get
+            for k, v in z:
+                s += get(k, 0.0) * v
+            out[c] = 1.0 / (1.0 + exp(-max(-30.0, min(30.0, s))))
+        return out
+
+    def _proba(self, scores: dict[Any, float]) -> dict[Any, float]:
+        classes = self.classes
+        if len(classes) < 2:
+            return dict.fromkeys(classes, 1.0)
+        if len(classes) == 2:
+            p = scores[classes[1]]
+            return {classes[0]: 1.0 - p, classes[1]: p}
+        total = sum(scores.values()) or 1.0
+        return {c: scores[c] / total for c in classes}
+
+    def predict_proba_one(self, x: dict[Any, Any]) -> dict[Any, float]:
+        return self._proba(self._scores(self._features(x, False))) if self.classes else {}
+
+    def predict_one(self, x: dict[Any, Any]) -> Any:
+        proba = self.predict_proba_one(x)
+        return max(proba, key=proba.__getitem__) if proba else None
+
+    def learn_one(self, x: dict[Any, Any], y: Any) -> Any:
+        """Learns (x, y); returns what it predicted for x before learning y (one pass gives the
+        prediction and the gradient)."""
+        classes = self.classes
+        z = self._features(x, True)
+        scores = self._scores(z)
+        proba = self._proba(scores) if classes else {}
+        predicted = max(proba, key=proba.__getitem__) if proba else None
+        if y not in classes:
+            classes.append(y)
+            classes.sort()
+            self.weights = {c: self.weights.get(c, {}) for c in (classes[1:] if len(classes) == 2 else classes)}
+            self.bias = {c: self.bias.get(c, 0.0) for c in self.weights}
+            scores = self._scores(z)
+        rate = self.rate
+        for c, p in scores.items():
+            step = rate * (p - (y == c))
+            self.bias[c] -= step
+            w = self.weights[c]
+            if _compiled is not None:
+                _compiled.linear_step(w, z, step)
+                continue
+            get = w.get
+            for k, v in z:
+                w[k] = get(k, 0.0) - step * v
+        return predicted
+
+
+class WithLinear:
+    """A learner (a `Renewing` tree) and a `Linear` model side by side; whichever has the better
+    recent labelled accuracy (the same half-life) serves. The tree's accuracy is the one its
+    wrapper keeps anyway, so the partner costs only its own arithmetic: it predicts when it serves,
+    and learns (predicting first, for its accuracy) from every label.
+    """
+
+    def __init__(self, inner: Renewing, *, rate: float = 0.01):
+        self.inner = inner
+        self.linear = Linear(rate)
+        self.alpha = inner.fast_alpha
+        self.linear_accuracy = 0.5
+
+    @property
+    def renewals(self) -> int:
+        return self.inner.renewals
+
+    @property
+    def fresh(self) -> bool:
+        return self.inner.fresh
+
+    @property
+    def accuracy(self) -> float:
+        """The recent labelled accuracy of whichever serves."""
+        return max(self.inner.fast, self.linear_accuracy)
+
+    def predict_proba_one(self, x: dict[Any, Any]) -> dict[Any, float]:
+        proba = self.inner.predict_proba_one(x)  # always: the tree's accuracy is judged on it
+        if self.linear_accuracy > self.inner.fast and self.linear.classes:
+            return self.linear.predict_proba_one(x)
+        return proba
+
+    def predict_one(self, x: dict[Any, Any]) -> Any:
+        proba = self.predict_proba_one(x)
+        return max(proba, key=proba.__getitem__) if proba else None
+
+    def learn_one(self, x: dict[Any, Any], y: Any) -> None:
+        self.inner.learn_one(x, y)
+        right = self.linear.learn_one(x, y) == y
+        self.linear_accuracy += self.alpha * (right - self.linear_accuracy)

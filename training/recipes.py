@@ -34,7 +34,8 @@ def make_classifier(recipe: str = "gradient-boosting", *, random_state: int = 0)
 
 
 ONLINE_LEARNERS = ("hoeffding-tree", "renewing-hoeffding-tree", "eager-hoeffding-tree", "renewing-eager-hoeffding-tree",
-                   "contending-eager-hoeffding-tree", "hoeffding-adaptive-tree", "adaptive-random-forest-3",
+                   "contending-eager-hoeffding-tree", "renewing-quick-hoeffding-tree", "renewing-tree-linear",
+                   "renewing-quick-tree-linear", "hoeffding-adaptive-tree", "adaptive-random-forest-3",
                    "adaptive-random-forest-5", "bagging-hoeffding-tree-3", "logistic-regression",
                    "gaussian-naive-bayes")
 
@@ -91,6 +92,23 @@ def make_online_learner(seed: int = 0, kind: str = "hoeffding-tree") -> OnlineLe
         return Renewing(partial(make_online_learner, seed, "hoeffding-tree"),
                         make_shadow=partial(make_online_learner, seed, "eager-hoeffding-tree"),
                         contend=kind.startswith("contending"))  # an eager tree contends from the first label
+    if kind == "renewing-quick-hoeffding-tree":
+        # The renewing tree whose trees always split as ARF's member trees do (an attempt every 50
+        # labels at confidence 0.99): they keep growing as the concept moves (RandomRBF drift).
+        from functools import partial
+
+        from training.hoeffding import HoeffdingTree
+        from training.online import Renewing
+
+        return Renewing(partial(HoeffdingTree, grace_period=50, delta=0.01))
+    if kind in ("renewing-tree-linear", "renewing-quick-tree-linear"):
+        # A renewing tree beside a logistic regression; the one more accurate lately serves
+        # (training.online.WithLinear): the linear model wins where the boundary is a sloping line.
+        from training.online import Renewing, WithLinear
+
+        inner = make_online_learner(seed, kind.replace("tree-linear", "hoeffding-tree"))
+        assert isinstance(inner, Renewing)
+        return WithLinear(inner)
     if kind == "hoeffding-adaptive-tree":
         return tree.HoeffdingAdaptiveTreeClassifier(grace_period=100, seed=seed)
     if kind.startswith("adaptive-random-forest-"):
