@@ -72,7 +72,7 @@ from threadpoolctl import threadpool_limits
 
 from drift.arbiter import SOURCES, AccuracyEstimate, ServingRule
 from drift.policy import Bootstrap
-from drift.watch import DriftWatch, Observation, Step
+from drift.watch import DriftWatch, Step
 from driftctl.messages import Action, Decision, DriftEvent
 from driftctl.settings import DriftSettings, ServingSettings
 from training.datasets import TooLittleData
@@ -331,10 +331,9 @@ class Backtest:
             x = self.records[t]
             self._serve(t, x)
             if watch is not None and self.champion is not None:  # the label-free detectors
-                step = watch.observe(Observation(features=x, prediction=self.champion_pred[t],
-                                                 score=self._confidence[t - self._cache_from]),
-                                     index=t, labelled=self.labelled)
-                if step.events or step.decisions:
+                step = watch.observe_record(x, self.champion_pred[t], self._confidence[t - self._cache_from],
+                                            index=t, labelled=self.labelled)
+                if step is not None:
                     self._take(t, step)
             j = t - self.label_delay
             if j >= 0:
@@ -479,9 +478,9 @@ class Backtest:
         if watch is not None:
             if current:
                 online_right = self.online_pred[j] == y if self.online_always and self._needs_online else None
-                step = watch.observe(Observation(champion_right=champion_right, online_right=online_right),
-                                     index=t, labelled=self.labelled, context={"label_of": j})
-                if step.events or step.decisions:
+                step = watch.observe_label(champion_right, online_right, index=t, labelled=self.labelled,
+                                           context={"label_of": j})
+                if step is not None:
                     self._take(t, step)
             probe = watch.archive_due(self.labelled)
             if probe is not None:

@@ -109,6 +109,9 @@ class Observation:
     online_right: bool | None = None  # ... and the online learner?
 
 
+NOTHING = Observation()  # an observation that holds nothing: `observe(NOTHING)` clears a detector's flag
+
+
 # River's ADWIN keeps its window in a private helper; read directly, it saves four calls a label.
 ADWIN_HELPER = hasattr(ADWIN(), "_helper")
 
@@ -338,13 +341,52 @@ class DataDriftDetector(DriftDetector[dict[str, Any]]):
             self._buffer = []
         return self
 
+    def update_all(self, rows: list[dict[str, Any]]) -> Self:
+        """`update` with each of `rows` in turn, a window's worth at a time (the flag and the
+        evidence are those the last `update` would leave)."""
+        start = 0
+        while start < len(rows):
+            chunk = rows[start:start + self.window - len(self._buffer)]
+            start += len(chunk)
+            self._buffer.extend(chunk)
+            self.n_seen += len(chunk)
+            self._drift_detected = False
+            if len(self._buffer) >= self.window:
+                self._test(self._buffer)
+                self._buffer = []
+        return self
+
+    def update_columns(self, numbers: dict[str, np.ndarray], counts: dict[str, Counter[str]], rows: int) -> Self:
+        """A whole window of `rows` rows given by its columns, as `_test` reads rows: each numeric
+        feature's finite values in order, each categorical feature's counts of its values as text.
+        The same as `update_all` with those rows when none is buffered (`PredictionDriftDetector`
+        knows its columns without making rows)."""
+        if self._buffer or rows != self.window:
+            raise ValueError(f"a whole window ({self.window} rows) with none buffered, got {rows} "
+                             f"and {len(self._buffer)} buffered")
+        self.n_seen += rows
+        self._drift_detected = False
+        self._judge(numbers, counts, rows)
+        return self
+
     def _test(self, rows: list[dict[str, Any]]) -> None:
+        names = list(self._numeric)
+        matrix = _matrix(rows, names)  # one conversion for all columns (None: a gap or a non-number)
+        if matrix is None:
+            columns = _columns(rows, names)
+            numbers = {name: _numbers(columns[name]) for name in names}
+        else:  # `_numbers` of each column
+            numbers = {name: matrix[:, k][np.isfinite(matrix[:, k])] for k, name in enumerate(names)}
+        counts = {name: Counter(str(r[name]) for r in rows if r.get(name) is not None) for name in self._categorical}
+        self._judge(numbers, counts, len(rows))
+
+    def _judge(self, numbers: dict[str, np.ndarray], window_counts: dict[str, Counter[str]], rows: int) -> None:
+        """Each feature's test of a window's columns (see `update_columns`) against the reference."""
         threshold = self.alpha / max(len(self.features), 1)
         per_feature: dict[str, dict[str, Any]] = {}
         pending: list[tuple[str, Any, Any]] = []
-        columns = _columns(rows, list(self._numeric))
         for name, ref in self._numeric.items():
-            values = _numbers(columns[name])
+            values = numbers[name]
             if len(values) < 2:
                 continue
             statistic, n = ks_statistic(ref, values)
@@ -354,7 +396,7 @@ class DataDriftDetector(DriftDetector[dict[str, Any]]):
             else:
                 detail["p_value"] = ks_p_value(statistic, n)
         for name, ref_counts in self._categorical.items():
-            counts = Counter(str(r[name]) for r in rows if r.get(name) is not None)
+            counts = window_counts[name]
             categories = sorted(set(ref_counts) | set(counts))
             if len(categories) < 2:
                 continue
@@ -372,7 +414,7 @@ class DataDriftDetector(DriftDetector[dict[str, Any]]):
             "threshold": threshold,
             "alpha": self.alpha,
             "correction": "bonferroni",
-            "window": len(rows),
+            "window": rows,
             "drifted_features": drifted,
             "features": per_feature,
         }
@@ -449,6 +491,34 @@ class PredictionDriftDetector(DriftDetector[tuple[Any, float | None]]):
             row["score"] = float(score)
         return row
 
+    @classmethod
+    def _rows(cls, served: list[tuple[Any, float | None]]) -> list[dict[str, Any]]:
+        """`_row` of each record served, with a finite float score written out (once a window)."""
+        rows: list[dict[str, Any]] = []
+        append, isfinite, row = rows.append, math.isfinite, cls._row
+        for prediction, score in served:
+            if type(score) is float and isfinite(score):
+                append({"prediction": str(prediction), "score": score})
+            else:
+                append(row(prediction, score))
+        return rows
+
+    @staticmethod
+    def _columns(served: list[tuple[Any, float | None]],
+                 inner: DataDriftDetector) -> tuple[dict[str, np.ndarray], dict[str, Counter[str]]]:
+        """The columns `inner._test` would read from `_rows(served)`, without making the rows: the
+        prediction as text (never missing), the score where `_row` keeps it (a finite number)."""
+        predictions, scores = zip(*served, strict=True)
+        numbers: dict[str, np.ndarray] = {}
+        if "score" in inner._numeric:
+            if all(type(s) is float for s in scores):
+                array = np.array(scores, dtype=float)
+                numbers["score"] = array[np.isfinite(array)]
+            else:
+                numbers["score"] = _numbers([float(s) if s is not None and _is_number(s) else None for s in scores])
+        counts = {"prediction": Counter(map(str, predictions))} if "prediction" in inner._categorical else {}
+        return numbers, counts
+
     def read(self, observation: Observation) -> tuple[Any, float | None] | None:
         return None if observation.prediction is None else (observation.prediction, observation.score)
 
@@ -462,16 +532,18 @@ class PredictionDriftDetector(DriftDetector[tuple[Any, float | None]]):
         served.append(x)
         if len(served) < self.window:
             return self
-        rows = [self._row(prediction, score) for prediction, score in served]
         self._served = []
         if self._inner is None:
-            self._buffer.extend(rows)
+            self._buffer.extend(self._rows(served))
             if len(self._buffer) >= self.window:
                 self._inner = DataDriftDetector(self._buffer, window=self.window, alpha=self.alpha)
                 self._buffer = []
             return self
-        for row in rows:
-            self._inner.update(row)
+        inner = self._inner
+        if inner._buffer or not inner._numeric.keys() <= {"score"} or not inner._categorical.keys() <= {"prediction"}:
+            inner.update_all(self._rows(served))  # (never: it is fed whole windows of `_row`s)
+        else:
+            inner.update_columns(*self._columns(served, inner), len(served))
         if self._inner.drift_detected:
             self._drift_detected = True
             self._evidence = {**self._inner.evidence, "reference": "first window served" if not self.reference
@@ -545,23 +617,26 @@ class AccuracyGapDetector(DriftDetector[tuple[bool, bool]]):
         self._drift_detected = False
         champion, online = pair = (bool(champion_right), bool(online_right))
         pairs = self._pairs
-        if len(pairs) == self.window:  # the oldest pair leaves the counts
-            dropped_champion, dropped_online = pairs[0]
-            self._champion_right -= dropped_champion
-            self._online_right -= dropped_online
-            if dropped_online and not dropped_champion:
-                self._b -= 1
-            elif dropped_champion and not dropped_online:
-                self._c -= 1
+        window = self.window
+        dropped = pairs[0] if len(pairs) == window else None  # the oldest pair leaves the counts
         pairs.append(pair)
-        # the new pair joins them
-        self._champion_right += champion
-        self._online_right += online
-        if online and not champion:
-            self._b += 1
-        elif champion and not online:
-            self._c += 1
-        if len(pairs) < self.window or self.n_seen % self.every:
+        if dropped != pair:  # (the same pair leaving and joining changes no count: the common case)
+            if dropped is not None:
+                dropped_champion, dropped_online = dropped
+                self._champion_right -= dropped_champion
+                self._online_right -= dropped_online
+                if dropped_online and not dropped_champion:
+                    self._b -= 1
+                elif dropped_champion and not dropped_online:
+                    self._c -= 1
+            # the new pair joins them
+            self._champion_right += champion
+            self._online_right += online
+            if online and not champion:
+                self._b += 1
+            elif champion and not online:
+                self._c += 1
+        if len(pairs) < window or self.n_seen % self.every:
             return self
         n, b, c = len(self._pairs), self._b, self._c
         gap = (b - c) / n
@@ -710,6 +785,19 @@ def _columns(rows: list[dict[str, Any]], names: list[str]) -> dict[str, Sequence
         except KeyError:
             pass
     return {name: [r.get(name) for r in rows] for name in names}
+
+
+def _matrix(rows: list[dict[str, Any]], names: list[str]) -> np.ndarray | None:
+    """The named columns of `rows` as one float array (a row per row), or None when a row lacks a
+    name or holds a value `np.asarray(..., dtype=float)` takes for no number (then each column of
+    `_columns` goes through `_numbers`, which drops such values)."""
+    if len(names) < 2 or not rows:
+        return None
+    try:
+        matrix = np.array(list(map(itemgetter(*names), rows)), dtype=float)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return matrix if matrix.shape == (len(rows), len(names)) else None
 
 
 def _numbers(values: Sequence[Any]) -> np.ndarray:

@@ -42,6 +42,7 @@ from typing import Any
 
 from drift.arbiter import AccuracyEstimate
 from drift.detectors import (
+    NOTHING,
     AccuracyGapDetector,
     AlarmLevels,
     DataDriftDetector,
@@ -103,11 +104,8 @@ class DriftWatch:
         self.holdout_detector = (HoldoutGapDetector(alpha=self.levels.gap_alpha, min_gap=settings.gap_min / 2,
                                                     every=settings.gap_every, horizon=settings.holdout_gap_labels)
                                  if settings.holdout_gap else None)
-        self._label_bank: list[DriftDetector[Any]] = [
-            d for d in (self.error_detector, self.gap_detector, self.holdout_detector) if d is not None]
         self.data_detector: DataDriftDetector | None = None
         self.prediction_detector: PredictionDriftDetector | None = None
-        self._record_bank: list[DriftDetector[Any]] = []  # the label-free detectors, in the order fed
         self.model: dict[str, Any] = {}
         # Error-stream index (from _error_base on) -> labelled position. ADWIN's cut is never older
         # than its window, so the entries before the window are dropped: one per label would grow
@@ -164,66 +162,115 @@ class DriftWatch:
                                     if s.prediction_drift else None)
         self.data_detector = (DataDriftDetector(reference or [{}], window=s.data_window, alpha=self.levels.data_alpha)
                               if reference is not None else None)
-        self._record_bank = [d for d in (self.data_detector, self.prediction_detector) if d is not None]
 
     def observe(self, observation: Observation, *, index: int, labelled: int,
                 context: dict[str, Any] | None = None) -> Step:
         """Feed every detector its part of `observation`. `index` is the stream position,
         `labelled` the labelled records so far; `context` goes into each event's window
-        (the record id, say)."""
-        step = Step()
-        bank: list[DriftDetector[Any]]
-        # Only the detectors that watch what the observation holds (a backtest feeds two a record):
-        # the others would read nothing and change nothing.
-        if observation.champion_right is None:
-            bank = self._record_bank
-        else:
-            self._error_positions.append(labelled)
-            if not len(self._error_positions) & 1023:
-                self._trim_error_positions()
-            if self.settings.early_train_rows is not None and observation.online_right is not None:
-                self._count_overtake(observation.champion_right, observation.online_right, labelled)
-            if self.settings.first_train_gap is not None:
-                self._count_fall(observation.champion_right, observation.online_right, labelled)
-            if self.settings.regrow_when_stale and observation.online_right is not None:
-                self._recent.append((observation.champion_right, observation.online_right))
-            probe = self.probe
-            if probe is not None and observation.online_right is not None and probe[0] < labelled <= probe[1]:
-                self._probe_online[labelled - 1] = observation.online_right  # the record at position labelled - 1
-            bank = (self._label_bank if observation.features is None and observation.prediction is None
-                    else self.detectors)
-        for detector in bank:
-            x = detector.read(observation)  # detector.observe(observation), its read kept for below
-            if x is None:
-                detector.observe(observation)
-            else:
-                detector.update(x)
-            if detector.windowed:
-                if x is None or not detector.window_ended:
-                    continue
-                event = self._event(detector, index, labelled, context) if detector.drift_detected else None
-                if event is not None:
-                    step.events.append(event)
-                keep_from = (self.trained_on[0] if self.settings.keep_old_on_covariate and self.trained_on
-                             else None)
-                decision = self.policy.on_data_window(event, labelled=labelled, detector=detector.name,
-                                                      keep_from=keep_from)
-            elif detector.drift_detected:
-                event = self._event(detector, index, labelled, context)
-                step.events.append(event)
-                change_at = labelled
-                if self.settings.change_from_detector and "adwin_change_at_labelled" in event.evidence:
-                    # ADWIN's cut: the rows after it are the new regime, so the first retrain comes sooner.
-                    change_at = max(self.since, min(labelled, event.evidence["adwin_change_at_labelled"]))
-                if self.settings.archive and self.probe is None:
-                    self.probe = (change_at, change_at + self.settings.archive_probe)
-                    self._probe_next = change_at + (self.settings.archive_every or self.settings.archive_probe)
-                    self._probe_online = {}
-                decision = self.policy.on_event(event, change_at=change_at, labelled=labelled)
-            else:
-                continue
-            if decision is not None:
-                step.decisions.append(decision)
+        (the record id, say). Only the detectors that watch what it holds are fed (the others
+        would read nothing and change nothing): its label's, then its record's."""
+        o = observation
+        fired = None
+        if o.champion_right is not None:
+            fired = self.observe_label(o.champion_right, o.online_right, index=index, labelled=labelled,
+                                       context=context)
+            if o.features is None and o.prediction is None:
+                return fired or Step()
+        more = self.observe_record(o.features, o.prediction, o.score, index=index, labelled=labelled,
+                                   context=context)
+        if fired is None:
+            return more or Step()
+        if more is not None:
+            fired.events += more.events
+            fired.decisions += more.decisions
+        return fired
+
+    def observe_label(self, champion_right: bool, online_right: bool | None = None, *, index: int, labelled: int,
+                      context: dict[str, Any] | None = None) -> Step | None:
+        """`observe(Observation(champion_right=..., online_right=...))` without the objects (once a label,
+        a backtest's hot path); None when nothing fired."""
+        positions = self._error_positions
+        positions.append(labelled)
+        if not len(positions) & 1023:
+            self._trim_error_positions()
+        settings = self.settings
+        if settings.early_train_rows is not None and online_right is not None:
+            self._count_overtake(champion_right, online_right, labelled)
+        if settings.first_train_gap is not None and (self.policy.change_at is not None or self._fall_from is not None):
+            self._count_fall(champion_right, online_right, labelled)  # (a no-op when both are None)
+        if settings.regrow_when_stale and online_right is not None:
+            self._recent.append((champion_right, online_right))
+        probe = self.probe
+        if probe is not None and online_right is not None and probe[0] < labelled <= probe[1]:
+            self._probe_online[labelled - 1] = online_right  # the record at position labelled - 1
+        # Each detector's `read` of such an observation, written out.
+        fired = None
+        error = self.error_detector
+        error.update(not champion_right)
+        if error.drift_detected:
+            fired = self._on_concept(error, index, labelled, context, fired)
+        gap = self.gap_detector
+        if gap is not None:
+            if online_right is None:
+                gap.observe(NOTHING)  # it reads nothing: its flag is cleared, as `observe` does
+            elif gap.update((champion_right, online_right)).drift_detected:
+                fired = self._on_concept(gap, index, labelled, context, fired)
+        holdout = self.holdout_detector
+        if holdout is not None and holdout.update(champion_right).drift_detected:
+            fired = self._on_concept(holdout, index, labelled, context, fired)
+        return fired
+
+    def observe_record(self, features: dict[str, Any] | None, prediction: Any = None, score: float | None = None,
+                       *, index: int, labelled: int, context: dict[str, Any] | None = None) -> Step | None:
+        """`observe(Observation(features=..., prediction=..., score=...))` without the objects (once a
+        record, a backtest's hot path); None when nothing fired."""
+        fired = None
+        data = self.data_detector
+        if data is not None:
+            if features is None:
+                data.observe(NOTHING)
+            elif not data.update(features).n_seen % data.window:  # its `window_ended`
+                fired = self._on_window(data, index, labelled, context, fired)
+        served = self.prediction_detector
+        if served is not None:
+            if prediction is None:
+                served.observe(NOTHING)
+            elif not served.update((prediction, score)).n_seen % served.window:
+                fired = self._on_window(served, index, labelled, context, fired)
+        return fired
+
+    def _on_concept(self, detector: DriftDetector[Any], index: int, labelled: int, context: dict[str, Any] | None,
+                    fired: Step | None) -> Step:
+        """A record-by-record (label) detector fired: its event and the policy's decision, added to `fired`."""
+        step = fired if fired is not None else Step()
+        event = self._event(detector, index, labelled, context)
+        step.events.append(event)
+        change_at = labelled
+        if self.settings.change_from_detector and "adwin_change_at_labelled" in event.evidence:
+            # ADWIN's cut: the rows after it are the new regime, so the first retrain comes sooner.
+            change_at = max(self.since, min(labelled, event.evidence["adwin_change_at_labelled"]))
+        if self.settings.archive and self.probe is None:
+            self.probe = (change_at, change_at + self.settings.archive_probe)
+            self._probe_next = change_at + (self.settings.archive_every or self.settings.archive_probe)
+            self._probe_online = {}
+        decision = self.policy.on_event(event, change_at=change_at, labelled=labelled)
+        if decision is not None:
+            step.decisions.append(decision)
+        return step
+
+    def _on_window(self, detector: DriftDetector[Any], index: int, labelled: int, context: dict[str, Any] | None,
+                   fired: Step | None) -> Step | None:
+        """A windowed (label-free) detector closed a window: its event when it drifted and the policy's decision."""
+        event = self._event(detector, index, labelled, context) if detector.drift_detected else None
+        keep_from = self.trained_on[0] if self.settings.keep_old_on_covariate and self.trained_on else None
+        decision = self.policy.on_data_window(event, labelled=labelled, detector=detector.name, keep_from=keep_from)
+        if event is None and decision is None:
+            return fired
+        step = fired if fired is not None else Step()
+        if event is not None:
+            step.events.append(event)
+        if decision is not None:
+            step.decisions.append(decision)
         return step
 
     def _trim_error_positions(self) -> None:

@@ -334,3 +334,39 @@ def test_error_detector_without_rivers_private_helper_detects_the_same(monkeypat
     fast = run()
     monkeypatch.setattr(drift.detectors, "ADWIN_HELPER", False)  # as if River had no such helper
     assert fast and run() == fast
+
+
+def test_a_windows_columns_are_what_its_rows_give(monkeypatch):
+    """The prediction detector hands its inner data detector a window's columns (`update_columns`), and
+    the data detector reads all numeric columns in one array (`_matrix`): the same evidence as from rows,
+    one column at a time, whatever the scores hold (other numbers, None, infinities, NaN, booleans, text)."""
+    import math
+
+    import numpy as np
+
+    from drift import detectors
+
+    rng = random.Random(8)
+    odd = [None, math.inf, -math.inf, math.nan, True, "0.7", 1, np.float64(0.75), np.int64(1)]
+    for scores in ("floats", "odd"):
+        served = [(rng.choice([0, 1, 1, "x"]), rng.uniform(0.5, 1) if scores == "floats" or rng.random() < 0.8
+                   else rng.choice(odd)) for _ in range(200)]
+        reference = [PredictionDriftDetector._row(rng.choice([0, 1]), rng.uniform(0.6, 1)) for _ in range(200)]
+        by_rows = DataDriftDetector(reference, window=200, alpha=0.01).update_all(PredictionDriftDetector._rows(served))
+        inner = DataDriftDetector(reference, window=200, alpha=0.01)
+        by_columns = inner.update_columns(*PredictionDriftDetector._columns(served, inner), len(served))
+        assert by_columns.evidence == by_rows.evidence and by_columns.n_seen == by_rows.n_seen == 200
+        assert by_columns.drift_detected is by_rows.drift_detected
+    rows = [{"a": rng.gauss(0.3, 1), "b": rng.choice([1, 2.5, math.inf]), "c": rng.random()} for _ in range(300)]
+    base = [{"a": rng.gauss(0, 1), "b": rng.random(), "c": rng.random()} for _ in range(300)]
+    for gap in (False, True):
+        if gap:
+            del rows[7]["b"]  # a gap: the column-by-column path
+        detector = DataDriftDetector(base, window=300, alpha=0.01)
+        detector._test(rows)
+        expected = DataDriftDetector(base, window=300, alpha=0.01)
+        with monkeypatch.context() as patch:
+            patch.setattr(detectors, "_matrix", lambda rows, names: None)
+            expected._test(rows)
+        assert detector.evidence == expected.evidence
+        assert (detectors._matrix(rows, ["a", "b", "c"]) is None) is gap

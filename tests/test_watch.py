@@ -340,3 +340,127 @@ def test_an_archived_champion_far_below_its_holdout_is_a_stopgap_and_the_retrain
     assert retrains(False) == []  # the reinstatement answered the change
     (start, end), = retrains(True)  # a stopgap: the retrain since the change follows as planned
     assert start >= 3000 and end - start == 1000
+
+
+def _observe_generic(watch, observation, *, index, labelled, context=None):
+    """`DriftWatch.observe` as it was before `observe_label` and `observe_record` (round 9): each
+    detector of the bank reads its part of the observation, by the generic `read`/`observe`/`update`."""
+    from drift.watch import Step
+
+    step, o = Step(), observation
+    if o.champion_right is None:
+        bank = [d for d in (watch.data_detector, watch.prediction_detector) if d is not None]
+    else:
+        watch._error_positions.append(labelled)
+        if not len(watch._error_positions) & 1023:
+            watch._trim_error_positions()
+        if watch.settings.early_train_rows is not None and o.online_right is not None:
+            watch._count_overtake(o.champion_right, o.online_right, labelled)
+        if watch.settings.first_train_gap is not None:
+            watch._count_fall(o.champion_right, o.online_right, labelled)
+        if watch.settings.regrow_when_stale and o.online_right is not None:
+            watch._recent.append((o.champion_right, o.online_right))
+        probe = watch.probe
+        if probe is not None and o.online_right is not None and probe[0] < labelled <= probe[1]:
+            watch._probe_online[labelled - 1] = o.online_right
+        bank = ([d for d in (watch.error_detector, watch.gap_detector, watch.holdout_detector) if d is not None]
+                if o.features is None and o.prediction is None else watch.detectors)
+    for detector in bank:
+        x = detector.read(o)
+        if x is None:
+            detector.observe(o)
+        else:
+            detector.update(x)
+        if detector.windowed:
+            if x is None or not detector.window_ended:
+                continue
+            event = watch._event(detector, index, labelled, context) if detector.drift_detected else None
+            if event is not None:
+                step.events.append(event)
+            keep_from = watch.trained_on[0] if watch.settings.keep_old_on_covariate and watch.trained_on else None
+            decision = watch.policy.on_data_window(event, labelled=labelled, detector=detector.name,
+                                                   keep_from=keep_from)
+        elif detector.drift_detected:
+            event = watch._event(detector, index, labelled, context)
+            step.events.append(event)
+            change_at = labelled
+            if watch.settings.change_from_detector and "adwin_change_at_labelled" in event.evidence:
+                change_at = max(watch.since, min(labelled, event.evidence["adwin_change_at_labelled"]))
+            if watch.settings.archive and watch.probe is None:
+                watch.probe = (change_at, change_at + watch.settings.archive_probe)
+                watch._probe_next = change_at + (watch.settings.archive_every or watch.settings.archive_probe)
+                watch._probe_online = {}
+            decision = watch.policy.on_event(event, change_at=change_at, labelled=labelled)
+        else:
+            continue
+        if decision is not None:
+            step.decisions.append(decision)
+    return step
+
+
+def test_the_label_and_record_paths_are_the_generic_bank_loop():
+    """`observe_label`, `observe_record` and `observe` (which calls them) against the generic loop over the
+    bank, on twin watches: the same events, decisions, flags and state, whatever an observation holds."""
+    settings = DriftSettings(data_window=100, min_train_rows=400, cooldown=0, archive=True, archive_probe=150,
+                             holdout_gap=True, early_train_rows=300, change_from_detector=True,
+                             keep_old_on_covariate=True, regrow=True, regrow_when_stale=True,
+                             gap_window=200, gap_every=20)
+    rng = random.Random(11)
+    reference = [{"x": rng.gauss(0, 1), "c": rng.choice("ab")} for _ in range(300)]
+    twins = [DriftWatch(settings), DriftWatch(settings)]
+    for watch in twins:
+        watch.on_champion({"version": 1}, reference, trained_on=(0, 300), labelled=300, holdout=(0.95, 200))
+
+    def plain(step):
+        events = [e.model_dump(exclude={"id", "at", "incident", "model"}) for e in step.events] if step else []
+        decisions = ([d.model_dump(exclude={"id", "at", "incident", "event_ids"}) for d in step.decisions]
+                     if step else [])
+        return events, decisions
+
+    def state(watch):
+        return ([(d.name, d.drift_detected, d.n_seen) for d in watch.detectors], list(watch._error_positions),
+                watch._fall, watch._online_only, watch._champion_only, list(watch._recent), watch.probe,
+                watch._probe_online, watch.vitals()["detectors"], watch.policy.change_at, watch.policy.in_flight)
+
+    fired = set()
+    for labelled in range(301, 4000):
+        shift = 2.0 if labelled > 1500 else 0.0
+        x = {"x": rng.gauss(shift, 1), "c": rng.choice("ab")}
+        champion_right = rng.random() < (0.95 if labelled < 2500 else 0.55)
+        online_right = None if rng.random() < 0.1 else rng.random() < (0.9 if labelled < 2500 else 0.8)
+        prediction, score = rng.choice("ab"), rng.uniform(0.5, 1) if labelled < 3500 else rng.uniform(0.9, 1)
+        kind = rng.random()
+        observations = ([Observation(features=x, prediction=prediction, score=score),
+                         Observation(champion_right=champion_right, online_right=online_right)] if kind < 0.8 else
+                        [Observation(features=x), Observation(prediction=prediction, score=score),
+                         Observation(champion_right=champion_right)] if kind < 0.9 else
+                        [Observation(features=x, champion_right=champion_right, online_right=online_right)])
+        steps = [[], []]
+        for o in observations:
+            steps[0].append(plain(_observe_generic(twins[0], o, index=labelled, labelled=labelled,
+                                                   context={"at": labelled})))
+            watch = twins[1]
+            if o.champion_right is not None and o.features is None:
+                step = watch.observe_label(o.champion_right, o.online_right, index=labelled, labelled=labelled,
+                                           context={"at": labelled})
+            elif o.champion_right is None and rng.random() < 0.5:
+                step = watch.observe_record(o.features, o.prediction, o.score, index=labelled, labelled=labelled,
+                                            context={"at": labelled})
+            else:
+                step = watch.observe(o, index=labelled, labelled=labelled, context={"at": labelled})
+            steps[1].append(plain(step))
+        assert steps[0] == steps[1], labelled
+        fired |= {event["detector"] for events, _ in steps[0] for event in events}
+        decisions = []
+        for watch in twins:
+            due = watch.archive_due(labelled)
+            decision = watch.on_labelled(labelled)
+            decisions.append((due, None if decision is None else decision.model_dump(exclude={"id", "at", "incident",
+                                                                                              "event_ids"})))
+            if decision is not None and decision.action is Action.RETRAIN:
+                watch.on_champion({"version": 2}, reference, trained_on=decision.window, labelled=labelled,
+                                  holdout=(0.9, 100))
+                watch.retrain_finished(promoted=True, labelled=labelled)
+        assert decisions[0] == decisions[1], labelled
+        assert state(twins[0]) == state(twins[1]), labelled
+    assert fired == {"error-adwin", "accuracy-gap", "holdout-gap", "data-ks", "prediction-drift"}  # all had a say
