@@ -42,3 +42,17 @@ def test_the_flow_runs_in_a_child_that_answers_raises_and_is_replaced_when_it_di
     finally:
         retrain.close()
         ledger.close()
+
+
+def test_a_child_grown_past_its_bound_is_replaced_between_runs(home, monkeypatch):
+    monkeypatch.setenv("DRIFTCTL_RETRAIN__CHILD_MAX_GROWTH_MB", "32")
+    settings = Settings()
+    configure_environment(settings)
+    retrain = ChildProcessRetrain(settings, flow="tests.fake_flows:retrain")
+    try:
+        first = retrain(WINDOW, RetrainTrigger(reason="ok"))["pid"]
+        assert retrain(WINDOW, RetrainTrigger(reason="ok"))["pid"] == first  # not grown: kept warm
+        assert retrain(WINDOW, RetrainTrigger(reason="grow"))["pid"] == first  # answered, then replaced
+        assert retrain(WINDOW, RetrainTrigger(reason="ok"))["pid"] != first
+    finally:
+        retrain.close()
