@@ -166,7 +166,8 @@ def run_demo(settings: Settings, progress: Callable[[str, int, int], None] | Non
 
         def keep_going(sent: int) -> bool:
             """A live stream does not stop mid-retrain: past `records`, go on while a retrain is
-            pending or running, and until the new champion has served a few thousand records."""
+            pending or running, and until the new champion has served a few thousand records and
+            its probation is judged (a loaded machine's monitor can follow the swap late)."""
             if scorer_stats[3] > 1 and not swapped_at:
                 swapped_at.append(sent)
             if sent < stream.records:
@@ -174,7 +175,7 @@ def run_demo(settings: Settings, progress: Callable[[str, int, int], None] | Non
             if sent >= 3 * stream.records:
                 return False
             if swapped_at:
-                return sent < swapped_at[0] + stream.after_promotion
+                return sent < swapped_at[0] + stream.after_promotion or monitor.probation is not None
             return monitor.busy or monitor.watch.policy.change_at is not None
 
         scorer.start()
