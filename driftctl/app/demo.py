@@ -167,7 +167,8 @@ def run_demo(settings: Settings, progress: Callable[[str, int, int], None] | Non
         def keep_going(sent: int) -> bool:
             """A live stream does not stop mid-retrain: past `records`, go on while a retrain is
             pending or running, and until the new champion has served a few thousand records and
-            its probation is judged (a loaded machine's monitor can follow the swap late)."""
+            its probation is judged (a loaded machine's monitor can follow the swap late: up to
+            three times as long)."""
             if scorer_stats[3] > 1 and not swapped_at:
                 swapped_at.append(sent)
             if sent < stream.records:
@@ -175,7 +176,9 @@ def run_demo(settings: Settings, progress: Callable[[str, int, int], None] | Non
             if sent >= 3 * stream.records:
                 return False
             if swapped_at:
-                return sent < swapped_at[0] + stream.after_promotion or monitor.probation is not None
+                if sent < swapped_at[0] + stream.after_promotion:
+                    return True
+                return monitor.probation is not None and sent < swapped_at[0] + 3 * stream.after_promotion
             return monitor.busy or monitor.watch.policy.change_at is not None
 
         scorer.start()
