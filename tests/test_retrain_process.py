@@ -56,3 +56,17 @@ def test_a_child_grown_past_its_bound_is_replaced_between_runs(home, monkeypatch
         assert retrain(WINDOW, RetrainTrigger(reason="ok"))["pid"] != first
     finally:
         retrain.close()
+
+
+def test_by_default_a_child_left_a_tenth_larger_by_a_run_is_replaced(home):
+    # A drift retrain's window (20,000 rows against the bootstrap's 2,000) left the ~460 MB child 52 MB
+    # larger for the rest of the 2M soak (round 10): the default bound must catch that, not only 256 MB.
+    settings = Settings()
+    configure_environment(settings)
+    retrain = ChildProcessRetrain(settings, flow="tests.fake_flows:retrain")
+    try:
+        first = retrain(WINDOW, RetrainTrigger(reason="ok"))["pid"]
+        assert retrain(WINDOW, RetrainTrigger(reason="grow"))["pid"] == first  # 64 MB kept by the run
+        assert retrain(WINDOW, RetrainTrigger(reason="ok"))["pid"] != first
+    finally:
+        retrain.close()
