@@ -54,7 +54,8 @@ class DriftPolicy:
     def __init__(self, *, min_train_rows: int = 1500, data_persistence: int = 2, cooldown: int = 2000,
                  regrow: bool = False, max_train_rows: int | None = None, early_train_rows: int | None = None,
                  first_train_rows: int | None = None, regrow_when_stale: bool = False,
-                 first_train_z: float | None = None, first_then_full: bool = False):
+                 first_train_z: float | None = None, first_then_full: bool = False, pay: float | None = None,
+                 backoff_max: int = 3):
         if min_train_rows < 1:
             raise ValueError(f"min_train_rows must be at least 1, got {min_train_rows!r}")
         if data_persistence < 1:
@@ -71,6 +72,10 @@ class DriftPolicy:
         self.regrow_when_stale = regrow_when_stale
         self.first_train_z = first_train_z
         self.first_then_full = first_then_full
+        self.pay = pay
+        self.backoff_max = backoff_max
+        self.unpaid = 0  # pay: retrains in a row that bought less than `pay` over what was served
+        self.backoff_until = 0  # pay: no retrain before this labelled position
         self._reset()
 
     def _reset(self) -> None:
@@ -121,6 +126,9 @@ class DriftPolicy:
             return "a retrain is already in flight"
         if labelled < self.cooldown_until:
             return f"cooling down after a promotion until labelled record {self.cooldown_until}"
+        if labelled < self.backoff_until:
+            return (f"backing off until labelled record {self.backoff_until}: the last {self.unpaid} retrain(s) "
+                    f"bought less than {self.pay} over what was served")
         return None
 
     def on_event(self, event: DriftEvent, *, change_at: int, labelled: int, keep_from: int | None = None) -> Decision:
@@ -238,7 +246,7 @@ class DriftPolicy:
     def _grow(self, labelled: int) -> Decision | None:
         """Regrow: the champion trained on the rows since a change; once that window has doubled,
         train again on all of it (at most `max_train_rows`)."""
-        if self.grow_from is None or self.grow_at is None or labelled < self.grow_at:
+        if self.grow_from is None or self.grow_at is None or labelled < max(self.grow_at, self.backoff_until):
             return None
         start = self.grow_from if self.max_train_rows is None else max(self.grow_from, labelled - self.max_train_rows)
         decision = Decision(action=Action.RETRAIN, window=(start, labelled), incident=self.incident,
@@ -249,7 +257,7 @@ class DriftPolicy:
         return decision
 
     def on_retrain_finished(self, *, promoted: bool, labelled: int, window_end: int | None = None,
-                            replaced: bool = True) -> None:
+                            replaced: bool = True, bought: float | None = None) -> None:
         """A retrain ended at labelled position `labelled`. The cooldown after a promotion counts
         from `window_end`, the end of the window the new champion learned from (default:
         `labelled`), so a slow worker does not stretch it; a promotion that `replaced` no
@@ -263,6 +271,8 @@ class DriftPolicy:
         >>> policy.cooldown_until
         0
         """
+        if self.pay is not None and bought is not None:
+            self._pay(bought, labelled if window_end is None else min(window_end, labelled))
         growing = self.change_at is None and self.grow_at is not None
         concept, begin = self.concept, self.window[0] if self.window else None
         self.in_flight = False
@@ -297,6 +307,28 @@ class DriftPolicy:
             # challenges it (a regrow, past the cooldown): at most two retrains per drift either way.
             assert change_at is not None  # a first try follows a change
             self.grow_from, self.grow_at = change_at, change_at + self.min_train_rows
+
+    def _pay(self, bought: float, end: int) -> None:
+        """A retrain bought `bought` accuracy over what was served on its holdout: less than `pay`, k
+        times in a row, and the next waits cooldown x 2^(k-1) from `end` (a stream the serving rule
+        already follows pays for few retrains); `pay` or more and the wait is over.
+
+        >>> policy = DriftPolicy(min_train_rows=100, cooldown=500, pay=0.02)
+        >>> for bought in (0.0, 0.01, -0.1):
+        ...     policy.on_retrain_finished(promoted=False, labelled=1000, bought=bought)
+        ...     print(policy.backoff_until)
+        1500
+        2000
+        3000
+        >>> policy.on_retrain_finished(promoted=False, labelled=1000, bought=0.05)
+        >>> policy.unpaid, policy.backoff_until
+        (0, 0)
+        """
+        if bought >= (self.pay or 0.0):
+            self.unpaid, self.backoff_until = 0, 0
+            return
+        self.unpaid += 1
+        self.backoff_until = end + self.cooldown * 2 ** min(self.unpaid - 1, self.backoff_max)
 
     def on_reinstated(self, *, labelled: int) -> None:
         """An archived champion came back (no training): the pending change is answered."""

@@ -81,7 +81,8 @@ class DriftWatch:
                                   first_train_rows=settings.first_train_rows,
                                   regrow_when_stale=settings.regrow_when_stale,
                                   first_train_z=settings.first_train_z,
-                                  first_then_full=settings.first_then_full)
+                                  first_then_full=settings.first_then_full,
+                                  pay=settings.retrain_pay, backoff_max=settings.retrain_backoff_max)
         self.bootstrap = Bootstrap.from_settings(settings)  # the first champion (late labels: a provisional one)
         # regrow_when_stale: the last gap_window labels' outcomes, champion and online learner.
         self._recent: deque[tuple[bool, bool]] = deque(maxlen=settings.gap_window)
@@ -121,6 +122,9 @@ class DriftWatch:
         self.probe_online: dict[int, bool] = {}
         self._probe_next = 0  # archive_every: the labelled position of the probe's next look
         self.estimate = AccuracyEstimate(window=settings.data_window)
+        # retrain_pay: whether the served prediction was right, by labelled position (the newest ones: a
+        # holdout is at most holdout_fraction of max_train_rows).
+        self._served: deque[tuple[int, bool]] = deque(maxlen=settings.max_train_rows)
 
     @property
     def detectors(self) -> list[DriftDetector[Any]]:
@@ -464,11 +468,28 @@ class DriftWatch:
         """A retrain the policy did not ask for (a bootstrap, a schedule) is in flight."""
         self.policy.in_flight = True
 
+    def served_outcome(self, position: int, right: bool) -> None:
+        """The label of the record at labelled position `position` came: was the served prediction right
+        (with `retrain_pay`, what a challenger is measured against)."""
+        if self.settings.retrain_pay is not None:
+            self._served.append((position, right))
+
+    def bought(self, accuracy: float | None, holdout: tuple[int, int] | None) -> float | None:
+        """What a challenger of holdout `accuracy` on labelled positions `holdout` (start, end) buys over the
+        served predictions on them; None: not known (too few of them seen served)."""
+        if accuracy is None or holdout is None:
+            return None
+        start, end = holdout
+        outcomes = [right for position, right in self._served if start <= position < end]
+        if len(outcomes) < (end - start) // 2 or not outcomes:
+            return None
+        return accuracy - sum(outcomes) / len(outcomes)
+
     def retrain_finished(self, *, promoted: bool, labelled: int, window_end: int | None = None,
-                         replaced: bool = True) -> None:
-        """A retrain ended; see `DriftPolicy.on_retrain_finished` for `window_end` and `replaced`."""
+                         replaced: bool = True, bought: float | None = None) -> None:
+        """A retrain ended; see `DriftPolicy.on_retrain_finished` for `window_end`, `replaced` and `bought`."""
         self.policy.on_retrain_finished(promoted=promoted, labelled=labelled, window_end=window_end,
-                                        replaced=replaced)
+                                        replaced=replaced, bought=bought)
 
     @property
     def busy(self) -> bool:
