@@ -635,9 +635,8 @@ class Backtest:
                                         "training_seconds": round(challenge.seconds, 4)})
                 self._promote(t, challenge.model, version=version, window=(start, end),
                               accuracy=evaluation.challenger_accuracy, rows=evaluation.holdout_rows)
-        if bought is not None:
-            outcome["reason"] += f"; it bought {bought:+.4f} over the served predictions on its holdout"
-        self.decisions.append((t, Decision(action=Action.HOLD, reason=f"retrain finished: {outcome['reason']}",
+        paid = "" if bought is None else f"; it bought {bought:+.4f} over the served predictions on its holdout"
+        self.decisions.append((t, Decision(action=Action.HOLD, reason=f"retrain finished: {outcome['reason']}{paid}",
                                            event_ids=decision.event_ids, window=decision.window)))
         if self.watch is not None:
             self.watch.retrain_finished(promoted=promoted, labelled=self.labelled, bought=bought)

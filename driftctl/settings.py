@@ -198,9 +198,9 @@ class DriftSettings(BaseModel):
     # Round 10 (decretrain, benchmarks/results/round10-decretrain.md): retrains that pay.
     retrain_pay: float | None = Field(None, gt=0, lt=1, description="a retrain must buy this much accuracy over "
                                       "what was served on its holdout rows (challenger against the served "
-                                      "predictions, the same labelled records); after k in a row that did not, no "
-                                      "retrain for cooldown x 2^(k-1) labelled records (at most 2^retrain_backoff_max); "
-                                      "one that did resets it. None: off")
+                                      "predictions, the same labelled records); after k in a row that did not, "
+                                      "no retrain for cooldown x 2^(k-1) labelled records (at most "
+                                      "2^retrain_backoff_max); one that did resets it. None: off")
     retrain_backoff_max: int = Field(3, ge=0, le=10, description="with retrain_pay: the longest wait is cooldown "
                                      "x 2^this")
     archive: bool = Field(True, description="after a concept drift, earlier champions compete on the labelled "
