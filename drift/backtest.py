@@ -478,7 +478,7 @@ class Backtest:
         watch = self.watch
         if watch is not None:
             if self._pay:
-                watch.served_outcome(j, self.served[j] == y)
+                watch.served_outcome(j, self.served[j] == y, self.online_pred[j] == y, current)
             if current:
                 online_right = self.online_pred[j] == y if self.online_always and self._needs_online else None
                 step = watch.observe_label(champion_right, online_right, index=t, labelled=self.labelled,

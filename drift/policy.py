@@ -246,7 +246,7 @@ class DriftPolicy:
     def _grow(self, labelled: int) -> Decision | None:
         """Regrow: the champion trained on the rows since a change; once that window has doubled,
         train again on all of it (at most `max_train_rows`)."""
-        if self.grow_from is None or self.grow_at is None or labelled < max(self.grow_at, self.backoff_until):
+        if self.grow_from is None or self.grow_at is None or labelled < self.grow_at:
             return None
         start = self.grow_from if self.max_train_rows is None else max(self.grow_from, labelled - self.max_train_rows)
         decision = Decision(action=Action.RETRAIN, window=(start, labelled), incident=self.incident,
@@ -271,14 +271,15 @@ class DriftPolicy:
         >>> policy.cooldown_until
         0
         """
-        if self.pay is not None and bought is not None:
-            self._pay(bought, labelled if window_end is None else min(window_end, labelled))
         growing = self.change_at is None and self.grow_at is not None
         concept, begin = self.concept, self.window[0] if self.window else None
         self.in_flight = False
         change_at = self.change_at
         first = (concept and self.first_tried and self.window is not None and change_at is not None
                  and self.window[1] - change_at < self.min_train_rows)
+        if self.pay is not None and bought is not None and not first:
+            # A first try's few holdout rows say little of what retrains buy: only full ones are counted.
+            self.paid(bought, labelled if window_end is None else min(window_end, labelled))
         if first and not promoted:
             self.window = None  # a first try lost: the change stands, collect on to min_train_rows
             return
@@ -308,7 +309,7 @@ class DriftPolicy:
             assert change_at is not None  # a first try follows a change
             self.grow_from, self.grow_at = change_at, change_at + self.min_train_rows
 
-    def _pay(self, bought: float, end: int) -> None:
+    def paid(self, bought: float, end: int) -> None:
         """A retrain bought `bought` accuracy over what was served on its holdout: less than `pay`, k
         times in a row, and the next waits cooldown x 2^(k-1) from `end` (a stream the serving rule
         already follows pays for few retrains); `pay` or more and the wait is over.

@@ -125,6 +125,8 @@ class DriftWatch:
         # retrain_pay: whether the served prediction was right, by labelled position (the newest ones: a
         # holdout is at most holdout_fraction of max_train_rows).
         self._served: deque[tuple[int, bool]] = deque(maxlen=settings.max_train_rows)
+        # ... and once a retrain's champion serves: its records' labels seen, the served right, the online right.
+        self._after: list[int] | None = None
 
     @property
     def detectors(self) -> list[DriftDetector[Any]]:
@@ -468,11 +470,26 @@ class DriftWatch:
         """A retrain the policy did not ask for (a bootstrap, a schedule) is in flight."""
         self.policy.in_flight = True
 
-    def served_outcome(self, position: int, right: bool) -> None:
+    def served_outcome(self, position: int, right: bool, online_right: bool | None = None,
+                       current: bool = False) -> None:
         """The label of the record at labelled position `position` came: was the served prediction right
-        (with `retrain_pay`, what a challenger is measured against)."""
-        if self.settings.retrain_pay is not None:
-            self._served.append((position, right))
+        (with `retrain_pay`, what a challenger is measured against), and the online learner's; `current`:
+        the champion serving now scored it. A retrain's champion that won is judged again on its first
+        `gap_window` such labels: it paid only if the served predictions beat the online learner's by
+        `retrain_pay` (else the champion adds nothing the online learner does not give already)."""
+        pay = self.settings.retrain_pay
+        if pay is None:
+            return
+        self._served.append((position, right))
+        after = self._after
+        if after is None or not current or online_right is None:
+            return
+        after[0] += 1
+        after[1] += right
+        after[2] += online_right
+        if after[0] >= self.settings.gap_window:
+            self._after = None
+            self.policy.paid((after[1] - after[2]) / after[0], position + 1)
 
     def bought(self, accuracy: float | None, holdout: tuple[int, int] | None) -> float | None:
         """What a challenger of holdout `accuracy` on labelled positions `holdout` (start, end) buys over the
@@ -490,6 +507,8 @@ class DriftWatch:
         """A retrain ended; see `DriftPolicy.on_retrain_finished` for `window_end`, `replaced` and `bought`."""
         self.policy.on_retrain_finished(promoted=promoted, labelled=labelled, window_end=window_end,
                                         replaced=replaced, bought=bought)
+        pay = self.settings.retrain_pay
+        self._after = [0, 0, 0] if pay is not None and promoted and bought is not None and bought >= pay else None
 
     @property
     def busy(self) -> bool:

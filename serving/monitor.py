@@ -548,7 +548,10 @@ class Monitor:
             self._maybe_judge_archive()
         if "position" in state and state.get("scored"):
             # Label, features and prediction all here (in any order): judge the probation once.
-            self.watch.served_outcome(state["position"], state["served"] == state["label"])
+            online = state.get("online")
+            self.watch.served_outcome(state["position"], state["served"] == state["label"],
+                                      None if online is None else online == state["label"],
+                                      self.champion is not None and state["version"] == self.champion.version)
             if self.probation is not None and self.champion is not None and state["version"] == self.champion.version:
                 self._judge_probation(state)
             self._pending_bytes -= self._pending.pop(record_id, {}).get("bytes", 0)

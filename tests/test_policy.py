@@ -174,3 +174,13 @@ def test_without_pay_what_a_retrain_bought_changes_nothing():
     policy.on_retrain_finished(promoted=False, labelled=1100, bought=-0.5)
     assert policy.backoff_until == 0
     assert policy.on_event(event(), change_at=1200, labelled=1210).action is Action.ALERT
+
+
+def test_a_first_try_is_not_counted_against_what_retrains_buy():
+    policy = DriftPolicy(min_train_rows=1000, cooldown=500, first_train_rows=100, pay=0.02)
+    policy.on_event(event(), change_at=1000, labelled=1010)
+    first = policy.on_labelled(1100)
+    assert first.action is Action.RETRAIN and first.window == (1000, 1100)
+    policy.on_retrain_finished(promoted=False, labelled=1100, bought=-0.2)  # lost on its 30 holdout rows
+    assert policy.unpaid == 0 and policy.backoff_until == 0
+    assert policy.on_labelled(2000).window == (1000, 2000)  # the full window follows, as without `pay`

@@ -479,3 +479,19 @@ def test_what_a_retrain_bought_is_its_holdout_accuracy_over_the_served_predictio
     off = DriftWatch(DriftSettings())
     off.served_outcome(0, True)
     assert off.bought(0.9, (0, 1)) is None
+
+
+def test_a_retrain_that_won_is_judged_again_once_its_champion_serves():
+    settings = DriftSettings(retrain_pay=0.02, gap_window=100, cooldown=500)
+    watch = DriftWatch(settings)
+    watch.retrain_finished(promoted=True, labelled=1000, bought=0.05)  # it beat the served predictions
+    assert watch.policy.unpaid == 0
+    # Its champion's first 100 labels: served right as often as the online learner alone (it adds nothing).
+    for position in range(1000, 1100):
+        watch.served_outcome(position, position % 2 == 0, position % 2 == 0, current=True)
+    assert watch.policy.unpaid == 1 and watch.policy.backoff_until == 1100 + 500
+    # One that adds over the online learner once serving resets the back-off.
+    watch.retrain_finished(promoted=True, labelled=2000, bought=0.05)
+    for position in range(2000, 2100):
+        watch.served_outcome(position, True, position % 2 == 0, current=True)
+    assert watch.policy.unpaid == 0 and watch.policy.backoff_until == 0
