@@ -122,9 +122,10 @@ class DriftWatch:
         self.probe_online: dict[int, bool] = {}
         self._probe_next = 0  # archive_every: the labelled position of the probe's next look
         self.estimate = AccuracyEstimate(window=settings.data_window)
-        # retrain_pay: whether the served prediction was right, by labelled position (the newest ones: a
-        # holdout is at most holdout_fraction of max_train_rows).
-        self._served: deque[tuple[int, bool]] = deque(maxlen=settings.max_train_rows)
+        # retrain_pay: whether the served prediction was right, by labelled position, in a ring of fixed size
+        # (the newest max_train_rows; a holdout is a fraction of a window): position + 1 when right, its
+        # negative when wrong, 0 when not seen. Allocated once: the monitor's state does not grow with records.
+        self._served = array("q", bytes(8 * settings.max_train_rows)) if settings.retrain_pay is not None else None
         # ... and once a retrain's champion serves: its records' labels seen, the served right, the online right.
         self._after: list[int] | None = None
 
@@ -477,10 +478,10 @@ class DriftWatch:
         the champion serving now scored it. A retrain's champion that won is judged again on its first
         `gap_window` such labels: it paid only if the served predictions beat the online learner's by
         `retrain_pay` (else the champion adds nothing the online learner does not give already)."""
-        pay = self.settings.retrain_pay
-        if pay is None:
+        served = self._served
+        if served is None:
             return
-        self._served.append((position, right))
+        served[position % len(served)] = position + 1 if right else -(position + 1)
         after = self._after
         if after is None or not current or online_right is None:
             return
@@ -494,13 +495,16 @@ class DriftWatch:
     def bought(self, accuracy: float | None, holdout: tuple[int, int] | None) -> float | None:
         """What a challenger of holdout `accuracy` on labelled positions `holdout` (start, end) buys over the
         served predictions on them; None: not known (too few of them seen served)."""
-        if accuracy is None or holdout is None:
+        served = self._served
+        if accuracy is None or holdout is None or served is None:
             return None
         start, end = holdout
-        outcomes = [right for position, right in self._served if start <= position < end]
-        if len(outcomes) < (end - start) // 2 or not outcomes:
+        size = len(served)
+        marks = [served[p % size] for p in range(max(start, end - size), end)]
+        seen = [m for m, p in zip(marks, range(max(start, end - size), end), strict=True) if abs(m) == p + 1]
+        if not seen or len(seen) < (end - start) // 2:
             return None
-        return accuracy - sum(outcomes) / len(outcomes)
+        return accuracy - sum(m > 0 for m in seen) / len(seen)
 
     def retrain_finished(self, *, promoted: bool, labelled: int, window_end: int | None = None,
                          replaced: bool = True, bought: float | None = None) -> None:

@@ -476,7 +476,7 @@ def test_what_a_retrain_bought_is_its_holdout_accuracy_over_the_served_predictio
     assert watch.bought(0.70, (700, 1000)) == pytest.approx(-0.05)
     assert watch.bought(0.80, (900, 1300)) is None  # fewer than half of its holdout rows seen served
     # Off: nothing is kept, nothing is known.
-    off = DriftWatch(DriftSettings())
+    off = DriftWatch(DriftSettings(retrain_pay=None))
     off.served_outcome(0, True)
     assert off.bought(0.9, (0, 1)) is None
 
