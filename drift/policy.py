@@ -17,6 +17,9 @@ Two options fit the retrain window to the drift (`DriftSettings.regrow`, `keep_o
 both off by default, measured in `benchmarks/results/decisions.md`): after a concept drift,
 retrain again each time the window since the change doubles while challengers win; after a
 label-free (covariate) drift, keep the champion's rows and add the new ones (`keep_from`).
+
+Retrains must pay (`DriftSettings.retrain_pay`, `paid`): after retrains that bought little over what was
+served, the next waits longer (a stream the serving rule already follows gets few retrains).
 """
 
 from __future__ import annotations
