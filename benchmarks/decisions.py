@@ -161,6 +161,11 @@ VARIANTS: dict[str, Variant] = {
     # (`after+holdout` above, measured again: a champion wrong from its first labels, a blind spot of late labels).
     "after+blend-now": ({}, {"serve_blend_now": True}),
     "after-blend-now": ({}, {"serve_blend_now": False}),  # the default before round 9
+    # Round 10 (decretrain): a retrain must buy retrain_pay over the served predictions on its holdout; each one in
+    # a row that does not doubles the wait before the next (cooldown x 2^(k-1), at most 2^retrain_backoff_max).
+    "after+pay2": ({"retrain_pay": 0.02}, {}),  # the default since round 10
+    "after-pay": ({"retrain_pay": None}, {}),  # the default before
+    "after+pay5": ({"retrain_pay": 0.05}, {}),
 }
 
 

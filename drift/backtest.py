@@ -325,6 +325,7 @@ class Backtest:
         self.labelled = 0
         self._renewed_at: list[int] = []  # where the online learner renewed itself (training.online.Renewing)
         self._needs_online = self.watch is not None and self.watch.needs_online
+        self._pay = self.watch is not None and s.retrain_pay is not None
         every = max(1, min(1000, n // 100))
         watch = self.watch
         for t in range(n):
@@ -476,6 +477,8 @@ class Backtest:
                 return
         watch = self.watch
         if watch is not None:
+            if self._pay:
+                watch.served_outcome(j, self.served[j] == y, self.online_pred[j] == y, current)
             if current:
                 online_right = self.online_pred[j] == y if self.online_always and self._needs_online else None
                 step = watch.observe_label(champion_right, online_right, index=t, labelled=self.labelled,
@@ -604,7 +607,7 @@ class Backtest:
         start, end = decision.window
         frame = self.features.iloc[start:end]
         target = pd.Series(self.labels[start:end])
-        promoted, outcome = False, {}
+        promoted, outcome, bought = False, {}, None
         try:
             challenge = train_challenger(frame, target, self.champion.model,
                                          holdout_fraction=self.settings.holdout_fraction,
@@ -616,6 +619,8 @@ class Backtest:
         else:
             evaluation = challenge.evaluation
             promoted = evaluation.promote
+            if self.watch is not None and evaluation.holdout_rows:
+                bought = self.watch.bought(evaluation.challenger_accuracy, (end - evaluation.holdout_rows, end))
             outcome = {"promoted": promoted, "reason": evaluation.reason,
                        "challenger_accuracy": evaluation.challenger_accuracy,
                        "champion_accuracy": evaluation.champion_accuracy}
@@ -630,10 +635,11 @@ class Backtest:
                                         "training_seconds": round(challenge.seconds, 4)})
                 self._promote(t, challenge.model, version=version, window=(start, end),
                               accuracy=evaluation.challenger_accuracy, rows=evaluation.holdout_rows)
-        self.decisions.append((t, Decision(action=Action.HOLD, reason=f"retrain finished: {outcome['reason']}",
+        paid = "" if bought is None else f"; it bought {bought:+.4f} over the served predictions on its holdout"
+        self.decisions.append((t, Decision(action=Action.HOLD, reason=f"retrain finished: {outcome['reason']}{paid}",
                                            event_ids=decision.event_ids, window=decision.window)))
         if self.watch is not None:
-            self.watch.retrain_finished(promoted=promoted, labelled=self.labelled)
+            self.watch.retrain_finished(promoted=promoted, labelled=self.labelled, bought=bought)
 
     # -- the result -----------------------------------------------------------------------
     def _result(self, seconds: float, kind: str) -> BacktestResult:

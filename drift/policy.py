@@ -17,6 +17,9 @@ Two options fit the retrain window to the drift (`DriftSettings.regrow`, `keep_o
 both off by default, measured in `benchmarks/results/decisions.md`): after a concept drift,
 retrain again each time the window since the change doubles while challengers win; after a
 label-free (covariate) drift, keep the champion's rows and add the new ones (`keep_from`).
+
+Retrains must pay (`DriftSettings.retrain_pay`, `paid`): after retrains that bought little over what was
+served, the next waits longer (a stream the serving rule already follows gets few retrains).
 """
 
 from __future__ import annotations
@@ -54,7 +57,8 @@ class DriftPolicy:
     def __init__(self, *, min_train_rows: int = 1500, data_persistence: int = 2, cooldown: int = 2000,
                  regrow: bool = False, max_train_rows: int | None = None, early_train_rows: int | None = None,
                  first_train_rows: int | None = None, regrow_when_stale: bool = False,
-                 first_train_z: float | None = None, first_then_full: bool = False):
+                 first_train_z: float | None = None, first_then_full: bool = False, pay: float | None = None,
+                 backoff_max: int = 3):
         if min_train_rows < 1:
             raise ValueError(f"min_train_rows must be at least 1, got {min_train_rows!r}")
         if data_persistence < 1:
@@ -71,6 +75,10 @@ class DriftPolicy:
         self.regrow_when_stale = regrow_when_stale
         self.first_train_z = first_train_z
         self.first_then_full = first_then_full
+        self.pay = pay
+        self.backoff_max = backoff_max
+        self.unpaid = 0  # pay: retrains in a row that bought less than `pay` over what was served
+        self.backoff_until = 0  # pay: no retrain before this labelled position
         self._reset()
 
     def _reset(self) -> None:
@@ -121,6 +129,9 @@ class DriftPolicy:
             return "a retrain is already in flight"
         if labelled < self.cooldown_until:
             return f"cooling down after a promotion until labelled record {self.cooldown_until}"
+        if labelled < self.backoff_until:
+            return (f"backing off until labelled record {self.backoff_until}: the last {self.unpaid} retrain(s) "
+                    f"bought less than {self.pay} over what was served")
         return None
 
     def on_event(self, event: DriftEvent, *, change_at: int, labelled: int, keep_from: int | None = None) -> Decision:
@@ -249,7 +260,7 @@ class DriftPolicy:
         return decision
 
     def on_retrain_finished(self, *, promoted: bool, labelled: int, window_end: int | None = None,
-                            replaced: bool = True) -> None:
+                            replaced: bool = True, bought: float | None = None) -> None:
         """A retrain ended at labelled position `labelled`. The cooldown after a promotion counts
         from `window_end`, the end of the window the new champion learned from (default:
         `labelled`), so a slow worker does not stretch it; a promotion that `replaced` no
@@ -269,6 +280,9 @@ class DriftPolicy:
         change_at = self.change_at
         first = (concept and self.first_tried and self.window is not None and change_at is not None
                  and self.window[1] - change_at < self.min_train_rows)
+        if self.pay is not None and bought is not None and not first:
+            # A first try's few holdout rows say little of what retrains buy: only full ones are counted.
+            self.paid(bought, labelled if window_end is None else min(window_end, labelled))
         if first and not promoted:
             self.window = None  # a first try lost: the change stands, collect on to min_train_rows
             return
@@ -297,6 +311,28 @@ class DriftPolicy:
             # challenges it (a regrow, past the cooldown): at most two retrains per drift either way.
             assert change_at is not None  # a first try follows a change
             self.grow_from, self.grow_at = change_at, change_at + self.min_train_rows
+
+    def paid(self, bought: float, end: int) -> None:
+        """A retrain bought `bought` accuracy over what was served on its holdout: less than `pay`, k
+        times in a row, and the next waits cooldown x 2^(k-1) from `end` (a stream the serving rule
+        already follows pays for few retrains); `pay` or more and the wait is over.
+
+        >>> policy = DriftPolicy(min_train_rows=100, cooldown=500, pay=0.02)
+        >>> for bought in (0.0, 0.01, -0.1):
+        ...     policy.on_retrain_finished(promoted=False, labelled=1000, bought=bought)
+        ...     print(policy.backoff_until)
+        1500
+        2000
+        3000
+        >>> policy.on_retrain_finished(promoted=False, labelled=1000, bought=0.05)
+        >>> policy.unpaid, policy.backoff_until
+        (0, 0)
+        """
+        if bought >= (self.pay or 0.0):
+            self.unpaid, self.backoff_until = 0, 0
+            return
+        self.unpaid += 1
+        self.backoff_until = end + self.cooldown * 2 ** min(self.unpaid - 1, self.backoff_max)
 
     def on_reinstated(self, *, labelled: int) -> None:
         """An archived champion came back (no training): the pending change is answered."""

@@ -81,7 +81,8 @@ class DriftWatch:
                                   first_train_rows=settings.first_train_rows,
                                   regrow_when_stale=settings.regrow_when_stale,
                                   first_train_z=settings.first_train_z,
-                                  first_then_full=settings.first_then_full)
+                                  first_then_full=settings.first_then_full,
+                                  pay=settings.retrain_pay, backoff_max=settings.retrain_backoff_max)
         self.bootstrap = Bootstrap.from_settings(settings)  # the first champion (late labels: a provisional one)
         # regrow_when_stale: the last gap_window labels' outcomes, champion and online learner.
         self._recent: deque[tuple[bool, bool]] = deque(maxlen=settings.gap_window)
@@ -121,6 +122,12 @@ class DriftWatch:
         self.probe_online: dict[int, bool] = {}
         self._probe_next = 0  # archive_every: the labelled position of the probe's next look
         self.estimate = AccuracyEstimate(window=settings.data_window)
+        # retrain_pay: whether the served prediction was right, by labelled position, in a ring of fixed size
+        # (the newest max_train_rows; a holdout is a fraction of a window): position + 1 when right, its
+        # negative when wrong, 0 when not seen. Allocated once: the monitor's state does not grow with records.
+        self._served = array("q", bytes(8 * settings.max_train_rows)) if settings.retrain_pay is not None else None
+        # ... and once a retrain's champion serves: its records' labels seen, the served right, the online right.
+        self._after: list[int] | None = None
 
     @property
     def detectors(self) -> list[DriftDetector[Any]]:
@@ -464,11 +471,48 @@ class DriftWatch:
         """A retrain the policy did not ask for (a bootstrap, a schedule) is in flight."""
         self.policy.in_flight = True
 
+    def served_outcome(self, position: int, right: bool, online_right: bool | None = None,
+                       current: bool = False) -> None:
+        """The label of the record at labelled position `position` came: was the served prediction right
+        (with `retrain_pay`, what a challenger is measured against), and the online learner's; `current`:
+        the champion serving now scored it. A retrain's champion that won is judged again on its first
+        `gap_window` such labels: it paid only if the served predictions beat the online learner's by
+        `retrain_pay` (else the champion adds nothing the online learner does not give already)."""
+        served = self._served
+        if served is None:
+            return
+        served[position % len(served)] = position + 1 if right else -(position + 1)
+        after = self._after
+        if after is None or not current or online_right is None:
+            return
+        after[0] += 1
+        after[1] += right
+        after[2] += online_right
+        if after[0] >= self.settings.gap_window:
+            self._after = None
+            self.policy.paid((after[1] - after[2]) / after[0], position + 1)
+
+    def bought(self, accuracy: float | None, holdout: tuple[int, int] | None) -> float | None:
+        """What a challenger of holdout `accuracy` on labelled positions `holdout` (start, end) buys over the
+        served predictions on them; None: not known (too few of them seen served)."""
+        served = self._served
+        if accuracy is None or holdout is None or served is None:
+            return None
+        start, end = holdout
+        size = len(served)
+        marks = [served[p % size] for p in range(max(start, end - size), end)]
+        seen = [m for m, p in zip(marks, range(max(start, end - size), end), strict=True) if abs(m) == p + 1]
+        if not seen or len(seen) < (end - start) // 2:
+            return None
+        return accuracy - sum(m > 0 for m in seen) / len(seen)
+
     def retrain_finished(self, *, promoted: bool, labelled: int, window_end: int | None = None,
-                         replaced: bool = True) -> None:
-        """A retrain ended; see `DriftPolicy.on_retrain_finished` for `window_end` and `replaced`."""
+                         replaced: bool = True, bought: float | None = None) -> None:
+        """A retrain ended; see `DriftPolicy.on_retrain_finished` for `window_end`, `replaced` and `bought`."""
         self.policy.on_retrain_finished(promoted=promoted, labelled=labelled, window_end=window_end,
-                                        replaced=replaced)
+                                        replaced=replaced, bought=bought)
+        pay = self.settings.retrain_pay
+        self._after = [0, 0, 0] if pay is not None and promoted and bought is not None and bought >= pay else None
 
     @property
     def busy(self) -> bool:

@@ -548,6 +548,10 @@ class Monitor:
             self._maybe_judge_archive()
         if "position" in state and state.get("scored"):
             # Label, features and prediction all here (in any order): judge the probation once.
+            online = state.get("online")
+            self.watch.served_outcome(state["position"], state["served"] == state["label"],
+                                      None if online is None else online == state["label"],
+                                      self.champion is not None and state["version"] == self.champion.version)
             if self.probation is not None and self.champion is not None and state["version"] == self.champion.version:
                 self._judge_probation(state)
             self._pending_bytes -= self._pending.pop(record_id, {}).get("bytes", 0)
@@ -886,8 +890,13 @@ class Monitor:
             self._safely("incident not flushed to the ledger", self.incidents.flush, self._retraining_incident)
         # The cooldown counts from the window's end, not from now (a worker may take long to
         # start), and a bootstrap (no champion replaced) starts none.
+        # retrain_pay: what the challenger bought over the served predictions on its holdout (the newest
+        # `holdout_rows` of its window); a bootstrap is no retrain, it buys nothing to judge.
+        rows, end = outcome.get("holdout_rows"), self._training_end
+        bought = (self.watch.bought(outcome.get("challenger_accuracy"), (end - rows, end))
+                  if self._training_replaces and isinstance(rows, int) and end is not None else None)
         self.watch.retrain_finished(promoted=bool(outcome.get("promoted")), labelled=self.labelled,
-                                    window_end=self._training_end, replaced=self._training_replaces)
+                                    window_end=self._training_end, replaced=self._training_replaces, bought=bought)
 
 
 class PositionRing:

@@ -144,3 +144,43 @@ def test_a_data_window_that_does_not_persist_is_an_incident_of_its_own():
     first = policy.on_data_window(event(kind="data"), labelled=300)
     second = policy.on_data_window(event(kind="data"), labelled=400)
     assert second.action is Action.ALERT and first.incident == second.incident != blip.incident
+
+
+def test_retrains_that_buy_nothing_over_the_served_predictions_back_off_and_one_that_pays_resets():
+    policy = DriftPolicy(min_train_rows=100, cooldown=500, pay=0.02, backoff_max=2)
+    # A retrain that bought less than `pay` over what was served: the next drift waits a cooldown...
+    policy.on_event(event(), change_at=1000, labelled=1010)
+    assert policy.on_labelled(1100).action is Action.RETRAIN
+    policy.on_retrain_finished(promoted=False, labelled=1100, bought=0.01)
+    decision = policy.on_event(event(), change_at=1200, labelled=1210)
+    assert decision.action is Action.HOLD and "backing off" in decision.reason  # deferred, not lost
+    assert policy.on_labelled(1599) is None
+    assert policy.on_labelled(1600).action is Action.ALERT  # the deferred drift, released
+    assert policy.on_labelled(1600).action is Action.RETRAIN  # 100 rows since its change at 1200 are in
+    # ... twice in a row twice as long, and no longer than cooldown x 2^backoff_max.
+    policy.on_retrain_finished(promoted=True, labelled=1600, bought=-0.05)
+    assert policy.backoff_until == 2600
+    for _ in range(3):
+        policy.on_retrain_finished(promoted=False, labelled=1600, bought=0.0)
+    assert policy.backoff_until == 1600 + 500 * 4
+    # One that paid: the next drift is acted on as without `pay` (only the promotion's cooldown).
+    policy.on_retrain_finished(promoted=True, labelled=1600, bought=0.03)
+    assert policy.backoff_until == 0 and policy.unpaid == 0
+    assert policy.on_event(event(), change_at=2100, labelled=2110).action is Action.ALERT
+
+
+def test_without_pay_what_a_retrain_bought_changes_nothing():
+    policy = DriftPolicy(min_train_rows=100, cooldown=500)
+    policy.on_retrain_finished(promoted=False, labelled=1100, bought=-0.5)
+    assert policy.backoff_until == 0
+    assert policy.on_event(event(), change_at=1200, labelled=1210).action is Action.ALERT
+
+
+def test_a_first_try_is_not_counted_against_what_retrains_buy():
+    policy = DriftPolicy(min_train_rows=1000, cooldown=500, first_train_rows=100, pay=0.02)
+    policy.on_event(event(), change_at=1000, labelled=1010)
+    first = policy.on_labelled(1100)
+    assert first.action is Action.RETRAIN and first.window == (1000, 1100)
+    policy.on_retrain_finished(promoted=False, labelled=1100, bought=-0.2)  # lost on its 30 holdout rows
+    assert policy.unpaid == 0 and policy.backoff_until == 0
+    assert policy.on_labelled(2000).window == (1000, 2000)  # the full window follows, as without `pay`

@@ -2,6 +2,8 @@
 
 import random
 
+import pytest
+
 from drift.watch import DriftWatch, Observation
 from driftctl.messages import Action
 from driftctl.settings import DriftSettings
@@ -464,3 +466,32 @@ def test_the_label_and_record_paths_are_the_generic_bank_loop():
         assert decisions[0] == decisions[1], labelled
         assert state(twins[0]) == state(twins[1]), labelled
     assert fired == {"error-adwin", "accuracy-gap", "holdout-gap", "data-ks", "prediction-drift"}  # all had a say
+
+
+def test_what_a_retrain_bought_is_its_holdout_accuracy_over_the_served_predictions_on_the_same_rows():
+    watch = DriftWatch(DriftSettings(retrain_pay=0.02))
+    for position in range(1000):
+        watch.served_outcome(position, position % 4 != 0)  # 75 % right, the same on every stretch
+    assert watch.bought(0.80, (700, 1000)) == pytest.approx(0.05)
+    assert watch.bought(0.70, (700, 1000)) == pytest.approx(-0.05)
+    assert watch.bought(0.80, (900, 1300)) is None  # fewer than half of its holdout rows seen served
+    # Off: nothing is kept, nothing is known.
+    off = DriftWatch(DriftSettings(retrain_pay=None))
+    off.served_outcome(0, True)
+    assert off.bought(0.9, (0, 1)) is None
+
+
+def test_a_retrain_that_won_is_judged_again_once_its_champion_serves():
+    settings = DriftSettings(retrain_pay=0.02, gap_window=100, cooldown=500)
+    watch = DriftWatch(settings)
+    watch.retrain_finished(promoted=True, labelled=1000, bought=0.05)  # it beat the served predictions
+    assert watch.policy.unpaid == 0
+    # Its champion's first 100 labels: served right as often as the online learner alone (it adds nothing).
+    for position in range(1000, 1100):
+        watch.served_outcome(position, position % 2 == 0, position % 2 == 0, current=True)
+    assert watch.policy.unpaid == 1 and watch.policy.backoff_until == 1100 + 500
+    # One that adds over the online learner once serving resets the back-off.
+    watch.retrain_finished(promoted=True, labelled=2000, bought=0.05)
+    for position in range(2000, 2100):
+        watch.served_outcome(position, True, position % 2 == 0, current=True)
+    assert watch.policy.unpaid == 0 and watch.policy.backoff_until == 0
