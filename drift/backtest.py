@@ -236,9 +236,10 @@ def _records(features: pd.DataFrame) -> list[dict[str, Any]]:
 
 @contextlib.contextmanager
 def _gc_frozen() -> Iterator[None]:
-    """The objects that exist now (the records, the per-record lists: hundreds of thousands) are left
-    out of the garbage collector's passes until the block ends: every full pass walked them all
-    (~5% of a replay). Only when no one else froze objects (unfreezing would undo their freeze)."""
+    """The objects that exist when a replay starts (the caller's: imported libraries, the table; hundreds
+    of thousands) are left out of the garbage collector's passes until it ends: each full pass walked
+    them all (~5% of a replay's time). Only when no one else froze objects (unfreezing would undo
+    their freeze). What the replay computes does not depend on when garbage is collected."""
     if gc.get_freeze_count():
         yield
         return
@@ -290,7 +291,7 @@ class Backtest:
     # -- the replay -----------------------------------------------------------------------
     def run(self, progress: Callable[[int, int], None] | None = None) -> BacktestResult:
         # One thread: OpenMP teams spinning on shared cores made small fits ten times slower.
-        with threadpool_limits(limits=1):
+        with threadpool_limits(limits=1), _gc_frozen():
             return self._run(progress)
 
     def _run(self, progress: Callable[[int, int], None] | None) -> BacktestResult:
@@ -345,20 +346,19 @@ class Backtest:
         self._needs_online = self.watch is not None and self.watch.needs_online
         every = max(1, min(1000, n // 100))
         watch = self.watch
-        with _gc_frozen():
-            for t in range(n):
-                x = self.records[t]
-                self._serve(t, x)
-                if watch is not None and self.champion is not None:  # the label-free detectors
-                    step = watch.observe_record(x, self.champion_pred[t], self._confidence[t - self._cache_from],
-                                                index=t, labelled=self.labelled)
-                    if step is not None:
-                        self._take(t, step)
-                j = t - self.label_delay
-                if j >= 0:
-                    self._on_label(t, j)
-                if progress is not None and (t + 1) % every == 0:
-                    progress(t + 1, n)
+        for t in range(n):
+            x = self.records[t]
+            self._serve(t, x)
+            if watch is not None and self.champion is not None:  # the label-free detectors
+                step = watch.observe_record(x, self.champion_pred[t], self._confidence[t - self._cache_from],
+                                            index=t, labelled=self.labelled)
+                if step is not None:
+                    self._take(t, step)
+            j = t - self.label_delay
+            if j >= 0:
+                self._on_label(t, j)
+            if progress is not None and (t + 1) % every == 0:
+                progress(t + 1, n)
         if progress is not None:
             progress(n, n)
         self.served_by = np.array(self.served_by, dtype=np.int8)
