@@ -310,5 +310,4 @@ def test_the_replay_runs_with_the_objects_before_it_frozen_out_of_the_gc():
         assert 0 < gc.get_freeze_count() <= frozen and max(seen) <= frozen
     finally:
         gc.unfreeze()
-    timeless = {"seconds": 0, "records_per_second": 0}
-    assert again.to_dict() | timeless == first.to_dict() | timeless
+    assert (again.accuracy, again.retrains, again.served) == (first.accuracy, first.retrains, first.served)
