@@ -286,3 +286,28 @@ def test_labels_late_a_provisional_champion_serves_until_the_warmup_labels_are_i
     prompt = run_backtest(features, labels, policy="static", warmup=1000, settings=settings())
     boots = [(d["index"], d["window"]) for d in prompt.decisions if d["reason"].startswith("bootstrap")]
     assert boots == [(999, [0, 1000])]
+
+
+def test_the_replay_runs_with_the_objects_before_it_frozen_out_of_the_gc():
+    """What exists before a replay stays out of the garbage collector's passes while it runs (its full
+    passes walked it all); after it, the GC is as it was, and a caller's own freeze is kept."""
+    import gc
+
+    features, labels, _ = split(table(n=3000, drift_at=1500))
+    seen: list[int] = []
+    assert gc.get_freeze_count() == 0
+    first = run_backtest(features, labels, warmup=1000, settings=settings(),
+                         progress=lambda done, n: seen.append(gc.get_freeze_count()))
+    assert seen and min(seen) > 0
+    assert gc.get_freeze_count() == 0
+    gc.freeze()  # the caller's: left alone, neither unfrozen nor frozen again
+    try:
+        frozen = gc.get_freeze_count()
+        seen.clear()
+        again = run_backtest(features, labels, warmup=1000, settings=settings(),
+                             progress=lambda done, n: seen.append(gc.get_freeze_count()))
+        # (frozen objects freed meanwhile leave the count: it may only shrink)
+        assert 0 < gc.get_freeze_count() <= frozen and max(seen) <= frozen
+    finally:
+        gc.unfreeze()
+    assert (again.accuracy, again.retrains, again.served) == (first.accuracy, first.retrains, first.served)

@@ -124,3 +124,21 @@ def test_split_suggestions_match_rivers_on_every_leaf():
     for a, b in zip(mine, rivers, strict=True):
         assert (a.merit, a.feature, a.split_info, a.children_stats) == (b.merit, b.feature, b.split_info,
                                                                         b.children_stats)
+
+
+def test_top_is_max_by_value_the_first_of_equals():
+    """`training.online.top` (compiled when built) gives `max(d, key=d.__getitem__)`'s key: ties, NaN,
+    mixed numbers and an empty dict alike."""
+    from training import _leaf
+    from training.online import top
+
+    nan, inf = float("nan"), float("inf")
+    cases = [{1: 0.5, 0: 0.5}, {"a": 0.1, "b": 0.9, "c": 0.9}, {1: nan, 2: 1.0}, {1: 1.0, 2: nan, 3: 2.0},
+             {True: 1, False: 2.0}, {1: -inf}, {"x": 3}, {0: 2, 1: 2.0, 2: True}, {0: -0.0, 1: 0.0}]
+    rng = random.Random(0)
+    cases += [{k: rng.choice([0.0, 0.25, 0.5, 1.0]) for k in range(rng.randint(1, 6))} for _ in range(200)]
+    for d in cases:
+        assert _leaf.top(d) == top(d) == max(d, key=d.__getitem__), d
+    for f in (_leaf.top, top):
+        with pytest.raises(ValueError):
+            f({})

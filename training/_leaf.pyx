@@ -23,15 +23,21 @@ def class_vote(double vote, dict terms, dict x, double half_log_tau):
     return vote
 
 
+cdef tuple _ALL_KEPT = ((), True)  # update_rows' answers when every feature had its row (no allocation)
+cdef tuple _ALL_DROPPED = ((), False)
+
+
 def update_rows(dict x, dict rows, y, double w, terms):
     """The Gaussian splitters' updates the rows cover (see `_Leaf.update_splitters`). Returns the
-    features left to the general path, and whether class y's terms stay valid."""
+    features left to the general path (an empty tuple when none), and whether class y's terms stay valid."""
     cdef double v, n, mean_old, mean_new, ddof, variance
-    cdef list rest = []
+    cdef list rest = None
     cdef bint keep = terms is not None
     for att_id, att_val in x.items():
         row = rows.get(att_id)
         if row is None or att_val is None or type(att_val) is not float:
+            if rest is None:
+                rest = []
             rest.append(att_id)
             continue
         low, high, var, mean, ddof_obj = <tuple>row
@@ -53,6 +59,8 @@ def update_rows(dict x, dict rows, y, double w, terms):
                 terms[att_id] = (mean_new, -2.0 * variance, 0.5 * log(variance))
             else:
                 keep = False
+    if rest is None:
+        return _ALL_KEPT if keep else _ALL_DROPPED
     return rest, keep
 
 
@@ -155,3 +163,18 @@ def linear_step(dict w, list z, double step):
     for t in z:
         k = t[0]
         w[k] = <double>w.get(k, 0.0) - step * <double>t[1]
+
+
+def top(dict d):
+    """`max(d, key=d.__getitem__)`: the first key of the greatest value, by Python's `>` between the
+    values as `max` compares them (ValueError when empty)."""
+    cdef bint first = True
+    best_key = best = None
+    for k, v in d.items():
+        if first:
+            best_key, best, first = k, v, False
+        elif v > best:
+            best_key, best = k, v
+    if first:
+        raise ValueError("max() iterable argument is empty")
+    return best_key

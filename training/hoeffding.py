@@ -39,6 +39,8 @@ from river.tree.split_criterion.info_gain_split_criterion import InfoGainSplitCr
 from river.tree.splitter.gaussian_splitter import GaussianSplitter
 from river.tree.utils import BranchFactory
 
+from training.online import top
+
 _HALF_LOG_TAU = 0.5 * math.log(math.tau)  # as river.proba.gaussian
 _compiled: Any  # the per-record arithmetic compiled (training/_leaf.pyx, built by `pip install` when it can be)
 try:
@@ -46,6 +48,7 @@ try:
 except ImportError:
     _compiled = None
 _BRANCH_TYPES: dict[type, bool] = {}
+
 
 
 def _is_branch(node: Any) -> bool:
@@ -275,10 +278,10 @@ class _Leaf(LeafNaiveBayesAdaptive):
         stats = self.stats
         active = self.splitters is not None
         if active:
-            if len(stats) == 0 or max(stats, key=stats.__getitem__) == y:
+            if len(stats) == 0 or top(stats) == y:
                 self._mc_correct_weight += w
             nb_pred = self._naive_bayes(x)
-            if len(nb_pred) > 0 and max(nb_pred, key=nb_pred.__getitem__) == y:
+            if len(nb_pred) > 0 and top(nb_pred) == y:
                 self._nb_correct_weight += w
         try:
             stats[y] += w
@@ -311,7 +314,7 @@ class _Leaf(LeafNaiveBayesAdaptive):
             if not keep and terms is not None:
                 terms = None
                 del self._terms[y]
-            items = [(att_id, x[att_id]) for att_id in rest]
+            items = [(att_id, x[att_id]) for att_id in rest] if rest else ()
         for att_id, att_val in items:
             row = rows.get(att_id)
             if row is None or att_val is None:

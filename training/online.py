@@ -44,6 +44,15 @@ except (ImportError, AttributeError):
     _compiled = None
 
 
+def _top(d: dict[Any, Any]) -> Any:
+    return max(d, key=d.__getitem__)
+
+
+# `max(d, key=d.__getitem__)`: the class a prediction or a leaf's counts give (a few times a record),
+# compiled when it can be: the same key (the first of equals, by the values' own `>`).
+top: Callable[[dict[Any, Any]], Any] = getattr(_compiled, "top", None) or _top
+
+
 class Renewing:
     """Wraps an online learner made by `make`; see the module docstring."""
 
@@ -88,7 +97,7 @@ class Renewing:
         scored = self._scored
         if len(scored) >= self.cache_size:
             del scored[next(iter(scored))]
-        scored[id(x)] = (x, max(proba, key=proba.__getitem__) if proba else None)
+        scored[id(x)] = (x, top(proba) if proba else None)
         return proba
 
     def predict_one(self, x: dict[Any, Any]) -> Any:
