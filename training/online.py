@@ -315,3 +315,168 @@ class WithLinear:
         self.inner.learn_one(x, y)
         right = self.linear.learn_one(x, y) == y
         self.linear_accuracy += self.alpha * (right - self.linear_accuracy)
+
+
+class Window:
+    """Nearest neighbours over the last `size` labelled records (standardised numbers, text one-hot):
+    the class shares among the `k` nearest, smoothed. It follows a concept that moves a little at a
+    time (RandomRBF's drifting centroids) with no split to wait for: old records fall out of the window.
+    """
+
+    def __init__(self, size: int = 500, k: int = 10):
+        import numpy as np
+
+        self.size, self.k = size, k
+        self.columns: dict[Any, int] = {}  # feature (or (feature, text)) -> column
+        self.points = np.zeros((size, 8))
+        self.labels: list[Any] = [None] * size
+        self.n = 0  # records learned (the next one goes to row n % size)
+
+    def vector(self, z: list[tuple[Any, float]]) -> Any:
+        """A standardised record (`Linear._features`) as a row of the window's columns."""
+        import numpy as np
+
+        columns = self.columns
+        for k, _ in z:
+            if k not in columns:
+                columns[k] = len(columns)
+        if len(columns) > self.points.shape[1]:
+            grown = np.zeros((self.size, 2 * len(columns)))
+            grown[:, :self.points.shape[1]] = self.points
+            self.points = grown
+        v = np.zeros(self.points.shape[1])
+        for k, value in z:
+            v[columns[k]] = value
+        return v
+
+    def predict_proba_one(self, v: Any, classes: list[Any]) -> dict[Any, float]:
+        import numpy as np
+
+        filled = min(self.n, self.size)
+        if filled < self.k or not classes:
+            return {}
+        d = ((self.points[:filled] - v) ** 2).sum(axis=1)
+        nearest = np.argpartition(d, self.k - 1)[:self.k]
+        labels = self.labels
+        counts = dict.fromkeys(classes, 0.5)  # smoothed: no class is impossible
+        for i in nearest.tolist():
+            counts[labels[i]] = counts.get(labels[i], 0.5) + 1.0
+        total = sum(counts.values())
+        return {c: n / total for c, n in counts.items()}
+
+    def learn_one(self, v: Any, y: Any) -> None:
+        row = self.n % self.size
+        width = min(len(v), self.points.shape[1])
+        self.points[row, :width] = v[:width]
+        self.points[row, width:] = 0.0
+        self.labels[row] = y
+        self.n += 1
+
+
+class Pooled:
+    """A `Renewing` tree pooled with a `Linear` model (and a nearest-neighbour `Window`, if `window`):
+    the served probabilities are a log-linear pool, class c scoring `sum_i w_i log p_i(c)`, whose weights
+    are learned from each label (a step on log-loss, as drift.arbiter.StackedBlend's, then a pull of
+    `shrink` back to the tree alone). It starts as the tree alone and weights a partner only as far as
+    the labels show it right where the tree is wrong, so the tree keeps serving where it is the better
+    model, instead of whichever was more accurate lately serving whole (`WithLinear`).
+    """
+
+    def __init__(self, inner: Renewing, *, window: bool = False, rate: float = 0.05, shrink: float = 0.005,
+                 floor: float = 1e-4, cache: int = 4096):
+        self.inner = inner
+        self.linear = Linear()
+        self.window = Window() if window else None
+        self.weights = [1.0, 0.0, 0.0]  # tree, linear, window
+        self.rate, self.shrink, self.floor, self.cache_size = rate, shrink, floor, cache
+        self._scored: dict[int, tuple[dict[Any, Any], Any, Any]] = {}  # id(record) -> (record, features, vector)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_scored"] = {}  # identities mean nothing in another process
+        return state
+
+    @property
+    def renewals(self) -> int:
+        return self.inner.renewals
+
+    @property
+    def fresh(self) -> bool:
+        return self.inner.fresh
+
+    @property
+    def accuracy(self) -> float:
+        return self.inner.accuracy
+
+    def _members(self, x: dict[Any, Any]) -> tuple[Any, Any]:
+        """Per class, each member's log-probability (floored), and the record's window vector."""
+        tree = self.inner.predict_proba_one(x)
+        linear = self.linear
+        if not linear.classes:
+            return (list(tree), [[math.log(max(self.floor, p))] for p in tree.values()]), None
+        z = linear._features(x, False)
+        lin = linear._proba(linear._scores(z))
+        classes = list(tree) + [c for c in lin if c not in tree]
+        v = near = None
+        if self.window is not None:
+            v = self.window.vector(z)
+            near = self.window.predict_proba_one(v, linear.classes)
+        floor, log = self.floor, math.log
+        logs = []
+        for c in classes:
+            row = [log(max(floor, tree.get(c, 0.0))), log(max(floor, lin.get(c, 0.0)))]
+            if near is not None:
+                row.append(log(max(floor, near.get(c, 0.0))) if near else 0.0)
+            logs.append(row)
+        return (classes, logs), v
+
+    def _pool(self, features: Any) -> list[float]:
+        classes, logs = features
+        w = self.weights
+        scores = [sum(wi * li for wi, li in zip(w, row)) for row in logs]
+        top = max(scores)
+        exps = [math.exp(s - top) for s in scores]
+        total = sum(exps)
+        return [e / total for e in exps]
+
+    def predict_proba_one(self, x: dict[Any, Any]) -> dict[Any, float]:
+        features, v = self._members(x)
+        scored = self._scored
+        if len(scored) >= self.cache_size:
+            del scored[next(iter(scored))]
+        scored[id(x)] = (x, features, v)
+        return dict(zip(features[0], self._pool(features), strict=True)) if features[0] else {}
+
+    def predict_one(self, x: dict[Any, Any]) -> Any:
+        proba = self.predict_proba_one(x)
+        return max(proba, key=proba.__getitem__) if proba else None
+
+    def learn_one(self, x: dict[Any, Any], y: Any) -> None:
+        kept = self._scored.pop(id(x), None)
+        if kept is None or kept[0] is not x:
+            features, v = self._members(x)
+        else:
+            _, features, v = kept
+        classes, logs = features
+        if len(classes) > 1 and y in classes:
+            # The pool's step (drift.arbiter.StackedBlend's, for k members): the gradient of log-loss,
+            # smaller the more spread the members' log-probabilities are, then the pull back.
+            p = self._pool(features)
+            m = len(logs[0])
+            means = [sum(row[i] for row in logs) / len(logs) for i in range(m)]
+            size = 1 + 4 / len(logs) * sum((li - mi) ** 2 for row in logs for li, mi in zip(row, means))
+            step = self.rate / (1 + size / 10)
+            grad = [0.0] * m
+            for c, row, pc in zip(classes, logs, p, strict=True):
+                g = step * ((c == y) - pc)
+                for i in range(m):
+                    grad[i] += g * row[i]
+            keep, start = 1 - self.shrink, (1.0, 0.0, 0.0)
+            self.weights = [start[i] + keep * (self.weights[i] + (grad[i] if i < m else 0.0) - start[i])
+                            for i in range(3)]
+        self.inner.learn_one(x, y)
+        self.linear.learn_one(x, y)
+        if self.window is not None:
+            if v is None:
+                v = self.window.vector(self.linear._features(x, False))
+            self.window.learn_one(v, y)
