@@ -33,6 +33,7 @@ True
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +43,7 @@ try:
     _compiled.linear_step  # noqa: B018 (an older build lacks it)
 except (ImportError, AttributeError):
     _compiled = None
+_nearest = getattr(_compiled, "window_nearest", None)  # Window's search compiled (an older build lacks it)
 
 
 class Renewing:
@@ -323,52 +325,68 @@ class Window:
     time (RandomRBF's drifting centroids) with no split to wait for: old records fall out of the window.
     """
 
-    def __init__(self, size: int = 500, k: int = 10):
-        import numpy as np
-
+    def __init__(self, size: int = 200, k: int = 5):  # river.neighbors.KNNClassifier's defaults
+        if not 1 <= k <= min(64, size):
+            raise ValueError(f"k must be in [1, min(64, size)], got {k!r}")
         self.size, self.k = size, k
         self.columns: dict[Any, int] = {}  # feature (or (feature, text)) -> column
-        self.points = np.zeros((size, 8))
+        self.width = 0
+        self.points = array("d")  # `size` rows of `width`, row-major
         self.labels: list[Any] = [None] * size
         self.n = 0  # records learned (the next one goes to row n % size)
 
-    def vector(self, z: list[tuple[Any, float]]) -> Any:
-        """A standardised record (`Linear._features`) as a row of the window's columns."""
-        import numpy as np
-
+    def vector(self, z: list[tuple[Any, float]]) -> array[float]:
+        """A standardised record (`Linear._features`) as a row of the window's columns (a new feature
+        adds a column, 0 in the rows before)."""
         columns = self.columns
         for k, _ in z:
             if k not in columns:
                 columns[k] = len(columns)
-        if len(columns) > self.points.shape[1]:
-            grown = np.zeros((self.size, 2 * len(columns)))
-            grown[:, :self.points.shape[1]] = self.points
-            self.points = grown
-        v = np.zeros(self.points.shape[1])
+        width = len(columns)
+        if width > self.width:
+            old, points = self.width, self.points
+            grown = array("d", bytes(8 * self.size * width))
+            for r in range(min(self.n, self.size)):
+                grown[r * width:r * width + old] = points[r * old:(r + 1) * old]
+            self.points, self.width = grown, width
+        v = [0.0] * self.width
         for k, value in z:
             v[columns[k]] = value
-        return v
+        return array("d", v)
 
-    def predict_proba_one(self, v: Any, classes: list[Any]) -> dict[Any, float]:
-        import numpy as np
+    def nearest(self, v: array[float]) -> list[int]:
+        """The rows of the `k` records nearest v, nearest first (the first row of equals first)."""
+        filled, width, points = min(self.n, self.size), self.width, self.points
+        if _nearest is not None:
+            rows: list[int] = _nearest(points, width, filled, v, self.k)
+            return rows
+        distances = []
+        for i in range(filled):
+            d = 0.0
+            for j in range(width):
+                t = points[i * width + j] - v[j]
+                d = d + t * t
+            distances.append((d, i))
+        return [i for _, i in sorted(distances)[:self.k]]
 
-        filled = min(self.n, self.size)
-        if filled < self.k or not classes:
+    def predict_proba_one(self, v: array[float], classes: list[Any]) -> dict[Any, float]:
+        if min(self.n, self.size) < self.k or not classes:
             return {}
-        d = ((self.points[:filled] - v) ** 2).sum(axis=1)
-        nearest = np.argpartition(d, self.k - 1)[:self.k]
         labels = self.labels
         counts = dict.fromkeys(classes, 0.5)  # smoothed: no class is impossible
-        for i in nearest.tolist():
-            counts[labels[i]] = counts.get(labels[i], 0.5) + 1.0
-        total = sum(counts.values())
+        if len(v) < self.width:  # scored before a feature added a column
+            v = v + array("d", bytes(8 * (self.width - len(v))))
+        for i in self.nearest(v):
+            c = labels[i]
+            counts[c] = counts.get(c, 0.5) + 1.0
+        total = self.k + 0.5 * len(counts)
         return {c: n / total for c, n in counts.items()}
 
-    def learn_one(self, v: Any, y: Any) -> None:
-        row = self.n % self.size
-        width = min(len(v), self.points.shape[1])
-        self.points[row, :width] = v[:width]
-        self.points[row, width:] = 0.0
+    def learn_one(self, v: array[float], y: Any) -> None:
+        row, width = self.n % self.size, self.width
+        if len(v) < width:  # scored before a feature added a column
+            v = v + array("d", bytes(8 * (width - len(v))))
+        self.points[row * width:(row + 1) * width] = v[:width]
         self.labels[row] = y
         self.n += 1
 
@@ -389,7 +407,8 @@ class Pooled:
         self.window = Window() if window else None
         self.weights = [1.0, 0.0, 0.0]  # tree, linear, window
         self.rate, self.shrink, self.floor, self.cache_size = rate, shrink, floor, cache
-        self._scored: dict[int, tuple[dict[Any, Any], Any, Any]] = {}  # id(record) -> (record, features, vector)
+        # id(record) -> (record, features, window vector, the pool's probabilities, the weights that gave them)
+        self._scored: dict[int, tuple[dict[Any, Any], Any, Any, list[float], list[float]]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -409,31 +428,38 @@ class Pooled:
         return self.inner.accuracy
 
     def _members(self, x: dict[Any, Any]) -> tuple[Any, Any]:
-        """Per class, each member's log-probability (floored), and the record's window vector."""
+        """The record's classes, per class each member's log-probability (floored; 0 for a member
+        with nothing to say), and the record's window vector."""
         tree = self.inner.predict_proba_one(x)
         linear = self.linear
+        floor, log = self.floor, math.log
         if not linear.classes:
-            return (list(tree), [[math.log(max(self.floor, p))] for p in tree.values()]), None
+            return (list(tree), [(log(p if p > floor else floor), 0.0, 0.0) for p in tree.values()]), None
         z = linear._features(x, False)
         lin = linear._proba(linear._scores(z))
-        classes = list(tree) + [c for c in lin if c not in tree]
+        classes = list(tree)
+        if not lin.keys() <= tree.keys():
+            classes += [c for c in lin if c not in tree]
         v = near = None
         if self.window is not None:
             v = self.window.vector(z)
             near = self.window.predict_proba_one(v, linear.classes)
-        floor, log = self.floor, math.log
+        tget, lget = tree.get, lin.get
         logs = []
         for c in classes:
-            row = [log(max(floor, tree.get(c, 0.0))), log(max(floor, lin.get(c, 0.0)))]
-            if near is not None:
-                row.append(log(max(floor, near.get(c, 0.0))) if near else 0.0)
-            logs.append(row)
+            a, b = tget(c, 0.0), lget(c, 0.0)
+            if near:
+                n = near.get(c, 0.0)
+                n = log(n if n > floor else floor)
+            else:
+                n = 0.0
+            logs.append((log(a if a > floor else floor) if tree else 0.0, log(b if b > floor else floor), n))
         return (classes, logs), v
 
-    def _pool(self, features: Any) -> list[float]:
-        classes, logs = features
-        w = self.weights
-        scores = [sum(wi * li for wi, li in zip(w, row)) for row in logs]
+    def _pool(self, logs: list[tuple[float, float, float]]) -> list[float]:
+        """The pool's probability of each class (the softmax of its weighted log-probabilities)."""
+        w0, w1, w2 = self.weights
+        scores = [w0 * a + w1 * b + w2 * c for a, b, c in logs]
         top = max(scores)
         exps = [math.exp(s - top) for s in scores]
         total = sum(exps)
@@ -444,8 +470,10 @@ class Pooled:
         scored = self._scored
         if len(scored) >= self.cache_size:
             del scored[next(iter(scored))]
-        scored[id(x)] = (x, features, v)
-        return dict(zip(features[0], self._pool(features), strict=True)) if features[0] else {}
+        weights = self.weights
+        p = self._pool(features[1]) if features[0] else []
+        scored[id(x)] = (x, features, v, p, weights)
+        return dict(zip(features[0], p, strict=True))
 
     def predict_one(self, x: dict[Any, Any]) -> Any:
         proba = self.predict_proba_one(x)
@@ -455,25 +483,33 @@ class Pooled:
         kept = self._scored.pop(id(x), None)
         if kept is None or kept[0] is not x:
             features, v = self._members(x)
+            p = None
         else:
-            _, features, v = kept
+            _, features, v, p, weights = kept
+            if weights is not self.weights:  # learned since it was scored: the pool's output has changed
+                p = None
         classes, logs = features
         if len(classes) > 1 and y in classes:
-            # The pool's step (drift.arbiter.StackedBlend's, for k members): the gradient of log-loss,
-            # smaller the more spread the members' log-probabilities are, then the pull back.
-            p = self._pool(features)
-            m = len(logs[0])
-            means = [sum(row[i] for row in logs) / len(logs) for i in range(m)]
-            size = 1 + 4 / len(logs) * sum((li - mi) ** 2 for row in logs for li, mi in zip(row, means))
-            step = self.rate / (1 + size / 10)
-            grad = [0.0] * m
-            for c, row, pc in zip(classes, logs, p, strict=True):
+            # The pool's step (drift.arbiter.StackedBlend's, for three members): the gradient of log-loss,
+            # smaller the more spread the members' log-probabilities are, then the pull back to the tree.
+            k = len(logs)
+            m0 = m1 = m2 = 0.0
+            for a, b, n in logs:
+                m0, m1, m2 = m0 + a, m1 + b, m2 + n
+            m0, m1, m2 = m0 / k, m1 / k, m2 / k
+            spread = 0.0
+            for a, b, n in logs:
+                spread += (a - m0) ** 2 + (b - m1) ** 2 + (n - m2) ** 2
+            step = self.rate / (1 + (1 + 4 / k * spread) / 10)
+            g0 = g1 = g2 = 0.0
+            for c, (a, b, n), pc in zip(classes, logs, p or self._pool(logs), strict=True):
                 g = step * ((c == y) - pc)
-                for i in range(m):
-                    grad[i] += g * row[i]
-            keep, start = 1 - self.shrink, (1.0, 0.0, 0.0)
-            self.weights = [start[i] + keep * (self.weights[i] + (grad[i] if i < m else 0.0) - start[i])
-                            for i in range(3)]
+                g0 += g * a
+                g1 += g * b
+                g2 += g * n
+            keep = 1 - self.shrink
+            w0, w1, w2 = self.weights
+            self.weights = [1 + keep * (w0 + g0 - 1), keep * (w1 + g1), keep * (w2 + g2)]
         self.inner.learn_one(x, y)
         self.linear.learn_one(x, y)
         if self.window is not None:
