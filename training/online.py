@@ -488,8 +488,16 @@ class Pooled:
             _, features, v, p, weights = kept
             if weights is not self.weights:  # learned since it was scored: the pool's output has changed
                 p = None
+        inner = self.inner
+        renewals = inner.renewals
+        inner.learn_one(x, y)
+        renewed = inner.renewals != renewals
+        if renewed:
+            # A fresh tree serves: what the pool learned of the old one says nothing of it (nor of how the
+            # partners compare with it), so the pool starts again as the tree alone.
+            self.weights = [1.0, 0.0, 0.0]
         classes, logs = features
-        if len(classes) > 1 and y in classes:
+        if not renewed and inner.fresh and len(classes) > 1 and y in classes:  # (not scored by the old tree)
             # The pool's step (drift.arbiter.StackedBlend's, for three members): the gradient of log-loss,
             # smaller the more spread the members' log-probabilities are, then the pull back to the tree.
             k = len(logs)
@@ -510,7 +518,6 @@ class Pooled:
             keep = 1 - self.shrink
             w0, w1, w2 = self.weights
             self.weights = [1 + keep * (w0 + g0 - 1), keep * (w1 + g1), keep * (w2 + g2)]
-        self.inner.learn_one(x, y)
         self.linear.learn_one(x, y)
         if self.window is not None:
             if v is None:
