@@ -92,6 +92,7 @@ VARIANTS: dict[str, Variant] = {
     # window), the pool's weights learned from the labels (training.online.Pooled).
     "after+pool": ({}, {"online_learner": "renewing-tree-pool"}),
     "after+pool-window": ({}, {"online_learner": "renewing-tree-pool-window"}),
+    "after+window": ({}, {"online_learner": "renewing-tree-window"}),
     # A new champion's first labels against its holdout accuracy (the blind spot of the error-rate ADWIN).
     "after+holdout": ({"holdout_gap": True}, {}),
     "after+holdout+archive": ({"holdout_gap": True, "archive": True}, {}),

@@ -400,10 +400,11 @@ class Pooled:
     model, instead of whichever was more accurate lately serving whole (`WithLinear`).
     """
 
-    def __init__(self, inner: Renewing, *, window: bool = False, rate: float = 0.05, shrink: float = 0.005,
-                 floor: float = 1e-4, cache: int = 4096):
+    def __init__(self, inner: Renewing, *, window: bool = False, linear: bool = True, rate: float = 0.05,
+                 shrink: float = 0.005, floor: float = 1e-4, cache: int = 4096):
         self.inner = inner
-        self.linear = Linear()
+        self.linear = Linear()  # without `linear`, only its running statistics (the window's scaling) learn
+        self.use_linear = linear
         self.window = Window() if window else None
         self.weights = [1.0, 0.0, 0.0]  # tree, linear, window
         self.rate, self.shrink, self.floor, self.cache_size = rate, shrink, floor, cache
@@ -436,7 +437,7 @@ class Pooled:
         if not linear.classes:
             return (list(tree), [(log(p if p > floor else floor), 0.0, 0.0) for p in tree.values()]), None
         z = linear._features(x, False)
-        lin = linear._proba(linear._scores(z))
+        lin = linear._proba(linear._scores(z)) if self.use_linear else {}
         classes = list(tree)
         if not lin.keys() <= tree.keys():
             classes += [c for c in lin if c not in tree]
@@ -453,7 +454,8 @@ class Pooled:
                 n = log(n if n > floor else floor)
             else:
                 n = 0.0
-            logs.append((log(a if a > floor else floor) if tree else 0.0, log(b if b > floor else floor), n))
+            la = log(a if a > floor else floor) if tree else 0.0
+            logs.append((la, log(b if b > floor else floor) if lin else 0.0, n))
         return (classes, logs), v
 
     def _pool(self, logs: list[tuple[float, float, float]]) -> list[float]:
@@ -518,7 +520,12 @@ class Pooled:
             keep = 1 - self.shrink
             w0, w1, w2 = self.weights
             self.weights = [1 + keep * (w0 + g0 - 1), keep * (w1 + g1), keep * (w2 + g2)]
-        self.linear.learn_one(x, y)
+        if self.use_linear:
+            self.linear.learn_one(x, y)
+        else:  # its statistics and classes only
+            self.linear._features(x, True)
+            if y not in self.linear.classes:
+                self.linear.classes.append(y)
         if self.window is not None:
             if v is None:
                 v = self.window.vector(self.linear._features(x, False))
