@@ -88,6 +88,11 @@ VARIANTS: dict[str, Variant] = {
     "after+quick": ({}, {"online_learner": "renewing-quick-hoeffding-tree"}),
     "after+linear": ({}, {"online_learner": "renewing-tree-linear"}),
     "after+quick-linear": ({}, {"online_learner": "renewing-quick-tree-linear"}),
+    # Round 10 (declearn3): the renewing tree pooled with a logistic regression (and a nearest-neighbour
+    # window), the pool's weights learned from the labels (training.online.Pooled).
+    "after+pool": ({}, {"online_learner": "renewing-tree-pool"}),
+    "after+pool-window": ({}, {"online_learner": "renewing-tree-pool-window"}),
+    "after+window": ({}, {"online_learner": "renewing-tree-window"}),
     # A new champion's first labels against its holdout accuracy (the blind spot of the error-rate ADWIN).
     "after+holdout": ({"holdout_gap": True}, {}),
     "after+holdout+archive": ({"holdout_gap": True, "archive": True}, {}),

@@ -259,6 +259,7 @@ class ServingSettings(BaseModel):
     online_learner: Literal["hoeffding-tree", "renewing-hoeffding-tree", "eager-hoeffding-tree",
                             "renewing-eager-hoeffding-tree", "contending-eager-hoeffding-tree",
                             "renewing-quick-hoeffding-tree", "renewing-tree-linear", "renewing-quick-tree-linear",
+                            "renewing-tree-pool", "renewing-tree-pool-window", "renewing-tree-window",
                             "hoeffding-adaptive-tree"] = Field(
         "renewing-hoeffding-tree", description="the online learner beside the champion (training.recipes)")
     missing_features: Literal["reject", "impute"] = "reject"

@@ -1,5 +1,6 @@
 """The renewing online learner (`training.online.Renewing`): pure, no broker."""
 
+import math
 import pickle
 import random
 from functools import partial
@@ -204,3 +205,61 @@ def test_the_compiled_linear_arithmetic_is_the_python_arithmetic():
             online._compiled = saved
         models.append((predictions, model.weights, model.bias, model.stats))
     assert models[0] == models[1]
+
+
+def test_the_pool_weights_the_linear_model_where_the_boundary_slopes_and_survives_a_checkpoint():
+    rng = random.Random(11)
+    data = list(stream(6000, sloped, rng))
+    tree_only = make_online_learner(0, "renewing-hoeffding-tree")
+    pooled = make_online_learner(0, "renewing-tree-pool")
+    tree_right, pooled_right = prequential(tree_only, data), prequential(pooled, data)
+    assert sum(pooled_right[2000:]) > sum(tree_right[2000:]) + 50  # the tree approximates the slope in steps
+    assert pooled.weights[1] > 0.3 and pooled.window is None
+    copy = pickle.loads(pickle.dumps(pooled))
+    x = {"a": 0.6, "b": 0.4, "c": 0.1}
+    assert copy.predict_proba_one(x) == pooled.predict_proba_one(x)
+    assert (copy.renewals, copy.accuracy) == (pooled.renewals, pooled.inner.accuracy)
+
+
+def test_the_pool_stays_with_the_tree_where_the_linear_model_cannot_learn():
+    rng = random.Random(12)
+    band = list(stream(4000, lambda x: int(0.3 < x["a"] < 0.7), rng))
+    pooled = make_online_learner(0, "renewing-tree-pool")
+    right = prequential(pooled, band)
+    assert pooled.weights[0] > 0.8 and abs(pooled.weights[1]) < 0.2 and sum(right[2000:]) / 2000 > 0.9
+
+
+def test_the_window_follows_a_concept_that_moves_a_little_at_a_time():
+    """A boundary that turns slowly: the renewing tree keeps its old splits (no abrupt loss to warn
+    of), the nearest-neighbour window holds only recent records, and the pool learns to lean on it."""
+    rng = random.Random(13)
+    data = []
+    for i in range(8000):
+        x = {"a": rng.random() - 0.5, "b": rng.random() - 0.5}
+        angle = 4 * math.pi * i / 8000  # two turns over the stream
+        data.append((x, int(x["a"] * math.cos(angle) + x["b"] * math.sin(angle) > 0)))
+    tree_right = prequential(make_online_learner(0, "renewing-hoeffding-tree"), data)
+    pooled = make_online_learner(0, "renewing-tree-pool-window")
+    pooled_right = prequential(pooled, data)
+    assert sum(pooled_right[4000:]) > sum(tree_right[4000:]) + 150  # 3,481 of 4,000 against 3,281
+    assert pooled.weights[2] > 0.5
+
+
+def test_the_compiled_window_search_is_the_python_search():
+    import training.online as online
+
+    if online._nearest is None:
+        return  # not built: only the Python path runs
+    rng = random.Random(14)
+    window = online.Window(size=50, k=5)
+    for _ in range(300):  # features come and go: columns are added as the window runs
+        z = [(f"f{j}", rng.choice([0.0, 1.0, rng.gauss(0, 1)])) for j in range(rng.randint(2, 4))]
+        v = window.vector(z)
+        compiled = window.nearest(v)
+        saved, online._nearest = online._nearest, None
+        try:
+            assert window.nearest(v) == compiled
+        finally:
+            online._nearest = saved
+        window.learn_one(v, rng.randint(0, 2))
+    assert window.width == 4 and len(compiled) == 5

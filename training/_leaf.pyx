@@ -178,3 +178,35 @@ def top(dict d):
     if first:
         raise ValueError("max() iterable argument is empty")
     return best_key
+
+
+# -- training.online.Window: the k nearest rows, the same operations in the same order as its Python path --
+
+def window_nearest(double[::1] points, Py_ssize_t width, Py_ssize_t filled, double[::1] v, Py_ssize_t k):
+    """Indices of the `k` rows of `points` (`filled` rows of `width`) nearest `v` by squared distance,
+    nearest first (the first row of equals first)."""
+    cdef double bd[64]
+    cdef Py_ssize_t bi[64]
+    cdef Py_ssize_t i, j, m = 0, base, at
+    cdef double d, t
+    if k > 64 or k < 1:
+        raise ValueError("k must be in [1, 64]")
+    for i in range(filled):
+        base = i * width
+        d = 0.0
+        for j in range(width):  # no early exit: a short loop the compiler can unroll
+            t = points[base + j] - v[j]
+            d = d + t * t
+        if m == k and d >= bd[k - 1]:
+            continue
+        at = m if m < k else k - 1
+        while at > 0 and bd[at - 1] > d:
+            if at < k:
+                bd[at] = bd[at - 1]
+                bi[at] = bi[at - 1]
+            at -= 1
+        bd[at] = d
+        bi[at] = i
+        if m < k:
+            m += 1
+    return [bi[i] for i in range(m)]

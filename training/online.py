@@ -33,6 +33,7 @@ True
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +43,7 @@ try:
     _compiled.linear_step  # noqa: B018 (an older build lacks it)
 except (ImportError, AttributeError):
     _compiled = None
+_nearest = getattr(_compiled, "window_nearest", None)  # Window's search compiled (an older build lacks it)
 
 
 def _top(d: dict[Any, Any]) -> Any:
@@ -324,3 +326,216 @@ class WithLinear:
         self.inner.learn_one(x, y)
         right = self.linear.learn_one(x, y) == y
         self.linear_accuracy += self.alpha * (right - self.linear_accuracy)
+
+
+class Window:
+    """Nearest neighbours over the last `size` labelled records (standardised numbers, text one-hot):
+    the class shares among the `k` nearest, smoothed. It follows a concept that moves a little at a
+    time (RandomRBF's drifting centroids) with no split to wait for: old records fall out of the window.
+    """
+
+    def __init__(self, size: int = 200, k: int = 5):  # river.neighbors.KNNClassifier's defaults
+        if not 1 <= k <= min(64, size):
+            raise ValueError(f"k must be in [1, min(64, size)], got {k!r}")
+        self.size, self.k = size, k
+        self.columns: dict[Any, int] = {}  # feature (or (feature, text)) -> column
+        self.width = 0
+        self.points = array("d")  # `size` rows of `width`, row-major
+        self.labels: list[Any] = [None] * size
+        self.n = 0  # records learned (the next one goes to row n % size)
+
+    def vector(self, z: list[tuple[Any, float]]) -> array[float]:
+        """A standardised record (`Linear._features`) as a row of the window's columns (a new feature
+        adds a column, 0 in the rows before)."""
+        columns = self.columns
+        for k, _ in z:
+            if k not in columns:
+                columns[k] = len(columns)
+        width = len(columns)
+        if width > self.width:
+            old, points = self.width, self.points
+            grown = array("d", bytes(8 * self.size * width))
+            for r in range(min(self.n, self.size)):
+                grown[r * width:r * width + old] = points[r * old:(r + 1) * old]
+            self.points, self.width = grown, width
+        v = [0.0] * self.width
+        for k, value in z:
+            v[columns[k]] = value
+        return array("d", v)
+
+    def nearest(self, v: array[float]) -> list[int]:
+        """The rows of the `k` records nearest v, nearest first (the first row of equals first)."""
+        filled, width, points = min(self.n, self.size), self.width, self.points
+        if _nearest is not None:
+            rows: list[int] = _nearest(points, width, filled, v, self.k)
+            return rows
+        distances = []
+        for i in range(filled):
+            d = 0.0
+            for j in range(width):
+                t = points[i * width + j] - v[j]
+                d = d + t * t
+            distances.append((d, i))
+        return [i for _, i in sorted(distances)[:self.k]]
+
+    def predict_proba_one(self, v: array[float], classes: list[Any]) -> dict[Any, float]:
+        if min(self.n, self.size) < self.k or not classes:
+            return {}
+        labels = self.labels
+        counts = dict.fromkeys(classes, 0.5)  # smoothed: no class is impossible
+        if len(v) < self.width:  # scored before a feature added a column
+            v = v + array("d", bytes(8 * (self.width - len(v))))
+        for i in self.nearest(v):
+            c = labels[i]
+            counts[c] = counts.get(c, 0.5) + 1.0
+        total = self.k + 0.5 * len(counts)
+        return {c: n / total for c, n in counts.items()}
+
+    def learn_one(self, v: array[float], y: Any) -> None:
+        row, width = self.n % self.size, self.width
+        if len(v) < width:  # scored before a feature added a column
+            v = v + array("d", bytes(8 * (width - len(v))))
+        self.points[row * width:(row + 1) * width] = v[:width]
+        self.labels[row] = y
+        self.n += 1
+
+
+class Pooled:
+    """A `Renewing` tree pooled with a `Linear` model (and a nearest-neighbour `Window`, if `window`):
+    the served probabilities are a log-linear pool, class c scoring `sum_i w_i log p_i(c)`, whose weights
+    are learned from each label (a step on log-loss, as drift.arbiter.StackedBlend's, then a pull of
+    `shrink` back to the tree alone). It starts as the tree alone and weights a partner only as far as
+    the labels show it right where the tree is wrong, so the tree keeps serving where it is the better
+    model, instead of whichever was more accurate lately serving whole (`WithLinear`).
+    """
+
+    def __init__(self, inner: Renewing, *, window: bool = False, linear: bool = True, rate: float = 0.05,
+                 shrink: float = 0.005, floor: float = 1e-4, cache: int = 4096):
+        self.inner = inner
+        self.linear = Linear()  # without `linear`, only its running statistics (the window's scaling) learn
+        self.use_linear = linear
+        self.window = Window() if window else None
+        self.weights = [1.0, 0.0, 0.0]  # tree, linear, window
+        self.rate, self.shrink, self.floor, self.cache_size = rate, shrink, floor, cache
+        # id(record) -> (record, features, window vector, the pool's probabilities, the weights that gave them)
+        self._scored: dict[int, tuple[dict[Any, Any], Any, Any, list[float], list[float]]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_scored"] = {}  # identities mean nothing in another process
+        return state
+
+    @property
+    def renewals(self) -> int:
+        return self.inner.renewals
+
+    @property
+    def fresh(self) -> bool:
+        return self.inner.fresh
+
+    @property
+    def accuracy(self) -> float:
+        return self.inner.accuracy
+
+    def _members(self, x: dict[Any, Any]) -> tuple[Any, Any]:
+        """The record's classes, per class each member's log-probability (floored; 0 for a member
+        with nothing to say), and the record's window vector."""
+        tree = self.inner.predict_proba_one(x)
+        linear = self.linear
+        floor, log = self.floor, math.log
+        if not linear.classes:
+            return (list(tree), [(log(p if p > floor else floor), 0.0, 0.0) for p in tree.values()]), None
+        z = linear._features(x, False)
+        lin = linear._proba(linear._scores(z)) if self.use_linear else {}
+        classes = list(tree)
+        if not lin.keys() <= tree.keys():
+            classes += [c for c in lin if c not in tree]
+        v = near = None
+        if self.window is not None:
+            v = self.window.vector(z)
+            near = self.window.predict_proba_one(v, linear.classes)
+        tget, lget = tree.get, lin.get
+        logs = []
+        for c in classes:
+            a, b = tget(c, 0.0), lget(c, 0.0)
+            if near:
+                n = near.get(c, 0.0)
+                n = log(n if n > floor else floor)
+            else:
+                n = 0.0
+            la = log(a if a > floor else floor) if tree else 0.0
+            logs.append((la, log(b if b > floor else floor) if lin else 0.0, n))
+        return (classes, logs), v
+
+    def _pool(self, logs: list[tuple[float, float, float]]) -> list[float]:
+        """The pool's probability of each class (the softmax of its weighted log-probabilities)."""
+        w0, w1, w2 = self.weights
+        scores = [w0 * a + w1 * b + w2 * c for a, b, c in logs]
+        top = max(scores)
+        exps = [math.exp(s - top) for s in scores]
+        total = sum(exps)
+        return [e / total for e in exps]
+
+    def predict_proba_one(self, x: dict[Any, Any]) -> dict[Any, float]:
+        features, v = self._members(x)
+        scored = self._scored
+        if len(scored) >= self.cache_size:
+            del scored[next(iter(scored))]
+        weights = self.weights
+        p = self._pool(features[1]) if features[0] else []
+        scored[id(x)] = (x, features, v, p, weights)
+        return dict(zip(features[0], p, strict=True))
+
+    def predict_one(self, x: dict[Any, Any]) -> Any:
+        proba = self.predict_proba_one(x)
+        return max(proba, key=proba.__getitem__) if proba else None
+
+    def learn_one(self, x: dict[Any, Any], y: Any) -> None:
+        kept = self._scored.pop(id(x), None)
+        if kept is None or kept[0] is not x:
+            features, v = self._members(x)
+            p = None
+        else:
+            _, features, v, p, weights = kept
+            if weights is not self.weights:  # learned since it was scored: the pool's output has changed
+                p = None
+        inner = self.inner
+        renewals = inner.renewals
+        inner.learn_one(x, y)
+        renewed = inner.renewals != renewals
+        if renewed:
+            # A fresh tree serves: what the pool learned of the old one says nothing of it (nor of how the
+            # partners compare with it), so the pool starts again as the tree alone.
+            self.weights = [1.0, 0.0, 0.0]
+        classes, logs = features
+        if not renewed and inner.fresh and len(classes) > 1 and y in classes:  # (not scored by the old tree)
+            # The pool's step (drift.arbiter.StackedBlend's, for three members): the gradient of log-loss,
+            # smaller the more spread the members' log-probabilities are, then the pull back to the tree.
+            k = len(logs)
+            m0 = m1 = m2 = 0.0
+            for a, b, n in logs:
+                m0, m1, m2 = m0 + a, m1 + b, m2 + n
+            m0, m1, m2 = m0 / k, m1 / k, m2 / k
+            spread = 0.0
+            for a, b, n in logs:
+                spread += (a - m0) ** 2 + (b - m1) ** 2 + (n - m2) ** 2
+            step = self.rate / (1 + (1 + 4 / k * spread) / 10)
+            g0 = g1 = g2 = 0.0
+            for c, (a, b, n), pc in zip(classes, logs, p or self._pool(logs), strict=True):
+                g = step * ((c == y) - pc)
+                g0 += g * a
+                g1 += g * b
+                g2 += g * n
+            keep = 1 - self.shrink
+            w0, w1, w2 = self.weights
+            self.weights = [1 + keep * (w0 + g0 - 1), keep * (w1 + g1), keep * (w2 + g2)]
+        if self.use_linear:
+            self.linear.learn_one(x, y)
+        else:  # its statistics and classes only
+            self.linear._features(x, True)
+            if y not in self.linear.classes:
+                self.linear.classes.append(y)
+        if self.window is not None:
+            if v is None:
+                v = self.window.vector(self.linear._features(x, False))
+            self.window.learn_one(v, y)

@@ -35,7 +35,9 @@ def make_classifier(recipe: str = "gradient-boosting", *, random_state: int = 0)
 
 ONLINE_LEARNERS = ("hoeffding-tree", "renewing-hoeffding-tree", "eager-hoeffding-tree", "renewing-eager-hoeffding-tree",
                    "contending-eager-hoeffding-tree", "renewing-quick-hoeffding-tree", "renewing-tree-linear",
-                   "renewing-quick-tree-linear", "hoeffding-adaptive-tree", "adaptive-random-forest-3",
+                   "renewing-quick-tree-linear", "renewing-tree-pool", "renewing-tree-pool-window",
+                   "renewing-tree-window",
+                   "hoeffding-adaptive-tree", "adaptive-random-forest-3",
                    "adaptive-random-forest-5", "bagging-hoeffding-tree-3", "logistic-regression",
                    "gaussian-naive-bayes")
 
@@ -109,6 +111,14 @@ def make_online_learner(seed: int = 0, kind: str = "hoeffding-tree") -> OnlineLe
         inner = make_online_learner(seed, kind.replace("tree-linear", "hoeffding-tree"))
         assert isinstance(inner, Renewing)
         return WithLinear(inner)
+    if kind in ("renewing-tree-pool", "renewing-tree-pool-window", "renewing-tree-window"):
+        # The renewing tree pooled with a logistic regression (and a nearest-neighbour window): a
+        # log-linear pool whose weights are learned from the labels (training.online.Pooled).
+        from training.online import Pooled, Renewing
+
+        inner = make_online_learner(seed, "renewing-hoeffding-tree")
+        assert isinstance(inner, Renewing)
+        return Pooled(inner, window=kind.endswith("window"), linear=kind != "renewing-tree-window")
     if kind == "hoeffding-adaptive-tree":
         return tree.HoeffdingAdaptiveTreeClassifier(grace_period=100, seed=seed)
     if kind.startswith("adaptive-random-forest-"):
