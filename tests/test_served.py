@@ -85,11 +85,21 @@ class Served:
         return Ledger(f"sqlite:///{self.home / 'ledger.db'}")
 
 
+def _down_if_pytest_dies(env: dict) -> subprocess.Popen:
+    """`driftctl up` detaches its stack (it outlives the CLI by design), so a pytest killed outright would
+    leave it running: a watchdog in its own session runs `driftctl down` when pytest's end of its pipe closes."""
+    script = ("import subprocess, sys; sys.stdin.read(); "
+              "subprocess.run([sys.executable, '-m', 'driftctl', 'down'], timeout=120)")
+    return subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("served")
     home = tmp / "home"
     env = _env(home)
+    watchdog = _down_if_pytest_dies(env)
     started = time.monotonic()
     up = _cli(env, "up", "--any-port", "--json", timeout=600)
     up_seconds = time.monotonic() - started
@@ -103,6 +113,8 @@ def served(tmp_path_factory):
                      up_seconds, tmp)
     finally:
         parts = json.loads(state.read_text())["parts"] if state.exists() else []
+        watchdog.kill()
+        watchdog.wait()
         down = _cli(env, "down", "--json", timeout=120)
         assert down.returncode == 0, down.stderr[-2000:]
         left = [p["name"] for p in parts if _alive(p["pid"], p["started"])]
