@@ -37,6 +37,7 @@ from river.datasets import synth
 from river.drift import ADWIN
 from threadpoolctl import threadpool_limits
 
+from benchmarks.streams import take
 from drift.backtest import Backtest
 from drift.detectors import AlarmLevels
 from drift.report import data_drift_snapshot, drifted_share
@@ -48,16 +49,6 @@ WINDOW = 1_000
 
 
 # -- streams ------------------------------------------------------------------------------
-
-def take(gen, n: int) -> tuple[pd.DataFrame, pd.Series]:
-    xs, ys = [], []
-    for x, y in itertools.islice(gen, n):
-        xs.append(x)
-        ys.append(int(y) if isinstance(y, (bool, np.bool_)) else y)
-    frame = pd.DataFrame(xs)
-    frame.columns = [str(c) for c in frame.columns]
-    return frame, pd.Series(ys)
-
 
 def abrupt(before, after, at: int):
     """River's ConceptDriftStream overflows at width 1 far from the switch: chain instead."""

@@ -8,8 +8,6 @@ Real processes on the real broker: the monitor, one scorer and the producer, as 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 
 import numpy as np
 import pandas as pd
@@ -19,7 +17,7 @@ from driftctl.runtime.broker import EmbeddedBroker, ensure_topics
 from driftctl.settings import Settings
 from driftctl.stores.heartbeats import HealthStore
 from driftctl.stores.ledger import Ledger
-from tests.test_start_order import stage, tail, wait_for
+from tests.test_start_order import stage, stop_all, tail, wait_for
 
 pytestmark = pytest.mark.integration
 ROWS = 3_000
@@ -97,14 +95,6 @@ def test_a_users_file_bootstraps_a_champion_and_is_scored_on_the_live_loop(tmp_p
                 ledger.close()
             assert promotion.model_version == 1
         finally:
-            for p in procs.values():
-                if p.poll() is None:
-                    p.send_signal(signal.SIGTERM)
-            for p in procs.values():
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop_all(procs.values())
         for name in ("monitor", "scorer"):
             assert "Traceback" not in tail(procs[name], 100_000), f"{name}: {tail(procs[name])}"

@@ -38,6 +38,19 @@ def stage(args: list[str], env: dict, log: Path | None = None) -> subprocess.Pop
     return proc
 
 
+def stop_all(procs) -> None:
+    """SIGTERM each stage (they stop cleanly on it), then kill whatever is still up after 30 s."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 def tail(proc: subprocess.Popen, chars: int = 1500) -> str:
     return proc.log.read_text()[-chars:] if proc.log and proc.log.exists() else ""
 
@@ -109,15 +122,7 @@ def test_monitor_two_scorers_and_producer_started_together_on_a_fresh_home(tmp_p
                          lambda round_=round_, stages_up=stages_up, procs=procs: f"round {round_}: stages "
                          f"{stages_up()}; " + "; ".join(f"{n}: {tail(p, 400)!r}" for n, p in procs.items()))
             finally:
-                for p in procs.values():
-                    if p.poll() is None:
-                        p.send_signal(signal.SIGTERM)
-                for p in procs.values():
-                    try:
-                        p.wait(30)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
-                        p.wait()
+                stop_all(procs.values())
             for name, p in procs.items():
                 err = tail(p, 100_000)
                 if p.returncode not in (0, -signal.SIGTERM) or "Traceback" in err:
