@@ -303,7 +303,7 @@ class _Leaf(LeafNaiveBayesAdaptive):
         splitters = self.splitters
         if self._rows_of is not splitters:
             self._rows, self._rows_of = {}, splitters
-        rows = self._rows.get(y)
+        rows: Any = self._rows.get(y)
         if rows is None:
             rows = self._rows[y] = {} if _ClassRows is None else _ClassRows(y)
         # Class y's naive Bayes terms follow its Gaussians; a term that appears or goes, or another
