@@ -182,3 +182,19 @@ def test_top_is_max_by_value_the_first_of_equals():
     for f in (_leaf.top, top):
         with pytest.raises(ValueError):
             f({})
+
+
+def test_a_leaf_holding_dict_rows_goes_on_with_them(monkeypatch):
+    """Leaves unpickled from an older version hold their rows as dicts: they keep learning with them
+    beside compiled rows (of new leaves and new classes), River's tree all along."""
+    fast, river = HoeffdingTree(grace_period=50), tree.HoeffdingTreeClassifier(grace_period=50)
+    stream = list(_stream(4, 4000, categorical=False, classes=3))
+    class_rows = training.hoeffding._ClassRows
+    monkeypatch.setattr(training.hoeffding, "_ClassRows", None)  # the leaves grown now hold dicts
+    for i, (x, y) in enumerate(stream):
+        if i == 1000:
+            monkeypatch.setattr(training.hoeffding, "_ClassRows", class_rows)
+        assert fast.predict_proba_one(x) == river.predict_proba_one(x)
+        fast.learn_one(x, y)
+        river.learn_one(x, y)
+    assert fast.n_nodes == river.n_nodes > 3

@@ -351,7 +351,8 @@ class _Leaf(LeafNaiveBayesAdaptive):
         `_gaussian_terms` reads them)."""
         if _ClassRows is not None and self._rows_of is self.splitters:
             for rows in self._rows.values():
-                rows.flush()
+                if type(rows) is not dict:  # (a leaf pickled by an older version holds dicts)
+                    rows.flush()
 
     def __getstate__(self) -> dict[str, Any]:
         self._flush()
