@@ -14,7 +14,8 @@ def arithmetic(request, monkeypatch):
     """Every test runs on the compiled leaf arithmetic (training/_leaf.pyx, when built) and on Python's."""
     if request.param == "python":
         monkeypatch.setattr(training.hoeffding, "_compiled", None)
-    elif training.hoeffding._compiled is None:
+        monkeypatch.setattr(training.hoeffding, "_ClassRows", None)
+    elif training.hoeffding._compiled is None or training.hoeffding._ClassRows is None:
         pytest.fail("training._leaf is not built: `make install` builds it (pip install -e . with a C compiler)")
     return request.param
 
@@ -109,6 +110,45 @@ def test_the_same_tree_on_missing_features_and_new_categories(options):
     assert fast.n_nodes == river.n_nodes >= 3  # it split
 
 
+def _gaussians(model) -> list:
+    """Every active leaf's Gaussian state as River holds it: per feature and class n, mean, S, min, max."""
+    out = []
+    for leaf in model._root.iter_leaves():
+        if getattr(leaf, "_flush", None):
+            leaf._flush()
+        for att, splitter in (leaf.splitters or {}).items():
+            for k, dist in getattr(splitter, "_att_dist_per_class", {}).items():
+                var = dist._var
+                out.append((att, k, var.mean.n, var.mean._mean, var._S, splitter._min_per_class[k],
+                            splitter._max_per_class[k], type(splitter._min_per_class[k])))
+    return out
+
+
+def test_the_leaf_sums_are_rivers_with_int_values_weights_and_a_pickle_midway():
+    """The compiled rows hold the sums between flushes: River's objects read afterwards (a split attempt,
+    a pickle) are River's own, also for int and bool values, int weights and NaN."""
+    import pickle
+
+    rng = random.Random(11)
+    fast, river = HoeffdingTree(grace_period=40), tree.HoeffdingTreeClassifier(grace_period=40)
+    for i in range(3000):
+        x = {"a": rng.gauss(0, 1), "n": rng.randint(0, 9), "b": rng.random() < 0.5, "c": rng.random()}
+        if i % 97 == 0:
+            x["n"] = float(x["n"])  # the same feature, sometimes a float
+        if i % 503 == 0:
+            x["c"] = float("nan")
+        y = int(x["a"] + 0.1 * x["n"] + 0.3 * rng.gauss(0, 1) > 0.5)
+        w = 2 if i % 11 == 0 else 1.0
+        assert fast.predict_proba_one(x) == river.predict_proba_one(x)
+        fast.learn_one(x, y, w=w)
+        river.learn_one(x, y, w=w)
+        if i == 1500:  # a pickled copy goes on from River's objects
+            fast = pickle.loads(pickle.dumps(fast))
+            assert repr(_gaussians(fast)) == repr(_gaussians(river))
+    assert fast.n_nodes == river.n_nodes >= 3
+    assert repr(_gaussians(fast)) == repr(_gaussians(river))  # repr: NaN equals itself
+
+
 def test_split_suggestions_match_rivers_on_every_leaf():
     from river.tree.nodes.htc_nodes import LeafMajorityClass
 
@@ -142,3 +182,19 @@ def test_top_is_max_by_value_the_first_of_equals():
     for f in (_leaf.top, top):
         with pytest.raises(ValueError):
             f({})
+
+
+def test_a_leaf_holding_dict_rows_goes_on_with_them(monkeypatch):
+    """Leaves unpickled from an older version hold their rows as dicts: they keep learning with them
+    beside compiled rows (of new leaves and new classes), River's tree all along."""
+    fast, river = HoeffdingTree(grace_period=50), tree.HoeffdingTreeClassifier(grace_period=50)
+    stream = list(_stream(4, 4000, categorical=False, classes=3))
+    class_rows = training.hoeffding._ClassRows
+    monkeypatch.setattr(training.hoeffding, "_ClassRows", None)  # the leaves grown now hold dicts
+    for i, (x, y) in enumerate(stream):
+        if i == 1000:
+            monkeypatch.setattr(training.hoeffding, "_ClassRows", class_rows)
+        assert fast.predict_proba_one(x) == river.predict_proba_one(x)
+        fast.learn_one(x, y)
+        river.learn_one(x, y)
+    assert fast.n_nodes == river.n_nodes > 3

@@ -4,6 +4,11 @@ the same order (libm's `pow` and `log`, as CPython's float `**` and `math.log` c
 
 from libc.math cimport exp, log, pow, INFINITY, isinf
 
+cdef enum:
+    _LO = 1  # ClassRows' slot flags
+    _HI = 2
+    _DIRTY = 4
+
 cdef double _square(double d) except? -1.0:
     # CPython's float ** 2.0: libm's pow (not d * d, which may round differently), OverflowError on overflow
     cdef double r = pow(d, 2.0)
@@ -23,45 +28,196 @@ def class_vote(double vote, dict terms, dict x, double half_log_tau):
     return vote
 
 
-cdef tuple _ALL_KEPT = ((), True)  # update_rows' answers when every feature had its row (no allocation)
+from cpython.mem cimport PyMem_Realloc, PyMem_Free
+
+
+cdef tuple _ALL_KEPT = ((), True)  # ClassRows.update's answers when every feature had its slot (no allocation)
 cdef tuple _ALL_DROPPED = ((), False)
 
 
-def update_rows(dict x, dict rows, y, double w, terms):
-    """The Gaussian splitters' updates the rows cover (see `_Leaf.update_splitters`). Returns the
-    features left to the general path (an empty tuple when none), and whether class y's terms stay valid."""
-    cdef double v, n, mean_old, mean_new, ddof, variance
-    cdef list rest = None
-    cdef bint keep = terms is not None
-    for att_id, att_val in x.items():
-        row = rows.get(att_id)
-        if row is None or att_val is None or type(att_val) is not float:
-            if rest is None:
-                rest = []
-            rest.append(att_id)
-            continue
-        low, high, var, mean, ddof_obj = <tuple>row
-        v = <double>att_val
-        if v < <double>low[y]:
-            low[y] = att_val
-        if v > <double>high[y]:
-            high[y] = att_val
-        n = <double>mean.n + w
-        mean.n = n
-        mean_old = mean._mean
-        mean_new = mean_old + (w / n) * (v - mean_old)
-        mean._mean = mean_new
-        var._S = <double>var._S + w * (v - mean_old) * (v - mean_new)
-        if keep:
-            ddof = ddof_obj
-            variance = <double>var._S / (n - ddof) if n > ddof else 0.0
-            if variance > 0.0 and att_id in terms:
-                terms[att_id] = (mean_new, -2.0 * variance, 0.5 * log(variance))
-            else:
-                keep = False
-    if rest is None:
-        return _ALL_KEPT if keep else _ALL_DROPPED
-    return rest, keep
+cdef double *_grown(double *p, Py_ssize_t cap) except NULL:
+    cdef double *q = <double *>PyMem_Realloc(p, cap * sizeof(double))
+    if q is NULL:
+        raise MemoryError()
+    return q
+
+
+cdef class ClassRows:
+    """One leaf's Gaussian sums of class y, per feature: what River keeps in each `GaussianSplitter`'s
+    class-y `Gaussian` (its `Var`'s `_S`, its `Mean`'s `n` and `_mean`) and min/max maps, held here as
+    C doubles while the leaf learns. River's objects are written back (`flush`) before anything reads
+    them; a slot's values are read from them when it is attached (`rows[att_id] = row`)."""
+    cdef readonly object y
+    cdef dict slot  # feature -> slot index
+    cdef list objs  # per slot: (low map, high map, Var, Mean, ddof), River's objects
+    cdef list lo, hi  # per slot: the min / max value objects, as River would store them
+    cdef double *n
+    cdef double *m
+    cdef double *s
+    cdef double *ddof
+    cdef double *lo_d
+    cdef double *hi_d
+    cdef unsigned char *flags  # _LO: lo is a float (lo_d holds it), _HI: the same for hi, _DIRTY: not flushed
+    cdef Py_ssize_t size, cap
+
+    def __cinit__(self, y):
+        self.y = y
+        self.slot = {}
+        self.objs = []
+        self.lo = []
+        self.hi = []
+
+    def __dealloc__(self):
+        PyMem_Free(self.n)
+        PyMem_Free(self.m)
+        PyMem_Free(self.s)
+        PyMem_Free(self.ddof)
+        PyMem_Free(self.lo_d)
+        PyMem_Free(self.hi_d)
+        PyMem_Free(self.flags)
+
+    def __len__(self):
+        return len(self.slot)
+
+    def __contains__(self, att_id):
+        return att_id in self.slot
+
+    cdef int _grow(self) except -1:
+        cdef Py_ssize_t cap = self.cap * 2 if self.cap else 16
+        cdef unsigned char *f
+        self.n = _grown(self.n, cap)
+        self.m = _grown(self.m, cap)
+        self.s = _grown(self.s, cap)
+        self.ddof = _grown(self.ddof, cap)
+        self.lo_d = _grown(self.lo_d, cap)
+        self.hi_d = _grown(self.hi_d, cap)
+        f = <unsigned char *>PyMem_Realloc(self.flags, cap)
+        if f is NULL:
+            raise MemoryError()
+        self.flags = f
+        self.cap = cap
+        return 0
+
+    cdef void _read(self, Py_ssize_t i):
+        # the slot's values from River's objects (which hold the truth when this is called)
+        low, high, var, mean, ddof = <tuple>self.objs[i]
+        lo, hi = low[self.y], high[self.y]
+        self.lo[i], self.hi[i] = lo, hi
+        self.n[i] = mean.n
+        self.m[i] = mean._mean
+        self.s[i] = var._S
+        self.ddof[i] = ddof
+        self.flags[i] = (_LO if type(lo) is float else 0) | (_HI if type(hi) is float else 0)
+        if type(lo) is float:
+            self.lo_d[i] = lo
+        if type(hi) is float:
+            self.hi_d[i] = hi
+
+    cdef void _write(self, Py_ssize_t i):
+        low, high, var, mean, ddof = <tuple>self.objs[i]
+        low[self.y] = self.lo[i]
+        high[self.y] = self.hi[i]
+        mean.n = self.n[i]
+        mean._mean = self.m[i]
+        var._S = self.s[i]
+        self.flags[i] &= ~_DIRTY
+
+    def __setitem__(self, att_id, tuple row):
+        """Attach a feature's row (low map, high map, Var, Mean, ddof) when River's values are floats
+        (anything else stays with River's own update: the same operations on other types)."""
+        low, high, var, mean, ddof = row
+        if not (type(mean.n) is float and type(mean._mean) is float and type(var._S) is float
+                and type(ddof) is int):
+            return
+        i = self.slot.get(att_id)
+        if i is None:
+            if self.size == self.cap:
+                self._grow()
+            i = self.size
+            self.size += 1
+            self.objs.append(row)
+            self.lo.append(None)
+            self.hi.append(None)
+            self.slot[att_id] = i
+        else:
+            self.objs[i] = row
+        self._read(i)
+
+    def get(self, att_id):
+        """A feature's row with River's objects brought up to date (the caller updates them, then `reload`s)."""
+        i = self.slot.get(att_id)
+        if i is None:
+            return None
+        if self.flags[<Py_ssize_t>i] & _DIRTY:
+            self._write(i)
+        return self.objs[i]
+
+    def reload(self, att_id):
+        """Read a feature's values again from River's objects (after an update made on them)."""
+        i = self.slot.get(att_id)
+        if i is not None:
+            self._read(i)
+
+    def flush(self):
+        """Write every changed value back to River's objects."""
+        cdef Py_ssize_t i
+        for i in range(self.size):
+            if self.flags[i] & _DIRTY:
+                self._write(i)
+
+    def update(self, dict x, double w, terms):
+        """The Gaussian splitters' updates of class y for each float value of `x` with a slot (see
+        `_Leaf.update_splitters`: the same operations in the same order). Returns the features left to
+        the general path (an empty tuple when none), and whether class y's terms stay valid."""
+        cdef double v, n, mean_old, mean_new, ddof, variance, S
+        cdef Py_ssize_t i
+        cdef list rest = None
+        cdef bint keep = terms is not None
+        cdef unsigned char f
+        for att_id, att_val in x.items():
+            at = self.slot.get(att_id)
+            if at is None or type(att_val) is not float:
+                if rest is None:
+                    rest = []
+                rest.append(att_id)
+                continue
+            i = at
+            v = <double>att_val
+            f = self.flags[i]
+            if f & _LO:
+                if v < self.lo_d[i]:
+                    self.lo_d[i] = v
+                    self.lo[i] = att_val
+            elif att_val < self.lo[i]:
+                self.lo[i] = att_val
+                self.lo_d[i] = v
+                f |= _LO
+            if f & _HI:
+                if v > self.hi_d[i]:
+                    self.hi_d[i] = v
+                    self.hi[i] = att_val
+            elif att_val > self.hi[i]:
+                self.hi[i] = att_val
+                self.hi_d[i] = v
+                f |= _HI
+            self.flags[i] = f | _DIRTY
+            n = self.n[i] + w
+            self.n[i] = n
+            mean_old = self.m[i]
+            mean_new = mean_old + (w / n) * (v - mean_old)
+            self.m[i] = mean_new
+            S = self.s[i] + w * (v - mean_old) * (v - mean_new)
+            self.s[i] = S
+            if keep:
+                ddof = self.ddof[i]
+                variance = S / (n - ddof) if n > ddof else 0.0
+                if variance > 0.0 and att_id in terms:
+                    terms[att_id] = (mean_new, -2.0 * variance, 0.5 * log(variance))
+                else:
+                    keep = False
+        if rest is None:
+            return _ALL_KEPT if keep else _ALL_DROPPED
+        return rest, keep
 
 
 cdef object _ABSENT = object()

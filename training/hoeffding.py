@@ -47,6 +47,7 @@ try:
     from training import _leaf as _compiled
 except ImportError:
     _compiled = None
+_ClassRows: Any = getattr(_compiled, "ClassRows", None)  # (None: not built, or an older build)
 _BRANCH_TYPES: dict[type, bool] = {}
 
 
@@ -210,7 +211,7 @@ class _Leaf(LeafNaiveBayesAdaptive):
         self._terms_of: Any = self.splitters  # the splitters the terms were read from
         # Per class: feature -> what a Gaussian splitter's update touches (the class's min and max
         # maps, its Var, Mean and ddof), read once; valid while the splitters are these.
-        self._rows: dict[Any, dict[Any, tuple[Any, Any, Any, Any, float]]] = {}
+        self._rows: dict[Any, Any] = {}  # class -> {feature: row} or, compiled, a ClassRows
         self._rows_of: Any = self.splitters
 
     def _naive_bayes(self, x: dict[Any, Any]) -> dict[Any, float]:
@@ -232,6 +233,7 @@ class _Leaf(LeafNaiveBayesAdaptive):
             compiled: dict[Any, float] | None = _compiled.votes(stats, self._terms, x, _HALF_LOG_TAU)
             if compiled is not None:
                 return compiled
+        self._flush()  # River's Gaussians are read below
         total_weight = sum(stats.values())
         if not stats or total_weight == 0:
             return {}
@@ -296,27 +298,29 @@ class _Leaf(LeafNaiveBayesAdaptive):
         # Gaussian.update, Var.update, Mean.update: the same operations in the same order; a
         # Gaussian makes its own Var and Mean). What each feature's update touches is kept per
         # class (`_rows`) once its Gaussian exists; features are independent, so a row per feature
-        # changes nothing of the order that matters.
+        # changes nothing of the order that matters. Compiled, the rows are a `ClassRows` holding the
+        # sums themselves (River's objects are brought up to date by `_flush` before they are read).
         splitters = self.splitters
         if self._rows_of is not splitters:
             self._rows, self._rows_of = {}, splitters
-        rows = self._rows.get(y)
+        rows: Any = self._rows.get(y)
         if rows is None:
-            rows = self._rows[y] = {}
+            rows = self._rows[y] = {} if _ClassRows is None else _ClassRows(y)
         # Class y's naive Bayes terms follow its Gaussians; a term that appears or goes, or another
         # kind of update, drops them (read again, in the splitters' order, when next needed).
         terms = self._terms.get(y) if self._terms_of is splitters else None
         log = math.log
         items: Any = x.items()
-        if _compiled is not None and type(w) is float and type(x) is dict:
-            # Compiled: the loop below for each float value with a row; the other features, after.
-            rest, keep = _compiled.update_rows(x, rows, y, w, terms)
+        compiled = type(rows) is not dict
+        if compiled and type(w) is float and type(x) is dict:
+            # Compiled: the loop below for each float value with a slot; the other features, after.
+            rest, keep = rows.update(x, w, terms)
             if not keep and terms is not None:
                 terms = None
                 del self._terms[y]
             items = [(att_id, x[att_id]) for att_id in rest] if rest else ()
         for att_id, att_val in items:
-            row = rows.get(att_id)
+            row = rows.get(att_id)  # (a ClassRows writes the slot back to River's objects first)
             if row is None or att_val is None:
                 if self._update_one(att_id, att_val, y, w, nominal_attributes, rows) and terms is not None:
                     terms = None
@@ -332,6 +336,8 @@ class _Leaf(LeafNaiveBayesAdaptive):
             mean_old = mean._mean
             mean_new = mean._mean = mean_old + (w / n) * (att_val - mean_old)
             var._S += w * (att_val - mean_old) * (att_val - mean_new)
+            if compiled:
+                rows.reload(att_id)
             if terms is not None:
                 variance = var._S / (n - ddof) if n > ddof else 0.0
                 if variance > 0.0 and att_id in terms:
@@ -340,8 +346,22 @@ class _Leaf(LeafNaiveBayesAdaptive):
                     terms = None
                     del self._terms[y]
 
+    def _flush(self) -> None:
+        """Bring River's Gaussian objects up to date with the compiled rows (before River code or
+        `_gaussian_terms` reads them)."""
+        if _ClassRows is not None and self._rows_of is self.splitters:
+            for rows in self._rows.values():
+                if type(rows) is not dict:  # (a leaf pickled by an older version holds dicts)
+                    rows.flush()
+
+    def __getstate__(self) -> dict[str, Any]:
+        self._flush()
+        state = self.__dict__.copy()
+        state["_rows"] = {}  # read afresh from River's objects (a compiled row is not picklable)
+        return state
+
     def _update_one(self, att_id: Any, att_val: Any, y: Any, w: float, nominal_attributes: Any,
-                    rows: dict[Any, Any]) -> bool:
+                    rows: Any) -> bool:
         """One feature's update the rows do not cover (a disabled feature, a new splitter, a missing
         value, a class new to the splitter, another kind of splitter). Returns whether class y's
         naive Bayes terms must be dropped (any update but a Gaussian's own)."""
@@ -367,6 +387,7 @@ class _Leaf(LeafNaiveBayesAdaptive):
             return [BranchFactory()]
         suggestions = [BranchFactory()] if tree.merit_preprune else []
         pre_split_dist = self.stats
+        self._flush()
         fast = type(criterion) is InfoGainSplitCriterion
         pre_entropy = criterion.compute_entropy(pre_split_dist) if fast else 0.0
         for att_id, splitter in self.splitters.items():
@@ -378,6 +399,7 @@ class _Leaf(LeafNaiveBayesAdaptive):
         return suggestions
 
     def disable_attribute(self, att_id: Any) -> None:
+        self._flush()
         super().disable_attribute(att_id)
         self._terms = {}
         self._rows = {}
