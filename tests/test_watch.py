@@ -220,6 +220,15 @@ def test_a_gated_first_try_only_when_champion_and_online_learner_both_fell():
     assert [end - start for start, end in unknown] == [1500]
 
 
+def test_the_first_try_can_be_gated_on_the_champion_alone():
+    """first_train_fall="champion": the champion's fall alone earns the first try, even while the online
+    learner still serves well (a covariate shift into a region the champion never saw)."""
+    settings = DriftSettings(**{**QUIET, "min_train_rows": 1500, "first_train_rows": 300, "first_train_gap": 0.1},
+                             first_train_fall="champion")
+    online_serves = _retrain_windows(settings, online_after=0.95, holdout=(0.95, 600))
+    assert [end - start for start, end in online_serves] == [300, 1500]
+
+
 def test_regrow_when_stale_waits_for_the_online_learner_to_lead():
     def windows(online):
         watch = DriftWatch(DriftSettings(**QUIET, regrow=True, regrow_when_stale=True))
