@@ -79,7 +79,6 @@ class DriftPolicy:
         self.backoff_max = backoff_max
         self.unpaid = 0  # pay: retrains in a row that bought less than `pay` over what was served
         self.backoff_until = 0  # pay: no retrain before this labelled position
-        self.first_full = True  # first_then_full for the next first try (DriftWatch.fallen says)
         self._reset()
 
     def _reset(self) -> None:
@@ -97,7 +96,6 @@ class DriftPolicy:
         self.incident: str | None = None  # the drift being acted on (None: none yet)
         self.labelled = 0  # the newest labelled position seen
         self.first_tried = False  # first_train_rows: the first retrain of this change was tried
-        self.full_after = True  # first_then_full for the first try in flight
 
     def engaged(self, labelled: int) -> bool:
         """Whether a drift is being acted on at labelled position `labelled`: collecting records
@@ -227,8 +225,6 @@ class DriftPolicy:
                  and self.keep_from is None and rows >= self.first_train_rows)
         if rows < self.min_train_rows and not early and not first:
             return None
-        if first and not self.first_tried:
-            self.full_after = self.first_full
         self.first_tried = self.first_tried or first
         start = self.change_at if self.keep_from is None else self.keep_from
         if self.max_train_rows is not None:
@@ -310,7 +306,7 @@ class DriftPolicy:
             self.grow_from, self.grow_at = (None, None) if capped else (begin, begin + 2 * (labelled - begin))
         elif growing or not promoted:
             self.grow_from = self.grow_at = None
-        if first and self.first_then_full and self.full_after and not self.regrow:
+        if first and self.first_then_full and not self.regrow:
             # A first try won on few rows: once min_train_rows follow the change, the full window
             # challenges it (a regrow, past the cooldown): at most two retrains per drift either way.
             assert change_at is not None  # a first try follows a change

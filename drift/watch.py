@@ -343,11 +343,7 @@ class DriftWatch:
         fall = self.settings.first_train_fall
         alone = fall == "champion" or (fall == "covariate" and self._moved_at is not None
                                        and self._moved_at >= self.policy.change_at - self.settings.data_window)
-        online_accuracy = online / scored if scored else 0.0
-        best = max(champion / seen if seen else 1.0, 0.0 if alone else online_accuracy)
-        # A try the online learner's fall did not earn (it still serves the new data) is not challenged
-        # again by the full window (first_then_full): its candidates hold the champion's rows and the new.
-        self.policy.first_full = not alone or online_accuracy < promised - gap
+        best = max(champion / seen if seen else 1.0, online / scored if scored and not alone else 0.0)
         return best < promised - gap
 
     @property

@@ -194,8 +194,7 @@ class DriftSettings(BaseModel):
         "both", description="with first_train_gap, who must have fallen: both = the champion and the online learner; "
         "champion = the champion alone; covariate = the champion alone when the features moved too (a data-drift "
         "window closed since a window before the change: a covariate shift the online learner follows still leaves "
-        "the champion wrong where it saw no data; such a try is not challenged again by the full window, "
-        "first_then_full: its candidate windows hold the champion's rows and the new), else both")
+        "the champion wrong where it saw no data), else both")
     first_then_full: bool = Field(True, description="a first try that won is challenged once more by the full "
                                   "min_train_rows window since the change (at most two retrains per drift)")
     regrow_when_stale: bool = Field(False, description="with regrow: retrain again only once the online learner "
