@@ -11,7 +11,8 @@ last variant against the first.
 A variant is NAME=KEY=VALUE,KEY=VALUE,...: `drift.FIELD` and `serving.FIELD` override DriftSettings and
 ServingSettings (values parsed as JSON when they parse, else kept as text), `policy` picks the policy (default
 drift). Rounds 8-10 kept one script each (heldout_decgap/declag/declearn2/decretrain); their streams are all
-here: 22 streams, 18 of 10,000 records, 4 that drift all the time of 30,000 (as Elec2 does), warmup 2,000.
+here, and round 11 (decgap2) added five covariate-only shifts: 27 streams, 23 of 10,000 records, 4 that drift
+all the time of 30,000 (as Elec2 does), warmup 2,000.
 """
 
 from __future__ import annotations
