@@ -127,6 +127,10 @@ VARIANTS: dict[str, Variant] = {
     # Round 6 (retrain windows that fit the drift): candidate windows judged on the newest holdout; a first
     # retrain 500 labelled rows after a concept drift; regrow while it pays (the online learner leads).
     "after+windows": ({"candidate_windows": True}, {}),
+    # Round 11 (decgap2): the first try once the champion alone has fallen (the online learner may follow).
+    "after+first-champion": ({"first_train_fall": "champion"}, {}),
+    # ... and only when the features moved too (a data-drift window around the change: a covariate shift).
+    "after+first-covariate": ({"first_train_fall": "covariate"}, {}),
     # Round 7 (speed): candidate windows judged by cheap fits (40, 20 or 10 iterations), the winner fitted in full.
     "after+judge20": ({"candidate_judge_iterations": 20}, {}),
     "after+judge10": ({"candidate_judge_iterations": 10}, {}),

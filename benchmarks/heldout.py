@@ -11,7 +11,8 @@ last variant against the first.
 A variant is NAME=KEY=VALUE,KEY=VALUE,...: `drift.FIELD` and `serving.FIELD` override DriftSettings and
 ServingSettings (values parsed as JSON when they parse, else kept as text), `policy` picks the policy (default
 drift). Rounds 8-10 kept one script each (heldout_decgap/declag/declearn2/decretrain); their streams are all
-here: 22 streams, 18 of 10,000 records, 4 that drift all the time of 30,000 (as Elec2 does), warmup 2,000.
+here, and round 11 (decgap2) added five covariate-only shifts: 27 streams, 23 of 10,000 records, 4 that drift
+all the time of 30,000 (as Elec2 does), warmup 2,000.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 import pandas as pd
 from river.datasets import synth
 
-from benchmarks.streams import switch, take
+from benchmarks.streams import switch, take, where
 from drift.backtest import Backtest
 from driftctl.settings import DriftSettings, ServingSettings
 
@@ -50,6 +51,13 @@ def _one(gen: Callable[[], Any], n: int = N) -> Callable[[], tuple[pd.DataFrame,
 
 
 FOREVER = 10 ** 9
+
+
+def _shift(gen: Any, before: Callable[[Any], bool], after: Callable[[Any], bool],
+           at: int) -> tuple[pd.DataFrame, pd.Series]:
+    """A covariate-only shift: the same generator (one labelling function), records kept by `before`
+    until `at`, then by `after`."""
+    return take(switch([(where(gen, before), at), (where(gen, after), FOREVER)]), N)
 STREAMS: dict[str, Callable[[], tuple[pd.DataFrame, pd.Series]]] = {
     # round 8 (decgap)
     "Sine 0→2 @5k": lambda: take(switch([(synth.Sine(classification_function=0, seed=21), 5_000),
@@ -109,6 +117,20 @@ STREAMS: dict[str, Callable[[], tuple[pd.DataFrame, pd.Series]]] = {
     "Agrawal 1/3/6/8/9 cycling every 3k 30k": lambda: _cycle(
         [synth.Agrawal(classification_function=f, seed=70 + f, perturbation=0.05) for f in (1, 3, 6, 8, 9)],
         3_000, LONG)(),
+    # round 11 (decgap2): covariate-only shifts (P(x) moves into a region the first champion never saw,
+    # P(y|x) fixed), by rejection sampling; the benchmark has two (SEA x0, Agrawal age)
+    "SEA 2 x1 shift @5k (covariate)": lambda: _shift(synth.SEA(variant=2, noise=0.1, seed=80),
+                                                     lambda x: x[1] < 6, lambda x: x[1] >= 4, 5_000),
+    "SEA 3 x0+x1 shift @4k (covariate)": lambda: _shift(synth.SEA(variant=3, noise=0.1, seed=81),
+                                                     lambda x: x[0] + x[1] < 10, lambda x: x[0] + x[1] >= 8, 4_000),
+    "Sine 1 x0 shift @5k (covariate)": lambda: _shift(synth.Sine(classification_function=1, seed=82),
+                                                      lambda x: x[0] < 0.6, lambda x: x[0] >= 0.4, 5_000),
+    "Agrawal 2 salary shift @5k (covariate)": lambda: _shift(
+        synth.Agrawal(classification_function=2, seed=83, perturbation=0.05),
+        lambda x: x["salary"] < 80_000, lambda x: x["salary"] >= 60_000, 5_000),
+    "Hyperplane x0 shift @6k (covariate)": lambda: _shift(
+        synth.Hyperplane(seed=84, n_features=4, n_drift_features=0, noise_percentage=0.05),
+        lambda x: x[0] < 0.5, lambda x: x[0] >= 0.3, 6_000),
 }
 STATIONARY = ("Waveform (stationary)", "Hyperplane (stationary)")
 

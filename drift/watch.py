@@ -95,6 +95,7 @@ class DriftWatch:
         self._fall_from: int | None = None
         self._fall = [0, 0, 0, 0]
         self._promised: float | None = None
+        self._moved_at: int | None = None  # first_train_fall: the labelled position of the last drifting data window
         gap = settings.accuracy_gap if accuracy_gap is None else accuracy_gap
         self.error_detector = ErrorRateDetector(delta=self.levels.error_delta)
         self.gap_detector = (AccuracyGapDetector(window=settings.gap_window, alpha=self.levels.gap_alpha,
@@ -151,6 +152,7 @@ class DriftWatch:
         `holdout` its (accuracy, rows) on its holdout, which its first labels are tested against."""
         self.model = dict(model)
         self._promised = holdout[0] if holdout is not None else None  # first_train_gap: the level it promised
+        self._moved_at = None
         self.trained_on = trained_on
         self.since = labelled
         self.probe = None
@@ -269,6 +271,8 @@ class DriftWatch:
                    fired: Step | None) -> Step | None:
         """A windowed (label-free) detector closed a window: its event when it drifted and the policy's decision."""
         event = self._event(detector, index, labelled, context) if detector.drift_detected else None
+        if event is not None and detector is self.data_detector:
+            self._moved_at = labelled
         keep_from = self.trained_on[0] if self.settings.keep_old_on_covariate and self.trained_on else None
         decision = self.policy.on_data_window(event, labelled=labelled, detector=detector.name, keep_from=keep_from)
         if event is None and decision is None:
@@ -336,7 +340,10 @@ class DriftWatch:
         if gap is None or promised is None or self.policy.change_at is None or self.policy.change_at != self._fall_from:
             return False
         seen, champion, scored, online = self._fall
-        best = max(champion / seen if seen else 1.0, online / scored if scored else 0.0)
+        fall = self.settings.first_train_fall
+        alone = fall == "champion" or (fall == "covariate" and self._moved_at is not None
+                                       and self._moved_at >= self.policy.change_at - self.settings.data_window)
+        best = max(champion / seen if seen else 1.0, online / scored if scored and not alone else 0.0)
         return best < promised - gap
 
     @property

@@ -190,6 +190,11 @@ class DriftSettings(BaseModel):
                                           "only when, on the labels since the change, the champion and the online "
                                           "learner are both this far below the champion's holdout accuracy "
                                           "(DriftWatch.fallen); None: always")
+    first_train_fall: Literal["both", "champion", "covariate"] = Field(
+        "both", description="with first_train_gap, who must have fallen: both = the champion and the online learner; "
+        "champion = the champion alone; covariate = the champion alone when the features moved too (a data-drift "
+        "window closed since a window before the change: a covariate shift the online learner follows still leaves "
+        "the champion wrong where it saw no data), else both")
     first_then_full: bool = Field(True, description="a first try that won is challenged once more by the full "
                                   "min_train_rows window since the change (at most two retrains per drift)")
     regrow_when_stale: bool = Field(False, description="with regrow: retrain again only once the online learner "

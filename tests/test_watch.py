@@ -220,6 +220,15 @@ def test_a_gated_first_try_only_when_champion_and_online_learner_both_fell():
     assert [end - start for start, end in unknown] == [1500]
 
 
+def test_the_first_try_can_be_gated_on_the_champion_alone():
+    """first_train_fall="champion": the champion's fall alone earns the first try, even while the online
+    learner still serves well (a covariate shift into a region the champion never saw)."""
+    settings = DriftSettings(**{**QUIET, "min_train_rows": 1500, "first_train_rows": 300, "first_train_gap": 0.1},
+                             first_train_fall="champion")
+    online_serves = _retrain_windows(settings, online_after=0.95, holdout=(0.95, 600))
+    assert [end - start for start, end in online_serves] == [300, 1500]
+
+
 def test_regrow_when_stale_waits_for_the_online_learner_to_lead():
     def windows(online):
         watch = DriftWatch(DriftSettings(**QUIET, regrow=True, regrow_when_stale=True))
@@ -495,3 +504,40 @@ def test_a_retrain_that_won_is_judged_again_once_its_champion_serves():
     for position in range(2000, 2100):
         watch.served_outcome(position, True, position % 2 == 0, current=True)
     assert watch.policy.unpaid == 0 and watch.policy.backoff_until == 0
+
+
+def _covariate_windows(fall, *, online_after=0.95, moved=True):
+    """A covariate shift at labelled record 3000: the feature jumps from U(0,1) to U(2,3) (when `moved`),
+    the champion falls from 0.95 to 0.6, the online learner to `online_after`. Every retrain is promoted
+    (its reference then the new features'). Returns the retrain windows."""
+    settings = DriftSettings(**{**QUIET, "min_train_rows": 1500, "first_train_rows": 300, "first_train_gap": 0.1,
+                                "first_then_full": True, "data_window": 200}, first_train_fall=fall)
+    rng = random.Random(4)
+    reference = [{"x": rng.random()} for _ in range(500)]
+    watch = DriftWatch(settings)
+    watch.on_champion({"version": 1}, reference, labelled=0, holdout=(0.95, 600))
+    windows = []
+    for labelled in range(1, 6000):
+        after = labelled >= 3000
+        x = {"x": rng.random() + (2 if after and moved else 0)}
+        step = watch.observe(Observation(features=x, champion_right=rng.random() < (0.6 if after else 0.95),
+                                         online_right=rng.random() < (online_after if after else 0.95)),
+                             index=labelled, labelled=labelled)
+        for decision in [*step.decisions, watch.on_labelled(labelled)]:
+            if decision is not None and decision.action is Action.RETRAIN:
+                windows.append(decision.window)
+                now = [{"x": r["x"] + (2 if moved else 0)} for r in reference]  # trained on the new rows too
+                watch.on_champion({"version": len(windows) + 1}, now, trained_on=decision.window,
+                                  labelled=labelled, holdout=(0.95, 600))
+                watch.retrain_finished(promoted=True, labelled=labelled)
+                break
+    return windows
+
+
+def test_a_covariate_first_try_needs_the_features_to_have_moved():
+    """first_train_fall="covariate": the champion's fall earns a first try while the online learner still
+    serves only when a data-drift window closed around the change (then the full window challenges it,
+    first_then_full)."""
+    assert [end - start for start, end in _covariate_windows("covariate")] == [300, 1500]
+    assert [end - start for start, end in _covariate_windows("covariate", moved=False)] == [1500]
+    assert [end - start for start, end in _covariate_windows("both")] == [1500]
