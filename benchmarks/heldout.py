@@ -161,7 +161,7 @@ def run(job: tuple[str, int, str, dict[str, Any]]) -> tuple[tuple[str, int, str]
     result = Backtest(X, y, policy=overrides.get("policy", "drift"), settings=DriftSettings(**drift),
                       serving=ServingSettings(**serving), warmup=WARMUP, label_delay=delay).run()
     alerts = sum(d["action"] == "alert" for d in result.decisions)
-    return (name, delay, variant), result.accuracy, result.retrains, alerts
+    return (name, delay, variant), float(result.accuracy or 0.0), result.retrains, int(alerts)
 
 
 def main() -> None:
@@ -184,7 +184,7 @@ def main() -> None:
     names = list(variants)
     print("\n| stream | delay | " + " | ".join(names) + " | change |")
     print("| --- | ---: |" + " ---: |" * (len(names) + 1))
-    gains = {d: [] for d in delays}
+    gains: dict[int, list[float]] = {d: [] for d in delays}
     for s in streams:
         for d in delays:
             cells = [results[(s, d, v)] for v in names]
