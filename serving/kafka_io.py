@@ -136,6 +136,17 @@ def _acknowledged(sent: FutureRecordMetadata | ProducerBatch) -> bool:
     return bool(sent.is_done and not sent.failed())
 
 
+def _has_internals(producer: KafkaProducer) -> bool:
+    """Whether the producer's accumulator is the one BatchSender was written against (kafka-python
+    3.0): another version's producer gets every message through `send`."""
+    accumulator: Any = getattr(producer, "_accumulator", None)
+    config = getattr(accumulator, "config", {})
+    return (all(hasattr(accumulator, name) for name in ("_batches", "_incomplete", "_tp_lock",
+                                                        "_appends_in_progress", "_closed"))
+            and all(name in config for name in ("message_version", "compression_attrs", "batch_size"))
+            and hasattr(getattr(producer, "_sender", None), "wakeup"))
+
+
 class BatchSender:
     """Messages sent through a KafkaProducer as whole record batches, built by kafka-python's own
     batch builder and handed to the producer's accumulator: its sender thread sends, retries,
@@ -157,7 +168,7 @@ class BatchSender:
         config = getattr(producer, "config", None)
         accumulator: Any = getattr(producer, "_accumulator", None)
         manager = getattr(producer, "_transaction_manager", None)
-        self.batched = (batched and isinstance(producer, KafkaProducer) and accumulator is not None
+        self.batched = (batched and isinstance(producer, KafkaProducer) and _has_internals(producer)
                         and isinstance(config.get("partitioner"), DefaultPartitioner)  # type: ignore[union-attr]
                         and not (manager is not None and manager.is_transactional()))
         self._accumulator = accumulator
@@ -174,6 +185,7 @@ class BatchSender:
         """Append one message; None when it waits in a batch for `hand_over`, the record's future
         when it went through `producer.send`."""
         if not self.batched or key is None or len(value) > self._max_size:
+            self._enqueue_open()  # what was appended before goes first
             return self.producer.send(topic, key=key, value=value)  # its own checks and errors
         partitions = self._partitions.get(topic)
         if partitions is None:
@@ -229,12 +241,16 @@ class BatchSender:
     def hand_over(self) -> list[ProducerBatch]:
         """Every open batch to the producer's sender thread (which sends it at once if its linger has
         passed, or on `producer.flush()`); returns the batches handed over since the last call."""
-        for key in list(self._open):
-            self._enqueue(self._open.pop(key))
-        self.opened = None
+        self._enqueue_open()
         self._partitions.clear()
         handed, self._handed = self._handed, []
         return handed
+
+    def _enqueue_open(self) -> None:
+        for key in list(self._open):
+            self._enqueue(self._open.pop(key))
+        self.opened = None
+
 
 def rewind(consumer: KafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
     """Seek each partition of `batch` back to its first record: the batch is delivered again."""
