@@ -8,7 +8,10 @@ measures the stages' own Python, not the client (`driftctl bench` measures both 
 broker). A second copy of the tree (`--baseline DIR`) runs interleaved in a child process
 for a ratio in the same machine state.
 
-    PYTHONPATH=. python benchmarks/hotpath.py [--records N] [--repeats R] [--profile scorer|monitor]
+`--broker` sends the scorer's predictions for real (a KafkaProducer on an embedded broker, each
+poll flushed and acknowledged as `Scorer.process` does): the client's own Python in the measure.
+
+    PYTHONPATH=. python benchmarks/hotpath.py [--records N] [--repeats R] [--profile scorer|monitor] [--broker]
 """
 
 from __future__ import annotations
@@ -95,7 +98,7 @@ def _batches(records: list[tuple[str, Any]], size: int) -> list[dict[Any, list[A
 
 
 def run(n_records: int, batch_size: int, repeats: int, profile: str | None,
-        scorer_only: bool = False) -> dict[str, Any]:
+        scorer_only: bool = False, broker: bool = False) -> dict[str, Any]:
     import gc
 
     import pandas as pd
@@ -134,11 +137,22 @@ def run(n_records: int, batch_size: int, repeats: int, profile: str | None,
     batches = _batches(records, batch_size)
     result: dict[str, Any] = {"records": sum(1 for t, _ in records if t == topics.telemetry),
                               "scorer_us": [], "monitor_us": []}
+    embedded = None
+    if broker:  # predictions sent for real (the client's own cost in the measure), on an embedded broker
+        from driftctl.runtime.broker import EmbeddedBroker, ensure_topics
+        from serving.kafka_io import make_producer
+        embedded = EmbeddedBroker().start()
+        ensure_topics(embedded.bootstrap_servers, settings.kafka)
+        scorer_only = True
     for _ in range(repeats):
         scorer = Scorer(settings, "unused:9092", None, threading.Event())  # type: ignore[arg-type]  # no registry
         scorer.current = loaded
         scorer.start_learner()
-        out = StandInProducer(topics.predictions)
+        out: Any = StandInProducer(topics.predictions)
+        if embedded is not None:
+            out = make_producer(embedded.bootstrap_servers, settings.kafka)
+            out.send(topics.predictions, key=b"warm", value=b"{}")  # metadata and connection before the clock
+            out.flush()
         freeze_heap()
         profiler = cProfile.Profile() if profile == "scorer" else None
         gc_time.clear()
@@ -153,6 +167,8 @@ def run(n_records: int, batch_size: int, repeats: int, profile: str | None,
         result.setdefault("scorer_gc_us", []).append(sum(gc_time) * 1e6 / result["records"])
         scorer.close_learner()
         scorer.audit.close()
+        if embedded is not None:
+            out.close()
         if profiler:
             _print(profiler)
         if scorer_only:
@@ -198,6 +214,8 @@ def run(n_records: int, batch_size: int, repeats: int, profile: str | None,
         if profiler:
             _print(profiler)
         result["monitor_joined"] = monitor.labelled
+    if embedded is not None:
+        embedded.stop()
     return result
 
 
@@ -213,11 +231,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", choices=["scorer", "monitor"])
     parser.add_argument("--scorer-only", action="store_true", help="measure the scorer only (no monitor)")
+    parser.add_argument("--broker", action="store_true",
+                        help="send the predictions for real to an embedded broker (implies --scorer-only)")
     parser.add_argument("--baseline", help="another tree to run interleaved (its PYTHONPATH)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child or args.profile:
-        print(json.dumps(run(args.records, args.batch, args.repeats, args.profile, args.scorer_only)))
+        print(json.dumps(run(args.records, args.batch, args.repeats, args.profile, args.scorer_only, args.broker)))
         return
     trees = {"this": os.getcwd(), **({"baseline": args.baseline} if args.baseline else {})}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
@@ -226,11 +246,12 @@ def main() -> None:
             env = {**os.environ, "PYTHONPATH": tree}
             done = subprocess.run([sys.executable, __file__, "--child", "--records", str(args.records),
                                    "--batch", str(args.batch), "--repeats", "1",
-                                   *(["--scorer-only"] if args.scorer_only else [])],
+                                   *(["--scorer-only"] if args.scorer_only or args.broker else []),
+                                   *(["--broker"] if args.broker else [])],
                                   env=env, cwd=tree, capture_output=True, text=True, check=True)
             runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
     summary = {}
-    stages = ["scorer"] if args.scorer_only else ["scorer", "monitor"]
+    stages = ["scorer"] if args.scorer_only or args.broker else ["scorer", "monitor"]
     for name, results in runs.items():
         summary[name] = {stage: sorted(round(r[f"{stage}_us"][0], 2) for r in results)
                          for stage in stages + [f"{s}_gc" for s in stages]}

@@ -31,7 +31,15 @@ from serving.audit import AuditLog
 from serving.codec import dead_letter, decode_checked, decode_label, encode_prediction
 from serving.deadletter import reason_of, safe_text
 from serving.joiner import LabelJoiner
-from serving.kafka_io import SendFailed, commit_or_warn, make_group_consumer, make_producer, rewind, sent_or_raise
+from serving.kafka_io import (
+    BatchSender,
+    SendFailed,
+    commit_or_warn,
+    make_group_consumer,
+    make_producer,
+    rewind,
+    sent_or_raise,
+)
 from serving.learner import YOUNG_COLLECTION_THRESHOLD, LearnerFailed, LearnerProcess, remove_stale_start_files
 from serving.metrics import ScorerMetrics
 from serving.updates import ModelUpdates
@@ -87,6 +95,7 @@ class Scorer:
         self.last_dead_letter: str | None = None  # its reason, for status ("every record invalid: why")
         self.send_failures = 0
         self._sends: list = []  # this batch's send futures: checked before its offsets are committed
+        self._batches: BatchSender | None = None  # predictions as whole record batches (see BatchSender)
         self.load_failures: list[tuple[int, str]] = []
         self.audit_gaps = 0  # records scored whose audit lineage could not be written (their predictions carry it)
         self.faults = 0  # failures of the stage's own stores (audit, checkpoint, registry): logged, not fatal
@@ -279,6 +288,9 @@ class Scorer:
     def process(self, batch: Batch, producer: KafkaProducer) -> None:
         """Score and learn from one polled batch; returns once every prediction is acknowledged."""
         self._sends = []
+        if self._batches is None or self._batches.producer is not producer:
+            self._batches = BatchSender(producer)
+        self._batches.discard()  # what a batch that raised left open: it is read again
         joined = self.n_joined
         telemetry = []
         for tp, messages in batch.items():
@@ -296,6 +308,10 @@ class Scorer:
                 self._learner_process().learn(pairs)
             except LearnerFailed as exc:  # scored already: a failure to learn from them is logged, not lettered
                 self._learner_failed(f"{len(pairs)} labels not learned", exc)
+        try:
+            self._sends.extend(self._batches.hand_over())
+        except Exception as exc:  # the producer closed meanwhile: the batch is read again
+            raise SendFailed(f"send failed: {type(exc).__name__}: {exc}") from exc
         producer.flush()
         sends, self._sends = self._sends, []
         sent_or_raise(sends)  # a failed send must never be committed
@@ -370,7 +386,8 @@ class Scorer:
         combine_pair = stacked.combine_pair if stacked is not None and pair else None
         champion_keys = dict.fromkeys(classes).keys()
         learned_size = 3 * 56 + (8 + 2 * 32) * len(classes)
-        sends, psend, topic, instance = self._sends, producer.send, self.topics.predictions, self.instance
+        assert self._batches is not None  # made by process
+        sends, psend, topic, instance = self._sends, self._batches.send, self.topics.predictions, self.instance
         encode = encode_prediction
         # Audit rows per (topic, partition, source), and the (features, outcome) each record waits with for its label.
         segments: dict[tuple[str, int, str], tuple[list[int], list[str]]] = {}
@@ -431,7 +448,9 @@ class Scorer:
                 self._dead_letter(producer, reason_of(exc), message)
                 continue
             try:
-                sends.append(psend(topic, key=message.key, value=payload))
+                sent = psend(topic, message.key, payload)  # None: in a record batch, handed over after the loop
+                if sent is not None:
+                    sends.append(sent)
             except Exception as exc:  # buffer full, metadata unavailable: the batch is read again
                 raise SendFailed(f"send to {topic} failed: {type(exc).__name__}: {exc}") from exc
         for (topic_name, partition, source), (offsets, ids) in segments.items():
