@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
@@ -147,11 +147,20 @@ class PacedReader:
     (position below its high watermark, or not fetched yet), and no longer than `grace` seconds
     without delivering any (one that cannot be fetched). Offsets are committed after the caller
     has handled what was returned (at-least-once). Partitions are read from the
-    topics' metadata at start; the consumers are in no group (one monitor reads them all)."""
+    topics' metadata at start; the consumers are in no group (one monitor reads them all).
+
+    A topic in `follow` is written by a stage from another topic's records, stamped with their
+    time (the scorer's predictions): read to its high watermark, a partition of it still holds the
+    others at its last timestamp, for up to `follow_grace` seconds without a new record (a stage
+    stopped). Otherwise the others ran ahead of a lagging scorer and the joiner held everything
+    it read in between, however far behind the scorer was."""
 
     def __init__(self, consumers: dict[TopicPartition, KafkaConsumer], *, max_records: int, skew_ms: int,
-                 grace: float = 10.0, clock: Callable[[], float] = time.monotonic):
+                 grace: float = 10.0, clock: Callable[[], float] = time.monotonic,
+                 follow: Collection[str] = (), follow_grace: float = 30.0):
         self.consumers = consumers
+        self.follow = frozenset(follow)
+        self.follow_grace = follow_grace
         self.max_records = max_records
         self.skew_ms = skew_ms
         self.grace = grace
@@ -163,7 +172,7 @@ class PacedReader:
 
     @classmethod
     def open(cls, bootstrap: str, kafka: KafkaSettings, group: str, topics: list[str], *, max_records: int,
-             skew_ms: int, stop: Callable[[], bool] = lambda: False) -> PacedReader:
+             skew_ms: int, stop: Callable[[], bool] = lambda: False, follow: Collection[str] = ()) -> PacedReader:
         """A consumer per partition of `topics` (waiting for their metadata), each at `group`'s committed offset."""
         probe = make_reader(bootstrap, kafka)
         try:
@@ -182,20 +191,22 @@ class PacedReader:
             consumer = make_group_consumer(bootstrap, kafka, group)
             consumer.assign([tp])
             consumers[tp] = consumer
-        return cls(consumers, max_records=max_records, skew_ms=skew_ms)
+        return cls(consumers, max_records=max_records, skew_ms=skew_ms, follow=follow)
 
     def _pace(self, tp: TopicPartition) -> float | None:
         """Where `tp` holds the others: its last timestamp (-inf before its first record), or None
         when it holds no one (read to its high watermark, or silent past the grace)."""
-        empty_since = self._empty_since[tp]
-        if empty_since is not None and self.clock() - empty_since > self.grace:
+        empty_since, last = self._empty_since[tp], self._last[tp]
+        following = tp.topic in self.follow and last is not None
+        grace = self.follow_grace if following else self.grace
+        if empty_since is not None and self.clock() - empty_since > grace:
             return None
-        consumer, last = self.consumers[tp], self._last[tp]
+        consumer = self.consumers[tp]
         try:
             high, position = consumer.highwater(tp), consumer.position(tp, timeout_ms=0)
         except Exception:
             return None
-        if high is not None and position is not None and position >= high:
+        if high is not None and position is not None and position >= high and not following:
             return None
         return float("-inf") if last is None else float(last)
 

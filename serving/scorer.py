@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 import pandas as pd
+from kafka import TopicPartition
 from threadpoolctl import threadpool_limits
 
 from drift.arbiter import ServingRule
@@ -33,6 +34,7 @@ from serving.deadletter import reason_of, safe_text
 from serving.joiner import LabelJoiner
 from serving.kafka_io import SendFailed, commit_or_warn, make_group_consumer, make_producer, rewind, sent_or_raise
 from serving.learner import YOUNG_COLLECTION_THRESHOLD, LearnerFailed, LearnerProcess, remove_stale_start_files
+from serving.memory import TRIM_EVERY, release_freed_memory, tune_allocator
 from serving.metrics import ScorerMetrics
 from serving.updates import ModelUpdates
 from training.recipes import make_online_learner
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
     from multiprocessing.sharedctypes import SynchronizedArray
     from multiprocessing.synchronize import Event as ProcessEvent
 
-    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka import KafkaConsumer, KafkaProducer
     from kafka.consumer.fetcher import ConsumerRecord
 
     from driftctl.stores.ledger import Ledger
@@ -95,6 +97,7 @@ class Scorer:
         self.joiner = LabelJoiner(serving.join_max_records, serving.join_max_age, max_bytes=serving.join_max_bytes)
         self.audit = AuditLog(settings.home / "audit.db", retention=serving.audit_retention)
         self._seen: dict[str, int] = {}  # "topic:partition" -> next offset, for checkpoints
+        self._stamps: dict[TopicPartition, int] = {}  # the last record's Kafka timestamp read of each partition
         self._loading: Future[tuple[int | None, LoadedModel | None]] | None = None  # the alias read, and its load
         self._announced: ModelUpdate | None = None  # the newest update (a hint: the alias is read)
         self._due = False  # the alias is to be read (and its version loaded) at the next chance
@@ -235,6 +238,10 @@ class Scorer:
         # Scoring batches of a few hundred rows: OpenMP's thread start-up costs more than it saves,
         # and its spinning workers starve this process's Python threads.
         threadpool_limits(limits=1, user_api="openmp")
+        # The C heap bounded as the monitor's: catching up on a backlog (full fetches, a join of
+        # tens of thousands) left a scorer ~70 MB larger for good (soak, a scorer stopped 60 s).
+        tune_allocator()
+        trimmed = time.monotonic()
         self._restore()
         updates = ModelUpdates(self.bootstrap, self.settings.kafka)
         producer = make_producer(self.bootstrap, self.settings.kafka)
@@ -261,10 +268,14 @@ class Scorer:
                     self.send_failures = 0
                     # At-least-once: offsets move only after the batch's predictions are acknowledged.
                     commit_or_warn(consumer, f"scorer {self.instance}")
+                    self.pace_labels(consumer)
                     self._measure_lag(consumer)
                     self._publish_stats()
                 if time.monotonic() - self._last_checkpoint > self.settings.serving.checkpoint_every:
                     self._checkpoint()
+                if time.monotonic() - trimmed > TRIM_EVERY:
+                    trimmed = time.monotonic()
+                    release_freed_memory()
             self._checkpoint(final=True)
         finally:
             self.close_learner()
@@ -275,6 +286,26 @@ class Scorer:
             self.audit.close()
             self._loader.shutdown(wait=False, cancel_futures=True)
             self._records.shutdown(wait=True)  # a failure being recorded is not dropped
+
+    def pace_labels(self, consumer: KafkaConsumer) -> None:
+        """A labels partition is not read past the Kafka time of its telemetry partition (the same
+        keys) while that one has records left: one consumer on both topics hands back fetches of
+        a few MB, many more labels than records, and a scorer far behind held every label read
+        early until its record came (20,000 after 60 s at a sixth of its speed, up to the join's
+        cap). Paused, resumed once the telemetry passes it or is read to its end."""
+        telemetry = self.topics.telemetry
+        assigned, paused = consumer.assignment(), consumer.paused()
+        for tp in assigned:
+            if tp.topic != self.topics.labels:
+                continue
+            source = TopicPartition(telemetry, tp.partition)
+            label_at, record_at = self._stamps.get(tp), self._stamps.get(source)
+            ahead = (source in assigned and label_at is not None and record_at is not None
+                     and label_at > record_at and not _read_to_end(consumer, source))
+            if ahead and tp not in paused:
+                consumer.pause(tp)
+            elif not ahead and tp in paused:
+                consumer.resume(tp)
 
     def process(self, batch: Batch, producer: KafkaProducer) -> None:
         """Score and learn from one polled batch; returns once every prediction is acknowledged."""
@@ -287,6 +318,7 @@ class Scorer:
             else:
                 telemetry.extend(messages)
             self._seen[f"{tp.topic}:{tp.partition}"] = messages[-1].offset + 1
+            self._stamps[tp] = messages[-1].timestamp
         # Every partition's records at once: one champion call and one learner round trip per poll.
         scored = self._score(telemetry, producer) if telemetry else []
         self.metrics.labels.inc(self.n_joined - joined)
@@ -431,7 +463,10 @@ class Scorer:
                 self._dead_letter(producer, reason_of(exc), message)
                 continue
             try:
-                sends.append(psend(topic, key=message.key, value=payload))
+                # Stamped with its telemetry's Kafka time, not when it was scored: the monitor reads
+                # predictions in step with the telemetry (serving.kafka_io.PacedReader's `follow`).
+                sends.append(psend(topic, key=message.key, value=payload,
+                                   timestamp_ms=message.timestamp if message.timestamp >= 0 else None))
             except Exception as exc:  # buffer full, metadata unavailable: the batch is read again
                 raise SendFailed(f"send to {topic} failed: {type(exc).__name__}: {exc}") from exc
         for (topic_name, partition, source), (offsets, ids) in segments.items():
@@ -646,6 +681,15 @@ class Scorer:
         if self.shared is not None:
             self.shared[:] = [self.scored, self.dead_letters, self.n_learned,
                               self.current.ref.version if self.current else 0]
+
+
+def _read_to_end(consumer: KafkaConsumer, tp: TopicPartition) -> bool:
+    """Whether `tp`'s position is at its high watermark as last fetched (unknown: not)."""
+    try:
+        high, position = consumer.highwater(tp), consumer.position(tp, timeout_ms=0)
+    except Exception:
+        return False
+    return high is not None and position is not None and position >= high
 
 
 def freeze_heap(full: bool = True) -> None:
