@@ -221,22 +221,17 @@ def scorer_process(settings_json: str, bootstrap: str, shared: Any, stop: Any, m
 
 
 def pace_state(reader: Any) -> dict[str, list]:
-    """Per partition the monitor reads: position, high watermark, last timestamp (s, relative to the
-    newest), seconds since it first came back empty (None: it delivered last), and its pace."""
-    lasts = [v for v in reader._last.values() if v is not None]
+    """Per partition the monitor reads: its last record's Kafka time (s, relative to the newest) and
+    seconds since it first came back empty (None: it delivered last). Read from another thread
+    than the monitor's: the reader's own fields only, no consumer call."""
+    lasts = [v for v in list(reader._last.values()) if v is not None]
     newest = max(lasts) if lasts else 0
     state = {}
-    for tp, consumer in reader.consumers.items():
-        last, empty = reader._last[tp], reader._empty_since[tp]
-        try:
-            position, high = consumer.position(tp, timeout_ms=0), consumer.highwater(tp)
-        except Exception:
-            position = high = None
-        pace = reader._pace(tp)
+    for tp in list(reader.consumers):
+        last, empty = reader._last.get(tp), reader._empty_since.get(tp)
         state[f"{tp.topic.rsplit('.', 1)[-1]}{tp.partition}"] = [
-            position, high, None if last is None else round((last - newest) / 1000, 2),
-            None if empty is None else round(reader.clock() - empty, 1),
-            None if pace is None else ("-inf" if pace == float("-inf") else round((pace - newest) / 1000, 2))]
+            None if last is None else round((last - newest) / 1000, 2),
+            None if empty is None else round(reader.clock() - empty, 1)]
     return state
 
 

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 import pandas as pd
-from kafka import TopicPartition
 from threadpoolctl import threadpool_limits
 
 from drift.arbiter import ServingRule
@@ -44,7 +43,7 @@ if TYPE_CHECKING:
     from multiprocessing.sharedctypes import SynchronizedArray
     from multiprocessing.synchronize import Event as ProcessEvent
 
-    from kafka import KafkaConsumer, KafkaProducer
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
     from kafka.consumer.fetcher import ConsumerRecord
 
     from driftctl.stores.ledger import Ledger
@@ -97,7 +96,6 @@ class Scorer:
         self.joiner = LabelJoiner(serving.join_max_records, serving.join_max_age, max_bytes=serving.join_max_bytes)
         self.audit = AuditLog(settings.home / "audit.db", retention=serving.audit_retention)
         self._seen: dict[str, int] = {}  # "topic:partition" -> next offset, for checkpoints
-        self._stamps: dict[TopicPartition, int] = {}  # the last record's Kafka timestamp read of each partition
         self._loading: Future[tuple[int | None, LoadedModel | None]] | None = None  # the alias read, and its load
         self._announced: ModelUpdate | None = None  # the newest update (a hint: the alias is read)
         self._due = False  # the alias is to be read (and its version loaded) at the next chance
@@ -268,7 +266,6 @@ class Scorer:
                     self.send_failures = 0
                     # At-least-once: offsets move only after the batch's predictions are acknowledged.
                     commit_or_warn(consumer, f"scorer {self.instance}")
-                    self.pace_labels(consumer)
                     self._measure_lag(consumer)
                     self._publish_stats()
                 if time.monotonic() - self._last_checkpoint > self.settings.serving.checkpoint_every:
@@ -287,26 +284,6 @@ class Scorer:
             self._loader.shutdown(wait=False, cancel_futures=True)
             self._records.shutdown(wait=True)  # a failure being recorded is not dropped
 
-    def pace_labels(self, consumer: KafkaConsumer) -> None:
-        """A labels partition is not read past the Kafka time of its telemetry partition (the same
-        keys) while that one has records left: one consumer on both topics hands back fetches of
-        a few MB, many more labels than records, and a scorer far behind held every label read
-        early until its record came (20,000 after 60 s at a sixth of its speed, up to the join's
-        cap). Paused, resumed once the telemetry passes it or is read to its end."""
-        telemetry = self.topics.telemetry
-        assigned, paused = consumer.assignment(), consumer.paused()
-        for tp in assigned:
-            if tp.topic != self.topics.labels:
-                continue
-            source = TopicPartition(telemetry, tp.partition)
-            label_at, record_at = self._stamps.get(tp), self._stamps.get(source)
-            ahead = (source in assigned and label_at is not None and record_at is not None
-                     and label_at > record_at and not _read_to_end(consumer, source))
-            if ahead and tp not in paused:
-                consumer.pause(tp)
-            elif not ahead and tp in paused:
-                consumer.resume(tp)
-
     def process(self, batch: Batch, producer: KafkaProducer) -> None:
         """Score and learn from one polled batch; returns once every prediction is acknowledged."""
         self._sends = []
@@ -318,7 +295,6 @@ class Scorer:
             else:
                 telemetry.extend(messages)
             self._seen[f"{tp.topic}:{tp.partition}"] = messages[-1].offset + 1
-            self._stamps[tp] = messages[-1].timestamp
         # Every partition's records at once: one champion call and one learner round trip per poll.
         scored = self._score(telemetry, producer) if telemetry else []
         self.metrics.labels.inc(self.n_joined - joined)
@@ -681,15 +657,6 @@ class Scorer:
         if self.shared is not None:
             self.shared[:] = [self.scored, self.dead_letters, self.n_learned,
                               self.current.ref.version if self.current else 0]
-
-
-def _read_to_end(consumer: KafkaConsumer, tp: TopicPartition) -> bool:
-    """Whether `tp`'s position is at its high watermark as last fetched (unknown: not)."""
-    try:
-        high, position = consumer.highwater(tp), consumer.position(tp, timeout_ms=0)
-    except Exception:
-        return False
-    return high is not None and position is not None and position >= high
 
 
 def freeze_heap(full: bool = True) -> None:
