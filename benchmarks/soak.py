@@ -458,7 +458,7 @@ def summarize(args: Any, settings: Any, samples: list[dict], sent: int, scorer: 
     scored, dead_letters = scorer[0], scorer[1]
     return {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.machine(),
-        "cpus": os.cpu_count(), "load_at_end": [round(x, 2) for x in load],
+        "cpus": os.cpu_count(), "load_at_end": [round(x, 2) for x in load], "nice": os.nice(0),
         "records": args.records, "rate_offered": args.rate, "drift_at": settings.stream.drift_at,
         "label_delay": settings.stream.label_delay, "error": error,
         "sent": sent, "scored": scored, "dead_letters": dead_letters,
@@ -478,7 +478,7 @@ def render(r: dict) -> str:
         "# Soak: peak RSS per quarter of the stream", "",
         f"{r['date']}, {r['machine']}, {r['cpus']} cores shared with other jobs; load average at the end "
         f"{r['load_at_end']}.", "",
-        f"`nice -n 10 python benchmarks/soak.py --records {r['records']} --rate {r['rate_offered']:g}` "
+        f"`nice -n {r.get('nice', 0)} python benchmarks/soak.py --records {r['records']} --rate {r['rate_offered']:g}` "
         f"(drift at record {r['drift_at']:,}, labels {r['label_delay']} records late).", "",
         f"Result: {'**' + r['error'] + '**' if r['error'] else 'drained'}.", "",
         "| stage | Q1 peak MB | Q2 peak MB | Q3 peak MB | Q4 peak MB | Q4 / Q2 | within 10 % |",
