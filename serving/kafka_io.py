@@ -193,7 +193,7 @@ class PacedReader:
         for tp in partitions:
             # A turn takes at most `max_records` of a partition: a fetch of 4 MB (the group
             # consumers' default, ~16,000 records) only held memory, nine of them full while the
-            # reader was behind (the soak: the monitor's mapped blocks 10 -> 46 MB as it fell behind).
+            # reader was behind (the soak: the monitor's mapped blocks 11 -> 73 MB as it fell behind).
             consumer = make_group_consumer(bootstrap, kafka, group, max_partition_fetch_bytes=PACED_FETCH_BYTES)
             consumer.assign([tp])
             consumers[tp] = consumer
@@ -221,7 +221,12 @@ class PacedReader:
         the partition furthest behind) only when none has any."""
         paces = {tp: self._pace(tp) for tp in self.consumers}
         behind = min((p for p in paces.values() if p is not None), default=None)
-        due = [tp for tp, p in paces.items() if behind is None or p is None or p <= behind + self.skew_ms]
+        # A partition that holds no one is not read past the others either: one read to its end by a
+        # reader that keeps up with the producer was read on as records came, whatever held the rest
+        # (the telemetry ran ahead of a lagging scorer's predictions).
+        reach = {tp: p if p is not None else float("-inf") if self._last[tp] is None else float(self._last[tp])  # type: ignore[arg-type]
+                 for tp, p in paces.items()}
+        due = [tp for tp in paces if behind is None or reach[tp] <= behind + self.skew_ms]
         due.sort(key=lambda tp: float("inf") if paces[tp] is None else paces[tp])  # type: ignore[arg-type,return-value]
         out = [(tp, self._take(tp, 0)) for tp in due]
         if due and not any(records for _, records in out):

@@ -16,18 +16,20 @@ TELEMETRY, PREDICTIONS = TopicPartition("telemetry", 0), TopicPartition("predict
 
 
 class Partition:
-    """One partition's consumer: `stamps` are its records' Kafka timestamps, in offset order."""
+    """One partition's consumer: `stamps` are its records' Kafka timestamps, in offset order. Its high
+    watermark is the one its last fetch saw, as kafka-python's (None before the first)."""
 
     def __init__(self, tp: TopicPartition, stamps: list[int]):
-        self.tp, self.stamps, self.at = tp, list(stamps), 0
+        self.tp, self.stamps, self.at, self.high = tp, list(stamps), 0, None
 
     def highwater(self, tp):
-        return len(self.stamps)
+        return self.high
 
     def position(self, tp, timeout_ms=0):
         return self.at
 
     def poll(self, timeout_ms, max_records):
+        self.high = len(self.stamps)
         taken = [Record(o, self.stamps[o]) for o in range(self.at, min(self.at + max_records, len(self.stamps)))]
         self.at += len(taken)
         return {self.tp: taken} if taken else {}
@@ -56,6 +58,20 @@ def test_telemetry_waits_for_the_predictions_of_a_scorer_behind():
     now[0] += 5.0
     read_all(reader)
     assert 400 <= telemetry.at <= 410
+
+
+def test_a_reader_that_keeps_up_with_the_producer_still_waits_for_the_scorer():
+    """Telemetry read to its end at every turn (the monitor as fast as the producer) was read on as
+    it came, whatever the predictions: a partition read to its end held no one and was always due."""
+    reader, telemetry, predictions, now = setup(("predictions",), scored=50)
+    telemetry.stamps = list(range(50))
+    read_all(reader)  # both read to their end, in step
+    for n in range(50, 1000, 5):  # the producer writes 5 records a turn; the scorer is stuck at 50
+        telemetry.stamps += range(n, n + 5)
+        reader.poll(timeout_ms=0)
+        now[0] += 0.01
+    assert predictions.at == 50
+    assert telemetry.at <= 60
 
 
 def test_without_follow_the_telemetry_runs_ahead_of_the_scorer():
