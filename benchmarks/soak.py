@@ -19,6 +19,7 @@ import json
 import multiprocessing
 import os
 import platform
+import signal
 import tempfile
 import threading
 import time
@@ -175,6 +176,65 @@ def monitor_sizes(monitor: Any) -> dict[str, int]:
     return sizes
 
 
+def gc_census(top: int = 12) -> dict[str, Any]:
+    """The collector's generation counts and the commonest types of the objects it tracks (what
+    grows when no container the mem-log lists does). A full walk of the objects: ~1 s at 5 M."""
+    import gc
+    from collections import Counter
+
+    kinds = Counter(type(o).__name__ for o in gc.get_objects())
+    return {"counts": list(gc.get_count()), "tracked": sum(kinds.values()), "types": dict(kinds.most_common(top)),
+            "garbage": len(gc.garbage)}
+
+
+def scorer_process(settings_json: str, bootstrap: str, shared: Any, stop: Any, mem_log: str) -> None:
+    """`run_scorer_process` with a line every 30 s of what the scorer holds (its label join, the
+    consumer's lag, its learner's RSS), to find what grows while it lags."""
+    from driftctl.runtime.logs import quiet_libraries
+    from driftctl.runtime.stack import configure_environment
+    from driftctl.settings import Settings
+    from serving.scorer import Scorer
+    from training.registry import Registry
+
+    settings = Settings(**json.loads(settings_json))
+    configure_environment(settings)
+    quiet_libraries()
+    scorer = Scorer(settings, bootstrap, Registry.from_settings(settings), stop, shared=shared)
+    stage = threading.Thread(target=scorer.run, name="scorer", daemon=True)
+    stage.start()
+    logged = 0.0
+    while stage.is_alive():
+        if time.monotonic() - logged > 30:
+            logged = time.monotonic()
+            joiner = scorer.joiner
+            learner = scorer._learner
+            line = {"t": round(time.time()), "scored": scorer.scored, "rss": rss_kb(os.getpid()),
+                    "learner_rss": rss_kb(learner.pid) if learner is not None and learner.pid else 0,
+                    "smaps": memory_profile(), "malloc": mallinfo(), "pymalloc": pymalloc_stats(),
+                    "join": {"records": len(joiner._records), "labels": len(joiner._labels), "bytes": joiner.bytes,
+                             "evicted_ids": len(joiner._evicted), "by_size": joiner.evicted_by_size,
+                             "by_age": joiner.evicted_by_age, "share": joiner.admission.share},
+                    "seen": len(scorer._seen), "swaps": len(scorer.swaps), "gc": gc_census()}
+            with open(mem_log, "a") as f:
+                f.write(json.dumps(line) + "\n")
+        stage.join(timeout=1.0)
+
+
+def pace_state(reader: Any) -> dict[str, list]:
+    """Per partition the monitor reads: its last record's Kafka time (s, relative to the newest) and
+    seconds since it first came back empty (None: it delivered last). Read from another thread
+    than the monitor's: the reader's own fields only, no consumer call."""
+    lasts = [v for v in list(reader._last.values()) if v is not None]
+    newest = max(lasts) if lasts else 0
+    state = {}
+    for tp in list(reader.consumers):
+        last, empty = reader._last.get(tp), reader._empty_since.get(tp)
+        state[f"{tp.topic.rsplit('.', 1)[-1]}{tp.partition}"] = [
+            None if last is None else round((last - newest) / 1000, 2),
+            None if empty is None else round(reader.clock() - empty, 1)]
+    return state
+
+
 def monitor_process(settings_json: str, bootstrap: str, shared: Any, stop: Any, trace: str | None = None,
                     mem_log: str | None = None) -> None:
     import tracemalloc  # with --trace-dir: snapshots of the monitor, to find what grows (slow: a short run only)
@@ -217,16 +277,22 @@ def monitor_process(settings_json: str, bootstrap: str, shared: Any, stop: Any, 
         }
         shared[:] = [int(values[name]) for name in MONITOR_FIELDS]
 
-    dumped = logged = 0.0
+    dumped = logged = paced = 0.0
     while stage.is_alive():
         if mem_log and time.monotonic() - logged > 30:
             logged = time.monotonic()
             line = {"t": round(time.time()), "read": monitor.telemetry_seen, "rss": rss_kb(os.getpid()),
                     "smaps": memory_profile(), "malloc": mallinfo(), "sizes": monitor_sizes(monitor),
-                    "pymalloc": pymalloc_stats()}
+                    "pymalloc": pymalloc_stats(), "gc": gc_census()}
             with open(mem_log, "a") as f:
                 f.write(json.dumps(line) + "\n")
 
+        if mem_log and monitor.reader is not None and time.monotonic() - paced > 5:
+            paced = time.monotonic()
+            with open(mem_log + ".pace", "a") as f:
+                f.write(json.dumps({"t": round(time.time(), 1), "read": monitor.telemetry_seen,
+                                    "labelled": monitor.labelled, "pending": len(monitor._pending),
+                                    "paces": pace_state(monitor.reader)}) + "\n")
         publish_stats()
         if trace and not tracemalloc.is_tracing() and monitor.telemetry_seen > 5_000:  # imports done
             tracemalloc.start(6)
@@ -237,6 +303,19 @@ def monitor_process(settings_json: str, bootstrap: str, shared: Any, stop: Any, 
             halt.set()
         stage.join(timeout=0.5)
     publish_stats()
+
+
+def slow_down(pid: int, seconds: float, share: float) -> None:
+    """Stop `pid` and its descendants `share` of every second for `seconds` (SIGSTOP / SIGCONT)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        tree = [pid, *children(pid)]
+        for p in tree:
+            os.kill(p, signal.SIGSTOP)
+        time.sleep(share)
+        for p in tree:
+            os.kill(p, signal.SIGCONT)
+        time.sleep(1.0 - share)
 
 
 # -- the run -----------------------------------------------------------------------------
@@ -253,7 +332,11 @@ def main() -> None:
     parser.add_argument("--monitor-malloc", action="store_true",
                         help="the monitor's Python objects from the C library's malloc (PYTHONMALLOC=malloc)")
     parser.add_argument("--mem-log", type=Path, default=None,
-                        help="append the monitor's memory by kind (smaps, malloc, its containers) there every 30 s")
+                        help="append the monitor's memory by kind (smaps, malloc, its containers, gc census) there "
+                        "every 30 s, and the scorer's (its label join, learner) to the same name + .scorer")
+    parser.add_argument("--slow-scorer", type=float, nargs=3, default=None, metavar=("AT", "SECONDS", "SHARE"),
+                        help="once AT records are sent, stop the scorer (and its learner) SHARE of every second "
+                             "for SECONDS: a scorer falling behind as on a loaded machine, on a quiet one too")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "soak.md")
     args = parser.parse_args()
 
@@ -275,8 +358,11 @@ def main() -> None:
         scorer_stats, scorer_stop = spawn.Array("q", 4), spawn.Event()  # scored, dead letters, learned, version
         monitor_stats, monitor_stop = spawn.Array("q", len(MONITOR_FIELDS)), spawn.Event()
         producer_stats, producer_stop = spawn.Array("q", 2), spawn.Event()  # sent, done
-        scorer = spawn.Process(target=run_scorer_process, name="scorer", daemon=True,
-                               args=(settings_json, bootstrap, scorer_stats, scorer_stop))
+        scorer_args: tuple = (settings_json, bootstrap, scorer_stats, scorer_stop)
+        if args.mem_log:
+            scorer_args += (str(args.mem_log) + ".scorer",)
+        scorer = spawn.Process(target=scorer_process if args.mem_log else run_scorer_process, name="scorer",
+                               daemon=True, args=scorer_args)
         # Not a daemon: a daemonic process may not start children, and the monitor's retrain runs in
         # one (retrain.child_process); the `finally` below ends it.
         monitor = spawn.Process(target=monitor_process, name="monitor", daemon=False,
@@ -295,6 +381,7 @@ def main() -> None:
         stages = {"producer": producer, "scorer": scorer, "monitor": monitor}
         produced_at: float | None = None
         drained_at: float | None = None
+        slowing: threading.Thread | None = None  # --slow-scorer
         error = None
         try:
             while True:
@@ -317,6 +404,9 @@ def main() -> None:
                 if dead:
                     error = f"stage exited: {dead}"
                     break
+                if args.slow_scorer and producer_stats[0] >= args.slow_scorer[0] and slowing is None:
+                    slowing = threading.Thread(target=slow_down, args=(scorer.pid, *args.slow_scorer[1:]), daemon=True)
+                    slowing.start()
                 if producer_stats[1] and produced_at is None:
                     produced_at = time.monotonic()
                 if produced_at is not None:
@@ -368,7 +458,7 @@ def summarize(args: Any, settings: Any, samples: list[dict], sent: int, scorer: 
     scored, dead_letters = scorer[0], scorer[1]
     return {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.machine(),
-        "cpus": os.cpu_count(), "load_at_end": [round(x, 2) for x in load],
+        "cpus": os.cpu_count(), "load_at_end": [round(x, 2) for x in load], "nice": os.nice(0),
         "records": args.records, "rate_offered": args.rate, "drift_at": settings.stream.drift_at,
         "label_delay": settings.stream.label_delay, "error": error,
         "sent": sent, "scored": scored, "dead_letters": dead_letters,
@@ -388,7 +478,7 @@ def render(r: dict) -> str:
         "# Soak: peak RSS per quarter of the stream", "",
         f"{r['date']}, {r['machine']}, {r['cpus']} cores shared with other jobs; load average at the end "
         f"{r['load_at_end']}.", "",
-        f"`nice -n 10 python benchmarks/soak.py --records {r['records']} --rate {r['rate_offered']:g}` "
+        f"`nice -n {r.get('nice', 0)} python benchmarks/soak.py --records {r['records']} --rate {r['rate_offered']:g}` "
         f"(drift at record {r['drift_at']:,}, labels {r['label_delay']} records late).", "",
         f"Result: {'**' + r['error'] + '**' if r['error'] else 'drained'}.", "",
         "| stage | Q1 peak MB | Q2 peak MB | Q3 peak MB | Q4 peak MB | Q4 / Q2 | within 10 % |",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
@@ -181,12 +181,13 @@ class BatchSender:
         self._handed: list[ProducerBatch] = []
         self.opened: float | None = None  # when the oldest open batch was started (time.monotonic)
 
-    def send(self, topic: str, key: bytes | None, value: bytes) -> FutureRecordMetadata | None:
-        """Append one message; None when it waits in a batch for `hand_over`, the record's future
-        when it went through `producer.send`."""
+    def send(self, topic: str, key: bytes | None, value: bytes,
+             timestamp_ms: int | None = None) -> FutureRecordMetadata | None:
+        """Append one message (stamped `timestamp_ms`, else now); None when it waits in a batch for
+        `hand_over`, the record's future when it went through `producer.send`."""
         if not self.batched or key is None or len(value) > self._max_size:
             self._enqueue_open()  # what was appended before goes first
-            return self.producer.send(topic, key=key, value=value)  # its own checks and errors
+            return self.producer.send(topic, key=key, value=value, timestamp_ms=timestamp_ms)  # its own checks
         partitions = self._partitions.get(topic)
         if partitions is None:
             partitions = self._partitions[topic] = sorted(self.producer.partitions_for(topic))
@@ -199,11 +200,11 @@ class BatchSender:
         batch = self._open.get((topic, partition))
         if batch is None:
             batch = self._new(topic, partition)
-        written = batch.records.append(None, key, value, None)
+        written = batch.records.append(timestamp_ms, key, value, None)
         if written is None:  # full: hand it over, start the next
             self._enqueue(self._open.pop((topic, partition)))
             batch = self._new(topic, partition)
-            written = batch.records.append(None, key, value, None)  # a batch always takes its first record
+            written = batch.records.append(timestamp_ms, key, value, None)  # a batch always takes its first
         if written.size > batch.max_record_size:  # the producer's record-size-max metric
             batch.max_record_size = written.size
         return None
@@ -262,6 +263,9 @@ def rewind(consumer: KafkaConsumer, batch: dict[TopicPartition, list[ConsumerRec
                 logging.getLogger(__name__).warning("cannot rewind %s: %s", tp, exc)
 
 
+PACED_FETCH_BYTES = 1024 * 1024  # a PacedReader consumer's fetch per partition (kafka-python's default)
+
+
 class PacedReader:
     """Several topics read together, a consumer per partition, none far ahead of the others in time.
 
@@ -277,11 +281,20 @@ class PacedReader:
     (position below its high watermark, or not fetched yet), and no longer than `grace` seconds
     without delivering any (one that cannot be fetched). Offsets are committed after the caller
     has handled what was returned (at-least-once). Partitions are read from the
-    topics' metadata at start; the consumers are in no group (one monitor reads them all)."""
+    topics' metadata at start; the consumers are in no group (one monitor reads them all).
+
+    A topic in `follow` is written by a stage from another topic's records, stamped with their
+    time (the scorer's predictions): read to its high watermark, a partition of it still holds the
+    others at its last timestamp, for up to `follow_grace` seconds without a new record (a stage
+    stopped). Otherwise the others ran ahead of a lagging scorer and the joiner held everything
+    it read in between, however far behind the scorer was."""
 
     def __init__(self, consumers: dict[TopicPartition, KafkaConsumer], *, max_records: int, skew_ms: int,
-                 grace: float = 10.0, clock: Callable[[], float] = time.monotonic):
+                 grace: float = 10.0, clock: Callable[[], float] = time.monotonic,
+                 follow: Collection[str] = (), follow_grace: float = 30.0):
         self.consumers = consumers
+        self.follow = frozenset(follow)
+        self.follow_grace = follow_grace
         self.max_records = max_records
         self.skew_ms = skew_ms
         self.grace = grace
@@ -293,7 +306,7 @@ class PacedReader:
 
     @classmethod
     def open(cls, bootstrap: str, kafka: KafkaSettings, group: str, topics: list[str], *, max_records: int,
-             skew_ms: int, stop: Callable[[], bool] = lambda: False) -> PacedReader:
+             skew_ms: int, stop: Callable[[], bool] = lambda: False, follow: Collection[str] = ()) -> PacedReader:
         """A consumer per partition of `topics` (waiting for their metadata), each at `group`'s committed offset."""
         probe = make_reader(bootstrap, kafka)
         try:
@@ -309,23 +322,28 @@ class PacedReader:
             probe.close()
         consumers = {}
         for tp in partitions:
-            consumer = make_group_consumer(bootstrap, kafka, group)
+            # A turn takes at most `max_records` of a partition: a fetch of 4 MB (the group
+            # consumers' default, ~16,000 records) only held memory, nine of them full while the
+            # reader was behind (the soak: the monitor's mapped blocks 11 -> 73 MB as it fell behind).
+            consumer = make_group_consumer(bootstrap, kafka, group, max_partition_fetch_bytes=PACED_FETCH_BYTES)
             consumer.assign([tp])
             consumers[tp] = consumer
-        return cls(consumers, max_records=max_records, skew_ms=skew_ms)
+        return cls(consumers, max_records=max_records, skew_ms=skew_ms, follow=follow)
 
     def _pace(self, tp: TopicPartition) -> float | None:
         """Where `tp` holds the others: its last timestamp (-inf before its first record), or None
         when it holds no one (read to its high watermark, or silent past the grace)."""
-        empty_since = self._empty_since[tp]
-        if empty_since is not None and self.clock() - empty_since > self.grace:
+        empty_since, last = self._empty_since[tp], self._last[tp]
+        following = tp.topic in self.follow and last is not None
+        grace = self.follow_grace if following else self.grace
+        if empty_since is not None and self.clock() - empty_since > grace:
             return None
-        consumer, last = self.consumers[tp], self._last[tp]
+        consumer = self.consumers[tp]
         try:
             high, position = consumer.highwater(tp), consumer.position(tp, timeout_ms=0)
         except Exception:
             return None
-        if high is not None and position is not None and position >= high:
+        if high is not None and position is not None and position >= high and not following:
             return None
         return float("-inf") if last is None else float(last)
 
@@ -334,7 +352,12 @@ class PacedReader:
         the partition furthest behind) only when none has any."""
         paces = {tp: self._pace(tp) for tp in self.consumers}
         behind = min((p for p in paces.values() if p is not None), default=None)
-        due = [tp for tp, p in paces.items() if behind is None or p is None or p <= behind + self.skew_ms]
+        # A partition that holds no one is not read past the others either: one read to its end by a
+        # reader that keeps up with the producer was read on as records came, whatever held the rest
+        # (the telemetry ran ahead of a lagging scorer's predictions).
+        reach = {tp: p if p is not None else float("-inf") if self._last[tp] is None else float(self._last[tp])  # type: ignore[arg-type]
+                 for tp, p in paces.items()}
+        due = [tp for tp in paces if behind is None or reach[tp] <= behind + self.skew_ms]
         due.sort(key=lambda tp: float("inf") if paces[tp] is None else paces[tp])  # type: ignore[arg-type,return-value]
         out = [(tp, self._take(tp, 0)) for tp in due]
         if due and not any(records for _, records in out):

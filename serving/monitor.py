@@ -3,7 +3,6 @@ lets the policy decide; starts the retrain it asks for (one at a time)."""
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import threading
@@ -38,6 +37,7 @@ from serving.deadletter import dead_letter, reason_of
 from serving.incidents import IncidentLog
 from serving.joiner import Admission
 from serving.kafka_io import PacedReader, make_producer
+from serving.memory import TRIM_EVERY, release_freed_memory, tune_allocator
 from serving.promotion import reconcile_if_free
 from serving.rollback import RollbackBusy, RollbackSuperseded, roll_back
 from serving.updates import ModelUpdates
@@ -62,50 +62,10 @@ TELEMETRY, LABEL, PREDICTION, EVICTED = 1, 2, 4, 8
 # overshoot.
 PACE_SKEW_MS, PACE_RECORDS = 0, 2000
 BOOTSTRAP_RETRY = 30.0  # seconds between tries of a bootstrap retrain that failed
-TRIM_EVERY = 60.0  # seconds between giving the C heap's free pages back (release_freed_memory)
 # What the join counts for an entry besides its telemetry as received (the entry's dict, its id,
 # the ordered map's node, positions and small values; a label's or prediction's message adds its own
 # size until the entry is compacted): its memory, not just the messages', is what join_max_bytes caps.
 ENTRY_BYTES = 500  # measured: ~490 for a labelled record waiting, ~560 for telemetry alone (tracemalloc)
-
-
-def release_freed_memory() -> None:
-    """glibc keeps freed heap pages mapped: the fetch buffers of nine consumers (a megabyte a
-    partition) and the join's turnover leave the monitor's resident set at its high-water mark and
-    creeping up with fragmentation. `malloc_trim(0)` returns the free pages of every arena (a few
-    milliseconds). Elsewhere than glibc: nothing."""
-    global _malloc_trim
-    if _malloc_trim is None:
-        try:
-            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _malloc_trim = False
-    if _malloc_trim:
-        _malloc_trim(0)
-
-
-_malloc_trim: Any = None
-# glibc's mallopt parameters, and what the monitor sets them to (`tune_allocator`).
-M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8
-ARENAS, MMAP_THRESHOLD = 2, 256 * 1024
-
-
-def tune_allocator() -> None:
-    """Bound the C heap's fragmentation for a process that runs for days: at most ARENAS malloc
-    arenas (glibc makes up to 8 per core, one per thread that allocates: the monitor has ~20
-    threads), and blocks of MMAP_THRESHOLD bytes and more (fetch buffers, join tables, data
-    frames, model arrays) mapped on their own and unmapped when freed, instead of glibc's
-    threshold that rises with each such block freed and then carves them from the arenas.
-    A variable the user set (MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_) wins. Elsewhere than
-    glibc: nothing."""
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return
-    if "MALLOC_ARENA_MAX" not in os.environ:
-        mallopt(M_ARENA_MAX, ARENAS)
-    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
-        mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 class Monitor:
@@ -173,6 +133,7 @@ class Monitor:
         self._champion_incident: str | None = None  # the incident whose retrain made the champion
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrain")
         self._producer: KafkaProducer | None = None  # made by run()
+        self.reader: PacedReader | None = None  # made by run()
         # Probation of a freshly promoted champion against the one it replaced.
         self.probation: ProbationWatch | None = None
         self._previous_model: Future | None = None
@@ -238,7 +199,11 @@ class Monitor:
         reader = PacedReader.open(self.bootstrap, self.settings.kafka, self.settings.kafka.monitor_group,
                                   [self.topics.telemetry, self.topics.labels, self.topics.predictions],
                                   max_records=max(1, min(PACE_RECORDS, self.settings.serving.join_max_records // 10)),
-                                  skew_ms=PACE_SKEW_MS, stop=self.stop.is_set)
+                                  skew_ms=PACE_SKEW_MS, stop=self.stop.is_set,
+                                  # Stamped with their telemetry's time (the scorer): read in step with it,
+                                  # the join holds the same stretch of the stream however far a scorer lags.
+                                  follow=[self.topics.predictions])
+        self.reader = reader  # for the soak's memory log
         consumers = list(reader.consumers.values())
         heartbeat = Heartbeat.from_settings(self.settings, "monitor", self.bootstrap,
                                             self.settings.kafka.monitor_group)

@@ -41,6 +41,7 @@ from serving.kafka_io import (
     sent_or_raise,
 )
 from serving.learner import YOUNG_COLLECTION_THRESHOLD, LearnerFailed, LearnerProcess, remove_stale_start_files
+from serving.memory import TRIM_EVERY, release_freed_memory, tune_allocator
 from serving.metrics import ScorerMetrics
 from serving.updates import ModelUpdates
 from training.recipes import make_online_learner
@@ -244,6 +245,10 @@ class Scorer:
         # Scoring batches of a few hundred rows: OpenMP's thread start-up costs more than it saves,
         # and its spinning workers starve this process's Python threads.
         threadpool_limits(limits=1, user_api="openmp")
+        # The C heap bounded as the monitor's: catching up on a backlog (full fetches, a join of
+        # tens of thousands) left a scorer ~70 MB larger for good (soak, a scorer stopped 60 s).
+        tune_allocator()
+        trimmed = time.monotonic()
         self._restore()
         updates = ModelUpdates(self.bootstrap, self.settings.kafka)
         producer = make_producer(self.bootstrap, self.settings.kafka)
@@ -274,6 +279,9 @@ class Scorer:
                     self._publish_stats()
                 if time.monotonic() - self._last_checkpoint > self.settings.serving.checkpoint_every:
                     self._checkpoint()
+                if time.monotonic() - trimmed > TRIM_EVERY:
+                    trimmed = time.monotonic()
+                    release_freed_memory()
             self._checkpoint(final=True)
         finally:
             self.close_learner()
@@ -448,8 +456,10 @@ class Scorer:
                 self._dead_letter(producer, reason_of(exc), message)
                 continue
             try:
-                sent = psend(topic, message.key, payload)  # None: in a record batch, handed over after the loop
-                if sent is not None:
+                # Stamped with its telemetry's Kafka time, not when it was scored: the monitor reads
+                # predictions in step with the telemetry (serving.kafka_io.PacedReader's `follow`).
+                sent = psend(topic, message.key, payload, message.timestamp if message.timestamp >= 0 else None)
+                if sent is not None:  # None: in a record batch, handed over after the loop
                     sends.append(sent)
             except Exception as exc:  # buffer full, metadata unavailable: the batch is read again
                 raise SendFailed(f"send to {topic} failed: {type(exc).__name__}: {exc}") from exc

@@ -72,6 +72,9 @@ def test_a_backlog_far_beyond_the_join_is_labelled(home):
         assert monitor.telemetry_seen == RECORDS, monitor.telemetry_seen
         assert monitor.labelled >= 0.98 * RECORDS, (monitor.labelled, monitor.join_vitals())
         assert len(monitor._pending) <= CAP
+        # Fetches sized to what a turn reads: nine full 4 MB buffers held 36 MB while it was behind.
+        assert monitor.reader is not None
+        assert all(c.config["max_partition_fetch_bytes"] <= 1 << 20 for c in monitor.reader.consumers.values())
         # Every partition's offset committed to the monitor's group: a restart reads on from there.
         group = make_group_consumer(bootstrap, settings.kafka, settings.kafka.monitor_group)
         try:

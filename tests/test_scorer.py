@@ -365,10 +365,14 @@ def test_the_join_counts_the_learned_blends_inputs_in_its_bytes(tmp_path, monkey
     scorer.current = LoadedModel(ModelRef("m", 1, "run"), model, FeatureSchema.from_frame(frame))
     message = namedtuple("Message", "topic partition offset timestamp key value")
     topic = settings.kafka.topics.telemetry
-    batch = [message(topic, 0, i, 0, b"k", encode_telemetry(r.record)) for i, r in enumerate(readings[1000:], 1000)]
+    batch = [message(topic, 0, i, 1_700_000_000_000 + i, b"k", encode_telemetry(r.record))
+             for i, r in enumerate(readings[1000:], 1000)]
+
+    stamps = []
 
     class Producer:
-        def send(self, topic, key=None, value=None):
+        def send(self, topic, key=None, value=None, timestamp_ms=None):
+            stamps.append(timestamp_ms)
             return type("Acked", (), {"is_done": True, "failed": lambda self: False})()
 
         def flush(self):
@@ -377,6 +381,8 @@ def test_the_join_counts_the_learned_blends_inputs_in_its_bytes(tmp_path, monkey
     monkeypatch.setattr(sys, "executable", "/bin/false")
     scorer.process({TopicPartition(topic, 0): batch}, Producer())
     scorer.close_learner()
+    # Each prediction stamped with its telemetry's Kafka time (the monitor reads them in step).
+    assert stamps == [m.timestamp for m in batch]
     received = sum(len(m.value) for m in batch)
     assert len(scorer.joiner) == len(batch)
     if serve_blend == "stacked":
