@@ -84,7 +84,7 @@ class _StandIn:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes | None, bytes]] = []
 
-    def send(self, topic, key=None, value=None):
+    def send(self, topic, key=None, value=None, timestamp_ms=None):  # KafkaProducer.send's keywords
         self.sent.append((topic, key, value))
         return len(self.sent)
 
