@@ -263,3 +263,33 @@ def test_the_compiled_window_search_is_the_python_search():
             online._nearest = saved
         window.learn_one(v, rng.randint(0, 2))
     assert window.width == 4 and len(compiled) == 5
+
+
+def test_the_compiled_pool_is_the_python_pool():
+    """Pooled's arithmetic (and Window's and Linear's around it) compiled: the same probabilities and weights,
+    with three classes, text, a feature that appears late, labels late and the guard switching."""
+    import training.online as online
+
+    if online._compiled is None or not hasattr(online._compiled, "pool_gradient"):
+        return  # not built: only the Python path runs
+    rng = random.Random(15)
+    data = []
+    for i in range(3000):
+        x = {"a": rng.gauss(0, 1), "b": rng.random(), "c": rng.choice(["u", "v"])}
+        if i > 1500:
+            x["d"] = rng.random()
+        data.append((x, "pqr"[int(x["a"] > 0) + int(x["b"] > 0.7 if i < 2000 else x["b"] < 0.3)]))
+    runs = []
+    for compiled in (online._compiled, None):
+        saved, online._compiled = online._compiled, compiled
+        try:
+            pooled = make_online_learner(0, "renewing-tree-pool-window")
+            served = []
+            for t, (x, _) in enumerate(data):
+                served.append(pooled.predict_proba_one(x))
+                if t >= 50:
+                    pooled.learn_one(*data[t - 50])
+        finally:
+            online._compiled = saved
+        runs.append((served, pooled.weights, pooled.pool_fast, pooled.tree_fast))
+    assert runs[0] == runs[1]

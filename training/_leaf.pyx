@@ -210,3 +210,124 @@ def window_nearest(double[::1] points, Py_ssize_t width, Py_ssize_t filled, doub
         if m < k:
             m += 1
     return [bi[i] for i in range(m)]
+
+
+# -- training.online.Pooled's per-record arithmetic (and Window's and Linear's around it), the same
+# operations in the same order as their Python paths --
+
+from cpython.array cimport array as carray, clone
+
+cdef carray _DOUBLES = carray("d")
+
+
+def window_vector(list z, dict columns, Py_ssize_t width):
+    """`Window.vector` when every feature of z has its column (None otherwise: the Python path grows the rows)."""
+    cdef carray v = clone(_DOUBLES, width, True)
+    cdef tuple t
+    cdef Py_ssize_t j
+    for t in z:
+        col = columns.get(t[0])
+        if col is None:
+            return None
+        j = <Py_ssize_t>col
+        if j >= width:
+            return None
+        v.data.as_doubles[j] = <double>t[1]
+    return v
+
+
+def window_shares(double[::1] points, Py_ssize_t width, Py_ssize_t filled, double[::1] v, Py_ssize_t k,
+                  list labels, list classes):
+    """`Window.predict_proba_one`'s class shares among the k nearest rows (smoothed by 0.5)."""
+    cdef dict counts = dict.fromkeys(classes, 0.5)
+    cdef double total
+    for i in window_nearest(points, width, filled, v, k):
+        c = labels[<Py_ssize_t>i]
+        counts[c] = <double>counts.get(c, 0.5) + 1.0
+    total = <double>k + 0.5 * <double>len(counts)
+    return {c: <double>n / total for c, n in counts.items()}
+
+
+def linear_proba(dict weights, dict bias, list classes, list z):
+    """`Linear._proba(Linear._scores(z))`."""
+    cdef dict scores = {}
+    cdef double total = 0.0, p
+    for c, w in weights.items():
+        scores[c] = linear_score(<dict>w, <double>bias[c], z)
+    if len(classes) < 2:
+        return dict.fromkeys(classes, 1.0)
+    if len(classes) == 2:
+        p = <double>scores[classes[1]]
+        return {classes[0]: 1.0 - p, classes[1]: p}
+    for s in scores.values():
+        total += <double>s
+    if total == 0.0:
+        total = 1.0
+    return {c: <double>scores[c] / total for c in classes}
+
+
+cdef inline double _floored_log(double p, double floor):
+    return log(p if p > floor else floor)
+
+
+def pool_logs(dict tree, dict lin, dict near, double floor):
+    """`Pooled._members`' classes and, per class, each member's floored log-probability (0 for a member with
+    nothing to say)."""
+    cdef list classes = list(tree)
+    cdef list logs = []
+    cdef double a, b, n
+    cdef bint has_tree = len(tree) > 0, has_lin = len(lin) > 0, has_near = near is not None and len(near) > 0
+    if has_lin:
+        for c in lin:
+            if c not in tree:
+                classes.append(c)
+    for c in classes:
+        n = _floored_log(<double>near.get(c, 0.0), floor) if has_near else 0.0
+        a = _floored_log(<double>tree.get(c, 0.0), floor) if has_tree else 0.0
+        b = _floored_log(<double>lin.get(c, 0.0), floor) if has_lin else 0.0
+        logs.append((a, b, n))
+    return classes, logs
+
+
+def pool_softmax(list logs, double w0, double w1, double w2):
+    """`Pooled._pool`: the softmax of the weighted log-probabilities."""
+    cdef Py_ssize_t i, m = len(logs)
+    cdef double top = 0.0, total = 0.0, s
+    cdef tuple t
+    cdef list scores = [], out
+    for i in range(m):
+        t = <tuple>logs[i]
+        s = w0 * <double>t[0] + w1 * <double>t[1] + w2 * <double>t[2]
+        scores.append(s)
+        if i == 0 or s > top:
+            top = s
+    out = []
+    for s in scores:
+        s = exp(s - top)
+        out.append(s)
+        total += s
+    return [<double>s / total for s in out]
+
+
+def pool_gradient(list classes, list logs, list p, y, double rate):
+    """`Pooled.learn_one`'s step: the log-loss gradient of the three weights, scaled down by the spread."""
+    cdef Py_ssize_t i, k = len(logs)
+    cdef double m0 = 0.0, m1 = 0.0, m2 = 0.0, spread = 0.0, step, g, g0 = 0.0, g1 = 0.0, g2 = 0.0
+    cdef double a, b, n
+    cdef tuple t
+    for t in logs:
+        m0 += <double>t[0]
+        m1 += <double>t[1]
+        m2 += <double>t[2]
+    m0, m1, m2 = m0 / k, m1 / k, m2 / k
+    for t in logs:
+        a, b, n = <double>t[0] - m0, <double>t[1] - m1, <double>t[2] - m2
+        spread += pow(a, 2.0) + pow(b, 2.0) + pow(n, 2.0)
+    step = rate / (1 + (1 + 4.0 / k * spread) / 10)
+    for i in range(k):
+        t = <tuple>logs[i]
+        g = step * (<double>(classes[i] == y) - <double>p[i])
+        g0 += g * <double>t[0]
+        g1 += g * <double>t[1]
+        g2 += g * <double>t[2]
+    return g0, g1, g2
