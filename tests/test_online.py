@@ -293,3 +293,26 @@ def test_the_compiled_pool_is_the_python_pool():
             online._compiled = saved
         runs.append((served, pooled.weights, pooled.pool_fast, pooled.tree_fast))
     assert runs[0] == runs[1]
+
+
+def test_the_pool_serves_the_tree_while_the_tree_was_right_more_often_at_the_labels_delay():
+    """The guard judges the pool and the tree by what each gave when a record was scored (labels 300 late
+    here), and serves the tree alone while the pool's recent accuracy is below the tree's."""
+    rng = random.Random(17)
+    data = list(stream(3000, sloped, rng))
+    pooled = make_online_learner(0, "renewing-tree-pool-window")
+    prequential(pooled, data, delay=300)
+    x = {"a": 0.6, "b": 0.4, "c": 0.1}
+    assert 0.9 < pooled.tree_fast < 1 and 0.9 < pooled.pool_fast < 1
+    pooled.pool_fast = pooled.tree_fast + 0.01
+    assert pooled.predict_proba_one(x) != pooled.inner.predict_proba_one(x)  # the pool serves
+    pooled.pool_fast = pooled.tree_fast - 0.01
+    assert pooled.predict_proba_one(x) == pooled.inner.predict_proba_one(x)
+    tree_fast = pooled.tree_fast
+    pooled.learn_one(x, sloped(x))  # scored just above: both trackers learn
+    assert pooled.tree_fast != tree_fast
+    unguarded = make_online_learner(0, "renewing-tree-pool-window")
+    unguarded.guard_alpha = 0.0
+    unguarded.pool_fast = unguarded.tree_fast - 0.5
+    prequential(unguarded, data[:2500])
+    assert unguarded.predict_proba_one(x) != unguarded.inner.predict_proba_one(x)

@@ -236,16 +236,84 @@ def window_vector(list z, dict columns, Py_ssize_t width):
     return v
 
 
-def window_shares(double[::1] points, Py_ssize_t width, Py_ssize_t filled, double[::1] v, Py_ssize_t k,
-                  list labels, list classes):
-    """`Window.predict_proba_one`'s class shares among the k nearest rows (smoothed by 0.5)."""
+def window_shares(carray points, Py_ssize_t width, Py_ssize_t filled, carray v, Py_ssize_t k, list labels,
+                  list classes):
+    """`Window.predict_proba_one`'s class shares among the k nearest rows (`window_nearest`'s), smoothed by 0.5."""
+    cdef double bd[64]
+    cdef Py_ssize_t bi[64]
+    cdef Py_ssize_t i, j, m = 0, base, at
+    cdef double d, t, total, d0, d1, d2, d3, e0, e1, e2, e3
+    cdef double ds[4]
+    cdef Py_ssize_t n4, r
+    cdef double *p = points.data.as_doubles
+    cdef double *q = v.data.as_doubles
     cdef dict counts = dict.fromkeys(classes, 0.5)
-    cdef double total
-    for i in window_nearest(points, width, filled, v, k):
-        c = labels[<Py_ssize_t>i]
+    if k > 64 or k < 1:
+        raise ValueError("k must be in [1, 64]")
+    if len(points) < filled * width or len(v) < width:
+        raise ValueError("points or v too short")
+    i = 0
+    while i < filled:
+        # four rows at a time: four independent sums (each in the Python path's order) instead of one chain
+        n4 = filled - i if filled - i < 4 else 4
+        base = i * width
+        d0 = d1 = d2 = d3 = 0.0
+        if n4 == 4:
+            for j in range(width):
+                t = q[j]
+                e0 = p[base + j] - t
+                e1 = p[base + width + j] - t
+                e2 = p[base + 2 * width + j] - t
+                e3 = p[base + 3 * width + j] - t
+                d0 = d0 + e0 * e0
+                d1 = d1 + e1 * e1
+                d2 = d2 + e2 * e2
+                d3 = d3 + e3 * e3
+        else:
+            for j in range(width):
+                t = q[j]
+                e0 = p[base + j] - t
+                d0 = d0 + e0 * e0
+                if n4 > 1:
+                    e1 = p[base + width + j] - t
+                    d1 = d1 + e1 * e1
+                if n4 > 2:
+                    e2 = p[base + 2 * width + j] - t
+                    d2 = d2 + e2 * e2
+        ds[0], ds[1], ds[2], ds[3] = d0, d1, d2, d3
+        for r in range(n4):
+            d = ds[r]
+            if m == k and d >= bd[k - 1]:
+                continue
+            at = m if m < k else k - 1
+            while at > 0 and bd[at - 1] > d:
+                if at < k:
+                    bd[at] = bd[at - 1]
+                    bi[at] = bi[at - 1]
+                at -= 1
+            bd[at] = d
+            bi[at] = i + r
+            if m < k:
+                m += 1
+        i += n4
+    for i in range(m):
+        c = labels[bi[i]]
         counts[c] = <double>counts.get(c, 0.5) + 1.0
     total = <double>k + 0.5 * <double>len(counts)
     return {c: <double>n / total for c, n in counts.items()}
+
+
+def linear_learn(dict weights, dict bias, list z, y, double rate):
+    """`Linear.learn_one`'s SGD step for a class it knows; returns each weight vector's score before it."""
+    cdef dict scores = {}
+    cdef double p, step
+    for c, w in weights.items():
+        p = linear_score(<dict>w, <double>bias[c], z)
+        scores[c] = p
+        step = rate * (p - (1.0 if c == y else 0.0))
+        bias[c] = <double>bias[c] - step
+        linear_step(<dict>w, z, step)
+    return scores
 
 
 def linear_proba(dict weights, dict bias, list classes, list z):

@@ -265,11 +265,14 @@ class Linear:
         proba = self.predict_proba_one(x)
         return max(proba, key=proba.__getitem__) if proba else None
 
-    def learn_one(self, x: dict[Any, Any], y: Any) -> Any:
+    def learn_one(self, x: dict[Any, Any], y: Any, answer: bool = True) -> Any:
         """Learns (x, y); returns what it predicted for x before learning y (one pass gives the
-        prediction and the gradient)."""
+        prediction and the gradient; None without `answer`)."""
         classes = self.classes
         z = self._features(x, True)
+        if _compiled is not None and y in classes and len(classes) > 1:
+            scores = _compiled.linear_learn(self.weights, self.bias, z, y, self.rate)
+            return top(self._proba(scores)) if answer else None
         scores = self._scores(z)
         proba = self._proba(scores) if classes else {}
         predicted = max(proba, key=proba.__getitem__) if proba else None
@@ -578,7 +581,7 @@ class Pooled(Partnered):
             w0, w1, w2 = self.weights
             self.weights = [1 + keep * (w0 + g0 - 1), keep * (w1 + g1), keep * (w2 + g2)]
         if self.use_linear:
-            self.linear.learn_one(x, y)
+            self.linear.learn_one(x, y, answer=False)
         else:  # its statistics and classes only
             self.linear._features(x, True)
             if y not in self.linear.classes:
