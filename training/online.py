@@ -44,6 +44,8 @@ try:
 except (ImportError, AttributeError):
     _compiled = None
 _nearest = getattr(_compiled, "window_nearest", None)  # Window's search compiled (an older build lacks it)
+# Pooled's arithmetic (and Window's and Linear's around it) compiled; an older build lacks it
+_pooled: Any = _compiled if hasattr(_compiled, "pool_gradient") else None
 
 
 def _top(d: dict[Any, Any]) -> Any:
@@ -253,8 +255,8 @@ class Linear:
 
     def _predict(self, z: list[tuple[Any, float]]) -> dict[Any, float]:
         """P(class) of a standardised record (`_features`)."""
-        if _compiled is not None:
-            proba: dict[Any, float] = _compiled.linear_proba(self.weights, self.bias, self.classes, z)
+        if _pooled is not None:
+            proba: dict[Any, float] = _pooled.linear_proba(self.weights, self.bias, self.classes, z)
             return proba
         return self._proba(self._scores(z))
 
@@ -270,8 +272,8 @@ class Linear:
         prediction and the gradient; None without `answer`)."""
         classes = self.classes
         z = self._features(x, True)
-        if _compiled is not None and y in classes and len(classes) > 1:
-            scores = _compiled.linear_learn(self.weights, self.bias, z, y, self.rate)
+        if _pooled is not None and y in classes and len(classes) > 1:
+            scores = _pooled.linear_learn(self.weights, self.bias, z, y, self.rate)
             return top(self._proba(scores)) if answer else None
         scores = self._scores(z)
         proba = self._proba(scores) if classes else {}
@@ -368,8 +370,8 @@ class Window:
         """A standardised record (`Linear._features`) as a row of the window's columns (a new feature
         adds a column, 0 in the rows before)."""
         columns = self.columns
-        if _compiled is not None:  # no new feature: the row at once (None otherwise)
-            row: array[float] | None = _compiled.window_vector(z, columns, self.width)
+        if _pooled is not None:  # no new feature: the row at once (None otherwise)
+            row: array[float] | None = _pooled.window_vector(z, columns, self.width)
             if row is not None:
                 return row
         for k, _ in z:
@@ -409,8 +411,8 @@ class Window:
         counts = dict.fromkeys(classes, 0.5)  # smoothed: no class is impossible
         if len(v) < self.width:  # scored before a feature added a column
             v = v + array("d", bytes(8 * (self.width - len(v))))
-        if _compiled is not None:
-            shares: dict[Any, float] = _compiled.window_shares(self.points, self.width, min(self.n, self.size), v,
+        if _pooled is not None:
+            shares: dict[Any, float] = _pooled.window_shares(self.points, self.width, min(self.n, self.size), v,
                                                                self.k, labels, classes)
             return shares
         for i in self.nearest(v):
@@ -480,8 +482,8 @@ class Pooled(Partnered):
         if self.window is not None:
             v = self.window.vector(z)
             near = self.window.predict_proba_one(v, linear.classes)
-        if _compiled is not None:
-            return tree, _compiled.pool_logs(tree, lin, near, floor), v
+        if _pooled is not None:
+            return tree, _pooled.pool_logs(tree, lin, near, floor), v
         classes = list(tree)
         if not lin.keys() <= tree.keys():
             classes += [c for c in lin if c not in tree]
@@ -501,8 +503,8 @@ class Pooled(Partnered):
     def _pool(self, logs: list[tuple[float, float, float]]) -> list[float]:
         """The pool's probability of each class (the softmax of its weighted log-probabilities)."""
         w0, w1, w2 = self.weights
-        if _compiled is not None:
-            pooled: list[float] = _compiled.pool_softmax(logs, w0, w1, w2)
+        if _pooled is not None:
+            pooled: list[float] = _pooled.pool_softmax(logs, w0, w1, w2)
             return pooled
         scores = [w0 * a + w1 * b + w2 * c for a, b, c in logs]
         top = max(scores)
@@ -514,8 +516,8 @@ class Pooled(Partnered):
                   y: Any) -> tuple[float, float, float]:
         """drift.arbiter.StackedBlend's step for three members: the gradient of log-loss, smaller the more
         spread the members' log-probabilities are."""
-        if _compiled is not None:
-            g: tuple[float, float, float] = _compiled.pool_gradient(classes, logs, p, y, self.rate)
+        if _pooled is not None:
+            g: tuple[float, float, float] = _pooled.pool_gradient(classes, logs, p, y, self.rate)
             return g
         k = len(logs)
         m0 = m1 = m2 = 0.0
