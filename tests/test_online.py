@@ -198,11 +198,12 @@ def test_the_compiled_linear_arithmetic_is_the_python_arithmetic():
     models = []
     for compiled in (online._compiled, None):
         saved, online._compiled = online._compiled, compiled
+        saved_pooled, online._pooled = online._pooled, compiled and online._pooled
         try:
             model = online.Linear()
             predictions = [(model.predict_proba_one(x), model.learn_one(x, y)) for x, y in data]
         finally:
-            online._compiled = saved
+            online._compiled, online._pooled = saved, saved_pooled
         models.append((predictions, model.weights, model.bias, model.stats))
     assert models[0] == models[1]
 
@@ -263,3 +264,56 @@ def test_the_compiled_window_search_is_the_python_search():
             online._nearest = saved
         window.learn_one(v, rng.randint(0, 2))
     assert window.width == 4 and len(compiled) == 5
+
+
+def test_the_compiled_pool_is_the_python_pool():
+    """Pooled's arithmetic (and Window's and Linear's around it) compiled: the same probabilities and weights,
+    with three classes, text, a feature that appears late, labels late and the guard switching."""
+    import training.online as online
+
+    if online._pooled is None:
+        return  # not built: only the Python path runs
+    rng = random.Random(15)
+    data = []
+    for i in range(3000):
+        x = {"a": rng.gauss(0, 1), "b": rng.random(), "c": rng.choice(["u", "v"])}
+        if i > 1500:
+            x["d"] = rng.random()
+        data.append((x, "pqr"[int(x["a"] > 0) + int(x["b"] > 0.7 if i < 2000 else x["b"] < 0.3)]))
+    runs = []
+    for compiled in (online._pooled, None):
+        saved, online._pooled = online._pooled, compiled
+        try:
+            pooled = make_online_learner(0, "renewing-tree-pool-window")
+            served = []
+            for t, (x, _) in enumerate(data):
+                served.append(pooled.predict_proba_one(x))
+                if t >= 50:
+                    pooled.learn_one(*data[t - 50])
+        finally:
+            online._pooled = saved
+        runs.append((served, pooled.weights, pooled.pool_fast, pooled.tree_fast))
+    assert runs[0] == runs[1]
+
+
+def test_the_pool_serves_the_tree_while_the_tree_was_right_more_often_at_the_labels_delay():
+    """The guard judges the pool and the tree by what each gave when a record was scored (labels 300 late
+    here), and serves the tree alone while the pool's recent accuracy is below the tree's."""
+    rng = random.Random(17)
+    data = list(stream(3000, sloped, rng))
+    pooled = make_online_learner(0, "renewing-tree-pool-window")
+    prequential(pooled, data, delay=300)
+    x = {"a": 0.6, "b": 0.4, "c": 0.1}
+    assert 0.9 < pooled.tree_fast < 1 and 0.9 < pooled.pool_fast < 1
+    pooled.pool_fast = pooled.tree_fast + 0.01
+    assert pooled.predict_proba_one(x) != pooled.inner.predict_proba_one(x)  # the pool serves
+    pooled.pool_fast = pooled.tree_fast - 0.01
+    assert pooled.predict_proba_one(x) == pooled.inner.predict_proba_one(x)
+    tree_fast = pooled.tree_fast
+    pooled.learn_one(x, sloped(x))  # scored just above: both trackers learn
+    assert pooled.tree_fast != tree_fast
+    unguarded = make_online_learner(0, "renewing-tree-pool-window")
+    unguarded.guard_alpha = 0.0
+    unguarded.pool_fast = unguarded.tree_fast - 0.5
+    prequential(unguarded, data[:2500])
+    assert unguarded.predict_proba_one(x) != unguarded.inner.predict_proba_one(x)

@@ -366,3 +366,192 @@ def window_nearest(double[::1] points, Py_ssize_t width, Py_ssize_t filled, doub
         if m < k:
             m += 1
     return [bi[i] for i in range(m)]
+
+
+# -- training.online.Pooled's per-record arithmetic (and Window's and Linear's around it), the same
+# operations in the same order as their Python paths --
+
+from cpython.array cimport array as carray, clone
+
+cdef carray _DOUBLES = carray("d")
+
+
+def window_vector(list z, dict columns, Py_ssize_t width):
+    """`Window.vector` when every feature of z has its column (None otherwise: the Python path grows the rows)."""
+    cdef carray v = clone(_DOUBLES, width, True)
+    cdef tuple t
+    cdef Py_ssize_t j
+    for t in z:
+        col = columns.get(t[0])
+        if col is None:
+            return None
+        j = <Py_ssize_t>col
+        if j >= width:
+            return None
+        v.data.as_doubles[j] = <double>t[1]
+    return v
+
+
+def window_shares(carray points, Py_ssize_t width, Py_ssize_t filled, carray v, Py_ssize_t k, list labels,
+                  list classes):
+    """`Window.predict_proba_one`'s class shares among the k nearest rows (`window_nearest`'s), smoothed by 0.5."""
+    cdef double bd[64]
+    cdef Py_ssize_t bi[64]
+    cdef Py_ssize_t i, j, m = 0, base, at
+    cdef double d, t, total, d0, d1, d2, d3, e0, e1, e2, e3
+    cdef double ds[4]
+    cdef Py_ssize_t n4, r
+    cdef double *p = points.data.as_doubles
+    cdef double *q = v.data.as_doubles
+    cdef dict counts = dict.fromkeys(classes, 0.5)
+    if k > 64 or k < 1:
+        raise ValueError("k must be in [1, 64]")
+    if len(points) < filled * width or len(v) < width:
+        raise ValueError("points or v too short")
+    i = 0
+    while i < filled:
+        # four rows at a time: four independent sums (each in the Python path's order) instead of one chain
+        n4 = filled - i if filled - i < 4 else 4
+        base = i * width
+        d0 = d1 = d2 = d3 = 0.0
+        if n4 == 4:
+            for j in range(width):
+                t = q[j]
+                e0 = p[base + j] - t
+                e1 = p[base + width + j] - t
+                e2 = p[base + 2 * width + j] - t
+                e3 = p[base + 3 * width + j] - t
+                d0 = d0 + e0 * e0
+                d1 = d1 + e1 * e1
+                d2 = d2 + e2 * e2
+                d3 = d3 + e3 * e3
+        else:
+            for j in range(width):
+                t = q[j]
+                e0 = p[base + j] - t
+                d0 = d0 + e0 * e0
+                if n4 > 1:
+                    e1 = p[base + width + j] - t
+                    d1 = d1 + e1 * e1
+                if n4 > 2:
+                    e2 = p[base + 2 * width + j] - t
+                    d2 = d2 + e2 * e2
+        ds[0], ds[1], ds[2], ds[3] = d0, d1, d2, d3
+        for r in range(n4):
+            d = ds[r]
+            if m == k and d >= bd[k - 1]:
+                continue
+            at = m if m < k else k - 1
+            while at > 0 and bd[at - 1] > d:
+                if at < k:
+                    bd[at] = bd[at - 1]
+                    bi[at] = bi[at - 1]
+                at -= 1
+            bd[at] = d
+            bi[at] = i + r
+            if m < k:
+                m += 1
+        i += n4
+    for i in range(m):
+        c = labels[bi[i]]
+        counts[c] = <double>counts.get(c, 0.5) + 1.0
+    total = <double>k + 0.5 * <double>len(counts)
+    return {c: <double>n / total for c, n in counts.items()}
+
+
+def linear_learn(dict weights, dict bias, list z, y, double rate):
+    """`Linear.learn_one`'s SGD step for a class it knows; returns each weight vector's score before it."""
+    cdef dict scores = {}
+    cdef double p, step
+    for c, w in weights.items():
+        p = linear_score(<dict>w, <double>bias[c], z)
+        scores[c] = p
+        step = rate * (p - (1.0 if c == y else 0.0))
+        bias[c] = <double>bias[c] - step
+        linear_step(<dict>w, z, step)
+    return scores
+
+
+def linear_proba(dict weights, dict bias, list classes, list z):
+    """`Linear._proba(Linear._scores(z))`."""
+    cdef dict scores = {}
+    cdef double total = 0.0, p
+    for c, w in weights.items():
+        scores[c] = linear_score(<dict>w, <double>bias[c], z)
+    if len(classes) < 2:
+        return dict.fromkeys(classes, 1.0)
+    if len(classes) == 2:
+        p = <double>scores[classes[1]]
+        return {classes[0]: 1.0 - p, classes[1]: p}
+    for s in scores.values():
+        total += <double>s
+    if total == 0.0:
+        total = 1.0
+    return {c: <double>scores[c] / total for c in classes}
+
+
+cdef inline double _floored_log(double p, double floor):
+    return log(p if p > floor else floor)
+
+
+def pool_logs(dict tree, dict lin, dict near, double floor):
+    """`Pooled._members`' classes and, per class, each member's floored log-probability (0 for a member with
+    nothing to say)."""
+    cdef list classes = list(tree)
+    cdef list logs = []
+    cdef double a, b, n
+    cdef bint has_tree = len(tree) > 0, has_lin = len(lin) > 0, has_near = near is not None and len(near) > 0
+    if has_lin:
+        for c in lin:
+            if c not in tree:
+                classes.append(c)
+    for c in classes:
+        n = _floored_log(<double>near.get(c, 0.0), floor) if has_near else 0.0
+        a = _floored_log(<double>tree.get(c, 0.0), floor) if has_tree else 0.0
+        b = _floored_log(<double>lin.get(c, 0.0), floor) if has_lin else 0.0
+        logs.append((a, b, n))
+    return classes, logs
+
+
+def pool_softmax(list logs, double w0, double w1, double w2):
+    """`Pooled._pool`: the softmax of the weighted log-probabilities."""
+    cdef Py_ssize_t i, m = len(logs)
+    cdef double top = 0.0, total = 0.0, s
+    cdef tuple t
+    cdef list scores = [], out
+    for i in range(m):
+        t = <tuple>logs[i]
+        s = w0 * <double>t[0] + w1 * <double>t[1] + w2 * <double>t[2]
+        scores.append(s)
+        if i == 0 or s > top:
+            top = s
+    out = []
+    for s in scores:
+        s = exp(s - top)
+        out.append(s)
+        total += s
+    return [<double>s / total for s in out]
+
+
+def pool_gradient(list classes, list logs, list p, y, double rate):
+    """`Pooled.learn_one`'s step: the log-loss gradient of the three weights, scaled down by the spread."""
+    cdef Py_ssize_t i, k = len(logs)
+    cdef double m0 = 0.0, m1 = 0.0, m2 = 0.0, spread = 0.0, step, g, g0 = 0.0, g1 = 0.0, g2 = 0.0
+    cdef double a, b, n
+    cdef tuple t
+    for t in logs:
+        m0 += <double>t[0]
+        m1 += <double>t[1]
+        m2 += <double>t[2]
+    m0, m1, m2 = m0 / k, m1 / k, m2 / k
+    for t in logs:
+        a, b, n = <double>t[0] - m0, <double>t[1] - m1, <double>t[2] - m2
+        spread += pow(a, 2.0) + pow(b, 2.0) + pow(n, 2.0)
+    step = rate / (1 + (1 + 4.0 / k * spread) / 10)
+    for i in range(k):
+        t = <tuple>logs[i]
+        g = step * (<double>(classes[i] == y) - <double>p[i])
+        g0 += g * <double>t[0]
+        g1 += g * <double>t[1]
+        g2 += g * <double>t[2]
+    return g0, g1, g2

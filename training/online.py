@@ -44,6 +44,8 @@ try:
 except (ImportError, AttributeError):
     _compiled = None
 _nearest = getattr(_compiled, "window_nearest", None)  # Window's search compiled (an older build lacks it)
+# Pooled's arithmetic (and Window's and Linear's around it) compiled; an older build lacks it
+_pooled: Any = _compiled if hasattr(_compiled, "pool_gradient") else None
 
 
 def _top(d: dict[Any, Any]) -> Any:
@@ -251,18 +253,28 @@ class Linear:
         total = sum(scores.values()) or 1.0
         return {c: scores[c] / total for c in classes}
 
+    def _predict(self, z: list[tuple[Any, float]]) -> dict[Any, float]:
+        """P(class) of a standardised record (`_features`)."""
+        if _pooled is not None:
+            proba: dict[Any, float] = _pooled.linear_proba(self.weights, self.bias, self.classes, z)
+            return proba
+        return self._proba(self._scores(z))
+
     def predict_proba_one(self, x: dict[Any, Any]) -> dict[Any, float]:
-        return self._proba(self._scores(self._features(x, False))) if self.classes else {}
+        return self._predict(self._features(x, False)) if self.classes else {}
 
     def predict_one(self, x: dict[Any, Any]) -> Any:
         proba = self.predict_proba_one(x)
         return max(proba, key=proba.__getitem__) if proba else None
 
-    def learn_one(self, x: dict[Any, Any], y: Any) -> Any:
+    def learn_one(self, x: dict[Any, Any], y: Any, answer: bool = True) -> Any:
         """Learns (x, y); returns what it predicted for x before learning y (one pass gives the
-        prediction and the gradient)."""
+        prediction and the gradient; None without `answer`)."""
         classes = self.classes
         z = self._features(x, True)
+        if _pooled is not None and y in classes and len(classes) > 1:
+            scores = _pooled.linear_learn(self.weights, self.bias, z, y, self.rate)
+            return top(self._proba(scores)) if answer else None
         scores = self._scores(z)
         proba = self._proba(scores) if classes else {}
         predicted = max(proba, key=proba.__getitem__) if proba else None
@@ -286,7 +298,29 @@ class Linear:
         return predicted
 
 
-class WithLinear:
+class Partnered:
+    """A `Renewing` tree with partner models: the serving rule, the learner process and checkpoints ask
+    about the tree's renewals (and whether the record last learned was scored by the serving tree)."""
+
+    inner: Renewing
+
+    @property
+    def renewals(self) -> int:
+        return self.inner.renewals
+
+    @property
+    def fresh(self) -> bool:
+        return self.inner.fresh
+
+    def predict_proba_one(self, x: dict[Any, Any]) -> dict[Any, float]:
+        raise NotImplementedError
+
+    def predict_one(self, x: dict[Any, Any]) -> Any:
+        proba = self.predict_proba_one(x)
+        return max(proba, key=proba.__getitem__) if proba else None
+
+
+class WithLinear(Partnered):
     """A learner (a `Renewing` tree) and a `Linear` model side by side; whichever has the better
     recent labelled accuracy (the same half-life) serves. The tree's accuracy is the one its
     wrapper keeps anyway, so the partner costs only its own arithmetic: it predicts when it serves,
@@ -300,14 +334,6 @@ class WithLinear:
         self.linear_accuracy = 0.5
 
     @property
-    def renewals(self) -> int:
-        return self.inner.renewals
-
-    @property
-    def fresh(self) -> bool:
-        return self.inner.fresh
-
-    @property
     def accuracy(self) -> float:
         """The recent labelled accuracy of whichever serves."""
         return max(self.inner.fast, self.linear_accuracy)
@@ -317,10 +343,6 @@ class WithLinear:
         if self.linear_accuracy > self.inner.fast and self.linear.classes:
             return self.linear.predict_proba_one(x)
         return proba
-
-    def predict_one(self, x: dict[Any, Any]) -> Any:
-        proba = self.predict_proba_one(x)
-        return max(proba, key=proba.__getitem__) if proba else None
 
     def learn_one(self, x: dict[Any, Any], y: Any) -> None:
         self.inner.learn_one(x, y)
@@ -348,6 +370,10 @@ class Window:
         """A standardised record (`Linear._features`) as a row of the window's columns (a new feature
         adds a column, 0 in the rows before)."""
         columns = self.columns
+        if _pooled is not None:  # no new feature: the row at once (None otherwise)
+            row: array[float] | None = _pooled.window_vector(z, columns, self.width)
+            if row is not None:
+                return row
         for k, _ in z:
             if k not in columns:
                 columns[k] = len(columns)
@@ -385,6 +411,10 @@ class Window:
         counts = dict.fromkeys(classes, 0.5)  # smoothed: no class is impossible
         if len(v) < self.width:  # scored before a feature added a column
             v = v + array("d", bytes(8 * (self.width - len(v))))
+        if _pooled is not None:
+            shares: dict[Any, float] = _pooled.window_shares(self.points, self.width, min(self.n, self.size), v,
+                                                               self.k, labels, classes)
+            return shares
         for i in self.nearest(v):
             c = labels[i]
             counts[c] = counts.get(c, 0.5) + 1.0
@@ -400,25 +430,34 @@ class Window:
         self.n += 1
 
 
-class Pooled:
+class Pooled(Partnered):
     """A `Renewing` tree pooled with a `Linear` model (and a nearest-neighbour `Window`, if `window`):
     the served probabilities are a log-linear pool, class c scoring `sum_i w_i log p_i(c)`, whose weights
     are learned from each label (a step on log-loss, as drift.arbiter.StackedBlend's, then a pull of
     `shrink` back to the tree alone). It starts as the tree alone and weights a partner only as far as
     the labels show it right where the tree is wrong, so the tree keeps serving where it is the better
     model, instead of whichever was more accurate lately serving whole (`WithLinear`).
+
+    With labels late the weights judge the members on a past the stream may have left (a window of the
+    last labelled records is worth less when its newest record is 500 old). So, if `guard`, the pool
+    serves only while its recent labelled accuracy (half-life `guard` labels) is at least the tree's,
+    both judged by what they gave when each record was scored, that is at the deployment's label delay;
+    else the tree alone serves (the pool keeps learning).
     """
 
     def __init__(self, inner: Renewing, *, window: bool = False, linear: bool = True, rate: float = 0.05,
-                 shrink: float = 0.005, floor: float = 1e-4, cache: int = 4096):
+                 shrink: float = 0.005, floor: float = 1e-4, cache: int = 4096, guard: int = 500):
         self.inner = inner
         self.linear = Linear()  # without `linear`, only its running statistics (the window's scaling) learn
         self.use_linear = linear
         self.window = Window() if window else None
         self.weights = [1.0, 0.0, 0.0]  # tree, linear, window
         self.rate, self.shrink, self.floor, self.cache_size = rate, shrink, floor, cache
-        # id(record) -> (record, features, window vector, the pool's probabilities, the weights that gave them)
-        self._scored: dict[int, tuple[dict[Any, Any], Any, Any, list[float], list[float]]] = {}
+        self.guard_alpha = 1 - 0.5 ** (1 / guard) if guard else 0.0
+        self.pool_fast = self.tree_fast = 0.5  # recent labelled accuracy of the pool and of the tree (`guard`)
+        # id(record) -> (record, (classes, logs), window vector, the pool's probabilities, the weights that gave
+        # them, the tree's class, the pool's class)
+        self._scored: dict[int, tuple[dict[Any, Any], Any, Any, list[float], list[float], Any, Any]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -426,34 +465,28 @@ class Pooled:
         return state
 
     @property
-    def renewals(self) -> int:
-        return self.inner.renewals
-
-    @property
-    def fresh(self) -> bool:
-        return self.inner.fresh
-
-    @property
     def accuracy(self) -> float:
         return self.inner.accuracy
 
-    def _members(self, x: dict[Any, Any]) -> tuple[Any, Any]:
-        """The record's classes, per class each member's log-probability (floored; 0 for a member
-        with nothing to say), and the record's window vector."""
+    def _members(self, x: dict[Any, Any]) -> tuple[dict[Any, float], Any, Any]:
+        """The tree's probabilities, the record's classes and per class each member's log-probability
+        (floored; 0 for a member with nothing to say), and the record's window vector."""
         tree = self.inner.predict_proba_one(x)
         linear = self.linear
         floor, log = self.floor, math.log
         if not linear.classes:
-            return (list(tree), [(log(p if p > floor else floor), 0.0, 0.0) for p in tree.values()]), None
+            return tree, (list(tree), [(log(p if p > floor else floor), 0.0, 0.0) for p in tree.values()]), None
         z = linear._features(x, False)
-        lin = linear._proba(linear._scores(z)) if self.use_linear else {}
-        classes = list(tree)
-        if not lin.keys() <= tree.keys():
-            classes += [c for c in lin if c not in tree]
+        lin = linear._predict(z) if self.use_linear else {}
         v = near = None
         if self.window is not None:
             v = self.window.vector(z)
             near = self.window.predict_proba_one(v, linear.classes)
+        if _pooled is not None:
+            return tree, _pooled.pool_logs(tree, lin, near, floor), v
+        classes = list(tree)
+        if not lin.keys() <= tree.keys():
+            classes += [c for c in lin if c not in tree]
         tget, lget = tree.get, lin.get
         logs = []
         for c in classes:
@@ -465,38 +498,73 @@ class Pooled:
                 n = 0.0
             la = log(a if a > floor else floor) if tree else 0.0
             logs.append((la, log(b if b > floor else floor) if lin else 0.0, n))
-        return (classes, logs), v
+        return tree, (classes, logs), v
 
     def _pool(self, logs: list[tuple[float, float, float]]) -> list[float]:
         """The pool's probability of each class (the softmax of its weighted log-probabilities)."""
         w0, w1, w2 = self.weights
+        if _pooled is not None:
+            pooled: list[float] = _pooled.pool_softmax(logs, w0, w1, w2)
+            return pooled
         scores = [w0 * a + w1 * b + w2 * c for a, b, c in logs]
         top = max(scores)
         exps = [math.exp(s - top) for s in scores]
         total = sum(exps)
         return [e / total for e in exps]
 
+    def _gradient(self, classes: list[Any], logs: list[tuple[float, float, float]], p: list[float],
+                  y: Any) -> tuple[float, float, float]:
+        """drift.arbiter.StackedBlend's step for three members: the gradient of log-loss, smaller the more
+        spread the members' log-probabilities are."""
+        if _pooled is not None:
+            g: tuple[float, float, float] = _pooled.pool_gradient(classes, logs, p, y, self.rate)
+            return g
+        k = len(logs)
+        m0 = m1 = m2 = 0.0
+        for a, b, n in logs:
+            m0, m1, m2 = m0 + a, m1 + b, m2 + n
+        m0, m1, m2 = m0 / k, m1 / k, m2 / k
+        spread = 0.0
+        for a, b, n in logs:
+            spread += (a - m0) ** 2 + (b - m1) ** 2 + (n - m2) ** 2
+        step = self.rate / (1 + (1 + 4 / k * spread) / 10)
+        g0 = g1 = g2 = 0.0
+        for c, (a, b, n), pc in zip(classes, logs, p, strict=True):
+            gc = step * ((c == y) - pc)
+            g0 += gc * a
+            g1 += gc * b
+            g2 += gc * n
+        return g0, g1, g2
+
     def predict_proba_one(self, x: dict[Any, Any]) -> dict[Any, float]:
-        features, v = self._members(x)
+        tree, features, v = self._members(x)
         scored = self._scored
         if len(scored) >= self.cache_size:
             del scored[next(iter(scored))]
         weights = self.weights
-        p = self._pool(features[1]) if features[0] else []
-        scored[id(x)] = (x, features, v, p, weights)
-        return dict(zip(features[0], p, strict=True))
-
-    def predict_one(self, x: dict[Any, Any]) -> Any:
-        proba = self.predict_proba_one(x)
-        return max(proba, key=proba.__getitem__) if proba else None
+        classes = features[0]
+        if not classes:
+            scored[id(x)] = (x, features, v, [], weights, None, None)
+            return {}
+        p = self._pool(features[1])
+        proba = dict(zip(classes, p, strict=True))
+        tree_class, pool_class = top(tree) if tree else None, top(proba)
+        scored[id(x)] = (x, features, v, p, weights, tree_class, pool_class)
+        if self.pool_fast < self.tree_fast and self.guard_alpha:
+            return tree
+        return proba
 
     def learn_one(self, x: dict[Any, Any], y: Any) -> None:
         kept = self._scored.pop(id(x), None)
+        p: list[float] | None = None
         if kept is None or kept[0] is not x:
-            features, v = self._members(x)
-            p = None
+            _, features, v = self._members(x)
         else:
-            _, features, v, p, weights = kept
+            _, features, v, p, weights, tree_class, pool_class = kept
+            if self.guard_alpha and tree_class is not None:
+                a = self.guard_alpha
+                self.pool_fast += a * ((pool_class == y) - self.pool_fast)
+                self.tree_fast += a * ((tree_class == y) - self.tree_fast)
             if weights is not self.weights:  # learned since it was scored: the pool's output has changed
                 p = None
         inner = self.inner
@@ -507,30 +575,15 @@ class Pooled:
             # A fresh tree serves: what the pool learned of the old one says nothing of it (nor of how the
             # partners compare with it), so the pool starts again as the tree alone.
             self.weights = [1.0, 0.0, 0.0]
+            self.pool_fast = self.tree_fast = inner.fast
         classes, logs = features
         if not renewed and inner.fresh and len(classes) > 1 and y in classes:  # (not scored by the old tree)
-            # The pool's step (drift.arbiter.StackedBlend's, for three members): the gradient of log-loss,
-            # smaller the more spread the members' log-probabilities are, then the pull back to the tree.
-            k = len(logs)
-            m0 = m1 = m2 = 0.0
-            for a, b, n in logs:
-                m0, m1, m2 = m0 + a, m1 + b, m2 + n
-            m0, m1, m2 = m0 / k, m1 / k, m2 / k
-            spread = 0.0
-            for a, b, n in logs:
-                spread += (a - m0) ** 2 + (b - m1) ** 2 + (n - m2) ** 2
-            step = self.rate / (1 + (1 + 4 / k * spread) / 10)
-            g0 = g1 = g2 = 0.0
-            for c, (a, b, n), pc in zip(classes, logs, p or self._pool(logs), strict=True):
-                g = step * ((c == y) - pc)
-                g0 += g * a
-                g1 += g * b
-                g2 += g * n
+            g0, g1, g2 = self._gradient(classes, logs, p or self._pool(logs), y)
             keep = 1 - self.shrink
             w0, w1, w2 = self.weights
             self.weights = [1 + keep * (w0 + g0 - 1), keep * (w1 + g1), keep * (w2 + g2)]
         if self.use_linear:
-            self.linear.learn_one(x, y)
+            self.linear.learn_one(x, y, answer=False)
         else:  # its statistics and classes only
             self.linear._features(x, True)
             if y not in self.linear.classes:
