@@ -170,7 +170,7 @@ def monitor_sizes(monitor: Any) -> dict[str, int]:
     sizes = {"pending": len(monitor._pending), "pending_bytes": monitor._pending_bytes, "done": len(monitor._done),
              "positions": len(monitor._positions), "labelled_rows": len(monitor._labelled_rows),
              "events": len(monitor.events), "decisions": len(monitor.decisions), "outcomes": len(monitor.outcomes),
-             "incident_of": len(monitor._incident_of), "error_positions": len(watch._error_positions),
+             "incident_of": len(monitor._incident_of), "error_position_runs": watch._error_positions.runs,
              "probe_online": len(watch._probe_online), "blocks": sys.getallocatedblocks(),
              "threads": threading.active_count()}
     return sizes

@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import math
 from array import array
+from bisect import bisect_right
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +66,57 @@ class Step:
 
     events: list[DriftEvent] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
+
+
+class PositionRuns:
+    """Index (0, 1, 2, ...) -> labelled position, kept as runs of consecutive positions: a label a
+    record, the usual case, is one run however long ADWIN's window grows between changes (a
+    position each was 8 bytes a label, for as long as a champion served). Indexes before
+    `drop_before`'s are forgotten."""
+
+    __slots__ = ("_firsts", "_last", "_n", "_starts")
+
+    def __init__(self) -> None:
+        self._starts = array("q")  # the index at which each run starts
+        self._firsts = array("q")  # the labelled position it starts at
+        self._n = 0
+        self._last = -2
+
+    def append(self, labelled: int) -> None:
+        if labelled != self._last + 1:
+            self._starts.append(self._n)
+            self._firsts.append(labelled)
+        self._last = labelled
+        self._n += 1
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index: int) -> int:
+        k = max(bisect_right(self._starts, index) - 1, 0)
+        return self._firsts[k] + index - self._starts[k]
+
+    def __iter__(self) -> Iterator[int]:
+        return (self[i] for i in range(self.first, self._n))
+
+    @property
+    def first(self) -> int:
+        """The oldest index still known."""
+        return self._starts[0] if self._starts else self._n
+
+    @property
+    def runs(self) -> int:
+        return len(self._starts)
+
+    @property
+    def nbytes(self) -> int:
+        return 2 * self._starts.itemsize * len(self._starts)
+
+    def drop_before(self, index: int) -> None:
+        k = bisect_right(self._starts, index) - 1
+        if k > 0:
+            del self._starts[:k]
+            del self._firsts[:k]
 
 
 class DriftWatch:
@@ -109,11 +161,8 @@ class DriftWatch:
         self.data_detector: DataDriftDetector | None = None
         self.prediction_detector: PredictionDriftDetector | None = None
         self.model: dict[str, Any] = {}
-        # Error-stream index (from _error_base on) -> labelled position. ADWIN's cut is never older
-        # than its window, so the entries before the window are dropped: one per label would grow
-        # for as long as a champion serves (8 bytes each in an array, 36 in a list of ints).
-        self._error_positions = array("q")
-        self._error_base = 0
+        # Error-stream index -> labelled position, for ADWIN's cut (`_event`).
+        self._error_positions = PositionRuns()
         self.trained_on: tuple[int, int] | None = None  # labelled positions the champion was trained on
         self.since = 0  # labelled position at which the champion began serving
         self.probe: tuple[int, int] | None = None  # archive: (change at, judge at), labelled positions
@@ -161,7 +210,7 @@ class DriftWatch:
         self.estimate.reset("blend")
         self._recent.clear()
         self.error_detector.reset()
-        self._error_positions, self._error_base = array("q"), 0
+        self._error_positions = PositionRuns()
         if self.gap_detector is not None:
             self.gap_detector.reset()
         if self.holdout_detector is not None:
@@ -285,12 +334,9 @@ class DriftWatch:
         return step
 
     def _trim_error_positions(self) -> None:
-        """Drop the positions before ADWIN's window, once they are half of those kept: a later
-        cut (`n_seen - width`, the width growing by one a label at most) never reaches them."""
-        before = self.error_detector.n_seen - self.error_detector.width - self._error_base
-        if before * 2 > len(self._error_positions):
-            del self._error_positions[:before]
-            self._error_base += before
+        """Drop the positions before ADWIN's window: a later cut (`n_seen - width`, the width
+        growing by one a label at most) never reaches them."""
+        self._error_positions.drop_before(self.error_detector.n_seen - self.error_detector.width)
 
     def _event(self, detector: DriftDetector[Any], index: int, labelled: int,
                context: dict[str, Any] | None) -> DriftEvent:
@@ -302,7 +348,7 @@ class DriftWatch:
             window.update(labelled=evidence["window"], change_at_labelled=labelled)
             if detector is self.error_detector and self.error_detector.change_at is not None:
                 positions = self._error_positions
-                evidence["adwin_change_at_labelled"] = positions[min(self.error_detector.change_at - self._error_base,
+                evidence["adwin_change_at_labelled"] = positions[min(self.error_detector.change_at,
                                                                      len(positions) - 1)]
         else:
             window["records"] = evidence["window"]

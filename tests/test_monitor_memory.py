@@ -7,13 +7,12 @@ from __future__ import annotations
 import gc
 import itertools
 import random
-import sys
 import threading
 import tracemalloc
 from collections import deque
 from types import SimpleNamespace
 
-from drift.watch import DriftWatch, Observation
+from drift.watch import DriftWatch, Observation, PositionRuns
 from driftctl.messages import Label
 from driftctl.settings import DriftSettings, Settings
 from driftctl.stores.ledger import Ledger
@@ -84,13 +83,26 @@ def test_the_error_positions_keep_only_adwin_s_window_and_map_its_cut_as_before(
                 cuts.append(event.evidence["adwin_change_at_labelled"])
                 detector = watch.error_detector
                 assert event.evidence["adwin_change_at_labelled"] == full[min(detector.change_at, len(full) - 1)]
-        longest = max(longest, len(watch._error_positions))
+        longest = max(longest, watch._error_positions.runs)
         detector = watch.error_detector
         # Nothing a later cut can reach (n_seen - width on) was dropped, and nothing else lost.
-        assert watch._error_base <= detector.n_seen - detector.width
-        assert watch._error_base + len(watch._error_positions) == detector.n_seen
+        assert watch._error_positions.first <= detector.n_seen - detector.width
+        assert len(watch._error_positions) == detector.n_seen
     assert len(cuts) >= 2  # the changes were found, their cuts mapped as by the full map
-    assert longest < 60_000 / 2  # the stable stretches (15,000 labels each) were dropped behind ADWIN
+    # A run per label skipped (a seventh of them); the stable stretches (15,000 labels) dropped behind ADWIN.
+    assert longest < 60_000 / 7 / 2
+
+
+def test_consecutive_labelled_positions_are_one_run_however_many():
+    runs = PositionRuns()
+    for labelled in range(5, 100_005):
+        runs.append(labelled)
+    assert (runs.runs, len(runs), runs[0], runs[99_999]) == (1, 100_000, 5, 100_004)
+    runs.append(200_000)  # a gap: labels not observed
+    runs.append(200_001)
+    assert (runs.runs, runs[99_999], runs[100_000], runs[100_001]) == (2, 100_004, 200_000, 200_001)
+    runs.drop_before(100_001)
+    assert (runs.runs, runs.first, runs[100_001], list(runs)) == (1, 100_000, 200_001, [200_000, 200_001])
 
 
 def test_the_monitor_s_state_is_the_same_size_after_2n_records_as_after_n(tmp_path):
@@ -135,20 +147,20 @@ def test_the_monitor_s_state_is_the_same_size_after_2n_records_as_after_n(tmp_pa
     try:
         feed(n)
         gc.collect()
-        after_n, map_n = tracemalloc.get_traced_memory()[0], sys.getsizeof(mon.watch._error_positions)
+        after_n, map_n = tracemalloc.get_traced_memory()[0], mon.watch._error_positions.nbytes
         feed(n)
         gc.collect()
-        after_2n, map_2n = tracemalloc.get_traced_memory()[0], sys.getsizeof(mon.watch._error_positions)
+        after_2n, map_2n = tracemalloc.get_traced_memory()[0], mon.watch._error_positions.nbytes
     finally:
         tracemalloc.stop()
     assert mon.labelled == 2_000 + 2 * n - 300 and mon.joined_predictions == mon.labelled
     assert len(mon._done) == 1_000 and len(mon._positions) == 1_000 and len(mon._pending) <= 301
-    # What may still grow: the watch's error-position map, 8 bytes a label while ADWIN's window
-    # widens (a stable stream like this one; cut back at each change), counted apart. Anything else
-    # gaining an object per record costs 30-150 bytes a record (the finished ids uncapped: ~150;
-    # the map as it was, a list of ints: 36). Left for noise, 8 bytes a record: windows still filling
-    # (the gap detector's 500 pairs), objects from free lists made before tracing (measured: ~3.5).
-    assert map_2n - map_n <= 9 * n
+    # The watch's error-position map is runs of consecutive labels: a label a record is one run,
+    # however wide ADWIN's window grows (it was 8 bytes a label). Anything gaining an object per
+    # record costs 30-150 bytes a record (the finished ids uncapped: ~150). Left for noise, 8 bytes a
+    # record: windows still filling (the gap detector's 500 pairs), objects from free lists made
+    # before tracing (measured: ~3.5).
+    assert map_2n - map_n <= 64
     assert (after_2n - after_n) - (map_2n - map_n) < 8 * n, (after_n, after_2n, map_n, map_2n)
     mon.ledger.close()
 
