@@ -132,6 +132,8 @@ VARIANTS: dict[str, Variant] = {
     # ... and only when the features moved too (a data-drift window around the change: a covariate shift).
     "after+first-covariate": ({"first_train_fall": "covariate"}, {}),
     # Round 7 (speed): candidate windows judged by cheap fits (40, 20 or 10 iterations), the winner fitted in full.
+    # Round 11: each retrain also fits a logistic regression on each window (DriftSettings.candidate_recipes).
+    "after+logistic": ({"candidate_recipes": ("gradient-boosting", "logistic")}, {}),
     "after+judge20": ({"candidate_judge_iterations": 20}, {}),
     "after+judge10": ({"candidate_judge_iterations": 10}, {}),
     "after+judge40": ({"candidate_judge_iterations": 40}, {}),

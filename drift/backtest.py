@@ -528,7 +528,8 @@ class Backtest:
         try:
             challenge = train_challenger(self.features.iloc[start:end], pd.Series(self.labels[start:end]), None,
                                          holdout_fraction=self.settings.holdout_fraction,
-                                         margin=self.settings.promote_margin, random_state=self.seed)
+                                         margin=self.settings.promote_margin, random_state=self.seed,
+                                         recipes=self.settings.candidate_recipes)
         except TooLittleData:
             if self.bootstrap.in_flight != "early":
                 raise
@@ -632,7 +633,8 @@ class Backtest:
                                          holdout_fraction=self.settings.holdout_fraction,
                                          margin=self.settings.promote_margin, random_state=self.seed,
                                          tails=decision.candidates, z=decision.promote_z,
-                                         judge_iterations=self.settings.candidate_judge_iterations)
+                                         judge_iterations=self.settings.candidate_judge_iterations,
+                                         recipes=self.settings.candidate_recipes)
         except TooLittleData as exc:
             outcome = {"promoted": False, "reason": str(exc)}
         else:

@@ -173,6 +173,12 @@ class DriftSettings(BaseModel):
     candidate_windows: bool = Field(True, description="each retrain fits candidate windows (the policy's, its "
                                     "newest half, and the champion's rows plus the new ones, at most "
                                     "max_train_rows) judged on the same newest holdout; the best one challenges")
+    # Round 11 (benchmarks/results/decisions.md): opt-in. Full scale 22 -> 25 of 28 accuracy goals (SEA's linear
+    # boundary), held out +0.45 / +0.47 points mean; but Elec2 d=500 retrains 7 -> 13 (its retrain goal lost), and
+    # held out SEA 3 x0+x1 covariate -2.7 / -3.5.
+    candidate_recipes: tuple[Literal["gradient-boosting", "logistic"], ...] = Field(
+        ("gradient-boosting",), min_length=1, description="recipes each retrain fits on each candidate window, "
+        "judged on the same holdout (training.recipes): gradient-boosting, logistic")
     candidate_judge_iterations: int = Field(0, ge=0, description="judge the candidate windows by fits of this many "
                                             "boosting iterations and fit only the winner in full "
                                             "(training.evaluate.train_challenger); 0: each in full")

@@ -34,7 +34,7 @@ from serving.kafka_io import read_ranges
 from serving.promotion import Change, ChangeFailed, Lease, change_champion, reconcile
 from training.datasets import FeatureSchema, join_labelled
 from training.evaluate import Evaluation, train_challenger
-from training.recipes import RECIPES
+from training.recipes import RECIPES, recipe_of
 from training.registry import LoadedModel, ModelRef, Registry, iso_time
 
 RECIPE = RECIPES[0]
@@ -153,7 +153,8 @@ def train_and_evaluate(frame: pd.DataFrame, target: pd.Series, champion: LoadedM
         challenge = train_challenger(frame, target, champion_model, recipe=RECIPE,
                                      holdout_fraction=settings.drift.holdout_fraction,
                                      margin=settings.drift.promote_margin, tails=tails, z=z,
-                                     judge_iterations=settings.drift.candidate_judge_iterations)
+                                     judge_iterations=settings.drift.candidate_judge_iterations,
+                                     recipes=settings.drift.candidate_recipes)
     return challenge.model, challenge.evaluation, challenge.seconds, challenge.rows
 
 
@@ -202,11 +203,11 @@ def record_candidate(registry: Registry, model: Any, frame: pd.DataFrame, target
         "driftctl.window_positions": f"{window.positions[0]}-{window.positions[1]}",
         "driftctl.data_span": f"{iso_time(window.first_ts)}/{iso_time(window.last_ts)}",  # an ISO 8601 interval
         "driftctl.trained_at": iso_time(time.time()),
-        "driftctl.model_kind": f"{RECIPE}: {type(model.named_steps['model']).__name__}",
+        "driftctl.model_kind": f"{recipe_of(model)}: {type(model.named_steps['model']).__name__}",
         "driftctl.decision": "promoted" if evaluation.promote else "rejected",
         "driftctl.decision_reason": evaluation.reason,
     }
-    params = {"recipe": RECIPE, "promote_margin": settings.drift.promote_margin,
+    params = {"recipe": recipe_of(model), "promote_margin": settings.drift.promote_margin,
               "holdout_fraction": settings.drift.holdout_fraction,
               **{f"model.{k}": v for k, v in model.named_steps["model"].get_params().items()}}
     documents = {"evidence/trigger.json": trigger.model_dump(mode="json"),

@@ -3,9 +3,11 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from training.datasets import TooLittleData, join_labelled, split_holdout, to_frame
+from training.compiled import compile_verified
+from training.datasets import FeatureSchema, TooLittleData, join_labelled, split_holdout, to_frame
 from training.evaluate import compare, train_challenger
-from training.recipes import RECIPES, make_classifier
+from training.recipes import RECIPES, make_classifier, recipe_of
+from training.trust import untrusted_types
 
 
 def frame(n=400, seed=0):
@@ -19,7 +21,8 @@ def frame(n=400, seed=0):
 
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_recipe_contract_clone_fit_and_no_input_mutation(recipe):
-    X, y = frame()
+    X, _ = frame()
+    y = ((X["b"] > 0) | (X["site"] == "süd")).astype(int)  # a rule each recipe can draw (logistic: no XOR)
     before = X.copy()
     model = make_classifier(recipe)
     fitted = clone(model).fit(X, y)
@@ -28,6 +31,11 @@ def test_recipe_contract_clone_fit_and_no_input_mutation(recipe):
     assert set(model.get_params()) == set(clone(model).get_params())
     unseen = X.head(5).assign(site="west")
     assert len(fitted.predict(unseen)) == 5
+    assert untrusted_types(fitted) == []  # registered and loaded under the allowlist (training.trust)
+    compiled = compile_verified(fitted, FeatureSchema.from_frame(X))  # the scorer's per-record path
+    assert compiled is not None
+    np.testing.assert_allclose(compiled.predict_proba(X.head(50).to_dict("records")),
+                               fitted.predict_proba(X.head(50)), atol=1e-9)
 
 
 def test_unknown_recipe_lists_valid_ones():
@@ -108,3 +116,19 @@ def test_cheap_judging_picks_the_same_window_and_fits_the_winner_in_full():
     # The winner is fitted in full before it faces the champion: the same verdict as full judging.
     assert cheap.evaluation == full.evaluation
     assert cheap.model.get_params()["model__max_iter"] == full.model.get_params()["model__max_iter"] == 100
+
+
+def test_candidate_recipes_are_judged_on_the_same_holdout_and_the_winner_is_named():
+    rng = np.random.default_rng(2)
+    x = pd.DataFrame({"a": rng.uniform(0, 10, size=600), "b": rng.uniform(0, 10, size=600)})
+    y = pd.Series((x["a"] + x["b"] <= 9).astype(int))  # SEA's boundary: a line, drawn by trees in steps
+    boosted = train_challenger(x, y, None, holdout_fraction=0.3, margin=0.0)
+    both = train_challenger(x, y, None, holdout_fraction=0.3, margin=0.0, recipes=("gradient-boosting", "logistic"))
+    assert (boosted.recipe, recipe_of(boosted.model)) == ("gradient-boosting", "gradient-boosting")
+    assert (both.recipe, recipe_of(both.model)) == ("logistic", "logistic")
+    assert both.evaluation.challenger_accuracy > boosted.evaluation.challenger_accuracy
+    assert "recipe logistic (the best of 2)" in both.evaluation.reason
+    # A constant label: every candidate ties, the first recipe wins.
+    constant = train_challenger(x, (x["a"] >= 0).astype(int).where(x.index > 0, 0), None, holdout_fraction=0.3,
+                                margin=0.0, recipes=("gradient-boosting", "logistic"))
+    assert constant.recipe == "gradient-boosting"

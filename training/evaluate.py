@@ -70,12 +70,13 @@ class Challenge:
     evaluation: Evaluation
     seconds: float
     rows: int = 0
+    recipe: str = "gradient-boosting"  # the recipe of the candidate that won (`recipes`)
 
 
 def train_challenger(frame: pd.DataFrame, target: pd.Series, champion: Predictor | None, *, holdout_fraction: float,
                      margin: float, recipe: str = "gradient-boosting", random_state: int = 0,
                      tails: Sequence[int] = (), judge_iterations: int = 0,
-                     z: float | None = None) -> Challenge:
+                     z: float | None = None, recipes: Sequence[str] = ()) -> Challenge:
     """The one trainer and promotion decision, shared by the retrain flow and the backtest.
 
     Trains on the older rows of the window, judges challenger and champion on the newest
@@ -90,6 +91,8 @@ def train_challenger(frame: pd.DataFrame, target: pd.Series, champion: Predictor
     (`DriftSettings.candidate_judge_iterations`): the candidates are judged by fits of that many boosting
     iterations (at a learning rate that keeps the same total step) and only the winner is fitted in full;
     0: each is fitted in full. `z`: the challenger must also win significantly (`compare`).
+    `recipes` (`DriftSettings.candidate_recipes`; default: `recipe` alone): each window is fitted by
+    each recipe, judged on the same holdout (the first recipe wins a tie).
     """
     if not tails:
         tails = (len(frame),)
@@ -103,11 +106,13 @@ def train_challenger(frame: pd.DataFrame, target: pd.Series, champion: Predictor
         begin, end = len(frame) - tail, len(frame) - holdout
         if tail not in windows and end - begin >= 50 and target.iloc[begin:end].nunique() >= 2:
             windows.append(tail)
+    candidates = [(tail, name) for tail in windows for name in (recipes or (recipe,))]
 
-    def fit(tail: int, iterations: int = 0) -> Any:
+    def fit(candidate: tuple[int, str], iterations: int = 0) -> Any:
         """A candidate trained on its rows older than the holdout."""
-        model = make_classifier(recipe, random_state=random_state)
-        if iterations:
+        tail, name = candidate
+        model = make_classifier(name, random_state=random_state)
+        if iterations and name == "gradient-boosting":
             full, rate = model.get_params()["model__max_iter"], model.get_params()["model__learning_rate"]
             model.set_params(model__max_iter=iterations, model__learning_rate=min(1.0, rate * full / iterations))
         if tail == first:
@@ -115,29 +120,31 @@ def train_challenger(frame: pd.DataFrame, target: pd.Series, champion: Predictor
         begin, end = len(frame) - tail, len(frame) - holdout
         return model.fit(frame.iloc[begin:end], target.iloc[begin:end])
 
-    def judged(tail: int) -> tuple[Any, float]:
+    def judged(candidate: tuple[int, str]) -> tuple[Any, float]:
         with threadpool_limits(limits=1, user_api="openmp"):  # a thread's own limit: one core per fit
-            model = fit(tail, judge_iterations)
+            model = fit(candidate, judge_iterations)
             return model, float(accuracy_score(y_holdout, model.predict(X_holdout)))
 
     started = time.perf_counter()
-    if len(windows) == 1:
-        challenger, rows = fit(first), first
+    if len(candidates) == 1:
+        challenger, (rows, name) = fit(candidates[0]), candidates[0]
     else:
         # The candidates are fitted side by side, a thread each (the fits release the GIL; beside busy
         # threads a fit mostly waits to take it back, and the waits overlap); the most accurate wins,
         # the first on a tie. With `judge_iterations`, cheap fits rank them, the winner is fitted in full.
-        with ThreadPoolExecutor(len(windows)) as pool:
-            models, scores = zip(*pool.map(judged, windows), strict=True)
+        with ThreadPoolExecutor(len(candidates)) as pool:
+            models, scores = zip(*pool.map(judged, candidates), strict=True)
         best = scores.index(max(scores))
-        rows = windows[best]
-        challenger = fit(rows) if judge_iterations else models[best]
+        rows, name = candidates[best]
+        challenger = fit(candidates[best]) if judge_iterations else models[best]
     seconds = time.perf_counter() - started
     evaluation = compare(challenger, champion, X_holdout, y_holdout, margin=margin, z=z)
     if rows != first:
         evaluation = replace(evaluation, reason=f"{evaluation.reason}; trained on the newest {rows} rows "
                                                 f"(the best of {len(tails)} windows)")
+    if len(recipes) > 1:
+        evaluation = replace(evaluation, reason=f"{evaluation.reason}; recipe {name} (the best of {len(recipes)})")
     if evaluation.promote:
-        challenger = make_classifier(recipe, random_state=random_state).fit(frame.iloc[len(frame) - rows:],
-                                                                           target.iloc[len(frame) - rows:])
-    return Challenge(challenger, evaluation, seconds, rows)
+        challenger = make_classifier(name, random_state=random_state).fit(frame.iloc[len(frame) - rows:],
+                                                                         target.iloc[len(frame) - rows:])
+    return Challenge(challenger, evaluation, seconds, rows, name)

@@ -7,16 +7,20 @@ from typing import Any, Protocol
 from sklearn.compose import ColumnTransformer, make_column_selector
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-RECIPES = ("gradient-boosting",)
+RECIPES = ("gradient-boosting", "logistic")
 MAX_CATEGORIES = 64
 
 
 def make_classifier(recipe: str = "gradient-boosting", *, random_state: int = 0) -> Pipeline:
     """Numbers imputed by median, categories one-hot encoded (unseen ones ignored; at most
-    `MAX_CATEGORIES` columns per feature, the rarest grouped, so an id-like column stays cheap)."""
+    `MAX_CATEGORIES` columns per feature, the rarest grouped, so an id-like column stays cheap).
+    `gradient-boosting`: a histogram gradient boosting classifier; `logistic`: the same columns
+    standardised, a logistic regression (a linear boundary learned from few rows, where trees
+    approximate it by steps)."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; valid recipes: {', '.join(RECIPES)}")
     features = ColumnTransformer(
@@ -29,8 +33,17 @@ def make_classifier(recipe: str = "gradient-boosting", *, random_state: int = 0)
              make_column_selector(dtype_exclude="number")),
         ]
     )
+    if recipe == "logistic":
+        linear = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1_000))
+        return Pipeline([("features", features), ("model", linear)])
     model = HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, random_state=random_state)
     return Pipeline([("features", features), ("model", model)])
+
+
+def recipe_of(model: Any) -> str:
+    """The recipe that made a fitted `make_classifier` pipeline."""
+    step = model.named_steps["model"]
+    return "logistic" if isinstance(step, Pipeline) and isinstance(step[-1], LogisticRegression) else RECIPES[0]
 
 
 ONLINE_LEARNERS = ("hoeffding-tree", "renewing-hoeffding-tree", "eager-hoeffding-tree", "renewing-eager-hoeffding-tree",
