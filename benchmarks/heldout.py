@@ -139,7 +139,13 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     """'pay5=drift.retrain_pay=0.05,policy=drift' -> ('pay5', {'drift.retrain_pay': 0.05, 'policy': 'drift'})"""
     name, _, rest = text.partition("=")
     overrides: dict[str, Any] = {}
-    for item in filter(None, rest.split(",")):
+    items: list[str] = []
+    for piece in filter(None, rest.split(",")):  # a piece without "=" continues a JSON list: a,b in ["a","b"]
+        if items and "=" not in piece:
+            items[-1] += "," + piece
+        else:
+            items.append(piece)
+    for item in items:
         key, _, value = item.partition("=")
         if key != "policy" and not key.startswith(("drift.", "serving.")):
             raise SystemExit(f"variant {name!r}: {key!r} is not policy, drift.FIELD or serving.FIELD")
