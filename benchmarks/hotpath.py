@@ -49,7 +49,8 @@ class StandInProducer:
         self.keep = keep
         self.kept: list[tuple[bytes, bytes]] = []
 
-    def send(self, topic: str, key: bytes | None = None, value: bytes | None = None) -> _Acked:
+    def send(self, topic: str, key: bytes | None = None, value: bytes | None = None,
+             timestamp_ms: int | None = None) -> _Acked:
         if topic == self.keep and key is not None and value is not None:
             self.kept.append((key, value))
         return _Acked()

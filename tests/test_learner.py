@@ -100,7 +100,7 @@ def test_a_scorer_whose_learner_process_cannot_run_learns_inline(tmp_path, monke
         def __init__(self):
             self.sent = []
 
-        def send(self, topic, key=None, value=None):
+        def send(self, topic, key=None, value=None, timestamp_ms=None):
             self.sent.append((topic, value))
             return Acked()
 
