@@ -58,7 +58,7 @@ class DriftPolicy:
                  regrow: bool = False, max_train_rows: int | None = None, early_train_rows: int | None = None,
                  first_train_rows: int | None = None, regrow_when_stale: bool = False,
                  first_train_z: float | None = None, first_then_full: bool = False, pay: float | None = None,
-                 backoff_max: int = 3):
+                 backoff_max: int = 3, pay_realised: bool = False):
         if min_train_rows < 1:
             raise ValueError(f"min_train_rows must be at least 1, got {min_train_rows!r}")
         if data_persistence < 1:
@@ -77,6 +77,7 @@ class DriftPolicy:
         self.first_then_full = first_then_full
         self.pay = pay
         self.backoff_max = backoff_max
+        self.pay_realised = pay_realised
         self.unpaid = 0  # pay: retrains in a row that bought less than `pay` over what was served
         self.backoff_until = 0  # pay: no retrain before this labelled position
         self._reset()
@@ -280,7 +281,11 @@ class DriftPolicy:
         change_at = self.change_at
         first = (concept and self.first_tried and self.window is not None and change_at is not None
                  and self.window[1] - change_at < self.min_train_rows)
-        if self.pay is not None and bought is not None and not first:
+        # pay_realised: a promotion that passed the gate is judged by what it realises once serving (`paid`,
+        # from DriftWatch), not at the gate: under continuous drift with late labels the gate flatters
+        # every challenger, and a reset there undid each back-off the realised verdict had set.
+        provisional = self.pay_realised and promoted and bought is not None and bought >= (self.pay or 0.0)
+        if self.pay is not None and bought is not None and not first and not provisional:
             # A first try's few holdout rows say little of what retrains buy: only full ones are counted.
             self.paid(bought, labelled if window_end is None else min(window_end, labelled))
         if first and not promoted:

@@ -134,7 +134,8 @@ class DriftWatch:
                                   regrow_when_stale=settings.regrow_when_stale,
                                   first_train_z=settings.first_train_z,
                                   first_then_full=settings.first_then_full,
-                                  pay=settings.retrain_pay, backoff_max=settings.retrain_backoff_max)
+                                  pay=settings.retrain_pay, backoff_max=settings.retrain_backoff_max,
+                                  pay_realised=settings.retrain_pay_realised)
         self.bootstrap = Bootstrap.from_settings(settings)  # the first champion (late labels: a provisional one)
         # regrow_when_stale: the last gap_window labels' outcomes, champion and online learner.
         self._recent: deque[tuple[bool, bool]] = deque(maxlen=settings.gap_window)
