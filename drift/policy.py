@@ -337,7 +337,8 @@ class DriftPolicy:
             self.unpaid, self.backoff_until = 0, 0
             return
         self.unpaid += 1
-        self.backoff_until = end + self.cooldown * 2 ** min(self.unpaid - 1, self.backoff_max)
+        # pay_realised: the first wait is twice the cooldown (one cooldown is what any promotion waits anyway).
+        self.backoff_until = end + self.cooldown * 2 ** min(self.unpaid - 1 + self.pay_realised, self.backoff_max)
 
     def on_reinstated(self, *, labelled: int) -> None:
         """An archived champion came back (no training): the pending change is answered."""

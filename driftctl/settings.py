@@ -220,8 +220,8 @@ class DriftSettings(BaseModel):
                                      "x 2^this")
     retrain_pay_realised: bool = Field(False, description="with retrain_pay: a promoted challenger counts as paid "
                                        "only once its first gap_window served labels beat the online learner "
-                                       "alone by retrain_pay (not already when it wins the gate), so retrains "
-                                       "that keep not paying back off ever longer")
+                                       "alone by retrain_pay (not already when it wins the gate); after k unpaid "
+                                       "retrains in a row the wait is cooldown x 2^k (not 2^(k-1))")
     archive: bool = Field(True, description="after a concept drift, earlier champions compete on the labelled "
                                              "records since the change; the best is reinstated without training")
     archive_probe: int = Field(300, ge=50, description="labelled records after the change the archive is judged on")

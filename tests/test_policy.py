@@ -184,3 +184,20 @@ def test_a_first_try_is_not_counted_against_what_retrains_buy():
     policy.on_retrain_finished(promoted=False, labelled=1100, bought=-0.2)  # lost on its 30 holdout rows
     assert policy.unpaid == 0 and policy.backoff_until == 0
     assert policy.on_labelled(2000).window == (1000, 2000)  # the full window follows, as without `pay`
+
+
+def test_with_pay_realised_a_promotion_that_wins_the_gate_pays_only_once_realised():
+    policy = DriftPolicy(min_train_rows=100, cooldown=500, pay=0.02, backoff_max=3, pay_realised=True)
+    policy.on_retrain_finished(promoted=True, labelled=1100, bought=0.01)
+    policy.paid(-0.03, 1600)  # its realised gain over the online learner, once serving
+    assert policy.unpaid == 2 and policy.backoff_until == 1600 + 500 * 4  # cooldown x 2^k
+    # A promotion that flatters at the gate no longer resets the back-off: only a realised gain does.
+    policy.on_retrain_finished(promoted=True, labelled=2100, bought=0.15)
+    assert policy.unpaid == 2 and policy.backoff_until == 3600
+    policy.paid(-0.03, 2600)
+    assert policy.unpaid == 3 and policy.backoff_until == 2600 + 500 * 8
+    policy.paid(0.05, 3000)
+    assert policy.unpaid == 0 and policy.backoff_until == 0
+    # A rejected challenger is still judged at the gate.
+    policy.on_retrain_finished(promoted=False, labelled=3100, bought=0.0)
+    assert policy.unpaid == 1 and policy.backoff_until == 3100 + 500 * 2
