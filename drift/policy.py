@@ -78,6 +78,7 @@ class DriftPolicy:
         self.pay = pay
         self.backoff_max = backoff_max
         self.pay_realised = pay_realised
+        self.lied = 0  # promotions in a row whose gate claimed `pay` and that did not realise it once serving
         self.unpaid = 0  # pay: retrains in a row that bought less than `pay` over what was served
         self.backoff_until = 0  # pay: no retrain before this labelled position
         self._reset()
@@ -281,10 +282,14 @@ class DriftPolicy:
         change_at = self.change_at
         first = (concept and self.first_tried and self.window is not None and change_at is not None
                  and self.window[1] - change_at < self.min_train_rows)
-        # pay_realised: a promotion that passed the gate is judged by what it realises once serving (`paid`,
-        # from DriftWatch), not at the gate: under continuous drift with late labels the gate flatters
-        # every challenger, and a reset there undid each back-off the realised verdict had set.
-        provisional = self.pay_realised and promoted and bought is not None and bought >= (self.pay or 0.0)
+        # pay_realised: once two promotions in a row claimed at the gate to pay and did not once serving
+        # (`paid(realised=True)`, from DriftWatch), the gate is not trusted: a promotion is judged by what it
+        # realises. Under continuous drift with late labels the gate flatters every challenger, and a reset
+        # there undid each back-off the realised verdict had set (RandomRBF drift, d=500: 11 retrains).
+        provisional = (self.pay_realised and self.lied >= 2 and promoted and bought is not None
+                       and bought >= (self.pay or 0.0))
+        if promoted and bought is not None and bought < (self.pay or 0.0) and self.lied < 2:
+            self.lied = 0  # a promotion that claimed nothing: the two are no longer in a row
         if self.pay is not None and bought is not None and not first and not provisional:
             # A first try's few holdout rows say little of what retrains buy: only full ones are counted.
             self.paid(bought, labelled if window_end is None else min(window_end, labelled))
@@ -317,7 +322,7 @@ class DriftPolicy:
             assert change_at is not None  # a first try follows a change
             self.grow_from, self.grow_at = change_at, change_at + self.min_train_rows
 
-    def paid(self, bought: float, end: int) -> None:
+    def paid(self, bought: float, end: int, realised: bool = False) -> None:
         """A retrain bought `bought` accuracy over what was served on its holdout: less than `pay`, k
         times in a row, and the next waits cooldown x 2^(k-1) from `end` (a stream the serving rule
         already follows pays for few retrains); `pay` or more and the wait is over.
@@ -335,10 +340,17 @@ class DriftPolicy:
         """
         if bought >= (self.pay or 0.0):
             self.unpaid, self.backoff_until = 0, 0
+            if realised:
+                self.lied = 0
             return
         self.unpaid += 1
-        # pay_realised: the first wait is twice the cooldown (one cooldown is what any promotion waits anyway).
-        self.backoff_until = end + self.cooldown * 2 ** min(self.unpaid - 1 + self.pay_realised, self.backoff_max)
+        if realised:
+            self.lied += 1
+        # pay_realised, the gate distrusted: the gate resets it undid are counted, and each wait is doubled.
+        distrust = self.pay_realised and self.lied >= 2
+        if distrust:
+            self.unpaid = max(self.unpaid, self.lied)
+        self.backoff_until = end + self.cooldown * 2 ** min(self.unpaid - 1 + distrust, self.backoff_max)
 
     def on_reinstated(self, *, labelled: int) -> None:
         """An archived champion came back (no training): the pending change is answered."""

@@ -544,7 +544,7 @@ class DriftWatch:
         after[2] += online_right
         if after[0] >= self.settings.gap_window:
             self._after = None
-            self.policy.paid((after[1] - after[2]) / after[0], position + 1)
+            self.policy.paid((after[1] - after[2]) / after[0], position + 1, realised=True)
 
     def bought(self, accuracy: float | None, holdout: tuple[int, int] | None) -> float | None:
         """What a challenger of holdout `accuracy` on labelled positions `holdout` (start, end) buys over the

@@ -218,10 +218,12 @@ class DriftSettings(BaseModel):
                                       "2^retrain_backoff_max); one that did resets it. None: off")
     retrain_backoff_max: int = Field(3, ge=0, le=10, description="with retrain_pay: the longest wait is cooldown "
                                      "x 2^this")
-    retrain_pay_realised: bool = Field(False, description="with retrain_pay: a promoted challenger counts as paid "
-                                       "only once its first gap_window served labels beat the online learner "
-                                       "alone by retrain_pay (not already when it wins the gate); after k unpaid "
-                                       "retrains in a row the wait is cooldown x 2^k (not 2^(k-1))")
+    # Round 12 (decrbf, benchmarks/results/round12-decrbf.md): opt-in.
+    retrain_pay_realised: bool = Field(False, description="with retrain_pay: once two promotions in a row won the "
+                                       "gate claiming retrain_pay and then did not beat the online learner alone by "
+                                       "it on their first gap_window served labels, the gate is not trusted: a "
+                                       "promotion counts as paid only once realised, and each back-off wait "
+                                       "doubles (cooldown x 2^k); a realised gain trusts it again")
     archive: bool = Field(True, description="after a concept drift, earlier champions compete on the labelled "
                                              "records since the change; the best is reinstated without training")
     archive_probe: int = Field(300, ge=50, description="labelled records after the change the archive is judged on")

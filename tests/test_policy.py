@@ -186,18 +186,31 @@ def test_a_first_try_is_not_counted_against_what_retrains_buy():
     assert policy.on_labelled(2000).window == (1000, 2000)  # the full window follows, as without `pay`
 
 
-def test_with_pay_realised_a_promotion_that_wins_the_gate_pays_only_once_realised():
+
+def test_with_pay_realised_two_promotions_in_a_row_that_did_not_realise_their_gain_distrust_the_gate():
     policy = DriftPolicy(min_train_rows=100, cooldown=500, pay=0.02, backoff_max=3, pay_realised=True)
-    policy.on_retrain_finished(promoted=True, labelled=1100, bought=0.01)
-    policy.paid(-0.03, 1600)  # its realised gain over the online learner, once serving
-    assert policy.unpaid == 2 and policy.backoff_until == 1600 + 500 * 4  # cooldown x 2^k
-    # A promotion that flatters at the gate no longer resets the back-off: only a realised gain does.
+    # The gate claimed each pays; once serving, neither beat the online learner.
+    policy.on_retrain_finished(promoted=True, labelled=1100, bought=0.15)
+    policy.paid(-0.03, 1600, realised=True)
+    assert policy.unpaid == 1 and policy.backoff_until == 1600 + 500  # one: as without pay_realised
     policy.on_retrain_finished(promoted=True, labelled=2100, bought=0.15)
-    assert policy.unpaid == 2 and policy.backoff_until == 3600
-    policy.paid(-0.03, 2600)
-    assert policy.unpaid == 3 and policy.backoff_until == 2600 + 500 * 8
-    policy.paid(0.05, 3000)
-    assert policy.unpaid == 0 and policy.backoff_until == 0
-    # A rejected challenger is still judged at the gate.
-    policy.on_retrain_finished(promoted=False, labelled=3100, bought=0.0)
-    assert policy.unpaid == 1 and policy.backoff_until == 3100 + 500 * 2
+    assert policy.unpaid == 0  # the gate is still trusted
+    policy.paid(-0.03, 2600, realised=True)
+    assert policy.unpaid == 2 and policy.backoff_until == 2600 + 500 * 4  # two: both counted, the wait doubled
+    # Distrusted, a gate win no longer resets the back-off; only a realised gain does.
+    policy.on_retrain_finished(promoted=True, labelled=7100, bought=0.15)
+    assert policy.unpaid == 2 and policy.backoff_until == 4600
+    policy.paid(-0.03, 7600, realised=True)
+    assert policy.unpaid == 3 and policy.backoff_until == 7600 + 500 * 8
+    policy.paid(0.05, 9000, realised=True)
+    assert policy.unpaid == 0 and policy.backoff_until == 0 and policy.lied == 0
+
+
+def test_with_pay_realised_a_promotion_that_claimed_nothing_breaks_the_row():
+    policy = DriftPolicy(min_train_rows=100, cooldown=500, pay=0.02, pay_realised=True)
+    policy.on_retrain_finished(promoted=True, labelled=1100, bought=0.15)
+    policy.paid(-0.03, 1600, realised=True)
+    policy.on_retrain_finished(promoted=True, labelled=2100, bought=0.0)  # judged at the gate, as ever
+    policy.on_retrain_finished(promoted=True, labelled=4100, bought=0.15)
+    policy.paid(-0.03, 4600, realised=True)
+    assert policy.lied == 1 and policy.backoff_until == 4600 + 500
