@@ -91,8 +91,9 @@ VARIANTS: dict[str, Variant] = {
     # Round 10 (declearn3): the renewing tree pooled with a logistic regression (and a nearest-neighbour
     # window), the pool's weights learned from the labels (training.online.Pooled).
     "after+pool": ({}, {"online_learner": "renewing-tree-pool"}),
-    # Round 12 (decrbf): a promotion counts as paid only once its realised gain over the online learner is in.
-    "after+realised": ({"retrain_pay_realised": True}, {}),
+    # Round 12 (decrbf): the defaults before retrain_pay_realised (the gate trusted however often its promotions
+    # did not realise their gain once serving).
+    "after-realised": ({"retrain_pay_realised": False}, {}),
     "after+pool-window": ({}, {"online_learner": "renewing-tree-pool-window"}),
     "after+window": ({}, {"online_learner": "renewing-tree-window"}),
     # A new champion's first labels against its holdout accuracy (the blind spot of the error-rate ADWIN).
