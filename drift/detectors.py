@@ -370,6 +370,7 @@ class DataDriftDetector(DriftDetector[dict[str, Any]]):
         return self
 
     def _test(self, rows: list[dict[str, Any]]) -> None:
+        self.last_rows = rows
         names = list(self._numeric)
         matrix = _matrix(rows, names)  # one conversion for all columns (None: a gap or a non-number)
         if matrix is None:

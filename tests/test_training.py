@@ -132,3 +132,19 @@ def test_candidate_recipes_are_judged_on_the_same_holdout_and_the_winner_is_name
     constant = train_challenger(x, (x["a"] >= 0).astype(int).where(x.index > 0, 0), None, holdout_fraction=0.3,
                                 margin=0.0, recipes=("gradient-boosting", "logistic"))
     assert constant.recipe == "gradient-boosting"
+
+
+def test_a_recipe_switch_must_beat_the_incumbent_recipe_by_the_margin():
+    rng = np.random.default_rng(2)
+    x = pd.DataFrame({"a": rng.uniform(0, 10, size=600), "b": rng.uniform(0, 10, size=600)})
+    y = pd.Series((x["a"] + x["b"] <= 9).astype(int))
+    both = ("gradient-boosting", "logistic")
+    lead = (train_challenger(x, y, None, holdout_fraction=0.3, margin=0.0, recipes=both).evaluation.challenger_accuracy
+            - train_challenger(x, y, None, holdout_fraction=0.3, margin=0.0).evaluation.challenger_accuracy)
+    assert lead > 0
+    # The first champion's incumbent is the first recipe: logistic leads by less than the margin, boosting stays.
+    assert train_challenger(x, y, None, holdout_fraction=0.3, margin=lead + 0.001, recipes=both).recipe == both[0]
+    assert train_challenger(x, y, None, holdout_fraction=0.3, margin=lead - 0.001, recipes=both).recipe == both[1]
+    # Against a logistic champion, logistic is the incumbent: it keeps the window's best score unhandicapped.
+    linear = make_classifier("logistic").fit(x, y)
+    assert train_challenger(x, y, linear, holdout_fraction=0.3, margin=lead + 0.001, recipes=both).recipe == both[1]

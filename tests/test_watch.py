@@ -541,3 +541,20 @@ def test_a_covariate_first_try_needs_the_features_to_have_moved():
     assert [end - start for start, end in _covariate_windows("covariate")] == [300, 1500]
     assert [end - start for start, end in _covariate_windows("covariate", moved=False)] == [1500]
     assert [end - start for start, end in _covariate_windows("both")] == [1500]
+
+
+def test_a_retrain_the_champion_survived_rebases_the_data_detector_on_the_shifted_features():
+    rng = random.Random(3)
+    watch = DriftWatch(DriftSettings(**{**QUIET, "data_window": 200}))
+    watch.on_champion({"version": 1}, [{"x": rng.gauss(0, 1)} for _ in range(500)])
+
+    def shifted(n, start):
+        fired = 0
+        for k in range(start, start + n):
+            step = watch.observe(Observation(features={"x": rng.gauss(3, 1)}), index=k, labelled=0)
+            fired += sum(e.kind == "data" for e in step.events)
+        return fired
+
+    assert shifted(400, 0) > 0  # the shift is seen against the champion's training rows
+    watch.retrain_finished(promoted=False, labelled=0)  # a challenger on the new rows did not beat it
+    assert shifted(1_000, 400) == 0  # the shifted features are the reference now: no alarm again

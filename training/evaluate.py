@@ -15,7 +15,7 @@ from sklearn.metrics import accuracy_score
 from threadpoolctl import threadpool_limits
 
 from training.datasets import split_holdout
-from training.recipes import make_classifier
+from training.recipes import make_classifier, recipe_of
 
 
 class Predictor(Protocol):
@@ -134,6 +134,14 @@ def train_challenger(frame: pd.DataFrame, target: pd.Series, champion: Predictor
         # the first on a tie. With `judge_iterations`, cheap fits rank them, the winner is fitted in full.
         with ThreadPoolExecutor(len(candidates)) as pool:
             models, scores = zip(*pool.map(judged, candidates), strict=True)
+        # A recipe switch must earn it: a candidate of another recipe than the incumbent's (the champion's, or
+        # the first recipe's for the first champion) ranks by its holdout accuracy less `margin`. Picking the
+        # best of twice the candidates on one holdout otherwise wins near ties by luck: a lucky linear fit that
+        # extrapolates badly after a covariate shift, and on a noisy stream challengers that keep "winning".
+        incumbent = recipe_of(champion) if champion is not None and hasattr(champion, "named_steps") else \
+            (recipes or (recipe,))[0]
+        scores = tuple(score - (margin if name != incumbent else 0.0)
+                       for score, (_, name) in zip(scores, candidates, strict=True))
         best = scores.index(max(scores))
         rows, name = candidates[best]
         challenger = fit(candidates[best]) if judge_iterations else models[best]
