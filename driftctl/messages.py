@@ -16,7 +16,9 @@ Two kinds, for speed:
 
 import time
 import uuid
+from collections.abc import Sequence
 from enum import Enum
+from itertools import compress
 from typing import Any, ClassVar, NotRequired, Self, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -243,9 +245,18 @@ class TrainingWindow(Message):
         record; the window covers each partition's smallest to largest offset."""
         if not rows:
             raise ValueError(f"no labelled records in positions {positions}")
-        # By columns, min and max in C: the monitor makes one every `checkpoint_every` labelled records
-        # over `scheduled_rows` of them (a tuple at a time, ~4 us a record of the monitor's CPU).
         t_parts, t_offs, l_parts, l_offs, stamps = zip(*rows, strict=True)
+        return cls.from_columns(t_parts, t_offs, l_parts, l_offs, stamps, bootstrap_servers=bootstrap_servers,
+                                telemetry_topic=telemetry_topic, labels_topic=labels_topic, positions=positions)
+
+    @classmethod
+    def from_columns(cls, t_parts: Sequence[int], t_offs: Sequence[int], l_parts: Sequence[int],
+                     l_offs: Sequence[int], stamps: Sequence[float], *, bootstrap_servers: str,
+                     telemetry_topic: str, labels_topic: str, positions: tuple[int, int]) -> "TrainingWindow":
+        """As `from_positions`, from its five columns: min and max in C, no tuple a record (the
+        monitor makes one every `checkpoint_every` labelled records over `scheduled_rows` of them)."""
+        if not len(stamps):
+            raise ValueError(f"no labelled records in positions {positions}")
         return cls(bootstrap_servers=bootstrap_servers, telemetry_topic=telemetry_topic, labels_topic=labels_topic,
                    telemetry=_spans(t_parts, t_offs), labels=_spans(l_parts, l_offs), positions=positions,
                    first_ts=min(stamps), last_ts=max(stamps))
@@ -256,11 +267,12 @@ class TrainingWindow(Message):
         return f"{self.telemetry_topic}[{spans(self.telemetry)}]+{self.labels_topic}[{spans(self.labels)}]"
 
 
-def _spans(partitions: tuple[int, ...], offsets: tuple[int, ...]) -> dict[int, tuple[int, int]]:
-    """Each partition's [smallest offset, largest + 1)."""
+def _spans(partitions: Sequence[int], offsets: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """Each partition's [smallest offset, largest + 1), in order of first appearance."""
     if partitions.count(partitions[0]) == len(partitions):  # one partition (or all rows on one)
         return {partitions[0]: (min(offsets), max(offsets) + 1)}
-    by_partition: dict[int, list[int]] = {}
-    for partition, offset in zip(partitions, offsets, strict=True):
-        by_partition.setdefault(partition, []).append(offset)
-    return {p: (min(o), max(o) + 1) for p, o in by_partition.items()}
+    spans = {}
+    for partition in dict.fromkeys(partitions):  # a few partitions: a pass over the columns each, in C
+        mine = list(compress(offsets, map(partition.__eq__, partitions)))
+        spans[partition] = (min(mine), max(mine) + 1)
+    return spans

@@ -812,10 +812,9 @@ class Monitor:
             log.warning("window %d-%d: positions before %d are no longer kept (retrain.positions_kept=%d); "
                         "the window starts there", start, end, base, self.settings.retrain.positions_kept)
             start = base
-        rows = self._positions.rows(start - base, end - base)
-        return TrainingWindow.from_positions(rows, bootstrap_servers=self.bootstrap,
-                                             telemetry_topic=self.topics.telemetry, labels_topic=self.topics.labels,
-                                             positions=(start, end))
+        return TrainingWindow.from_columns(*self._positions.columns(start - base, end - base),
+                                           bootstrap_servers=self.bootstrap, telemetry_topic=self.topics.telemetry,
+                                           labels_topic=self.topics.labels, positions=(start, end))
 
     def _start_retrain(self, decision: Decision) -> None:
         assert decision.window is not None  # every RETRAIN decision carries the window to learn from
@@ -896,6 +895,18 @@ class PositionRing:
             i = (oldest + j) % self.size
             rows.append((t_parts[i], t_offs[i], l_parts[i], l_offs[i], self._ts[i]))
         return rows
+
+    def columns(self, start: int, end: int) -> tuple[array, array, array, array, array]:
+        """Rows [start, end) of those kept, oldest first, as five arrays (slices copied in C)."""
+        kept = len(self)
+        start, end = max(0, start), max(min(end, kept), max(0, start))
+        first, last = (self._count - kept + start) % self.size, (self._count - kept + end) % self.size
+        if end - start == 0:
+            return tuple(column[:0] for column in (*self._ints, self._ts))  # type: ignore[return-value]
+        if first < last or (last == 0 and end > start):
+            stop = last or self.size
+            return tuple(column[first:stop] for column in (*self._ints, self._ts))  # type: ignore[return-value]
+        return tuple(column[first:] + column[:last] for column in (*self._ints, self._ts))  # type: ignore[return-value]
 
 
 def _sides(state: dict) -> int:
