@@ -61,6 +61,10 @@ TELEMETRY, LABEL, PREDICTION, EVICTED = 1, 2, 4, 8
 # holds (a step of one partition spans partitions-times as much of the stream), which bounds the
 # overshoot.
 PACE_SKEW_MS, PACE_RECORDS = 0, 2000
+# A turn that read fewer than TURN_RECORDS is followed by a wait until TURN_SECONDS have passed since it
+# began: a monitor that keeps up with its scorer otherwise turned every few milliseconds, each turn a
+# poll of its nine consumers, a commit and a flush for a few dozen records, CPU the scorer needed.
+TURN_RECORDS, TURN_SECONDS = 2000, 0.1
 BOOTSTRAP_RETRY = 30.0  # seconds between tries of a bootstrap retrain that failed
 # What the join counts for an entry besides its telemetry as received (the entry's dict, its id,
 # the ordered map's node, positions and small values; a label's or prediction's message adds its own
@@ -234,6 +238,7 @@ class Monitor:
                 self._collect_retrain()
                 self.records.flush()  # what waits for the ledger, when a try is due
                 self._collect_archive()
+                turn = time.monotonic()
                 batch = reader.poll(timeout_ms=self.settings.serving.poll_timeout_ms)
                 heartbeat.beat(consumers, records=self.telemetry_seen, extra=self.vitals,
                                dead_letters=self.dead_letters,
@@ -249,6 +254,8 @@ class Monitor:
                 if batch:
                     producer.flush()
                     reader.commit("monitor")
+                    if sum(len(messages) for _, messages in batch) < TURN_RECORDS:
+                        self.stop.wait(TURN_SECONDS - (time.monotonic() - turn))
         finally:
             self._safely("incidents not flushed to the ledger", self.incidents.flush)
             if not self.records.flush(now=True):
