@@ -61,9 +61,10 @@ TELEMETRY, LABEL, PREDICTION, EVICTED = 1, 2, 4, 8
 # holds (a step of one partition spans partitions-times as much of the stream), which bounds the
 # overshoot.
 PACE_SKEW_MS, PACE_RECORDS = 0, 2000
-# A turn that read fewer than TURN_RECORDS is followed by a wait until TURN_SECONDS have passed since it
-# began: a monitor that keeps up with its scorer otherwise turned every few milliseconds, each turn a
-# poll of its nine consumers, a commit and a flush for a few dozen records, CPU the scorer needed.
+# A turn that read fewer than TURN_RECORDS and drained what it read (each partition to its high
+# watermark: no backlog) is followed by a wait until TURN_SECONDS have passed since it began: a monitor
+# that keeps up with its scorer otherwise turned every few milliseconds, each turn polls of its nine
+# consumers, a commit and a flush for a few dozen records, CPU the scorer needed on two cores.
 TURN_RECORDS, TURN_SECONDS = 2000, 0.1
 BOOTSTRAP_RETRY = 30.0  # seconds between tries of a bootstrap retrain that failed
 # What the join counts for an entry besides its telemetry as received (the entry's dict, its id,
@@ -254,7 +255,7 @@ class Monitor:
                 if batch:
                     producer.flush()
                     reader.commit("monitor")
-                    if sum(len(messages) for _, messages in batch) < TURN_RECORDS:
+                    if reader.drained and sum(len(messages) for _, messages in batch) < TURN_RECORDS:
                         self.stop.wait(TURN_SECONDS - (time.monotonic() - turn))
         finally:
             self._safely("incidents not flushed to the ledger", self.incidents.flush)
@@ -906,14 +907,16 @@ class PositionRing:
     def columns(self, start: int, end: int) -> tuple[array, array, array, array, array]:
         """Rows [start, end) of those kept, oldest first, as five arrays (slices copied in C)."""
         kept = len(self)
-        start, end = max(0, start), max(min(end, kept), max(0, start))
-        first, last = (self._count - kept + start) % self.size, (self._count - kept + end) % self.size
-        if end - start == 0:
-            return tuple(column[:0] for column in (*self._ints, self._ts))  # type: ignore[return-value]
-        if first < last or (last == 0 and end > start):
-            stop = last or self.size
-            return tuple(column[first:stop] for column in (*self._ints, self._ts))  # type: ignore[return-value]
-        return tuple(column[first:] + column[:last] for column in (*self._ints, self._ts))  # type: ignore[return-value]
+        start = max(0, start)
+        end = max(min(end, kept), start)
+        first = (self._count - kept + start) % self.size
+        kept_columns: list[array] = [*self._ints, self._ts]
+        if first + end - start <= self.size:  # no wrap inside the span
+            t_parts, t_offs, l_parts, l_offs, ts = (c[first:first + end - start] for c in kept_columns)
+        else:
+            last = first + end - start - self.size
+            t_parts, t_offs, l_parts, l_offs, ts = (c[first:] + c[:last] for c in kept_columns)
+        return t_parts, t_offs, l_parts, l_offs, ts
 
 
 def _sides(state: dict) -> int:
