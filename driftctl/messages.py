@@ -16,9 +16,11 @@ Two kinds, for speed:
 
 import time
 import uuid
+from collections.abc import Sequence
 from enum import Enum
 from typing import Any, ClassVar, NotRequired, Self, TypedDict
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 RECORD_VERSION = 1  # of Telemetry, Label and Prediction
@@ -243,12 +245,21 @@ class TrainingWindow(Message):
         record; the window covers each partition's smallest to largest offset."""
         if not rows:
             raise ValueError(f"no labelled records in positions {positions}")
-        # By columns, min and max in C: the monitor makes one every `checkpoint_every` labelled records
-        # over `scheduled_rows` of them (a tuple at a time, ~4 us a record of the monitor's CPU).
         t_parts, t_offs, l_parts, l_offs, stamps = zip(*rows, strict=True)
+        return cls.from_columns(t_parts, t_offs, l_parts, l_offs, stamps, bootstrap_servers=bootstrap_servers,
+                                telemetry_topic=telemetry_topic, labels_topic=labels_topic, positions=positions)
+
+    @classmethod
+    def from_columns(cls, t_parts: Sequence[int], t_offs: Sequence[int], l_parts: Sequence[int],
+                     l_offs: Sequence[int], stamps: Sequence[float], *, bootstrap_servers: str,
+                     telemetry_topic: str, labels_topic: str, positions: tuple[int, int]) -> "TrainingWindow":
+        """As `from_positions`, from its five columns: min and max in C, no tuple a record (the
+        monitor makes one every `checkpoint_every` labelled records over `scheduled_rows` of them)."""
+        if not len(stamps):
+            raise ValueError(f"no labelled records in positions {positions}")
         return cls(bootstrap_servers=bootstrap_servers, telemetry_topic=telemetry_topic, labels_topic=labels_topic,
                    telemetry=_spans(t_parts, t_offs), labels=_spans(l_parts, l_offs), positions=positions,
-                   first_ts=min(stamps), last_ts=max(stamps))
+                   first_ts=float(np.min(stamps)), last_ts=float(np.max(stamps)))
 
     def describe(self) -> str:
         def spans(ranges: dict[int, tuple[int, int]]) -> str:
@@ -256,11 +267,13 @@ class TrainingWindow(Message):
         return f"{self.telemetry_topic}[{spans(self.telemetry)}]+{self.labels_topic}[{spans(self.labels)}]"
 
 
-def _spans(partitions: tuple[int, ...], offsets: tuple[int, ...]) -> dict[int, tuple[int, int]]:
-    """Each partition's [smallest offset, largest + 1)."""
-    if partitions.count(partitions[0]) == len(partitions):  # one partition (or all rows on one)
-        return {partitions[0]: (min(offsets), max(offsets) + 1)}
-    by_partition: dict[int, list[int]] = {}
-    for partition, offset in zip(partitions, offsets, strict=True):
-        by_partition.setdefault(partition, []).append(offset)
-    return {p: (min(o), max(o) + 1) for p, o in by_partition.items()}
+def _spans(partitions: Sequence[int], offsets: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """Each partition's [smallest offset, largest + 1), in order of first appearance; by numpy's
+    columns (a Python loop over 2,000 offsets a checkpoint was most of its cost)."""
+    parts, offs = np.asarray(partitions, dtype=np.int64), np.asarray(offsets, dtype=np.int64)
+    found, first = np.unique(parts, return_index=True)
+    spans = {}
+    for partition in found[np.argsort(first)]:
+        mine = offs[parts == partition]
+        spans[int(partition)] = (int(mine.min()), int(mine.max()) + 1)
+    return spans

@@ -303,6 +303,9 @@ class PacedReader:
         self._empty_since: dict[TopicPartition, float | None] = dict.fromkeys(consumers, clock())
         self._read: set[TopicPartition] = set()  # read since their last commit
         self._next: dict[TopicPartition, int] = {}  # the offset after the last record handed out
+        # The last poll found nothing more to read: each partition it read returned less than
+        # `max_records` and stands at its high watermark (the caller may let records gather).
+        self.drained = False
 
     @classmethod
     def open(cls, bootstrap: str, kafka: KafkaSettings, group: str, topics: list[str], *, max_records: int,
@@ -362,7 +365,15 @@ class PacedReader:
         out = [(tp, self._take(tp, 0)) for tp in due]
         if due and not any(records for _, records in out):
             out = [(due[0], self._take(due[0], timeout_ms))]
+        self.drained = all(len(records) < self.max_records and self._at_end(tp) for tp, records in out)
         return [(tp.topic, records) for tp, records in out if records]
+
+    def _at_end(self, tp: TopicPartition) -> bool:
+        try:
+            high, position = self.consumers[tp].highwater(tp), self.consumers[tp].position(tp, timeout_ms=0)
+        except Exception:
+            return False
+        return high is not None and position is not None and position >= high
 
     def _take(self, tp: TopicPartition, timeout_ms: int) -> list[ConsumerRecord]:
         batch = self.consumers[tp].poll(timeout_ms=timeout_ms, max_records=self.max_records)

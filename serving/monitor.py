@@ -61,6 +61,11 @@ TELEMETRY, LABEL, PREDICTION, EVICTED = 1, 2, 4, 8
 # holds (a step of one partition spans partitions-times as much of the stream), which bounds the
 # overshoot.
 PACE_SKEW_MS, PACE_RECORDS = 0, 2000
+# A turn that read fewer than TURN_RECORDS and drained what it read (each partition to its high
+# watermark: no backlog) is followed by a wait until TURN_SECONDS have passed since it began: a monitor
+# that keeps up with its scorer otherwise turned every few milliseconds, each turn polls of its nine
+# consumers, a commit and a flush for a few dozen records, CPU the scorer needed on two cores.
+TURN_RECORDS, TURN_SECONDS = 2000, 0.1
 BOOTSTRAP_RETRY = 30.0  # seconds between tries of a bootstrap retrain that failed
 # What the join counts for an entry besides its telemetry as received (the entry's dict, its id,
 # the ordered map's node, positions and small values; a label's or prediction's message adds its own
@@ -234,6 +239,7 @@ class Monitor:
                 self._collect_retrain()
                 self.records.flush()  # what waits for the ledger, when a try is due
                 self._collect_archive()
+                turn = time.monotonic()
                 batch = reader.poll(timeout_ms=self.settings.serving.poll_timeout_ms)
                 heartbeat.beat(consumers, records=self.telemetry_seen, extra=self.vitals,
                                dead_letters=self.dead_letters,
@@ -249,6 +255,8 @@ class Monitor:
                 if batch:
                     producer.flush()
                     reader.commit("monitor")
+                    if reader.drained and sum(len(messages) for _, messages in batch) < TURN_RECORDS:
+                        self.stop.wait(TURN_SECONDS - (time.monotonic() - turn))
         finally:
             self._safely("incidents not flushed to the ledger", self.incidents.flush)
             if not self.records.flush(now=True):
@@ -812,10 +820,9 @@ class Monitor:
             log.warning("window %d-%d: positions before %d are no longer kept (retrain.positions_kept=%d); "
                         "the window starts there", start, end, base, self.settings.retrain.positions_kept)
             start = base
-        rows = self._positions.rows(start - base, end - base)
-        return TrainingWindow.from_positions(rows, bootstrap_servers=self.bootstrap,
-                                             telemetry_topic=self.topics.telemetry, labels_topic=self.topics.labels,
-                                             positions=(start, end))
+        return TrainingWindow.from_columns(*self._positions.columns(start - base, end - base),
+                                           bootstrap_servers=self.bootstrap, telemetry_topic=self.topics.telemetry,
+                                           labels_topic=self.topics.labels, positions=(start, end))
 
     def _start_retrain(self, decision: Decision) -> None:
         assert decision.window is not None  # every RETRAIN decision carries the window to learn from
@@ -896,6 +903,20 @@ class PositionRing:
             i = (oldest + j) % self.size
             rows.append((t_parts[i], t_offs[i], l_parts[i], l_offs[i], self._ts[i]))
         return rows
+
+    def columns(self, start: int, end: int) -> tuple[array, array, array, array, array]:
+        """Rows [start, end) of those kept, oldest first, as five arrays (slices copied in C)."""
+        kept = len(self)
+        start = max(0, start)
+        end = max(min(end, kept), start)
+        first = (self._count - kept + start) % self.size
+        kept_columns: list[array] = [*self._ints, self._ts]
+        if first + end - start <= self.size:  # no wrap inside the span
+            t_parts, t_offs, l_parts, l_offs, ts = (c[first:first + end - start] for c in kept_columns)
+        else:
+            last = first + end - start - self.size
+            t_parts, t_offs, l_parts, l_offs, ts = (c[first:] + c[:last] for c in kept_columns)
+        return t_parts, t_offs, l_parts, l_offs, ts
 
 
 def _sides(state: dict) -> int:

@@ -97,3 +97,19 @@ def test_no_prediction_yet_holds_nothing():
     reader, telemetry, _predictions, _now = setup(("predictions",), scored=0)
     read_all(reader)
     assert telemetry.at == 1000
+
+
+def test_drained_only_once_every_partition_read_stands_at_its_end():
+    """The monitor lets records gather only after a turn that left nothing to read (its wait must not
+    slow a backlog): a partition handing out a full `max_records`, or one behind its high watermark, is
+    not drained."""
+    reader, telemetry, _predictions, _now = setup((), scored=15)
+    telemetry.stamps = list(range(15))
+    reader.poll(timeout_ms=0)  # 10 of each: full turns
+    assert not reader.drained
+    reader.poll(timeout_ms=0)  # the last 5 of each, both at their end
+    assert reader.drained
+    telemetry.stamps += range(15, 40)
+    telemetry.high = 40  # a fetch saw more than a turn hands out
+    reader.poll(timeout_ms=0)
+    assert not reader.drained
