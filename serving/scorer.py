@@ -96,6 +96,7 @@ class Scorer:
         self.last_dead_letter: str | None = None  # its reason, for status ("every record invalid: why")
         self.send_failures = 0
         self._sends: list = []  # this batch's send futures: checked before its offsets are committed
+        self.ack_wait = 0.0  # seconds the last batch waited in producer.flush() for its acknowledgements
         self._batches: BatchSender | None = None  # predictions as whole record batches (see BatchSender)
         self.load_failures: list[tuple[int, str]] = []
         self.audit_gaps = 0  # records scored whose audit lineage could not be written (their predictions carry it)
@@ -320,7 +321,9 @@ class Scorer:
             self._sends.extend(self._batches.hand_over())
         except Exception as exc:  # the producer closed meanwhile: the batch is read again
             raise SendFailed(f"send failed: {type(exc).__name__}: {exc}") from exc
+        flushed = time.perf_counter()
         producer.flush()
+        self.ack_wait = time.perf_counter() - flushed
         sends, self._sends = self._sends, []
         sent_or_raise(sends)  # a failed send must never be committed
         self.metrics.observe_latencies(time.time(), scored)

@@ -129,23 +129,40 @@ def _offered_load(settings: Settings, bootstrap: str, scorer: Scorer, topics: To
         target=_produce_load, args=(bootstrap, settings.kafka, records, rate, start), daemon=True)
     out = make_producer(bootstrap, settings.kafka)
     latencies: list[float] = []
+    waited: list[float] = []  # per record: from its append until the poll that returned it
+    phases: list[tuple[float, float, float, float]] = []  # per poll with records: poll, process, ack wait, commit
     sender.start()
     done, deadline = 0, time.monotonic() + seconds * 6
     while done < records and time.monotonic() < deadline:
+        polling = time.time()
         batch = consumer.poll(timeout_ms=50, max_records=2000)
         if not batch:
             continue
+        polled = time.time()
         appended = [m.timestamp / 1000.0 for tp, ms in batch.items() if tp.topic == topics.telemetry for m in ms]
         scorer.process(batch, out)
+        processed = time.time()
         consumer.commit()
         acked = time.time()
         latencies.extend(acked - t for t in appended)
+        waited.extend(polled - t for t in appended)
+        phases.append((polled - polling, processed - polled, scorer.ack_wait, acked - processed))
         done += len(appended)
     sender.join(seconds * 6)
     out.close()
     consumer.close()
-    return {"rate": rate, "records": done, "p50_ms": round(float(np.percentile(latencies, 50)) * 1000, 2),
-            "p99_ms": round(float(np.percentile(latencies, 99)) * 1000, 2)}
+    parts = np.array(phases).reshape(-1, 4)
+    return {"rate": rate, "records": done, "p50_ms": _ms(latencies, 50), "p99_ms": _ms(latencies, 99),
+            # Where the latency goes (p50 / p99 in ms): the wait before the poll that returned a record
+            # (producer linger, broker, fetch, the loop coming round), then each poll's own phases.
+            "parts_ms": {"append_to_poll": [_ms(waited, 50), _ms(waited, 99)],
+                         **{name: [_ms(parts[:, i], 50), _ms(parts[:, i], 99)] for i, name in
+                            enumerate(("poll", "process", "ack_wait", "commit"))},
+                         "polls": len(phases)}}
+
+
+def _ms(seconds: list[float] | np.ndarray, q: float) -> float | None:
+    return round(float(np.percentile(seconds, q)) * 1000, 2) if len(seconds) else None
 
 
 SUSTAINED_LINGER_MS = 20

@@ -532,6 +532,11 @@ def bench(
     offered = result["offered_load"]
     table.add_row(f"latency p50 / p99 at {offered['rate']:,.0f} records/s offered (append to ack)",
                   f"{offered['p50_ms']:.1f} / {offered['p99_ms']:.1f} ms")
+    parts = offered.get("parts_ms")
+    if parts and parts["append_to_poll"][0] is not None:
+        table.add_row("  of which p50 ms: append to poll; per poll: poll, process (ack wait), commit",
+                      f"{parts['append_to_poll'][0]:.1f}; {parts['poll'][0]:.1f}, {parts['process'][0]:.1f} "
+                      f"({parts['ack_wait'][0]:.1f}), {parts['commit'][0]:.1f}")
     whole = result.get("sustained")
     if whole:
         table.add_row(f"sustained {whole['achieved_rate']:,.0f} records/s for {whole['seconds']:.0f} s "
