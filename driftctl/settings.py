@@ -173,9 +173,9 @@ class DriftSettings(BaseModel):
     candidate_windows: bool = Field(True, description="each retrain fits candidate windows (the policy's, its "
                                     "newest half, and the champion's rows plus the new ones, at most "
                                     "max_train_rows) judged on the same newest holdout; the best one challenges")
-    # Round 11 (benchmarks/results/decisions.md): opt-in. Full scale 22 -> 25 of 28 accuracy goals (SEA's linear
-    # boundary), held out +0.45 / +0.47 points mean; but Elec2 d=500 retrains 7 -> 13 (its retrain goal lost), and
-    # held out SEA 3 x0+x1 covariate -2.7 / -3.5.
+    # Opt-in (round 12, round12-decrecipe.md): full length 25 of 28 accuracy goals (defaults 22), 25 of 28 retrain
+    # goals (defaults 26: Elec2 d=500 takes 12 retrains, another path through the stream), held out +0.54 / +0.56
+    # points mean, worst Sine recurring d=500 -0.51. A recipe other than the champion's must win by promote_margin.
     candidate_recipes: tuple[Literal["gradient-boosting", "logistic"], ...] = Field(
         ("gradient-boosting",), min_length=1, description="recipes each retrain fits on each candidate window, "
         "judged on the same holdout (training.recipes): gradient-boosting, logistic")
