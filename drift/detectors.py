@@ -304,6 +304,7 @@ class DataDriftDetector(DriftDetector[dict[str, Any]]):
         self.reference = reference
         self.window = window
         self.alpha = alpha
+        self.last_rows: list[dict[str, Any]] = []  # the newest window tested (a survived retrain rebases on it)
         self._reset()
 
     def _reset(self) -> None:

@@ -216,6 +216,11 @@ class DriftWatch:
             self.gap_detector.reset()
         if self.holdout_detector is not None:
             self.holdout_detector.start(*(holdout or (None, None)))
+        self._label_free(reference)
+
+    def _label_free(self, reference: list[dict[str, Any]] | None) -> None:
+        """The data and prediction detectors start afresh, features judged against `reference`
+        (None: data-drift checks pause)."""
         s = self.settings
         self.prediction_detector = (PredictionDriftDetector(window=s.data_window, alpha=self.levels.data_alpha)
                                     if s.prediction_drift else None)
@@ -565,14 +570,10 @@ class DriftWatch:
         """A retrain ended; see `DriftPolicy.on_retrain_finished` for `window_end`, `replaced` and `bought`."""
         self.policy.on_retrain_finished(promoted=promoted, labelled=labelled, window_end=window_end,
                                         replaced=replaced, bought=bought)
-        data = self.data_detector
-        if not promoted and data is not None and getattr(data, "last_rows", None):
+        if not promoted and self.data_detector is not None and self.data_detector.last_rows:
             # The champion held against a challenger trained on the new rows: the shifted features are its
             # data now, so the data detectors judge against them (else they fire again, a retrain each time).
-            s = self.settings
-            self.data_detector = DataDriftDetector(data.last_rows, window=s.data_window, alpha=self.levels.data_alpha)
-            if self.prediction_detector is not None:
-                self.prediction_detector = PredictionDriftDetector(window=s.data_window, alpha=self.levels.data_alpha)
+            self._label_free(self.data_detector.last_rows)
         pay = self.settings.retrain_pay
         self._after = [0, 0, 0] if pay is not None and promoted and bought is not None and bought >= pay else None
 

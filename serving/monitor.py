@@ -892,18 +892,6 @@ class PositionRing:
         t_parts[i], t_offs[i], l_parts[i], l_offs[i], self._ts[i] = t_partition, t_offset, l_partition, l_offset, ts
         self._count += 1
 
-    def rows(self, start: int, end: int) -> list[tuple[int, int, int, int, float]]:
-        """Rows [start, end) of those kept, oldest first (as `list(deque)[start:end]`)."""
-        kept = len(self)
-        start, end = max(0, start), min(end, kept)
-        oldest = self._count - kept
-        t_parts, t_offs, l_parts, l_offs = self._ints
-        rows = []
-        for j in range(start, end):
-            i = (oldest + j) % self.size
-            rows.append((t_parts[i], t_offs[i], l_parts[i], l_offs[i], self._ts[i]))
-        return rows
-
     def columns(self, start: int, end: int) -> tuple[array, array, array, array, array]:
         """Rows [start, end) of those kept, oldest first, as five arrays (slices copied in C)."""
         kept = len(self)

@@ -186,7 +186,6 @@ def test_a_first_try_is_not_counted_against_what_retrains_buy():
     assert policy.on_labelled(2000).window == (1000, 2000)  # the full window follows, as without `pay`
 
 
-
 def test_with_pay_realised_two_promotions_in_a_row_that_did_not_realise_their_gain_distrust_the_gate():
     policy = DriftPolicy(min_train_rows=100, cooldown=500, pay=0.02, backoff_max=3, pay_realised=True)
     # The gate claimed each pays; once serving, neither beat the online learner.

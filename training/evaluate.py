@@ -138,8 +138,8 @@ def train_challenger(frame: pd.DataFrame, target: pd.Series, champion: Predictor
         # the first recipe's for the first champion) ranks by its holdout accuracy less `margin`. Picking the
         # best of twice the candidates on one holdout otherwise wins near ties by luck: a lucky linear fit that
         # extrapolates badly after a covariate shift, and on a noisy stream challengers that keep "winning".
-        incumbent = recipe_of(champion) if champion is not None and hasattr(champion, "named_steps") else \
-            (recipes or (recipe,))[0]
+        pipeline = champion is not None and hasattr(champion, "named_steps")  # a stand-in champion has no recipe
+        incumbent = recipe_of(champion) if pipeline else (recipes or (recipe,))[0]
         scores = tuple(score - (margin if name != incumbent else 0.0)
                        for score, (_, name) in zip(scores, candidates, strict=True))
         best = scores.index(max(scores))
