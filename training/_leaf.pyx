@@ -629,6 +629,10 @@ cdef inline void _step(double *w, Py_ssize_t *zi, double *zv, Py_ssize_t zn, dou
         w[zi[j]] = w[zi[j]] - step * zv[j]
 
 
+cimport cython
+
+
+@cython.no_gc  # one per record: not tracked by the collector (what it holds never refers back to it)
 cdef class Scored:
     """What `PoolCore.score` gave for one record, kept until its label: the pool's classes, per class each
     member's floored log-probability and the pool's probability, the record's window row."""
@@ -650,6 +654,11 @@ cdef class PoolCore:
     cdef readonly double rate, floor
     cdef readonly bint use_window
     cdef readonly Py_ssize_t size, k
+    # Pooled's: its weights (tree, linear, window), its guard's accuracies and rate, its cache of scored records
+    cdef public list weights
+    cdef public double pool_fast, tree_fast, guard_alpha, pool_rate, shrink
+    cdef public Py_ssize_t cache_size
+    cdef public dict scored
     # features: numeric ones by name, text ones by name then text; one index for both
     cdef dict num
     cdef dict text
@@ -682,6 +691,9 @@ cdef class PoolCore:
     cdef Py_ssize_t zn, zcap
     cdef Py_ssize_t *zi
     cdef double *zv
+    cdef list kobj  # per place in a record: the numeric feature's key object last seen there (_remember)
+    cdef Py_ssize_t *kidx
+    cdef Py_ssize_t kcap
 
     def __cinit__(self, double rate=0.01, double floor=1e-4, bint use_window=True, Py_ssize_t size=200,
                   Py_ssize_t k=5):
@@ -691,6 +703,10 @@ cdef class PoolCore:
         self.num, self.text, self.keys = {}, {}, []
         self.classes, self.cid, self.by_id = [], {}, []
         self.wkeys = []
+        self.kobj = []
+        self.weights, self.scored = [1.0, 0.0, 0.0], {}
+        self.pool_fast = self.tree_fast = 0.5
+        self.pool_rate, self.shrink, self.cache_size = 0.05, 0.005, 4096
         self.labels = <Py_ssize_t *>_resized(NULL, size * sizeof(Py_ssize_t))
         for i in range(size):
             self.labels[i] = -1
@@ -713,6 +729,7 @@ cdef class PoolCore:
         free(self.labels)
         free(self.zi)
         free(self.zv)
+        free(self.kidx)
 
     # -- features --
 
@@ -747,8 +764,9 @@ cdef class PoolCore:
 
     cdef int _standardise(self, dict x, bint learn) except -1:
         """`Linear._features` into zi / zv (after Welford's update of the running statistics if `learn`)."""
-        cdef Py_ssize_t m = 0, i
+        cdef Py_ssize_t m = 0, i, pos = -1, nk = len(self.kobj)
         cdef double v, d, mean, m2, n
+        cdef list kobj = self.kobj
         if len(x) > self.zcap:
             self.zcap = len(x) * 2
             self.zi = <Py_ssize_t *>_resized(self.zi, self.zcap * sizeof(Py_ssize_t))
@@ -757,6 +775,7 @@ cdef class PoolCore:
             self.n += 1
         n = <double>self.n
         for key, val in x.items():
+            pos += 1
             if type(val) is str:
                 self.zi[m] = self._text_index(key, val)
                 self.zv[m] = 1.0
@@ -764,13 +783,20 @@ cdef class PoolCore:
                 continue
             if val is None:
                 continue
-            at = self.num.get(key)
-            if learn:
+            if pos < nk and kobj[pos] is key:  # the feature at this place in the record before: its index
+                i = self.kidx[pos]
+            else:
+                at = self.num.get(key)
                 if at is None:
+                    if not learn:
+                        continue
                     i = self._new_feature(key)
                     self.num[key] = i
                 else:
                     i = <Py_ssize_t>at
+                self._remember(pos, key, i)
+                nk = len(kobj)
+            if learn:
                 v = <double>val
                 mean = self.mean[i]
                 d = v - mean
@@ -779,14 +805,23 @@ cdef class PoolCore:
                 self.mean[i] = mean
                 self.m2[i] = m2
                 self.inv[i] = 1.0 / sqrt(m2 / n) if m2 > 0 else 0.0
-            elif at is None:
-                continue
-            else:
-                i = <Py_ssize_t>at
             self.zi[m] = i
             self.zv[m] = (<double>val - self.mean[i]) * self.inv[i]
             m += 1
         self.zn = m
+        return 0
+
+    cdef int _remember(self, Py_ssize_t pos, key, Py_ssize_t i) except -1:
+        """The numeric feature at place `pos` of a record and its index: the next record with the same key
+        object there skips the lookup (records made alike share their key objects)."""
+        cdef list kobj = self.kobj
+        if pos >= self.kcap:
+            self.kcap = pos * 2 + 8
+            self.kidx = <Py_ssize_t *>_resized(self.kidx, self.kcap * sizeof(Py_ssize_t))
+        while len(kobj) <= pos:
+            kobj.append(_ABSENT)
+        kobj[pos] = key
+        self.kidx[pos] = i
         return 0
 
     # -- the linear model --
@@ -1127,3 +1162,35 @@ cdef class PoolCore:
         if at is None:
             at = self.text[key[0]][key[1]]
         return <Py_ssize_t>at
+
+    # -- Pooled's record in one call each way: its cache of scored records and its guard held here --
+
+    def serve(self, dict x, dict tree):
+        """`Pooled.predict_proba_one` given the tree's probabilities."""
+        cdef dict scored = self.scored
+        cdef Scored e
+        if len(scored) >= self.cache_size:
+            del scored[next(iter(scored))]
+        e = self.score(x, tree, self.weights)
+        scored[id(x)] = e
+        if self.pool_fast < self.tree_fast and self.guard_alpha and e.m:
+            return tree
+        return e.proba
+
+    def learn_one(self, dict x, y, inner):
+        """`Pooled.learn_one`: the same steps in the same order (`inner` is the pool's renewing tree)."""
+        cdef Scored e = self.scored.pop(id(x), None)
+        cdef double a
+        if e is None or e.x is not x:
+            e = self.score(x, inner.predict_proba_one(x), self.weights)
+        elif self.guard_alpha and e.tree_class is not None:
+            a = self.guard_alpha
+            self.pool_fast = self.pool_fast + a * (<double>(e.pool_class == y) - self.pool_fast)
+            self.tree_fast = self.tree_fast + a * (<double>(e.tree_class == y) - self.tree_fast)
+        renewals = inner.renewals
+        inner.learn_one(x, y)
+        renewed = inner.renewals != renewals
+        if renewed:  # a fresh tree serves: the pool starts again as the tree alone
+            self.weights = [1.0, 0.0, 0.0]
+            self.pool_fast = self.tree_fast = <double>inner.fast
+        self.weights = self.learn(x, y, e, self.weights, not renewed and inner.fresh, self.pool_rate, self.shrink)

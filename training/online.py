@@ -432,6 +432,21 @@ class Window:
         self.n += 1
 
 
+def _forwarded(name: str) -> Any:
+    """An attribute of `Pooled` that its compiled core holds while it has one."""
+    def get(self: Pooled) -> Any:
+        core = self.__dict__.get("core")
+        return getattr(core, name) if core is not None else self.__dict__[name]
+
+    def set(self: Pooled, value: Any) -> None:
+        core = self.__dict__.get("core")
+        if core is not None:
+            setattr(core, name, value)
+        else:
+            self.__dict__[name] = value
+    return property(get, set)
+
+
 class Pooled(Partnered):
     """A `Renewing` tree pooled with a `Linear` model (and a nearest-neighbour `Window`, if `window`):
     the served probabilities are a log-linear pool, class c scoring `sum_i w_i log p_i(c)`, whose weights
@@ -446,6 +461,13 @@ class Pooled(Partnered):
     both judged by what they gave when each record was scored, that is at the deployment's label delay;
     else the tree alone serves (the pool keeps learning).
     """
+
+    # held by the compiled core, when it runs: it serves and learns a record in one call each
+    weights = _forwarded("weights")  # tree, linear, window
+    pool_fast = _forwarded("pool_fast")
+    tree_fast = _forwarded("tree_fast")
+    guard_alpha = _forwarded("guard_alpha")
+    _FORWARDED = ("weights", "pool_fast", "tree_fast", "guard_alpha")
 
     def __init__(self, inner: Renewing, *, window: bool = False, linear: bool = True, rate: float = 0.05,
                  shrink: float = 0.005, floor: float = 1e-4, cache: int = 4096, guard: int = 500):
@@ -479,6 +501,9 @@ class Pooled(Partnered):
                        "points": window.points, "labels": window.labels, "window_n": window.n})
         except (ValueError, KeyError, TypeError):  # a state it cannot place: the Python objects go on
             return
+        d = self.__dict__
+        core.weights, core.pool_fast, core.tree_fast, core.guard_alpha = (d.pop(name) for name in self._FORWARDED)
+        core.pool_rate, core.shrink, core.cache_size = self.rate, self.shrink, self.cache_size
         self.core, self.linear, self.window = core, None, None
 
     def reference(self) -> tuple[Linear, Window | None]:
@@ -500,6 +525,7 @@ class Pooled(Partnered):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_scored"] = {}  # identities mean nothing in another process
+        state.update((name, getattr(self, name)) for name in self._FORWARDED)
         # As the Python objects: a checkpoint loads with or without the compiled core (and main's loads here).
         state["linear"], state["window"] = self.reference()
         state["core"] = None
@@ -586,16 +612,10 @@ class Pooled(Partnered):
 
     def predict_proba_one(self, x: dict[Any, Any]) -> dict[Any, float]:
         core = self.core
-        scored = self._scored
         if core is not None:
-            tree = self.inner.predict_proba_one(x)
-            if len(scored) >= self.cache_size:
-                del scored[next(iter(scored))]
-            e = scored[id(x)] = core.score(x, tree, self.weights)
-            if self.pool_fast < self.tree_fast and self.guard_alpha and e.classes:
-                return tree
-            proba: dict[Any, float] = e.proba
-            return proba
+            served: dict[Any, float] = core.serve(x, self.inner.predict_proba_one(x))
+            return served
+        scored = self._scored
         tree, features, v = self._members(x)
         if len(scored) >= self.cache_size:
             del scored[next(iter(scored))]
@@ -614,7 +634,7 @@ class Pooled(Partnered):
 
     def learn_one(self, x: dict[Any, Any], y: Any) -> None:
         if self.core is not None:
-            self._learn_compiled(x, y)
+            self.core.learn_one(x, y, self.inner)
             return
         kept = self._scored.pop(id(x), None)
         p: list[float] | None = None
@@ -655,21 +675,3 @@ class Pooled(Partnered):
             if v is None:
                 v = self.window.vector(linear._features(x, False))
             self.window.learn_one(v, y)
-
-    def _learn_compiled(self, x: dict[Any, Any], y: Any) -> None:
-        """learn_one with the compiled core: the same steps in the same order."""
-        e = self._scored.pop(id(x), None)
-        inner = self.inner
-        if e is None or e.x is not x:
-            e = self.core.score(x, inner.predict_proba_one(x), self.weights)
-        elif self.guard_alpha and e.tree_class is not None:
-            a = self.guard_alpha
-            self.pool_fast += a * ((e.pool_class == y) - self.pool_fast)
-            self.tree_fast += a * ((e.tree_class == y) - self.tree_fast)
-        renewals = inner.renewals
-        inner.learn_one(x, y)
-        renewed = inner.renewals != renewals
-        if renewed:  # as in learn_one: the pool starts again as the tree alone
-            self.weights = [1.0, 0.0, 0.0]
-            self.pool_fast = self.tree_fast = inner.fast
-        self.weights = self.core.learn(x, y, e, self.weights, not renewed and inner.fresh, self.rate, self.shrink)
