@@ -983,6 +983,9 @@ cdef class PoolCore:
 
     def score(self, dict x, dict tree, list weights):
         """`Pooled._members` and `_pool` for record x (the tree's probabilities `tree`, the pool's weights)."""
+        return self._score_record(x, tree, weights)
+
+    cdef Scored _score_record(self, dict x, dict tree, list weights):
         cdef Scored e = Scored.__new__(Scored)
         cdef Py_ssize_t m, j, c, width
         cdef bint has_tree = len(tree) > 0, has_near = False
@@ -1058,6 +1061,9 @@ cdef class PoolCore:
     def learn(self, dict x, y, Scored e, list weights, bint step, double rate, double shrink):
         """`Pooled.learn_one`'s step of the pool's weights (if `step`; returns the weights, new ones if
         stepped), then `Linear.learn_one` and `Window.learn_one`."""
+        return self._learn_record(x, y, e, weights, step, rate, shrink)
+
+    cdef list _learn_record(self, dict x, y, Scored e, list weights, bint step, double rate, double shrink):
         cdef double g0, g1, g2, w0, w1, w2, keep, st, pc
         cdef double *p
         cdef Py_ssize_t j, c, row
@@ -1171,7 +1177,7 @@ cdef class PoolCore:
         cdef Scored e
         if len(scored) >= self.cache_size:
             del scored[next(iter(scored))]
-        e = self.score(x, tree, self.weights)
+        e = self._score_record(x, tree, self.weights)
         scored[id(x)] = e
         if self.pool_fast < self.tree_fast and self.guard_alpha and e.m:
             return tree
@@ -1182,7 +1188,7 @@ cdef class PoolCore:
         cdef Scored e = self.scored.pop(id(x), None)
         cdef double a
         if e is None or e.x is not x:
-            e = self.score(x, inner.predict_proba_one(x), self.weights)
+            e = self._score_record(x, inner.predict_proba_one(x), self.weights)
         elif self.guard_alpha and e.tree_class is not None:
             a = self.guard_alpha
             self.pool_fast = self.pool_fast + a * (<double>(e.pool_class == y) - self.pool_fast)
@@ -1193,4 +1199,5 @@ cdef class PoolCore:
         if renewed:  # a fresh tree serves: the pool starts again as the tree alone
             self.weights = [1.0, 0.0, 0.0]
             self.pool_fast = self.tree_fast = <double>inner.fast
-        self.weights = self.learn(x, y, e, self.weights, not renewed and inner.fresh, self.pool_rate, self.shrink)
+        self.weights = self._learn_record(x, y, e, self.weights, not renewed and inner.fresh, self.pool_rate,
+                                          self.shrink)
