@@ -481,14 +481,15 @@ class Pooled(Partnered):
         self.guard_alpha = 1 - 0.5 ** (1 / guard) if guard else 0.0
         self.pool_fast = self.tree_fast = 0.5  # recent labelled accuracy of the pool and of the tree (`guard`)
         # id(record) -> (record, (classes, logs), window vector, the pool's probabilities, the weights that gave
-        # them, the tree's class, the pool's class); with the core, id(record) -> its `Scored`
+        # them, the tree's class, the pool's class); the compiled core keeps its own (`PoolCore.scored`)
         self._scored: dict[int, Any] = {}
         self.core: Any = None
         self._compile()
 
     def _compile(self) -> None:
         """The linear model and the window as one compiled object (training/_leaf.pyx `PoolCore`: the same
-        operations as `Linear`'s and `Window`'s, a record in two calls, 1.8x the tree's cost down to ~1.3x);
+        operations as `Linear`'s and `Window`'s, a record in two calls: 1.9-2.1x the renewing tree's cost per
+        record down to 1.2-1.3x, round13-decpool4.md);
         `linear` and `window` are then None. Without a build, or without `linear`, the Python objects run."""
         linear = self.linear
         if _core is None or not self.use_linear or linear is None:
