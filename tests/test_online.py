@@ -215,7 +215,7 @@ def test_the_pool_weights_the_linear_model_where_the_boundary_slopes_and_survive
     pooled = make_online_learner(0, "renewing-tree-pool")
     tree_right, pooled_right = prequential(tree_only, data), prequential(pooled, data)
     assert sum(pooled_right[2000:]) > sum(tree_right[2000:]) + 50  # the tree approximates the slope in steps
-    assert pooled.weights[1] > 0.3 and pooled.window is None
+    assert pooled.weights[1] > 0.3 and not pooled.use_window
     copy = pickle.loads(pickle.dumps(pooled))
     x = {"a": 0.6, "b": 0.4, "c": 0.1}
     assert copy.predict_proba_one(x) == pooled.predict_proba_one(x)
@@ -266,34 +266,78 @@ def test_the_compiled_window_search_is_the_python_search():
     assert window.width == 4 and len(compiled) == 5
 
 
+def _pool_data(seed=15, n=3000):
+    """Three classes, text (a text feature that appears late with new values), a feature that appears late
+    (and is then sometimes missing), and a concept change at 2,000."""
+    rng = random.Random(seed)
+    data = []
+    for i in range(n):
+        x = {"a": rng.gauss(0, 1), "b": rng.random(), "c": rng.choice(["u", "v"])}
+        if i > 1500 and i % 11:
+            x["d"] = rng.random()
+        if i > 2500:
+            x["e"] = rng.choice(["s", "t", "w"])
+        data.append((x, "pqr"[int(x["a"] > 0) + int(x["b"] > 0.7 if i < 2000 else x["b"] < 0.3)]))
+    return data
+
+
+def _run_pool(kind, data, *, core, pooled, reload_with="same", at=2200, delay=50):
+    """The pool on `data`, labels `delay` late, every 7th record learned without being scored, a checkpoint
+    round trip through serving.checkpoint at `at` (loaded with the compiled core `reload_with`, if given)."""
+    import tempfile
+    from pathlib import Path
+
+    import training.online as online
+    from serving import checkpoint
+
+    saved = online._core, online._pooled
+    online._core, online._pooled = core, pooled
+    try:
+        learner = make_online_learner(0, kind)
+        served, guard_served_tree = [], 0
+        for t, (x, _) in enumerate(data):
+            if t == at:
+                path = Path(tempfile.mkdtemp()) / "ckpt"
+                checkpoint.save(path, checkpoint.Checkpoint(learner, t))
+                if reload_with != "same":
+                    online._core = reload_with
+                loaded = checkpoint.load(path)
+                assert loaded is not None
+                learner = loaded.learner
+            if t % 7:
+                guard_served_tree += learner.pool_fast < learner.tree_fast
+                served.append(learner.predict_proba_one(x))
+            if t >= delay:
+                learner.learn_one(*data[t - delay])
+        linear, window = learner.reference()
+    finally:
+        online._core, online._pooled = saved
+    weights = {c: {k: w for k, w in ws.items() if w != 0.0} for c, ws in linear.weights.items()}
+    state = (linear.n, linear.stats, linear.classes, weights, linear.bias,
+             window and (window.columns, window.width, list(window.points), window.labels, window.n))
+    return served, learner.weights, learner.pool_fast, learner.tree_fast, state, guard_served_tree
+
+
 def test_the_compiled_pool_is_the_python_pool():
-    """Pooled's arithmetic (and Window's and Linear's around it) compiled: the same probabilities and weights,
-    with three classes, text, a feature that appears late, labels late and the guard switching."""
+    """Pooled's arithmetic compiled (one core object for the linear model and the window, and the helpers the
+    Python objects call): the same probabilities, weights, guard accuracies and linear and window state, with
+    three classes, text, a feature that appears late, labels late, records learned unscored, the guard
+    switching and a checkpoint round trip (a checkpoint of the core loads as the Python objects and back)."""
     import training.online as online
 
-    if online._pooled is None:
+    if online._core is None:
         return  # not built: only the Python path runs
-    rng = random.Random(15)
-    data = []
-    for i in range(3000):
-        x = {"a": rng.gauss(0, 1), "b": rng.random(), "c": rng.choice(["u", "v"])}
-        if i > 1500:
-            x["d"] = rng.random()
-        data.append((x, "pqr"[int(x["a"] > 0) + int(x["b"] > 0.7 if i < 2000 else x["b"] < 0.3)]))
-    runs = []
-    for compiled in (online._pooled, None):
-        saved, online._pooled = online._pooled, compiled
-        try:
-            pooled = make_online_learner(0, "renewing-tree-pool-window")
-            served = []
-            for t, (x, _) in enumerate(data):
-                served.append(pooled.predict_proba_one(x))
-                if t >= 50:
-                    pooled.learn_one(*data[t - 50])
-        finally:
-            online._pooled = saved
-        runs.append((served, pooled.weights, pooled.pool_fast, pooled.tree_fast))
-    assert runs[0] == runs[1]
+    data = _pool_data()
+    for kind in ("renewing-tree-pool-window", "renewing-tree-pool"):
+        core = _run_pool(kind, data, core=online._core, pooled=online._pooled)
+        assert core == _run_pool(kind, data, core=None, pooled=online._pooled)  # main's path (the helpers)
+        assert core == _run_pool(kind, data, core=None, pooled=None)  # the Python path
+        assert core == _run_pool(kind, data, core=online._core, pooled=online._pooled, reload_with=None)
+        assert core == _run_pool(kind, data, core=None, pooled=online._pooled, reload_with=online._core)
+        served, _, _, _, (_, stats, classes, weights, _, window), guard_served_tree = core
+        assert 100 < guard_served_tree < len(served) - 100  # the guard served the tree, and the pool served
+        assert classes == ["p", "q", "r"] and "d" in stats and ("e", "w") in weights["r"]
+        assert window is None if kind == "renewing-tree-pool" else ("e", "w") in window[0] and window[1] == 8
 
 
 def test_the_pool_serves_the_tree_while_the_tree_was_right_more_often_at_the_labels_delay():

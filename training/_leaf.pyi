@@ -33,3 +33,34 @@ def pool_gradient(classes: list[Any], logs: list[tuple[float, float, float]], p:
                   rate: float) -> tuple[float, float, float]: ...
 def linear_learn(weights: dict[Any, dict[Any, float]], bias: dict[Any, float], z: list[tuple[Any, float]], y: Any,
                  rate: float) -> dict[Any, float]: ...
+class Scored:
+    x: Any
+    weights: list[float]
+    tree_class: Any
+    pool_class: Any
+    classes: list[Any]
+    proba: dict[Any, float]
+class PoolCore:
+    rate: float
+    floor: float
+    use_window: bool
+    size: int
+    k: int
+    classes: list[Any]
+    weights: list[float]
+    pool_fast: float
+    tree_fast: float
+    guard_alpha: float
+    pool_rate: float
+    shrink: float
+    cache_size: int
+    scored: dict[int, Scored]
+    def __init__(self, rate: float = ..., floor: float = ..., use_window: bool = ..., size: int = ...,
+                 k: int = ...) -> None: ...
+    def score(self, x: dict[Any, Any], tree: dict[Any, float], weights: list[float]) -> Scored: ...
+    def learn(self, x: dict[Any, Any], y: Any, e: Scored, weights: list[float], step: bool, rate: float,
+              shrink: float) -> list[float]: ...
+    def serve(self, x: dict[Any, Any], tree: dict[Any, float]) -> dict[Any, float]: ...
+    def learn_one(self, x: dict[Any, Any], y: Any, inner: Any) -> None: ...
+    def state(self) -> dict[str, Any]: ...
+    def load(self, state: dict[str, Any]) -> None: ...
