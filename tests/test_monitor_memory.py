@@ -16,7 +16,7 @@ from drift.watch import DriftWatch, Observation, PositionRuns
 from driftctl.messages import Label
 from driftctl.settings import DriftSettings, Settings
 from driftctl.stores.ledger import Ledger
-from serving.codec import encode_label, encode_prediction, encode_telemetry
+from serving.codec import decode_telemetry, encode_label, encode_prediction, encode_telemetry
 from serving.monitor import Monitor
 from serving.synthetic import iot_stream
 from training.registry import ModelRef
@@ -244,7 +244,8 @@ def test_a_record_waiting_in_the_join_is_compact_and_counted_as_held(tmp_path):
     assert held < 1.25 * (mon._pending_bytes - counted)  # was ~4.9 times what the cap counted
     assert held / n < 750  # was ~990 bytes a record
     last = readings[-1]
-    assert mon._labelled_rows[-1] == (warm + n - 1, last.record["features"], last.label)
+    position, raw, label = mon._labelled_rows[-1]  # the telemetry as received: decoded only when judged
+    assert (position, decode_telemetry(raw)["features"], label) == (warm + n - 1, last.record["features"], last.label)
     for r in readings:  # the predictions come: every waiting record joins
         prediction = {"id": r.record["id"], "ts": r.record["ts"], "prediction": r.label, "proba": {str(r.label): 1.0},
                       "model": {"name": "m", "version": 1, "run_id": "r"}, "scored_at": r.record["ts"]}
