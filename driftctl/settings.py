@@ -247,6 +247,13 @@ class DriftSettings(BaseModel):
 class ServingSettings(BaseModel):
     batch_size: int = Field(500, ge=1)
     poll_timeout_ms: int = Field(100, ge=1)
+    # Tansu answers a fetch that finds nothing only at fixed checks (at 0, max_wait/2, 3/4, then max_wait for
+    # 500; at 0 and max_wait below 250), not when data arrives: a record landing just after an empty check
+    # waits up to max_wait/2 (probe: 50-200 ms late at 500, 5-30 ms at 100; round13-perf11.md). Kept at
+    # kafka-python's 500 until measured on a quiet host: on a loaded one 10 and 50 could not be told from
+    # 500 and cost the broker about twice the CPU a record.
+    fetch_max_wait_ms: int = Field(500, ge=0, description="the scorer's consumer's fetch_max_wait_ms: how long "
+                                   "the broker may hold a fetch that finds nothing (latency at low load)")
     serve: Literal["best", "champion", "online"] = Field(
         "best", description="which prediction is served: best = per record, the champion's, the online "
                             "learner's or their blend, whichever has the best recent labelled accuracy")

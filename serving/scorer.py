@@ -253,7 +253,8 @@ class Scorer:
         self._restore()
         updates = ModelUpdates(self.bootstrap, self.settings.kafka)
         producer = make_producer(self.bootstrap, self.settings.kafka)
-        consumer = make_group_consumer(self.bootstrap, self.settings.kafka, self.settings.kafka.scorer_group)
+        consumer = make_group_consumer(self.bootstrap, self.settings.kafka, self.settings.kafka.scorer_group,
+                                       fetch_max_wait_ms=self.settings.serving.fetch_max_wait_ms)
         consumer.subscribe([self.topics.telemetry, self.topics.labels])
         try:
             self._wait_for_champion(updates, consumer)

@@ -114,23 +114,27 @@ def _drain(consumer: KafkaConsumer, producer: KafkaProducer, records: int,
 
 
 def _offered_load(settings: Settings, bootstrap: str, scorer: Scorer, topics: Topics, rate: float,
-                  seconds: float = 10.0) -> dict:
-    """Records offered at `rate` while the scorer runs: latency from append to acknowledgement."""
+                  seconds: float = 10.0, linger_ms: int = 5) -> dict:
+    """Records offered at `rate` while the scorer runs: latency from append to acknowledgement.
+    The consumer is the scorer's (`ServingSettings.fetch_max_wait_ms`); the load's producer lingers
+    `linger_ms` as a client's would."""
     records = int(rate * seconds)
     start = 10**9  # fresh ids, past the preloaded ones
     consumer = make_group_consumer(bootstrap, settings.kafka, f"bench-load-{uuid.uuid4().hex[:6]}",
-                                   auto_offset_reset="latest")
+                                   auto_offset_reset="latest", fetch_max_wait_ms=settings.serving.fetch_max_wait_ms)
     consumer.subscribe([topics.telemetry, topics.labels])
     while not consumer.assignment():
         consumer.poll(timeout_ms=100)
     consumer.poll(timeout_ms=100)
     # The load comes from another process, as it would in production: not from this one's GIL.
     sender = multiprocessing.get_context("spawn").Process(
-        target=_produce_load, args=(bootstrap, settings.kafka, records, rate, start), daemon=True)
+        target=_produce_load, args=(bootstrap, settings.kafka, records, rate, start, linger_ms), daemon=True)
     out = make_producer(bootstrap, settings.kafka)
     latencies: list[float] = []
     waited: list[float] = []  # per record: from its append until the poll that returned it
     phases: list[tuple[float, float, float, float]] = []  # per poll with records: poll, process, ack wait, commit
+    learner_pid = scorer.start_learner()
+    learner_before, cpu_before = _cpu_seconds(learner_pid), time.process_time()
     sender.start()
     done, deadline = 0, time.monotonic() + seconds * 6
     while done < records and time.monotonic() < deadline:
@@ -148,6 +152,9 @@ def _offered_load(settings: Settings, bootstrap: str, scorer: Scorer, topics: To
         waited.extend(polled - t for t in appended)
         phases.append((polled - polling, processed - polled, scorer.ack_wait, acked - processed))
         done += len(appended)
+    cpu = time.process_time() - cpu_before  # the scoring loop and its client threads
+    learner_cpu = (after - learner_before if learner_before is not None
+                   and (after := _cpu_seconds(learner_pid)) is not None else None)
     sender.join(seconds * 6)
     out.close()
     consumer.close()
@@ -158,7 +165,10 @@ def _offered_load(settings: Settings, bootstrap: str, scorer: Scorer, topics: To
             "parts_ms": {"append_to_poll": [_ms(waited, 50), _ms(waited, 99)],
                          **{name: [_ms(parts[:, i], 50), _ms(parts[:, i], 99)] for i, name in
                             enumerate(("poll", "process", "ack_wait", "commit"))},
-                         "polls": len(phases)}}
+                         "polls": len(phases)},
+            # CPU per record while offered: this process (scoring loop, kafka-python's threads), the learner's
+            "cpu_us_per_record": {"scorer": _rounded(cpu * 1e6 / done if done else None),
+                                  "learner": _rounded(learner_cpu * 1e6 / done if done and learner_cpu else None)}}
 
 
 def _ms(seconds: list[float] | np.ndarray, q: float) -> float | None:
@@ -168,9 +178,10 @@ def _ms(seconds: list[float] | np.ndarray, q: float) -> float | None:
 SUSTAINED_LINGER_MS = 20
 
 
-def _produce_load(bootstrap: str, kafka: KafkaSettings, records: int, rate: float, start: int) -> None:
+def _produce_load(bootstrap: str, kafka: KafkaSettings, records: int, rate: float, start: int,
+                  linger_ms: int = 5) -> None:
     # The settings object itself (pickled): its JSON would carry the SASL password as **********.
-    producer = make_producer(bootstrap, kafka)
+    producer = make_producer(bootstrap, kafka, linger_ms=linger_ms)
     readings = (r for r in iot_stream(records, drift_at=10**12, seed=7)
                 if not r.record.update({"id": f"load-{start + r.seq}"}))
     publish(producer, kafka.topics, readings, rate=rate, label_delay=300)
@@ -266,6 +277,7 @@ def sustained(settings: Settings, bootstrap: str, rate: float, seconds: float,
     records = int(rate * seconds)
     producer = spawn.Process(target=_count_load, args=(bootstrap, kafka, records, rate, sent), daemon=True)
     samples: list[tuple[float, int, int]] = []  # (t, scorer lag, monitor lag)
+    produced_at: list[tuple[float, int]] = []  # (t, records produced by then)
     started = time.monotonic()
     producer.start()
     peak_scorer = None
@@ -277,6 +289,7 @@ def sustained(settings: Settings, bootstrap: str, rate: float, seconds: float,
         while producer.is_alive() or not samples:
             time.sleep(1.0)
             produced = sent.value
+            produced_at.append((time.monotonic() - started, produced))
             samples.append((time.monotonic() - started, max(produced - stats[0] - stats[1], 0),
                             max(produced - monitor.telemetry_seen, 0)))
             progress("sustained load", int(samples[-1][0]), int(seconds))
@@ -307,10 +320,13 @@ def sustained(settings: Settings, bootstrap: str, rate: float, seconds: float,
     def per_record(seconds: float | None, n: int) -> float | None:
         return round(seconds * 1e6 / n, 1) if seconds is not None and n else None
 
-    times = np.array([t for t, _, _ in samples])
+    times = [t for t, _, _ in samples]
     lags = np.array([max(a, b) for _, a, b in samples], dtype=float)
-    steady = times >= min(10.0, seconds / 5)  # past the first seconds' start-up
-    slope = float(np.polyfit(times[steady], lags[steady], 1)[0]) if steady.sum() >= 3 else None
+    producing = [n for _, n in produced_at]
+    start = min(10.0, seconds / 5)  # past the first seconds' start-up
+    slope = lag_growth(times, [max(a, b) for _, a, b in samples], producing, records, start)
+    by_stage = {name: _rounded(lag_growth(times, [s[i] for s in samples], producing, records, start))
+                for i, name in ((1, "scorer"), (2, "monitor"))}
     return {"rate": rate, "seconds": round(elapsed, 1), "produced": produced,
             "achieved_rate": round(produced / elapsed, 1) if elapsed else None,
             "scored": scored, "seen_by_monitor": monitor.telemetry_seen, "labelled_by_monitor": monitor.labelled,
@@ -318,6 +334,7 @@ def sustained(settings: Settings, bootstrap: str, rate: float, seconds: float,
             "max_lag_scorer": max(a for _, a, _ in samples), "max_lag_monitor": max(b for _, _, b in samples),
             "final_lag": int(lags[-1]) if len(lags) else None,
             "lag_growth_per_s": round(slope, 1) if slope is not None else None,
+            "lag_growth_per_s_by_stage": by_stage,
             "scorer_peak_rss_mb": peak_scorer,
             # CPU per record of each stage while it ran (the scorer's start-up taken out): per-core rates.
             "cpu_us_per_record": {
@@ -329,11 +346,55 @@ def sustained(settings: Settings, bootstrap: str, rate: float, seconds: float,
                 "producer": per_record(cpu["producer"], produced)}}
 
 
+def lag_growth(times: list[float], lags: list[float], produced: list[int], records: int,
+               start: float) -> float | None:
+    """Records/s by which the lag grows while the load is offered: the least-squares slope of the
+    samples from `start` s on, up to the last one taken while the producer was still short of its
+    `records` (after that the lag can only fall, and the tail's flat or falling samples pulled the
+    slope down by an amount that depended on how long the producer took to close). None with
+    fewer than three such samples."""
+    keep = [i for i, t in enumerate(times) if t >= start and produced[i] < records]
+    if len(keep) < 3:
+        return None
+    t = np.array([times[i] for i in keep])
+    y = np.array([lags[i] for i in keep], dtype=float)
+    if np.ptp(t) == 0:
+        return None
+    return float(np.polyfit(t, y, 1)[0])
+
+
 def run_bench(settings: Settings, bootstrap: str, records: int,
               progress: Callable[[str, int, int], None] = lambda *a: None, rate: float = 10_000,
-              sustained_seconds: float = 60.0, sustained_rate: float = 10_000) -> dict:
+              sustained_seconds: float = 60.0, sustained_rate: float = 10_000, offered_only: bool = False) -> dict:
     with bench_home(settings) as scratch:  # a no-op when the caller already gave one
+        if offered_only:
+            return _run_offered_only(scratch, bootstrap, rate, progress)
         return _run_bench(scratch, bootstrap, records, progress, rate, sustained_seconds, sustained_rate)
+
+
+def _run_offered_only(settings: Settings, bootstrap: str, rate: float,
+                      progress: Callable[[str, int, int], None]) -> dict:
+    """Only the latency run at `rate` offered, against the same scorer as the whole bench's (champion,
+    learner process), in a minute instead of several: for A/B of the settings that move latency. Its
+    online learner has not learned the throughput loops' records first."""
+    topics = _bench_topics()
+    settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"topics": topics})})
+    ensure_topics(bootstrap, settings.kafka)
+    registry = Registry.from_settings(settings)
+    _champion(registry)
+    champion = registry.champion()
+    assert champion is not None  # `_champion` moved the alias
+    threadpool_limits(limits=1, user_api="openmp")  # as Scorer.run does
+    scorer = Scorer(settings, bootstrap, registry, threading.Event())
+    scorer.current = registry.load(champion.version)
+    freeze_heap()
+    progress("offered load", 0, 1)
+    try:
+        offered = _offered_load(settings, bootstrap, scorer, topics, rate)
+    finally:
+        scorer.close_learner()
+        scorer.audit.close()
+    return {"offered_load": offered, "machine": describe_machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
 def _run_bench(settings: Settings, bootstrap: str, records: int,

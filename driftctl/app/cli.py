@@ -497,6 +497,8 @@ def bench(
     sustained_rate: float = typer.Option(10_000, min=100, help="Records/s produced in the sustained run."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the result as JSON to this file."),
     home: Path | None = typer.Option(None, help="State directory (default ./.driftctl)."),
+    offered_only: bool = typer.Option(False, "--offered-only", help="Only the latency run at --rate offered "
+                                                                    "(no preload, throughput loops or sustained run)."),
 ) -> None:
     """End-to-end scoring throughput of one scorer beside the raw limit measured in the same run."""
     from driftctl.app.bench import bench_home, run_bench, to_json
@@ -511,9 +513,15 @@ def bench(
             result = run_bench(settings, bootstrap, records,
                                lambda phase, done, total: bar.update(task, description=phase, completed=done,
                                                                      total=total), rate=rate,
-                               sustained_seconds=sustained_seconds, sustained_rate=sustained_rate)
+                               sustained_seconds=sustained_seconds, sustained_rate=sustained_rate,
+                               offered_only=offered_only)
     if json_out:
         json_out.write_text(to_json(result))
+    if offered_only:
+        table = Table(title="driftctl bench, offered load only", show_header=False, title_justify="left")
+        _offered_rows(table, result["offered_load"])
+        console.print(table)
+        return
     table = Table(title=f"driftctl bench, {records:,} records", show_header=False, title_justify="left")
     table.add_row("pipeline (champion + online learner)", f"{result['pipeline_rps']:,.0f} records/s")
     table.add_row("raw limit (consume, decode, encode, produce)", f"{result['limit_rps']:,.0f} records/s")
@@ -529,14 +537,7 @@ def bench(
         table.add_row("learner inline in the scoring loop: records/s, ratio, CPU ratio",
                       f"{inline['pipeline_rps']:,.0f} records/s, {inline['ratio']:.2f}, {inline['cpu_ratio']:.2f}")
     table.add_row("latency p50 / p99 (poll to ack)", f"{result['p50_ms']:.1f} / {result['p99_ms']:.1f} ms")
-    offered = result["offered_load"]
-    table.add_row(f"latency p50 / p99 at {offered['rate']:,.0f} records/s offered (append to ack)",
-                  f"{offered['p50_ms']:.1f} / {offered['p99_ms']:.1f} ms")
-    parts = offered.get("parts_ms")
-    if parts and parts["append_to_poll"][0] is not None:
-        table.add_row("  of which p50 ms: append to poll; per poll: poll, process (ack wait), commit",
-                      f"{parts['append_to_poll'][0]:.1f}; {parts['poll'][0]:.1f}, {parts['process'][0]:.1f} "
-                      f"({parts['ack_wait'][0]:.1f}), {parts['commit'][0]:.1f}")
+    _offered_rows(table, result["offered_load"])
     whole = result.get("sustained")
     if whole:
         table.add_row(f"sustained {whole['achieved_rate']:,.0f} records/s for {whole['seconds']:.0f} s "
@@ -546,6 +547,20 @@ def bench(
     table.add_row("peak RSS (bench process; scorer process in the sustained run)",
                   f"{result['peak_rss_mb']:,.0f} MB; {(whole or {}).get('scorer_peak_rss_mb') or '-'} MB")
     console.print(table)
+
+
+def _offered_rows(table: Table, offered: dict) -> None:
+    table.add_row(f"latency p50 / p99 at {offered['rate']:,.0f} records/s offered (append to ack)",
+                  f"{offered['p50_ms']:.1f} / {offered['p99_ms']:.1f} ms")
+    parts = offered.get("parts_ms")
+    if parts and parts["append_to_poll"][0] is not None:
+        table.add_row("  of which p50 ms: append to poll; per poll: poll, process (ack wait), commit",
+                      f"{parts['append_to_poll'][0]:.1f}; {parts['poll'][0]:.1f}, {parts['process'][0]:.1f} "
+                      f"({parts['ack_wait'][0]:.1f}), {parts['commit'][0]:.1f}")
+    cpu = offered.get("cpu_us_per_record") or {}
+    if cpu.get("scorer") is not None:
+        table.add_row("  CPU per record while offered: scoring process; learner process",
+                      f"{cpu['scorer']:.0f}; {cpu['learner'] or 0:.0f} us")
 
 
 @app.command()
