@@ -611,23 +611,20 @@ class Backtest:
 
     def _judge_probation(self, t: int) -> None:
         """`DriftSettings.probation`: the champion a retrain promoted against the one it replaced, on the
-        labelled records the new one scored; the replaced one returns if it was significantly better."""
+        labelled records the new one scored (`DriftWatch.probation_verdict`); the replaced one may return."""
         assert self._probation is not None and self.champion is not None and self.watch is not None
         replaced, start = self._probation
         self._probation = None
-        end = self.labelled
         version, labels = self.champion.version, self.labels
-        rows = [i for i in range(start, end) if self.champion_version[i] == version]
-        if len(rows) < (end - start) // 2:
+        rows = [i for i in range(start, self.labelled) if self.champion_version[i] == version]
+        if len(rows) < (self.labelled - start) // 2:
             return
         old = np.asarray(replaced.model.predict(self.features.iloc[rows]), dtype=object)
-        wins = losses = new_right = 0
-        for k, i in enumerate(rows):
-            a, b = old[k] == labels[i], self.champion_pred[i] == labels[i]
-            wins, losses, new_right = wins + (a and not b), losses + (b and not a), new_right + b
-        if wins - losses <= self.settings.probation_z * math.sqrt(wins + losses):
+        verdict = self.watch.probation_verdict([self.champion_pred[i] == labels[i] for i in rows],
+                                               [bool(old[k] == labels[i]) for k, i in enumerate(rows)])
+        if verdict is None or not verdict["reinstate"]:
             return
-        accuracy, champion = (new_right + wins - losses) / len(rows), new_right / len(rows)
+        accuracy, champion = verdict["accuracy"], verdict["champion_accuracy"]
         reason = (f"probation: version {replaced.version} {accuracy:.4f} against its successor {champion:.4f} on "
                   f"the {len(rows)} labelled records the successor scored; version {replaced.version} returns")
         self.promotions.append({"index": t, "version": replaced.version, "window": list(replaced.window),
@@ -638,10 +635,7 @@ class Backtest:
         self._promote(t, replaced.model, version=replaced.version, window=replaced.window, accuracy=accuracy,
                       rows=len(rows))
         self.champion.holdout = replaced.holdout
-        # The change is answered (the replaced champion serves it as well as what was trained on it), and
-        # the promotion did not pay: the next retrain waits its back-off.
-        self.watch.reinstated(labelled=self.labelled)
-        self.watch.policy.paid(champion - accuracy, self.labelled, realised=True)
+        self.watch.probation_failed(verdict, labelled=self.labelled)
 
     def _next_version(self) -> int:
         assert self.champion is not None

@@ -522,6 +522,32 @@ class DriftWatch:
             verdict["answers"] = best >= holdout - self.settings.archive_margin
         return verdict
 
+    def probation_verdict(self, champion: Sequence[bool], replaced: Sequence[bool]) -> dict[str, Any] | None:
+        """`probation`: a retrain's champion (right or not on each of the labelled records it scored, its
+        first `gap_window`) against the champion it replaced on the same records. The replaced one returns
+        (`reinstate`) when it was right significantly more often where they disagree (McNemar at
+        `probation_z`). None: nothing to judge.
+
+        >>> watch = DriftWatch(DriftSettings(probation=True))
+        >>> watch.probation_verdict([True] * 60 + [False] * 40, [True] * 90 + [False] * 10)["reinstate"]
+        True
+        >>> watch.probation_verdict([True] * 85 + [False] * 15, [True] * 90 + [False] * 10)["reinstate"]
+        False
+        """
+        rows = len(champion)
+        if not rows or len(replaced) != rows:
+            return None
+        wins = sum(r and not c for c, r in zip(champion, replaced, strict=True))
+        losses = sum(c and not r for c, r in zip(champion, replaced, strict=True))
+        return {"rows": rows, "accuracy": sum(replaced) / rows, "champion_accuracy": sum(champion) / rows,
+                "reinstate": wins - losses > self.settings.probation_z * math.sqrt(wins + losses)}
+
+    def probation_failed(self, verdict: Mapping[str, Any], *, labelled: int) -> None:
+        """The replaced champion came back on probation: the change is answered (it serves it as well as what
+        was trained on it; no regrow), and the promotion did not pay (`retrain_pay`'s back-off)."""
+        self.policy.on_reinstated(labelled=labelled)
+        self.policy.paid(verdict["champion_accuracy"] - verdict["accuracy"], labelled, realised=True)
+
     def reinstated(self, *, labelled: int, answers: bool = True) -> None:
         """An archived champion came back without training: the pending change is answered
         (call `on_champion` for it as for any champion), unless with `archive_stopgap` it does not
