@@ -96,6 +96,13 @@ VARIANTS: dict[str, Variant] = {
     "after-realised": ({"retrain_pay_realised": False}, {}),
     "after+pool-window": ({}, {"online_learner": "renewing-tree-pool-window"}),
     "after+window": ({}, {"online_learner": "renewing-tree-window"}),
+    # Round 13 (decgap3): the pool's renewed trees grow as ARF's member trees while young.
+    "after+eager-pool": ({}, {"online_learner": "renewing-eager-tree-pool-window"}),
+    # A retrain's champion judged against the one it replaced on its first gap_window labels (probation);
+    # a label-free drift held while the champion keeps its holdout accuracy (covariate_hold).
+    "after+probation": ({"probation": True}, {}),
+    "after+probation-z2": ({"probation": True, "probation_z": 2.0}, {}),
+    "after+covariate-hold": ({"covariate_hold": True}, {}),
     # A new champion's first labels against its holdout accuracy (the blind spot of the error-rate ADWIN).
     "after+holdout": ({"holdout_gap": True}, {}),
     "after+holdout+archive": ({"holdout_gap": True, "archive": True}, {}),

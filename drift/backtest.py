@@ -326,6 +326,8 @@ class Backtest:
         self.decisions: list[tuple[int, Decision]] = []
         self.promotions: list[dict[str, Any]] = []
         self.retrains = 0
+        # DriftSettings.probation: (the champion a retrain replaced, the first record its successor scored)
+        self._probation: tuple[_Champion, int] | None = None
         # The same engine as the live monitor; the other policies only replay a schedule.
         self.watch = DriftWatch(s) if kind == "drift" else None
         # Every champion policy bootstraps alike (with labels late, a provisional champion first).
@@ -433,6 +435,7 @@ class Backtest:
         y = self.labels[j]
         self.labelled += 1
         kind = self.spec.kind
+        s = self.settings
         champion = self.champion
         # Whether the champion serving now scored record j, and who was right on it (once per label).
         current = champion is not None and self.champion_version[j] == champion.version
@@ -503,6 +506,8 @@ class Backtest:
                                            context={"label_of": j})
                 if step is not None:
                     self._take(t, step)
+            if self._probation is not None and self.labelled >= self._probation[1] + s.gap_window:
+                self._judge_probation(t)
             probe = watch.archive_due(self.labelled)
             if probe is not None:
                 self._judge_archive(t, probe)
@@ -589,6 +594,7 @@ class Backtest:
         if verdict is None or not verdict["reinstate"]:
             return
         archived = next(a for a in self.archive if a.version == verdict["to"])
+        self._probation = None
         best, champion = verdict["accuracy"], verdict["champion_accuracy"]
         reason = (f"reinstated: archived version {archived.version} {best:.4f} against champion {champion:.4f} "
                   f"on {end - start} labelled records since the change")
@@ -601,6 +607,34 @@ class Backtest:
                       rows=end - start)
         self.champion.holdout = archived.holdout
         self.watch.reinstated(labelled=self.labelled, answers=verdict.get("answers", True))
+
+    def _judge_probation(self, t: int) -> None:
+        """`DriftSettings.probation`: the champion a retrain promoted against the one it replaced, on the
+        labelled records the new one scored (`DriftWatch.probation_verdict`); the replaced one may return."""
+        assert self._probation is not None and self.champion is not None and self.watch is not None
+        replaced, start = self._probation
+        self._probation = None
+        version, labels = self.champion.version, self.labels
+        rows = [i for i in range(start, self.labelled) if self.champion_version[i] == version]
+        if len(rows) < (self.labelled - start) // 2:
+            return
+        old = np.asarray(replaced.model.predict(self.features.iloc[rows]), dtype=object)
+        verdict = self.watch.probation_verdict([self.champion_pred[i] == labels[i] for i in rows],
+                                               [bool(old[k] == labels[i]) for k, i in enumerate(rows)])
+        if verdict is None or not verdict["reinstate"]:
+            return
+        accuracy, champion = verdict["accuracy"], verdict["champion_accuracy"]
+        reason = (f"probation: version {replaced.version} {accuracy:.4f} against its successor {champion:.4f} on "
+                  f"the {len(rows)} labelled records the successor scored; version {replaced.version} returns")
+        self.promotions.append({"index": t, "version": replaced.version, "window": list(replaced.window),
+                                "reason": reason, "decision_reason": "probation", "event_ids": [],
+                                "challenger_accuracy": accuracy, "champion_accuracy": champion,
+                                "training_seconds": 0.0, "reinstated": True})
+        self.decisions.append((t, Decision(action=Action.HOLD, reason=reason)))
+        self._promote(t, replaced.model, version=replaced.version, window=replaced.window, accuracy=accuracy,
+                      rows=len(rows))
+        self.champion.holdout = replaced.holdout
+        self.watch.probation_failed(verdict, labelled=self.labelled)
 
     def _next_version(self) -> int:
         assert self.champion is not None
@@ -653,8 +687,11 @@ class Backtest:
                                         "challenger_accuracy": evaluation.challenger_accuracy,
                                         "champion_accuracy": evaluation.champion_accuracy,
                                         "training_seconds": round(challenge.seconds, 4)})
+                replaced = self.champion
                 self._promote(t, challenge.model, version=version, window=(start, end),
                               accuracy=evaluation.challenger_accuracy, rows=evaluation.holdout_rows)
+                if self.settings.probation:
+                    self._probation = (replaced, t + 1)
         paid = "" if bought is None else f"; it bought {bought:+.4f} over the served predictions on its holdout"
         self.decisions.append((t, Decision(action=Action.HOLD, reason=f"retrain finished: {outcome['reason']}{paid}",
                                            event_ids=decision.event_ids, window=decision.window)))

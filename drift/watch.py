@@ -260,7 +260,8 @@ class DriftWatch:
         settings = self.settings
         if settings.early_train_rows is not None and online_right is not None:
             self._count_overtake(champion_right, online_right, labelled)
-        if settings.first_train_gap is not None and (self.policy.change_at is not None or self._fall_from is not None):
+        if ((settings.first_train_gap is not None or settings.covariate_hold)
+                and (self.policy.change_at is not None or self._fall_from is not None)):
             self._count_fall(champion_right, online_right, labelled)  # (a no-op when both are None)
         if settings.regrow_when_stale and online_right is not None:
             self._recent.append((champion_right, online_right))
@@ -425,9 +426,28 @@ class DriftWatch:
                                            and self.overtaken,
                                            first=self.settings.first_train_gap is None or self.fallen,
                                            stale=not self.settings.regrow_when_stale or self.stale)
+        if (decision is not None and decision.action is Action.RETRAIN and self.settings.covariate_hold
+                and not self.policy.concept and self.policy.change_at is not None and self._holds_up()):
+            # Only the features moved, and the labels since show the champion as accurate as it was promoted
+            # on: a retrain has nothing to win back. As after a retrain it survived, the moved features become
+            # the label-free detectors' reference (else they fire again, a retrain each time).
+            seen, right = self._fall[0], self._fall[1]
+            self.retrain_finished(promoted=False, labelled=labelled)
+            return Decision(action=Action.HOLD, event_ids=decision.event_ids, incident=decision.incident,
+                            reason=f"covariate drift held: the champion {right / seen:.4f} on the {seen} labelled "
+                                   f"records since the change, promoted on {self._promised:.4f}; no retrain")
         if decision is not None and decision.window is not None and self.settings.candidate_windows:
             decision = self._candidates(decision)
         return decision
+
+    def _holds_up(self) -> bool:
+        """`covariate_hold`: whether, on the labelled records since the change, the champion is within
+        `retrain_pay` (else `promote_margin`) of the accuracy it was promoted on (its holdout's)."""
+        promised, (seen, right) = self._promised, self._fall[:2]
+        if promised is None or self._fall_from != self.policy.change_at or not seen:
+            return False
+        margin = self.settings.retrain_pay if self.settings.retrain_pay is not None else self.settings.promote_margin
+        return right / seen >= promised - margin
 
     def _candidates(self, decision: Decision) -> Decision:
         """The decision's window, its newest half (of the rows before the holdout) and the champion's
@@ -501,6 +521,32 @@ class DriftWatch:
         if holdout is not None:
             verdict["answers"] = best >= holdout - self.settings.archive_margin
         return verdict
+
+    def probation_verdict(self, champion: Sequence[bool], replaced: Sequence[bool]) -> dict[str, Any] | None:
+        """`probation`: a retrain's champion (right or not on each of the labelled records it scored, its
+        first `gap_window`) against the champion it replaced on the same records. The replaced one returns
+        (`reinstate`) when it was right significantly more often where they disagree (McNemar at
+        `probation_z`). None: nothing to judge.
+
+        >>> watch = DriftWatch(DriftSettings(probation=True))
+        >>> watch.probation_verdict([True] * 60 + [False] * 40, [True] * 90 + [False] * 10)["reinstate"]
+        True
+        >>> watch.probation_verdict([True] * 85 + [False] * 15, [True] * 90 + [False] * 10)["reinstate"]
+        False
+        """
+        rows = len(champion)
+        if not rows or len(replaced) != rows:
+            return None
+        wins = sum(r and not c for c, r in zip(champion, replaced, strict=True))
+        losses = sum(c and not r for c, r in zip(champion, replaced, strict=True))
+        return {"rows": rows, "accuracy": sum(replaced) / rows, "champion_accuracy": sum(champion) / rows,
+                "reinstate": wins - losses > self.settings.probation_z * math.sqrt(wins + losses)}
+
+    def probation_failed(self, verdict: Mapping[str, Any], *, labelled: int) -> None:
+        """The replaced champion came back on probation: the change is answered (it serves it as well as what
+        was trained on it; no regrow), and the promotion did not pay (`retrain_pay`'s back-off)."""
+        self.policy.on_reinstated(labelled=labelled)
+        self.policy.paid(verdict["champion_accuracy"] - verdict["accuracy"], labelled, realised=True)
 
     def reinstated(self, *, labelled: int, answers: bool = True) -> None:
         """An archived champion came back without training: the pending change is answered

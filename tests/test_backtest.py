@@ -326,3 +326,23 @@ def _check_the_replays_freeze(features, labels, seen: list[int]) -> None:
     finally:
         gc.unfreeze()
     assert (again.accuracy, again.retrains, again.served) == (first.accuracy, first.retrains, first.served)
+
+
+def test_on_probation_a_retrained_champion_that_loses_to_the_one_it_replaced_gives_way():
+    """The concept flips at 3,000 and back at 4,700: the champion retrained on the flipped concept (promoted at
+    4,515) is wrong where the one it replaced is right on the records it scores; on probation (DriftSettings.
+    probation) the replaced one returns after gap_window of them, without training, and no second retrain
+    follows; without probation the stale champion serves until a retrain."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(7000, 2))
+    at = np.arange(7000)
+    y = np.where((at >= 3000) & (at < 4700), x[:, 0] < 0, x[:, 0] > 0).astype(int)
+    frame = pd.DataFrame(x, columns=["a", "b"])
+    off = run_backtest(frame, pd.Series(y), warmup=1000, settings=DriftSettings(probation=False))
+    on = run_backtest(frame, pd.Series(y), warmup=1000, settings=DriftSettings(probation=True))
+    assert [p["decision_reason"] for p in off.promotions if p.get("reinstated")] == []
+    back = [p for p in on.promotions if p["decision_reason"] == "probation"]
+    assert [(p["index"], p["version"]) for p in back] == [(5015, 1)]
+    assert back[0]["challenger_accuracy"] > back[0]["champion_accuracy"] + 0.2
+    assert on.retrains == 1 < off.retrains
+    assert on.accuracy > off.accuracy

@@ -361,3 +361,14 @@ def test_the_pool_serves_the_tree_while_the_tree_was_right_more_often_at_the_lab
     unguarded.pool_fast = unguarded.tree_fast - 0.5
     prequential(unguarded, data[:2500])
     assert unguarded.predict_proba_one(x) != unguarded.inner.predict_proba_one(x)
+
+
+def test_the_eager_pool_renews_with_eagerly_growing_trees_and_starts_with_a_plain_one():
+    from training.hoeffding import HoeffdingTree
+    from training.online import Maturing, Pooled
+
+    eager = make_online_learner(0, "renewing-eager-tree-pool-window")
+    plain = make_online_learner(0, "renewing-tree-pool-window")
+    assert isinstance(eager, Pooled) and isinstance(plain, Pooled) and eager.window is not None
+    assert isinstance(eager.inner.main, HoeffdingTree) and isinstance(eager.inner.make_shadow(), Maturing)
+    assert not isinstance(plain.inner.make_shadow(), Maturing)

@@ -558,3 +558,28 @@ def test_a_retrain_the_champion_survived_rebases_the_data_detector_on_the_shifte
     assert shifted(400, 0) > 0  # the shift is seen against the champion's training rows
     watch.retrain_finished(promoted=False, labelled=0)  # a challenger on the new rows did not beat it
     assert shifted(1_000, 400) == 0  # the shifted features are the reference now: no alarm again
+
+
+@pytest.mark.parametrize(("accuracy", "retrains"), [(0.95, 0), (0.80, 1)])
+def test_a_covariate_drift_is_held_while_the_champion_keeps_its_holdout_accuracy(accuracy, retrains):
+    """covariate_hold: the features move at 1,000 and no labelled detector fires; with the champion as accurate
+    on the labels since as its holdout (0.95) promised, the drift is held (no retrain, the moved features the
+    reference); 0.80 is more than retrain_pay below it: the retrain goes ahead."""
+    rng = random.Random(5)
+    watch = DriftWatch(DriftSettings(**{**QUIET, "data_window": 100, "covariate_hold": True}))
+    watch.on_champion({"version": 1}, [{"x": rng.gauss(0, 1)} for _ in range(500)], trained_on=(0, 500),
+                      labelled=500, holdout=(0.95, 150))
+    decisions = []
+    for labelled in range(501, 3000):
+        x = {"x": rng.gauss(0 if labelled < 1000 else 3, 1)}
+        right = rng.random() < (0.95 if labelled < 1000 else accuracy)
+        steps = [watch.observe(Observation(features=x), index=labelled, labelled=labelled),
+                 watch.observe(Observation(champion_right=right), index=labelled, labelled=labelled)]
+        decisions += [d for s in steps for d in s.decisions] + [watch.on_labelled(labelled)]
+        if any(d is not None and d.action is Action.RETRAIN for d in decisions):
+            watch.retrain_finished(promoted=False, labelled=labelled)
+    assert sum(d is not None and d.action is Action.RETRAIN for d in decisions) == retrains
+    held = [d for d in decisions if d is not None and d.reason.startswith("covariate drift held")]
+    assert len(held) == 1 - retrains
+    if held:  # the moved features are the reference now: the data detector stays quiet
+        assert not [d for d in decisions[decisions.index(held[0]) + 1:] if d is not None]

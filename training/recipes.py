@@ -49,7 +49,7 @@ def recipe_of(model: Any) -> str:
 ONLINE_LEARNERS = ("hoeffding-tree", "renewing-hoeffding-tree", "eager-hoeffding-tree", "renewing-eager-hoeffding-tree",
                    "contending-eager-hoeffding-tree", "renewing-quick-hoeffding-tree", "renewing-tree-linear",
                    "renewing-quick-tree-linear", "renewing-tree-pool", "renewing-tree-pool-window",
-                   "renewing-tree-window",
+                   "renewing-tree-window", "renewing-eager-tree-pool-window",
                    "hoeffding-adaptive-tree", "adaptive-random-forest-3",
                    "adaptive-random-forest-5", "bagging-hoeffding-tree-3", "logistic-regression",
                    "gaussian-naive-bayes")
@@ -124,12 +124,15 @@ def make_online_learner(seed: int = 0, kind: str = "hoeffding-tree") -> OnlineLe
         inner = make_online_learner(seed, kind.replace("tree-linear", "hoeffding-tree"))
         assert isinstance(inner, Renewing)
         return WithLinear(inner)
-    if kind in ("renewing-tree-pool", "renewing-tree-pool-window", "renewing-tree-window"):
+    if kind in ("renewing-tree-pool", "renewing-tree-pool-window", "renewing-tree-window",
+                "renewing-eager-tree-pool-window"):
         # The renewing tree pooled with a logistic regression (and a nearest-neighbour window): a
-        # log-linear pool whose weights are learned from the labels (training.online.Pooled).
+        # log-linear pool whose weights are learned from the labels (training.online.Pooled). `eager`:
+        # the trees started on a warning grow as ARF's member trees while young.
         from training.online import Pooled, Renewing
 
-        inner = make_online_learner(seed, "renewing-hoeffding-tree")
+        eager = kind.startswith("renewing-eager")
+        inner = make_online_learner(seed, "renewing-eager-hoeffding-tree" if eager else "renewing-hoeffding-tree")
         assert isinstance(inner, Renewing)
         return Pooled(inner, window=kind.endswith("window"), linear=kind != "renewing-tree-window")
     if kind == "hoeffding-adaptive-tree":
