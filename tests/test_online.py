@@ -369,6 +369,6 @@ def test_the_eager_pool_renews_with_eagerly_growing_trees_and_starts_with_a_plai
 
     eager = make_online_learner(0, "renewing-eager-tree-pool-window")
     plain = make_online_learner(0, "renewing-tree-pool-window")
-    assert isinstance(eager, Pooled) and isinstance(plain, Pooled) and eager.window is not None
+    assert isinstance(eager, Pooled) and isinstance(plain, Pooled) and eager.use_window
     assert isinstance(eager.inner.main, HoeffdingTree) and isinstance(eager.inner.make_shadow(), Maturing)
     assert not isinstance(plain.inner.make_shadow(), Maturing)
