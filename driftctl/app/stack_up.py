@@ -373,6 +373,12 @@ def _set_nightly_cron(api: str, cron: str) -> None:
                                      json={"schedule": {"cron": cron, "timezone": "UTC"}})
             if response.status_code >= 400:
                 raise StackError(f"retrain.nightly_cron {cron!r} was refused by Prefect: {response.text[:200]}")
+        # Prefect's scheduler may have made a run from prefect.yaml's schedule between the deploy and the
+        # change (seen: a run left at the old hour): drop what is scheduled; it schedules again from the new one.
+        runs = _prefect_call("POST", f"{api}/flow_runs/filter", json={"flow_runs": {
+            "deployment_id": {"any_": [deployment["id"]]}, "state": {"type": {"any_": ["SCHEDULED"]}}}}).json()
+        for run in runs:
+            _prefect_call("DELETE", f"{api}/flow_runs/{run['id']}", json={})
 
 
 def _prefect_call(method: str, url: str, *, json: dict, attempts: int = 8) -> httpx.Response:
