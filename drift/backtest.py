@@ -598,15 +598,21 @@ class Backtest:
         best, champion = verdict["accuracy"], verdict["champion_accuracy"]
         reason = (f"reinstated: archived version {archived.version} {best:.4f} against champion {champion:.4f} "
                   f"on {end - start} labelled records since the change")
-        self.promotions.append({"index": t, "version": archived.version, "window": list(archived.window),
-                                "reason": reason, "decision_reason": "archive", "event_ids": [],
-                                "challenger_accuracy": best, "champion_accuracy": champion,
+        self._reinstate(t, archived, reason, "archive", best, champion, rows=end - start)
+        self.watch.reinstated(labelled=self.labelled, answers=verdict.get("answers", True))
+
+    def _reinstate(self, t: int, earlier: _Champion, reason: str, decision_reason: str, accuracy: float,
+                   champion: float, *, rows: int) -> None:
+        """An earlier champion (archived, or the one a probation failed against) serves again, untrained."""
+        self.promotions.append({"index": t, "version": earlier.version, "window": list(earlier.window),
+                                "reason": reason, "decision_reason": decision_reason, "event_ids": [],
+                                "challenger_accuracy": accuracy, "champion_accuracy": champion,
                                 "training_seconds": 0.0, "reinstated": True})
         self.decisions.append((t, Decision(action=Action.HOLD, reason=reason)))
-        self._promote(t, archived.model, version=archived.version, window=archived.window, accuracy=best,
-                      rows=end - start)
-        self.champion.holdout = archived.holdout
-        self.watch.reinstated(labelled=self.labelled, answers=verdict.get("answers", True))
+        self._promote(t, earlier.model, version=earlier.version, window=earlier.window, accuracy=accuracy,
+                      rows=rows)
+        assert self.champion is not None
+        self.champion.holdout = earlier.holdout
 
     def _judge_probation(self, t: int) -> None:
         """`DriftSettings.probation`: the champion a retrain promoted against the one it replaced, on the
@@ -626,14 +632,7 @@ class Backtest:
         accuracy, champion = verdict["accuracy"], verdict["champion_accuracy"]
         reason = (f"probation: version {replaced.version} {accuracy:.4f} against its successor {champion:.4f} on "
                   f"the {len(rows)} labelled records the successor scored; version {replaced.version} returns")
-        self.promotions.append({"index": t, "version": replaced.version, "window": list(replaced.window),
-                                "reason": reason, "decision_reason": "probation", "event_ids": [],
-                                "challenger_accuracy": accuracy, "champion_accuracy": champion,
-                                "training_seconds": 0.0, "reinstated": True})
-        self.decisions.append((t, Decision(action=Action.HOLD, reason=reason)))
-        self._promote(t, replaced.model, version=replaced.version, window=replaced.window, accuracy=accuracy,
-                      rows=len(rows))
-        self.champion.holdout = replaced.holdout
+        self._reinstate(t, replaced, reason, "probation", accuracy, champion, rows=len(rows))
         self.watch.probation_failed(verdict, labelled=self.labelled)
 
     def _next_version(self) -> int:
